@@ -1,0 +1,470 @@
+"""`repic`: every library capability from the command line (a thin front over the same services as the GUI).
+
+User errors print one line (`repic: error: ...`) and exit 1; usage errors exit 2 (argparse). `--json`
+prints machine-readable output on stdout and nothing else there.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from . import APP_NAME, __version__
+from .core import paths
+from .core.concepts import ConceptError
+from .core.library import Box, Library, LibraryError, parse_box
+from .core.settings import Settings, SettingsError
+
+EXIT_USER_ERROR = 1
+
+
+class UserError(Exception):
+    pass
+
+
+def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) -> None:
+    if getattr(args, "json", False):
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        sys.stdout.write("\n")
+    else:
+        out = text() if callable(text) else text
+        if out:
+            print(out)
+
+
+def _open_library(args: argparse.Namespace) -> Library:
+    return Library(paths.resolve_library_path(args.library))
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+def cmd_status(args: argparse.Namespace) -> int:
+    lib_path = paths.resolve_library_path(args.library)
+    exists = lib_path.exists()
+    settings = Settings.load()
+    data: dict[str, Any] = {
+        "version": __version__,
+        "library": str(lib_path),
+        "library_exists": exists,
+        "settings_file": str(Settings.path()),
+        "model": vars(settings.model),
+        "cache_dir": str(paths.cache_dir()),
+    }
+    if exists:
+        with Library(lib_path) as lib:
+            data["schema_version"] = lib.schema_version
+            data["counts"] = lib.counts()
+    else:
+        data["counts"] = None
+    data["device"] = _device_summary()
+
+    def text() -> str:
+        lines = [f"{APP_NAME} {__version__}", f"library:   {lib_path}" + ("" if exists else "  (new, empty)")]
+        if data["counts"]:
+            c = data["counts"]
+            lines.append(f"photos:    {c['photos']} ({c['captioned']} captioned, {c['accepted']} accepted, "
+                         f"{c['missing']} missing, {c['skipped']} skipped files)")
+            lines.append(f"concepts:  {c['concepts']} ({c['people']} people, {c['pets']} pets)")
+        m = settings.model
+        lines.append(f"model:     {m.source}" + (f" @ {m.revision}" if m.revision else "")
+                     + (f" + adapter {m.adapter}" if m.adapter else ""))
+        lines.append(f"           quantization {m.quantization}, device {m.device}, cache "
+                     f"{m.cache_dir or 'Hugging Face default'}")
+        lines.append(f"compute:   {data['device']['summary']}")
+        lines.append(f"settings:  {Settings.path()}")
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
+def _device_summary() -> dict[str, Any]:
+    # Imported here: torch takes seconds to import and nothing else in the CLI's library commands needs it.
+    try:
+        import torch
+    except Exception as exc:  # a broken torch install must not break `repic status`
+        return {"torch": None, "cuda": False, "summary": f"PyTorch not usable ({exc.__class__.__name__})"}
+    info: dict[str, Any] = {"torch": torch.__version__, "cuda": bool(torch.cuda.is_available())}
+    if info["cuda"]:
+        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        info["gpus"] = names
+        info["summary"] = f"CUDA GPU: {', '.join(names)} (torch {torch.__version__})"
+    else:
+        info["summary"] = (f"no NVIDIA GPU found: captioning runs on the CPU (slow) or with the demo model "
+                           f"(torch {torch.__version__})")
+    return info
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .core.scanner import scan_folder
+
+    root = os.path.abspath(args.dir)
+    if not os.path.isdir(root):
+        raise UserError(f"{args.dir} is not a folder")
+    with _open_library(args) as lib:
+        bar = None
+        if not args.json and not args.quiet:
+            from tqdm import tqdm
+            bar = tqdm(total=0, unit="photo", desc="importing", file=sys.stderr, disable=None)
+
+        def progress(done: int, total: int, path: str) -> None:
+            if bar is not None:
+                bar.total = total
+                bar.n = done
+                bar.refresh()
+
+        try:
+            report = scan_folder(lib, root, progress=progress)
+        finally:
+            if bar is not None:
+                bar.close()
+    data = report.as_dict()
+
+    def text() -> str:
+        lines = [f"{report.added} added, {report.unchanged} unchanged, {report.updated} updated, "
+                 f"{report.moved} moved, {report.missing} missing, {len(report.skipped)} skipped"]
+        for s in report.skipped:
+            lines.append(f"  skipped {s['path']}: {s['reason']}")
+        if report.sidecar_only:
+            lines.append(f"  {len(report.sidecar_only)} RAW files listed (metadata goes to .xmp sidecars)")
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_photos_list(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        photos = lib.list_photos(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
+                                 include_missing=args.missing, limit=args.limit)
+        rows = []
+        for p in photos:
+            d = p.as_dict()
+            cap = lib.current_caption(p.id)
+            d["caption"] = cap.text if cap else None
+            d["caption_status"] = cap.status if cap else None
+            d["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
+            rows.append(d)
+
+    def text() -> str:
+        out = []
+        for r in rows:
+            names = ", ".join(r["concepts"])
+            line = f"{r['id']:>6}  {r['path']}" + (f"  [{names}]" if names else "")
+            if r["status"] != "ok":
+                line += f"  ({r['status']})"
+            out.append(line)
+            if r["caption"]:
+                out.append(f"        {r['caption']}")
+        return "\n".join(out) if out else "no photos match"
+
+    _emit(args, rows, text)
+    return 0
+
+
+def cmd_photo_show(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        p = lib.resolve_photo(args.photo)
+        names = {c.id: c.name for c in lib.concepts()}
+        data = p.as_dict()
+        data["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
+        data["regions"] = [{"concept": names.get(r.concept_id), "box": r.box.as_list(), "source": r.source}
+                           for r in lib.regions(p.id)]
+        data["captions"] = [c.as_dict() for c in lib.caption_history(p.id)]
+
+    def text() -> str:
+        lines = [f"{data['path']}  (id {data['id']}, {data['width']}x{data['height']}, {data['status']})",
+                 f"concepts: {', '.join(data['concepts']) or '-'}"]
+        lines += [f"region:   <{r['concept']}> {','.join(map(str, r['box']))}" for r in data["regions"]]
+        lines += [f"caption {c['id']} [{c['status']}]: {c['text']}" for c in data["captions"]]
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_photo_tag(args: argparse.Namespace) -> int:
+    box = parse_box(args.box) if args.box else None
+    with _open_library(args) as lib:
+        p = lib.resolve_photo(args.photo)
+        lib.tag_photo(p.id, args.name, box=box)
+        c = lib.concept(args.name)
+        data = {"photo": p.id, "concept": c.name, "box": box.as_list() if box else None,
+                "concepts": [x.name for x in lib.photo_concepts(p.id)]}
+    _emit(args, data, f"tagged {p.path} with <{c.name}>" + (f" at {args.box}" if box else ""))
+    return 0
+
+
+def cmd_photo_untag(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        p = lib.resolve_photo(args.photo)
+        c = lib.concept(args.name)
+        removed = lib.untag_photo(p.id, c.name)
+        data = {"photo": p.id, "concept": c.name, "removed": removed,
+                "concepts": [x.name for x in lib.photo_concepts(p.id)]}
+    _emit(args, data, f"removed <{c.name}> from {p.path}" if removed else f"<{c.name}> was not tagged on {p.path}")
+    return 0
+
+
+def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
+    """REF is a library photo (id or path of an imported photo) or any image file (copied in)."""
+    from .core.concepts import import_reference_file
+
+    if ref.isdigit() and not os.path.exists(ref):
+        return lib.add_concept_ref(name, photo_id=lib.photo(int(ref)).id, box=box, primary=primary)
+    photo = lib.photo_by_path(os.path.abspath(ref))
+    if photo is not None:
+        return lib.add_concept_ref(name, photo_id=photo.id, box=box, primary=primary)
+    if not os.path.exists(ref):
+        raise UserError(f"reference {ref} is neither a file nor a photo id in the library")
+    return import_reference_file(lib, name, ref, box=box, primary=primary)
+
+
+def _concept_dict(lib: Library, c) -> dict[str, Any]:
+    d = c.as_dict()
+    d["references"] = [r.as_dict() for r in lib.concept_refs(c.id)]
+    d["photos"] = lib.conn.execute("SELECT count(*) FROM photo_concepts WHERE concept_id = ?", (c.id,)).fetchone()[0]
+    return d
+
+
+def cmd_concept_add(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        # One transaction: a bad --ref must not leave a half-made concept behind.
+        with lib.transaction():
+            c = lib.add_concept(args.name, args.kind, args.info or "")
+            for ref in args.ref or []:
+                _add_ref(lib, c.name, ref, None, False)
+        data = _concept_dict(lib, lib.concept(c.id))
+    _emit(args, data, f"added <{data['name']}> ({data['kind']}) with {len(data['references'])} reference photo(s)")
+    return 0
+
+
+def cmd_concept_list(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        rows = [_concept_dict(lib, c) for c in lib.concepts()]
+
+    def text() -> str:
+        if not rows:
+            return "no people or pets yet: add one with `repic concept add NAME --kind person`"
+        return "\n".join(f"<{r['name']}>  {r['kind']:<6}  {len(r['references'])} ref(s), {r['photos']} photo(s)"
+                         + (f"  {r['info']}" if r["info"] else "") for r in rows)
+
+    _emit(args, rows, text)
+    return 0
+
+
+def cmd_concept_show(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        data = _concept_dict(lib, lib.concept(args.name))
+    _emit(args, data, lambda: json.dumps(data, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_concept_rename(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        c = lib.rename_concept(args.old, args.new)
+    _emit(args, c.as_dict(), f"renamed to <{c.name}> (existing captions keep the old name)")
+    return 0
+
+
+def cmd_concept_edit(args: argparse.Namespace) -> int:
+    if args.info is None and args.kind is None:
+        raise UserError("nothing to change: give --info and/or --kind")
+    with _open_library(args) as lib:
+        c = lib.update_concept(args.name, info=args.info, kind=args.kind)
+    _emit(args, c.as_dict(), f"updated <{c.name}>")
+    return 0
+
+
+def cmd_concept_remove(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        c = lib.remove_concept(args.name)
+    _emit(args, c.as_dict(), f"removed <{c.name}> (captions keep their text)")
+    return 0
+
+
+def cmd_concept_merge(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        c = lib.merge_concepts(args.source, args.target)
+        data = _concept_dict(lib, c)
+    _emit(args, data, f"merged into <{c.name}>: {len(data['references'])} reference photo(s), "
+                      f"{data['photos']} photo(s)")
+    return 0
+
+
+def cmd_concept_add_ref(args: argparse.Namespace) -> int:
+    box = parse_box(args.box) if args.box else None
+    with _open_library(args) as lib:
+        ref = _add_ref(lib, args.name, args.ref, box, args.primary)
+        name = lib.concept(ref.concept_id).name
+    _emit(args, ref.as_dict(), f"added reference {ref.id} to <{name}>")
+    return 0
+
+
+def cmd_concept_remove_ref(args: argparse.Namespace) -> int:
+    with _open_library(args) as lib:
+        c = lib.concept(args.name)
+        if args.ref_id not in {r.id for r in lib.concept_refs(c.id)}:
+            raise UserError(f"<{c.name}> has no reference {args.ref_id} (see `repic concept show {c.name}`)")
+        lib.remove_concept_ref(args.ref_id)
+    _emit(args, {"concept": c.name, "removed": args.ref_id}, f"removed reference {args.ref_id} from <{c.name}>")
+    return 0
+
+
+def cmd_concept_import_repic(args: argparse.Namespace) -> int:
+    from .core.concepts import import_repic_database
+
+    with _open_library(args) as lib:
+        report = import_repic_database(lib, args.database)
+
+    def text() -> str:
+        lines = [f"{len(report.added)} added, {len(report.existing)} already present, "
+                 f"{report.references} reference photo(s)"]
+        lines += [f"  {p['concept']}: {p['problem']}" for p in report.problems]
+        return "\n".join(lines)
+
+    _emit(args, report.as_dict(), text)
+    return 0
+
+
+def cmd_concept_export_repic(args: argparse.Namespace) -> int:
+    from .core.concepts import export_repic_database
+
+    with _open_library(args) as lib:
+        data = export_repic_database(lib, args.out, images_dir=args.images_dir)
+    _emit(args, data, f"wrote {data['concepts']} concept(s) to {data['path']}")
+    return 0
+
+
+def cmd_demo_model(args: argparse.Namespace) -> int:
+    from .captioning.demo_model import build_demo_model
+
+    try:
+        info = build_demo_model(args.dir)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    info = {k: (str(v) if not isinstance(v, (int, float, bool, type(None))) else v) for k, v in info.items()}
+    _emit(args, info, f"demo model written to {args.dir} (random weights: it shows how the app works; "
+                      f"its captions are noise)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parser
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
+    common.add_argument("--library", default=argparse.SUPPRESS,
+                        help="library file (default: $REPIC_LIBRARY or the user data folder)")
+
+    p = argparse.ArgumentParser(prog="repic", description=f"{APP_NAME}: personalized photo captions.")
+    p.add_argument("--version", action="version", version=f"repic {__version__}")
+    p.add_argument("--library", default=None, help="library file (default: $REPIC_LIBRARY or the user data folder)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    s = sub.add_parser("status", parents=[common], help="library, counts, model settings, GPU")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("import", parents=[common], help="import (or rescan) a folder of photos")
+    s.add_argument("dir")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_import)
+
+    photos = sub.add_parser("photos", help="list photos").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    photos.required = True
+    s = photos.add_parser("list", parents=[common], help="list photos with filters")
+    s.add_argument("--uncaptioned", action="store_true")
+    s.add_argument("--concept", metavar="NAME")
+    s.add_argument("--search", metavar="TEXT", help="full-text search over current captions")
+    s.add_argument("--missing", action="store_true", help="include photos whose file is missing")
+    s.add_argument("--limit", type=int)
+    s.set_defaults(func=cmd_photos_list)
+
+    photo = sub.add_parser("photo", help="one photo: show, tag, untag").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    photo.required = True
+    s = photo.add_parser("show", parents=[common], help="a photo's concepts, regions and caption history")
+    s.add_argument("photo", help="photo id or path")
+    s.set_defaults(func=cmd_photo_show)
+    s = photo.add_parser("tag", parents=[common], help="say a known person/pet is in a photo")
+    s.add_argument("photo", help="photo id or path")
+    s.add_argument("name")
+    s.add_argument("--box", metavar="X,Y,W,H", help="region in pixels of the photo as displayed")
+    s.set_defaults(func=cmd_photo_tag)
+    s = photo.add_parser("untag", parents=[common], help="remove a person/pet from a photo")
+    s.add_argument("photo", help="photo id or path")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_photo_untag)
+
+    concept = sub.add_parser("concept", help="people, pets and things").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    concept.required = True
+    s = concept.add_parser("add", parents=[common], help="add a person, pet or thing")
+    s.add_argument("name")
+    s.add_argument("--kind", required=True, choices=["person", "pet", "other"])
+    s.add_argument("--info", help="one line about them, shown to the model")
+    s.add_argument("--ref", action="append", metavar="PATH_OR_PHOTO_ID", help="reference photo (repeatable)")
+    s.set_defaults(func=cmd_concept_add)
+    s = concept.add_parser("list", parents=[common], help="list concepts in library (= prompt) order")
+    s.set_defaults(func=cmd_concept_list)
+    s = concept.add_parser("show", parents=[common], help="one concept with its references")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_concept_show)
+    s = concept.add_parser("rename", parents=[common], help="rename (future prompts use the new name)")
+    s.add_argument("old")
+    s.add_argument("new")
+    s.set_defaults(func=cmd_concept_rename)
+    s = concept.add_parser("edit", parents=[common], help="change info text or kind")
+    s.add_argument("name")
+    s.add_argument("--info")
+    s.add_argument("--kind", choices=["person", "pet", "other"])
+    s.set_defaults(func=cmd_concept_edit)
+    s = concept.add_parser("remove", parents=[common], help="delete a concept (its tags and references too)")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_concept_remove)
+    s = concept.add_parser("merge", parents=[common], help="fold SOURCE into TARGET (same person entered twice)")
+    s.add_argument("source")
+    s.add_argument("target")
+    s.set_defaults(func=cmd_concept_merge)
+    s = concept.add_parser("add-ref", parents=[common], help="add a reference photo")
+    s.add_argument("name")
+    s.add_argument("ref", metavar="PATH_OR_PHOTO_ID")
+    s.add_argument("--box", metavar="X,Y,W,H", help="crop box in pixels of the photo as displayed")
+    s.add_argument("--primary", action="store_true", help="make it the reference used in prompts")
+    s.set_defaults(func=cmd_concept_add_ref)
+    s = concept.add_parser("remove-ref", parents=[common], help="remove a reference photo by its id")
+    s.add_argument("name")
+    s.add_argument("ref_id", type=int)
+    s.set_defaults(func=cmd_concept_remove_ref)
+    s = concept.add_parser("import-repic", parents=[common], help="import a RePIC/RAP database.json")
+    s.add_argument("database")
+    s.set_defaults(func=cmd_concept_import_repic)
+    s = concept.add_parser("export-repic", parents=[common], help="export concepts as a RePIC database.json")
+    s.add_argument("out")
+    s.add_argument("--images-dir", help="copy (cropped) reference images here and use relative paths")
+    s.set_defaults(func=cmd_concept_export_repic)
+
+    s = sub.add_parser("demo-model", parents=[common], help="build the tiny random demo model into DIR")
+    s.add_argument("dir")
+    s.set_defaults(func=cmd_demo_model)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UserError, LibraryError, ConceptError, SettingsError) as exc:
+        print(f"repic: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("repic: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `repic photos list | head`
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Domain and storage. Nothing here imports Qt or torch (see docs/ARCHITECTURE.md)."""

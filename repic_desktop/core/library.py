@@ -1,0 +1,781 @@
+"""The photo library: one SQLite file holding photos, concepts (people/pets), captions, jobs, adapters.
+
+Design notes (why, not what):
+- WAL + a busy timeout so the GUI and a CLI process can share one library: readers never block the
+  writer, and a writer waits for the other's short transaction instead of failing with "locked".
+- Every write is one short transaction (`with self.transaction():`), so a crash loses at most the
+  operation in flight and never leaves half an import or half a merge behind.
+- Paths are stored twice: `path_bytes` is the exact file-system name (os.fsencode, so non-UTF-8 names
+  round-trip) and is what we look up by; `path` is a display string (undecodable bytes replaced).
+- Captions are never overwritten: each generation or edit is a new row, `photos.current_caption_id`
+  points at the one in force. History and undo come for free.
+- Schema changes are forward migrations keyed by PRAGMA user_version; a library from an older
+  version is upgraded in place, inside one IMMEDIATE transaction, so two processes opening an old
+  library at the same moment migrate it once.
+- Box coordinates (regions, reference crops) are pixels of the photo as displayed, i.e. after EXIF
+  orientation, at full resolution.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import sqlite_utils
+
+BUSY_TIMEOUT_MS = 15_000
+CONCEPT_KINDS = ("person", "pet", "other")
+CAPTION_STATUSES = ("draft", "accepted", "exported")
+REGION_SOURCES = ("manual", "detected", "model", "import")
+
+
+class LibraryError(Exception):
+    """A user-facing problem with a library operation (message is shown as is)."""
+
+
+class NotFound(LibraryError):
+    pass
+
+
+def fs_bytes(path: str | os.PathLike | bytes) -> bytes:
+    return path if isinstance(path, bytes) else os.fsencode(os.fspath(path))
+
+
+def display_path(path_bytes: bytes) -> str:
+    return path_bytes.decode("utf-8", errors="replace")
+
+
+def now() -> float:
+    return time.time()
+
+
+# --------------------------------------------------------------------------------------------------
+# Schema: MIGRATIONS[i] brings a library from version i to i+1. Never edit a released step; add one.
+# --------------------------------------------------------------------------------------------------
+
+def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE photos (
+            id INTEGER PRIMARY KEY,
+            path TEXT NOT NULL,
+            path_bytes BLOB NOT NULL UNIQUE,
+            folder TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            content_hash TEXT NOT NULL,
+            format TEXT,
+            width INTEGER,
+            height INTEGER,
+            orientation INTEGER NOT NULL DEFAULT 1,
+            date_taken TEXT,
+            status TEXT NOT NULL DEFAULT 'ok' CHECK (status IN ('ok', 'missing')),
+            added_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX photos_hash ON photos(content_hash);
+        CREATE INDEX photos_folder ON photos(folder);
+
+        CREATE TABLE concepts (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            kind TEXT NOT NULL CHECK (kind IN ('person', 'pet', 'other')),
+            info TEXT NOT NULL DEFAULT '',
+            position INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+
+        CREATE TABLE concept_refs (
+            id INTEGER PRIMARY KEY,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            photo_id INTEGER REFERENCES photos(id) ON DELETE SET NULL,
+            file_path TEXT,
+            box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER,
+            position INTEGER NOT NULL,
+            created_at REAL NOT NULL,
+            CHECK (photo_id IS NOT NULL OR file_path IS NOT NULL)
+        );
+        CREATE INDEX concept_refs_concept ON concept_refs(concept_id);
+
+        CREATE TABLE photo_concepts (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            source TEXT NOT NULL DEFAULT 'manual',
+            created_at REAL NOT NULL,
+            PRIMARY KEY (photo_id, concept_id)
+        );
+        CREATE INDEX photo_concepts_concept ON photo_concepts(concept_id);
+
+        CREATE TABLE regions (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+            source TEXT NOT NULL DEFAULT 'manual',
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX regions_photo ON regions(photo_id);
+
+        CREATE TABLE captions (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            text TEXT NOT NULL,
+            tags TEXT NOT NULL DEFAULT '[]',
+            concept_set TEXT NOT NULL DEFAULT '[]',
+            model_id TEXT,
+            model_revision TEXT,
+            adapter_id TEXT,
+            prompt_hash TEXT,
+            source TEXT NOT NULL DEFAULT 'model',
+            status TEXT NOT NULL DEFAULT 'draft' CHECK (status IN ('draft', 'accepted', 'exported')),
+            parent_id INTEGER REFERENCES captions(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX captions_photo ON captions(photo_id, id);
+        ALTER TABLE photos ADD COLUMN current_caption_id INTEGER REFERENCES captions(id) ON DELETE SET NULL;
+        """
+    )
+
+
+def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE skipped_files (
+            path_bytes BLOB PRIMARY KEY,
+            path TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            size INTEGER,
+            mtime_ns INTEGER,
+            seen_at REAL NOT NULL
+        );
+
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued'
+                CHECK (status IN ('queued', 'running', 'paused', 'done', 'cancelled', 'failed')),
+            params TEXT NOT NULL DEFAULT '{}',
+            error TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE TABLE job_items (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'pending'
+                CHECK (status IN ('pending', 'running', 'done', 'failed', 'skipped')),
+            error TEXT,
+            caption_id INTEGER REFERENCES captions(id) ON DELETE SET NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (job_id, photo_id)
+        );
+
+        CREATE TABLE adapters (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            path TEXT NOT NULL,
+            base_model TEXT NOT NULL,
+            base_revision TEXT,
+            manifest TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        );
+
+        CREATE TABLE concept_meta (
+            concept_id INTEGER PRIMARY KEY REFERENCES concepts(id) ON DELETE CASCADE,
+            category TEXT,
+            repic_key TEXT
+        );
+        """
+    )
+    # Full-text search over caption text; triggers keep it in sync with every insert/update/delete.
+    db["captions"].enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="unicode61")
+
+
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Row types handed to callers (plain data, safe to pass between threads).
+# --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Photo:
+    id: int
+    path: str
+    path_bytes: bytes
+    folder: str
+    filename: str
+    size: int
+    mtime_ns: int
+    content_hash: str
+    format: str | None
+    width: int | None
+    height: int | None
+    orientation: int
+    date_taken: str | None
+    status: str
+    current_caption_id: int | None
+
+    @property
+    def fs_path(self) -> str:
+        """The exact path to open on this file system (non-UTF-8 names included)."""
+        return os.fsdecode(self.path_bytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "path": self.path, "folder": self.folder, "filename": self.filename,
+            "size": self.size, "content_hash": self.content_hash, "format": self.format,
+            "width": self.width, "height": self.height, "orientation": self.orientation,
+            "date_taken": self.date_taken, "status": self.status,
+        }
+
+
+@dataclass(frozen=True)
+class Box:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    def as_list(self) -> list[int]:
+        return [self.x, self.y, self.w, self.h]
+
+
+@dataclass(frozen=True)
+class ConceptRef:
+    id: int
+    concept_id: int
+    photo_id: int | None
+    file_path: str | None
+    box: Box | None
+    position: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "photo_id": self.photo_id, "file_path": self.file_path,
+                "box": self.box.as_list() if self.box else None, "position": self.position}
+
+
+@dataclass(frozen=True)
+class Concept:
+    id: int
+    name: str
+    kind: str
+    info: str
+    position: int
+    category: str | None = None
+    repic_key: str | None = None
+
+    @property
+    def tag(self) -> str:
+        return f"<{self.name}>"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "kind": self.kind, "info": self.info,
+                "position": self.position, "category": self.category}
+
+
+@dataclass(frozen=True)
+class Caption:
+    id: int
+    photo_id: int
+    text: str
+    tags: list[str]
+    concept_set: list[str]
+    model_id: str | None
+    model_revision: str | None
+    adapter_id: str | None
+    prompt_hash: str | None
+    source: str
+    status: str
+    parent_id: int | None
+    created_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Region:
+    id: int
+    photo_id: int
+    concept_id: int
+    box: Box
+    source: str
+
+
+_PHOTO_COLS = ("id, path, path_bytes, folder, filename, size, mtime_ns, content_hash, format, width, height, "
+               "orientation, date_taken, status, current_caption_id")
+
+
+def _photo(row: Sequence) -> Photo:
+    return Photo(*row)
+
+
+def _box(x, y, w, h) -> Box | None:
+    return None if x is None else Box(x, y, w, h)
+
+
+class Library:
+    """One library file. Not shared between threads: open one Library per thread (opening is cheap)."""
+
+    def __init__(self, path: str | os.PathLike, *, create: bool = True):
+        self.path = Path(path)
+        if not create and not self.path.exists():
+            raise LibraryError(f"no library at {self.path}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise LibraryError(f"cannot open library {self.path}: {exc}") from exc
+        self.db = sqlite_utils.Database(conn)
+        self.conn = conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA foreign_keys = ON")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise LibraryError(f"cannot use WAL journaling for {self.path} (got {mode})")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise LibraryError(f"{self.path} is not a usable RePIC library: {exc}") from exc
+
+    # ---------------------------------------------------------------- lifecycle / transactions
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Library":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """IMMEDIATE transaction: take the write lock up front so two processes never deadlock on
+        upgrading a read lock; nested use joins the outer transaction."""
+        if self.conn.in_transaction:
+            yield self.conn
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    @property
+    def schema_version(self) -> int:
+        return self.conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        if self.schema_version == SCHEMA_VERSION:
+            return
+        with self.transaction():
+            version = self.schema_version  # re-read under the write lock: another process may have won
+            if version > SCHEMA_VERSION:
+                raise LibraryError(
+                    f"{self.path} was written by a newer RePIC Desktop (schema {version}, this version "
+                    f"knows {SCHEMA_VERSION}); update the app to open it")
+            for step in MIGRATIONS[version:]:
+                step(self.db)
+                version += 1
+                self.conn.execute(f"PRAGMA user_version = {version}")
+
+    @property
+    def data_dir(self) -> Path:
+        """Files the library owns (copied reference photos), next to the library file."""
+        return self.path.parent / f"{self.path.stem}-files"
+
+    # ---------------------------------------------------------------- photos
+    def photo(self, photo_id: int) -> Photo:
+        row = self.conn.execute(f"SELECT {_PHOTO_COLS} FROM photos WHERE id = ?", (photo_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no photo with id {photo_id}")
+        return _photo(row)
+
+    def photo_by_path(self, path: str | os.PathLike | bytes) -> Photo | None:
+        row = self.conn.execute(f"SELECT {_PHOTO_COLS} FROM photos WHERE path_bytes = ?",
+                                (fs_bytes(path),)).fetchone()
+        return _photo(row) if row else None
+
+    def resolve_photo(self, ref: str | int) -> Photo:
+        """A photo given as an id or a path (as users type them on the command line)."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit() and not os.path.exists(ref)):
+            return self.photo(int(ref))
+        p = self.photo_by_path(os.path.abspath(ref))
+        if p is None:
+            raise NotFound(f"{ref} is not in the library (import its folder first)")
+        return p
+
+    def photos_by_hash(self, content_hash: str) -> list[Photo]:
+        return [_photo(r) for r in self.conn.execute(
+            f"SELECT {_PHOTO_COLS} FROM photos WHERE content_hash = ? ORDER BY id", (content_hash,))]
+
+    def file_states(self, under: str | os.PathLike | bytes | None = None) -> dict[bytes, tuple[int, int, int, str]]:
+        """path_bytes -> (id, size, mtime_ns, status) for every photo (below a folder): the rescan's
+        incremental check needs this without opening any file."""
+        sql = "SELECT path_bytes, id, size, mtime_ns, status FROM photos"
+        args: tuple = ()
+        if under is not None:
+            prefix = fs_bytes(under).rstrip(b"/") + b"/"
+            # BLOB range scan = "starts with prefix" without LIKE's escaping problems.
+            sql += " WHERE path_bytes >= ? AND path_bytes < ?"
+            args = (prefix, prefix[:-1] + b"0")  # '0' is the byte after '/'
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in self.conn.execute(sql, args)}
+
+    def add_photo(self, path: str | os.PathLike | bytes, *, size: int, mtime_ns: int, content_hash: str,
+                  format: str | None, width: int | None, height: int | None, orientation: int = 1,
+                  date_taken: str | None = None) -> int:
+        pb = fs_bytes(path)
+        folder, _, filename = pb.rpartition(b"/")
+        t = now()
+        with self.transaction():
+            cur = self.conn.execute(
+                "INSERT INTO photos (path, path_bytes, folder, filename, size, mtime_ns, content_hash, format,"
+                " width, height, orientation, date_taken, status, added_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'ok',?,?)",
+                (display_path(pb), pb, display_path(folder or b"/"), display_path(filename), size, mtime_ns,
+                 content_hash, format, width, height, orientation, date_taken, t, t))
+            self.conn.execute("DELETE FROM skipped_files WHERE path_bytes = ?", (pb,))
+            return cur.lastrowid
+
+    def update_photo(self, photo_id: int, *, path: str | os.PathLike | bytes | None = None, **fields) -> None:
+        """Update a photo's file facts (after a change on disk, or a move: then `path` is the new one)."""
+        allowed = {"size", "mtime_ns", "content_hash", "format", "width", "height", "orientation",
+                   "date_taken", "status"}
+        bad = set(fields) - allowed
+        if bad:
+            raise ValueError(f"unknown photo fields: {sorted(bad)}")
+        if path is not None:
+            pb = fs_bytes(path)
+            folder, _, filename = pb.rpartition(b"/")
+            fields.update(path=display_path(pb), path_bytes=pb, folder=display_path(folder or b"/"),
+                          filename=display_path(filename))
+        fields["updated_at"] = now()
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        with self.transaction():
+            self.conn.execute(f"UPDATE photos SET {cols} WHERE id = ?", (*fields.values(), photo_id))
+            if path is not None:
+                self.conn.execute("DELETE FROM skipped_files WHERE path_bytes = ?", (fields["path_bytes"],))
+
+    def mark_missing(self, photo_ids: Iterable[int]) -> int:
+        ids = list(photo_ids)
+        with self.transaction():
+            self.conn.executemany("UPDATE photos SET status = 'missing', updated_at = ? WHERE id = ?",
+                                  [(now(), i) for i in ids])
+        return len(ids)
+
+    def record_skip(self, path: str | os.PathLike | bytes, reason: str, *, size: int | None = None,
+                    mtime_ns: int | None = None) -> None:
+        pb = fs_bytes(path)
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO skipped_files (path_bytes, path, reason, size, mtime_ns, seen_at) VALUES (?,?,?,?,?,?)"
+                " ON CONFLICT(path_bytes) DO UPDATE SET reason = excluded.reason, size = excluded.size,"
+                " mtime_ns = excluded.mtime_ns, seen_at = excluded.seen_at",
+                (pb, display_path(pb), reason, size, mtime_ns, now()))
+
+    def skipped_files(self) -> list[dict[str, Any]]:
+        return [{"path": r[0], "reason": r[1]} for r in
+                self.conn.execute("SELECT path, reason FROM skipped_files ORDER BY path")]
+
+    def skip_state(self, path: str | os.PathLike | bytes) -> tuple[str, int | None, int | None] | None:
+        row = self.conn.execute("SELECT reason, size, mtime_ns FROM skipped_files WHERE path_bytes = ?",
+                                (fs_bytes(path),)).fetchone()
+        return tuple(row) if row else None
+
+    def list_photos(self, *, uncaptioned: bool = False, concept: str | None = None, search: str | None = None,
+                    folder: str | None = None, include_missing: bool = False, limit: int | None = None,
+                    offset: int = 0) -> list[Photo]:
+        where, args = [], []
+        if not include_missing:
+            where.append("p.status = 'ok'")
+        if uncaptioned:
+            where.append("p.current_caption_id IS NULL")
+        if concept is not None:
+            c = self.concept(concept)
+            where.append("p.id IN (SELECT photo_id FROM photo_concepts WHERE concept_id = ?)")
+            args.append(c.id)
+        if folder is not None:
+            where.append("p.folder = ?")
+            args.append(folder)
+        if search:
+            where.append("p.current_caption_id IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
+            args.append(fts_query(search))
+        sql = f"SELECT {', '.join('p.' + c.strip() for c in _PHOTO_COLS.split(','))} FROM photos p"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY p.path_bytes"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return [_photo(r) for r in self.conn.execute(sql, args)]
+
+    def counts(self) -> dict[str, int]:
+        q = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731
+        return {
+            "photos": q("SELECT count(*) FROM photos WHERE status = 'ok'"),
+            "missing": q("SELECT count(*) FROM photos WHERE status = 'missing'"),
+            "captioned": q("SELECT count(*) FROM photos WHERE status = 'ok' AND current_caption_id IS NOT NULL"),
+            "accepted": q("SELECT count(*) FROM photos p JOIN captions c ON c.id = p.current_caption_id"
+                          " WHERE p.status = 'ok' AND c.status != 'draft'"),
+            "skipped": q("SELECT count(*) FROM skipped_files"),
+            "concepts": q("SELECT count(*) FROM concepts"),
+            "people": q("SELECT count(*) FROM concepts WHERE kind = 'person'"),
+            "pets": q("SELECT count(*) FROM concepts WHERE kind = 'pet'"),
+        }
+
+    # ---------------------------------------------------------------- concepts
+    def _concept_row(self, row) -> Concept:
+        return Concept(*row)
+
+    _CONCEPT_SQL = ("SELECT c.id, c.name, c.kind, c.info, c.position, m.category, m.repic_key FROM concepts c"
+                    " LEFT JOIN concept_meta m ON m.concept_id = c.id")
+
+    def concepts(self) -> list[Concept]:
+        """All concepts in library order (the order RePIC's skip-retrieval puts references in)."""
+        return [self._concept_row(r) for r in self.conn.execute(self._CONCEPT_SQL + " ORDER BY c.position, c.id")]
+
+    def concept(self, name_or_id: str | int) -> Concept:
+        if isinstance(name_or_id, int):
+            row = self.conn.execute(self._CONCEPT_SQL + " WHERE c.id = ?", (name_or_id,)).fetchone()
+        else:
+            row = self.conn.execute(self._CONCEPT_SQL + " WHERE c.name = ? COLLATE NOCASE",
+                                    (name_or_id.strip().removeprefix("<").removesuffix(">").strip(),)).fetchone()
+        if row is None:
+            raise NotFound(f"no person, pet or thing called {name_or_id!r} in this library")
+        return self._concept_row(row)
+
+    def _check_unique(self, name: str, except_id: int | None = None) -> None:
+        row = self.conn.execute("SELECT id, name FROM concepts WHERE name = ? COLLATE NOCASE", (name,)).fetchone()
+        if row and row[0] != except_id:
+            raise LibraryError(f"the name <{name}> is already used by <{row[1]}>; names must be unique")
+
+    def add_concept(self, name: str, kind: str, info: str = "", *, category: str | None = None,
+                    repic_key: str | None = None) -> Concept:
+        from .concepts import validate_info, validate_kind, validate_name
+        name, kind, info = validate_name(name), validate_kind(kind), validate_info(info)
+        t = now()
+        with self.transaction():
+            self._check_unique(name)
+            pos = self.conn.execute("SELECT coalesce(max(position), -1) + 1 FROM concepts").fetchone()[0]
+            cid = self.conn.execute(
+                "INSERT INTO concepts (name, kind, info, position, created_at, updated_at) VALUES (?,?,?,?,?,?)",
+                (name, kind, info, pos, t, t)).lastrowid
+            if category is not None or repic_key is not None:
+                self.conn.execute("INSERT INTO concept_meta (concept_id, category, repic_key) VALUES (?,?,?)",
+                                  (cid, category, repic_key))
+        return self.concept(cid)
+
+    def rename_concept(self, old: str, new: str) -> Concept:
+        """Renaming changes future prompts; captions already written keep the name they were made with."""
+        from .concepts import validate_name
+        c = self.concept(old)
+        new = validate_name(new)
+        with self.transaction():
+            self._check_unique(new, except_id=c.id)
+            self.conn.execute("UPDATE concepts SET name = ?, updated_at = ? WHERE id = ?", (new, now(), c.id))
+        return self.concept(c.id)
+
+    def update_concept(self, name: str, *, info: str | None = None, kind: str | None = None) -> Concept:
+        from .concepts import validate_info, validate_kind
+        c = self.concept(name)
+        with self.transaction():
+            if info is not None:
+                self.conn.execute("UPDATE concepts SET info = ?, updated_at = ? WHERE id = ?",
+                                  (validate_info(info), now(), c.id))
+            if kind is not None:
+                self.conn.execute("UPDATE concepts SET kind = ?, updated_at = ? WHERE id = ?",
+                                  (validate_kind(kind), now(), c.id))
+        return self.concept(c.id)
+
+    def remove_concept(self, name: str) -> Concept:
+        """Deletes the concept, its references, tags and regions. Captions keep their text."""
+        c = self.concept(name)
+        with self.transaction():
+            self.conn.execute("DELETE FROM concepts WHERE id = ?", (c.id,))
+        return c
+
+    def merge_concepts(self, source: str, target: str) -> Concept:
+        """Fold `source` into `target` (the same person entered twice): references, photo tags and
+        regions move over, `source` disappears. Target's name, kind and info win."""
+        s, t = self.concept(source), self.concept(target)
+        if s.id == t.id:
+            raise LibraryError("cannot merge a concept with itself")
+        with self.transaction():
+            base = self.conn.execute("SELECT coalesce(max(position), -1) + 1 FROM concept_refs WHERE concept_id = ?",
+                                     (t.id,)).fetchone()[0]
+            self.conn.execute("UPDATE concept_refs SET concept_id = ?, position = position + ? WHERE concept_id = ?",
+                              (t.id, base, s.id))
+            self.conn.execute("INSERT OR IGNORE INTO photo_concepts (photo_id, concept_id, source, created_at)"
+                              " SELECT photo_id, ?, source, created_at FROM photo_concepts WHERE concept_id = ?",
+                              (t.id, s.id))
+            self.conn.execute("UPDATE regions SET concept_id = ? WHERE concept_id = ?", (t.id, s.id))
+            self.conn.execute("DELETE FROM concepts WHERE id = ?", (s.id,))
+            self.conn.execute("UPDATE concepts SET updated_at = ? WHERE id = ?", (now(), t.id))
+        return self.concept(t.id)
+
+    def move_concept(self, name: str, position: int) -> None:
+        """Reorder: library order is prompt order, so users may want to control it."""
+        c = self.concept(name)
+        ids = [x.id for x in self.concepts() if x.id != c.id]
+        ids.insert(max(0, min(position, len(ids))), c.id)
+        with self.transaction():
+            self.conn.executemany("UPDATE concepts SET position = ? WHERE id = ?", list(enumerate(ids)))
+
+    # ---------------------------------------------------------------- concept references
+    def concept_refs(self, name_or_id: str | int) -> list[ConceptRef]:
+        c = self.concept(name_or_id)
+        return [ConceptRef(r[0], r[1], r[2], r[3], _box(*r[4:8]), r[8]) for r in self.conn.execute(
+            "SELECT id, concept_id, photo_id, file_path, box_x, box_y, box_w, box_h, position FROM concept_refs"
+            " WHERE concept_id = ? ORDER BY position, id", (c.id,))]
+
+    def add_concept_ref(self, name: str, *, photo_id: int | None = None, file_path: str | None = None,
+                        box: Box | None = None, primary: bool = False) -> ConceptRef:
+        if (photo_id is None) == (file_path is None):
+            raise ValueError("a reference is either a library photo or a file")
+        c = self.concept(name)
+        if photo_id is not None:
+            p = self.photo(photo_id)
+            if box is not None:
+                check_box(box, p.width, p.height)
+        with self.transaction():
+            if primary:
+                self.conn.execute("UPDATE concept_refs SET position = position + 1 WHERE concept_id = ?", (c.id,))
+                pos = 0
+            else:
+                pos = self.conn.execute("SELECT coalesce(max(position), -1) + 1 FROM concept_refs"
+                                        " WHERE concept_id = ?", (c.id,)).fetchone()[0]
+            b = box.as_list() if box else [None] * 4
+            rid = self.conn.execute(
+                "INSERT INTO concept_refs (concept_id, photo_id, file_path, box_x, box_y, box_w, box_h, position,"
+                " created_at) VALUES (?,?,?,?,?,?,?,?,?)", (c.id, photo_id, file_path, *b, pos, now())).lastrowid
+        return next(r for r in self.concept_refs(c.id) if r.id == rid)
+
+    def remove_concept_ref(self, ref_id: int) -> None:
+        with self.transaction():
+            if self.conn.execute("DELETE FROM concept_refs WHERE id = ?", (ref_id,)).rowcount == 0:
+                raise NotFound(f"no reference photo with id {ref_id}")
+
+    # ---------------------------------------------------------------- photo tags and regions
+    def tag_photo(self, photo_id: int, concept: str, *, box: Box | None = None, source: str = "manual") -> None:
+        p, c = self.photo(photo_id), self.concept(concept)
+        if source not in REGION_SOURCES:
+            raise ValueError(f"source must be one of {REGION_SOURCES}")
+        if box is not None:
+            check_box(box, p.width, p.height)
+        with self.transaction():
+            self.conn.execute("INSERT OR IGNORE INTO photo_concepts (photo_id, concept_id, source, created_at)"
+                              " VALUES (?,?,?,?)", (p.id, c.id, source, now()))
+            if box is not None:
+                self.conn.execute("INSERT INTO regions (photo_id, concept_id, x, y, w, h, source, created_at)"
+                                  " VALUES (?,?,?,?,?,?,?,?)", (p.id, c.id, *box.as_list(), source, now()))
+
+    def untag_photo(self, photo_id: int, concept: str) -> bool:
+        p, c = self.photo(photo_id), self.concept(concept)
+        with self.transaction():
+            n = self.conn.execute("DELETE FROM photo_concepts WHERE photo_id = ? AND concept_id = ?",
+                                  (p.id, c.id)).rowcount
+            self.conn.execute("DELETE FROM regions WHERE photo_id = ? AND concept_id = ?", (p.id, c.id))
+        return n > 0
+
+    def photo_concepts(self, photo_id: int) -> list[Concept]:
+        """The photo's concepts in library order (= RePIC prompt order)."""
+        return [self._concept_row(r) for r in self.conn.execute(
+            self._CONCEPT_SQL + " JOIN photo_concepts pc ON pc.concept_id = c.id WHERE pc.photo_id = ?"
+            " ORDER BY c.position, c.id", (photo_id,))]
+
+    def regions(self, photo_id: int) -> list[Region]:
+        return [Region(r[0], r[1], r[2], Box(*r[3:7]), r[7]) for r in self.conn.execute(
+            "SELECT id, photo_id, concept_id, x, y, w, h, source FROM regions WHERE photo_id = ? ORDER BY id",
+            (photo_id,))]
+
+    # ---------------------------------------------------------------- captions
+    def add_caption(self, photo_id: int, text: str, *, tags: list[str] | None = None,
+                    concept_set: list[str] | None = None, model_id: str | None = None,
+                    model_revision: str | None = None, adapter_id: str | None = None,
+                    prompt_hash: str | None = None, source: str = "model", status: str = "draft",
+                    parent_id: int | None = None) -> int:
+        if status not in CAPTION_STATUSES:
+            raise ValueError(f"status must be one of {CAPTION_STATUSES}")
+        with self.transaction():
+            cid = self.conn.execute(
+                "INSERT INTO captions (photo_id, text, tags, concept_set, model_id, model_revision, adapter_id,"
+                " prompt_hash, source, status, parent_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (photo_id, text, json.dumps(tags or []), json.dumps(concept_set or []), model_id, model_revision,
+                 adapter_id, prompt_hash, source, status, parent_id, now())).lastrowid
+            self.conn.execute("UPDATE photos SET current_caption_id = ? WHERE id = ?", (cid, photo_id))
+        return cid
+
+    def set_caption_status(self, caption_id: int, status: str) -> None:
+        if status not in CAPTION_STATUSES:
+            raise ValueError(f"status must be one of {CAPTION_STATUSES}")
+        with self.transaction():
+            self.conn.execute("UPDATE captions SET status = ? WHERE id = ?", (status, caption_id))
+
+    _CAPTION_SQL = ("SELECT id, photo_id, text, tags, concept_set, model_id, model_revision, adapter_id,"
+                    " prompt_hash, source, status, parent_id, created_at FROM captions")
+
+    @staticmethod
+    def _caption(r) -> Caption:
+        return Caption(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), *r[5:])
+
+    def current_caption(self, photo_id: int) -> Caption | None:
+        row = self.conn.execute(self._CAPTION_SQL + " WHERE id = (SELECT current_caption_id FROM photos"
+                                " WHERE id = ?)", (photo_id,)).fetchone()
+        return self._caption(row) if row else None
+
+    def caption_history(self, photo_id: int) -> list[Caption]:
+        """Every caption the photo ever had, oldest first."""
+        return [self._caption(r) for r in
+                self.conn.execute(self._CAPTION_SQL + " WHERE photo_id = ? ORDER BY id", (photo_id,))]
+
+    def search_captions(self, text: str, limit: int = 100) -> list[int]:
+        """Photo ids whose current caption matches `text` (FTS5, words ANDed, best match first)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT p.id FROM captions_fts f JOIN photos p ON p.current_caption_id = f.rowid"
+            " WHERE captions_fts MATCH ? ORDER BY f.rank LIMIT ?", (fts_query(text), limit))]
+
+
+def fts_query(text: str) -> str:
+    """User text -> FTS5 query: each word quoted (so `AND`, `-`, `*`, quotes in user input are literal),
+    words ANDed; a trailing `*` on a word keeps prefix search available."""
+    terms = []
+    for word in text.split():
+        prefix = word.endswith("*") and len(word) > 1
+        word = word.rstrip("*").replace('"', '""')
+        if word:
+            terms.append(f'"{word}"' + ("*" if prefix else ""))
+    if not terms:
+        raise LibraryError("empty search")
+    return " ".join(terms)
+
+
+def check_box(box: Box, width: int | None, height: int | None) -> None:
+    if box.w <= 0 or box.h <= 0 or box.x < 0 or box.y < 0:
+        raise LibraryError(f"box {box.as_list()} must have x,y >= 0 and a positive width and height")
+    if width and height and (box.x + box.w > width or box.y + box.h > height):
+        raise LibraryError(f"box {box.as_list()} lies outside the {width}x{height} photo")
+
+
+def parse_box(text: str) -> Box:
+    try:
+        parts = [int(round(float(v))) for v in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) != 4:
+        raise LibraryError(f"a box is X,Y,W,H in pixels (e.g. 120,80,300,300), not {text!r}")
+    return Box(*parts)

@@ -1,0 +1,272 @@
+"""Library storage: schema, migrations, photos, concepts, tags, captions, search, two processes."""
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import sqlite_utils
+
+from repic_desktop.core.concepts import ConceptError
+from repic_desktop.core.library import (
+    MIGRATIONS, SCHEMA_VERSION, Box, Library, LibraryError, NotFound, fts_query, parse_box,
+)
+
+
+def add_photo(lib, path, h="h", w=640, hgt=480):
+    return lib.add_photo(path, size=10, mtime_ns=1, content_hash=h, format="JPEG", width=w, height=hgt)
+
+
+# ------------------------------------------------------------------------------ schema + migrations
+
+def test_new_library_has_current_schema_wal_and_foreign_keys(library):
+    assert library.schema_version == SCHEMA_VERSION
+    assert library.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert library.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    tables = set(library.db.table_names())
+    for t in ["photos", "concepts", "concept_refs", "photo_concepts", "regions", "captions", "jobs",
+              "job_items", "adapters", "skipped_files", "captions_fts"]:
+        assert t in tables
+
+
+def test_migration_from_version_1_keeps_data_and_indexes_old_captions(tmp_path):
+    path = tmp_path / "old.sqlite"
+    # Build a version-1 library exactly as the first release did.
+    db = sqlite_utils.Database(path)
+    MIGRATIONS[0](db)
+    db.execute("PRAGMA user_version = 1")
+    db.execute("INSERT INTO photos (id, path, path_bytes, folder, filename, size, mtime_ns, content_hash,"
+               " status, added_at, updated_at) VALUES (1, '/a/x.jpg', X'2f612f782e6a7067', '/a', 'x.jpg', 1, 1,"
+               " 'abc', 'ok', 0, 0)")
+    db.execute("INSERT INTO captions (id, photo_id, text, created_at) VALUES (7, 1, 'Anya plays on the beach', 0)")
+    db.execute("UPDATE photos SET current_caption_id = 7 WHERE id = 1")
+    db.conn.commit()
+    db.conn.close()
+
+    with Library(path) as lib:
+        assert lib.schema_version == SCHEMA_VERSION
+        assert lib.photo(1).path == "/a/x.jpg"
+        assert lib.current_caption(1).text == "Anya plays on the beach"
+        assert lib.search_captions("beach") == [1]  # rows from before the FTS table existed are indexed
+        lib.record_skip("/a/bad.jpg", "empty file")  # a table added by migration 2 works
+        assert lib.skipped_files() == [{"path": "/a/bad.jpg", "reason": "empty file"}]
+
+
+def test_library_from_a_newer_version_is_refused(tmp_path):
+    path = tmp_path / "new.sqlite"
+    Library(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LibraryError, match="newer RePIC Desktop"):
+        Library(path)
+
+
+def test_garbage_file_is_not_a_library(tmp_path):
+    path = tmp_path / "notes.sqlite"
+    path.write_text("this is not sqlite " * 100)
+    with pytest.raises(LibraryError, match="not a usable RePIC library"):
+        Library(path)
+
+
+# ------------------------------------------------------------------------------ photos
+
+def test_photo_paths_round_trip_including_non_utf8_names(library):
+    raw = b"/photos/caf\xe9 \xf0\x9f\x90\xb6.jpg"  # latin-1 byte + emoji, as a file system can hold
+    pid = add_photo(library, raw)
+    p = library.photo(pid)
+    assert p.path_bytes == raw
+    assert p.fs_path.encode("utf-8", "surrogateescape") == raw
+    assert "\ufffd" in p.path and p.filename.endswith(".jpg")  # display form is safe text
+    assert library.photo_by_path(raw).id == pid
+    assert library.photo_by_path(p.fs_path).id == pid
+
+
+def test_file_states_is_limited_to_the_folder_and_not_its_namesakes(library):
+    add_photo(library, "/p/a/1.jpg")
+    add_photo(library, "/p/a/sub/2.jpg")
+    add_photo(library, "/p/ab/3.jpg")  # shares the prefix "/p/a" but is another folder
+    add_photo(library, "/p/a0/4.jpg")
+    assert set(library.file_states("/p/a")) == {b"/p/a/1.jpg", b"/p/a/sub/2.jpg"}
+    assert len(library.file_states()) == 4
+
+
+def test_missing_photos_are_kept_and_hidden_from_default_lists(library):
+    a, b = add_photo(library, "/p/a.jpg"), add_photo(library, "/p/b.jpg")
+    library.mark_missing([b])
+    assert [p.id for p in library.list_photos()] == [a]
+    assert {p.id for p in library.list_photos(include_missing=True)} == {a, b}
+    assert library.counts()["missing"] == 1
+
+
+# ------------------------------------------------------------------------------ concepts
+
+def test_concept_crud_order_and_case_insensitive_unique_names(library):
+    library.add_concept("Anya", "person", "A young girl with pink hair.")
+    library.add_concept("Bond", "pet", "  A white dog\nwith a bow tie. ")
+    assert [c.name for c in library.concepts()] == ["Anya", "Bond"]
+    assert library.concept("<bond>").info == "A white dog with a bow tie."  # tags and case both resolve
+    with pytest.raises(LibraryError, match="already used"):
+        library.add_concept("anya", "person")
+    library.rename_concept("Bond", "Bondo")
+    assert library.concept("Bondo").kind == "pet"
+    with pytest.raises(LibraryError, match="already used"):
+        library.rename_concept("Bondo", "ANYA")
+    library.update_concept("Anya", info="Loves peanuts.", kind="person")
+    assert library.concept("Anya").info == "Loves peanuts."
+    library.move_concept("Bondo", 0)
+    assert [c.name for c in library.concepts()] == ["Bondo", "Anya"]
+    library.remove_concept("Bondo")
+    with pytest.raises(NotFound):
+        library.concept("Bondo")
+
+
+@pytest.mark.parametrize("bad,match", [
+    ("", "empty"), ("   ", "empty"), ("An\nya", "single line"), ("<Anya>", "'<' or '>'"),
+    ("Anya<|im_start|>", "control token"), ("x" * 65, "at most"), ("A\x00b", "control characters"),
+])
+def test_bad_names_are_refused_with_a_reason(library, bad, match):
+    with pytest.raises(ConceptError, match=match):
+        library.add_concept(bad, "person")
+    assert library.concepts() == []
+
+
+def test_special_tokens_in_info_are_refused(library):
+    with pytest.raises(ConceptError, match=r"<\|vision_start\|>"):
+        library.add_concept("Anya", "person", "likes <|vision_start|> tricks")
+    with pytest.raises(ConceptError, match="kind must be one of"):
+        library.add_concept("Anya", "robot")
+
+
+def test_merge_moves_references_tags_and_regions(library):
+    p1, p2 = add_photo(library, "/p/1.jpg", "h1"), add_photo(library, "/p/2.jpg", "h2")
+    library.add_concept("Bruno", "pet")
+    library.add_concept("Bruno the dog", "pet")
+    library.add_concept_ref("Bruno", photo_id=p1)
+    library.add_concept_ref("Bruno the dog", photo_id=p2, box=Box(1, 2, 30, 40))
+    library.tag_photo(p1, "Bruno the dog", box=Box(0, 0, 10, 10))
+    library.tag_photo(p1, "Bruno")
+    library.tag_photo(p2, "Bruno the dog")
+    merged = library.merge_concepts("Bruno the dog", "Bruno")
+    assert merged.name == "Bruno"
+    refs = library.concept_refs("Bruno")
+    assert [r.photo_id for r in refs] == [p1, p2] and refs[1].box == Box(1, 2, 30, 40)
+    assert [c.name for c in library.photo_concepts(p1)] == ["Bruno"]
+    assert [c.name for c in library.photo_concepts(p2)] == ["Bruno"]
+    assert [r.concept_id for r in library.regions(p1)] == [merged.id]
+    assert [c.name for c in library.concepts()] == ["Bruno"]
+    with pytest.raises(LibraryError):
+        library.merge_concepts("Bruno", "Bruno")
+
+
+def test_primary_reference_goes_first(library):
+    p1, p2 = add_photo(library, "/p/1.jpg", "h1"), add_photo(library, "/p/2.jpg", "h2")
+    library.add_concept("Anya", "person")
+    library.add_concept_ref("Anya", photo_id=p1)
+    library.add_concept_ref("Anya", photo_id=p2, primary=True)
+    assert [r.photo_id for r in library.concept_refs("Anya")] == [p2, p1]
+    library.remove_concept_ref(library.concept_refs("Anya")[0].id)
+    assert [r.photo_id for r in library.concept_refs("Anya")] == [p1]
+
+
+def test_delete_concept_cascades_to_tags_refs_regions_but_keeps_captions(library):
+    pid = add_photo(library, "/p/1.jpg")
+    library.add_concept("Anya", "person")
+    library.add_concept_ref("Anya", photo_id=pid)
+    library.tag_photo(pid, "Anya", box=Box(0, 0, 5, 5))
+    library.add_caption(pid, "<Anya> smiles.", tags=["Anya"])
+    library.remove_concept("Anya")
+    assert library.photo_concepts(pid) == [] and library.regions(pid) == []
+    assert library.conn.execute("SELECT count(*) FROM concept_refs").fetchone()[0] == 0
+    assert library.current_caption(pid).text == "<Anya> smiles."
+
+
+# ------------------------------------------------------------------------------ tags, boxes
+
+def test_tags_with_boxes_are_validated_against_the_photo(library):
+    pid = add_photo(library, "/p/1.jpg", w=100, hgt=50)
+    library.add_concept("Anya", "person")
+    library.add_concept("Bond", "pet")
+    with pytest.raises(LibraryError, match="outside the 100x50 photo"):
+        library.tag_photo(pid, "Anya", box=Box(50, 0, 60, 10))
+    with pytest.raises(LibraryError, match="positive width"):
+        library.tag_photo(pid, "Anya", box=Box(0, 0, 0, 10))
+    assert library.photo_concepts(pid) == []  # a refused box leaves no half tag behind
+    library.tag_photo(pid, "Bond")
+    library.tag_photo(pid, "Anya", box=Box(10, 5, 20, 20))
+    library.tag_photo(pid, "Anya")  # tagging twice is harmless
+    assert [c.name for c in library.photo_concepts(pid)] == ["Anya", "Bond"]  # library order
+    assert [r.box for r in library.regions(pid)] == [Box(10, 5, 20, 20)]
+    assert library.untag_photo(pid, "Anya") is True
+    assert library.untag_photo(pid, "Anya") is False
+    assert library.regions(pid) == []
+    assert [p.id for p in library.list_photos(concept="Bond")] == [pid]
+
+
+def test_parse_box():
+    assert parse_box("1,2,3,4") == Box(1, 2, 3, 4)
+    assert parse_box("1.4, 2 ,3,4.6") == Box(1, 2, 3, 5)
+    for bad in ["1,2,3", "a,b,c,d", ""]:
+        with pytest.raises(LibraryError, match="X,Y,W,H"):
+            parse_box(bad)
+
+
+# ------------------------------------------------------------------------------ captions + search
+
+def test_captions_keep_full_history_and_search_uses_the_current_one(library):
+    a, b = add_photo(library, "/p/a.jpg", "ha"), add_photo(library, "/p/b.jpg", "hb")
+    c1 = library.add_caption(a, "<Anya> builds a sandcastle on the beach.", tags=["Anya"], model_id="m",
+                             concept_set=["Anya"])
+    c2 = library.add_caption(a, "<Anya> eats ice cream in the park.", source="user", parent_id=c1)
+    library.add_caption(b, "A dog on the beach.")
+    assert [c.id for c in library.caption_history(a)] == [c1, c2]
+    cur = library.current_caption(a)
+    assert cur.id == c2 and cur.parent_id == c1 and cur.source == "user"
+    assert library.caption_history(a)[0].tags == ["Anya"]
+    assert library.search_captions("beach") == [b]  # a's old caption no longer counts
+    assert library.search_captions("ice cream") == [a]
+    assert library.search_captions("ice*") == [a]
+    assert library.list_photos(search="park") == [library.photo(a)]
+    assert library.search_captions('AND "OR -beach') == []  # operators in user text are just words
+    library.set_caption_status(c2, "accepted")
+    assert library.counts()["accepted"] == 1
+    assert [p.id for p in library.list_photos(uncaptioned=True)] == []
+    with pytest.raises(ValueError):
+        library.set_caption_status(c2, "bogus")
+
+
+def test_fts_query_quotes_every_word():
+    assert fts_query('dog AND "cat" ice*') == '"dog" "AND" """cat""" "ice"*'
+    with pytest.raises(LibraryError):
+        fts_query("   ")
+
+
+# ------------------------------------------------------------------------------ two processes
+
+WRITER = textwrap.dedent("""
+    import sys
+    from repic_desktop.core.library import Library
+    lib = Library(sys.argv[1])
+    tag = sys.argv[2]
+    for i in range(150):
+        pid = lib.add_photo(f"/{tag}/{i}.jpg", size=i, mtime_ns=i, content_hash=f"{tag}{i}", format="JPEG",
+                            width=1, height=1)
+        lib.add_caption(pid, f"caption {tag} {i}")
+        lib.list_photos(limit=5)
+    lib.close()
+""")
+
+
+def test_two_processes_share_one_library_without_locking_each_other_out(tmp_path):
+    path = tmp_path / "shared.sqlite"  # not created yet: both processes race to create + migrate it
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), tag], stderr=subprocess.PIPE, text=True)
+             for tag in ("gui", "cli")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    with Library(path) as lib:
+        assert lib.counts()["photos"] == 300
+        assert lib.counts()["captioned"] == 300
+        assert lib.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

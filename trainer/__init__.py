@@ -1,0 +1,1 @@
+"""GRPO personalization (the RePIC recipe) for RePIC Desktop. No Qt here."""
