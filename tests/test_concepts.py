@@ -125,10 +125,10 @@ def test_export_then_import_round_trips(library, tmp_path):
     plain = export_repic_database(library, tmp_path / "out" / "plain.json")
     data = json.loads((tmp_path / "out" / "plain.json").read_text())
     assert plain["concepts"] == 4
-    assert list(data["concept_dict"]) == ["<Bond>", "<Anya>", "<ironman>", "<Ghost>"]
+    assert list(data["concept_dict"]) == ["<Bond>", "<Anya>", "<ironman>", "<ghost>"]
     assert os.path.isabs(data["concept_dict"]["<Bond>"]["image"])
     assert data["concept_dict"]["<Anya>"]["image"][1] == str(photo)
-    assert data["concept_dict"]["<Ghost>"]["image"] == []
+    assert data["concept_dict"]["<ghost>"]["image"] == []
 
     out = tmp_path / "moved" / "database.json"
     export_repic_database(library, out, images_dir=tmp_path / "moved" / "images")

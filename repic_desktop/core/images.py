@@ -1,0 +1,837 @@
+"""Safe image probing and decoding, shared by the scanner, concept references, thumbnails and the engine.
+
+Design notes (why, not what):
+- Content decides the format, never the extension: we sniff the first bytes ourselves, so a text file
+  named .jpg is reported as "not an image" (with a hint of what it looks like) and a PNG named .jpg is
+  imported as the PNG it is.
+- Decompression bombs are stopped by our own check of the header's pixel count against `MAX_PIXELS`
+  before any pixel is decoded. We construct Pillow's plugin classes directly (what `Image.open` does
+  internally, minus its global `MAX_IMAGE_PIXELS` check), so we never touch Pillow's global state and
+  our limit - not Pillow's 179 MP one - decides. (A few plugins - GIF, TIFF, WebP - also check Pillow's
+  limit themselves while loading; for those, images between 179 MP and `MAX_PIXELS` are refused with
+  the same bomb message. Real photos in those formats never get that big.)
+- Truncation is found cheaply, without decoding every photo (the import must stay close to the speed of
+  "open + hash"): JPEG must have an EOI marker after its first scan header (bytes after EOI are allowed:
+  cameras append trailers), PNG must reach its IEND chunk, WebP must be as long as its RIFF header says,
+  HEIF's top-level boxes must all fit in the file, TIFF's first-page strips/tiles must lie inside the
+  file. BMP and GIF are rare and cheap: their first frame is decoded fully.
+- HEIC/HEIF comes from pillow_heif, registered lazily once; if it is not installed HEIC files are
+  reported unusable with a clear reason instead of crashing. libheif applies HEIF's own rotation while
+  decoding (and pillow_heif resets the EXIF tag to 1), so for HEIF the reported size is already the
+  displayed one and `open_oriented` does not rotate again.
+
+Nothing here imports Qt or torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import stat
+import struct
+import threading
+from dataclasses import asdict, dataclass
+from typing import Any, BinaryIO, Union
+
+from PIL import (
+    BmpImagePlugin,
+    GifImagePlugin,
+    Image,
+    JpegImagePlugin,
+    PngImagePlugin,
+    TiffImagePlugin,
+    WebPImagePlugin,
+)
+
+# Formats we import (lower-case, with the dot). The extension only selects candidates in a folder walk;
+# the content decides what the file is.
+SUPPORTED_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif",
+    ".png",
+    ".tif", ".tiff",
+    ".webp",
+    ".heic", ".heif", ".hif",
+    ".bmp", ".dib",
+    ".gif",
+})
+
+# Camera RAW files: listed by the scanner ("sidecar-only": captions for them go to .xmp sidecars later),
+# never decoded here. Several are TIFF inside, which is why the extension decides for these.
+RAW_EXTENSIONS = frozenset({
+    ".3fr", ".ari", ".arw", ".bay", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".fff", ".iiq",
+    ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".ori", ".pef", ".raf", ".raw",
+    ".rw2", ".rwl", ".sr2", ".srf", ".srw", ".x3f",
+})
+
+# 250 megapixels. The largest single-shot photos are ~100-150 MP (Fujifilm GFX100, Phase One IQ4) and
+# large stitched panoramas or 1200-dpi scans of big prints reach ~200 MP; those must import. Decoding
+# 250 MP as RGB needs ~750 MB of RAM, which a desktop can still afford once; beyond that a "photo" is far
+# more likely a decompression bomb (a tiny file whose header claims gigapixels) than a family picture.
+MAX_PIXELS = 250_000_000
+
+# Files up to this size are read into memory once (hash + probe from the same bytes). Larger files are
+# hashed in a streaming pass and probed through the open file (only headers and the few ranges the
+# truncation checks need are read), so memory stays bounded for big TIFF scans.
+MAX_READ_BYTES = 256 * 1024 * 1024
+# Above this nothing is a photo we import (a mis-named video or disk image): refused without hashing.
+MAX_FILE_BYTES = 4 * 1024 ** 3
+
+FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WebP", "HEIF": "HEIC/HEIF",
+                "BMP": "BMP", "GIF": "GIF"}
+_SUPPORTED_LIST = "JPEG/PNG/TIFF/WebP/HEIC/BMP/GIF"
+
+# Reasons that depend on access rights or timing rather than on the file's bytes: a rescan retries them
+# even when size and mtime did not change (chmod does not change mtime).
+TRANSIENT_REASON_PREFIXES = ("permission denied", "cannot read", "file changed while",
+                             "broken symbolic link", "not enough memory", "HEIC/HEIF support")
+
+
+class UnusableImage(Exception):
+    """A file we cannot import; str(exc) is a clear, user-facing reason."""
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+def is_transient_reason(reason: str) -> bool:
+    return reason.startswith(TRANSIENT_REASON_PREFIXES)
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    format: str              # Pillow's name: JPEG, PNG, TIFF, WEBP, HEIF, BMP, GIF
+    width: int               # as displayed, i.e. after EXIF orientation
+    height: int
+    orientation: int         # EXIF orientation 1-8 as found in the file (1 when absent)
+    date_taken: str | None   # ISO 8601 from EXIF DateTimeOriginal (else DateTime), None when absent
+    mode: str                # Pillow mode of the stored pixels (RGB, CMYK, I;16, P, ...)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ProbedFile:
+    """One read of a file: what it is and what it was when read."""
+    size: int
+    mtime_ns: int
+    content_hash: str        # sha256 hex of the whole file
+    info: ImageInfo
+
+
+# --------------------------------------------------------------------------------------------------
+# HEIF support, registered lazily and once
+# --------------------------------------------------------------------------------------------------
+
+_heif_lock = threading.Lock()
+_heif_state: dict[str, Any] = {}
+
+
+def _heif_class():
+    """pillow_heif's image class, registering the opener once; raises UnusableImage if unavailable."""
+    with _heif_lock:
+        if "cls" not in _heif_state and "error" not in _heif_state:
+            try:
+                import pillow_heif
+                from pillow_heif.as_plugin import HeifImageFile
+                pillow_heif.register_heif_opener()
+                _heif_state["cls"] = HeifImageFile
+            except Exception as exc:  # ImportError, or a broken libheif build
+                _heif_state["error"] = f"{type(exc).__name__}: {exc}"
+    if "cls" in _heif_state:
+        return _heif_state["cls"]
+    raise UnusableImage(f"HEIC/HEIF support is not available (pillow-heif could not be loaded: "
+                        f"{_heif_state['error']})")
+
+
+def heif_supported() -> bool:
+    try:
+        _heif_class()
+        return True
+    except UnusableImage:
+        return False
+
+
+_CLASSES = {
+    "JPEG": JpegImagePlugin.JpegImageFile,  # plain JPEG class: for MPO files the first (primary) image
+    "PNG": PngImagePlugin.PngImageFile,
+    "TIFF": TiffImagePlugin.TiffImageFile,
+    "WEBP": WebPImagePlugin.WebPImageFile,
+    "BMP": BmpImagePlugin.BmpImageFile,
+    "GIF": GifImagePlugin.GifImageFile,
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# Sniffing: what the content is
+# --------------------------------------------------------------------------------------------------
+
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1"}
+_VIDEO_BRANDS = {b"isom", b"iso2", b"iso4", b"iso5", b"iso6", b"mp41", b"mp42", b"avc1", b"M4V ", b"M4A ",
+                 b"qt  ", b"3gp4", b"3gp5", b"3gp6", b"3g2a", b"dash", b"crx "}
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Pillow format name of a supported image from its first 32 bytes, or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
+        return "HEIF"
+    if head.startswith(b"GIF87a") or head.startswith(b"GIF89a"):
+        return "GIF"
+    if head.startswith(b"BM") and len(head) >= 18 and struct.unpack_from("<I", head, 14)[0] in (
+            12, 16, 40, 52, 56, 64, 108, 124):
+        return "BMP"
+    return None
+
+
+def _describe_other(head: bytes) -> str:
+    """Why a file is not an image we import (its content is not one of ours)."""
+    unsupported = None
+    if head.startswith(b"8BPS"):
+        unsupported = "a Photoshop PSD document"
+    elif head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        unsupported = "an AVIF image"
+    elif head.startswith(b"\xff\x0a") or head.startswith(b"\x00\x00\x00\x0cJXL \r\n\x87\n"):
+        unsupported = "a JPEG XL image"
+    elif head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n") or head.startswith(b"\xff\x4f\xff\x51"):
+        unsupported = "a JPEG 2000 image"
+    elif head.startswith(b"\x00\x00\x01\x00") and len(head) > 6 and head[4] > 0:
+        unsupported = "a Windows icon (ICO)"
+    elif head.startswith(b"%!PS"):
+        unsupported = "a PostScript/EPS file"
+    if unsupported:
+        return f"unsupported format: the content is {unsupported} (supported: {_SUPPORTED_LIST})"
+    looks = _looks_like(head)
+    return f"not an image: the content is not {_SUPPORTED_LIST} ({looks})"
+
+
+def _looks_like(head: bytes) -> str:
+    if not head.strip(b"\x00"):
+        return "all zero bytes"
+    if head.startswith(b"%PDF"):
+        return "looks like a PDF document"
+    if head.startswith(b"PK\x03\x04"):
+        return "looks like a ZIP archive or office document"
+    if head[4:8] == b"ftyp" and head[8:12] in _VIDEO_BRANDS:
+        return "looks like a video"
+    if head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"WAVE"):
+        return "looks like a video" if head[8:12] == b"AVI " else "looks like audio"
+    if head.startswith(b"\x00\x05\x16\x07"):
+        return "looks like a macOS resource fork (AppleDouble)"
+    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if stripped.startswith((b"<!doctype html", b"<html", b"<head")):
+        return "looks like a web page - an interrupted download?"
+    if stripped.startswith(b"<?xml") or stripped.startswith(b"<svg"):
+        return "looks like XML/SVG"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = head[:exc.start].decode("utf-8") if exc.start > len(head) - 4 else None
+    if text is not None and text and sum(c.isprintable() or c in "\t\r\n" for c in text) >= 0.95 * len(text):
+        return "looks like text"
+    return "unknown binary data"
+
+
+# --------------------------------------------------------------------------------------------------
+# Byte access: whole file in memory, or a bounded view of an open big file
+# --------------------------------------------------------------------------------------------------
+
+class _FileView:
+    """The few bytes-like operations the structure checks use, served from an open file (big files)."""
+
+    def __init__(self, f: BinaryIO, size: int):
+        self.f, self.size = f, size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            if key < 0:
+                key += self.size
+            if not 0 <= key < self.size:
+                raise IndexError(key)
+            self.f.seek(key)
+            return self.f.read(1)[0]
+        start, stop, _ = key.indices(self.size)
+        if stop <= start:
+            return b""
+        self.f.seek(start)
+        return self.f.read(stop - start)
+
+    def rfind(self, sub: bytes, start: int = 0) -> int:
+        chunk = 1 << 20
+        end = self.size
+        while end > start:
+            lo = max(start, end - chunk)
+            block = self[lo:min(self.size, end + len(sub) - 1)]
+            i = block.rfind(sub)
+            if i >= 0:
+                return lo + i
+            end = lo
+        return -1
+
+    def endswith(self, suffix: bytes) -> bool:
+        return self.size >= len(suffix) and self[self.size - len(suffix):] == suffix
+
+
+Buf = Union[bytes, memoryview, _FileView]
+
+
+# --------------------------------------------------------------------------------------------------
+# Truncation checks (cheap, structural)
+# --------------------------------------------------------------------------------------------------
+
+_TRUNCATED = "truncated {name}: the file ends before the image data does"
+
+
+def _truncated(fmt: str, detail: str = "") -> UnusableImage:
+    msg = _TRUNCATED.format(name=FORMAT_NAMES[fmt])
+    return UnusableImage(msg + (f" ({detail})" if detail else ""))
+
+
+def _check_jpeg(data: Buf) -> None:
+    """Walk the marker segments to the first scan (SOS); an EOI marker must follow it. 0xFFD9 cannot
+    occur inside entropy-coded data (0xFF is stuffed as FF00 there), so any EOI after the scan header
+    means the image data is complete; trailers after EOI (MPF images, maker notes) are fine."""
+    n = len(data)
+    pos = 2
+    while True:
+        if pos >= n:
+            raise _truncated("JPEG", "no image data before the end of the file")
+        if data[pos] != 0xFF:
+            nxt = data[pos:pos + 65536].find(b"\xff")  # tolerate junk between segments, as decoders do
+            if nxt < 0:
+                raise UnusableImage("corrupt JPEG: garbage where a marker should be")
+            pos += nxt
+            continue
+        while pos < n and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise _truncated("JPEG", "no image data before the end of the file")
+        marker = data[pos]
+        pos += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # standalone markers (TEM, RSTn, a stray SOI)
+            continue
+        if marker == 0xD9:
+            raise UnusableImage("corrupt JPEG: the file has no image data (end marker before any scan)")
+        if pos + 2 > n:
+            raise _truncated("JPEG", "no image data before the end of the file")
+        length = (data[pos] << 8) | data[pos + 1]
+        if length < 2:
+            raise UnusableImage("corrupt JPEG: invalid segment length")
+        if pos + length > n:
+            raise _truncated("JPEG", "no image data before the end of the file")
+        pos += length
+        if marker == 0xDA:  # SOS: entropy-coded data follows
+            break
+    if data.endswith(b"\xff\xd9") or data.rfind(b"\xff\xd9", pos) >= 0:
+        return
+    raise _truncated("JPEG")
+
+
+_IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def _check_png(data: Buf) -> None:
+    if data.endswith(_IEND):
+        return
+    n, pos = len(data), 8
+    while pos + 8 <= n:
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        ctype = data[pos + 4:pos + 8]
+        end = pos + 12 + length
+        if end > n:
+            break
+        if ctype == b"IEND":
+            return  # bytes after IEND are ignored, as every viewer does
+        pos = end
+    raise _truncated("PNG", "no IEND chunk")
+
+
+def _check_webp(data: Buf) -> None:
+    riff_size = struct.unpack("<I", data[4:8])[0]
+    if len(data) < 8 + riff_size:
+        raise _truncated("WEBP")
+
+
+def _check_heif(data: Buf) -> None:
+    """ISO-BMFF: every top-level box (ftyp, meta, mdat, ...) must fit inside the file."""
+    n, pos = len(data), 0
+    while pos + 8 <= n:
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if size == 1:
+            if pos + 16 > n:
+                raise _truncated("HEIF")
+            size = struct.unpack(">Q", data[pos + 8:pos + 16])[0]
+        elif size == 0:  # box runs to the end of the file
+            return
+        if size < 8:
+            raise UnusableImage(f"corrupt HEIC/HEIF: invalid box size for {kind!r}")
+        if pos + size > n:
+            raise _truncated("HEIF", f"the {kind.decode('latin-1')} box is cut short")
+        pos += size
+
+
+def _check_tiff(im: Image.Image, data: Buf) -> None:
+    tags = getattr(im, "tag_v2", None)
+    offsets = counts = None
+    if tags is not None:
+        offsets, counts = tags.get(273), tags.get(279)  # StripOffsets, StripByteCounts
+        if offsets is None:
+            offsets, counts = tags.get(324), tags.get(325)  # TileOffsets, TileByteCounts
+    if offsets is None or counts is None:
+        _load_fully(im, "TIFF")
+        return
+    if isinstance(offsets, int):
+        offsets = (offsets,)
+    if isinstance(counts, int):
+        counts = (counts,)
+    end = max((o + c for o, c in zip(offsets, counts)), default=0)
+    if end > len(data):
+        raise _truncated("TIFF")
+
+
+def _load_fully(im: Image.Image, fmt: str) -> None:
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise _bomb(*im.size) from exc
+    except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
+        if "truncated" in str(exc) or isinstance(exc, EOFError):
+            raise _truncated(fmt) from exc
+        raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]}: {exc}") from exc
+
+
+def _looks_truncated_header(fmt: str, data: Buf) -> bool:
+    """After Pillow failed to parse the header: was it because the file is cut short?"""
+    try:
+        if fmt == "JPEG":
+            _check_jpeg(data)
+        elif fmt == "PNG":
+            _check_png(data)
+        elif fmt == "WEBP":
+            _check_webp(data)
+        elif fmt == "HEIF":
+            _check_heif(data)
+        elif fmt == "TIFF" and data[:4] in (b"II*\x00", b"MM\x00*"):  # classic TIFF: the first IFD fits?
+            end = "<" if data[:2] == b"II" else ">"
+            ifd = struct.unpack(end + "I", data[4:8])[0]
+            if ifd + 2 > len(data):
+                return True
+            count = struct.unpack(end + "H", data[ifd:ifd + 2])[0]
+            return ifd + 2 + 12 * count + 4 > len(data)
+        else:
+            return len(data) < 64
+    except UnusableImage as exc:
+        return str(exc).startswith("truncated")
+    return False
+
+
+# --------------------------------------------------------------------------------------------------
+# Opening (header only) with our own bomb check
+# --------------------------------------------------------------------------------------------------
+
+def _bomb(w: int, h: int) -> UnusableImage:
+    return UnusableImage(
+        f"image is {w}\u00d7{h} = {round(w * h / 1e6)} megapixels, over the {MAX_PIXELS // 1_000_000} "
+        f"megapixel safety limit (decompression bomb?)")
+
+
+def _check_pixels(w: int, h: int) -> None:
+    if w <= 0 or h <= 0:
+        raise UnusableImage(f"corrupt image: it claims to be {w}\u00d7{h} pixels")
+    if w * h > MAX_PIXELS:
+        raise _bomb(w, h)
+
+
+def _webp_header_size(head: bytes) -> tuple[int, int] | None:
+    """Canvas size from the first 30 bytes of a WebP, so a bomb is refused before libwebp allocates it."""
+    kind = head[12:16]
+    try:
+        if kind == b"VP8X":
+            return (int.from_bytes(head[24:27], "little") + 1, int.from_bytes(head[27:30], "little") + 1)
+        if kind == b"VP8L" and head[20] == 0x2F:
+            bits = int.from_bytes(head[21:25], "little")
+            return ((bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1)
+        if kind == b"VP8 " and head[23:26] == b"\x9d\x01\x2a":
+            w, h = struct.unpack("<HH", head[26:30])
+            return (w & 0x3FFF, h & 0x3FFF)
+    except (IndexError, struct.error):
+        return None
+    return None
+
+
+def _open_header(fmt: str, fp: BinaryIO, head: bytes, data: Buf, filename: str | bytes = "") -> Image.Image:
+    """Construct Pillow's image object (parses the header, decodes nothing) and check its pixel count."""
+    if fmt == "WEBP":
+        if not getattr(WebPImagePlugin, "SUPPORTED", True):
+            raise UnusableImage("unsupported format: this Pillow build has no WebP support")
+        size = _webp_header_size(head)
+        if size:
+            _check_pixels(*size)
+    cls = _heif_class() if fmt == "HEIF" else _CLASSES[fmt]
+    fp.seek(0)
+    try:
+        im = cls(fp, filename)
+    except Image.DecompressionBombError as exc:
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        raise UnusableImage(f"image is {round(int(m.group(1)) / 1e6) if m else '?'} megapixels, over the "
+                            f"safety limit (decompression bomb?)") from exc
+    except MemoryError as exc:
+        raise UnusableImage("not enough memory to open this image") from exc
+    except Exception as exc:  # Pillow raises SyntaxError/OSError/struct.error/... for bad headers
+        if _looks_truncated_header(fmt, data):
+            raise _truncated(fmt) from exc
+        raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc or type(exc).__name__}") from exc
+    _check_pixels(*im.size)
+    return im
+
+
+# --------------------------------------------------------------------------------------------------
+# EXIF: orientation and date taken
+# --------------------------------------------------------------------------------------------------
+
+_EXIF_DATE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
+_EXIF_OFFSET = re.compile(r"^[+-]\d{2}:\d{2}$")
+
+
+def _exif_date(value: Any, offset: Any = None) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("ascii", errors="replace")
+    if not isinstance(value, str):
+        return None
+    m = _EXIF_DATE.match(value.strip("\x00"))
+    if not m:
+        return None
+    y, mo, d, hh, mi, ss = (int(g) for g in m.groups())
+    if y < 1800 or not (1 <= mo <= 12 and 1 <= d <= 31 and hh <= 23 and mi <= 59 and ss <= 60):
+        return None  # "0000:00:00 00:00:00" and friends: cameras write that when the clock was unset
+    iso = f"{y:04d}-{mo:02d}-{d:02d}T{hh:02d}:{mi:02d}:{min(ss, 59):02d}"
+    if isinstance(offset, bytes):
+        offset = offset.decode("ascii", errors="replace")
+    if isinstance(offset, str) and _EXIF_OFFSET.match(offset.strip("\x00").strip()):
+        iso += offset.strip("\x00").strip()
+    return iso
+
+
+def _exif_facts(im: Image.Image, fmt: str) -> tuple[int, str | None]:
+    """(orientation, date_taken); a broken EXIF block never makes a photo unusable."""
+    orientation, date = 1, None
+    try:
+        exif = im.getexif()
+        if fmt == "HEIF":
+            orientation = im.info.get("original_orientation") or 1
+        else:
+            orientation = exif.get(0x0112, 1)
+        try:
+            sub = exif.get_ifd(0x8769)
+        except Exception:
+            sub = {}
+        date = _exif_date(sub.get(0x9003), sub.get(0x9011)) or _exif_date(exif.get(0x0132), sub.get(0x9010))
+    except Exception:
+        pass
+    if isinstance(orientation, (tuple, list)):
+        orientation = orientation[0] if orientation else 1
+    if not isinstance(orientation, int) or not 1 <= orientation <= 8:
+        orientation = 1
+    return orientation, date
+
+
+# --------------------------------------------------------------------------------------------------
+# Public: inspect, probe, open
+# --------------------------------------------------------------------------------------------------
+
+def _os_error(exc: OSError) -> UnusableImage:
+    if isinstance(exc, PermissionError):
+        return UnusableImage("permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return UnusableImage("not a regular file (a folder)")
+    if isinstance(exc, FileNotFoundError):
+        return UnusableImage("cannot read file: it no longer exists")
+    return UnusableImage(f"cannot read file: {exc.strerror or exc}")
+
+
+def _open_readonly(path: str | bytes | os.PathLike) -> tuple[BinaryIO, os.stat_result]:
+    """Open read-only without blocking on FIFOs/devices; only regular files are accepted."""
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if os.path.islink(path) and not os.path.exists(path):
+            raise UnusableImage("broken symbolic link") from exc
+        raise _os_error(exc) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
+            raise UnusableImage(f"not a regular file ({kind})")
+        return os.fdopen(fd, "rb", buffering=0), st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _inspect(fmt: str | None, head: bytes, data: Buf, fp: BinaryIO, filename: str | bytes) -> ImageInfo:
+    if len(data) == 0:
+        raise UnusableImage("empty file (0 bytes)")
+    if fmt is None:
+        raise UnusableImage(_describe_other(head))
+    im = _open_header(fmt, fp, head, data, filename)
+    try:
+        if fmt == "JPEG":
+            # Pillow found the scan header, so a file ending in EOI is complete (0xFFD9 cannot occur in
+            # entropy-coded data); only files with trailers after EOI need the segment walk.
+            if not data.endswith(b"\xff\xd9"):
+                _check_jpeg(data)
+        elif fmt == "PNG":
+            _check_png(data)
+        elif fmt == "WEBP":
+            _check_webp(data)
+        elif fmt == "HEIF":
+            _check_heif(data)
+        elif fmt == "TIFF":
+            _check_tiff(im, data)
+        else:  # BMP, GIF: rare and cheap to decode
+            _load_fully(im, fmt)
+        orientation, date = _exif_facts(im, fmt)
+        w, h = im.size
+        if orientation >= 5 and fmt != "HEIF":
+            w, h = h, w
+        return ImageInfo(format=fmt, width=w, height=h, orientation=orientation, date_taken=date, mode=im.mode)
+    finally:
+        im.close()
+
+
+def inspect_image(path: str | bytes | os.PathLike, data: bytes | None = None) -> ImageInfo:
+    """What the image is, cheaply: format (from content), displayed size, orientation, date taken.
+
+    With `data` (the whole file, already read) nothing is read from disk. Raises UnusableImage with a
+    user-facing reason for anything we would not import."""
+    filename = os.fspath(path)
+    if data is not None:
+        head = bytes(data[:32])
+        return _inspect(sniff_format(head), head, data, io.BytesIO(data), filename)
+    f, st = _open_readonly(path)
+    with f:
+        if st.st_size > MAX_FILE_BYTES:
+            raise _too_big(st.st_size)
+        try:
+            if st.st_size <= MAX_READ_BYTES:
+                data = f.read()
+                head = data[:32]
+                return _inspect(sniff_format(head), head, data, io.BytesIO(data), filename)
+            fb = io.BufferedReader(f, 1 << 16)  # Pillow parses headers with many tiny reads
+            head = fb.read(32)
+            return _inspect(sniff_format(head), head, _FileView(fb, st.st_size), fb, filename)
+        except OSError as exc:
+            raise _os_error(exc) from exc
+
+
+def _too_big(size: int) -> UnusableImage:
+    return UnusableImage(f"file is {size / 1024 ** 3:.1f} GiB, larger than any photo we import "
+                         f"(limit {MAX_FILE_BYTES // 1024 ** 3} GiB)")
+
+
+def probe_file(path: str | bytes | os.PathLike) -> ProbedFile:
+    """Read the file once: sha256 of its bytes, and `inspect_image` of the same bytes.
+
+    Files up to MAX_READ_BYTES are read into memory once; bigger ones are hashed in a streaming pass and
+    probed through the open file. The file is opened read-only and never written."""
+    f, st = _open_readonly(path)
+    with f:
+        size = st.st_size
+        if size > MAX_FILE_BYTES:
+            raise _too_big(size)
+        try:
+            if size <= MAX_READ_BYTES:
+                data = f.read()
+                if len(data) != size:
+                    raise UnusableImage("file changed while it was being read (still being copied?)")
+                digest = hashlib.sha256(data).hexdigest()
+                head = data[:32]
+                info = _inspect(sniff_format(head), head, data, io.BytesIO(data), os.fspath(path))
+            else:
+                h = hashlib.sha256()
+                read = 0
+                while chunk := f.read(8 << 20):
+                    h.update(chunk)
+                    read += len(chunk)
+                if read != size:
+                    raise UnusableImage("file changed while it was being read (still being copied?)")
+                digest = h.hexdigest()
+                f.seek(0)
+                fb = io.BufferedReader(f, 1 << 16)  # Pillow parses headers with many tiny reads
+                head = fb.read(32)
+                info = _inspect(sniff_format(head), head, _FileView(fb, size), fb, os.fspath(path))
+        except OSError as exc:
+            raise _os_error(exc) from exc
+        except MemoryError as exc:
+            raise UnusableImage("not enough memory to read this file") from exc
+    return ProbedFile(size=size, mtime_ns=st.st_mtime_ns, content_hash=digest, info=info)
+
+
+def sha256_file(path: str | bytes | os.PathLike) -> str:
+    """Content hash as the library stores it (streaming; for callers that need no probe)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Decoding for display / the model
+# --------------------------------------------------------------------------------------------------
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _fit(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    w, h = size
+    scale = max_side / max(w, h)
+    return max(1, round(w * scale)), max(1, round(h * scale))
+
+
+def _alpha_matters(im: Image.Image) -> bool:
+    return im.getchannel("A").getextrema()[0] < 255
+
+
+def _deep_to_l(im: Image.Image, fmt: str) -> Image.Image:
+    """16-bit / 32-bit integer or float grayscale -> 8-bit L, scaled (not clipped to white)."""
+    if im.mode == "F":
+        lo, hi = im.getextrema()
+        scale = 255.0 if (lo >= 0 and hi <= 1.0) else (255.0 / hi if hi > 0 else 1.0)
+        return im.point(lambda v: v * scale).convert("L")
+    bits = 16
+    if im.mode == "I":
+        tiff_bits = None
+        if fmt == "TIFF":
+            b = getattr(im, "tag_v2", {}).get(258)
+            tiff_bits = b[0] if isinstance(b, tuple) and b else b
+        if isinstance(tiff_bits, int) and 8 < tiff_bits <= 16:
+            bits = tiff_bits
+        elif fmt != "PNG":
+            hi = im.getextrema()[1]
+            bits = max(8, int(hi).bit_length()) if hi > 255 else 8
+    if im.mode != "I":
+        im = im.convert("I")
+    scale = 1.0 / (1 << (bits - 8))
+    return im.point(lambda v: v * scale).convert("L")
+
+
+def _cmyk_to_rgb(im: Image.Image) -> Image.Image:
+    """Use the embedded ICC profile when there is one (print CMYK JPEGs nearly always carry one);
+    otherwise Pillow's plain formula."""
+    icc = im.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            out = ImageCms.profileToProfile(im, src, ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                            renderingIntent=ImageCms.Intent.PERCEPTUAL)
+            if out is not None:
+                return out
+        except Exception:
+            pass
+    return im.convert("RGB")
+
+
+def to_rgb_or_rgba(im: Image.Image, fmt: str | None = None) -> Image.Image:
+    """Any Pillow mode -> RGB, or RGBA when the alpha channel actually has transparent pixels."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode == "CMYK":
+        return _cmyk_to_rgb(im)
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _deep_to_l(im, fmt or "").convert("RGB")
+    if mode == "P":
+        has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
+        im = im.convert("RGBA" if has_alpha else "RGB")
+    elif mode in ("RGBA", "LA", "La", "PA", "RGBa"):
+        im = im.convert("RGBA") if mode != "RGBA" else im
+    elif mode == "LAB":
+        try:
+            from PIL import ImageCms
+            return ImageCms.profileToProfile(im, ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"),
+                                             outputMode="RGB")
+        except Exception as exc:
+            raise UnusableImage(f"unsupported pixel format {mode}") from exc
+    else:
+        try:
+            return im.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise UnusableImage(f"unsupported pixel format {mode}") from exc
+    if im.mode == "RGBA" and not _alpha_matters(im):
+        im = im.convert("RGB")
+    return im
+
+
+def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) -> Image.Image:
+    """Decode a photo as displayed: EXIF orientation applied, RGB (RGBA when transparency matters),
+    at most `max_side` pixels on its longer side when given (JPEG and HEIF then decode at reduced size,
+    via JPEG DCT scaling / HEIF's embedded thumbnails). The file is closed when this returns.
+
+    Raises UnusableImage for anything unreadable, truncated or over MAX_PIXELS."""
+    if max_side is not None and max_side < 1:
+        raise ValueError("max_side must be a positive number of pixels")
+    f, st = _open_readonly(path)
+    with f:
+        if st.st_size == 0:
+            raise UnusableImage("empty file (0 bytes)")
+        try:
+            fb = io.BufferedReader(f, 1 << 16)  # Pillow parses headers with many tiny reads
+            head = fb.read(32)
+            fmt = sniff_format(head)
+            if fmt is None:
+                raise UnusableImage(_describe_other(head))
+            view = _FileView(fb, st.st_size)
+            im = _open_header(fmt, fb, head, view, os.fspath(path))
+            try:
+                orientation, _ = _exif_facts(im, fmt)
+                if fmt == "HEIF":
+                    orientation = 1  # libheif already applied it
+                if max_side and max(im.size) > max_side:
+                    im.draft(None, _fit(im.size, max_side))
+                try:
+                    im.load()
+                except Image.DecompressionBombError as exc:
+                    raise _bomb(*im.size) from exc
+                except MemoryError as exc:
+                    raise UnusableImage("not enough memory to decode this image") from exc
+                except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
+                    if "truncated" in str(exc) or isinstance(exc, EOFError) or _looks_truncated_header(fmt, view):
+                        raise _truncated(fmt) from exc
+                    raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}") from exc
+                out = to_rgb_or_rgba(im, fmt)
+            except BaseException:
+                im.close()
+                raise
+        except OSError as exc:
+            raise _os_error(exc) from exc
+    if out is not im:
+        im.close()  # frees the decoded full-size pixels now, not at garbage collection
+    if max_side and max(out.size) > max_side:
+        out = out.resize(_fit(out.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    method = _TRANSPOSE.get(orientation)
+    if method is not None:
+        out = out.transpose(method)
+    return out

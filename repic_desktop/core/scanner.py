@@ -1,0 +1,419 @@
+"""Folder import and incremental rescan.
+
+`scan_folder(library, root)` walks `root`, imports new photos, updates changed ones, finds moved ones by
+content hash and marks vanished ones missing. Decisions (why, not what):
+
+- Two passes: a cheap walk (os.scandir, one stat per file, nothing opened) collects the candidates so
+  progress has a total; then each candidate is read at most once (hash + probe from the same bytes,
+  see images.probe_file).
+- Incremental: a file whose size and mtime_ns match the library is not opened. A file skipped before
+  with the same size and mtime is reported skipped again with its stored reason, without opening it -
+  except for reasons that depend on access rights or timing (permission denied, read errors), which
+  are retried because chmod does not change mtime.
+- Moves: a new path whose content hash equals a library photo whose old path is gone from disk (and
+  is not part of this walk) takes over that photo (same id, captions, concepts). If the old path still
+  exists it is a copy, i.e. a new photo.
+- Vanished photos are marked 'missing', never dropped; they come back to 'ok' when seen again. Nothing
+  is marked missing when the walk was cancelled, below a folder that could not be listed, or when the
+  root itself is unavailable (an unplugged drive raises ScanError instead of "losing" every photo).
+- Hidden entries (names starting with ".") are ignored, files and folders alike: .git, .thumbnails,
+  .Trash-1000, macOS "._IMG_1234.jpg" AppleDouble files. So are NAS/OS thumbnail and trash folders
+  (@eaDir, $RECYCLE.BIN, System Volume Information) and the library's own files folder. The root
+  itself may be hidden: the user chose it.
+- Symbolic links: folder links are followed (users link in folders that live elsewhere), loops are
+  impossible because each folder is walked once, keyed by (st_dev, st_ino), and a link to the root or
+  to a folder above it is never followed (it would pull in the whole disk); real folders are walked
+  before linked ones, so a folder reachable both ways is stored under its real path. A link to a file
+  is imported under the link's path, unless the same file (same st_dev/st_ino: a link or hard link) is
+  also reached another way in this walk - then it is imported once, preferring the non-link path. A
+  broken link with a photo extension is skipped with "broken symbolic link".
+- RAW files are listed in `sidecar_only` (captions will go to .xmp sidecars) and not imported here.
+- Files are read by a few worker threads (PROBE_THREADS) a little ahead of the calling thread, which
+  does all library work; results are applied in walk order, so reports and progress are deterministic.
+- Library writes happen in batches (about 200 files or one second of work, whichever comes first),
+  each in one short transaction taken *after* the batch's files were read, so the write lock is never
+  held while the disk is busy and the GUI process never waits long for it.
+- Nothing under `root` is written or modified: files are opened read-only, nothing is created there.
+- Paths are bytes end to end (os.fsencode), so non-UTF-8 file names survive; reports show them as
+  display strings (undecodable bytes replaced).
+"""
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from typing import Callable
+
+from . import images
+from .images import RAW_EXTENSIONS, SUPPORTED_EXTENSIONS, UnusableImage, is_transient_reason
+from .library import Library, LibraryError, display_path
+
+BATCH_FILES = 200
+BATCH_SECONDS = 1.0
+# Files are read, hashed and probed by a few worker threads (hashing and file reads release the GIL, so
+# disk, hashing and the library writes on the calling thread overlap); results are consumed in walk
+# order. A handful of threads suits SSDs and network shares without thrashing a spinning disk.
+PROBE_THREADS = max(1, min(4, os.cpu_count() or 1))
+PROBE_AHEAD = PROBE_THREADS * 4
+# Below this size a file is probed on the calling thread: the hand-over costs more than it saves (header
+# parsing holds the GIL), while for real photos (megabytes) hashing and reading dominate and overlap.
+THREAD_MIN_BYTES = 512 * 1024
+IGNORED_DIR_NAMES = frozenset({b"@eaDir", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"})
+
+_SUPPORTED_B = frozenset(os.fsencode(e) for e in SUPPORTED_EXTENSIONS)
+_RAW_B = frozenset(os.fsencode(e) for e in RAW_EXTENSIONS)
+
+ProgressFn = Callable[[int, int, str], None]
+CancelFn = Callable[[], bool]
+
+
+class ScanError(LibraryError):
+    """The folder cannot be scanned at all (missing, not a folder, unreadable)."""
+
+
+@dataclass
+class ScanReport:
+    root: str = ""
+    added: int = 0
+    unchanged: int = 0       # not reopened (size and mtime as stored), or re-read and byte-identical
+    updated: int = 0         # re-read because size or mtime changed
+    moved: int = 0           # found at a new path by content hash (photo id, captions and concepts kept)
+    missing: int = 0         # newly marked missing this scan
+    restored: int = 0        # missing before, present again at their path
+    skipped: list[dict[str, str]] = field(default_factory=list)   # {"path", "reason"}
+    sidecar_only: list[str] = field(default_factory=list)         # RAW files: not imported
+    total: int = 0           # candidate photo files found by the walk
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+
+@dataclass
+class _Candidate:
+    path: bytes
+    size: int | None
+    mtime_ns: int | None
+    error: str | None = None     # known unusable from the walk alone (broken link, not a regular file)
+
+
+@dataclass
+class _Walk:
+    candidates: list[_Candidate] = field(default_factory=list)
+    sidecars: list[bytes] = field(default_factory=list)
+    unreadable_dirs: list[bytes] = field(default_factory=list)
+    dir_errors: list[tuple[bytes, str]] = field(default_factory=list)
+    cancelled: bool = False
+
+
+def _dir_key(path: bytes, st: os.stat_result):
+    return (st.st_dev, st.st_ino) if st.st_ino else os.path.realpath(path)
+
+
+def _oserror_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or str(exc)
+
+
+def _walk(root: bytes, cancel: CancelFn | None, exclude: set) -> _Walk:
+    out = _Walk()
+    visited = set(exclude)
+    visited.add(_dir_key(root, os.stat(root)))
+    real_root = os.path.realpath(root).rstrip(b"/") + b"/"
+    real_dirs: list[bytes] = [root]
+    linked_dirs: list[tuple[bytes, object]] = []   # walked after every real folder
+    files: dict[object, int] = {}                  # (dev, ino) -> index in candidates
+    linked_file: list[bool] = []
+
+    while real_dirs or linked_dirs:
+        if cancel is not None and cancel():
+            out.cancelled = True
+            return out
+        if real_dirs:
+            d = real_dirs.pop()
+        else:
+            d, key = linked_dirs.pop(0)
+            if key in visited:
+                continue
+            visited.add(key)
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            if d == root:
+                raise ScanError(f"cannot read folder {display_path(root)}: {_oserror_reason(exc)}") from exc
+            out.unreadable_dirs.append(d)
+            out.dir_errors.append((d, f"cannot read folder: {_oserror_reason(exc)}"))
+            continue
+        subdirs = []
+        for e in entries:
+            name = e.name
+            if name.startswith(b"."):
+                continue
+            try:
+                is_dir = e.is_dir()          # follows links; False for a broken link
+                is_link = e.is_symlink()
+            except OSError:
+                is_dir, is_link = False, True
+            if is_dir:
+                if name in IGNORED_DIR_NAMES:
+                    continue
+                try:
+                    st = e.stat()
+                except OSError as exc:
+                    out.dir_errors.append((e.path, f"cannot read folder: {_oserror_reason(exc)}"))
+                    continue
+                key = _dir_key(e.path, st)
+                if is_link:
+                    target = os.path.realpath(e.path).rstrip(b"/") + b"/"
+                    if not real_root.startswith(target):  # a link to the root or above it is a loop
+                        linked_dirs.append((e.path, key))
+                elif key not in visited:
+                    visited.add(key)
+                    subdirs.append(e.path)
+                continue
+            dot = name.rfind(b".")
+            ext = name[dot:].lower() if dot > 0 else b""
+            if ext in _RAW_B:
+                try:
+                    if e.is_file():
+                        out.sidecars.append(e.path)
+                except OSError:
+                    pass
+                continue
+            if ext not in _SUPPORTED_B:
+                continue
+            try:
+                st = e.stat()
+            except OSError as exc:
+                reason = "broken symbolic link" if is_link else f"cannot read file: {_oserror_reason(exc)}"
+                out.candidates.append(_Candidate(e.path, None, None, reason))
+                linked_file.append(is_link)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                out.candidates.append(_Candidate(e.path, None, None,
+                                                 "not a regular file (a device, pipe or socket)"))
+                linked_file.append(is_link)
+                continue
+            cand = _Candidate(e.path, st.st_size, st.st_mtime_ns)
+            if st.st_ino:
+                key = (st.st_dev, st.st_ino)
+                prev = files.get(key)
+                if prev is not None:
+                    if linked_file[prev] and not is_link:   # the real path wins over a link to it
+                        out.candidates[prev] = cand
+                        linked_file[prev] = False
+                    continue
+                files[key] = len(out.candidates)
+            out.candidates.append(cand)
+            linked_file.append(is_link)
+        real_dirs.extend(reversed(subdirs))  # depth-first, in name order
+    return out
+
+
+def _probe(path: bytes) -> tuple[str, object]:
+    """Runs in a worker thread: read, hash and probe one file; never raises."""
+    try:
+        return "probed", images.probe_file(path)
+    except UnusableImage as exc:
+        return "skip", exc.reason
+    except Exception as exc:  # a bug or an exotic failure must not end the whole import
+        return "skip", f"cannot read file: unexpected {type(exc).__name__}: {exc}"
+
+
+def _under_any(path: bytes, folders: list[bytes]) -> bool:
+    return any(path.startswith(f.rstrip(b"/") + b"/") for f in folders)
+
+
+def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: ProgressFn | None = None,
+                cancel: CancelFn | None = None) -> ScanReport:
+    """Import / rescan every photo below `root` into `library`. See the module docstring.
+
+    progress(done, total, path) is called on the calling thread after each file (total is known from
+    the start: the folder walk runs first; when done == total everything is already committed).
+    cancel() is polled between files and folders; returning True stops cleanly - what was imported
+    stays imported, and nothing is marked missing on the strength of an unfinished walk.
+    Raises ScanError when `root` is missing, not a folder or unreadable."""
+    t0 = time.perf_counter()
+    root_b = os.path.abspath(os.fsencode(os.fspath(root)) if not isinstance(root, bytes) else root)
+    report = ScanReport(root=display_path(root_b))
+    try:
+        st = os.stat(root_b)
+    except FileNotFoundError as exc:
+        raise ScanError(f"folder not found: {report.root}") from exc
+    except OSError as exc:
+        raise ScanError(f"cannot open folder {report.root}: {_oserror_reason(exc)}") from exc
+    if not stat.S_ISDIR(st.st_mode):
+        raise ScanError(f"not a folder: {report.root}")
+
+    exclude = set()
+    try:  # never import the library's own files (copied reference photos)
+        data_dir = os.fsencode(library.data_dir)
+        exclude.add(_dir_key(data_dir, os.stat(data_dir)))
+    except OSError:
+        pass
+
+    walk = _walk(root_b, cancel, exclude)
+    report.sidecar_only = [display_path(p) for p in walk.sidecars]
+    if walk.cancelled:
+        report.cancelled = True
+        report.seconds = time.perf_counter() - t0
+        return report
+
+    candidates = walk.candidates
+    report.total = total = len(candidates)
+    candidate_paths = {c.path for c in candidates}
+    states = library.file_states(root_b)      # path -> (id, size, mtime_ns, status)
+    skips = library.skip_states(root_b)       # path -> (reason, size, mtime_ns)
+    seen_ids: set[int] = set()                # photos accounted for in this scan (present or claimed)
+    skipped_paths: set[bytes] = set()
+
+    for d, reason in walk.dir_errors:
+        report.skipped.append({"path": display_path(d), "reason": reason})
+        skipped_paths.add(d)
+    if walk.dir_errors:
+        with library.transaction():
+            for d, reason in walk.dir_errors:
+                library.record_skip(d, reason)
+
+    def move_target(matches) -> int | None:
+        for p in matches:
+            if p.id in seen_ids or p.path_bytes in candidate_paths:
+                continue
+            if not os.path.exists(p.fs_path):
+                return p.id
+        return None
+
+    def needs_write(kind: str, state) -> bool:
+        if kind in ("skip", "probed"):
+            return True
+        if kind == "same":
+            return state[3] == "missing"
+        return state is not None and state[3] == "ok"  # skip-again of a photo still marked ok
+
+    def apply(batch: list) -> None:
+        if not any(needs_write(kind, state) for kind, _, _, state in batch):
+            for entry in batch:  # an unchanged stretch: nothing to write, no write lock taken
+                _apply_one(*entry, None, None)
+            return
+        new_hashes = [e[2].content_hash for e in batch if e[0] == "probed" and e[3] is None]
+        with library.transaction():
+            by_hash = library.photos_by_hashes(new_hashes) if new_hashes else {}
+            adds: list[dict] = []
+            for entry in batch:
+                _apply_one(*entry, by_hash, adds)
+            if adds:
+                library.add_photos(adds)
+
+    def _apply_one(kind, c: _Candidate, payload, state, by_hash, adds) -> None:
+        if kind == "same":
+            seen_ids.add(state[0])
+            if state[3] == "missing":
+                library.update_photo(state[0], status="ok")
+                report.restored += 1
+            else:
+                report.unchanged += 1
+        elif kind in ("skip", "skip-again"):
+            report.skipped.append({"path": display_path(c.path), "reason": payload})
+            skipped_paths.add(c.path)
+            if kind == "skip":
+                library.record_skip(c.path, payload, size=c.size, mtime_ns=c.mtime_ns)
+            if state:  # a photo we had is now unusable at its path: keep it (and its captions), missing
+                seen_ids.add(state[0])
+                if state[3] == "ok":
+                    library.mark_missing([state[0]])
+                    report.missing += 1
+        else:  # probed
+            pf: images.ProbedFile = payload
+            info = pf.info
+            fields = dict(size=pf.size, mtime_ns=pf.mtime_ns, content_hash=pf.content_hash, format=info.format,
+                          width=info.width, height=info.height, orientation=info.orientation,
+                          date_taken=info.date_taken)
+            if state:
+                seen_ids.add(state[0])
+                library.update_photo(state[0], path=c.path, status="ok", **fields)
+                if state[3] == "missing":
+                    report.restored += 1
+                else:
+                    report.updated += 1
+                return
+            # A new path: a photo whose old path is gone takes it over (a move), else it is new. Rows
+            # added earlier in this batch are never move targets: their files exist.
+            target = move_target(by_hash.get(pf.content_hash, ()))
+            if target is not None:
+                seen_ids.add(target)
+                library.update_photo(target, path=c.path, status="ok", **fields)
+                report.moved += 1
+            else:
+                adds.append({"path": c.path, **fields})
+                report.added += 1
+
+    def plan(c: _Candidate):
+        """What to do with one candidate, deciding without I/O where the library already knows."""
+        state = states.get(c.path)
+        if c.error:
+            return ("skip", c, c.error, state)
+        if state and state[1] == c.size and state[2] == c.mtime_ns:
+            return ("same", c, None, state)
+        sk = skips.get(c.path)
+        if sk and sk[1] == c.size and sk[2] == c.mtime_ns and not is_transient_reason(sk[0]):
+            return ("skip-again", c, sk[0], state)
+        if c.size is not None and c.size >= THREAD_MIN_BYTES:
+            return ("probe", c, pool.submit(_probe, c.path), state)
+        return ("probe", c, None, state)  # small: cheaper to read right here than to hand over
+
+    batch: list = []
+    last_flush = time.monotonic()
+    done = 0
+    pending: deque = deque()
+    todo = iter(candidates)
+    with ThreadPoolExecutor(max_workers=PROBE_THREADS, thread_name_prefix="repic-scan") as pool:
+        try:
+            for c in islice(todo, PROBE_AHEAD):
+                pending.append(plan(c))
+            while pending:
+                if cancel is not None and cancel():
+                    report.cancelled = True
+                    break
+                kind, c, payload, state = pending.popleft()
+                if kind == "probe":
+                    kind, payload = payload.result() if payload is not None else _probe(c.path)
+                batch.append((kind, c, payload, state))
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(plan(nxt))
+                done += 1
+                if len(batch) >= BATCH_FILES or done == total or time.monotonic() - last_flush >= BATCH_SECONDS:
+                    apply(batch)
+                    batch = []
+                    last_flush = time.monotonic()
+                if progress is not None:
+                    progress(done, total, display_path(c.path))
+        finally:
+            for entry in pending:  # cancelled (or failed): drop reads not yet started
+                if entry[0] == "probe" and entry[2] is not None:
+                    entry[2].cancel()
+    if batch:  # cancelled with reads not yet written: keep them
+        apply(batch)
+
+    # What the walk did not find is missing (the walk itself completed, even if processing was cancelled).
+    gone = [pid for pb, (pid, _size, _mtime, status) in states.items()
+            if status == "ok" and pid not in seen_ids and pb not in candidate_paths
+            and not _under_any(pb, walk.unreadable_dirs)]
+    if gone:
+        library.mark_missing(gone)
+        report.missing += len(gone)
+    stale = [pb for pb in skips if pb not in candidate_paths and pb not in skipped_paths
+             and not _under_any(pb, walk.unreadable_dirs)]
+    if stale:
+        library.forget_skips(stale)
+    report.seconds = time.perf_counter() - t0
+    return report
