@@ -227,6 +227,10 @@ def test_captions_keep_full_history_and_search_uses_the_current_one(library):
     assert cur.id == c2 and cur.parent_id == c1 and cur.source == "user"
     assert library.caption_history(a)[0].tags == ["Anya"]
     assert library.search_captions("beach") == [b]  # a's old caption no longer counts
+    c = add_photo(library, "/p/c.jpg", "hc")
+    library.add_caption(c, "Bond digs on the beach.")
+    assert library.search_captions("beach") == [c, b]  # most recently captioned first
+    assert library.search_captions("beach", limit=1) == [c]
     assert library.search_captions("ice cream") == [a]
     assert library.search_captions("ice*") == [a]
     assert library.list_photos(search="park") == [library.photo(a)]
