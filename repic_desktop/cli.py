@@ -147,6 +147,7 @@ def cmd_photos_list(args: argparse.Namespace) -> int:
             d["caption_status"] = cap.status if cap else None
             d["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
             rows.append(d)
+        any_photos = bool(rows) or lib.counts()["photos"] > 0
 
     def text() -> str:
         out = []
@@ -158,7 +159,9 @@ def cmd_photos_list(args: argparse.Namespace) -> int:
             out.append(line)
             if r["caption"]:
                 out.append(f"        {r['caption']}")
-        return "\n".join(out) if out else "no photos match"
+        if out:
+            return "\n".join(out)
+        return "no photos match" if any_photos else "no photos yet: import a folder with `repic import DIR`"
 
     _emit(args, rows, text)
     return 0

@@ -56,6 +56,8 @@ def test_status_on_a_fresh_default_library(isolated_env, capsys):
     assert data["device"]["cuda"] in (True, False)
     code, out, _ = run(capsys, "status")
     assert code == 0 and "new, empty" in out and "model:" in out
+    code, out, _ = run(capsys, "photos", "list")
+    assert code == 0 and "import a folder" in out
 
 
 def test_library_env_var_and_flag(isolated_env, monkeypatch, capsys, tmp_path):
