@@ -412,17 +412,15 @@ def _load_fully(im: Image.Image, fmt: str) -> None:
         raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]}: {exc}") from exc
 
 
+# Formats whose completeness can be checked from the container structure alone (no decoding).
+_CONTAINER_CHECKS = {"JPEG": _check_jpeg, "PNG": _check_png, "WEBP": _check_webp, "HEIF": _check_heif}
+
+
 def _looks_truncated_header(fmt: str, data: Buf) -> bool:
     """After Pillow failed to parse the header: was it because the file is cut short?"""
     try:
-        if fmt == "JPEG":
-            _check_jpeg(data)
-        elif fmt == "PNG":
-            _check_png(data)
-        elif fmt == "WEBP":
-            _check_webp(data)
-        elif fmt == "HEIF":
-            _check_heif(data)
+        if fmt in _CONTAINER_CHECKS:
+            _CONTAINER_CHECKS[fmt](data)
         elif fmt == "TIFF" and data[:4] in (b"II*\x00", b"MM\x00*"):  # classic TIFF: the first IFD fits?
             end = "<" if data[:2] == b"II" else ">"
             ifd = struct.unpack(end + "I", data[4:8])[0]
@@ -593,12 +591,8 @@ def _inspect(fmt: str | None, head: bytes, data: Buf, fp: BinaryIO, filename: st
             # entropy-coded data); only files with trailers after EOI need the segment walk.
             if not data.endswith(b"\xff\xd9"):
                 _check_jpeg(data)
-        elif fmt == "PNG":
-            _check_png(data)
-        elif fmt == "WEBP":
-            _check_webp(data)
-        elif fmt == "HEIF":
-            _check_heif(data)
+        elif fmt in _CONTAINER_CHECKS:
+            _CONTAINER_CHECKS[fmt](data)
         elif fmt == "TIFF":
             _check_tiff(im, data)
         else:  # BMP, GIF: rare and cheap to decode
