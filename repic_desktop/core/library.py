@@ -22,7 +22,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -200,7 +200,19 @@ def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
     db["captions"].enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="unicode61")
 
 
-MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2]
+def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
+    # Full provenance of generated captions (quantization, request, preset, concept ids, seconds, ...) and
+    # the job that produced them, so a resumed job can tell done photos from pending ones.
+    db.executescript(
+        """
+        ALTER TABLE captions ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';
+        ALTER TABLE captions ADD COLUMN job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL;
+        CREATE INDEX job_items_status ON job_items(job_id, status, position);
+        """
+    )
+
+
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -299,6 +311,8 @@ class Caption:
     status: str
     parent_id: int | None
     created_at: float
+    provenance: dict[str, Any] = field(default_factory=dict)
+    job_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -709,15 +723,18 @@ class Library:
                     concept_set: list[str] | None = None, model_id: str | None = None,
                     model_revision: str | None = None, adapter_id: str | None = None,
                     prompt_hash: str | None = None, source: str = "model", status: str = "draft",
-                    parent_id: int | None = None) -> int:
+                    parent_id: int | None = None, provenance: dict[str, Any] | None = None,
+                    job_id: int | None = None) -> int:
         if status not in CAPTION_STATUSES:
             raise ValueError(f"status must be one of {CAPTION_STATUSES}")
         with self.transaction():
             cid = self.conn.execute(
                 "INSERT INTO captions (photo_id, text, tags, concept_set, model_id, model_revision, adapter_id,"
-                " prompt_hash, source, status, parent_id, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                " prompt_hash, source, status, parent_id, created_at, provenance, job_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (photo_id, text, json.dumps(tags or []), json.dumps(concept_set or []), model_id, model_revision,
-                 adapter_id, prompt_hash, source, status, parent_id, now())).lastrowid
+                 adapter_id, prompt_hash, source, status, parent_id, now(),
+                 json.dumps(provenance or {}, ensure_ascii=False), job_id)).lastrowid
             self.conn.execute("UPDATE photos SET current_caption_id = ? WHERE id = ?", (cid, photo_id))
         return cid
 
@@ -728,11 +745,11 @@ class Library:
             self.conn.execute("UPDATE captions SET status = ? WHERE id = ?", (status, caption_id))
 
     _CAPTION_SQL = ("SELECT id, photo_id, text, tags, concept_set, model_id, model_revision, adapter_id,"
-                    " prompt_hash, source, status, parent_id, created_at FROM captions")
+                    " prompt_hash, source, status, parent_id, created_at, provenance, job_id FROM captions")
 
     @staticmethod
     def _caption(r) -> Caption:
-        return Caption(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), *r[5:])
+        return Caption(r[0], r[1], r[2], json.loads(r[3]), json.loads(r[4]), *r[5:13], json.loads(r[13]), r[14])
 
     def current_caption(self, photo_id: int) -> Caption | None:
         row = self.conn.execute(self._CAPTION_SQL + " WHERE id = (SELECT current_caption_id FROM photos"

@@ -1,0 +1,241 @@
+"""Durable captioning jobs: a run is a job in the library, each photo an item, each caption committed alone.
+
+Why it is shaped like this:
+- `complete_item` writes the caption row and marks the item done in ONE transaction, right when the
+  engine finishes that photo. A kill -9 at any moment therefore loses at most the photo in flight, and
+  a resumed job never captions a done photo twice (the item is done exactly when its caption exists).
+- Items left 'running' by a killed process count as pending on resume: nothing is marked done until
+  its caption is stored.
+- The job stores its parameters (model, request, concepts mode, ...) so `--resume` (or the GUI on the
+  next start) finishes it the same way it started.
+- The runner reads photos and concepts from the library, never from a GUI model, so it can run in a
+  worker thread with its own Library connection; it reports through plain callbacks.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from ..core.library import Library, LibraryError, now
+from .prompt import PromptError, build_prompt
+
+if TYPE_CHECKING:
+    from .engine import CaptionResult
+
+UNFINISHED = ("queued", "running", "paused")
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    status: str
+    params: dict[str, Any]
+    error: str | None
+    created_at: float
+    updated_at: float
+    counts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def remaining(self) -> int:
+        return self.counts.get("pending", 0) + self.counts.get("running", 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "kind": self.kind, "status": self.status, "params": self.params,
+                "error": self.error, "counts": self.counts, "total": self.total}
+
+
+class JobStore:
+    def __init__(self, library: Library):
+        self.lib = library
+        self.conn = library.conn
+
+    def create(self, photo_ids: Sequence[int], params: dict[str, Any], kind: str = "caption") -> Job:
+        ids = list(dict.fromkeys(photo_ids))  # keep order, drop repeats
+        t = now()
+        with self.lib.transaction():
+            job_id = self.conn.execute(
+                "INSERT INTO jobs (kind, status, params, created_at, updated_at) VALUES (?, 'queued', ?, ?, ?)",
+                (kind, json.dumps(params, ensure_ascii=False), t, t)).lastrowid
+            self.conn.executemany(
+                "INSERT INTO job_items (job_id, photo_id, position, status, updated_at) VALUES (?,?,?,'pending',?)",
+                [(job_id, pid, i, t) for i, pid in enumerate(ids)])
+        return self.get(job_id)
+
+    def get(self, job_id: int) -> Job:
+        row = self.conn.execute("SELECT id, kind, status, params, error, created_at, updated_at FROM jobs"
+                                " WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise LibraryError(f"no job with id {job_id}")
+        counts = dict(self.conn.execute("SELECT status, count(*) FROM job_items WHERE job_id = ? GROUP BY status",
+                                        (job_id,)).fetchall())
+        return Job(row[0], row[1], row[2], json.loads(row[3]), row[4], row[5], row[6], counts)
+
+    def unfinished(self, kind: str = "caption") -> list[Job]:
+        """Jobs a previous run did not finish, newest first (what `--resume` and the GUI offer)."""
+        rows = self.conn.execute(f"SELECT id FROM jobs WHERE kind = ? AND status IN ({','.join('?' * len(UNFINISHED))})"
+                                 " ORDER BY id DESC", (kind, *UNFINISHED)).fetchall()
+        return [self.get(r[0]) for r in rows]
+
+    def pending_photo_ids(self, job_id: int) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT photo_id FROM job_items WHERE job_id = ? AND status IN ('pending', 'running') ORDER BY position",
+            (job_id,))]
+
+    def items(self, job_id: int) -> list[dict[str, Any]]:
+        return [{"photo_id": r[0], "status": r[1], "error": r[2], "caption_id": r[3]} for r in self.conn.execute(
+            "SELECT photo_id, status, error, caption_id FROM job_items WHERE job_id = ? ORDER BY position", (job_id,))]
+
+    def set_status(self, job_id: int, status: str, error: str | None = None) -> None:
+        with self.lib.transaction():
+            self.conn.execute("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
+                              (status, error, now(), job_id))
+
+    def complete_item(self, job_id: int, photo_id: int, text: str, *, tags: list[str], concept_set: list[str],
+                      provenance: dict[str, Any], model_id: str | None = None, model_revision: str | None = None,
+                      adapter_id: str | None = None, prompt_hash: str | None = None) -> int:
+        """Store the caption and mark the item done, atomically. Idempotent: an item already done keeps
+        its caption and no second row is written."""
+        with self.lib.transaction():
+            row = self.conn.execute("SELECT status, caption_id FROM job_items WHERE job_id = ? AND photo_id = ?",
+                                    (job_id, photo_id)).fetchone()
+            if row is None:
+                raise LibraryError(f"photo {photo_id} is not part of job {job_id}")
+            if row[0] == "done":
+                return row[1]
+            cid = self.lib.add_caption(photo_id, text, tags=tags, concept_set=concept_set, model_id=model_id,
+                                       model_revision=model_revision, adapter_id=adapter_id, prompt_hash=prompt_hash,
+                                       source="model", provenance=provenance, job_id=job_id)
+            self.conn.execute("UPDATE job_items SET status = 'done', caption_id = ?, error = NULL, updated_at = ?"
+                              " WHERE job_id = ? AND photo_id = ?", (cid, now(), job_id, photo_id))
+        return cid
+
+    def fail_item(self, job_id: int, photo_id: int, error: str) -> None:
+        with self.lib.transaction():
+            self.conn.execute("UPDATE job_items SET status = 'failed', error = ?, updated_at = ?"
+                              " WHERE job_id = ? AND photo_id = ? AND status != 'done'",
+                              (error, now(), job_id, photo_id))
+
+    def retry_failed(self, job_id: int) -> int:
+        with self.lib.transaction():
+            return self.conn.execute("UPDATE job_items SET status = 'pending', error = NULL, updated_at = ?"
+                                     " WHERE job_id = ? AND status = 'failed'", (now(), job_id)).rowcount
+
+
+# ------------------------------------------------------------------------------------------------------
+# running a caption job
+# ------------------------------------------------------------------------------------------------------
+
+@dataclass
+class CaptionOutcome:
+    """One photo's outcome, as reported to the CLI/GUI."""
+    photo_id: int
+    caption: str | None = None
+    caption_id: int | None = None
+    error: str | None = None
+    tags_found: list[str] = field(default_factory=list)
+    tags_missing: list[str] = field(default_factory=list)
+    tags_unknown: list[str] = field(default_factory=list)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {"photo": self.photo_id, "caption": self.caption, "caption_id": self.caption_id,
+             "tags_found": self.tags_found, "tags_missing": self.tags_missing, "tags_unknown": self.tags_unknown,
+             "provenance": self.provenance}
+        if self.error is not None:
+            d["error"] = self.error
+        return d
+
+
+@dataclass
+class RunSummary:
+    job_id: int
+    done: int = 0
+    failed: int = 0
+    remaining: int = 0
+    cancelled: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def job_params(*, model: dict[str, Any], concepts: Sequence[str] | None, request: str, system_preset: str,
+               max_refs: int, batch_size: int, max_pixels: int, max_new_tokens: int,
+               min_new_tokens: int | None = None) -> dict[str, Any]:
+    """Everything needed to resume a job exactly as it started."""
+    return {"model": model, "concepts": list(concepts) if concepts else None, "request": request,
+            "system_preset": system_preset, "max_refs": max_refs, "batch_size": batch_size,
+            "max_pixels": max_pixels, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens}
+
+
+def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: dict[str, Any],
+                    progress: Callable[[int, int, float | None, int | None], None] | None = None,
+                    cancel: Callable[[], bool] | None = None,
+                    on_outcome: Callable[[CaptionOutcome], None] | None = None) -> RunSummary:
+    """Caption a job's pending photos with `engine` (a CaptionEngine), committing each caption as soon
+    as it is made. Returns when the job is finished or cancelled; a cancelled job is left 'paused'."""
+    from .engine import CaptionRequest
+
+    store = JobStore(library)
+    job = store.get(job_id)
+    p = job.params
+    started = time.perf_counter()
+    store.set_status(job_id, "running")
+    summary = RunSummary(job_id)
+    known = [c.name for c in library.concepts()]
+    requests, meta = [], {}
+    for pid in store.pending_photo_ids(job_id):
+        try:
+            photo = library.photo(pid)
+            if photo.status != "ok":
+                raise PromptError("the photo's file is missing (moved or deleted outside the library?)")
+            prompt = build_prompt(library, pid, names=p.get("concepts"), max_refs=p.get("max_refs", 1),
+                                  request=p["request"], system_preset=p["system_preset"])
+        except (PromptError, LibraryError) as exc:
+            store.fail_item(job_id, pid, str(exc))
+            summary.failed += 1
+            if on_outcome:
+                on_outcome(CaptionOutcome(pid, error=str(exc)))
+            continue
+        concept_ids = [library.concept(c.name).id for c in prompt.concepts]
+        meta[pid] = (prompt, concept_ids)
+        requests.append(CaptionRequest(pid, prompt))
+
+    def commit(result: "CaptionResult") -> None:
+        pid = result.key
+        prompt, concept_ids = meta[pid]
+        if result.error is not None:
+            store.fail_item(job_id, pid, result.error)
+            summary.failed += 1
+            outcome = CaptionOutcome(pid, error=result.error)
+        else:
+            prov = dict(model_provenance)
+            prov.update(request=prompt.request, system_preset=p["system_preset"], prompt_hash=prompt.prompt_hash(),
+                        concept_ids=concept_ids, concepts=prompt.expected_names(), max_refs=p.get("max_refs", 1),
+                        seconds=round(result.seconds, 3), prompt_tokens=result.prompt_tokens,
+                        new_tokens=result.new_tokens, created_at=now(), job_id=job_id)
+            tags = result.tags
+            cid = store.complete_item(job_id, pid, result.caption, tags=tags.found, concept_set=prompt.expected_names(),
+                                      provenance=prov, model_id=model_provenance.get("source"),
+                                      model_revision=model_provenance.get("revision"),
+                                      adapter_id=model_provenance.get("adapter"), prompt_hash=prompt.prompt_hash())
+            summary.done += 1
+            outcome = CaptionOutcome(pid, result.caption, cid, None, tags.found, tags.missing, tags.unknown, prov)
+        if on_outcome:
+            on_outcome(outcome)
+
+    if requests:
+        engine.known_names = tuple(known)
+        engine.caption(requests, progress=progress, cancel=cancel, on_result=commit)
+    summary.cancelled = bool(cancel and cancel())
+    summary.remaining = len(store.pending_photo_ids(job_id))
+    summary.seconds = time.perf_counter() - started
+    store.set_status(job_id, "done" if summary.remaining == 0 else "paused")
+    return summary
