@@ -357,6 +357,9 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ parser
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_caption import add_caption_commands
+    from .cli_eval import add_eval_command
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     common.add_argument("--library", default=argparse.SUPPRESS,
@@ -451,6 +454,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo-model", parents=[common], help="build the tiny random demo model into DIR")
     s.add_argument("dir")
     s.set_defaults(func=cmd_demo_model)
+    add_caption_commands(sub, common)
+    add_eval_command(sub, common)
     return p
 
 
