@@ -1,0 +1,244 @@
+"""`repic prompt`, `repic caption`, `repic captions list`: the captioning commands of the CLI."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .core import paths
+from .core.library import Library
+
+
+def _user_error(msg: str) -> Exception:
+    from .cli import UserError
+
+    return UserError(msg)
+
+
+def _emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------------------------------- prompt
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    from .captioning.prompt import PromptError, build_prompt, render, resolve_request, visual_tokens
+
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        photo = lib.resolve_photo(args.photo)
+        try:
+            request = resolve_request(args.request, args.request_preset)
+            prompt = build_prompt(lib, photo.id, names=args.concept, max_refs=args.max_refs, request=request,
+                                  system_preset=args.system_preset, style=args.style)
+            text = render(prompt)
+        except PromptError as exc:
+            raise _user_error(str(exc)) from None
+        images = []
+        for ref in prompt.images():
+            size = None
+            try:
+                from .core.images import inspect_image
+
+                info = inspect_image(ref.path)
+                w, h = (ref.box[2], ref.box[3]) if ref.box else (info.width, info.height)
+                size = [w, h]
+                tokens = visual_tokens(h, w, max_pixels=args.max_pixels)
+            except Exception as exc:  # shown, not fatal: the point of this command is inspection
+                tokens = f"unreadable: {exc}"
+            images.append({"path": ref.path, "box": list(ref.box) if ref.box else None, "size": size,
+                           "visual_tokens": tokens})
+    data = {"photo": photo.id, "prompt": text, "images": images, "concepts": prompt.expected_names(),
+            "prompt_hash": prompt.prompt_hash()}
+    if args.json:
+        _emit_json(data)
+    else:
+        print(text, end="" if text.endswith("\n") else "\n")
+        print("---- images, in prompt order:")
+        for i, im in enumerate(images, 1):
+            box = f" box {','.join(map(str, im['box']))}" if im["box"] else ""
+            print(f"{i}. {im['path']}{box}  ({im['visual_tokens']} visual tokens)")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- captions list
+
+def cmd_captions_list(args: argparse.Namespace) -> int:
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        photo = lib.resolve_photo(args.photo)
+        history = [c.as_dict() for c in lib.caption_history(photo.id)]
+        current = photo.current_caption_id
+    if args.json:
+        _emit_json({"photo": photo.id, "path": photo.path, "current": current, "captions": history})
+        return 0
+    if not history:
+        print(f"{photo.path}: no captions yet")
+        return 0
+    for c in history:
+        mark = "*" if c["id"] == current else " "
+        prov = c["provenance"]
+        who = c["model_id"] or c["source"]
+        if prov.get("quantization") not in (None, "none"):
+            who += f" ({prov['quantization']})"
+        print(f"{mark} {c['id']:>5} [{c['status']}] {who}: {c['text']}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- caption
+
+def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
+    if args.photos:
+        return [lib.resolve_photo(p).id for p in args.photos]
+    if args.all:
+        return [p.id for p in lib.list_photos()]
+    if args.uncaptioned:
+        return [p.id for p in lib.list_photos(uncaptioned=True)]
+    raise _user_error("say which photos: PHOTO ..., --all or --uncaptioned (or --resume)")
+
+
+def cmd_caption(args: argparse.Namespace) -> int:
+    from .captioning.jobs import JobStore, job_params, run_caption_job
+    from .captioning.models import ModelSpec
+    from .captioning.prompt import DEFAULT_SYSTEM_PRESET, PromptError, resolve_request
+    from .core.settings import Settings
+
+    lib = Library(paths.resolve_library_path(args.library))
+    try:
+        store = JobStore(lib)
+        settings = Settings.load()
+        if args.resume:
+            if args.photos or args.all or args.uncaptioned:
+                raise _user_error("--resume continues the last unfinished job: give no photos with it")
+            jobs = store.unfinished()
+            if not jobs:
+                raise _user_error("no unfinished captioning job to resume")
+            job = jobs[0]
+            spec = ModelSpec.from_dict(job.params["model"])
+        else:
+            spec = ModelSpec.from_settings(settings.model).with_overrides(
+                source=args.model, adapter=args.adapter, quantization=args.quant, device=args.device,
+                max_pixels=args.max_pixels)
+            try:
+                request = resolve_request(args.request, args.request_preset,
+                                          settings.extra.get("request_presets"))
+            except PromptError as exc:
+                raise _user_error(str(exc)) from None
+            for name in args.concept or []:
+                lib.concept(name)  # a typo fails now, not after the model has loaded
+            photo_ids = _select_photos(lib, args)
+            skipped = []
+            if not args.force:
+                already = [pid for pid in photo_ids if lib.photo(pid).current_caption_id is not None]
+                skipped = already
+                photo_ids = [pid for pid in photo_ids if pid not in set(already)]
+            for pid in skipped:
+                if args.json:
+                    _emit_json({"photo": pid, "skipped": "already captioned (use --force to caption again)"})
+            if not photo_ids:
+                msg = "nothing to caption" + (f": {len(skipped)} photo(s) already captioned (use --force)"
+                                              if skipped else "")
+                if not args.json:
+                    print(msg, file=sys.stderr)
+                return 0
+            params = job_params(model=spec.to_dict(), concepts=args.concept, request=request,
+                                system_preset=args.system_preset or DEFAULT_SYSTEM_PRESET, max_refs=args.max_refs,
+                                batch_size=args.batch_size, max_pixels=spec.max_pixels,
+                                max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
+            job = store.create(photo_ids, params)
+        return _run(lib, store, job.id, spec, args)
+    finally:
+        lib.close()
+
+
+def _run(lib: Library, store, job_id: int, spec, args: argparse.Namespace) -> int:
+    from .captioning.engine import CaptionEngine
+    from .captioning.jobs import run_caption_job
+    from .captioning.models import ModelError, load_model
+
+    job = store.get(job_id)
+    p = job.params
+    if not args.json:
+        print(f"job {job_id}: {job.remaining} photo(s) to caption with {spec.source}", file=sys.stderr)
+    try:
+        loaded = load_model(spec)
+    except ModelError as exc:
+        store.set_status(job_id, "paused", str(exc))
+        raise _user_error(f"{exc} (the job is kept: run `repic caption --resume` when the model is ready)") from None
+    engine = CaptionEngine.from_loaded(loaded, batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"],
+                                       min_new_tokens=p.get("min_new_tokens"))
+    bar = None
+    if not args.json and not args.quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=job.remaining, unit="photo", desc="captioning", file=sys.stderr, disable=None)
+
+    def progress(done: int, total: int, eta: float | None, key: Any) -> None:
+        if bar is not None:
+            bar.n = done
+            bar.refresh()
+
+    def on_outcome(outcome) -> None:
+        if args.json:
+            _emit_json(outcome.as_dict())
+        elif outcome.error:
+            (bar.write if bar is not None else print)(f"photo {outcome.photo_id}: skipped: {outcome.error}")
+
+    try:
+        summary = run_caption_job(lib, job_id, engine, model_provenance=loaded.provenance(), progress=progress,
+                                  on_outcome=on_outcome)
+    finally:
+        if bar is not None:
+            bar.close()
+        engine.unload()
+    if not args.json:
+        print(f"job {job_id}: {summary.done} captioned, {summary.failed} failed, {summary.remaining} left "
+              f"({summary.seconds:.1f} s)", file=sys.stderr)
+    return 0 if summary.failed == 0 else 3
+
+
+# ---------------------------------------------------------------------------------------------- parser
+
+def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
+    from .captioning.prompt import MAX_PIXELS, REFERENCE_STYLES, SYSTEM_PROMPTS
+
+    s = sub.add_parser("prompt", parents=[common], help="show the exact RePIC prompt for a photo")
+    s.add_argument("photo", help="photo id or path")
+    s.add_argument("--concept", action="append", metavar="NAME", help="concept to include (default: the photo's own)")
+    s.add_argument("--request", help="caption request text")
+    s.add_argument("--request-preset", metavar="NAME")
+    s.add_argument("--system-preset", default="repic", choices=list(SYSTEM_PROMPTS))
+    s.add_argument("--style", default="eval", choices=list(REFERENCE_STYLES))
+    s.add_argument("--max-refs", type=int, default=1, help="reference photos per concept (default 1, as RePIC)")
+    s.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
+    s.set_defaults(func=cmd_prompt)
+
+    s = sub.add_parser("caption", parents=[common], help="caption photos (a durable job; --resume continues it)")
+    s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")
+    s.add_argument("--all", action="store_true", help="every photo in the library")
+    s.add_argument("--uncaptioned", action="store_true", help="photos without a caption")
+    s.add_argument("--concept", action="append", metavar="NAME",
+                   help="use these concepts for every photo (default: each photo's own)")
+    s.add_argument("--model", metavar="SPEC", help="hub id or local folder (default: settings)")
+    s.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder, applied unmerged")
+    s.add_argument("--quant", choices=["none", "4bit", "8bit"])
+    s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--max-pixels", type=int, help=f"per image (default {MAX_PIXELS}, as RePIC)")
+    s.add_argument("--max-new-tokens", type=int, default=1024)
+    s.add_argument("--min-new-tokens", type=int, help=argparse.SUPPRESS)  # benchmarks / tests
+    s.add_argument("--max-refs", type=int, default=1)
+    s.add_argument("--request", help="caption request text")
+    s.add_argument("--request-preset", metavar="NAME")
+    s.add_argument("--system-preset", choices=list(SYSTEM_PROMPTS))
+    s.add_argument("--resume", action="store_true", help="finish the last unfinished job")
+    s.add_argument("--force", action="store_true", help="caption photos that already have a caption")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_caption)
+
+    captions = sub.add_parser("captions", help="caption history").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    captions.required = True
+    s = captions.add_parser("list", parents=[common], help="every caption a photo has had")
+    s.add_argument("photo", help="photo id or path")
+    s.set_defaults(func=cmd_captions_list)
