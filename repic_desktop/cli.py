@@ -357,6 +357,7 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ parser
 
 def build_parser() -> argparse.ArgumentParser:
+    from .cli_model import add_model_command
     from .cli_caption import add_caption_commands
     from .cli_eval import add_eval_command
 
@@ -456,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo_model)
     add_caption_commands(sub, common)
     add_eval_command(sub, common)
+    add_model_command(sub, common)
     return p
 
 

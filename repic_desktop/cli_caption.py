@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -115,11 +116,15 @@ def cmd_caption(args: argparse.Namespace) -> int:
             if not jobs:
                 raise _user_error("no unfinished captioning job to resume")
             job = jobs[0]
-            spec = ModelSpec.from_dict(job.params["model"])
+            spec = ModelSpec(**job.params["model"])
         else:
-            spec = ModelSpec.from_settings(settings.model).with_overrides(
-                source=args.model, adapter=args.adapter, quantization=args.quant, device=args.device,
-                max_pixels=args.max_pixels)
+            overrides = {k: v for k, v in dict(source=args.model, adapter=args.adapter, quantization=args.quant,
+                                               device=args.device, max_pixels=args.max_pixels).items()
+                         if v is not None}
+            try:
+                spec = ModelSpec.from_settings(settings.model, **overrides)
+            except ValueError as exc:
+                raise _user_error(str(exc)) from None
             try:
                 request = resolve_request(args.request, args.request_preset,
                                           settings.extra.get("request_presets"))
@@ -142,7 +147,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 if not args.json:
                     print(msg, file=sys.stderr)
                 return 0
-            params = job_params(model=spec.to_dict(), concepts=args.concept, request=request,
+            params = job_params(model=dataclasses.asdict(spec), concepts=args.concept, request=request,
                                 system_preset=args.system_preset or DEFAULT_SYSTEM_PRESET, max_refs=args.max_refs,
                                 batch_size=args.batch_size, max_pixels=spec.max_pixels,
                                 max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
