@@ -151,26 +151,37 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                 system_preset=args.system_preset or DEFAULT_SYSTEM_PRESET, max_refs=args.max_refs,
                                 batch_size=args.batch_size, max_pixels=spec.max_pixels,
                                 max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
+            # Load before creating the job: a model that cannot load leaves no job behind to "resume".
+            loaded = _load(spec)
             job = store.create(photo_ids, params)
-        return _run(lib, store, job.id, spec, args)
+        if args.resume:
+            try:
+                loaded = _load(spec)
+            except Exception as exc:
+                store.set_status(job.id, "paused", str(exc))
+                raise
+        return _run(lib, store, job.id, loaded, args)
     finally:
         lib.close()
 
 
-def _run(lib: Library, store, job_id: int, spec, args: argparse.Namespace) -> int:
+def _load(spec):
+    from .captioning.models import ModelError, QuantizationUnavailable, load_model
+
+    try:
+        return load_model(spec)
+    except (ModelError, QuantizationUnavailable) as exc:
+        raise _user_error(str(exc)) from None
+
+
+def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> int:
     from .captioning.engine import CaptionEngine
     from .captioning.jobs import run_caption_job
-    from .captioning.models import ModelError, load_model
 
     job = store.get(job_id)
     p = job.params
     if not args.json:
-        print(f"job {job_id}: {job.remaining} photo(s) to caption with {spec.source}", file=sys.stderr)
-    try:
-        loaded = load_model(spec)
-    except ModelError as exc:
-        store.set_status(job_id, "paused", str(exc))
-        raise _user_error(f"{exc} (the job is kept: run `repic caption --resume` when the model is ready)") from None
+        print(f"job {job_id}: {job.remaining} photo(s) to caption with {loaded.id_string()}", file=sys.stderr)
     engine = CaptionEngine.from_loaded(loaded, batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"],
                                        min_new_tokens=p.get("min_new_tokens"))
     bar = None

@@ -72,3 +72,92 @@ def test_captions_list_shows_history(family, capsys):
     assert lines[1].startswith("*") and "user: <Anya> smiles at <Bond>." in lines[1]
     data = json.loads(run(capsys, *family["lib"], "captions", "list", str(pid), "--json")[1])
     assert len(data["captions"]) == 2 and data["current"] == data["captions"][1]["id"]
+
+
+def _count_captions(path):
+    import sqlite3
+
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        return conn.execute("SELECT count(*) FROM captions").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_caption_with_demo_model_end_to_end(family, demo_model_dir, capsys):
+    capsys.readouterr()
+    lib = family["lib"]
+    code, out, err = run(capsys, *lib, "caption", "--all", "--model", str(demo_model_dir), "--max-new-tokens", "6",
+                         "--max-pixels", str(112 * 112), "--json")
+    assert code == 0, err
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 6 and all(r["caption"] and "error" not in r for r in rows)
+    tagged = [r for r in rows if r["provenance"]["concepts"]]
+    assert len(tagged) == 3 and all(r["provenance"]["concepts"] == ["Anya", "Bond"] for r in tagged)
+    assert all(set(r["tags_missing"]) | set(r["tags_found"]) == {"Anya", "Bond"} for r in tagged)
+    prov = rows[0]["provenance"]
+    assert prov["demo"] is True and prov["quantization"] == "none" and prov["source"] == str(demo_model_dir)
+    assert prov["request"] == "Give a personalized caption of this image." and len(prov["prompt_hash"]) == 16
+    with Library(family["path"]) as l2:
+        assert all(len(l2.caption_history(p.id)) == 1 for p in l2.list_photos())
+    # Already captioned photos are skipped unless --force.
+    code, out, _ = run(capsys, *lib, "caption", "--all", "--model", str(demo_model_dir), "--json")
+    assert code == 0 and len(out.splitlines()) == 6 and all("skipped" in json.loads(x) for x in out.splitlines())
+    code, out, _ = run(capsys, *lib, "caption", "1", "--force", "--concept", "Bond", "--model", str(demo_model_dir),
+                       "--max-new-tokens", "4", "--max-pixels", str(112 * 112), "--json")
+    row = json.loads(out)
+    assert code == 0 and row["provenance"]["concepts"] == ["Bond"]
+
+
+def test_caption_errors_are_one_line(family, capsys, tmp_path):
+    capsys.readouterr()
+    lib = family["lib"]
+    for argv, msg in [
+        (["caption"], "say which photos"),
+        (["caption", "--all", "--concept", "Nobody"], "no person, pet or thing called 'Nobody'"),
+        (["caption", "--all", "--model", str(tmp_path / "nowhere")], "does not exist"),
+        (["caption", "--all", "--model", "someone/not-downloaded"], "repic model download"),
+        (["caption", "--resume"], "no unfinished captioning job"),
+        (["caption", "--all", "--quant", "4bit", "--model", str(tmp_path)], ""),
+    ]:
+        code, _, err = run(capsys, *lib, *argv)
+        assert code == 1 and err.startswith("repic: error: ") and len(err.strip().splitlines()) == 1, (argv, err)
+        assert msg in err, (argv, err)
+
+
+def test_killed_run_resumes_without_losing_or_duplicating(family, demo_model_dir, tmp_path):
+    """kill -9 in the middle of a run, then --resume: every photo ends with exactly one caption."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    album = tmp_path / "more"
+    album.mkdir()
+    for i in range(24):
+        Image.new("RGB", (64, 48), (i * 10, 255 - i * 10, 90)).save(album / f"m{i:02d}.jpg")
+    lib = family["lib"]
+    assert main([*lib, "import", str(album), "--json"]) == 0
+    total = 30
+    cmd = [sys.executable, "-m", "repic_desktop", *lib, "caption", "--all", "--model", str(demo_model_dir),
+           "--batch-size", "1", "--max-new-tokens", "24", "--min-new-tokens", "24", "--max-pixels", str(112 * 112),
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while _count_captions(family["path"]) < 3 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done_before = _count_captions(family["path"])
+    assert 3 <= done_before < total, "the run finished before it could be killed: make it slower"
+    resumed = subprocess.run([sys.executable, "-m", "repic_desktop", *lib, "caption", "--resume", "--json"],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(resumed.stdout.splitlines()) == total - done_before  # only the photos still pending
+    with Library(family["path"]) as l2:
+        assert [len(l2.caption_history(p.id)) for p in l2.list_photos()] == [1] * total
+        from repic_desktop.captioning.jobs import JobStore
+
+        job = JobStore(l2).get(1)
+        assert job.status == "done" and job.counts == {"done": total}
