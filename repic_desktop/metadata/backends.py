@@ -1,0 +1,587 @@
+"""Two metadata backends behind one interface: pyexiv2 (primary, in-process) and exiftool (stay-open,
+via PyExifTool). Both read and write the canonical values of fields.py, so they can be swapped,
+compared, and tested against each other.
+
+An edit is `backend.open(path, data, fmt)` -> `Edit` with `.old` (canonical values found) and
+`.render(changes, tmp)`, which makes the complete new file at `tmp` (or returns its bytes); the
+writer then does the atomic replace. Nothing here ever writes to the original file.
+
+pyexiv2 workarounds (reference/metadata.md, all three needed and tested):
+1. lang-alt values use the key form `{'lang="x-default"': text}` (`{'x-default': text}` silently writes
+   "x-default <text>").
+2. existing arrays/structs we rewrite are deleted first, deepest key first (else the second write of a
+   file with regions fails: "XMP Toolkit error 102: Indexing applied to non-array").
+3. pyexiv2 writes every XMP array as rdf:Seq; the raw packet is patched Seq -> Bag for the properties
+   the standards define as Bag (dc:subject, lr:hierarchicalSubject, PersonInImage, mwg-rs:RegionList,
+   MPRI:Regions). digiKam:TagsList stays a Seq, as digiKam writes it.
+Plus: edits happen on `ImageData` (memory), never `Image(path)` (each modify_* call rewrites the file
+and a failure half-way leaves it half-updated); `close()` may raise after a toolkit error; values are
+decoded leniently (UTF-8, else Latin-1) so one odd byte in a maker note cannot block an export.
+
+exiftool notes: `-E` (HTML escapes) so captions may contain newlines (stay-open passes one argument
+per line); `|`-escaping inside struct values; `-charset iptc=UTF8` + CodedCharacterSet; list tags are
+cleared (`-TAG=`) before items are added; JSON numbers are parsed as their literal text so a caption
+"1.50" stays "1.50". exiftool cannot write WebP through `-o` ("Can't write RIFF files"), so every
+exiftool edit copies the original into the temp file and edits that copy with -overwrite_original.
+"""
+from __future__ import annotations
+
+import codecs
+import html
+import json
+import os
+import re
+import shutil
+import threading
+from typing import Any
+
+from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
+from .safety import Refused, write_bytes_exclusive
+
+EMPTY_PACKET = ('<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+                '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                '<rdf:Description rdf:about=""/></rdf:RDF></x:xmpmeta>\n<?xpacket end="w"?>').encode("utf-8")
+
+EMBED_FORMATS = {"pyexiv2": frozenset({"JPEG", "PNG", "TIFF", "WEBP", "XMP"}),
+                 "exiftool": frozenset({"JPEG", "PNG", "TIFF", "WEBP", "HEIF", "XMP"})}
+
+
+class BackendError(Exception):
+    """A backend failed on one file; str(exc) is the reason."""
+
+
+class Edit:
+    old: dict[str, Any]
+    has_iptc: bool
+
+    def render(self, changes: dict[str, Any], tmp: str) -> bytes | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Edit":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+# ==================================================================================================
+# pyexiv2
+# ==================================================================================================
+
+_LENIENT = "repic-lenient-utf8"
+
+
+def _lenient_search(name: str):
+    if name.replace("_", "-") != _LENIENT:
+        return None
+
+    def decode(b, errors="strict"):
+        b = bytes(b)
+        try:
+            return b.decode("utf-8"), len(b)
+        except UnicodeDecodeError:
+            return b.decode("latin-1"), len(b)
+
+    def encode(s, errors="strict"):
+        return s.encode("utf-8", "surrogateescape"), len(s)
+
+    return codecs.CodecInfo(encode, decode, name=_LENIENT)
+
+
+codecs.register(_lenient_search)
+
+_pyexiv2_mod = None
+_pyexiv2_error: str | None = None
+_pyexiv2_lock = threading.Lock()
+
+
+def _pyexiv2():
+    global _pyexiv2_mod, _pyexiv2_error
+    with _pyexiv2_lock:
+        if _pyexiv2_mod is None and _pyexiv2_error is None:
+            try:
+                import pyexiv2
+                pyexiv2.set_log_level(4)  # errors are raised as exceptions; exiv2 warnings stay off stderr
+                _pyexiv2_mod = pyexiv2
+            except Exception as exc:  # ImportError, or a wheel whose bundled libexiv2 cannot load
+                _pyexiv2_error = f"{type(exc).__name__}: {exc}"
+    return _pyexiv2_mod
+
+
+def pyexiv2_available() -> bool:
+    return os.environ.get("REPIC_NO_PYEXIV2") != "1" and _pyexiv2() is not None
+
+
+MWG = "Xmp.mwg-rs.Regions"
+MWG_LIST = MWG + "/mwg-rs:RegionList"
+MWG_DIMS = MWG + "/mwg-rs:AppliedToDimensions"
+MP = "Xmp.MP.RegionInfo"
+MP_LIST = MP + "/MPRI:Regions"
+_ITEM = re.compile(r"^\[(\d+)\]/([\w.-]+):([\w.-]+)(/.*)?$")
+_AREA = {"stArea:x": "X", "stArea:y": "Y", "stArea:w": "W", "stArea:h": "H", "stArea:unit": "Unit"}
+_DIMS = {"stDim:w": "W", "stDim:h": "H", "stDim:unit": "Unit"}
+
+# Bag properties, by local name: the prefix is whatever the XMP toolkit registered first for the
+# namespace (exiv2's "iptcExt", or exiftool's/Adobe's "Iptc4xmpExt" once such a packet was parsed).
+_BAG_LOCAL = ("subject", "hierarchicalSubject", "PersonInImage", "RegionList", "Regions")
+_SEQ_RE = re.compile(r"(<([\w.-]+):(%s)>\s*)<rdf:Seq>(.*?)</rdf:Seq>" % "|".join(_BAG_LOCAL), re.S)
+
+
+def seq_to_bag(packet: str) -> str:
+    return _SEQ_RE.sub(lambda m: f"{m.group(1)}<rdf:Bag>{m.group(4)}</rdf:Bag>", packet)
+
+
+def _parse_items(xmp: dict[str, Any], list_key: str) -> dict[int, dict[str, Any]]:
+    items: dict[int, dict[str, Any]] = {}
+    n = len(list_key)
+    for k, v in xmp.items():
+        if not k.startswith(list_key + "["):
+            continue
+        m = _ITEM.match(k[n:])
+        if not m:
+            continue
+        i, prefix, prop, rest = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        item = items.setdefault(i, {})
+        if rest is None:
+            if not (isinstance(v, str) and v.startswith("type=")):
+                item[prop] = v
+        elif prop == "Area" and rest[1:] in _AREA:
+            item.setdefault("Area", {})[_AREA[rest[1:]]] = v
+    return items
+
+
+def _regions_from_exiv2(xmp: dict[str, Any]) -> dict | None:
+    if not any(k.startswith(MWG) for k in xmp):
+        return None
+    raw: dict[str, Any] = {}
+    dims = {_DIMS[k[len(MWG_DIMS) + 1:]]: v for k, v in xmp.items()
+            if k.startswith(MWG_DIMS + "/") and k[len(MWG_DIMS) + 1:] in _DIMS}
+    if dims:
+        raw["AppliedToDimensions"] = dims
+    raw["RegionList"] = [v for _, v in sorted(_parse_items(xmp, MWG_LIST).items())]
+    return raw
+
+
+def _mp_from_exiv2(xmp: dict[str, Any]) -> dict | None:
+    if not any(k.startswith(MP) for k in xmp):
+        return None
+    return {"Regions": [v for _, v in sorted(_parse_items(xmp, MP_LIST).items())]}
+
+
+def _under(key: str, base: str) -> bool:
+    return key == base or key.startswith(base + "/") or key.startswith(base + "[")
+
+
+class Pyexiv2Edit(Edit):
+    def __init__(self, data: bytes, fmt: str):
+        px = _pyexiv2()
+        self.fmt = fmt
+        try:
+            self.img = px.ImageData(data)
+        except (RuntimeError, ValueError) as exc:
+            raise BackendError(f"pyexiv2 cannot open it: {exc}") from None
+        try:
+            self.exif = {} if fmt == "XMP" else self.img.read_exif(encoding=_LENIENT)
+            self.iptc = {} if fmt == "XMP" else self.img.read_iptc(encoding=_LENIENT)
+            self.xmp = self.img.read_xmp(encoding=_LENIENT)
+        except Exception as exc:
+            self.close()
+            raise BackendError(f"cannot read the existing metadata: {exc}") from None
+        self.has_iptc = bool(self.iptc)
+        raw: dict[str, Any] = {}
+        for f in FIELDS:
+            src = {"exif": self.exif, "iptc": self.iptc, "xmp": self.xmp}[f.container]
+            if f.kind == "regions":
+                v = _regions_from_exiv2(self.xmp)
+            elif f.kind == "mp_regions":
+                v = _mp_from_exiv2(self.xmp)
+            else:
+                v = src.get(f.exiv2)
+            if v is not None:
+                raw[f.key] = v
+        self.old = canonical_dict(raw)
+
+    def close(self) -> None:
+        img, self.img = getattr(self, "img", None), None
+        if img is not None:
+            try:
+                img.close()
+            except Exception:  # pyexiv2 raises the pending toolkit error again from close()
+                pass
+
+    def render(self, changes: dict[str, Any], tmp: str) -> bytes:
+        exif: dict[str, Any] = {}
+        iptc: dict[str, Any] = {}
+        xmp_delete: list[str] = []
+        xmp_set: dict[str, Any] = {}
+        bags = False
+        for key, val in changes.items():
+            f = BY_KEY[key]
+            if f.container == "exif":
+                if val is None:
+                    exif[f.exiv2] = None
+                elif key == "ExifIFD:UserComment":
+                    exif[f.exiv2] = "charset=Unicode " + val
+                else:
+                    exif[f.exiv2] = val
+            elif f.container == "iptc":
+                iptc[f.exiv2] = IPTC_UTF8 if key == "IPTC:CodedCharacterSet" and val == "UTF8" else val
+            elif f.kind == "langalt":
+                cur = self.xmp.get(f.exiv2)
+                langs = dict(cur) if isinstance(cur, dict) else {}
+                langs.pop('lang="x-default"', None)
+                xmp_delete += [k for k in self.xmp if _under(k, f.exiv2)]
+                if val is not None:
+                    xmp_set[f.exiv2] = {'lang="x-default"': val, **langs}  # workaround 1
+                elif langs:
+                    xmp_set[f.exiv2] = langs
+            elif f.kind == "list":
+                xmp_delete += [k for k in self.xmp if _under(k, f.exiv2)]
+                if val:
+                    xmp_set[f.exiv2] = list(val)
+                    bags = bags or key != "XMP-digiKam:TagsList"
+            elif f.kind == "regions":
+                xmp_delete += [k for k in self.xmp if _under(k, MWG)]
+                if val:
+                    xmp_set.update(_mwg_keys(val))
+                    bags = True
+            elif f.kind == "mp_regions":
+                xmp_delete += [k for k in self.xmp if _under(k, MP)]
+                if val:
+                    xmp_set.update(_mp_keys(val))
+                    bags = True
+        try:
+            if exif:
+                self.img.modify_exif(exif, encoding="utf-8")
+            if iptc:
+                self.img.modify_iptc(iptc, encoding="utf-8")
+            if xmp_delete:  # workaround 2: clear what we rewrite, deepest keys first
+                self.img.modify_xmp({k: None for k in sorted(set(xmp_delete), key=len, reverse=True)},
+                                    encoding="utf-8")
+            if xmp_set:
+                self.img.modify_xmp(xmp_set, encoding="utf-8")
+            if bags:  # workaround 3: rdf:Seq -> rdf:Bag where the standards say Bag
+                raw = self.img.read_raw_xmp(encoding="utf-8")
+                fixed = seq_to_bag(raw)
+                if fixed != raw:
+                    self.img.modify_raw_xmp(fixed, encoding="utf-8")
+            return self.img.get_bytes()
+        except (RuntimeError, ValueError, UnicodeError) as exc:
+            raise BackendError(f"pyexiv2 could not write the metadata: {exc}") from None
+
+
+def _mwg_keys(val: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    d = val.get("AppliedToDimensions")
+    if d:
+        out[MWG_DIMS + "/stDim:w"] = str(d["W"])
+        out[MWG_DIMS + "/stDim:h"] = str(d["H"])
+        out[MWG_DIMS + "/stDim:unit"] = d.get("Unit", "pixel")
+    out[MWG_LIST] = []  # the array container first (else error 102)
+    for i, r in enumerate(val.get("RegionList", []), 1):
+        p = f"{MWG_LIST}[{i}]"
+        if "Name" in r:
+            out[p + "/mwg-rs:Name"] = r["Name"]
+        if "Type" in r:
+            out[p + "/mwg-rs:Type"] = r["Type"]
+        a = r.get("Area")
+        if a:
+            for k in ("X", "Y", "W", "H"):
+                out[f"{p}/mwg-rs:Area/stArea:{k.lower()}"] = fmt_num(a[k])
+            out[f"{p}/mwg-rs:Area/stArea:unit"] = a.get("Unit", "normalized")
+        for k, v in r.items():
+            if k not in ("Name", "Type", "Area"):
+                out[f"{p}/mwg-rs:{k}"] = str(v)
+        if len(out) and not any(x.startswith(p + "/") for x in out):
+            out[p + "/mwg-rs:Type"] = "Face"  # an empty struct cannot be created
+    return out
+
+
+def _mp_keys(val: dict) -> dict[str, Any]:
+    out: dict[str, Any] = {MP_LIST: []}
+    for i, r in enumerate(val.get("Regions", []), 1):
+        p = f"{MP_LIST}[{i}]"
+        if "PersonDisplayName" in r:
+            out[p + "/MPReg:PersonDisplayName"] = r["PersonDisplayName"]
+        if "Rectangle" in r:
+            out[p + "/MPReg:Rectangle"] = mp_rect_text(r["Rectangle"])
+        for k, v in r.items():
+            if k not in ("PersonDisplayName", "Rectangle"):
+                out[f"{p}/MPReg:{k}"] = str(v)
+    return out
+
+
+class Pyexiv2Backend:
+    name = "pyexiv2"
+
+    def can_write(self, fmt: str) -> bool:
+        return fmt in EMBED_FORMATS["pyexiv2"]
+
+    def open(self, path: str, data: bytes | None, fmt: str, read_path: str | None = None) -> Pyexiv2Edit:
+        if data is None:
+            with open(path, "rb") as f:
+                data = f.read()
+        return Pyexiv2Edit(data, fmt)
+
+    def read(self, path: str, data: bytes | None, fmt: str) -> dict[str, Any]:
+        with self.open(path, data, fmt) as ed:
+            return ed.old
+
+
+# ==================================================================================================
+# exiftool (stay-open, via PyExifTool)
+# ==================================================================================================
+
+def exiftool_executable() -> str | None:
+    """The exiftool program to use: $REPIC_EXIFTOOL (a path, or "off"), else `exiftool` on PATH."""
+    env = os.environ.get("REPIC_EXIFTOOL")
+    if env is not None and env.strip().lower() in ("off", "0", "none", "no"):
+        return None
+    if env:
+        return env if os.path.isfile(env) and os.access(env, os.X_OK) else shutil.which(env)
+    return shutil.which("exiftool")
+
+
+def exiftool_available() -> bool:
+    if exiftool_executable() is None:
+        return False
+    try:
+        import exiftool  # noqa: F401  (PyExifTool)
+    except Exception:
+        return False
+    return True
+
+
+def _esc_text(s: str) -> str:
+    """For -E: HTML-escape, and encode line breaks (stay-open passes one argument per line)."""
+    return html.escape(s, quote=False).replace("\r", "&#xd;").replace("\n", "&#xa;")
+
+
+def _esc_struct(s: str) -> str:
+    for c in "|,{}[]=":
+        s = s.replace(c, "|" + c)
+    return s
+
+
+def _struct(v: Any) -> str:
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}={_struct(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ",".join(_struct(x) for x in v) + "]"
+    if isinstance(v, float):
+        return fmt_num(v)
+    return _esc_struct(str(v))
+
+
+def _mwg_struct(val: dict) -> dict:
+    out: dict[str, Any] = {}
+    if val.get("AppliedToDimensions"):
+        out["AppliedToDimensions"] = val["AppliedToDimensions"]
+    out["RegionList"] = val.get("RegionList", [])
+    return out
+
+
+def _mp_struct(val: dict) -> dict:
+    return {"Regions": [{**{k: v for k, v in r.items() if k != "Rectangle"},
+                         **({"Rectangle": mp_rect_text(r["Rectangle"])} if "Rectangle" in r else {})}
+                        for r in val.get("Regions", [])]}
+
+
+def exiftool_args(changes: dict[str, Any]) -> list[str]:
+    """The exiftool arguments that write `changes` (canonical values; None deletes)."""
+    args = ["-E", "-charset", "iptc=UTF8", "-charset", "exif=UTF8"]
+    for key, val in changes.items():
+        f = BY_KEY[key]
+        if val is None:
+            args.append(f"-{key}=")
+        elif f.kind in ("text", "langalt"):
+            args.append(f"-{key}={_esc_text(val)}")
+        elif f.kind == "list":
+            args.append(f"-{key}=")
+            args += [f"-{key}={_esc_text(x)}" for x in val]
+        elif f.kind == "regions":
+            args.append(f"-{key}={_esc_text(_struct(_mwg_struct(val)))}")
+        elif f.kind == "mp_regions":
+            args.append(f"-{key}={_esc_text(_struct(_mp_struct(val)))}")
+    return args
+
+
+_READ_ARGS = ["-j", "-G1", "-struct", "-a", "-n", "-charset", "iptc=UTF8", "-charset", "exif=UTF8",
+              *[f"-{f.key}" for f in FIELDS], "-IPTC:All"]
+
+
+class ExifTool:
+    """One exiftool -stay_open process (started on first use, shared, thread-safe). Arguments go over
+    as UTF-8, file names as their exact bytes (non-UTF-8 names work), output comes back as bytes."""
+
+    def __init__(self, executable: str | None = None):
+        self.executable = executable or exiftool_executable()
+        self._et = None
+        self._lock = threading.Lock()
+
+    def _process(self):
+        if self._et is None:
+            if self.executable is None:
+                raise BackendError("exiftool is not installed")
+            import exiftool
+            et = exiftool.ExifTool(executable=self.executable, common_args=[], encoding="utf-8")
+            try:
+                et.run()
+            except Exception as exc:
+                raise BackendError(f"cannot start exiftool ({self.executable}): {exc}") from None
+            self._et = et
+        return self._et
+
+    def execute(self, *args: str | bytes) -> tuple[int, str, str]:
+        with self._lock:
+            et = self._process()
+            try:
+                out = et.execute(*args, raw_bytes=True)
+                status, err = et.last_status, et.last_stderr
+            except Exception as exc:  # the process died, or PyExifTool could not talk to it
+                self._close_locked()
+                raise BackendError(f"exiftool failed: {exc}") from None
+            dec = lambda b: b.decode("utf-8", "replace") if isinstance(b, bytes) else (b or "")  # noqa: E731
+            return int(status or 0), dec(out), dec(err)
+
+    def _close_locked(self) -> None:
+        et, self._et = self._et, None
+        if et is not None:
+            try:
+                et.terminate()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_locked()
+
+
+def _exiftool_error(err: str, out: str) -> str:
+    lines = [ln.strip() for ln in (err or out).splitlines() if ln.strip()]
+    msg = next((ln for ln in lines if ln.startswith("Error")), lines[0] if lines else "unknown error")
+    return re.sub(r" - \S+$", "", msg)
+
+
+class ExifToolEdit(Edit):
+    def __init__(self, et: ExifTool, path: str, data: bytes | None, fmt: str, read_path: str | None = None):
+        """`data`: the bytes to edit (None: the file at `path`); `read_path`: the file holding those
+        bytes when it is not `path` (a new sidecar seeded from photo.xmp)."""
+        self.et, self.path, self.data, self.fmt = et, path, data, fmt
+        src = read_path or path
+        if data is not None and fmt == "XMP" and not os.path.exists(src):
+            self.old, self.has_iptc = {}, False  # a new, empty sidecar: nothing to read yet
+            return
+        rc, out, err = et.execute(*_READ_ARGS, os.fsencode(src))
+        try:
+            rows = json.loads(out, parse_float=str, parse_int=str) if out.strip() else []
+        except ValueError:
+            rows = []
+        if not rows:
+            raise BackendError(f"exiftool cannot read it: {_exiftool_error(err, out)}")
+        row = rows[0]
+        self.has_iptc = any(k.startswith("IPTC:") for k in row)
+        self.old = canonical_dict({k: v for k, v in row.items() if k in BY_KEY})
+
+    def render(self, changes: dict[str, Any], tmp: str) -> None:
+        if self.data is not None:
+            write_bytes_exclusive(tmp, self.data)
+        else:
+            shutil.copyfile(self.path, tmp)
+        rc, out, err = self.et.execute(*exiftool_args(changes), "-overwrite_original", os.fsencode(tmp))
+        if rc != 0 or "1 image files updated" not in out:
+            raise BackendError(f"exiftool could not write the metadata: {_exiftool_error(err, out)}")
+        return None
+
+
+class ExifToolBackend:
+    name = "exiftool"
+
+    def __init__(self, et: ExifTool | None = None):
+        self.et = et or ExifTool()
+
+    def can_write(self, fmt: str) -> bool:
+        return fmt in EMBED_FORMATS["exiftool"]
+
+    def open(self, path: str, data: bytes | None, fmt: str, read_path: str | None = None) -> ExifToolEdit:
+        return ExifToolEdit(self.et, path, data, fmt, read_path)
+
+    def read(self, path: str, data: bytes | None, fmt: str) -> dict[str, Any]:
+        return ExifToolEdit(self.et, path, None, fmt).old
+
+    def close(self) -> None:
+        self.et.close()
+
+
+# ==================================================================================================
+# Choosing a backend
+# ==================================================================================================
+
+BACKEND_NAMES = ("auto", "pyexiv2", "exiftool")
+
+
+def available_backends() -> list[str]:
+    return [n for n, ok in (("pyexiv2", pyexiv2_available()), ("exiftool", exiftool_available())) if ok]
+
+
+class Backends:
+    """The backends of one session (one exiftool process for a whole export)."""
+
+    def __init__(self, preference: str = "auto"):
+        if preference not in BACKEND_NAMES:
+            raise ValueError(f"backend must be one of {', '.join(BACKEND_NAMES)}")
+        self.preference = preference
+        self._px: Pyexiv2Backend | None = None
+        self._et: ExifToolBackend | None = None
+        self.available = available_backends()
+
+    def get(self, name: str):
+        if name == "pyexiv2":
+            if self._px is None:
+                self._px = Pyexiv2Backend()
+            return self._px
+        if self._et is None:
+            self._et = ExifToolBackend()
+        return self._et
+
+    def for_format(self, fmt: str):
+        """The backend that edits `fmt` ("XMP" = a sidecar), or None when none can."""
+        if self.preference != "auto":
+            if self.preference not in self.available:
+                raise Refused(f"the {self.preference} backend is not installed "
+                              f"(available: {', '.join(self.available) or 'none'})")
+            be = self.get(self.preference)
+            return be if be.can_write(fmt) else None
+        for name in self.available:  # pyexiv2 first: in-process, 3-5x faster
+            if fmt in EMBED_FORMATS[name]:
+                return self.get(name)
+        return None
+
+    def reader(self):
+        if not self.available:
+            return None
+        name = self.preference if self.preference != "auto" else self.available[0]
+        return self.get(name) if name in self.available else None
+
+    def close(self) -> None:
+        if self._et is not None:
+            self._et.close()
+            self._et = None
+
+    def __enter__(self) -> "Backends":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def no_backend_reason() -> str:
+    why = f" (pyexiv2: {_pyexiv2_error})" if _pyexiv2_error else ""
+    return ("no metadata library is installed: `pip install pyexiv2` (or install exiftool)" + why)
+
+
+__all__ = ["Backends", "BackendError", "EMPTY_PACKET", "ExifTool", "ExifToolBackend", "Pyexiv2Backend",
+           "available_backends", "exiftool_args", "exiftool_available", "pyexiv2_available", "seq_to_bag"]
