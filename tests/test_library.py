@@ -274,3 +274,29 @@ def test_two_processes_share_one_library_without_locking_each_other_out(tmp_path
         assert lib.counts()["photos"] == 300
         assert lib.counts()["captioned"] == 300
         assert lib.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_two_threads_opening_a_new_library_at_once(tmp_path):
+    """A fresh file is in rollback-journal mode until the first opener switches it to WAL; SQLite then
+    refuses the second opener at once (no busy wait). Both must succeed anyway."""
+    import threading
+
+    for i in range(150):
+        path = tmp_path / f"new{i}.sqlite"
+        barrier = threading.Barrier(2)
+        errors = []
+
+        def open_it():
+            barrier.wait()
+            try:
+                with Library(path) as lib:
+                    lib.counts()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=open_it) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []

@@ -356,14 +356,34 @@ class Library:
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA foreign_keys = ON")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise LibraryError(f"cannot use WAL journaling for {self.path} (got {mode})")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            self._migrate()
+            self._setup_with_retry()
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise LibraryError(f"{self.path} is not a usable RePIC library: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+
+    def _setup_with_retry(self) -> None:
+        """Switch to WAL and migrate. While a brand-new file is still in rollback-journal mode, SQLite
+        answers a second connection's journal-mode switch or lock upgrade with an immediate "database
+        is locked" (its deadlock avoidance skips the busy handler), so two threads or processes opening a
+        new library at once would fail; retrying briefly until the first one has finished is enough."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
+            try:
+                mode = self.conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise LibraryError(f"cannot use WAL journaling for {self.path} (got {mode})")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
 
     # ---------------------------------------------------------------- lifecycle / transactions
     def close(self) -> None:
