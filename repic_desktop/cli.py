@@ -120,7 +120,14 @@ def cmd_import(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
+        meta = None
+        if args.read_metadata:
+            from .metadata import photo_ids_under, read_metadata_into_library
+
+            meta = read_metadata_into_library(lib, photo_ids_under(lib, root), create_concepts=args.create_concepts)
     data = report.as_dict()
+    if meta is not None:
+        data["metadata"] = meta.as_dict()
 
     def text() -> str:
         lines = [f"{report.added} added, {report.unchanged} unchanged, {report.updated} updated, "
@@ -129,6 +136,9 @@ def cmd_import(args: argparse.Namespace) -> int:
             lines.append(f"  skipped {s['path']}: {s['reason']}")
         if report.sidecar_only:
             lines.append(f"  {len(report.sidecar_only)} RAW files listed (metadata goes to .xmp sidecars)")
+        if meta is not None:
+            lines.append(f"metadata: {meta.captions_added} captions, {meta.tags_added} tags, "
+                         f"{len(meta.proposals)} new names")
         return "\n".join(lines)
 
     _emit(args, data, text)
@@ -360,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_model import add_model_command
     from .cli_caption import add_caption_commands
     from .cli_eval import add_eval_command
+    from .cli_gui import add_gui_command
+    from .cli_metadata import add_metadata_commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
@@ -378,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("import", parents=[common], help="import (or rescan) a folder of photos")
     s.add_argument("dir")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--read-metadata", action="store_true",
+                   help="also read captions, people, face regions and keywords other tools wrote (digiKam, Lightroom, ...)")
+    s.add_argument("--create-concepts", action="store_true", help="with --read-metadata: create concepts for new names")
     s.set_defaults(func=cmd_import)
 
     photos = sub.add_parser("photos", help="list photos").add_subparsers(dest="sub", metavar="SUBCOMMAND")
@@ -458,6 +473,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_caption_commands(sub, common)
     add_eval_command(sub, common)
     add_model_command(sub, common)
+    add_gui_command(sub, common)
+    add_metadata_commands(sub, common)
     return p
 
 

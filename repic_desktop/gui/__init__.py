@@ -1,0 +1,9 @@
+"""The desktop app (PySide6). The only package that imports Qt.
+
+Threading rules (docs/ARCHITECTURE.md): the GUI thread runs widgets and item models only. Folder scans,
+thumbnails, preview decoding and library queries that can touch many rows run on thread pools
+(`thumbnail_loader.TaskRunner` / `ThumbnailLoader`), each task with its own `Library(path)` connection,
+and report back by queued signals. Model code runs in the captioning controller's worker thread.
+
+Importing this package does not import Qt; `repic_desktop.gui.app.run_gui` starts the app.
+"""

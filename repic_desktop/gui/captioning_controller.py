@@ -1,0 +1,647 @@
+"""The captioning controller: the one object the main window talks to about captions, jobs and the model.
+
+What runs where:
+- GUI thread (this object, its dialogs and the queue dock): widgets, the jobs' display state
+  (`JobView`), small reads for the dialogs (concept list, how many selected photos are tagged/captioned).
+- `ModelWorker` (one QThread): the model — load with progress and cancel, caption jobs with
+  `run_caption_job` (each caption committed as it is made), unload. Its own Library connection.
+- `BackgroundTasks` (short daemon threads): creating a job (one transaction, possibly 100k rows),
+  marking a job cancelled, loading the job list at start, saving settings, downloads, the demo build.
+
+A job is durable from the moment it is created: quitting pauses the running job (the worker stops at its
+next check) and the next start offers to resume it; resumed jobs never caption a done photo twice
+(`JobStore.complete_item` marks an item done in the same transaction that stores its caption).
+
+Signals for the main window: `caption_finished(photo_id, caption_id)` (GUI thread) per caption,
+`job_changed(job_id)` on progress or status changes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
+
+from ..captioning.jobs import JobStore, job_params
+from ..captioning.prompt import PromptError, resolve_request
+from ..core.library import Library, LibraryError
+from .caption_dialog import CaptionChoice, CaptionDialog, ConceptEntry
+from .model_worker import BackgroundTasks, ModelWorker, gpu_text, spec_label
+from .settings_dialog import extra, load_settings, model_spec_from_settings, request_presets
+
+log = logging.getLogger(__name__)
+
+SQL_CHUNK = 900  # ids per "IN (...)" query: well under SQLite's variable limit
+MAX_ERRORS_SHOWN = 200
+# job statuses as shown: queued, starting, running, stopping, paused, interrupted, cancelled, done
+STOPPED = ("paused", "interrupted", "cancelled", "done")
+
+
+@dataclass
+class JobView:
+    """What the GUI shows about a job (kept on the GUI thread, fed by the worker's signals)."""
+    id: int
+    title: str
+    detail: str
+    total: int
+    processed: int = 0             # done + failed
+    failed: int = 0
+    status: str = "queued"
+    message: str = ""
+    eta: float = -1.0              # seconds left when last reported, -1 = unknown
+    eta_at: float = 0.0            # time.monotonic() of that report
+    current: str = ""              # file being captioned
+    errors: list[tuple[str, str]] = field(default_factory=list)   # (file name, reason)
+    from_previous_run: bool = False
+    run_started: float | None = None
+    run_base: int = 0
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.total - self.processed)
+
+    @property
+    def rate(self) -> float | None:
+        """Photos per minute in the current run (None until the first photo is done)."""
+        if self.run_started is None:
+            return None
+        n = self.processed - self.run_base
+        elapsed = time.monotonic() - self.run_started
+        return n / elapsed * 60 if n > 0 and elapsed > 0 else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        """The engine's estimate, counted down since it was made."""
+        if self.eta < 0:
+            return None
+        return max(0.0, self.eta - (time.monotonic() - self.eta_at))
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("queued", "starting", "running", "stopping")
+
+
+def _chunks(ids: Sequence[int], n: int = SQL_CHUNK) -> Iterable[Sequence[int]]:
+    for i in range(0, len(ids), n):
+        yield ids[i:i + n]
+
+
+def captioned_ids(lib: Library, ids: Sequence[int]) -> set[int]:
+    out: set[int] = set()
+    for chunk in _chunks(ids):
+        q = ",".join("?" * len(chunk))
+        out.update(r[0] for r in lib.conn.execute(
+            f"SELECT id FROM photos WHERE id IN ({q}) AND current_caption_id IS NOT NULL", tuple(chunk)))
+    return out
+
+
+def _tagged_count(lib: Library, ids: Sequence[int]) -> int:
+    n = 0
+    for chunk in _chunks(ids):
+        q = ",".join("?" * len(chunk))
+        n += lib.conn.execute(f"SELECT count(DISTINCT photo_id) FROM photo_concepts WHERE photo_id IN ({q})",
+                              tuple(chunk)).fetchone()[0]
+    return n
+
+
+def _job_errors(lib: Library, job_id: int) -> list[tuple[str, str]]:
+    return [(r[0], r[1] or "") for r in lib.conn.execute(
+        "SELECT p.filename, ji.error FROM job_items ji JOIN photos p ON p.id = ji.photo_id"
+        " WHERE ji.job_id = ? AND ji.status = 'failed' ORDER BY ji.position LIMIT ?", (job_id, MAX_ERRORS_SHOWN))]
+
+
+def _preset_name(request: str) -> str:
+    from ..captioning.prompt import REQUEST_PRESETS
+
+    for name, text in REQUEST_PRESETS.items():
+        if text == request:
+            return name
+    return request if len(request) <= 40 else request[:38].rsplit(" ", 1)[0] + "…"
+
+
+def job_view(job, errors: list[tuple[str, str]] | None = None) -> JobView:
+    """A JobView for a stored `jobs.Job` (made by the GUI or by `repic caption`)."""
+    p = job.params or {}
+    gui = p.get("gui") or {}
+    n = job.total
+    title = gui.get("title") or f"Job {job.id}: {n} photo" + ("s" if n != 1 else "")
+    parts = [gui.get("preset") or _preset_name(p.get("request") or "")]
+    concepts = p.get("concepts")
+    parts.append("each photo's own people & pets" if not concepts else ", ".join(f"<{c}>" for c in concepts))
+    parts.append(f"batch {p.get('batch_size', '?')}")
+    if gui.get("model_label"):
+        parts.append(gui["model_label"])
+    elif isinstance(p.get("model"), dict):
+        try:
+            from ..captioning.models import ModelSpec
+
+            parts.append(spec_label(ModelSpec(**p["model"])))
+        except Exception:
+            pass
+    counts = job.counts
+    return JobView(id=job.id, title=title, detail=" · ".join(x for x in parts if x), total=n,
+                   processed=counts.get("done", 0) + counts.get("failed", 0), failed=counts.get("failed", 0),
+                   status={"running": "interrupted", "queued": "interrupted"}.get(job.status, job.status),
+                   message=job.error or "", errors=list(errors or []))
+
+
+class CaptioningController(QObject):
+    caption_finished = Signal(int, int)   # photo_id, caption_id (GUI thread)
+    job_changed = Signal(int)             # job_id: progress or status changed
+    jobs_changed = Signal()               # a job was added to / removed from the list
+    job_created = Signal(int)             # job_id, right after it was stored and queued
+    model_changed = Signal()              # model state, load progress or GPU information changed
+    download_changed = Signal()
+    settings_changed = Signal()
+    message_shown = Signal(str)           # a readable error/info dialog was opened (its text)
+
+    def __init__(self, library_path: Path, parent: QObject | None = None):
+        super().__init__(parent)
+        self.library_path = Path(library_path)
+        self.tasks = BackgroundTasks(self)
+        self.jobs: dict[int, JobView] = {}
+        self.jobs_loaded = False
+        self.model_state = "unloaded"      # unloaded | loading | loaded
+        self.model_text = ""               # e.g. "RePIC 7B, 4-bit"
+        self.model_detail = ""             # e.g. "bfloat16 on cuda:0, sdpa attention"
+        self.model_id_text = ""            # the loaded model's full identity (source@commit, adapter, ...)
+        self.load_stage = ""
+        self.load_fraction = 0.0
+        self.load_cancelling = False
+        self.gpu_info: dict[str, Any] | None = None
+        self.download: dict[str, Any] | None = None
+        self.active_dialog: QWidget | None = None    # the open caption/settings dialog (tests drive it)
+        self.resume_prompt: QMessageBox | None = None
+        self.last_message: QMessageBox | None = None
+        self._parent_widget: QWidget | None = None
+        self._pending_resume: QWidget | None = None
+        self._dock = None
+        self._gui_lib: Library | None = None
+        self._shut_down = False
+
+        w = self._worker = ModelWorker(self.library_path)
+        w.gpu_info.connect(self._on_gpu)
+        w.model_state.connect(self._on_model_state)
+        w.load_progress.connect(self._on_load_progress)
+        w.load_finished.connect(self._on_load_finished)
+        w.job_started.connect(self._on_job_started)
+        w.job_progress.connect(self._on_job_progress)
+        w.item_done.connect(self._on_item_done)
+        w.job_stopped.connect(self._on_job_stopped)
+        w.error.connect(self._on_worker_error)
+        w.start()
+        app = QApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self.shutdown)
+        self._load_jobs()
+
+    # ================================================================================ public API
+    def caption_photos(self, photo_ids: list[int], parent_widget: QWidget) -> None:
+        """Ask how (dialog), then store a durable job and queue it on the model worker."""
+        self._parent_widget = parent_widget
+        ids = list(dict.fromkeys(int(i) for i in photo_ids))
+        if not ids:
+            self._message(parent_widget, "Nothing selected", "Select the photos to caption first.",
+                          icon=QMessageBox.Icon.Information)
+            return
+        settings, _ = load_settings()
+        try:
+            spec = model_spec_from_settings(settings)
+        except ValueError as exc:
+            self._message(parent_widget, "Model settings need attention", f"The model settings are not valid: {exc}",
+                          settings_button=True)
+            return
+        lib = self._lib()
+        with_refs = {r[0] for r in lib.conn.execute("SELECT DISTINCT concept_id FROM concept_refs")}
+        concepts = [ConceptEntry(c.name, c.kind, c.id in with_refs) for c in lib.concepts()]
+        captioned = len(captioned_ids(lib, ids)) if len(ids) <= 5000 else None
+        dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
+                            own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
+                            preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
+                            model_label=spec_label(spec), captioned=captioned)
+        self._show_dialog(dlg)
+
+        def refresh_model_label() -> None:
+            s, _ = load_settings()
+            try:
+                dlg.model_label.setText(f"Model: {spec_label(model_spec_from_settings(s))}")
+            except ValueError:
+                pass
+
+        dlg.settings_requested.connect(lambda: self.open_settings(dlg))
+        self.settings_changed.connect(refresh_model_label)
+        dlg.finished.connect(lambda *_: self.settings_changed.disconnect(refresh_model_label))
+        dlg.accepted.connect(lambda: self._start_job(ids, dlg.choice(), parent_widget))
+
+    def regenerate(self, photo_id: int, parent_widget: QWidget) -> None:
+        """Caption one photo again right away (its own people & pets, the default request)."""
+        self._parent_widget = parent_widget
+        settings, _ = load_settings()
+        try:
+            name = self._lib().photo(int(photo_id)).filename
+        except Exception as exc:
+            self._message(parent_widget, "Cannot regenerate", str(exc))
+            return
+        choice = CaptionChoice(concepts=None, preset=extra(settings, "request_preset"), batch_size=1,
+                               skip_captioned=False)
+        self._start_job([int(photo_id)], choice, parent_widget, title=f"Regenerate {name}")
+
+    def resume_unfinished(self, parent_widget: QWidget) -> None:
+        """Offer the jobs a previous run left unfinished (no-op when there are none)."""
+        self._parent_widget = parent_widget
+        if not self.jobs_loaded:
+            self._pending_resume = parent_widget
+            return
+        offer = [v for v in self.jobs.values() if v.from_previous_run and v.status in ("paused", "interrupted")]
+        if not offer:
+            return
+        lines = "\n".join(f"• {v.title} — {v.remaining} of {v.total} left" for v in offer)
+        box = QMessageBox(QMessageBox.Icon.Question, "Unfinished captioning",
+                          f"Captioning from last time did not finish:\n\n{lines}\n\nResume now? The captions already "
+                          f"made are kept either way.", QMessageBox.StandardButton.NoButton, parent_widget)
+        box.setObjectName("resumePrompt")
+        box.resume_button = box.addButton("Resume", QMessageBox.ButtonRole.AcceptRole)
+        box.later_button = box.addButton("Not now", QMessageBox.ButtonRole.RejectRole)
+        box.discard_button = box.addButton("Discard", QMessageBox.ButtonRole.DestructiveRole)
+        box.discard_button.setToolTip("Give these jobs up (their captions are kept)")
+        box.setDefaultButton(box.resume_button)
+        ids = [v.id for v in offer]
+
+        def clicked(button) -> None:
+            if button is box.resume_button:
+                for i in ids:
+                    self.resume_job(i)
+            elif button is box.discard_button:
+                for i in ids:
+                    self.remove_job(i)
+            self.resume_prompt = None
+
+        box.buttonClicked.connect(clicked)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.resume_prompt = box
+        box.open()
+
+    def queue_dock(self) -> QDockWidget:
+        if self._dock is None:
+            from .queue_dock import QueueDock
+
+            self._dock = QueueDock(self)
+        return self._dock
+
+    def open_settings(self, parent_widget: QWidget):
+        from .settings_dialog import SettingsDialog
+
+        dlg = SettingsDialog(self, parent_widget)
+        self._show_dialog(dlg)
+        return dlg
+
+    def unload_model(self) -> None:
+        """Free the model's memory now. A running job is paused (resumable); queued ones are paused too,
+        so they do not load the model straight back."""
+        for job_id in self._worker.dequeue_all_jobs():
+            self._set_status(job_id, "paused", "Paused: the model was unloaded.")
+        current = self._worker.current_job
+        if current is not None and self._worker.stop_job(current, "pause") == "stopping":
+            self._set_status(current, "stopping")
+        self._worker.request_unload()
+
+    def gpu_summary(self) -> str:
+        info = self.gpu_info
+        return gpu_text(info, (info or {}).get("used_gb"))
+
+    def shutdown(self) -> None:
+        """Stop the worker: the running job is paused at its next check (resumable next time), a model
+        load stops at its next stage, the model is unloaded; waits for the thread."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.tasks.close()
+        self._worker.stop()
+        if not self._worker.wait(2000):
+            log.info("waiting for the model worker to stop (a model load stops at its next stage)…")
+            self._worker.wait()
+        if self._gui_lib is not None:
+            self._gui_lib.close()
+            self._gui_lib = None
+
+    # ================================================================================ more controls
+    def load_model(self) -> None:
+        """Load the model from the settings now (jobs load it themselves when needed)."""
+        settings, _ = load_settings()
+        try:
+            spec = model_spec_from_settings(settings)
+        except ValueError as exc:
+            self._message(self._parent_widget, "Model settings need attention", str(exc), settings_button=True)
+            return
+        self.load_cancelling = False
+        self._worker.request_load(spec)
+
+    def cancel_load(self) -> None:
+        self.load_cancelling = True
+        self._worker.cancel_load()
+        self.model_changed.emit()
+
+    def pause_job(self, job_id: int) -> None:
+        r = self._worker.stop_job(job_id, "pause")
+        if r == "dequeued":
+            self._set_status(job_id, "paused", "Paused before it started.")
+        elif r == "stopping":
+            self._set_status(job_id, "stopping", "Pausing…")
+
+    def cancel_job(self, job_id: int) -> None:
+        """Stop a job for good (captions made so far are kept); it can still be resumed from the list."""
+        r = self._worker.stop_job(job_id, "cancel")
+        if r == "stopping":
+            self._set_status(job_id, "stopping", "Cancelling…")
+        else:
+            self._mark_cancelled(job_id)
+
+    def resume_job(self, job_id: int) -> None:
+        v = self.jobs.get(job_id)
+        if v is not None and v.active:
+            return
+        if v is not None:
+            v.status, v.message = "queued", ""
+            v.from_previous_run = False
+            self.job_changed.emit(job_id)
+        self._worker.enqueue_job(job_id)
+
+    def remove_job(self, job_id: int) -> None:
+        """Drop a stopped job from the list; a paused one is given up (marked cancelled, captions kept)."""
+        v = self.jobs.get(job_id)
+        if v is None or v.active:
+            return
+        if v.status in ("paused", "interrupted"):
+            self._write_status(job_id, "cancelled")
+        del self.jobs[job_id]
+        self.jobs_changed.emit()
+
+    def clear_finished(self) -> None:
+        for job_id in [j for j, v in self.jobs.items() if v.status in ("done", "cancelled")]:
+            del self.jobs[job_id]
+        self.jobs_changed.emit()
+
+    def job_list(self) -> list[JobView]:
+        """Newest first."""
+        return sorted(self.jobs.values(), key=lambda v: v.id, reverse=True)
+
+    def download_model(self, repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> bool:
+        """Download a model in the background (progress through `download_changed`); False when one runs."""
+        if self.download is not None and self.download["status"] == "running":
+            return False
+        self.download = {"repo_id": repo_id, "revision": revision, "cache_dir": cache_dir, "status": "running",
+                         "desc": "starting", "done": 0, "total": None, "message": "", "path": None}
+        state = self.download
+        last = [0.0]
+
+        def work(report: Callable[[Any], None]):
+            from ..captioning.model_manager import download_model
+
+            def progress(desc: str, done: int, total: int | None) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 0.1 or (total and done >= total):  # at most 10 updates a second
+                    last[0] = now
+                    report((desc, done, total))
+
+            return str(download_model(repo_id, revision, cache_dir, progress=progress))
+
+        def on_progress(value) -> None:
+            state["desc"], state["done"], state["total"] = value
+            self.download_changed.emit()
+
+        def on_done(path: str) -> None:
+            state.update(status="done", path=path, message=f"Downloaded {repo_id}.")
+            self.download_changed.emit()
+
+        def on_error(message: str, details: str) -> None:
+            state.update(status="failed", message=message)
+            self.download_changed.emit()
+
+        self.tasks.run(work, on_done, on_error, on_progress, name="repic-download")
+        self.download_changed.emit()
+        return True
+
+    # ================================================================================ internals
+    def _lib(self) -> Library:
+        """The GUI thread's own connection, for small reads only."""
+        if self._gui_lib is None:
+            self._gui_lib = Library(self.library_path)
+        return self._gui_lib
+
+    def _show_dialog(self, dlg: QWidget) -> None:
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.active_dialog = dlg
+
+        def closed(*_):
+            if self.active_dialog is dlg:
+                self.active_dialog = None
+
+        dlg.finished.connect(closed)
+        dlg.open()
+
+    @staticmethod
+    def _own_summary(lib: Library, ids: list[int]) -> str:
+        if len(ids) == 1:
+            names = [c.name for c in lib.photo_concepts(ids[0])]
+            if names:
+                return "This photo: " + ", ".join(f"<{n}>" for n in names)
+            return "Nobody is tagged in this photo yet: it gets a plain caption."
+        if len(ids) > 5000:
+            return "Each photo gets the people & pets tagged in it; photos with nobody tagged get a plain caption."
+        tagged = _tagged_count(lib, ids)
+        if tagged == len(ids):
+            return f"All {len(ids)} photos have people or pets tagged."
+        return f"{tagged} of {len(ids)} photos have people or pets tagged; the others get a plain caption."
+
+    def _start_job(self, ids: list[int], choice: CaptionChoice, parent: QWidget | None, *,
+                   title: str | None = None) -> None:
+        settings, _ = load_settings()
+        try:
+            spec = model_spec_from_settings(settings)
+            presets = extra(settings, "request_presets")
+            request = resolve_request(None, choice.preset, presets if isinstance(presets, dict) else None)
+        except (ValueError, PromptError) as exc:
+            self._message(parent, "Cannot start captioning", str(exc), settings_button=True)
+            return
+        params = job_params(model=dataclasses.asdict(spec), concepts=choice.concepts, request=request,
+                            system_preset=extra(settings, "system_preset"), max_refs=1,
+                            batch_size=choice.batch_size, max_pixels=spec.max_pixels,
+                            max_new_tokens=int(extra(settings, "max_new_tokens")))
+        params["gui"] = {"preset": choice.preset, "title": title, "model_label": spec_label(spec)}
+        path = self.library_path
+
+        def create():
+            with Library(path) as lib:
+                todo = ids
+                if choice.skip_captioned:
+                    done = captioned_ids(lib, ids)
+                    todo = [i for i in ids if i not in done]
+                if not todo:
+                    return None, len(ids)
+                return JobStore(lib).create(todo, params), len(ids) - len(todo)
+
+        def created(result) -> None:
+            job, skipped = result
+            if job is None:
+                self._message(parent, "Nothing to caption",
+                              f"All {skipped} selected photo" + ("s already have" if skipped != 1 else " already has")
+                              + " a caption. Untick “Skip photos that already have a caption” to caption them again.",
+                              icon=QMessageBox.Icon.Information)
+                return
+            v = job_view(job)
+            v.status = "queued"
+            if skipped:
+                v.message = f"{skipped} photo" + ("s" if skipped != 1 else "") + " already captioned: skipped."
+            self.jobs[job.id] = v
+            self.jobs_changed.emit()
+            self._worker.enqueue_job(job.id)
+            self.job_created.emit(job.id)
+
+        self.tasks.run(create, created,
+                       lambda msg, details: self._message(parent, "The captioning job could not be created", msg,
+                                                          details=details), name="repic-create-job")
+
+    def _load_jobs(self) -> None:
+        path = self.library_path
+
+        def fetch():
+            for attempt in range(3):  # a brand-new library being created by another thread can refuse WAL once
+                try:
+                    with Library(path) as lib:
+                        return [(j, _job_errors(lib, j.id)) for j in JobStore(lib).unfinished()]
+                except LibraryError:
+                    if attempt == 2:
+                        raise
+                    time.sleep(0.2)
+
+        def loaded(rows) -> None:
+            for job, errors in rows:
+                if job.id not in self.jobs:
+                    v = job_view(job, errors)
+                    v.from_previous_run = True
+                    self.jobs[job.id] = v
+            self.jobs_loaded = True
+            self.jobs_changed.emit()
+            if self._pending_resume is not None:
+                parent, self._pending_resume = self._pending_resume, None
+                self.resume_unfinished(parent)
+
+        def failed(message: str, details: str) -> None:
+            self.jobs_loaded = True
+            log.error("cannot read unfinished jobs: %s\n%s", message, details)
+
+        self.tasks.run(fetch, loaded, failed, name="repic-load-jobs")
+
+    def _write_status(self, job_id: int, status: str) -> None:
+        path = self.library_path
+
+        def write() -> None:
+            with Library(path) as lib:
+                JobStore(lib).set_status(job_id, status)
+
+        self.tasks.run(write, None, lambda m, d: log.error("job %s: cannot set status %s: %s", job_id, status, m),
+                       name="repic-job-status")
+
+    def _mark_cancelled(self, job_id: int) -> None:
+        self._write_status(job_id, "cancelled")
+        self._set_status(job_id, "cancelled", "Cancelled: the captions made so far are kept.")
+
+    def _set_status(self, job_id: int, status: str, message: str | None = None) -> None:
+        v = self.jobs.get(job_id)
+        if v is None:
+            return
+        v.status = status
+        if message is not None:
+            v.message = message
+        if status in STOPPED:
+            v.current, v.eta, v.run_started = "", -1.0, None
+        self.job_changed.emit(job_id)
+
+    def _message(self, parent: QWidget | None, title: str, text: str, *, details: str | None = None,
+                 icon: QMessageBox.Icon = QMessageBox.Icon.Warning, settings_button: bool = False) -> QMessageBox:
+        """A readable, non-blocking message box (details such as a traceback go under "Show Details")."""
+        parent = parent or self._parent_widget or QApplication.activeWindow()
+        box = QMessageBox(icon, title, "", QMessageBox.StandardButton.Ok, parent)
+        box.setObjectName("captioningMessage")
+        box.setTextFormat(Qt.TextFormat.RichText)  # escaped below: "<Anya>" in a message stays visible
+        box.setText(f"<b>{html.escape(title)}</b>")
+        box.setInformativeText("<p>" + html.escape(text).replace("\n", "<br>") + "</p>")
+        box.plain_text = text
+        if details:
+            box.setDetailedText(details)
+        if settings_button:
+            b = box.addButton("Open Settings…", QMessageBox.ButtonRole.ActionRole)
+            b.clicked.connect(lambda: self.open_settings(parent))
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.last_message = box
+        box.open()
+        self.message_shown.emit(text)
+        return box
+
+    # ================================================================================ worker signals
+    def _on_gpu(self, info: dict) -> None:
+        self.gpu_info = info
+        self.model_changed.emit()
+
+    def _on_model_state(self, state: str, text: str, detail: str) -> None:
+        self.model_state, self.model_text, self.model_detail = state, text, detail
+        if state == "loading":
+            self.load_stage, self.load_fraction = "resolve", 0.0
+        else:
+            self.load_stage, self.load_fraction = "", 0.0
+        self.model_changed.emit()
+
+    def _on_load_progress(self, stage: str, fraction: float) -> None:
+        self.load_stage, self.load_fraction = stage, fraction
+        self.model_changed.emit()
+
+    def _on_load_finished(self, outcome: str, message: str) -> None:
+        self.load_cancelling = False
+        self.model_id_text = message if outcome == "loaded" else ""
+        self.model_changed.emit()
+        if outcome == "failed":
+            self._message(self._parent_widget, "The model could not be loaded", message, settings_button=True)
+
+    def _on_job_started(self, job_id: int, before: int, total: int) -> None:
+        v = self.jobs.get(job_id)
+        if v is None:
+            return
+        v.total, v.processed, v.run_base = total, before, before
+        v.run_started = time.monotonic()
+        if v.status != "stopping":
+            v.status, v.message = "starting", ""
+        self.job_changed.emit(job_id)
+
+    def _on_job_progress(self, job_id: int, processed: int, total: int, eta: float, current: str) -> None:
+        v = self.jobs.get(job_id)
+        if v is None:
+            return
+        v.processed, v.total, v.current = processed, total, current
+        if eta != v.eta:
+            v.eta, v.eta_at = eta, time.monotonic()
+        if v.status == "starting":
+            v.status = "running"
+        self.job_changed.emit(job_id)
+
+    def _on_item_done(self, job_id: int, photo_id: int, caption_id: int, error: str, name: str) -> None:
+        v = self.jobs.get(job_id)
+        if caption_id:
+            self.caption_finished.emit(photo_id, caption_id)
+        elif v is not None:
+            v.failed += 1
+            if len(v.errors) < MAX_ERRORS_SHOWN:
+                v.errors.append((name, error))
+        if v is not None:
+            self.job_changed.emit(job_id)
+
+    def _on_job_stopped(self, job_id: int, status: str, message: str) -> None:
+        self._set_status(job_id, status, message)
+
+    def _on_worker_error(self, message: str, details: str) -> None:
+        self._message(self._parent_widget, "Captioning problem", message, details=details)

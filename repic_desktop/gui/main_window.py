@@ -1,0 +1,623 @@
+"""The main window: Photos page (folders | grid | photo panel) and People & Pets page, menus, toolbar,
+shortcuts, drag-and-drop import, the captioning controller's queue dock, the log dock, and layout memory.
+
+The captioning side (model worker, caption dialog, queue dock, settings, welcome) belongs to
+`captioning_controller.CaptioningController`; it is imported lazily so the rest of the app works (with
+the captioning actions disabled and saying why) when it is missing or fails to start.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Callable
+
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoStack
+from PySide6.QtWidgets import (
+    QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QSizePolicy, QSplitter, QStackedWidget,
+    QToolBar, QWidget,
+)
+
+from .. import APP_NAME
+from ..core.library import Library, LibraryError
+from .browser import Browser, PhotoFilter, query_photo_ids
+from .dialogs import AboutDialog, LogView, log_handler, show_error
+from .people import PeopleManager
+from .photo_panel import PhotoPanel, TagCommand
+from .thumbnail_loader import TaskRunner, ThumbnailLoader
+
+log = logging.getLogger(__name__)
+
+PAGES = ("browser", "people")
+SETTINGS_VERSION = 1
+
+
+def _controller_factory_default(library_path: Path, parent):
+    from .captioning_controller import CaptioningController  # part of the app, but optional at run time
+    return CaptioningController(library_path, parent)
+
+
+class MainWindow(QMainWindow):
+    ready = Signal()      # the library is shown and the first thumbnails are painted (for --screenshot)
+
+    def __init__(self, library: Library, *, controller_factory: Callable | None = _controller_factory_default,
+                 startup_prompts: bool = True, thumbnail_cache=None, parent=None):
+        super().__init__(parent)
+        self.lib = library
+        self.library_path = library.path
+        self.startup_prompts = startup_prompts
+        self.setWindowTitle(f"{APP_NAME} — {library.path.name if library.path.name != 'library.sqlite' else 'Library'}")
+        self.setAcceptDrops(True)
+        self.setDockNestingEnabled(True)
+        self._shown_once = False
+        self._closing = False
+
+        self.tasks = TaskRunner(self, threads=3)
+        self.loader = ThumbnailLoader(thumbnail_cache, parent=self)
+        self.undo = QUndoStack(self)
+        self.log_handler = log_handler()
+
+        # pages
+        self.browser = Browser(library, self.tasks, self.loader)
+        self.browser.add_folder_handler = self.add_folder
+        self.panel = PhotoPanel(library, self.tasks, self.undo)
+        self.photos_page = QSplitter(Qt.Orientation.Horizontal)
+        self.photos_page.addWidget(self.browser)
+        self.photos_page.addWidget(self.panel)
+        self.photos_page.setStretchFactor(0, 3)
+        self.photos_page.setStretchFactor(1, 2)
+        self.photos_page.setSizes([900, 480])
+        self.photos_page.setChildrenCollapsible(False)
+        self.people = PeopleManager(library, self.tasks, self.loader, self.undo)
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.photos_page)
+        self.pages.addWidget(self.people)
+        self.setCentralWidget(self.pages)
+
+        # docks
+        self.log_view = LogView(self.log_handler)
+        self.log_dock = QDockWidget("Log", self)
+        self.log_dock.setObjectName("logDock")
+        self.log_dock.setWidget(self.log_view)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.log_dock)
+        self.log_dock.hide()
+
+        # captioning (part B)
+        self.controller = None
+        self.controller_error = ""
+        self.queue_dock: QDockWidget | None = None
+        if controller_factory is not None:
+            try:
+                self.controller = controller_factory(self.library_path, self)
+            except ModuleNotFoundError as exc:
+                self.controller_error = f"Captioning is not available in this build ({exc.name} is missing)."
+                log.warning("%s", self.controller_error)
+            except Exception as exc:  # never let captioning take the album down
+                from .thumbnail_loader import user_message
+                self.controller_error = f"Captioning could not start: {user_message(exc)}"
+                log.exception("captioning controller failed to start")
+        else:
+            self.controller_error = "Captioning is turned off."
+        if self.controller is not None:
+            self.queue_dock = self.controller.queue_dock()
+            if self.queue_dock.objectName() == "":
+                self.queue_dock.setObjectName("queueDock")
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.queue_dock)
+            self.tabifyDockWidget(self.queue_dock, self.log_dock)
+            self.queue_dock.raise_()
+            self.controller.caption_finished.connect(self._caption_finished)
+            if hasattr(self.controller, "job_changed"):
+                self.controller.job_changed.connect(lambda _job: self._update_counts_later())
+
+        self._make_actions()
+        self._make_menus()
+        self._make_toolbar()
+        self._wire()
+        self.status_counts = QLabel()
+        self.statusBar().addPermanentWidget(self.status_counts)
+        self.statusBar().setSizeGripEnabled(True)
+        if self.controller is None:
+            self.statusBar().showMessage(self.controller_error, 15000)
+        self.resize(1400, 880)
+        self.restore_layout()
+        self._update_actions()
+        self._update_counts()
+        self.browser.loaded.connect(self._check_ready)
+
+    # ------------------------------------------------------------------ actions
+    def _action(self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
+        a = QAction(text, self)
+        if shortcut:
+            keys = shortcut if isinstance(shortcut, (list, tuple)) else [shortcut]
+            a.setShortcuts([QKeySequence(k) for k in keys])
+            a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+        if tip:
+            a.setStatusTip(tip)
+            a.setToolTip(tip + (f" ({a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)})" if shortcut else ""))
+        a.setCheckable(checkable)
+        if slot is not None:
+            a.triggered.connect(slot)
+        self.addAction(a)
+        return a
+
+    def _make_actions(self) -> None:
+        self.act_add_folder = self._action("&Add Photo Folder…", self.add_folder, QKeySequence.StandardKey.Open,
+                                           "Import a folder of photos (they stay where they are)")
+        self.act_rescan = self._action("&Rescan", lambda: self.browser.rescan(), "F5",
+                                       "Look for new, changed, moved and deleted photos")
+        self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+        self.act_undo = self.undo.createUndoAction(self, "&Undo")
+        self.act_undo.setShortcut(QKeySequence.StandardKey.Undo)
+        self.act_redo = self.undo.createRedoAction(self, "&Redo")
+        self.act_redo.setShortcuts([QKeySequence(QKeySequence.StandardKey.Redo), QKeySequence("Ctrl+Shift+Z")])
+        for a in (self.act_undo, self.act_redo):
+            self.addAction(a)
+        self.act_select_all = self._action("Select &All Photos", lambda: self.browser.view.selectAll(), None)
+        self.act_find = self._action("&Find in Captions", self._focus_search, QKeySequence.StandardKey.Find)
+
+        self.page_group = QActionGroup(self)
+        self.act_page_photos = self._action("Photos", lambda: self.show_page("browser"), "Ctrl+1",
+                                            "Browse, review and caption photos", checkable=True)
+        self.act_page_people = self._action("People && Pets", lambda: self.show_page("people"), "Ctrl+2",
+                                            "Who RePIC should name in captions", checkable=True)
+        for a in (self.act_page_photos, self.act_page_people):
+            self.page_group.addAction(a)
+        self.act_page_photos.setChecked(True)
+
+        self.act_next = self._action("&Next Photo", lambda: self.browser.step(+1), ["Alt+Right", "Alt+Down"])
+        self.act_prev = self._action("&Previous Photo", lambda: self.browser.step(-1), ["Alt+Left", "Alt+Up"])
+        self.act_accept = self._action("&Accept Caption", self.panel.accept_caption, ["Ctrl+Return", "Ctrl+Enter"],
+                                       "Accept the caption of the current photo")
+        self.act_regenerate = self._action("Re&generate Caption", self.panel.regenerate, "Ctrl+R",
+                                           "Caption the current photo again")
+        self.act_save_edit = self._action("&Save Caption Edit", self.panel.save_edit, QKeySequence.StandardKey.Save)
+        self.act_add_person = self._action("Add Person or Pet to Photo…", self.panel.open_picker, "Ctrl+T")
+        self.act_caption_selected = self._action("&Caption Selected", self.caption_selected, "Ctrl+Shift+C",
+                                                 "Caption the selected photos")
+        self.act_caption_uncaptioned = self._action("Caption All &Uncaptioned", self.caption_all_uncaptioned, None,
+                                                    "Caption every photo that has no caption yet")
+        self.act_new_concept = self._action("&New Person or Pet…", lambda: self.people.add_concept(), "Ctrl+N")
+        self.act_settings = self._action("&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences,
+                                         "Model, device, quantization, batch size…")
+        self.act_unload = self._action("&Unload Model", self.unload_model, None, "Free the GPU memory the model uses")
+        self.act_about = self._action(f"&About {APP_NAME}", self.show_about)
+        self.act_log = self.log_dock.toggleViewAction()
+        self.act_log.setText("&Log")
+        self.act_log.setShortcut(QKeySequence("Ctrl+L"))
+        self.addAction(self.act_log)
+
+    def _make_menus(self) -> None:
+        mb = self.menuBar()
+        m = mb.addMenu("&File")
+        m.addActions([self.act_add_folder, self.act_rescan])
+        m.addSeparator()
+        m.addAction(self.act_quit)
+        m = mb.addMenu("&Edit")
+        m.addActions([self.act_undo, self.act_redo])
+        m.addSeparator()
+        m.addActions([self.act_select_all, self.act_find])
+        m = mb.addMenu("&View")
+        m.addActions([self.act_page_photos, self.act_page_people])
+        m.addSeparator()
+        if self.queue_dock is not None:
+            qa = self.queue_dock.toggleViewAction()
+            qa.setText("Caption &Queue")
+            m.addAction(qa)
+        m.addAction(self.act_log)
+        m = mb.addMenu("&Photo")
+        m.addActions([self.act_next, self.act_prev])
+        m.addSeparator()
+        m.addActions([self.act_accept, self.act_save_edit, self.act_regenerate, self.act_add_person])
+        m.addSeparator()
+        m.addActions([self.act_caption_selected, self.act_caption_uncaptioned])
+        m = mb.addMenu("P&eople && Pets")
+        m.addAction(self.act_new_concept)
+        m = mb.addMenu("&Model")
+        m.addActions([self.act_settings, self.act_unload])
+        m = mb.addMenu("&Help")
+        m.addAction(self.act_about)
+
+    def _make_toolbar(self) -> None:
+        tb = QToolBar("Main toolbar")
+        tb.setObjectName("mainToolbar")
+        tb.setMovable(False)
+        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        tb.setIconSize(QSize(18, 18))
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
+        tb.addAction(self.act_page_photos)
+        tb.addAction(self.act_page_people)
+        tb.addSeparator()
+        tb.addAction(self.act_add_folder)
+        tb.addAction(self.act_rescan)
+        tb.addSeparator()
+        tb.addAction(self.act_caption_selected)
+        tb.addAction(self.act_caption_uncaptioned)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        tb.addWidget(spacer)
+        tb.addAction(self.act_settings)
+        self.toolbar = tb
+        for a in (self.act_page_photos, self.act_page_people):
+            w = tb.widgetForAction(a)
+            if w is not None:
+                f = w.font()
+                f.setBold(True)
+                w.setFont(f)
+
+    def _wire(self) -> None:
+        b, p = self.browser, self.panel
+        b.current_photo_changed.connect(p.set_photo)
+        b.selection_changed.connect(self._selection_changed)
+        b.library_changed.connect(self._update_counts_later)
+        b.context_menu_requested.connect(self._grid_menu)
+        b.view.doubleClicked.connect(lambda _: p.editor.setFocus())
+        p.photo_changed.connect(self._photo_changed)
+        p.regenerate_requested.connect(self.regenerate)
+        p.new_concept_requested.connect(self._new_concept_for_photo)
+        self.people.concepts_changed.connect(self._concepts_changed)
+        self.people.show_photos.connect(self._show_concept_photos)
+        self.people.photo_activated.connect(self._show_concept_photo)
+        self.undo.indexChanged.connect(lambda _: self._update_actions())
+
+    # ------------------------------------------------------------------ pages
+    def show_page(self, page: str) -> None:
+        if page == "queue":
+            self.show_page("browser")
+            if self.queue_dock is not None:
+                self.queue_dock.show()
+                self.queue_dock.raise_()
+            return
+        if page == "people":
+            if self.pages.currentWidget() is not self.people:
+                self.people.reload()          # photo counts and "Photos with ..." may have changed
+            self.pages.setCurrentWidget(self.people)
+            self.act_page_people.setChecked(True)
+        else:
+            self.pages.setCurrentWidget(self.photos_page)
+            self.act_page_photos.setChecked(True)
+        self._update_actions()
+
+    def current_page(self) -> str:
+        return "people" if self.pages.currentWidget() is self.people else "browser"
+
+    def _focus_search(self) -> None:
+        self.show_page("browser")
+        self.browser.search.setFocus()
+        self.browser.search.selectAll()
+
+    # ------------------------------------------------------------------ state
+    def _selection_changed(self, ids: list[int]) -> None:
+        self.people.browser_selection = ids
+        self._update_actions()
+
+    def _update_actions(self) -> None:
+        if self._closing:  # the undo stack emits while it is destroyed; the library may be closed by then
+            return
+        on_photos = self.current_page() == "browser"
+        has_ctrl = self.controller is not None
+        sel = self.browser.selected_ids() if on_photos else []
+        cur = self.panel.photo_id
+        why = "" if has_ctrl else self.controller_error
+        n = len(sel)
+        self.act_caption_selected.setText(f"Caption {n} Selected" if n > 1 else "Caption Selected")
+        for a, ok in ((self.act_caption_selected, has_ctrl and n > 0),
+                      (self.act_caption_uncaptioned, has_ctrl),
+                      (self.act_regenerate, has_ctrl and cur is not None),
+                      (self.act_settings, has_ctrl), (self.act_unload, has_ctrl)):
+            a.setEnabled(ok)
+            if why:
+                a.setToolTip(why)
+        self.panel.set_regenerate_available(has_ctrl, "" if has_ctrl else why)
+        for a in (self.act_accept, self.act_save_edit, self.act_add_person, self.act_next, self.act_prev):
+            a.setEnabled(on_photos)
+
+    def _update_counts(self) -> None:
+        path = self.library_path
+
+        def work():
+            with Library(path) as lib:
+                return lib.counts()
+
+        self.tasks.run(work, self._show_counts)
+
+    def _update_counts_later(self) -> None:
+        if not hasattr(self, "_counts_timer"):
+            self._counts_timer = QTimer(self, singleShot=True, interval=500)
+            self._counts_timer.timeout.connect(self._update_counts)
+        self._counts_timer.start()
+
+    def _show_counts(self, c: dict) -> None:
+        review = c["captioned"] - c["accepted"]
+        text = (f"{c['photos']:,} photos  ·  {c['captioned']:,} captioned  ·  {review:,} to review  ·  "
+                f"{c['accepted']:,} accepted  ·  {c['people']} people, {c['pets']} pets")
+        self.status_counts.setText(text + "  ")
+        self.counts = c
+
+    # ------------------------------------------------------------------ library changes
+    def _photo_changed(self, photo_id: int) -> None:
+        self.browser.refresh_photo(photo_id)
+        self._update_counts_later()
+        self._update_actions()
+
+    def _caption_finished(self, photo_id: int, caption_id: int) -> None:
+        """One main-thread update per finished caption: that grid cell and, if shown, the panel."""
+        self.browser.refresh_photo(photo_id)
+        if self.panel.photo_id == photo_id:
+            self.panel.refresh()
+        self._update_counts_later()
+
+    def _concepts_changed(self) -> None:
+        self.browser.reload_concepts()
+        self.browser.model.refresh_all()
+        self.panel.refresh()
+        self._update_counts_later()
+
+    def _show_concept_photos(self, concept_id: int) -> bool:
+        self.show_page("browser")
+        return self.browser.set_filter(status="all", search="", folder=None, concept_id=concept_id)
+
+    def _show_concept_photo(self, concept_id: int, photo_id: int) -> None:
+        if self._show_concept_photos(concept_id):
+            self.browser.loaded_once_then(lambda: self.browser.select_photo(photo_id))
+        else:
+            self.browser.select_photo(photo_id)
+
+    def _new_concept_for_photo(self, photo_id: int, name: str) -> None:
+        dlg = self.people.add_concept(name, photo_id=photo_id)
+        dlg.created.connect(lambda _cid: self._photo_changed(photo_id))
+        dlg.created.connect(lambda _cid: self.panel.refresh())
+
+    def _grid_menu(self, menu: QMenu, ids: list[int]) -> None:
+        menu.addAction(self.act_caption_selected)
+        concepts = self.lib.concepts()
+        tag = menu.addMenu(f"Say Who Is in {'These Photos' if len(ids) > 1 else 'This Photo'}")
+        for c in concepts:
+            tag.addAction(c.name, lambda cid=c.id: self.tag_photos(ids, cid))
+        if not concepts:
+            tag.addAction("No people or pets yet").setEnabled(False)
+        if len(ids) == 1:
+            ref = menu.addMenu("Use as Reference Photo for")
+            for c in concepts:
+                ref.addAction(c.name, lambda cid=c.id: self._use_as_reference(ids[0], cid))
+            ref.addSeparator()
+            ref.addAction("New Person or Pet…", lambda: self._new_concept_for_photo(ids[0], ""))
+        menu.addSeparator()
+        menu.addAction(self.act_select_all)
+
+    def tag_photos(self, ids: list[int], concept_id: int) -> None:
+        name = self.lib.concept(concept_id).name
+        self.undo.beginMacro(f"Add <{name}> to {len(ids)} photo(s)")
+        try:
+            for pid in ids:
+                self.undo.push(TagCommand(self.lib, pid, self.panel._notify, concept_id, add=True))
+        finally:
+            self.undo.endMacro()
+        self.people.reload()
+
+    def _use_as_reference(self, photo_id: int, concept_id: int) -> None:
+        self.show_page("people")
+        self.people.select(concept_id)
+        p = self.lib.photo(photo_id)
+        box = self.people._ask_box(p.fs_path, (p.width, p.height))
+        if box is not False:
+            self.people._add_ref(photo_id=photo_id, box=box)
+
+    # ------------------------------------------------------------------ import
+    def add_folder(self) -> None:
+        start = QSettings().value("lastImportFolder", os.path.expanduser("~"))
+        folder = QFileDialog.getExistingDirectory(self, "Add a photo folder", str(start))
+        if folder:
+            QSettings().setValue("lastImportFolder", folder)
+            self.show_page("browser")
+            self.browser.import_folders([folder])
+
+    def import_folder_dialog(self) -> None:
+        """For the welcome dialog (part B): choose a folder and import it."""
+        self.add_folder()
+
+    def show_people(self) -> None:
+        """For the welcome dialog (part B): the People & Pets page, with the Add dialog when it is empty."""
+        self.show_page("people")
+        if not self.lib.concepts():
+            self.people.add_concept()
+
+    @staticmethod
+    def _dropped_folders(mime) -> tuple[list[str], list[str]]:
+        folders, others = [], []
+        for url in mime.urls() if mime.hasUrls() else []:
+            if not url.isLocalFile():
+                others.append(url.toString())
+                continue
+            p = url.toLocalFile()
+            (folders if os.path.isdir(p) else others).append(p)
+        return folders, others
+
+    def dragEnterEvent(self, e) -> None:
+        folders, others = self._dropped_folders(e.mimeData())
+        if folders or others:
+            e.acceptProposedAction()
+            self.statusBar().showMessage("Drop to import this folder" if folders else
+                                         "Only folders can be dropped here", 3000)
+
+    def dragMoveEvent(self, e) -> None:
+        e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:
+        folders, others = self._dropped_folders(e.mimeData())
+        if folders:
+            e.acceptProposedAction()
+            self.show_page("browser")
+            self.browser.import_folders(folders)
+        elif others:
+            self.statusBar().showMessage("Drop folders to import them (single files are imported with their folder).",
+                                         6000)
+            parents = sorted({os.path.dirname(p) for p in others if os.path.isfile(p)})
+            if parents:
+                self.show_page("browser")
+                self.browser.import_folders(parents)
+
+    # ------------------------------------------------------------------ captioning
+    def caption_selected(self) -> None:
+        ids = self.browser.selected_ids()
+        if self.controller is None or not ids:
+            return
+        self.panel.save_edit()
+        self.controller.caption_photos(ids, self)
+
+    def caption_all_uncaptioned(self) -> None:
+        if self.controller is None:
+            return
+        path = self.library_path
+
+        def work():
+            with Library(path) as lib:
+                return list(query_photo_ids(lib, PhotoFilter(status="uncaptioned")))
+
+        def done(ids):
+            if not ids:
+                self.statusBar().showMessage("Every photo already has a caption.", 5000)
+                return
+            self.controller.caption_photos(ids, self)
+
+        self.tasks.run(work, done, lambda m, d: show_error(self, "Cannot list photos", m, d))
+
+    def regenerate(self, photo_id: int | None = None) -> None:
+        pid = photo_id if isinstance(photo_id, int) else self.panel.photo_id
+        if self.controller is not None and pid is not None:
+            self.controller.regenerate(pid, self)
+
+    def open_settings(self) -> None:
+        if self.controller is not None:
+            self.controller.open_settings(self)
+
+    def unload_model(self) -> None:
+        if self.controller is not None:
+            self.controller.unload_model()
+            self.statusBar().showMessage("Model unloaded: its memory is free again.", 5000)
+
+    def show_about(self) -> AboutDialog:
+        gpu = None
+        if self.controller is not None and hasattr(self.controller, "gpu_summary"):
+            try:
+                gpu = self.controller.gpu_summary()
+            except Exception as exc:
+                gpu = f"unknown ({exc})"
+        dlg = AboutDialog(self, gpu=gpu, tasks=self.tasks, library_path=self.library_path)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.open()
+        self._about = dlg
+        return dlg
+
+    # ------------------------------------------------------------------ start-up, ready, close
+    def showEvent(self, e) -> None:
+        super().showEvent(e)
+        if not self._shown_once:
+            self._shown_once = True
+            if getattr(self, "_first_run_layout", False):  # first run: a slim queue dock under the photos
+                docks = [d for d in (self.queue_dock, self.log_dock) if d is not None]
+                self.resizeDocks(docks, [190] * len(docks), Qt.Orientation.Vertical)
+            if self.startup_prompts:
+                QTimer.singleShot(0, self._startup_prompts)
+
+    def _startup_prompts(self) -> None:
+        try:
+            from .welcome import maybe_show_welcome
+        except ImportError:
+            maybe_show_welcome = None
+        if maybe_show_welcome is not None and self.controller is not None:
+            try:
+                maybe_show_welcome(self, self.controller)
+            except Exception:
+                log.exception("welcome screen failed")
+        if self.controller is not None:
+            try:
+                self.controller.resume_unfinished(self)
+            except Exception as exc:
+                from .thumbnail_loader import user_message
+                log.exception("resuming unfinished jobs failed")
+                show_error(self, "Cannot resume captioning", user_message(exc), modal=False)
+
+    def _check_ready(self) -> None:
+        """Emit `ready` once the grid shows its first thumbnails (or after a timeout)."""
+        if getattr(self, "_ready_emitted", False):
+            return
+        if not hasattr(self, "_ready_timer"):
+            self._ready_deadline = 0
+            self._ready_timer = QTimer(self, interval=50)
+            self._ready_timer.timeout.connect(self._check_ready)
+            self._ready_timer.start()
+        self._ready_deadline += 1
+        busy = not self.loader.idle or self.tasks.busy
+        if (not busy and self._ready_deadline > 2) or self._ready_deadline > 200:  # 10 s at most
+            self._ready_timer.stop()
+            self._ready_emitted = True
+            self.ready.emit()
+
+    def closeEvent(self, e: QCloseEvent) -> None:
+        if self._closing:
+            e.accept()
+            return
+        self._closing = True
+        try:
+            self.panel.save_edit()
+        except LibraryError as exc:
+            log.warning("could not save the caption edit: %s", exc)
+        self.save_layout()
+        try:
+            self.undo.indexChanged.disconnect()
+        except (RuntimeError, TypeError):
+            pass
+        self.browser.cancel_import()
+        if self.controller is not None:
+            try:
+                self.controller.shutdown()
+            except Exception:
+                log.exception("captioning shutdown failed")
+        self.loader.clear()
+        self.loader.wait(10_000)
+        self.tasks.wait(30_000)
+        e.accept()
+
+    # ------------------------------------------------------------------ layout memory
+    def save_layout(self) -> None:
+        s = QSettings()
+        s.beginGroup("mainWindow")
+        s.setValue("version", SETTINGS_VERSION)
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("state", self.saveState(SETTINGS_VERSION))
+        s.setValue("photosSplitter", self.photos_page.saveState())
+        s.setValue("browserSplitter", self.browser.splitter.saveState())
+        s.setValue("panelSplitter", self.panel.splitter.saveState())
+        s.setValue("peopleSplitter", self.people.splitter.saveState())
+        s.setValue("thumbSize", self.browser.size_slider.value())
+        s.setValue("page", self.current_page())
+        s.endGroup()
+        s.sync()
+
+    def restore_layout(self) -> None:
+        s = QSettings()
+        s.beginGroup("mainWindow")
+        try:
+            if int(s.value("version", 0) or 0) != SETTINGS_VERSION:
+                self._first_run_layout = True
+                return
+            geo = s.value("geometry")
+            if isinstance(geo, QByteArray):
+                self.restoreGeometry(geo)
+            state = s.value("state")
+            if isinstance(state, QByteArray):
+                self.restoreState(state, SETTINGS_VERSION)
+            for key, splitter in (("photosSplitter", self.photos_page), ("browserSplitter", self.browser.splitter),
+                                  ("panelSplitter", self.panel.splitter), ("peopleSplitter", self.people.splitter)):
+                v = s.value(key)
+                if isinstance(v, QByteArray):
+                    splitter.restoreState(v)
+            size = int(s.value("thumbSize", 0) or 0)
+            if size:
+                self.browser.size_slider.setValue(size)
+            page = s.value("page", "browser")
+            if page in PAGES:
+                self.show_page(page)
+        finally:
+            s.endGroup()

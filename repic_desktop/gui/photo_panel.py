@@ -1,0 +1,853 @@
+"""The photo panel: large preview, people & pets chips, caption review (edit, accept, regenerate), history.
+
+Why it is shaped like this:
+- The preview is decoded (EXIF-oriented, scaled) on the task pool; a newer photo supersedes an older
+  request, so holding the arrow key never queues decodes.
+- Every change the user makes here is a QUndoCommand on the window's QUndoStack: caption edits,
+  accepts, restoring an earlier version, adding and removing people/pets. Captions are never
+  overwritten in the library (an edit is a new row whose parent is the old one), so undoing an edit
+  just points the photo back at the previous caption; the edited row stays in the history.
+- These writes are single-row SQLite transactions on the GUI thread's own connection (well under a
+  millisecond); no photo file is touched here.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import logging
+import os
+from typing import Callable
+
+from PySide6.QtCore import QEvent, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import (
+    QColor, QFont, QPainter, QPalette, QPen, QPixmap, QSyntaxHighlighter,
+    QTextCharFormat, QUndoCommand, QUndoStack,
+)
+from PySide6.QtWidgets import (
+    QDialog, QFrame, QHBoxLayout, QLabel, QLayout, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit,
+    QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
+)
+
+from ..captioning.prompt import _TAG_RE, parse_tags
+from ..core.library import Caption, Library, LibraryError, NotFound
+from .thumbnail_loader import TaskRunner, load_image_scaled
+
+log = logging.getLogger(__name__)
+
+PREVIEW_MAX_SIDE = 1800
+
+
+# --------------------------------------------------------------------------------------------------
+# Library operations used by the undo commands
+# --------------------------------------------------------------------------------------------------
+
+def set_current_caption(lib: Library, photo_id: int, caption_id: int | None) -> None:
+    """Point a photo at one of its captions (None: no caption). The library keeps every row."""
+    with lib.transaction():
+        lib.conn.execute("UPDATE photos SET current_caption_id = ? WHERE id = ?", (caption_id, photo_id))
+
+
+def describe_provenance(c: Caption) -> str:
+    """'edited by you', 'RePIC_Qwen2.5VL_7B (4-bit) in 1.9 s', 'demo model' ..."""
+    prov = c.provenance or {}
+    if c.source == "user":
+        return "edited by you"
+    if c.source != "model":
+        return c.source
+    model = c.model_id or prov.get("source") or "model"
+    short = os.path.basename(model.rstrip("/")) if ("/" in model and os.path.isabs(model)) else model
+    if prov.get("demo"):
+        short = "demo model"
+    extras = []
+    q = prov.get("quantization")
+    if q and q != "none":
+        extras.append(q)
+    if c.adapter_id:
+        extras.append(f"adapter {os.path.basename(str(c.adapter_id).rstrip('/'))}")
+    text = short + (f" ({', '.join(extras)})" if extras else "")
+    if prov.get("seconds") is not None:
+        text += f" in {prov['seconds']:.1f} s"
+    return text
+
+
+def when(ts: float) -> str:
+    d = _dt.datetime.fromtimestamp(ts)
+    today = _dt.date.today()
+    if d.date() == today:
+        return d.strftime("today %H:%M")
+    if d.year == today.year:
+        return d.strftime("%d %b %H:%M")
+    return d.strftime("%d %b %Y")
+
+
+class _PhotoCommand(QUndoCommand):
+    """Base: knows the library and whom to tell that a photo changed."""
+
+    def __init__(self, lib: Library, photo_id: int, notify: Callable[[int], None], text: str):
+        super().__init__(text)
+        self.lib, self.photo_id, self.notify = lib, photo_id, notify
+
+
+class EditCaptionCommand(_PhotoCommand):
+    def __init__(self, lib, photo_id, notify, new_text: str, known: list[str], expected: list[str]):
+        super().__init__(lib, photo_id, notify, "Edit caption")
+        old = lib.current_caption(photo_id)
+        self.old_id = old.id if old else None
+        self.new_id: int | None = None
+        self.text_ = new_text
+        self.concept_set = old.concept_set if old else expected
+        self.tags = parse_tags(new_text, expected, known).found
+
+    def redo(self) -> None:
+        if self.new_id is None:
+            self.new_id = self.lib.add_caption(
+                self.photo_id, self.text_, tags=self.tags, concept_set=self.concept_set, source="user",
+                status="draft", parent_id=self.old_id, provenance={"edited_from": self.old_id})
+        else:
+            set_current_caption(self.lib, self.photo_id, self.new_id)
+        self.notify(self.photo_id)
+
+    def undo(self) -> None:
+        set_current_caption(self.lib, self.photo_id, self.old_id)
+        self.notify(self.photo_id)
+
+
+class SetStatusCommand(_PhotoCommand):
+    def __init__(self, lib, photo_id, notify, caption_id_fn: Callable[[], int | None], status: str):
+        super().__init__(lib, photo_id, notify, "Accept caption" if status == "accepted" else f"Mark caption {status}")
+        self.caption_id_fn = caption_id_fn     # resolved at first redo (inside a macro after an edit)
+        self.caption_id: int | None = None
+        self.status = status
+        self.old_status: str | None = None
+
+    def redo(self) -> None:
+        if self.caption_id is None:
+            self.caption_id = self.caption_id_fn()
+        if self.caption_id is None:
+            return
+        row = self.lib.conn.execute("SELECT status FROM captions WHERE id = ?", (self.caption_id,)).fetchone()
+        self.old_status = row[0] if row else "draft"
+        self.lib.set_caption_status(self.caption_id, self.status)
+        self.notify(self.photo_id)
+
+    def undo(self) -> None:
+        if self.caption_id is not None and self.old_status is not None:
+            self.lib.set_caption_status(self.caption_id, self.old_status)
+            self.notify(self.photo_id)
+
+
+class RestoreCaptionCommand(_PhotoCommand):
+    def __init__(self, lib, photo_id, notify, caption_id: int):
+        super().__init__(lib, photo_id, notify, "Use earlier caption")
+        cur = lib.current_caption(photo_id)
+        self.old_id = cur.id if cur else None
+        self.new_id = caption_id
+
+    def redo(self) -> None:
+        set_current_caption(self.lib, self.photo_id, self.new_id)
+        self.notify(self.photo_id)
+
+    def undo(self) -> None:
+        set_current_caption(self.lib, self.photo_id, self.old_id)
+        self.notify(self.photo_id)
+
+
+class TagCommand(_PhotoCommand):
+    """Add (add=True) or remove a person/pet from a photo. Removing also removes its regions; undo puts
+    them back."""
+
+    def __init__(self, lib, photo_id, notify, concept_id: int, add: bool):
+        name = lib.concept(concept_id).name
+        super().__init__(lib, photo_id, notify, f"{'Add' if add else 'Remove'} <{name}>")
+        self.concept_id, self.add = concept_id, add
+        self.was_tagged = any(c.id == concept_id for c in lib.photo_concepts(photo_id))
+        self.regions = [r for r in lib.regions(photo_id) if r.concept_id == concept_id]
+
+    def _name(self) -> str:
+        return self.lib.concept(self.concept_id).name
+
+    def _tag(self) -> None:
+        if self.regions:
+            for r in self.regions:
+                self.lib.tag_photo(self.photo_id, self._name(), box=r.box, source=r.source)
+        else:
+            self.lib.tag_photo(self.photo_id, self._name())
+
+    def redo(self) -> None:
+        if self.add:
+            if not self.was_tagged:
+                self.lib.tag_photo(self.photo_id, self._name())
+        else:
+            self.lib.untag_photo(self.photo_id, self._name())
+        self.notify(self.photo_id)
+
+    def undo(self) -> None:
+        try:
+            if self.add:
+                if not self.was_tagged:
+                    self.lib.untag_photo(self.photo_id, self._name())
+            elif self.was_tagged:
+                self._tag()
+        except NotFound:  # the concept was deleted since: nothing to restore
+            pass
+        self.notify(self.photo_id)
+
+
+# --------------------------------------------------------------------------------------------------
+# Widgets
+# --------------------------------------------------------------------------------------------------
+
+def tag_colors(palette: QPalette) -> tuple[QColor, QColor, QColor]:
+    """(known tag text, known tag background, unknown/missing warning) for the current palette."""
+    dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
+    if dark:
+        return QColor("#8cc8ff"), QColor(60, 110, 170, 90), QColor("#ffb74d")
+    return QColor("#0b5cad"), QColor(40, 120, 220, 38), QColor("#b26a00")
+
+
+class CaptionHighlighter(QSyntaxHighlighter):
+    """Highlights `<Name>` tags: known names as name chips, unknown ones with an orange wavy underline."""
+
+    def __init__(self, document, palette: QPalette):
+        super().__init__(document)
+        self.known: dict[str, str] = {}
+        self.palette = palette
+
+    def set_known(self, names) -> None:
+        self.known = {n.casefold(): n for n in names}
+        self.rehighlight()
+
+    def set_palette(self, palette: QPalette) -> None:
+        self.palette = palette
+        self.rehighlight()
+
+    def highlightBlock(self, text: str) -> None:
+        fg, bg, warn = tag_colors(self.palette)
+        known = QTextCharFormat()
+        known.setForeground(fg)
+        known.setBackground(bg)
+        known.setFontWeight(QFont.Weight.DemiBold)
+        unknown = QTextCharFormat()
+        unknown.setForeground(warn)
+        unknown.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
+        unknown.setUnderlineColor(warn)
+        unknown.setToolTip("no person or pet with this name")
+        for m in _TAG_RE.finditer(text):
+            fmt = known if m.group(1).strip().casefold() in self.known else unknown
+            self.setFormat(m.start(), m.end() - m.start(), fmt)
+
+
+def caption_html(text: str, known, palette: QPalette) -> str:
+    """Caption text as HTML with tags highlighted (for the history list and tooltips)."""
+    fg, bg, warn = tag_colors(palette)
+    known_cf = {n.casefold() for n in known}
+    out, pos = [], 0
+    for m in _TAG_RE.finditer(text):
+        out.append(html.escape(text[pos:m.start()]))
+        color = fg if m.group(1).strip().casefold() in known_cf else warn
+        out.append(f'<b style="color:{color.name()}">{html.escape(m.group(0))}</b>')
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+class FlowLayout(QLayout):
+    """Left-to-right layout that wraps (for chips)."""
+
+    def __init__(self, parent=None, spacing: int = 6):
+        super().__init__(parent)
+        self._items: list = []
+        self._spacing = spacing
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item) -> None:
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, i):
+        return self._items[i] if 0 <= i < len(self._items) else None
+
+    def takeAt(self, i):
+        return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def expandingDirections(self):
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._layout(QRect(0, 0, width, 0), True)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._layout(rect, False)
+
+    def sizeHint(self) -> QSize:
+        return self.minimumSize()
+
+    def minimumSize(self) -> QSize:
+        s = QSize()
+        for it in self._items:
+            s = s.expandedTo(it.minimumSize())
+        return s
+
+    def _layout(self, rect: QRect, test: bool) -> int:
+        x, y, line_h = rect.x(), rect.y(), 0
+        for it in self._items:
+            hint = it.sizeHint()
+            if x + hint.width() > rect.right() + 1 and line_h > 0:
+                x = rect.x()
+                y += line_h + self._spacing
+                line_h = 0
+            if not test:
+                it.setGeometry(QRect(x, y, hint.width(), hint.height()))
+            x += hint.width() + self._spacing
+            line_h = max(line_h, hint.height())
+        return y + line_h - rect.y()
+
+
+class Chip(QFrame):
+    """A removable name chip: 'Anna  ✕'."""
+
+    removed = Signal(int)
+
+    def __init__(self, concept_id: int, name: str, kind: str, parent=None):
+        super().__init__(parent)
+        self.concept_id = concept_id
+        self.setObjectName("chip")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(9, 2, 3, 2)
+        lay.setSpacing(2)
+        self.label = QLabel(html.escape(name))
+        self.label.setToolTip(kind)
+        self.button = QToolButton(text="✕", autoRaise=True)
+        self.button.setToolTip(f"Remove {name} from this photo")
+        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.button.clicked.connect(lambda: self.removed.emit(self.concept_id))
+        lay.addWidget(self.label)
+        lay.addWidget(self.button)
+        pal = self.palette()
+        fg, bg, _ = tag_colors(pal)
+        self.setStyleSheet(
+            f"QFrame#chip {{ border: 1px solid {fg.name()}; border-radius: 11px;"
+            f" background: rgba({bg.red()},{bg.green()},{bg.blue()},{bg.alpha()}); }}"
+            f" QFrame#chip QLabel {{ color: {fg.name()}; }}"
+            " QFrame#chip QToolButton { border: none; padding: 0 3px; }")
+
+
+class ConceptPicker(QDialog):
+    """A small popup: type to filter people & pets, Enter or click to choose; or create a new one."""
+
+    chosen = Signal(int)
+    create_requested = Signal(str)
+
+    def __init__(self, concepts, exclude: set[int], parent=None):
+        super().__init__(parent, Qt.WindowType.Popup)
+        self.setMinimumWidth(260)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(6, 6, 6, 6)
+        self.search = QLineEdit(placeholderText="Find a person or pet…", clearButtonEnabled=True)
+        self.list = QListWidget()
+        self.list.setMaximumHeight(240)
+        self.new_btn = QPushButton("+ New person or pet…")
+        self.new_btn.setFlat(True)
+        lay.addWidget(self.search)
+        lay.addWidget(self.list)
+        lay.addWidget(self.new_btn)
+        for c in concepts:
+            if c.id in exclude:
+                continue
+            it = QListWidgetItem(c.name + ("" if c.kind == "person" else f"  ({c.kind})"))
+            it.setData(Qt.ItemDataRole.UserRole, c.id)
+            it.setData(Qt.ItemDataRole.UserRole + 1, c.name)
+            if c.info:
+                it.setToolTip(c.info)
+            self.list.addItem(it)
+        if self.list.count() == 0:
+            empty = QListWidgetItem("No one else to add yet" if concepts else "No people or pets yet")
+            empty.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.list.addItem(empty)
+        self.search.textChanged.connect(self._filter)
+        self.search.returnPressed.connect(self._enter)
+        self.list.itemActivated.connect(self._pick)
+        self.list.itemClicked.connect(self._pick)
+        self.new_btn.clicked.connect(lambda: (self.create_requested.emit(self.search.text().strip()), self.accept()))
+        self._filter("")
+        self.search.setFocus()
+
+    def _filter(self, text: str) -> None:
+        t = text.strip().casefold()
+        first = None
+        for i in range(self.list.count()):
+            it = self.list.item(i)
+            name = it.data(Qt.ItemDataRole.UserRole + 1)
+            hide = bool(t) and (name is None or t not in name.casefold())
+            it.setHidden(hide)
+            if not hide and first is None and name is not None:
+                first = it
+        if first is not None:
+            self.list.setCurrentItem(first)
+
+    def _enter(self) -> None:
+        it = self.list.currentItem()
+        if it is not None and not it.isHidden() and it.data(Qt.ItemDataRole.UserRole) is not None:
+            self._pick(it)
+        elif self.search.text().strip():
+            self.create_requested.emit(self.search.text().strip())
+            self.accept()
+
+    def _pick(self, it: QListWidgetItem) -> None:
+        cid = it.data(Qt.ItemDataRole.UserRole)
+        if cid is not None:
+            self.chosen.emit(cid)
+            self.accept()
+
+
+class PreviewWidget(QWidget):
+    """The photo, scaled to fit, with people/pet regions outlined and named."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.pixmap: QPixmap | None = None
+        self.full_size = QSize()
+        self.regions: list[tuple[str, object]] = []   # (name, Box)
+        self.message = ""
+        self.setMinimumSize(200, 160)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_image(self, pixmap: QPixmap | None, full_size: QSize = QSize(), message: str = "") -> None:
+        self.pixmap, self.full_size, self.message = pixmap, full_size, message
+        self.update()
+
+    def set_regions(self, regions) -> None:
+        self.regions = list(regions)
+        self.update()
+
+    def image_rect(self) -> QRectF:
+        if self.pixmap is None or self.pixmap.isNull():
+            return QRectF()
+        s = self.pixmap.size().scaled(self.width() - 16, self.height() - 16, Qt.AspectRatioMode.KeepAspectRatio)
+        return QRectF((self.width() - s.width()) / 2, (self.height() - s.height()) / 2, s.width(), s.height())
+
+    def paintEvent(self, e) -> None:
+        p = QPainter(self)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        pal = self.palette()
+        if self.pixmap is None or self.pixmap.isNull():
+            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message)
+            return
+        r = self.image_rect()
+        p.drawPixmap(r.toRect(), self.pixmap)
+        if self.regions and self.full_size.width() > 0:
+            sx = r.width() / self.full_size.width()
+            sy = r.height() / self.full_size.height()
+            fg, _, _ = tag_colors(pal)
+            for name, box in self.regions:
+                rr = QRectF(r.x() + box.x * sx, r.y() + box.y * sy, box.w * sx, box.h * sy)
+                p.setPen(QPen(QColor("white"), 3))
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.drawRoundedRect(rr, 3, 3)
+                p.setPen(QPen(QColor("#2f80ed"), 1.6))
+                p.drawRoundedRect(rr, 3, 3)
+                fm = p.fontMetrics()
+                label = QRectF(rr.x(), rr.bottom() + 2, fm.horizontalAdvance(name) + 10, fm.height() + 2)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(QColor(20, 20, 20, 170))
+                p.drawRoundedRect(label, 4, 4)
+                p.setPen(QColor("white"))
+                p.drawText(label, Qt.AlignmentFlag.AlignCenter, name)
+
+
+class PhotoPanel(QWidget):
+    """Everything about the current photo. Emits `photo_changed(id)` after each change it made (the grid
+    refreshes that row) and `regenerate_requested(id)` for the captioning controller."""
+
+    photo_changed = Signal(int)
+    regenerate_requested = Signal(int)
+    new_concept_requested = Signal(int, str)      # photo id, name typed so far
+
+    def __init__(self, library: Library, tasks: TaskRunner, undo_stack: QUndoStack, parent=None):
+        super().__init__(parent)
+        self.lib = library
+        self.tasks = tasks
+        self.undo = undo_stack
+        self.photo_id: int | None = None
+        self._preview_gen = 0
+        self._loaded_caption_text = ""
+        self.regenerate_available = True
+
+        self.preview = PreviewWidget()
+        self.title = QLabel()
+        tf = self.title.font()
+        tf.setBold(True)
+        tf.setPointSizeF(tf.pointSizeF() * 1.1)
+        self.title.setFont(tf)
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.subtitle = QLabel()
+        self.subtitle.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+
+        self.chips_box = QWidget()
+        self.chips = FlowLayout(self.chips_box)
+        self.add_btn = QToolButton(text="+ Add person or pet")
+        self.add_btn.setToolTip("Say who is in this photo (Ctrl+T)")
+        self.add_btn.clicked.connect(self.open_picker)
+
+        self.status_pill = QLabel()
+        self.status_pill.setObjectName("statusPill")
+        self.editor = QPlainTextEdit()
+        self.editor.setPlaceholderText("No caption yet. Caption this photo, or type one.")
+        self.editor.setTabChangesFocus(True)
+        self.editor.setMinimumHeight(70)
+        self.editor.setMaximumHeight(120)
+        self.editor.installEventFilter(self)
+        self.highlighter = CaptionHighlighter(self.editor.document(), self.palette())
+        self.editor.textChanged.connect(self._text_changed)
+        self.warnings = QLabel(wordWrap=True)
+        self.warnings.setTextFormat(Qt.TextFormat.RichText)
+
+        self.accept_btn = QPushButton("✓  Accept")
+        self.accept_btn.setToolTip("Accept this caption (Ctrl+Return)")
+        self.accept_btn.clicked.connect(self.accept_caption)
+        self.regen_btn = QPushButton("↻  Regenerate")
+        self.regen_btn.setToolTip("Caption this photo again with the model (Ctrl+R)")
+        self.regen_btn.clicked.connect(self.regenerate)
+        self.save_btn = QPushButton("Save edit")
+        self.save_btn.setToolTip("Keep your edit as a new version (Ctrl+S)")
+        self.save_btn.clicked.connect(self.save_edit)
+        self.revert_btn = QPushButton("Revert")
+        self.revert_btn.setToolTip("Throw away the unsaved edit")
+        self.revert_btn.clicked.connect(self.revert_edit)
+
+        self.history = QListWidget()
+        self.history.setWordWrap(True)
+        self.history.setAlternatingRowColors(True)
+        self.history.setMinimumHeight(90)
+        self.history.itemDoubleClicked.connect(lambda it: self.restore_version(it.data(Qt.ItemDataRole.UserRole)))
+        self.history.setToolTip("Double-click a version to use it again")
+
+        details = QWidget()
+        dl = QVBoxLayout(details)
+        dl.setContentsMargins(12, 8, 12, 10)
+        dl.setSpacing(6)
+        dl.addWidget(self.title)
+        dl.addWidget(self.subtitle)
+        dl.addSpacing(4)
+        dl.addWidget(_section("People & pets in this photo"))
+        dl.addWidget(self.chips_box)
+        dl.addSpacing(4)
+        cap_row = QHBoxLayout()
+        cap_row.addWidget(_section("Caption"))
+        cap_row.addStretch(1)
+        cap_row.addWidget(self.status_pill)
+        dl.addLayout(cap_row)
+        dl.addWidget(self.editor)
+        dl.addWidget(self.warnings)
+        btns = QHBoxLayout()
+        btns.addWidget(self.accept_btn)
+        btns.addWidget(self.regen_btn)
+        btns.addStretch(1)
+        btns.addWidget(self.revert_btn)
+        btns.addWidget(self.save_btn)
+        dl.addLayout(btns)
+        dl.addSpacing(4)
+        dl.addWidget(_section("History"))
+        dl.addWidget(self.history, 1)
+
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setWidget(details)
+
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.preview)
+        self.splitter.addWidget(scroll)
+        self.splitter.setStretchFactor(0, 1)
+        self.splitter.setSizes([520, 380])
+        self.splitter.setChildrenCollapsible(False)
+
+        self.placeholder = QLabel("Select a photo to see it here, say who is in it, and review its caption.",
+                                  alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
+        self.placeholder.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.placeholder.setMargin(30)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.placeholder)
+        lay.addWidget(self.splitter)
+        self.set_photo(None)
+
+    # ------------------------------------------------------------------ showing a photo
+    def set_photo(self, photo_id: int | None) -> None:
+        if self.photo_id is not None and photo_id != self.photo_id and self.is_modified():
+            self.save_edit()  # moving on keeps what the user typed (undoable), never loses it
+        self.photo_id = photo_id
+        self.placeholder.setVisible(photo_id is None)
+        self.splitter.setVisible(photo_id is not None)
+        if photo_id is None:
+            self.preview.set_image(None)
+            return
+        try:
+            photo = self.lib.photo(photo_id)
+        except LibraryError as exc:
+            self.photo_id = None
+            self.placeholder.setText(str(exc))
+            self.placeholder.show()
+            self.splitter.hide()
+            return
+        self.title.setText(html.escape(photo.filename))
+        self.title.setToolTip(photo.path)
+        bits = []
+        if photo.width and photo.height:
+            bits.append(f"{photo.width} × {photo.height}")
+        if photo.date_taken:
+            bits.append(photo.date_taken.replace("T", " ")[:16])
+        bits.append(_size(photo.size))
+        if photo.status == "missing":
+            bits.append("file missing")
+        self.subtitle.setText("  ·  ".join(bits))
+        self._load_preview(photo)
+        self.refresh()
+
+    def _load_preview(self, photo) -> None:
+        self._preview_gen += 1
+        gen = self._preview_gen
+        self.preview.set_image(None, message="Loading…")
+        path, size = photo.fs_path, (photo.width, photo.height)
+
+        def work():
+            return load_image_scaled(path, PREVIEW_MAX_SIDE, full_size=size)
+
+        def done(result):
+            if gen != self._preview_gen:
+                return
+            img, w, h = result
+            self.preview.set_image(QPixmap.fromImage(img), QSize(w, h))
+
+        def failed(message, details):
+            if gen == self._preview_gen:
+                self.preview.set_image(None, message=f"Cannot show this photo:\n{message}")
+
+        self.tasks.run(work, done, failed)
+
+    def refresh(self) -> None:
+        """Re-read the current photo's concepts, caption and history from the library."""
+        pid = self.photo_id
+        if pid is None:
+            return
+        concepts = self.lib.photo_concepts(pid)
+        all_concepts = self.lib.concepts()
+        names = {c.id: c.name for c in all_concepts}
+        # chips
+        while self.chips.count():
+            it = self.chips.takeAt(0)
+            w = it.widget()
+            if w is not None and w is not self.add_btn:
+                w.deleteLater()
+        for c in concepts:
+            chip = Chip(c.id, c.name, c.kind)
+            chip.removed.connect(self.remove_concept)
+            self.chips.addWidget(chip)
+        self.chips.addWidget(self.add_btn)
+        self.chips_box.updateGeometry()
+        self.preview.set_regions([(names.get(r.concept_id, "?"), r.box) for r in self.lib.regions(pid)])
+        # caption
+        cap = self.lib.current_caption(pid)
+        self.highlighter.set_known(names.values())
+        text = cap.text if cap else ""
+        self._loaded_caption_text = text
+        self.editor.blockSignals(True)
+        if self.editor.toPlainText() != text:
+            self.editor.setPlainText(text)
+        self.editor.blockSignals(False)
+        self._set_status_pill(cap)
+        self._expected = [c.name for c in concepts]
+        self._known = list(names.values())
+        self._update_warnings()
+        self._update_buttons()
+        # history (newest first)
+        self.history.clear()
+        for c in reversed(self.lib.caption_history(pid)):
+            current = cap is not None and c.id == cap.id
+            status = {"draft": "draft", "accepted": "accepted", "exported": "exported"}.get(c.status, c.status)
+            head = f"{'● current  ·  ' if current else ''}{status}  ·  {describe_provenance(c)}  ·  {when(c.created_at)}"
+            it = QListWidgetItem(f"{head}\n{c.text}")
+            it.setData(Qt.ItemDataRole.UserRole, c.id)
+            prov = "\n".join(f"{k}: {v}" for k, v in (c.provenance or {}).items() if v not in (None, "", [], {}))
+            it.setToolTip(f"Caption {c.id}" + (f" (from {c.parent_id})" if c.parent_id else "")
+                          + (f"\n{prov}" if prov else "") + ("\n\nDouble-click to use this version" if not current else ""))
+            self.history.addItem(it)
+        if self.history.count() == 0:
+            it = QListWidgetItem("No captions yet.")
+            it.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.history.addItem(it)
+
+    def _set_status_pill(self, cap: Caption | None) -> None:
+        if cap is None:
+            text, color = "no caption", "#8a8a8a"
+        elif cap.status == "draft":
+            text, color = "needs review", "#e0a100"
+        elif cap.status == "accepted":
+            text, color = "accepted", "#2e9d57"
+        else:
+            text, color = cap.status, "#2e7bd1"
+        self.status_pill.setText(text)
+        self.status_pill.setStyleSheet(f"QLabel#statusPill {{ color: white; background: {color}; border-radius: 8px;"
+                                       " padding: 1px 8px; font-weight: 600; }")
+
+    def _update_warnings(self) -> None:
+        text = self.editor.toPlainText()
+        msgs = []
+        if text.strip():
+            rep = parse_tags(text, getattr(self, "_expected", []), getattr(self, "_known", []))
+            _, _, warn = tag_colors(self.palette())
+            if rep.missing:
+                names = ", ".join(f"&lt;{html.escape(n)}&gt;" for n in rep.missing)
+                msgs.append(f'<span style="color:{warn.name()}">⚠ Not named in the caption: <b>{names}</b></span>')
+            if rep.unknown:
+                names = ", ".join(f"&lt;{html.escape(n)}&gt;" for n in rep.unknown)
+                msgs.append(f'<span style="color:{warn.name()}">⚠ Unknown name: {names} (no such person or pet)</span>')
+        self.warnings.setText("<br>".join(msgs))
+        self.warnings.setVisible(bool(msgs))
+
+    def _text_changed(self) -> None:
+        self._update_warnings()
+        self._update_buttons()
+
+    def is_modified(self) -> bool:
+        return self.photo_id is not None and self.editor.toPlainText() != self._loaded_caption_text
+
+    def _update_buttons(self) -> None:
+        modified = self.is_modified()
+        has_text = bool(self.editor.toPlainText().strip())
+        cap = self.lib.current_caption(self.photo_id) if self.photo_id is not None else None
+        self.save_btn.setEnabled(modified and has_text)
+        self.revert_btn.setEnabled(modified)
+        self.accept_btn.setEnabled(has_text and (modified or (cap is not None and cap.status == "draft")))
+        self.regen_btn.setEnabled(self.photo_id is not None and self.regenerate_available)
+
+    def set_regenerate_available(self, ok: bool, why: str = "") -> None:
+        self.regenerate_available = ok
+        if why:
+            self.regen_btn.setToolTip(why)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ actions (all undoable)
+    def _notify(self, photo_id: int) -> None:
+        if photo_id == self.photo_id:
+            self.refresh()
+        self.photo_changed.emit(photo_id)
+
+    def save_edit(self) -> bool:
+        if not self.is_modified():
+            return False
+        text = self.editor.toPlainText().strip()
+        if not text:
+            self.revert_edit()
+            return False
+        self.undo.push(EditCaptionCommand(self.lib, self.photo_id, self._notify, text,
+                                          getattr(self, "_known", []), getattr(self, "_expected", [])))
+        return True
+
+    def revert_edit(self) -> None:
+        self.editor.setPlainText(self._loaded_caption_text)
+
+    def accept_caption(self) -> None:
+        pid = self.photo_id
+        if pid is None or not self.editor.toPlainText().strip():
+            return
+        modified = self.is_modified()
+        cap = self.lib.current_caption(pid)
+        if not modified and (cap is None or cap.status != "draft"):
+            return
+        self.undo.beginMacro("Edit and accept caption" if modified else "Accept caption")
+        try:
+            if modified:
+                self.save_edit()
+            lib = self.lib
+            self.undo.push(SetStatusCommand(lib, pid, self._notify,
+                                            lambda: lib.photo(pid).current_caption_id, "accepted"))
+        finally:
+            self.undo.endMacro()
+
+    def regenerate(self) -> None:
+        if self.photo_id is not None and self.regenerate_available:
+            if self.is_modified():
+                self.save_edit()
+            self.regenerate_requested.emit(self.photo_id)
+
+    def restore_version(self, caption_id: int | None) -> None:
+        if caption_id is None or self.photo_id is None:
+            return
+        cur = self.lib.current_caption(self.photo_id)
+        if cur is not None and cur.id == caption_id:
+            return
+        self.undo.push(RestoreCaptionCommand(self.lib, self.photo_id, self._notify, caption_id))
+
+    def add_concept(self, concept_id: int) -> None:
+        if self.photo_id is None:
+            return
+        if any(c.id == concept_id for c in self.lib.photo_concepts(self.photo_id)):
+            return
+        self.undo.push(TagCommand(self.lib, self.photo_id, self._notify, concept_id, add=True))
+
+    def remove_concept(self, concept_id: int) -> None:
+        if self.photo_id is None:
+            return
+        self.undo.push(TagCommand(self.lib, self.photo_id, self._notify, concept_id, add=False))
+
+    def open_picker(self) -> ConceptPicker | None:
+        if self.photo_id is None:
+            return None
+        have = {c.id for c in self.lib.photo_concepts(self.photo_id)}
+        picker = ConceptPicker(self.lib.concepts(), have, self)
+        picker.chosen.connect(self.add_concept)
+        pid = self.photo_id
+        picker.create_requested.connect(lambda name: self.new_concept_requested.emit(pid, name))
+        picker.move(self.add_btn.mapToGlobal(self.add_btn.rect().bottomLeft()))
+        picker.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        picker.show()
+        self._picker = picker
+        return picker
+
+    # ------------------------------------------------------------------ Qt
+    def eventFilter(self, obj, ev) -> bool:
+        if obj is self.editor and ev.type() == QEvent.Type.KeyPress:
+            mods = ev.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+            if ev.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and mods == Qt.KeyboardModifier.ControlModifier:
+                self.accept_caption()
+                return True
+            if ev.key() == Qt.Key.Key_Escape and self.is_modified():
+                self.revert_edit()
+                return True
+        return super().eventFilter(obj, ev)
+
+    def changeEvent(self, ev) -> None:
+        if ev.type() == QEvent.Type.PaletteChange:
+            self.highlighter.set_palette(self.palette())
+            if self.photo_id is not None:
+                self.refresh()
+        super().changeEvent(ev)
+
+
+def _section(text: str) -> QLabel:
+    lab = QLabel(text.upper())
+    f = lab.font()
+    f.setPointSizeF(f.pointSizeF() * 0.82)
+    f.setBold(True)
+    f.setLetterSpacing(QFont.SpacingType.PercentageSpacing, 106)
+    lab.setFont(f)
+    lab.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+    return lab
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} bytes"

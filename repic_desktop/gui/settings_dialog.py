@@ -1,0 +1,536 @@
+"""Captioning settings: which model (hub / local folder / demo), how to run it, and the prompt presets.
+
+Stored per user in the platform config dir through `core.settings.Settings` (the same file the CLI
+reads): the model fields in `Settings.model`, everything else under `Settings.extra` with the keys in
+`EXTRA_DEFAULTS`. Saving (a file write with fsync) and the "is it downloaded?" check (cache scan) run
+on background threads; downloads go through the controller, which keeps them going after the dialog
+closes.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView, QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGroupBox,
+    QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox, QTabWidget,
+    QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
+)
+
+from ..captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
+from ..captioning.prompt import DEFAULT_SYSTEM_PRESET, REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
+from ..core.settings import Settings, SettingsError
+from .model_worker import demo_model_dir
+
+if TYPE_CHECKING:
+    from .captioning_controller import CaptioningController
+
+HUB_MODEL_SIZE_TEXT = "≈16 GB"
+TOKEN_PIXELS = 28 * 28  # one visual token = one 28x28 block
+
+# Keys under Settings.extra that the captioning GUI owns (the CLI reads "request_presets" too).
+EXTRA_DEFAULTS: dict[str, Any] = {
+    "attention": "auto",              # auto | flash_attention_2 | sdpa
+    "batch_size": 4,
+    "max_pixels": DEFAULT_MAX_PIXELS,  # per image: 1024 visual tokens, RePIC's setting
+    "max_new_tokens": 1024,
+    "request_preset": "personalized",
+    "request_presets": {},            # the user's own: name -> request text
+    "system_preset": DEFAULT_SYSTEM_PRESET,
+}
+
+QUANT_CHOICES = [("none", "None — bfloat16 (≈16 GB of GPU memory)"), ("8bit", "8-bit (≈9 GB)"),
+                 ("4bit", "4-bit (≈6 GB; best for 8–12 GB cards)")]
+ATTENTION_CHOICES = [("auto", "Auto (flash-attention 2 when installed, else SDPA)"),
+                     ("flash_attention_2", "Flash-attention 2"), ("sdpa", "SDPA (PyTorch)")]
+
+
+# ------------------------------------------------------------------------------------------------------
+# settings helpers (shared by the controller, the caption dialog and the welcome)
+# ------------------------------------------------------------------------------------------------------
+
+def load_settings() -> tuple[Settings, str | None]:
+    """The user's settings, or defaults plus a readable reason when the file cannot be read."""
+    try:
+        return Settings.load(), None
+    except SettingsError as exc:
+        return Settings(), f"{exc}. Defaults are shown; saving replaces the file."
+
+
+def extra(settings: Settings, key: str) -> Any:
+    value = settings.extra.get(key)
+    return EXTRA_DEFAULTS[key] if value is None else value
+
+
+def model_spec_from_settings(settings: Settings, **overrides: Any) -> ModelSpec:
+    """The ModelSpec the settings describe (model fields + attention / pixel limit from `extra`)."""
+    kw: dict[str, Any] = {"attention": extra(settings, "attention"), "max_pixels": int(extra(settings, "max_pixels"))}
+    kw.update(overrides)
+    return ModelSpec.from_settings(settings.model, **kw)
+
+
+def is_demo_source(source: str | None) -> bool:
+    if not source:
+        return False
+    from ..captioning.demo_model import is_demo_model
+
+    p = Path(source).expanduser()
+    return p == demo_model_dir() or is_demo_model(p)
+
+
+def model_choice(settings: Settings) -> str:
+    """"demo" | "local" | "hub" — which radio button the stored source belongs to."""
+    src = settings.model.source or DEFAULT_SOURCE
+    if is_demo_source(src):
+        return "demo"
+    p = Path(src).expanduser()
+    return "local" if p.is_absolute() or src.startswith(("~", ".")) or p.is_dir() else "hub"
+
+
+def request_presets(settings: Settings) -> dict[str, str]:
+    """Built-in presets, then the user's own (a user preset may replace a built-in one)."""
+    user = extra(settings, "request_presets")
+    return {**REQUEST_PRESETS, **(user if isinstance(user, dict) else {})}
+
+
+# ------------------------------------------------------------------------------------------------------
+# small widgets
+# ------------------------------------------------------------------------------------------------------
+
+def _folder_row(edit: QLineEdit, title: str, parent: QWidget) -> QWidget:
+    w = QWidget(parent)
+    row = QHBoxLayout(w)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(edit, 1)
+    b = QPushButton("Browse…", w)
+
+    def pick() -> None:
+        start = edit.text().strip() or str(Path.home())
+        folder = QFileDialog.getExistingDirectory(parent, title, os.path.expanduser(start))
+        if folder:
+            edit.setText(folder)
+
+    b.clicked.connect(pick)
+    row.addWidget(b)
+    return w
+
+
+def _combo(choices: list[tuple[str, str]], current: str, parent: QWidget) -> QComboBox:
+    c = QComboBox(parent)
+    for value, label in choices:
+        c.addItem(label, value)
+    i = c.findData(current)
+    c.setCurrentIndex(max(i, 0))
+    return c
+
+
+class DownloadPanel(QWidget):
+    """"Download model" button, progress and status; the download itself belongs to the controller."""
+
+    def __init__(self, controller: "CaptioningController", get_target, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self._get_target = get_target  # -> (repo_id, revision, cache_dir)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.button = QPushButton("Download model", self)
+        self.button.setToolTip("Fetch the model into the cache folder (resumable: an interrupted download "
+                               "continues where it stopped). Only safetensors weights and configs are fetched.")
+        self.button.clicked.connect(self.start)
+        row.addWidget(self.button)
+        self.status = QLabel("", self)
+        self.status.setWordWrap(True)
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        row.addWidget(self.status, 1)
+        lay.addLayout(row)
+        self.bar = QProgressBar(self)
+        self.bar.setVisible(False)
+        lay.addWidget(self.bar)
+        controller.download_changed.connect(self.refresh)
+        self.refresh()
+
+    def start(self) -> None:
+        repo, revision, cache = self._get_target()
+        self.controller.download_model(repo, revision, cache)
+        self.refresh()
+
+    def show_cached(self, text: str) -> None:
+        """The cache check's answer, unless a download of this model has something newer to say."""
+        d = self.controller.download
+        if d is None or d["repo_id"] != self._get_target()[0] or d["status"] == "done":
+            self.status.setText(text)
+
+    def refresh(self) -> None:
+        d = self.controller.download
+        running = d is not None and d["status"] == "running"
+        self.button.setEnabled(not running)
+        self.bar.setVisible(running)
+        if d is None:
+            return
+        if running:
+            done, total = d["done"], d["total"]
+            if total:
+                scale = 1e9 if total > 50e6 else (1e6 if total > 50e3 else 1)
+                unit = {1e9: "GB", 1e6: "MB", 1: ""}[scale]
+                self.bar.setRange(0, 1000)
+                self.bar.setValue(int(1000 * min(done, total) / total))
+                self.bar.setFormat(f"{done / scale:.1f} / {total / scale:.1f} {unit}".strip() if scale != 1
+                                   else f"{done} / {total}")
+            else:
+                self.bar.setRange(0, 0)
+            self.status.setText(f"Downloading {d['repo_id']}… {d['desc']}")
+        elif d["status"] == "done":
+            self.status.setText(f"Downloaded {d['repo_id']}.")
+        else:
+            self.status.setText(d["message"])
+
+
+# ------------------------------------------------------------------------------------------------------
+# the dialog
+# ------------------------------------------------------------------------------------------------------
+
+class SettingsDialog(QDialog):
+    saved = Signal()
+
+    def __init__(self, controller: "CaptioningController", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.controller = controller
+        self.setWindowTitle("Captioning settings")
+        self.setObjectName("captioningSettingsDialog")
+        self.settings, load_error = load_settings()
+        s = self.settings
+        lay = QVBoxLayout(self)
+        tabs = QTabWidget(self)
+        self.tabs = tabs
+        lay.addWidget(tabs)
+        tabs.addTab(self._model_tab(s), "Model")
+        tabs.addTab(self._performance_tab(s), "Performance")
+        tabs.addTab(self._prompt_tab(s), "Prompt")
+        self.error_label = QLabel(load_error or "", self)
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: palette(highlight); font-weight: 600;" if not load_error else
+                                       "color: #d9534f; font-weight: 600;")
+        self.error_label.setVisible(bool(load_error))
+        lay.addWidget(self.error_label)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel,
+                                   self)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        self.buttons = buttons
+        lay.addWidget(buttons)
+        self.resize(640, 560)
+        self._check_timer = QTimer(self, singleShot=True, interval=400)
+        self._check_timer.timeout.connect(self._check_cached)
+        for e in (self.hub_id, self.revision, self.cache_dir):
+            e.textChanged.connect(lambda *_: self._check_timer.start())
+        self._update_enabled()
+        self._check_timer.start(0)
+
+    # tabs --------------------------------------------------------------------------------------------
+    def _model_tab(self, s: Settings) -> QWidget:
+        page = QWidget(self)
+        lay = QVBoxLayout(page)
+        box = QGroupBox("Model source", page)
+        form = QVBoxLayout(box)
+        self.source_group = QButtonGroup(self)
+        self.source_hub = QRadioButton(f"RePIC 7B (or another Qwen2.5-VL) from the Hugging Face hub — "
+                                       f"{HUB_MODEL_SIZE_TEXT} download", box)
+        self.source_local = QRadioButton("A model folder on this computer", box)
+        self.source_demo = QRadioButton("Demo model — shows how the app works; its captions are random noise", box)
+        for i, b in enumerate((self.source_hub, self.source_local, self.source_demo)):
+            self.source_group.addButton(b, i)
+        choice = model_choice(s)
+        src = s.model.source or DEFAULT_SOURCE
+        self.hub_id = QLineEdit(src if choice == "hub" else DEFAULT_SOURCE, box)
+        self.hub_id.setPlaceholderText(DEFAULT_SOURCE)
+        self.local_path = QLineEdit(src if choice == "local" else "", box)
+        self.local_path.setPlaceholderText("folder with config.json and *.safetensors")
+        form.addWidget(self.source_hub)
+        hub_row = QFormLayout()
+        hub_row.setContentsMargins(24, 0, 0, 0)
+        hub_row.addRow("Model id:", self.hub_id)
+        self.revision = QLineEdit(s.model.revision or "", box)
+        self.revision.setPlaceholderText("latest (main)")
+        hub_row.addRow("Revision:", self.revision)
+        self.cache_dir = QLineEdit(s.model.cache_dir or "", box)
+        self.cache_dir.setPlaceholderText("the Hugging Face cache (~/.cache/huggingface/hub)")
+        hub_row.addRow("Cache folder:", _folder_row(self.cache_dir, "Cache folder for downloaded models", box))
+        self.download = DownloadPanel(self.controller, self._download_target, box)
+        hub_row.addRow("", self.download)
+        form.addLayout(hub_row)
+        form.addWidget(self.source_local)
+        local_row = QFormLayout()
+        local_row.setContentsMargins(24, 0, 0, 0)
+        local_row.addRow("Folder:", _folder_row(self.local_path, "Model folder", box))
+        form.addLayout(local_row)
+        form.addWidget(self.source_demo)
+        demo_note = QLabel("Builds a tiny random model in a second, no download, runs on any computer. "
+                           "Use it to try every screen; use RePIC 7B for real captions.", box)
+        demo_note.setWordWrap(True)
+        demo_note.setContentsMargins(24, 0, 0, 0)
+        demo_note.setEnabled(False)
+        form.addWidget(demo_note)
+        {"hub": self.source_hub, "local": self.source_local, "demo": self.source_demo}[choice].setChecked(True)
+        self.source_group.idToggled.connect(lambda *_: self._update_enabled())
+        lay.addWidget(box)
+
+        box2 = QGroupBox("Adapter", page)
+        f2 = QFormLayout(box2)
+        self.adapter = QLineEdit(s.model.adapter or "", box2)
+        self.adapter.setPlaceholderText("none — optional LoRA adapter folder, applied unmerged")
+        f2.addRow("LoRA adapter:", _folder_row(self.adapter, "LoRA adapter folder", box2))
+        lay.addWidget(box2)
+        lay.addStretch(1)
+        return page
+
+    def _performance_tab(self, s: Settings) -> QWidget:
+        page = QWidget(self)
+        form = QFormLayout(page)
+        self.quantization = _combo(QUANT_CHOICES, s.model.quantization, page)
+        form.addRow("Quantization:", self.quantization)
+        self.device = QComboBox(page)
+        self.device.setEditable(True)
+        devices = ["auto", "cpu", "cuda"]
+        info = self.controller.gpu_info or {}
+        devices += [f"cuda:{d['index']}" for d in info.get("devices", [])]
+        self.device.addItems(devices)
+        self.device.setCurrentText(s.model.device or "auto")
+        self.device.setToolTip("auto = the first NVIDIA GPU when there is one, else the CPU")
+        form.addRow("Device:", self.device)
+        self.attention = _combo(ATTENTION_CHOICES, extra(s, "attention"), page)
+        form.addRow("Attention:", self.attention)
+        self.batch_size = QSpinBox(page)
+        self.batch_size.setRange(1, 64)
+        self.batch_size.setValue(int(extra(s, "batch_size")))
+        self.batch_size.setToolTip("Photos captioned together. Larger is faster on a big GPU; on out-of-memory "
+                                   "the app halves it by itself.")
+        form.addRow("Batch size:", self.batch_size)
+        self.max_tokens = QSpinBox(page)
+        self.max_tokens.setRange(4, 16384)
+        self.max_tokens.setSingleStep(64)
+        self.max_tokens.setSuffix(" visual tokens")
+        self.max_tokens.setValue(max(4, int(extra(s, "max_pixels")) // TOKEN_PIXELS))
+        self.pixels_note = QLabel(page)
+        self.max_tokens.valueChanged.connect(self._update_pixels_note)
+        self._update_pixels_note()
+        pix = QWidget(page)
+        pl = QHBoxLayout(pix)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(self.max_tokens)
+        pl.addWidget(self.pixels_note, 1)
+        form.addRow("Pixel limit per image:", pix)
+        self.max_new_tokens = QSpinBox(page)
+        self.max_new_tokens.setRange(16, 4096)
+        self.max_new_tokens.setValue(int(extra(s, "max_new_tokens")))
+        self.max_new_tokens.setSuffix(" tokens")
+        self.max_new_tokens.setToolTip("Longest caption, in tokens (RePIC: 1024). The demo model stops at 32.")
+        form.addRow("Longest caption:", self.max_new_tokens)
+        return page
+
+    def _prompt_tab(self, s: Settings) -> QWidget:
+        page = QWidget(self)
+        lay = QVBoxLayout(page)
+        form = QFormLayout()
+        self.system_preset = QComboBox(page)
+        for name, text in SYSTEM_PROMPTS.items():
+            self.system_preset.addItem(name, name)
+            self.system_preset.setItemData(self.system_preset.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
+        self.system_preset.setCurrentIndex(max(0, self.system_preset.findData(extra(s, "system_preset"))))
+        form.addRow("System prompt:", self.system_preset)
+        self.system_text = QLabel(page)
+        self.system_text.setWordWrap(True)
+        self.system_text.setEnabled(False)
+        self.system_preset.currentIndexChanged.connect(
+            lambda *_: self.system_text.setText(SYSTEM_PROMPTS[self.system_preset.currentData()]))
+        self.system_text.setText(SYSTEM_PROMPTS[self.system_preset.currentData()])
+        form.addRow("", self.system_text)
+        self.request_preset = QComboBox(page)
+        form.addRow("Default request:", self.request_preset)
+        lay.addLayout(form)
+        lay.addWidget(QLabel("Request presets (the built-in ones are RePIC's; add your own below):", page))
+        self.presets = QTableWidget(0, 2, page)
+        self.presets.setHorizontalHeaderLabels(["Name", "Request text"])
+        self.presets.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.presets.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        self.presets.verticalHeader().setVisible(False)
+        self.presets.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        for name, text in REQUEST_PRESETS.items():
+            self._add_preset_row(name, text, builtin=True)
+        user = extra(s, "request_presets")
+        for name, text in (user.items() if isinstance(user, dict) else []):
+            self._add_preset_row(name, text, builtin=False)
+        self.presets.itemChanged.connect(lambda *_: self._fill_request_combo())
+        lay.addWidget(self.presets, 1)
+        row = QHBoxLayout()
+        add = QPushButton("Add preset", page)
+        add.clicked.connect(self._new_preset)
+        self.remove_preset = QPushButton("Remove", page)
+        self.remove_preset.clicked.connect(self._remove_selected_preset)
+        row.addWidget(add)
+        row.addWidget(self.remove_preset)
+        row.addStretch(1)
+        lay.addLayout(row)
+        self._fill_request_combo(extra(s, "request_preset"))
+        return page
+
+    # presets -----------------------------------------------------------------------------------------
+    def _add_preset_row(self, name: str, text: str, builtin: bool) -> int:
+        r = self.presets.rowCount()
+        self.presets.blockSignals(True)
+        self.presets.insertRow(r)
+        for c, value in enumerate((name, text)):
+            item = QTableWidgetItem(value)
+            if builtin:
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                item.setForeground(self.palette().placeholderText())
+                item.setToolTip("built in (RePIC's wording)")
+            item.setData(Qt.ItemDataRole.UserRole, builtin)
+            self.presets.setItem(r, c, item)
+        self.presets.blockSignals(False)
+        return r
+
+    def _new_preset(self) -> None:
+        names = set(self._preset_rows())
+        n = 1
+        while f"my-preset-{n}" in names:
+            n += 1
+        r = self._add_preset_row(f"my-preset-{n}", "Give a short personalized caption of this image.", builtin=False)
+        self._fill_request_combo()
+        self.presets.setCurrentCell(r, 1)
+        self.presets.editItem(self.presets.item(r, 1))
+
+    def _remove_selected_preset(self) -> None:
+        r = self.presets.currentRow()
+        if r >= 0 and not self.presets.item(r, 0).data(Qt.ItemDataRole.UserRole):
+            self.presets.removeRow(r)
+            self._fill_request_combo()
+
+    def _preset_rows(self, user_only: bool = False) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for r in range(self.presets.rowCount()):
+            name, text = self.presets.item(r, 0), self.presets.item(r, 1)
+            if user_only and name.data(Qt.ItemDataRole.UserRole):
+                continue
+            out[name.text().strip()] = " ".join(text.text().split())
+        return out
+
+    def _fill_request_combo(self, select: str | None = None) -> None:
+        current = select or self.request_preset.currentData()
+        self.request_preset.blockSignals(True)
+        self.request_preset.clear()
+        for name, text in self._preset_rows().items():
+            if name:
+                self.request_preset.addItem(f"{name} — {text}", name)
+        i = self.request_preset.findData(current)
+        self.request_preset.setCurrentIndex(i if i >= 0 else max(0, self.request_preset.findData("personalized")))
+        self.request_preset.blockSignals(False)
+
+    # state -------------------------------------------------------------------------------------------
+    def _update_pixels_note(self) -> None:
+        px = self.max_tokens.value() * TOKEN_PIXELS
+        note = f"= {px:,} pixels"
+        if px == DEFAULT_MAX_PIXELS:
+            note += " (RePIC's setting)"
+        self.pixels_note.setText(note)
+
+    def _update_enabled(self) -> None:
+        hub, local = self.source_hub.isChecked(), self.source_local.isChecked()
+        for w in (self.hub_id, self.revision, self.download):
+            w.setEnabled(hub)
+        self.local_path.parentWidget().setEnabled(local)
+        self.local_path.setEnabled(local)
+
+    def source_choice(self) -> str:
+        return "hub" if self.source_hub.isChecked() else ("local" if self.source_local.isChecked() else "demo")
+
+    def _download_target(self) -> tuple[str, str | None, str | None]:
+        return (self.hub_id.text().strip() or DEFAULT_SOURCE, self.revision.text().strip() or None,
+                self.cache_dir.text().strip() or None)
+
+    def _check_cached(self) -> None:
+        repo, revision, cache = self._download_target()
+
+        def check() -> str:
+            from ..captioning.model_manager import ModelError, resolve_local
+
+            try:
+                resolve_local(repo, revision=revision, cache_dir=cache)
+            except ModelError:
+                return f"Not downloaded yet ({HUB_MODEL_SIZE_TEXT} for RePIC 7B)."
+            return "Downloaded: ready to load."
+
+        self.controller.tasks.run(check, lambda text: self.download.show_cached(text), lambda *_: None,
+                                  name="repic-cache-check")
+
+    def values(self) -> Settings:
+        """The settings as edited (raises ValueError with a readable message when something is wrong)."""
+        import copy
+
+        s = copy.deepcopy(self.settings)
+        choice = self.source_choice()
+        if choice == "hub":
+            source = self.hub_id.text().strip() or DEFAULT_SOURCE
+        elif choice == "local":
+            source = self.local_path.text().strip()
+            if not source:
+                raise ValueError("Choose the model folder (or another model source).")
+            if not Path(source).expanduser().is_dir():
+                raise ValueError(f"The model folder {source} does not exist.")
+        else:
+            source = str(demo_model_dir())
+        s.model.source = source
+        s.model.revision = (self.revision.text().strip() or None) if choice == "hub" else None
+        s.model.adapter = self.adapter.text().strip() or None
+        s.model.quantization = self.quantization.currentData()
+        s.model.device = self.device.currentText().strip() or "auto"
+        s.model.cache_dir = self.cache_dir.text().strip() or None
+        user_presets = self._preset_rows(user_only=True)
+        for name, text in user_presets.items():
+            if not name:
+                raise ValueError("Every request preset needs a name.")
+            if not text:
+                raise ValueError(f"The request preset {name!r} is empty.")
+            try:
+                check_user_text(text, f"The request preset {name!r}")
+            except PromptError as exc:
+                raise ValueError(str(exc)) from None
+        s.extra.update({
+            "attention": self.attention.currentData(),
+            "batch_size": self.batch_size.value(),
+            "max_pixels": self.max_tokens.value() * TOKEN_PIXELS,
+            "max_new_tokens": self.max_new_tokens.value(),
+            "request_preset": self.request_preset.currentData() or "personalized",
+            "request_presets": user_presets,
+            "system_preset": self.system_preset.currentData(),
+        })
+        model_spec_from_settings(s)  # validates device, quantization, pixel limits (ValueError)
+        return s
+
+    def accept(self) -> None:
+        try:
+            s = self.values()
+        except ValueError as exc:
+            self._show_error(str(exc))
+            return
+        self.buttons.setEnabled(False)
+
+        def saved(_path) -> None:
+            self.buttons.setEnabled(True)
+            self.settings = s
+            self.saved.emit()
+            self.controller.settings_changed.emit()
+            QDialog.accept(self)
+
+        def failed(message: str, _details: str) -> None:
+            self.buttons.setEnabled(True)
+            self._show_error(f"The settings could not be saved: {message}")
+
+        self.controller.tasks.run(s.save, saved, failed, name="repic-save-settings")
+
+    def _show_error(self, text: str) -> None:
+        self.error_label.setStyleSheet("color: #d9534f; font-weight: 600;")
+        self.error_label.setText(text)
+        self.error_label.setVisible(True)

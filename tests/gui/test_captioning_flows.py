@@ -1,0 +1,420 @@
+"""Captioning from the GUI with the demo model: dialog → durable job → model worker → captions in the library.
+
+Every wait is a qtbot wait on a condition or signal (no sleeps). The demo model is the session's tiny
+random Qwen2.5-VL; the settings (per test, REPIC_CONFIG_DIR) point at it.
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMainWindow, QMessageBox
+
+from repic_desktop.captioning.jobs import JobStore
+from repic_desktop.core.library import Library
+from repic_desktop.core.settings import Settings
+
+WAIT = 30_000  # ms: generous upper bound for slow CI machines; the waits end as soon as the condition holds
+
+
+def _photo(path, color, size=(64, 48)):
+    Image.new("RGB", size, color).save(path)
+    return path
+
+
+@pytest.fixture
+def album(tmp_path, monkeypatch, demo_model_dir):
+    """A library of 6 photos (4 tagged with <Anya>, who has a reference photo) and settings that use the
+    demo model with short captions."""
+    monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    lib_path = tmp_path / "lib.sqlite"
+    with Library(lib_path) as lib:
+        ids = []
+        for i in range(6):
+            p = _photo(photos / f"IMG_{100 + i}.jpg", (40 * i, 120, 200 - 30 * i))
+            ids.append(lib.add_photo(p, size=p.stat().st_size, mtime_ns=1, content_hash=f"h{i}", format="JPEG",
+                                     width=64, height=48))
+        ref = _photo(photos / "anya.jpg", (250, 180, 200), (48, 48))
+        rid = lib.add_photo(ref, size=ref.stat().st_size, mtime_ns=1, content_hash="ref", format="JPEG",
+                            width=48, height=48)
+        lib.add_concept("Anya", "person", "A girl with pink hair.")
+        lib.add_concept_ref("Anya", photo_id=rid)
+        lib.add_concept("Bond", "pet", "A white dog.")  # no reference photo on purpose
+        for pid in ids[:4]:
+            lib.tag_photo(pid, "Anya")
+    s = Settings()
+    s.model.source = str(demo_model_dir)
+    s.extra.update(batch_size=2, max_new_tokens=8)
+    s.save()
+    return {"path": lib_path, "ids": ids, "tmp": tmp_path}
+
+
+@pytest.fixture
+def window(qtbot):
+    w = QMainWindow()
+    w.resize(900, 600)
+    qtbot.addWidget(w)
+    return w
+
+
+@pytest.fixture
+def make_controller(qtbot):
+    from repic_desktop.gui.captioning_controller import CaptioningController
+
+    made = []
+
+    def make(path):
+        c = CaptioningController(path)
+        made.append(c)
+        qtbot.waitUntil(lambda: c.jobs_loaded, timeout=WAIT)
+        return c
+
+    yield make
+    for c in made:
+        c.shutdown()
+
+
+def start_job(qtbot, ctrl, ids, window, configure=None) -> int:
+    """caption_photos → accept the dialog programmatically → the job id once it is created and queued."""
+    from repic_desktop.gui.caption_dialog import CaptionDialog
+
+    ctrl.caption_photos(ids, window)
+    dlg = ctrl.active_dialog
+    assert isinstance(dlg, CaptionDialog)
+    if configure:
+        configure(dlg)
+    with qtbot.waitSignal(ctrl.job_created, timeout=WAIT) as created:
+        dlg.accept()
+    return created.args[0]
+
+
+def wait_stopped(qtbot, ctrl, job_id):
+    qtbot.waitUntil(lambda: job_id in ctrl.jobs and not ctrl.jobs[job_id].active, timeout=WAIT)
+    return ctrl.jobs[job_id]
+
+
+def db_job(path, job_id):
+    with Library(path) as lib:
+        store = JobStore(lib)
+        return store.get(job_id), store.items(job_id)
+
+
+# ------------------------------------------------------------------------------------------------------
+
+def test_caption_selection_end_to_end(qtbot, album, window, make_controller):
+    ctrl = make_controller(album["path"])
+    dock = ctrl.queue_dock()
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.show()
+    finished = []
+    ctrl.caption_finished.connect(lambda pid, cid: finished.append((pid, cid)))
+    ids = album["ids"][:5]
+    job_id = start_job(qtbot, ctrl, ids, window)
+    view = wait_stopped(qtbot, ctrl, job_id)
+    assert view.status == "done", view.message
+    assert sorted(p for p, _ in finished) == sorted(ids)  # one signal per photo
+    job, items = db_job(album["path"], job_id)
+    assert job.status == "done" and job.params["batch_size"] == 2 and job.params["concepts"] is None
+    with Library(album["path"]) as lib:
+        for pid, cid in finished:
+            cap = lib.current_caption(pid)
+            assert cap.id == cid and cap.job_id == job_id and cap.provenance["demo"] is True
+        assert lib.current_caption(album["ids"][5]) is None  # not selected
+        # the photo's own concepts were used: tagged photos had <Anya> in the prompt
+        assert lib.current_caption(ids[0]).concept_set == ["Anya"]
+        assert lib.current_caption(ids[4]).concept_set == []
+    card = dock.cards[job_id]
+    assert card.status.text() == "Done" and card.bar.value() == 5 and card.bar.maximum() == 5
+    assert not card.pause.isVisible() and card.remove.isVisible()
+    assert ctrl.model_state == "loaded" and ctrl.model_text == "Demo model (captions are noise)"
+    assert "(demo)" in ctrl.model_id_text and " on cpu" in ctrl.model_detail or " on cuda" in ctrl.model_detail
+    # the model stays loaded for the next job; "Unload model" frees it
+    assert dock.model_panel.unload.isVisible()
+    with qtbot.waitSignal(ctrl.model_changed, timeout=WAIT):
+        dock.model_panel.unload.click()
+    qtbot.waitUntil(lambda: ctrl.model_state == "unloaded", timeout=WAIT)
+    assert dock.model_panel.load.isVisible()
+
+
+def test_dialog_choices_become_job_params_and_skip_captioned(qtbot, album, window, make_controller):
+    ids = album["ids"]
+    with Library(album["path"]) as lib:
+        lib.add_caption(ids[0], "Already captioned by hand.", source="user")
+    ctrl = make_controller(album["path"])
+
+    def configure(dlg):
+        assert "4 of 6 photos have people or pets tagged" in dlg.own_summary.text()
+        assert "(1 of 6)" in dlg.skip.text() and dlg.skip.isChecked()
+        dlg.search.setText("an")  # the searchable list: "Anya" stays, "Bond" is hidden
+        visible = [dlg.concept_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(dlg.concept_list.count())
+                   if not dlg.concept_list.item(i).isHidden()]
+        assert visible == ["Anya"]
+        dlg.set_checked(["Anya"])
+        dlg.preset.setCurrentIndex(dlg.preset.findData("rich"))
+        dlg.batch.setValue(3)
+
+    job_id = start_job(qtbot, ctrl, ids, window, configure)
+    assert "1 photo already captioned: skipped." == ctrl.jobs[job_id].message
+    view = wait_stopped(qtbot, ctrl, job_id)
+    assert view.status == "done"
+    job, items = db_job(album["path"], job_id)
+    assert [i["photo_id"] for i in items] == ids[1:]
+    assert job.params["concepts"] == ["Anya"] and job.params["batch_size"] == 3
+    assert job.params["request"] == "Give a rich caption of the image."
+    with Library(album["path"]) as lib:
+        assert lib.current_caption(ids[0]).text == "Already captioned by hand."
+        assert lib.current_caption(ids[5]).concept_set == ["Anya"]  # chosen for all, though untagged
+
+
+def test_dialog_warns_about_concepts_without_reference(qtbot, album, window, make_controller):
+    ctrl = make_controller(album["path"])
+    ctrl.caption_photos(album["ids"][:2], window)
+    dlg = ctrl.active_dialog
+    assert "<Bond>" in dlg.warning.text() and not dlg.warning.isHidden()
+    dlg.set_checked(["Bond"])
+    assert "No reference photo yet for <Bond>" in dlg.warning.text()
+    dlg.set_checked([])
+    assert not dlg.buttons.button(dlg.buttons.StandardButton.Ok).isEnabled()  # "chosen" with nobody chosen
+    dlg.reject()
+
+
+def test_pause_keeps_finished_captions_then_resume_and_cancel(qtbot, album, window, make_controller):
+    ctrl = make_controller(album["path"])
+    dock = ctrl.queue_dock()
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.show()
+    finished = []
+    ctrl.caption_finished.connect(lambda pid, cid: finished.append(pid))
+    paused = {}
+
+    def pause_after_first(job_id, photo_id, caption_id, error, name):
+        # runs in the worker thread, right after the first caption was committed: deterministic stop
+        if not paused:
+            paused["at"] = photo_id
+            ctrl._worker.stop_job(job_id, "pause")
+
+    ctrl._worker.item_done.connect(pause_after_first, Qt.ConnectionType.DirectConnection)
+    job_id = start_job(qtbot, ctrl, album["ids"], window)
+    view = wait_stopped(qtbot, ctrl, job_id)
+    ctrl._worker.item_done.disconnect(pause_after_first)
+    assert view.status == "paused"
+    job, items = db_job(album["path"], job_id)
+    done = [i for i in items if i["status"] == "done"]
+    assert job.status == "paused" and len(done) == 2  # the batch in flight (2 photos) finished, then it stopped
+    assert sorted(finished) == sorted(i["photo_id"] for i in done)
+    card = dock.cards[job_id]
+    assert card.status.text() == "Paused" and card.resume.isVisible() and card.stats.text() == "2 of 6 photos · 4 left"
+
+    # Resume from the dock: the job finishes, nobody is captioned twice
+    card.resume.click()
+    view = wait_stopped(qtbot, ctrl, job_id)
+    assert view.status == "done" and view.processed == 6
+    assert sorted(finished) == sorted(album["ids"])
+    with Library(album["path"]) as lib:
+        assert all(len(lib.caption_history(pid)) == 1 for pid in album["ids"])
+
+    # Cancel: a running job stops for good (status cancelled), its captions are kept
+    def cancel_after_first(job_id, photo_id, caption_id, error, name):
+        ctrl._worker.stop_job(job_id, "cancel")
+
+    ctrl._worker.item_done.connect(cancel_after_first, Qt.ConnectionType.DirectConnection)
+    job2 = start_job(qtbot, ctrl, album["ids"][1:], window, lambda d: d.skip.setChecked(False))
+    v2 = wait_stopped(qtbot, ctrl, job2)
+    ctrl._worker.item_done.disconnect(cancel_after_first)
+    assert v2.status == "cancelled"
+    job, items = db_job(album["path"], job2)
+    assert job.status == "cancelled" and 0 < sum(i["status"] == "done" for i in items) < 5
+    assert dock.cards[job2].status.text() == "Cancelled" and dock.cards[job2].resume.isVisible()
+
+
+def test_pause_button_while_running(qtbot, album, window, make_controller):
+    """The dock's Pause button on a running job. The worker is held after its first caption until the
+    click has happened, so the job cannot run to its end first, however fast the machine."""
+    s = Settings.load()
+    s.extra.update(batch_size=1)
+    s.save()
+    ctrl = make_controller(album["path"])
+    dock = ctrl.queue_dock()
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.show()
+    gate = threading.Event()
+
+    def hold(job_id, processed, *_):
+        if processed >= 1:
+            gate.wait(WAIT / 1000)
+
+    ctrl._worker.job_progress.connect(hold, Qt.ConnectionType.DirectConnection)
+    job_id = start_job(qtbot, ctrl, album["ids"], window)
+    qtbot.waitUntil(lambda: ctrl.jobs[job_id].status == "running" and ctrl.jobs[job_id].processed >= 1,
+                    timeout=WAIT)
+    card = dock.cards[job_id]
+    assert card.pause.isVisible() and "now: IMG_" in card.stats.text()
+    card.pause.click()
+    assert ctrl.jobs[job_id].status == "stopping" and card.status.text() == "Stopping"
+    gate.set()
+    view = wait_stopped(qtbot, ctrl, job_id)
+    ctrl._worker.job_progress.disconnect(hold)
+    job, items = db_job(album["path"], job_id)
+    assert view.status == job.status == "paused"
+    assert sum(i["status"] == "done" for i in items) == 1
+
+
+def test_resume_after_restart_finishes_without_duplicates(qtbot, album, window, make_controller):
+    ctrl = make_controller(album["path"])
+    stopped = {}
+
+    def quit_after_first(job_id, photo_id, caption_id, error, name):
+        if not stopped:  # as if the app were closed right after the first caption
+            stopped["job"] = job_id
+            ctrl._worker.stop()
+
+    ctrl._worker.item_done.connect(quit_after_first, Qt.ConnectionType.DirectConnection)
+    job_id = start_job(qtbot, ctrl, album["ids"], window)
+    qtbot.waitUntil(lambda: bool(stopped), timeout=WAIT)
+    ctrl.shutdown()
+    job, items = db_job(album["path"], job_id)
+    assert job.status == "paused" and sum(i["status"] == "done" for i in items) == 2
+
+    # "restart": a new controller on the same library offers the job, and finishes it
+    ctrl2 = make_controller(album["path"])
+    finished = []
+    ctrl2.caption_finished.connect(lambda pid, cid: finished.append(pid))
+    ctrl2.resume_unfinished(window)
+    box = ctrl2.resume_prompt
+    assert isinstance(box, QMessageBox) and f"Job {job_id}: 6 photos — 4 of 6 left" in box.text()
+    assert ctrl2.jobs[job_id].status == "paused" and ctrl2.jobs[job_id].from_previous_run
+    box.resume_button.click()
+    view = wait_stopped(qtbot, ctrl2, job_id)
+    assert view.status == "done" and view.processed == 6
+    assert len(finished) == 4
+    with Library(album["path"]) as lib:
+        assert all(len(lib.caption_history(pid)) == 1 for pid in album["ids"])
+        assert lib.counts()["captioned"] == 6
+    assert JobStore(Library(album["path"])).unfinished() == []
+
+
+def test_resume_prompt_discard_and_nothing_to_offer(qtbot, album, window, make_controller):
+    with Library(album["path"]) as lib:  # a job `repic caption` left behind (killed while running)
+        store = JobStore(lib)
+        from repic_desktop.captioning.jobs import job_params
+
+        job = store.create(album["ids"][:2], job_params(model={"source": "x"}, concepts=None, request="Hi.",
+                                                        system_preset="repic", max_refs=1, batch_size=1,
+                                                        max_pixels=802816, max_new_tokens=8))
+        store.set_status(job.id, "running")
+    ctrl = make_controller(album["path"])
+    assert ctrl.jobs[job.id].status == "interrupted"
+    ctrl.resume_unfinished(window)
+    ctrl.resume_prompt.discard_button.click()
+    qtbot.waitUntil(lambda: db_job(album["path"], job.id)[0].status == "cancelled", timeout=WAIT)
+    assert job.id not in ctrl.jobs
+    ctrl2 = make_controller(album["path"])
+    ctrl2.resume_unfinished(window)
+    assert ctrl2.resume_prompt is None
+
+
+def test_model_load_can_be_cancelled(qtbot, album, window, make_controller, monkeypatch):
+    from repic_desktop.captioning import models
+
+    real_load = models.load_model
+    release = threading.Event()
+
+    def slow_load(spec, *, progress=None, cancel=None, **kw):
+        def held(stage, fraction):
+            progress(stage, fraction)
+            if stage == "processor":  # hold the load here until the test has clicked Cancel
+                release.wait(WAIT / 1000)
+        return real_load(spec, progress=held, cancel=cancel, **kw)
+
+    monkeypatch.setattr(models, "load_model", slow_load)
+    ctrl = make_controller(album["path"])
+    dock = ctrl.queue_dock()
+    window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+    window.show()
+    job_id = start_job(qtbot, ctrl, album["ids"][:2], window)
+    qtbot.waitUntil(lambda: ctrl.model_state == "loading" and ctrl.load_stage == "processor", timeout=WAIT)
+    panel = dock.model_panel
+    assert panel.cancel.isVisible() and panel.bar.isVisible() and "Loading the processor" in panel.stage.text()
+    assert dock.cards[job_id].status.text() == "Loading model"
+    panel.cancel.click()
+    assert panel.state.text() == "cancelling…" and not panel.cancel.isEnabled()
+    release.set()
+    view = wait_stopped(qtbot, ctrl, job_id)
+    assert view.status == "paused" and "cancelled" in view.message
+    assert ctrl.model_state == "unloaded" and ctrl.last_message is None  # a cancel is not an error
+    job, items = db_job(album["path"], job_id)
+    assert job.status == "paused" and job.error is None and all(i["status"] == "pending" for i in items)
+    # and a plain "Load" right after works (the cancel does not stick to later requests)
+    with qtbot.waitSignal(ctrl._worker.load_finished, timeout=WAIT) as sig:
+        panel.load.click()
+    assert sig.args[0] == "loaded" and ctrl.model_state == "loaded"
+
+
+def test_load_error_is_shown_readably(qtbot, album, window, make_controller):
+    bad = album["tmp"] / "not-a-model"
+    bad.mkdir()
+    (bad / "readme.txt").write_text("hello")
+    s = Settings.load()
+    s.model.source = str(bad)
+    s.save()
+    ctrl = make_controller(album["path"])
+    shown = []
+    ctrl.message_shown.connect(shown.append)
+    job_id = start_job(qtbot, ctrl, album["ids"][:2], window)
+    view = wait_stopped(qtbot, ctrl, job_id)
+    qtbot.waitUntil(lambda: bool(shown), timeout=WAIT)
+    box = ctrl.last_message
+    assert box.windowTitle() == "The model could not be loaded"
+    assert shown == [box.plain_text] == [f"{bad} is not a model folder (it has no config.json)."]
+    assert "is not a model folder" in box.informativeText() and "could not be loaded" in box.text()
+    assert "Traceback" not in box.informativeText() and any(b.text() == "Open Settings…" for b in box.buttons())
+    assert view.status == "paused" and "not a model folder" in view.message
+    job, _ = db_job(album["path"], job_id)
+    assert job.status == "paused" and "not a model folder" in job.error
+    box.close()
+
+
+def test_regenerate_adds_a_second_caption(qtbot, album, window, make_controller):
+    ctrl = make_controller(album["path"])
+    pid = album["ids"][0]
+    with Library(album["path"]) as lib:
+        first = lib.add_caption(pid, "<Anya> smiles.", source="user")
+    with qtbot.waitSignal(ctrl.caption_finished, timeout=WAIT) as sig:
+        ctrl.regenerate(pid, window)
+    assert sig.args[0] == pid and sig.args[1] != first
+    job_id = max(ctrl.jobs)
+    assert ctrl.jobs[job_id].title == "Regenerate IMG_100.jpg"
+    wait_stopped(qtbot, ctrl, job_id)
+    with Library(album["path"]) as lib:
+        assert [c.id for c in lib.caption_history(pid)] == [first, sig.args[1]]
+
+
+def test_nothing_to_caption_is_explained(qtbot, album, window, make_controller):
+    with Library(album["path"]) as lib:
+        lib.add_caption(album["ids"][0], "Done already.", source="user")
+    ctrl = make_controller(album["path"])
+    ctrl.caption_photos([album["ids"][0]], window)
+    dlg = ctrl.active_dialog
+    assert not dlg.skip.isChecked()  # all selected are captioned: default to captioning again
+    dlg.skip.setChecked(True)
+    with qtbot.waitSignal(ctrl.message_shown, timeout=WAIT) as sig:
+        dlg.accept()
+    assert sig.args[0].startswith("All 1 selected photo already has a caption.")
+    assert ctrl.jobs == {}
+
+
+def test_gpu_summary_is_plain_language(qtbot, album, make_controller):
+    ctrl = make_controller(album["path"])
+    qtbot.waitUntil(lambda: ctrl.gpu_info is not None, timeout=WAIT)
+    text = ctrl.gpu_summary()
+    import torch
+
+    if torch.cuda.is_available():
+        assert text.startswith("GPU: ")
+    else:
+        assert text.startswith("No NVIDIA GPU found")
