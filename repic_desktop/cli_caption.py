@@ -102,7 +102,7 @@ def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
 def cmd_caption(args: argparse.Namespace) -> int:
     from .captioning.jobs import JobStore, job_params, run_caption_job
     from .captioning.models import ModelSpec
-    from .captioning.prompt import DEFAULT_SYSTEM_PRESET, PromptError, resolve_request
+    from .captioning.prompt import PromptError, resolve_request
     from .core.settings import Settings
 
     lib = Library(paths.resolve_library_path(args.library))
@@ -122,14 +122,16 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                                device=args.device, max_pixels=args.max_pixels).items()
                          if v is not None}
             try:
-                spec = ModelSpec.from_settings(settings.model, **overrides)
+                spec = ModelSpec.from_user_settings(settings, **overrides)
             except ValueError as exc:
                 raise _user_error(str(exc)) from None
-            try:
-                request = resolve_request(args.request, args.request_preset,
-                                          settings.extra.get("request_presets"))
+            try:  # an explicit --request wins over the user's default preset
+                preset = args.request_preset or (None if args.request else settings.caption_default("request_preset"))
+                request = resolve_request(args.request, preset, settings.caption_default("request_presets"))
             except PromptError as exc:
                 raise _user_error(str(exc)) from None
+            batch_size = args.batch_size or int(settings.caption_default("batch_size"))
+            max_new_tokens = args.max_new_tokens or int(settings.caption_default("max_new_tokens"))
             for name in args.concept or []:
                 lib.concept(name)  # a typo fails now, not after the model has loaded
             photo_ids = _select_photos(lib, args)
@@ -148,9 +150,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
                     print(msg, file=sys.stderr)
                 return 0
             params = job_params(model=dataclasses.asdict(spec), concepts=args.concept, request=request,
-                                system_preset=args.system_preset or DEFAULT_SYSTEM_PRESET, max_refs=args.max_refs,
-                                batch_size=args.batch_size, max_pixels=spec.max_pixels,
-                                max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens)
+                                system_preset=args.system_preset or settings.caption_default("system_preset"),
+                                max_refs=args.max_refs, batch_size=batch_size, max_pixels=spec.max_pixels,
+                                max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens)
             # Load before creating the job: a model that cannot load leaves no job behind to "resume".
             loaded = _load(spec)
             job = store.create(photo_ids, params)
@@ -240,9 +242,9 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder, applied unmerged")
     s.add_argument("--quant", choices=["none", "4bit", "8bit"])
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    s.add_argument("--batch-size", type=int, default=4)
+    s.add_argument("--batch-size", type=int, help="photos per batch (default: settings, 4)")
     s.add_argument("--max-pixels", type=int, help=f"per image (default {MAX_PIXELS}, as RePIC)")
-    s.add_argument("--max-new-tokens", type=int, default=1024)
+    s.add_argument("--max-new-tokens", type=int, help="default: settings, 1024 as RePIC")
     s.add_argument("--min-new-tokens", type=int, help=argparse.SUPPRESS)  # benchmarks / tests
     s.add_argument("--max-refs", type=int, default=1)
     s.add_argument("--request", help="caption request text")

@@ -43,3 +43,14 @@ def test_library_path_precedence(isolated_env, monkeypatch):
     monkeypatch.setenv("REPIC_LIBRARY", "/env/lib.sqlite")
     assert str(paths.resolve_library_path()) == "/env/lib.sqlite"
     assert str(paths.resolve_library_path("/flag/lib.sqlite")) == "/flag/lib.sqlite"
+
+
+def test_caption_defaults_from_extra(isolated_env):
+    from repic_desktop.captioning.models import ModelSpec
+
+    s = Settings()
+    assert s.caption_default("batch_size") == 4 and s.caption_default("system_preset") == "repic"
+    s.extra.update(batch_size=2, attention="sdpa", max_pixels=112 * 112)
+    assert s.caption_default("batch_size") == 2
+    spec = ModelSpec.from_user_settings(s, device="cpu")
+    assert (spec.attention, spec.max_pixels, spec.device) == ("sdpa", 112 * 112, "cpu")

@@ -150,6 +150,15 @@ class ModelSpec:
         kwargs.update(overrides)
         return cls(**kwargs)
 
+    @classmethod
+    def from_user_settings(cls, settings: Any, **overrides: Any) -> "ModelSpec":
+        """The spec a user's Settings describe: the model fields plus attention and pixel limit, which
+        live among the captioning preferences. ``overrides`` win."""
+        kwargs: dict[str, Any] = {"attention": settings.caption_default("attention"),
+                                  "max_pixels": int(settings.caption_default("max_pixels"))}
+        kwargs.update(overrides)
+        return cls.from_settings(settings.model, **kwargs)
+
     def is_local(self) -> bool:
         return os.path.isdir(os.path.expanduser(self.source))
 

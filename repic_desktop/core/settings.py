@@ -17,6 +17,17 @@ from . import paths
 DEFAULT_MODEL_SOURCE = "Yeongtak/RePIC_Qwen2.5VL_7B"
 QUANTIZATIONS = ("none", "4bit", "8bit")
 
+# Captioning preferences kept in Settings.extra (shared by the GUI's settings dialog and `repic caption`).
+CAPTION_DEFAULTS: dict = {
+    "attention": "auto",  # auto | flash_attention_2 | sdpa
+    "batch_size": 4,
+    "max_pixels": 1024 * 28 * 28,  # per image: 1024 visual tokens, RePIC's setting
+    "max_new_tokens": 1024,
+    "request_preset": "personalized",
+    "request_presets": {},  # the user's own: name -> request text
+    "system_preset": "repic",
+}
+
 
 @dataclass
 class ModelSettings:
@@ -32,6 +43,11 @@ class ModelSettings:
 class Settings:
     model: ModelSettings = field(default_factory=ModelSettings)
     extra: dict = field(default_factory=dict)  # keys this version does not know, preserved
+
+    def caption_default(self, key: str):
+        """A captioning preference from `extra`, or its default when unset."""
+        value = self.extra.get(key)
+        return CAPTION_DEFAULTS[key] if value is None else value
 
     @staticmethod
     def path() -> Path:

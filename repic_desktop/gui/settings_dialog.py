@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from ..captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
-from ..captioning.prompt import DEFAULT_SYSTEM_PRESET, REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
-from ..core.settings import Settings, SettingsError
+from ..captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
+from ..core.settings import CAPTION_DEFAULTS, Settings, SettingsError
 from .model_worker import demo_model_dir
 
 if TYPE_CHECKING:
@@ -31,15 +31,7 @@ HUB_MODEL_SIZE_TEXT = "≈16 GB"
 TOKEN_PIXELS = 28 * 28  # one visual token = one 28x28 block
 
 # Keys under Settings.extra that the captioning GUI owns (the CLI reads "request_presets" too).
-EXTRA_DEFAULTS: dict[str, Any] = {
-    "attention": "auto",              # auto | flash_attention_2 | sdpa
-    "batch_size": 4,
-    "max_pixels": DEFAULT_MAX_PIXELS,  # per image: 1024 visual tokens, RePIC's setting
-    "max_new_tokens": 1024,
-    "request_preset": "personalized",
-    "request_presets": {},            # the user's own: name -> request text
-    "system_preset": DEFAULT_SYSTEM_PRESET,
-}
+EXTRA_DEFAULTS = CAPTION_DEFAULTS
 
 QUANT_CHOICES = [("none", "None — bfloat16 (≈16 GB of GPU memory)"), ("8bit", "8-bit (≈9 GB)"),
                  ("4bit", "4-bit (≈6 GB; best for 8–12 GB cards)")]
@@ -60,15 +52,11 @@ def load_settings() -> tuple[Settings, str | None]:
 
 
 def extra(settings: Settings, key: str) -> Any:
-    value = settings.extra.get(key)
-    return EXTRA_DEFAULTS[key] if value is None else value
+    return settings.caption_default(key)
 
 
 def model_spec_from_settings(settings: Settings, **overrides: Any) -> ModelSpec:
-    """The ModelSpec the settings describe (model fields + attention / pixel limit from `extra`)."""
-    kw: dict[str, Any] = {"attention": extra(settings, "attention"), "max_pixels": int(extra(settings, "max_pixels"))}
-    kw.update(overrides)
-    return ModelSpec.from_settings(settings.model, **kw)
+    return ModelSpec.from_user_settings(settings, **overrides)
 
 
 def is_demo_source(source: str | None) -> bool:
