@@ -39,6 +39,19 @@ are identical from photo to photo; RePIC re-encodes them for every caption.
      tokens, reference lines) is still recomputed per photo. Making it exact needs per-row left padding
      *inside* the cache and prefill split into two passes, whose matmuls differ numerically from RePIC's
      one-pass prefill, so greedy output could drift; it is left out deliberately.
+Transformers internals used: `generate(mm_encoder_outputs={"image": BaseModelOutputWithPooling(
+pooler_output=(per-image features...))}, image_grid_thw=..., mm_token_type_ids=...)`, consumed by
+`Qwen2_5_VLModel.forward` (5.24); features from `Qwen2_5_VLForConditionalGeneration.get_image_features`
+(-> `Qwen2_5_VLModel.get_image_features`, which splits `visual(...).pooler_output` per image). Fallback:
+an instance attribute replacing `Qwen2_5_VLModel.get_image_features` (the inner `model.model`), active only
+during the engine's own generate calls, removed by `unload()`.
+
+While a batch generates, a worker thread reads and preprocesses the next batch's images (`prefetch`).
+
+Measured (bench/caption_bench.py, 2-core CPU, 15 M-param random Qwen2.5-VL, 20 photos, 2 concepts,
+3 x <=144 visual tokens): engine with reuse off at batch 1 vs bare generate on pre-built inputs 1.06x;
+engine as users run it (reuse on, batch 4) vs RePIC's own loop 1.70x faster at 32 new tokens and
+2.11x at 128; identical captions.
 
 Failures are per photo: an unusable query or reference image, a prompt error, or an out-of-memory at batch
 size 1 gives that request a `CaptionResult` with `error` set, and the rest go on. On out-of-memory with a
