@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ..core.concepts import CONTROL_TOKEN_RE, TAG_RE, control_token_problem
 from .chat_template import IMAGE_PLACEHOLDER, QWEN25VL_CHAT_TEMPLATE
 
 if TYPE_CHECKING:
@@ -66,18 +67,14 @@ FETCH_MIN_PIXELS = 4 * 28 * 28
 FETCH_MAX_PIXELS = 16384 * 28 * 28
 IMAGE_FACTOR = 28
 
-_CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>]*\|>")
-_TAG_RE = re.compile(r"<([^<>\n]{1,64})>")
-
-
 class PromptError(ValueError):
     """The prompt cannot be built; the message is for the user."""
 
 
 def check_user_text(text: str, what: str) -> str:
-    m = _CONTROL_TOKEN_RE.search(text)
-    if m:
-        raise PromptError(f"{what} contains the chat control token {m.group(0)!r}, which is not allowed")
+    problem = control_token_problem(text, what)
+    if problem:
+        raise PromptError(problem)
     return text
 
 
@@ -300,11 +297,11 @@ def parse_tags(caption: str, expected: Iterable[str], known: Iterable[str] = ())
     expected = list(expected)
     canon = {n.casefold(): n for n in [*known, *expected]}
     report = TagReport()
-    for m in _TAG_RE.finditer(caption):
+    for m in TAG_RE.finditer(caption):
         raw = m.group(1).strip()
         name = canon.get(raw.casefold())
         if name is None:
-            if raw and raw not in report.unknown and not _CONTROL_TOKEN_RE.fullmatch(f"<{raw}>"):
+            if raw and raw not in report.unknown and not CONTROL_TOKEN_RE.fullmatch(f"<{raw}>"):
                 report.unknown.append(raw)
         elif name not in report.found:
             report.found.append(name)

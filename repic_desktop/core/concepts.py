@@ -24,7 +24,9 @@ MAX_INFO_LENGTH = 500
 KINDS = ("person", "pet", "other")
 
 # Qwen2.5 / ChatML control tokens look like <|...|>; any such sequence is refused, known or not.
-_SPECIAL_TOKEN_RE = re.compile(r"<\|[^|<>]*\|>")
+CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>]*\|>")
+# A concept's tag in a caption: <Name> on one line (what prompt parsing and metadata export look for).
+TAG_RE = re.compile(r"<([^<>\n]{1,64})>")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
@@ -32,10 +34,17 @@ class ConceptError(ValueError):
     """Invalid concept input; the message is shown to the user as is."""
 
 
+def control_token_problem(text: str, what: str) -> str | None:
+    """The user-facing complaint when `text` holds a chat control token, else None (shared by concept
+    validation here and the prompt builder, which raise their own error types)."""
+    m = CONTROL_TOKEN_RE.search(text)
+    return f"{what} contains the chat control token {m.group(0)!r}, which is not allowed" if m else None
+
+
 def _check_special_tokens(text: str, what: str) -> None:
-    m = _SPECIAL_TOKEN_RE.search(text)
-    if m:
-        raise ConceptError(f"{what} contains the chat control token {m.group(0)!r}, which is not allowed")
+    problem = control_token_problem(text, what)
+    if problem:
+        raise ConceptError(problem)
 
 
 def validate_name(name: str) -> str:

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
-from ..captioning.prompt import _TAG_RE, parse_tags
+from ..captioning.prompt import TAG_RE, parse_tags
 from ..core.library import Caption, Library, LibraryError, NotFound
 from .thumbnail_loader import TaskRunner, load_image_scaled
 
@@ -232,7 +232,7 @@ class CaptionHighlighter(QSyntaxHighlighter):
         unknown.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
         unknown.setUnderlineColor(warn)
         unknown.setToolTip("no person or pet with this name")
-        for m in _TAG_RE.finditer(text):
+        for m in TAG_RE.finditer(text):
             fmt = known if m.group(1).strip().casefold() in self.known else unknown
             self.setFormat(m.start(), m.end() - m.start(), fmt)
 
@@ -242,7 +242,7 @@ def caption_html(text: str, known, palette: QPalette) -> str:
     fg, bg, warn = tag_colors(palette)
     known_cf = {n.casefold() for n in known}
     out, pos = [], 0
-    for m in _TAG_RE.finditer(text):
+    for m in TAG_RE.finditer(text):
         out.append(html.escape(text[pos:m.start()]))
         color = fg if m.group(1).strip().casefold() in known_cf else warn
         out.append(f'<b style="color:{color.name()}">{html.escape(m.group(0))}</b>')

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from ..core.concepts import CONTROL_TOKEN_RE, TAG_RE  # the same tag/control-token rules as the prompt
+
 GROUPS = ("caption", "title", "people", "regions", "keywords")
 # What `repic export` writes when --fields is not given (title: the library has none to write).
 DEFAULT_GROUPS = ("caption", "people", "regions", "keywords")
@@ -137,15 +139,12 @@ def field_table() -> list[dict[str, str]]:
 # Text helpers
 # --------------------------------------------------------------------------------------------------
 
-TAG_RE = re.compile(r"<([^<>\n]{1,64})>")
-_CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>]*\|>")
-
 
 def caption_tags(text: str) -> list[str]:
     """The `<Name>` tags of a caption, first-seen order, chat control tokens excluded."""
     out: list[str] = []
     for m in TAG_RE.finditer(text or ""):
-        if _CONTROL_TOKEN_RE.fullmatch(m.group(0)):
+        if CONTROL_TOKEN_RE.fullmatch(m.group(0)):
             continue
         name = m.group(1).strip()
         if name and name not in out:
@@ -155,7 +154,7 @@ def caption_tags(text: str) -> list[str]:
 
 def strip_tags(text: str) -> str:
     """`<Anya> and <Rex> at the beach` -> `Anya and Rex at the beach` (what other apps should show)."""
-    return TAG_RE.sub(lambda m: m.group(0) if _CONTROL_TOKEN_RE.fullmatch(m.group(0)) else m.group(1).strip(),
+    return TAG_RE.sub(lambda m: m.group(0) if CONTROL_TOKEN_RE.fullmatch(m.group(0)) else m.group(1).strip(),
                       text or "")
 
 
