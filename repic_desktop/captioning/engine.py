@@ -654,10 +654,21 @@ class CaptionEngine:
         image_grid_thw = torch.tensor([im.grid for im in images], dtype=torch.long)
         device = model.device
 
-        gen: dict[str, Any] = {"use_cache": True, **self.generation_kwargs}  # RePIC passes use_cache=True
-        gen.update(do_sample=False, max_new_tokens=self.max_new_tokens)
+        gen: dict[str, Any] = dict(self.generation_kwargs)
+        decoding = {"use_cache": True, "do_sample": False, "max_new_tokens": self.max_new_tokens}  # as RePIC
         if self.min_new_tokens is not None:
-            gen["min_new_tokens"] = self.min_new_tokens
+            decoding["min_new_tokens"] = self.min_new_tokens
+        if gen.get("generation_config") is not None:
+            # Set the decoding fields on (a copy of) the config: transformers deprecates passing a
+            # generation_config together with loose generation arguments.
+            import copy
+
+            cfg = copy.deepcopy(gen["generation_config"])
+            for key, value in decoding.items():
+                setattr(cfg, key, value)
+            gen["generation_config"] = cfg
+        else:
+            gen.update(decoding)
         pads = (attention_mask == 0).sum(dim=1)
         processors = list(gen.pop("logits_processor", None) or [])
         penalty = self._gen_attr("repetition_penalty")
