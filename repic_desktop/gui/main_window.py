@@ -177,6 +177,9 @@ class MainWindow(QMainWindow):
                                                  "Caption the selected photos")
         self.act_caption_uncaptioned = self._action("Caption All &Uncaptioned", self.caption_all_uncaptioned, None,
                                                     "Caption every photo that has no caption yet")
+        self.act_write_files = self._action("Write to Files…", self.write_to_files, None,
+                                            "Write captions, people and regions into the selected (or all "
+                                            "accepted) photos' files, after a preview")
         self.act_new_concept = self._action("&New Person or Pet…", lambda: self.people.add_concept(), "Ctrl+N")
         self.act_settings = self._action("&Settings…", self.open_settings, QKeySequence.StandardKey.Preferences,
                                          "Model, device, quantization, batch size…")
@@ -211,6 +214,8 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_accept, self.act_save_edit, self.act_regenerate, self.act_add_person])
         m.addSeparator()
         m.addActions([self.act_caption_selected, self.act_caption_uncaptioned])
+        m.addSeparator()
+        m.addAction(self.act_write_files)
         m = mb.addMenu("P&eople && Pets")
         m.addAction(self.act_new_concept)
         m = mb.addMenu("&Model")
@@ -233,6 +238,7 @@ class MainWindow(QMainWindow):
         tb.addSeparator()
         tb.addAction(self.act_caption_selected)
         tb.addAction(self.act_caption_uncaptioned)
+        tb.addAction(self.act_write_files)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         tb.addWidget(spacer)
@@ -309,7 +315,8 @@ class MainWindow(QMainWindow):
             if why:
                 a.setToolTip(why)
         self.panel.set_regenerate_available(has_ctrl, "" if has_ctrl else why)
-        for a in (self.act_accept, self.act_save_edit, self.act_add_person, self.act_next, self.act_prev):
+        for a in (self.act_accept, self.act_save_edit, self.act_add_person, self.act_next, self.act_prev,
+                  self.act_write_files):
             a.setEnabled(on_photos)
 
     def _update_counts(self) -> None:
@@ -486,6 +493,25 @@ class MainWindow(QMainWindow):
         pid = photo_id if isinstance(photo_id, int) else self.panel.photo_id
         if self.controller is not None and pid is not None:
             self.controller.regenerate(pid, self)
+
+    def write_to_files(self):
+        """Preview and write library metadata into the selected photos' files (or all accepted ones)."""
+        from .export_dialog import ExportDialog
+
+        self.panel.save_edit()
+        dlg = ExportDialog(self.library_path, self.tasks, self.browser.selected_ids(), self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.written.connect(self._photos_written)
+        dlg.open()
+        self._export_dialog = dlg
+        return dlg
+
+    def _photos_written(self, ids: list) -> None:
+        for pid in ids:
+            self.browser.refresh_photo(pid)
+        if self.panel.photo_id in ids:
+            self.panel.refresh()
+        self._update_counts_later()
 
     def open_settings(self) -> None:
         if self.controller is not None:
