@@ -145,12 +145,18 @@ def test_load_demo_model(demo, demo_model_dir):
 def test_progress_stages_and_cancel_between_stages(demo_model_dir, tmp_path):
     stages = []
     load_model(ModelSpec(source=str(demo_model_dir)), progress=lambda s, f: stages.append((s, f)))
-    assert [s for s, _ in stages] == ["resolve", "processor", "weights", "ready"]
+    assert list(dict.fromkeys(s for s, _ in stages)) == ["resolve", "processor", "weights", "ready"]
     assert [f for _, f in stages] == sorted(f for _, f in stages) and stages[-1][1] == 1.0
 
     adapter = _make_adapter(demo_model_dir, tmp_path / "lora")[0]
     spec = ModelSpec(source=str(demo_model_dir), adapter=str(adapter))
-    for stop_at in range(1, 5):  # 1: before resolving, 2: processor, 3: weights, 4: adapter
+    calls = []
+    assert load_model(spec, cancel=lambda: calls.append(1) and False).adapter_path == adapter
+    total = len(calls)  # 3 stage checks, one per weight-loading step, 1 before the adapter
+    assert total > 10
+    # 1: before resolving, 2: processor, 3: weights (before the loop), 4: first tensor, total: adapter
+    for stop_at, where in [(1, "resolving"), (2, "processor"), (3, "weights"), (4, "weights"),
+                           (total - 3, "weights"), (total, "adapter")]:
         calls = []
 
         def cancel():
@@ -158,13 +164,31 @@ def test_progress_stages_and_cancel_between_stages(demo_model_dir, tmp_path):
             return len(calls) >= stop_at
 
         seen = []
-        with pytest.raises(LoadCancelled):
+        with pytest.raises(LoadCancelled, match=where):
             load_model(spec, cancel=cancel, progress=lambda s, f: seen.append(s))
         assert len(calls) == stop_at
         assert "ready" not in seen
-    calls = []
-    assert load_model(spec, cancel=lambda: calls.append(1) and False).adapter_path == adapter
-    assert len(calls) == 4
+
+
+def test_cancel_during_the_weights_loop_stops_it_midway(demo_model_dir, monkeypatch):
+    """A 7B load takes minutes: cancel must act inside transformers' tensor loop, not only after it."""
+    from transformers import core_model_loading as cml
+
+    original = cml.tqdm
+    seen = []
+    fractions = []
+
+    def cancel():
+        seen.append(1)
+        return len(seen) > 3 + 5  # 3 stage checks, then 5 tensors
+
+    with pytest.raises(LoadCancelled, match="loading the weights"):
+        load_model(ModelSpec(source=str(demo_model_dir)), cancel=cancel,
+                   progress=lambda s, f: fractions.append((s, f)))
+    assert cml.tqdm is original  # the hook is removed again
+    assert len(seen) == 9
+    weights = [f for s, f in fractions if s == "weights"]
+    assert weights and all(0.1 <= f < 0.9 for f in weights)
 
 
 def test_loading_never_needs_torchvision_or_qwen_vl_utils(demo_model_dir, monkeypatch):

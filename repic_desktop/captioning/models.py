@@ -25,6 +25,7 @@ Rules, all from the RePIC reference implementation and the project's stack notes
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import gc
@@ -32,6 +33,7 @@ import importlib.util
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -452,6 +454,51 @@ def _verify_quantization(model: Any) -> None:
                              f"unquantized: this transformers version ignores llm_int8_skip_modules.")
 
 
+_WEIGHTS_HOOK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _weights_loop_hook(progress: Progress | None, cancel: Callable[[], bool] | None):
+    """Report progress and honour cancel *while* the weights load (a 7B checkpoint takes minutes), not
+    only between stages. transformers 5 loads tensors in one loop wrapped in `tqdm(...)` from
+    `transformers.core_model_loading`; for the duration of the load that name is replaced by a wrapper
+    that checks `cancel()` and reports each step, then passes items through unchanged. If the loop moves
+    elsewhere in a future transformers, loading still works; only mid-load cancel falls back to the
+    between-stage checks."""
+    if progress is None and cancel is None:
+        yield
+        return
+    try:
+        from transformers import core_model_loading as cml
+    except Exception:  # noqa: BLE001 - an older/newer transformers layout: no mid-load hook
+        yield
+        return
+    original = getattr(cml, "tqdm", None)
+    if original is None:
+        yield
+        return
+
+    def hooked(iterable=None, *args, **kwargs):
+        if kwargs.get("desc") != "Loading weights" or iterable is None:
+            return original(iterable, *args, **kwargs)
+
+        def gen():
+            items = list(iterable)
+            for i, item in enumerate(items):
+                _check_cancel(cancel, "loading the weights")
+                if progress is not None and i % 16 == 0:
+                    _report(progress, "weights", 0.1 + 0.8 * i / max(1, len(items)))
+                yield item
+        return gen()
+
+    with _WEIGHTS_HOOK_LOCK:
+        cml.tqdm = hooked
+        try:
+            yield
+        finally:
+            cml.tqdm = original
+
+
 def _check_cancel(cancel: Callable[[], bool] | None, stage: str) -> None:
     if cancel is not None and cancel():
         raise LoadCancelled(f"model loading cancelled before {stage}")
@@ -562,7 +609,11 @@ def load_model(
     if spec.quantization != "none":
         kwargs["quantization_config"] = _quantization_config(spec.quantization, dtype)
     try:
-        model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
+        with _weights_loop_hook(progress, cancel):
+            model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
+    except LoadCancelled:
+        gc.collect()
+        raise
     except torch.cuda.OutOfMemoryError as exc:
         raise ModelLoadError(f"The GPU ran out of memory loading {spec.source}: try 4-bit quantization or "
                              f"close other GPU programs.") from exc

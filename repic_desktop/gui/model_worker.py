@@ -264,7 +264,7 @@ class ModelWorker(QThread):
             self._cond.notify_all()
 
     def cancel_load(self) -> None:
-        """Cancel the model load in progress and any load asked for so far (polled between load stages)."""
+        """Cancel the model load in progress and any load asked for so far (polled between load stages and for every tensor while the weights load)."""
         with self._cond:
             self._cancel_loads_upto = next(self._seq)
 
