@@ -300,3 +300,19 @@ def test_two_threads_opening_a_new_library_at_once(tmp_path):
         for t in threads:
             t.join()
         assert errors == []
+
+
+def test_set_primary_reference_moves_it_first_and_keeps_the_others_in_order(library):
+    library.add_concept("Anya", "person", "A young girl.")
+    library.add_concept("Bond", "pet", "A white dog.")
+    refs = [library.add_concept_ref("Anya", file_path=f"/r/{i}.jpg") for i in range(4)]
+    other = library.add_concept_ref("Bond", file_path="/r/bond.jpg")
+    library.set_primary_reference(refs[2].id)
+    got = library.concept_refs("Anya")
+    assert [r.id for r in got] == [refs[2].id, refs[0].id, refs[1].id, refs[3].id]
+    assert [r.position for r in got] == [0, 1, 2, 3]
+    assert [r.id for r in library.concept_refs("Bond")] == [other.id]  # other concepts untouched
+    library.set_primary_reference(refs[2].id)  # already primary: no change
+    assert [r.id for r in library.concept_refs("Anya")] == [refs[2].id, refs[0].id, refs[1].id, refs[3].id]
+    with pytest.raises(NotFound):
+        library.set_primary_reference(99999)

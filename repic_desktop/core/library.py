@@ -705,6 +705,19 @@ class Library:
             if self.conn.execute("DELETE FROM concept_refs WHERE id = ?", (ref_id,)).rowcount == 0:
                 raise NotFound(f"no reference photo with id {ref_id}")
 
+    def set_primary_reference(self, ref_id: int) -> None:
+        """Make `ref_id` its concept's primary reference (position 0, the one prompts use); the others
+        keep their relative order after it."""
+        with self.transaction():
+            row = self.conn.execute("SELECT concept_id FROM concept_refs WHERE id = ?", (ref_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no reference photo with id {ref_id}")
+            others = [r[0] for r in self.conn.execute(
+                "SELECT id FROM concept_refs WHERE concept_id = ? AND id != ? ORDER BY position, id",
+                (row[0], ref_id))]
+            self.conn.executemany("UPDATE concept_refs SET position = ? WHERE id = ?",
+                                  list(enumerate([ref_id, *others])))
+
     # ---------------------------------------------------------------- photo tags and regions
     def tag_photo(self, photo_id: int, concept: str, *, box: Box | None = None, source: str = "manual") -> None:
         p, c = self.photo(photo_id), self.concept(concept)

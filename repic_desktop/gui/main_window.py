@@ -542,7 +542,9 @@ class MainWindow(QMainWindow):
             self._shown_once = True
             if getattr(self, "_first_run_layout", False):  # first run: a slim queue dock under the photos
                 docks = [d for d in (self.queue_dock, self.log_dock) if d is not None]
-                self.resizeDocks(docks, [190] * len(docks), Qt.Orientation.Vertical)
+                # as small as the queue dock allows (model row + a line of jobs), never a third of the window
+                h = self.queue_dock.minimumSizeHint().height() + 8 if self.queue_dock is not None else 160
+                self.resizeDocks(docks, [h] * len(docks), Qt.Orientation.Vertical)
             if self.startup_prompts:
                 QTimer.singleShot(0, self._startup_prompts)
 

@@ -17,6 +17,7 @@ import logging
 import os
 from dataclasses import dataclass
 
+import shiboken6
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
@@ -164,13 +165,13 @@ class BoxDialog(QDialog):
     """'Draw a box around the face': returns a Box (or None: use the whole photo)."""
 
     def __init__(self, tasks: TaskRunner, path: str, title: str, full_size: tuple[int, int] | None = None,
-                 box: Box | None = None, parent=None):
+                 box: Box | None = None, parent=None, hint: str | None = None):
         super().__init__(parent)
         self.setWindowTitle(title)
         self.resize(760, 620)
         lay = QVBoxLayout(self)
-        hint = QLabel("Drag a box around the face (or the whole pet). The model sees this crop as the reference. "
-                      "Leave it empty to use the whole photo.", wordWrap=True)
+        hint = QLabel(hint or "Drag a box around the face (or the whole pet). The model sees this crop as the "
+                      "reference. Leave it empty to use the whole photo.", wordWrap=True)
         self.canvas = BoxCanvas()
         self.canvas.box = box
         self.info = QLabel()
@@ -195,11 +196,15 @@ class BoxDialog(QDialog):
             return load_image_scaled(path, 1400, full_size=full_size)
 
         def done(result):
+            if not shiboken6.isValid(self):  # closed (and deleted) before the photo was decoded
+                return
             img, w, h = result
             self.canvas.set_image(QPixmap.fromImage(img), QSize(w, h))
             self._changed()
 
         def failed(message, details):
+            if not shiboken6.isValid(self):
+                return
             self.canvas.set_image(None, QSize(), f"Cannot show this photo:\n{message}")
             _show_error(self.error, message)
             self.ok.setEnabled(False)
@@ -807,9 +812,14 @@ class PeopleManager(QWidget):
         self.ref_file_btn.clicked.connect(self.add_ref_from_file)
         self.ref_remove_btn = QPushButton("Remove reference")
         self.ref_remove_btn.clicked.connect(self.remove_ref)
+        self.ref_primary_btn = QPushButton("Make primary")
+        self.ref_primary_btn.setToolTip("Use the selected photo as the reference the model sees (★)")
+        self.ref_primary_btn.clicked.connect(self.make_primary_ref)
+        self.refs.currentItemChanged.connect(lambda *_: self._update_ref_buttons())
         rrow.addWidget(self.ref_lib_btn)
         rrow.addWidget(self.ref_file_btn)
         rrow.addStretch(1)
+        rrow.addWidget(self.ref_primary_btn)
         rrow.addWidget(self.ref_remove_btn)
         dl.addLayout(rrow)
         self.ref_error = _error_label()
@@ -973,6 +983,13 @@ class PeopleManager(QWidget):
             it.setFlags(Qt.ItemFlag.NoItemFlags)
             self.refs.addItem(it)
         self.ref_remove_btn.setEnabled(bool(refs))
+        self._update_ref_buttons()
+
+    def _update_ref_buttons(self) -> None:
+        it = self.refs.currentItem()
+        rid = it.data(Qt.ItemDataRole.UserRole) if it is not None else None
+        # the first row is already the primary reference
+        self.ref_primary_btn.setEnabled(rid is not None and self.refs.row(it) > 0)
 
     def _ref_thumb_ready(self, key, image) -> None:
         if not (isinstance(key, tuple) and key[0] == "ref"):
@@ -1093,6 +1110,20 @@ class PeopleManager(QWidget):
             return
         try:
             self.lib.remove_concept_ref(it.data(Qt.ItemDataRole.UserRole))
+        except LibraryError as exc:
+            _show_error(self.ref_error, str(exc))
+            return
+        self._concept_changed(cid)
+
+    def make_primary_ref(self) -> None:
+        """The selected reference becomes the one the model sees (position 0). Reference edits are not on
+        the undo stack (adding/removing aren't either); choosing the old one again reverts it."""
+        it = self.refs.currentItem()
+        cid = self.current_id()
+        if it is None or cid is None or it.data(Qt.ItemDataRole.UserRole) is None:
+            return
+        try:
+            self.lib.set_primary_reference(it.data(Qt.ItemDataRole.UserRole))
         except LibraryError as exc:
             _show_error(self.ref_error, str(exc))
             return

@@ -24,12 +24,12 @@ from PySide6.QtGui import (
     QTextCharFormat, QUndoCommand, QUndoStack,
 )
 from PySide6.QtWidgets import (
-    QDialog, QFrame, QHBoxLayout, QLabel, QLayout, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit,
+    QCheckBox, QDialog, QFrame, QHBoxLayout, QLabel, QLayout, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit,
     QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
 from ..captioning.prompt import TAG_RE, parse_tags
-from ..core.library import Caption, Library, LibraryError, NotFound
+from ..core.library import Box, Caption, Library, LibraryError, NotFound
 from .thumbnail_loader import TaskRunner, load_image_scaled
 
 log = logging.getLogger(__name__)
@@ -154,12 +154,12 @@ class RestoreCaptionCommand(_PhotoCommand):
 
 class TagCommand(_PhotoCommand):
     """Add (add=True) or remove a person/pet from a photo. Removing also removes its regions; undo puts
-    them back."""
+    them back. Adding may mark where they are (`box`, displayed pixels); undo removes tag and region."""
 
-    def __init__(self, lib, photo_id, notify, concept_id: int, add: bool):
+    def __init__(self, lib, photo_id, notify, concept_id: int, add: bool, box: Box | None = None):
         name = lib.concept(concept_id).name
         super().__init__(lib, photo_id, notify, f"{'Add' if add else 'Remove'} <{name}>")
-        self.concept_id, self.add = concept_id, add
+        self.concept_id, self.add, self.box = concept_id, add, box
         self.was_tagged = any(c.id == concept_id for c in lib.photo_concepts(photo_id))
         self.regions = [r for r in lib.regions(photo_id) if r.concept_id == concept_id]
 
@@ -175,8 +175,8 @@ class TagCommand(_PhotoCommand):
 
     def redo(self) -> None:
         if self.add:
-            if not self.was_tagged:
-                self.lib.tag_photo(self.photo_id, self._name())
+            if not self.was_tagged or self.box is not None:
+                self.lib.tag_photo(self.photo_id, self._name(), box=self.box)
         else:
             self.lib.untag_photo(self.photo_id, self._name())
         self.notify(self.photo_id)
@@ -186,6 +186,9 @@ class TagCommand(_PhotoCommand):
             if self.add:
                 if not self.was_tagged:
                     self.lib.untag_photo(self.photo_id, self._name())
+                elif self.box is not None:  # only a region was added: put the earlier state back
+                    self.lib.untag_photo(self.photo_id, self._name())
+                    self._tag()
             elif self.was_tagged:
                 self._tag()
         except NotFound:  # the concept was deleted since: nothing to restore
@@ -354,8 +357,11 @@ class ConceptPicker(QDialog):
         self.list.setMaximumHeight(240)
         self.new_btn = QPushButton("+ New person or pet…")
         self.new_btn.setFlat(True)
+        self.mark_box = QCheckBox("Mark where they are…")
+        self.mark_box.setToolTip("After choosing, draw a box around them on the photo")
         lay.addWidget(self.search)
         lay.addWidget(self.list)
+        lay.addWidget(self.mark_box)
         lay.addWidget(self.new_btn)
         for c in concepts:
             if c.id in exclude:
@@ -788,12 +794,39 @@ class PhotoPanel(QWidget):
             return
         self.undo.push(RestoreCaptionCommand(self.lib, self.photo_id, self._notify, caption_id))
 
-    def add_concept(self, concept_id: int) -> None:
+    def add_concept(self, concept_id: int, box: Box | None = None) -> None:
         if self.photo_id is None:
             return
-        if any(c.id == concept_id for c in self.lib.photo_concepts(self.photo_id)):
+        if box is None and any(c.id == concept_id for c in self.lib.photo_concepts(self.photo_id)):
             return
-        self.undo.push(TagCommand(self.lib, self.photo_id, self._notify, concept_id, add=True))
+        self.undo.push(TagCommand(self.lib, self.photo_id, self._notify, concept_id, add=True, box=box))
+
+    def mark_concept(self, concept_id: int):
+        """Ask where the person/pet is (the reference-crop box dialog, on this photo as displayed), then
+        tag the photo with that region; "Use whole photo" tags without a region, Cancel does nothing."""
+        if self.photo_id is None:
+            return None
+        from .people import BoxDialog  # people.py does not import this module; keep it lazy anyway
+        pid = self.photo_id
+        photo, name = self.lib.photo(pid), self.lib.concept(concept_id).name
+        dlg = BoxDialog(self.tasks, photo.fs_path, f"Where is {name}?", (photo.width, photo.height), None,
+                        self.window(), hint=f"Drag a box around {name} in this photo, or use the whole photo.")
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def finished(result: int) -> None:
+            if result == QDialog.DialogCode.Accepted and self.photo_id == pid:
+                self.add_concept(concept_id, box=dlg.box)
+
+        dlg.finished.connect(finished)
+        dlg.open()
+        self._box_dialog = dlg
+        return dlg
+
+    def _picked(self, picker: ConceptPicker, concept_id: int) -> None:
+        if picker.mark_box.isChecked():
+            self.mark_concept(concept_id)
+        else:
+            self.add_concept(concept_id)
 
     def remove_concept(self, concept_id: int) -> None:
         if self.photo_id is None:
@@ -805,7 +838,7 @@ class PhotoPanel(QWidget):
             return None
         have = {c.id for c in self.lib.photo_concepts(self.photo_id)}
         picker = ConceptPicker(self.lib.concepts(), have, self)
-        picker.chosen.connect(self.add_concept)
+        picker.chosen.connect(lambda cid: self._picked(picker, cid))
         pid = self.photo_id
         picker.create_requested.connect(lambda name: self.new_concept_requested.emit(pid, name))
         picker.move(self.add_btn.mapToGlobal(self.add_btn.rect().bottomLeft()))

@@ -334,6 +334,10 @@ class QueueDock(QDockWidget):
         self.list_layout.addWidget(self.empty)
         self.list_layout.addStretch(1)
         self.scroll.setWidget(self.list_widget)
+        # Small minimum (QScrollArea's own is ~70 px): with no saved layout the dock then opens at about
+        # the model row + a line of jobs instead of a third of the window; the jobs scroll, the user can
+        # drag the dock taller.
+        self.scroll.setMinimumHeight(2 * self.empty.fontMetrics().height() + 6)
         lay.addWidget(self.scroll, 1)
         footer = QHBoxLayout()
         footer.addStretch(1)
@@ -369,7 +373,13 @@ class QueueDock(QDockWidget):
                 self.list_layout.removeWidget(card)
                 self.list_layout.insertWidget(pos + 1, card)  # after the "empty" label
         self.empty.setVisible(not wanted)
-        self.clear.setEnabled(any(v.status in ("done", "cancelled") for v in jobs))
+        self._set_clearable(any(v.status in ("done", "cancelled") for v in jobs))
+
+    def _set_clearable(self, on: bool) -> None:
+        # hidden (not just greyed out) while there is nothing to clear: its row is height the dock
+        # would otherwise always need
+        self.clear.setEnabled(on)
+        self.clear.setVisible(on)
 
     def _job_changed(self, job_id: int) -> None:
         card = self.cards.get(job_id)
@@ -379,7 +389,7 @@ class QueueDock(QDockWidget):
             card.refresh()
         v = self.controller.jobs.get(job_id)
         if v is not None and not v.active:
-            self.clear.setEnabled(any(j.status in ("done", "cancelled") for j in self.controller.jobs.values()))
+            self._set_clearable(any(j.status in ("done", "cancelled") for j in self.controller.jobs.values()))
 
     def _refresh_all(self) -> None:
         for card in self.cards.values():

@@ -117,6 +117,7 @@ def test_caption_selection_end_to_end(qtbot, album, window, make_controller):
     job_id = start_job(qtbot, ctrl, ids, window)
     view = wait_stopped(qtbot, ctrl, job_id)
     assert view.status == "done", view.message
+    qtbot.waitUntil(lambda: dock.clear.isVisible() and dock.clear.isEnabled(), timeout=WAIT)  # shown once clearable
     assert sorted(p for p, _ in finished) == sorted(ids)  # one signal per photo
     job, items = db_job(album["path"], job_id)
     assert job.status == "done" and job.params["batch_size"] == 2 and job.params["concepts"] is None
@@ -418,3 +419,13 @@ def test_gpu_summary_is_plain_language(qtbot, album, make_controller):
         assert text.startswith("GPU: ")
     else:
         assert text.startswith("No NVIDIA GPU found")
+
+
+def test_queue_dock_is_small_when_empty(qtbot, album, window, make_controller):
+    ctrl = make_controller(album["path"])
+    dock = ctrl.queue_dock()
+    window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    window.show()
+    qtbot.waitExposed(window)
+    assert not dock.clear.isVisible()                        # nothing to clear: no row for it
+    assert dock.minimumSizeHint().height() <= dock.model_panel.minimumSizeHint().height() + 90

@@ -202,3 +202,24 @@ def test_find_photos_by_person(imported_library, make_window, qtbot):
     assert win.current_page() == "browser"
     assert {win.browser.model.photo_id(r) for r in range(win.browser.model.rowCount())} == set(ids)
     assert win.browser.person_combo.currentText() == "Rex"
+
+
+def test_make_another_reference_photo_primary(imported_library, make_window, qtbot):
+    lib = imported_library
+    lib.add_concept("Anna", "person", "my daughter")
+    photos = lib.list_photos()
+    refs = [lib.add_concept_ref("Anna", photo_id=p.id) for p in photos[:3]]
+    win = make_window(lib)
+    win.show_page("people")
+    people = win.people
+    people.reload()
+    assert people.refs.count() == 3 and people.refs.item(0).text().startswith("★ ")
+    people.refs.setCurrentRow(0)
+    assert not people.ref_primary_btn.isEnabled()              # already the primary one
+    people.refs.setCurrentRow(2)
+    assert people.ref_primary_btn.isEnabled()
+    qtbot.mouseClick(people.ref_primary_btn, Qt.MouseButton.LeftButton)
+    assert [r.id for r in lib.concept_refs("Anna")] == [refs[2].id, refs[0].id, refs[1].id]
+    assert people.refs.item(0).data(Qt.ItemDataRole.UserRole) == refs[2].id   # list refreshed, star moved
+    assert people.refs.item(0).text().startswith("★ ")
+    assert not people.refs.item(1).text().startswith("★ ")

@@ -160,3 +160,49 @@ def test_typing_a_caption_for_an_uncaptioned_photo(setup, qtbot):
     assert cap.text == "A quiet hill." and cap.status == "accepted" and cap.parent_id is None
     win.undo.undo()
     assert lib.current_caption(other.id) is None
+
+
+def test_tag_a_person_with_a_box_drawn_on_the_photo_and_undo(setup, qtbot):
+    from PySide6.QtWidgets import QDialog
+
+    from repic_desktop.core.library import Box
+    win, lib, photo = setup
+    panel = win.panel
+    picker = panel.open_picker()
+    picker.mark_box.setChecked(True)
+    qtbot.keyClicks(picker.search, "ann")
+    QTest.keyClick(picker.search, Qt.Key.Key_Return)
+    dlg = panel._box_dialog
+    assert dlg.windowTitle() == "Where is Anna?"
+    assert lib.photo_concepts(photo.id) == []                     # nothing until the box is confirmed
+    qtbot.waitUntil(lambda: dlg.canvas.pixmap is not None, timeout=10_000)
+    assert (dlg.canvas.full.width(), dlg.canvas.full.height()) == (480, 360)   # displayed (upright) frame
+    box = Box(300, 40, 160, 200)      # only fits the displayed frame: the file is stored 360 wide, rotated
+    dlg.canvas.set_box(box)
+    assert dlg.ok.isEnabled()
+    with qtbot.waitSignal(dlg.finished, timeout=5_000):
+        dlg.ok.click()
+    assert dlg.result() == QDialog.DialogCode.Accepted
+    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Anna"]
+    assert [(r.box, r.source) for r in lib.regions(photo.id)] == [(box, "manual")]
+    assert chip_names(panel) == ["Anna"]
+    assert panel.preview.regions == [("Anna", box)]
+    win.undo.undo()
+    assert lib.photo_concepts(photo.id) == [] and lib.regions(photo.id) == []
+    assert chip_names(panel) == [] and panel.preview.regions == []
+    win.undo.redo()
+    assert [r.box for r in lib.regions(photo.id)] == [box] and chip_names(panel) == ["Anna"]
+
+
+def test_mark_box_cancelled_or_whole_photo(setup, qtbot):
+    win, lib, photo = setup
+    panel = win.panel
+    dlg = panel.mark_concept(lib.concept("Rex").id)
+    with qtbot.waitSignal(dlg.finished, timeout=5_000):
+        dlg.reject()
+    assert lib.photo_concepts(photo.id) == [] and win.undo.count() == 0
+    dlg = panel.mark_concept(lib.concept("Rex").id)
+    qtbot.waitUntil(lambda: dlg.canvas.pixmap is not None, timeout=10_000)
+    with qtbot.waitSignal(dlg.finished, timeout=5_000):
+        dlg.whole.click()                                         # tag without a region
+    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Rex"] and lib.regions(photo.id) == []
