@@ -34,6 +34,25 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) ->
             print(out)
 
 
+def progress_bar(args: argparse.Namespace, desc: str):
+    """A tqdm bar on stderr, or None with --json/--quiet (stdout stays machine-readable)."""
+    if getattr(args, "json", False) or getattr(args, "quiet", False):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="photo", desc=desc, file=sys.stderr, disable=None)
+
+
+def bar_progress(bar) -> Callable[[int, int, str], None]:
+    """The `progress(done, total, path)` callback of scans and exports, drawing on `bar` (may be None)."""
+    def progress(done: int, total: int, path: str) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+    return progress
+
+
 def _open_library(args: argparse.Namespace) -> Library:
     return Library(paths.resolve_library_path(args.library))
 
@@ -104,19 +123,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not os.path.isdir(root):
         raise UserError(f"{args.dir} is not a folder")
     with _open_library(args) as lib:
-        bar = None
-        if not args.json and not args.quiet:
-            from tqdm import tqdm
-            bar = tqdm(total=0, unit="photo", desc="importing", file=sys.stderr, disable=None)
-
-        def progress(done: int, total: int, path: str) -> None:
-            if bar is not None:
-                bar.total = total
-                bar.n = done
-                bar.refresh()
-
+        bar = progress_bar(args, "importing")
         try:
-            report = scan_folder(lib, root, progress=progress)
+            report = scan_folder(lib, root, progress=bar_progress(bar))
         finally:
             if bar is not None:
                 bar.close()

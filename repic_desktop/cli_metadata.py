@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any
+
+from .cli import bar_progress, progress_bar
 
 FIELD_CHOICES = ("caption", "title", "people", "regions", "keywords")
 
@@ -82,22 +83,6 @@ def add_metadata_commands(subparsers, common_parent: argparse.ArgumentParser) ->
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-def _bar(args: argparse.Namespace, desc: str):
-    if getattr(args, "json", False) or getattr(args, "quiet", False):
-        return None
-    from tqdm import tqdm
-    return tqdm(total=0, unit="photo", desc=desc, file=sys.stderr, disable=None)
-
-
-def _progress(bar):
-    def progress(done: int, total: int, path: str) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-    return progress
-
-
 def _change_line(c: dict[str, Any]) -> str:
     from .metadata.fields import summarize
     return f"      {c['key']}: {summarize(c['key'], c['old'])} -> {summarize(c['key'], c['new'])}"
@@ -129,11 +114,11 @@ def cmd_export(args: argparse.Namespace) -> int:
             ids += accepted_photo_ids(lib)
         if not ids:
             raise UserError("no photo has an accepted caption to export (accept captions first)")
-        bar = _bar(args, "exporting" if not args.dry_run else "checking")
+        bar = progress_bar(args, "exporting" if not args.dry_run else "checking")
         try:
             with Backends(options.write.backend) as backends:
                 report = export_photos(lib, ids, options, dry_run=args.dry_run, backends=backends,
-                                       progress=_progress(bar))
+                                       progress=bar_progress(bar))
         finally:
             if bar is not None:
                 bar.close()
@@ -249,11 +234,11 @@ def cmd_metadata_read(args: argparse.Namespace) -> int:
         ids = [lib.resolve_photo(p).id for p in args.photos]
         if args.all:
             ids += [p.id for p in lib.list_photos()]
-        bar = _bar(args, "reading")
+        bar = progress_bar(args, "reading")
         try:
             with Backends(args.backend) as backends:
                 report = read_metadata_into_library(lib, ids, create_concepts=args.create_concepts,
-                                                    backends=backends, progress=_progress(bar))
+                                                    backends=backends, progress=bar_progress(bar))
         finally:
             if bar is not None:
                 bar.close()
