@@ -137,9 +137,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
             photo_ids = _select_photos(lib, args)
             skipped = []
             if not args.force:
-                already = [pid for pid in photo_ids if lib.photo(pid).current_caption_id is not None]
-                skipped = already
-                photo_ids = [pid for pid in photo_ids if pid not in set(already)]
+                captioned = [lib.photo(pid).current_caption_id is not None for pid in photo_ids]
+                skipped = [pid for pid, done in zip(photo_ids, captioned) if done]
+                photo_ids = [pid for pid, done in zip(photo_ids, captioned) if not done]
             for pid in skipped:
                 if args.json:
                     _emit_json({"photo": pid, "skipped": "already captioned (use --force to caption again)"})

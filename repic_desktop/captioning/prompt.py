@@ -187,7 +187,7 @@ def concepts_for_photo(library: "Library", photo_id: int, names: Sequence[str] |
     if max_refs < 1:
         raise PromptError("at least one reference photo per concept is needed")
     if names:
-        chosen = {library.concept(n).id: library.concept(n) for n in names}
+        chosen = {c.id: c for c in map(library.concept, names)}  # a name given twice counts once
         ordered = sorted(chosen.values(), key=lambda c: (c.position, c.id))
     else:
         ordered = library.photo_concepts(photo_id)
