@@ -316,3 +316,18 @@ def test_set_primary_reference_moves_it_first_and_keeps_the_others_in_order(libr
     assert [r.id for r in library.concept_refs("Anya")] == [refs[2].id, refs[0].id, refs[1].id, refs[3].id]
     with pytest.raises(NotFound):
         library.set_primary_reference(99999)
+
+
+def test_set_current_caption_and_update_provenance(library):
+    a, b = add_photo(library, "/p/a.jpg", "ha"), add_photo(library, "/p/b.jpg", "hb")
+    first = library.add_caption(a, "first", provenance={"x": 1})
+    library.add_caption(a, "second")
+    other = library.add_caption(b, "b's caption")
+    library.set_current_caption(a, first)
+    assert library.current_caption(a).text == "first" and len(library.caption_history(a)) == 2
+    with pytest.raises(NotFound):
+        library.set_current_caption(a, other)  # another photo's caption
+    library.set_current_caption(a, None)
+    assert library.current_caption(a) is None
+    library.update_caption_provenance(first, {"x": 1, "export": {"fields": ["caption"]}})
+    assert library.caption_history(a)[0].provenance == {"x": 1, "export": {"fields": ["caption"]}}

@@ -777,6 +777,21 @@ class Library:
         with self.transaction():
             self.conn.execute("UPDATE captions SET status = ? WHERE id = ?", (status, caption_id))
 
+    def set_current_caption(self, photo_id: int, caption_id: int | None) -> None:
+        """Point a photo at one of its own captions (None: no caption); every row is kept (undo)."""
+        with self.transaction():
+            if caption_id is not None:
+                row = self.conn.execute("SELECT photo_id FROM captions WHERE id = ?", (caption_id,)).fetchone()
+                if row is None or row[0] != photo_id:
+                    raise NotFound(f"caption {caption_id} does not belong to photo {photo_id}")
+            self.conn.execute("UPDATE photos SET current_caption_id = ? WHERE id = ?", (caption_id, photo_id))
+
+    def update_caption_provenance(self, caption_id: int, provenance: dict[str, Any]) -> None:
+        """Replace a caption's provenance JSON (e.g. to record where it was exported)."""
+        with self.transaction():
+            self.conn.execute("UPDATE captions SET provenance = ? WHERE id = ?",
+                              (json.dumps(provenance, ensure_ascii=False), caption_id))
+
     _CAPTION_SQL = ("SELECT id, photo_id, text, tags, concept_set, model_id, model_revision, adapter_id,"
                     " prompt_hash, source, status, parent_id, created_at, provenance, job_id FROM captions")
 

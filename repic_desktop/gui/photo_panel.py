@@ -41,12 +41,6 @@ PREVIEW_MAX_SIDE = 1800
 # Library operations used by the undo commands
 # --------------------------------------------------------------------------------------------------
 
-def set_current_caption(lib: Library, photo_id: int, caption_id: int | None) -> None:
-    """Point a photo at one of its captions (None: no caption). The library keeps every row."""
-    with lib.transaction():
-        lib.conn.execute("UPDATE photos SET current_caption_id = ? WHERE id = ?", (caption_id, photo_id))
-
-
 def describe_provenance(c: Caption) -> str:
     """'edited by you', 'RePIC_Qwen2.5VL_7B (4-bit) in 1.9 s', 'demo model' ..."""
     prov = c.provenance or {}
@@ -104,11 +98,11 @@ class EditCaptionCommand(_PhotoCommand):
                 self.photo_id, self.text_, tags=self.tags, concept_set=self.concept_set, source="user",
                 status="draft", parent_id=self.old_id, provenance={"edited_from": self.old_id})
         else:
-            set_current_caption(self.lib, self.photo_id, self.new_id)
+            self.lib.set_current_caption(self.photo_id, self.new_id)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        set_current_caption(self.lib, self.photo_id, self.old_id)
+        self.lib.set_current_caption(self.photo_id, self.old_id)
         self.notify(self.photo_id)
 
 
@@ -144,11 +138,11 @@ class RestoreCaptionCommand(_PhotoCommand):
         self.new_id = caption_id
 
     def redo(self) -> None:
-        set_current_caption(self.lib, self.photo_id, self.new_id)
+        self.lib.set_current_caption(self.photo_id, self.new_id)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        set_current_caption(self.lib, self.photo_id, self.old_id)
+        self.lib.set_current_caption(self.photo_id, self.old_id)
         self.notify(self.photo_id)
 
 

@@ -19,7 +19,6 @@ of what was written afterwards.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -174,14 +173,6 @@ def previous_owned(library: Library, photo_id: int) -> dict[str, list[str]]:
     return {}
 
 
-def set_caption_provenance(library: Library, caption_id: int, provenance: dict[str, Any]) -> None:
-    """Replace a caption row's provenance JSON. (Library has no method for this yet; it is the one
-    statement this package runs itself. Candidate for `Library.update_caption_provenance`.)"""
-    with library.transaction():
-        library.conn.execute("UPDATE captions SET provenance = ? WHERE id = ?",
-                             (json.dumps(provenance, ensure_ascii=False), caption_id))
-
-
 def record_export(library: Library, photo: Photo, caption: Caption, res: WriteResult, groups: Iterable[str],
                   written_caption: str | None) -> None:
     prov = dict(caption.provenance or {})
@@ -191,7 +182,7 @@ def record_export(library: Library, photo: Photo, caption: Caption, res: WriteRe
         "caption": written_caption, "owned": res.owned,
     }
     with library.transaction():
-        set_caption_provenance(library, caption.id, prov)
+        library.update_caption_provenance(caption.id, prov)
         library.set_caption_status(caption.id, "exported")
         if res.status == "written" and res.target == "file" and res.sha256:
             library.update_photo(photo.id, size=res.size, mtime_ns=res.mtime_ns, content_hash=res.sha256)
