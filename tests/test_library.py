@@ -331,3 +331,20 @@ def test_set_current_caption_and_update_provenance(library):
     assert library.current_caption(a) is None
     library.update_caption_provenance(first, {"x": 1, "export": {"fields": ["caption"]}})
     assert library.caption_history(a)[0].provenance == {"x": 1, "export": {"fields": ["caption"]}}
+
+
+def test_adapter_registry_round_trip(library, tmp_path):
+    a = library.register_adapter("family-v1", tmp_path / "a1", base_model="Qwen/Qwen2.5-VL-7B-Instruct",
+                                 base_revision="abc", manifest={"concepts": ["Anya"], "metrics": {"f1": 0.5}})
+    assert a.name == "family-v1" and a.manifest["concepts"] == ["Anya"] and a.path == str(tmp_path / "a1")
+    assert library.adapter(a.id) == a and library.adapter("family-v1") == a
+    with pytest.raises(LibraryError):
+        library.register_adapter("family-v1", tmp_path / "a2", base_model="x")
+    b = library.register_adapter("family-v1", tmp_path / "a2", base_model="x", replace=True)
+    assert [x.path for x in library.adapters()] == [str(tmp_path / "a2")] == [b.path]
+    library.update_adapter_manifest("family-v1", {"flagged": True})
+    assert library.adapter("family-v1").manifest == {"flagged": True}
+    assert library.remove_adapter("family-v1").name == "family-v1"
+    assert library.adapters() == []
+    with pytest.raises(NotFound):
+        library.adapter("family-v1")

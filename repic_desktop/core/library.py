@@ -327,6 +327,20 @@ class Region:
     source: str
 
 
+@dataclass(frozen=True)
+class Adapter:
+    id: int
+    name: str
+    path: str
+    base_model: str
+    base_revision: str | None
+    manifest: dict[str, Any]
+    created_at: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
 _PHOTO_COLS = ("id, path, path_bytes, folder, filename, size, mtime_ns, content_hash, format, width, height, "
                "orientation, date_taken, status, current_caption_id")
 
@@ -855,6 +869,59 @@ class Library:
             self.conn.executemany(self._INSERT_PHOTO, rows)
             self.conn.executemany("DELETE FROM skipped_files WHERE path_bytes = ?", [(r[1],) for r in rows])
         return len(rows)
+
+    # ---------------------------------------------------------------- adapters
+    _ADAPTER_SQL = "SELECT id, name, path, base_model, base_revision, manifest, created_at FROM adapters"
+
+    def register_adapter(self, name: str, path: str | os.PathLike, *, base_model: str,
+                         base_revision: str | None = None, manifest: dict[str, Any] | None = None,
+                         replace: bool = False) -> "Adapter":
+        """Record a trained LoRA adapter (folder with adapter_model.safetensors) under a unique name."""
+        name = name.strip()
+        if not name:
+            raise LibraryError("an adapter needs a name")
+        with self.transaction():
+            if self.conn.execute("SELECT 1 FROM adapters WHERE name = ?", (name,)).fetchone():
+                if not replace:
+                    raise LibraryError(f"there is already an adapter called {name!r}")
+                self.conn.execute("DELETE FROM adapters WHERE name = ?", (name,))
+            self.conn.execute(
+                "INSERT INTO adapters (name, path, base_model, base_revision, manifest, created_at)"
+                " VALUES (?,?,?,?,?,?)",
+                (name, os.fspath(path), base_model, base_revision,
+                 json.dumps(manifest or {}, ensure_ascii=False), now()))
+        return self.adapter(name)
+
+    @staticmethod
+    def _adapter(r) -> "Adapter":
+        return Adapter(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6])
+
+    def adapters(self) -> list["Adapter"]:
+        return [self._adapter(r) for r in self.conn.execute(self._ADAPTER_SQL + " ORDER BY created_at, id")]
+
+    def adapter(self, name_or_id: str | int) -> "Adapter":
+        if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+            row = self.conn.execute(self._ADAPTER_SQL + " WHERE id = ? OR name = ?",
+                                    (int(name_or_id), str(name_or_id))).fetchone()
+        else:
+            row = self.conn.execute(self._ADAPTER_SQL + " WHERE name = ?", (name_or_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no adapter called {name_or_id!r} (see `repic-train adapters list`)")
+        return self._adapter(row)
+
+    def update_adapter_manifest(self, name: str, manifest: dict[str, Any]) -> None:
+        a = self.adapter(name)
+        with self.transaction():
+            self.conn.execute("UPDATE adapters SET manifest = ? WHERE id = ?",
+                              (json.dumps(manifest, ensure_ascii=False), a.id))
+
+    def remove_adapter(self, name: str) -> "Adapter":
+        """Forget an adapter (its folder is left on disk: the caller decides whether to delete it)."""
+        a = self.adapter(name)
+        with self.transaction():
+            self.conn.execute("DELETE FROM adapters WHERE id = ?", (a.id,))
+        return a
+
 
 def _under_folder(under: str | os.PathLike | bytes | None) -> tuple[str, tuple]:
     """WHERE clause for "path_bytes is below this folder": a BLOB range scan means "starts with prefix"
