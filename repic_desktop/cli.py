@@ -143,8 +143,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                  f"{report.moved} moved, {report.missing} missing, {len(report.skipped)} skipped"]
         for s in report.skipped:
             lines.append(f"  skipped {s['path']}: {s['reason']}")
-        if report.sidecar_only:
-            lines.append(f"  {len(report.sidecar_only)} RAW files listed (metadata goes to .xmp sidecars)")
         if meta is not None:
             lines.append(f"metadata: {meta.captions_added} captions, {meta.tags_added} tags, "
                          f"{len(meta.proposals)} new names")

@@ -133,6 +133,52 @@ class Corpus:
         return snap
 
 
+def tiff_raw_bytes(preview: bytes, *, orientation: int = 1, date: str | None = None,
+                   thumbnail: bytes | None = None, sensor: bytes = b"") -> bytes:
+    """A TIFF-structured camera RAW as CR2/NEF/ARW/DNG lay it out: IFD0 (orientation, EXIF IFD with the
+    date, the big preview via JPEGInterchangeFormat), IFD1 with a small thumbnail, then 'sensor data'."""
+    def ifd(entries: list[tuple[int, int, int, bytes | int]], at: int, nxt: int) -> tuple[bytes, bytes]:
+        # entries: (tag, type, count, value); values > 4 bytes go into an area right after the IFD
+        body, extra = b"", b""
+        area = at + 2 + 12 * len(entries) + 4
+        for tag, typ, count, value in sorted(entries):
+            if isinstance(value, bytes) and len(value) > 4:
+                body += struct.pack("<HHII", tag, typ, count, area + len(extra))
+                extra += value + (b"\0" if len(value) % 2 else b"")
+            elif isinstance(value, bytes):
+                body += struct.pack("<HHI", tag, typ, count) + value.ljust(4, b"\0")
+            else:
+                fmt = "<HHIHH" if typ == 3 else "<HHII"
+                body += struct.pack(fmt, tag, typ, count, value, *((0,) if typ == 3 else ()))
+        return struct.pack("<H", len(entries)) + body + struct.pack("<I", nxt), extra
+
+    thumbnail = thumbnail or jpeg_bytes((16, 12))
+    ifd0_at = 8
+    exif_entries = [(0x9003, 2, 20, (date or "2020:01:01 00:00:00").encode() + b"\0")] if date else []
+    # lay out: header | IFD0 (+extra) | EXIF IFD (+extra) | IFD1 (+extra) | thumbnail | preview | sensor
+    sizes = [2 + 12 * 6 + 4 + 32, 2 + 12 * max(1, len(exif_entries)) + 4 + 24, 2 + 12 * 3 + 4]
+    exif_at = ifd0_at + sizes[0]
+    ifd1_at = exif_at + sizes[1]
+    thumb_at = ifd1_at + sizes[2]
+    preview_at = thumb_at + len(thumbnail)
+    ifd0, extra0 = ifd([(0x100, 4, 1, 64), (0x101, 4, 1, 48), (0x10F, 2, 6, b"Canon\0"),
+                        (0x112, 3, 1, orientation), (0x201, 4, 1, preview_at), (0x202, 4, 1, len(preview))]
+                       + ([(0x8769, 4, 1, exif_at)] if date else [(0x131, 2, 4, b"cam\0")]), ifd0_at, ifd1_at)
+    exif, extra_e = ifd(exif_entries or [(0x9000, 7, 4, b"0230")], exif_at, 0)
+    ifd1, extra1 = ifd([(0x103, 3, 1, 6), (0x201, 4, 1, thumb_at), (0x202, 4, 1, len(thumbnail))], ifd1_at, 0)
+    out = b"II*\0" + struct.pack("<I", ifd0_at)
+    out += (ifd0 + extra0).ljust(sizes[0], b"\0") + (exif + extra_e).ljust(sizes[1], b"\0")
+    out += (ifd1 + extra1).ljust(sizes[2], b"\0")
+    assert len(out) == thumb_at
+    return out + thumbnail + preview + sensor
+
+
+def raf_like_bytes(preview: bytes) -> bytes:
+    """A RAW that is not TIFF inside (Fujifilm RAF's layout: its own header, then a JPEG, then data)."""
+    head = b"FUJIFILMCCD-RAW 0201FF383501" + b"\0" * 56
+    return head + struct.pack(">II", len(head) + 8, len(preview)) + preview + os.urandom(256)
+
+
 def write(path: bytes | Path, data: bytes) -> bytes:
     path = os.fsencode(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -216,9 +262,14 @@ def build_corpus(tmp_path: Path) -> Corpus:
     os.symlink(c.p("cmyk.jpg"), c.p("a_link_to_cmyk.jpg"))                 # same file twice: real path wins
     c.ignored.append(c.p("a_link_to_cmyk.jpg"))
 
-    # --- RAW: listed, not imported, not an error
-    for name in ("IMG_0001.CR2", "DSC_0002.nef", "scan.dng"):
-        c.raw.append(write(c.p(name), b"II*\x00" + os.urandom(100)))
+    # --- camera RAW: imported through the embedded preview (displayed frame = preview + RAW orientation)
+    preview = jpeg_bytes((200, 130))
+    good("DSC_0002.nef", tiff_raw_bytes(preview, orientation=6, date="2022:03:04 05:06:07",
+                                        sensor=os.urandom(2000)), 130, 200, "RAW")
+    good("DSCF0003.RAF", raf_like_bytes(jpeg_bytes((180, 120))), 180, 120, "RAW")
+    c.raw += [c.p("DSC_0002.nef"), c.p("DSCF0003.RAF")]
+    bad("IMG_0001.CR2", b"II*\x00" + os.urandom(100), "without a usable embedded JPEG preview")
+    bad("scan.dng", tiff_raw_bytes(preview[: len(preview) // 2]), "without a usable embedded JPEG preview")
 
     # --- ignored: hidden files/folders, AppleDouble, not-a-photo extensions
     for name in (".hidden.jpg", "._oriented6.jpg", os.path.join(".thumbnails", "t.jpg"),

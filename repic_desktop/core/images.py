@@ -56,8 +56,8 @@ SUPPORTED_EXTENSIONS = frozenset({
     ".gif",
 })
 
-# Camera RAW files: listed by the scanner ("sidecar-only": captions for them go to .xmp sidecars later),
-# never decoded here. Several are TIFF inside, which is why the extension decides for these.
+# Camera RAW files: imported through their embedded JPEG preview (core/raw.py); metadata for them goes
+# to .xmp sidecars. Several are TIFF inside, which is why the extension decides for these.
 RAW_EXTENSIONS = frozenset({
     ".3fr", ".ari", ".arw", ".bay", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".fff", ".iiq",
     ".k25", ".kdc", ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".ori", ".pef", ".raf", ".raw",
@@ -78,7 +78,7 @@ MAX_READ_BYTES = 256 * 1024 * 1024
 MAX_FILE_BYTES = 4 * 1024 ** 3
 
 FORMAT_NAMES = {"JPEG": "JPEG", "PNG": "PNG", "TIFF": "TIFF", "WEBP": "WebP", "HEIF": "HEIC/HEIF",
-                "BMP": "BMP", "GIF": "GIF"}
+                "BMP": "BMP", "GIF": "GIF", "RAW": "camera RAW"}
 _SUPPORTED_LIST = "JPEG/PNG/TIFF/WebP/HEIC/BMP/GIF"
 
 # Reasons that depend on access rights or timing rather than on the file's bytes: a rescan retries them
@@ -606,12 +606,56 @@ def _inspect(fmt: str | None, head: bytes, data: Buf, fp: BinaryIO, filename: st
         im.close()
 
 
+def is_raw_name(path: str | bytes | os.PathLike) -> bool:
+    """A camera RAW file by its extension (the content of many RAWs is TIFF, so content cannot decide)."""
+    name = os.fsdecode(os.fspath(path))
+    return os.path.splitext(name)[1].lower() in RAW_EXTENSIONS
+
+
+def _raw_info(data: bytes) -> tuple[ImageInfo, "object"]:
+    from . import raw
+    try:
+        facts = raw.raw_facts(data, MAX_PIXELS)
+    except raw.NoPreview as exc:
+        raise UnusableImage(str(exc)) from exc
+    w, h = (facts.height, facts.width) if facts.orientation >= 5 else (facts.width, facts.height)
+    info = ImageInfo(format="RAW", width=w, height=h, orientation=facts.orientation,
+                     date_taken=_exif_date(facts.date_taken, facts.date_offset), mode="RGB")
+    return info, facts
+
+
+def _read_small(path: str | bytes | os.PathLike) -> tuple[bytes, os.stat_result]:
+    """The whole file (RAWs are parsed in memory: previews sit anywhere in them)."""
+    f, st = _open_readonly(path)
+    with f:
+        if st.st_size > MAX_READ_BYTES:
+            raise UnusableImage(f"camera RAW of {st.st_size / 1024 ** 2:.0f} MB is larger than the "
+                                f"{MAX_READ_BYTES // 1024 ** 2} MB we read for a preview")
+        try:
+            data = f.read()
+        except OSError as exc:
+            raise _os_error(exc) from exc
+        except MemoryError as exc:
+            raise UnusableImage("not enough memory to read this file") from exc
+    if len(data) != st.st_size:
+        raise UnusableImage("file changed while it was being read (still being copied?)")
+    if not data:
+        raise UnusableImage("empty file (0 bytes)")
+    return data, st
+
+
 def inspect_image(path: str | bytes | os.PathLike, data: bytes | None = None) -> ImageInfo:
     """What the image is, cheaply: format (from content), displayed size, orientation, date taken.
 
     With `data` (the whole file, already read) nothing is read from disk. Raises UnusableImage with a
     user-facing reason for anything we would not import."""
     filename = os.fspath(path)
+    if is_raw_name(filename):
+        if data is None:
+            data, _ = _read_small(path)
+        if not data:
+            raise UnusableImage("empty file (0 bytes)")
+        return _raw_info(bytes(data))[0]
     if data is not None:
         head = bytes(data[:32])
         return _inspect(sniff_format(head), head, data, io.BytesIO(data), filename)
@@ -641,6 +685,11 @@ def probe_file(path: str | bytes | os.PathLike) -> ProbedFile:
 
     Files up to MAX_READ_BYTES are read into memory once; bigger ones are hashed in a streaming pass and
     probed through the open file. The file is opened read-only and never written."""
+    if is_raw_name(path):
+        data, st = _read_small(path)
+        info = _raw_info(data)[0]
+        return ProbedFile(size=st.st_size, mtime_ns=st.st_mtime_ns,
+                          content_hash=hashlib.sha256(data).hexdigest(), info=info)
     f, st = _open_readonly(path)
     with f:
         size = st.st_size
@@ -787,6 +836,8 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
     Raises UnusableImage for anything unreadable, truncated or over MAX_PIXELS."""
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be a positive number of pixels")
+    if is_raw_name(path):
+        return _open_raw(path, max_side)
     f, st = _open_readonly(path)
     with f:
         if st.st_size == 0:
@@ -826,6 +877,33 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
     if max_side and max(out.size) > max_side:
         out = out.resize(_fit(out.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     method = _TRANSPOSE.get(orientation)
+    if method is not None:
+        out = out.transpose(method)
+    return out
+
+
+def _open_raw(path: str | bytes | os.PathLike, max_side: int | None) -> Image.Image:
+    """A RAW photo as displayed: its embedded preview with the RAW's orientation applied."""
+    from . import raw
+    data, _ = _read_small(path)
+    info, facts = _raw_info(data)
+    im = raw.open_preview(data, facts)
+    try:
+        if max_side and max(im.size) > max_side:
+            im.draft(None, _fit(im.size, max_side))
+        try:
+            im.load()
+        except MemoryError as exc:
+            raise UnusableImage("not enough memory to decode this image") from exc
+        except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
+            raise UnusableImage(f"corrupt preview in camera RAW file: {exc}") from exc
+        out = to_rgb_or_rgba(im, "JPEG")
+    finally:
+        if "out" not in locals() or out is not im:
+            im.close()
+    if max_side and max(out.size) > max_side:
+        out = out.resize(_fit(out.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    method = _TRANSPOSE.get(info.orientation)
     if method is not None:
         out = out.transpose(method)
     return out

@@ -27,7 +27,8 @@ content hash and marks vanished ones missing. Decisions (why, not what):
   is imported under the link's path, unless the same file (same st_dev/st_ino: a link or hard link) is
   also reached another way in this walk - then it is imported once, preferring the non-link path. A
   broken link with a photo extension is skipped with "broken symbolic link".
-- RAW files are listed in `sidecar_only` (captions will go to .xmp sidecars) and not imported here.
+- Camera RAW files are imported like any photo, through their embedded JPEG preview (core/raw.py); a
+  RAW without one is skipped with that reason. Their metadata goes to .xmp sidecars on export.
 - Files are read by a few worker threads (PROBE_THREADS) a little ahead of the calling thread, which
   does all library work; results are applied in walk order, so reports and progress are deterministic.
 - Library writes happen in batches (about 200 files or one second of work, whichever comes first),
@@ -64,8 +65,7 @@ PROBE_AHEAD = PROBE_THREADS * 4
 THREAD_MIN_BYTES = 512 * 1024
 IGNORED_DIR_NAMES = frozenset({b"@eaDir", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"})
 
-_SUPPORTED_B = frozenset(os.fsencode(e) for e in SUPPORTED_EXTENSIONS)
-_RAW_B = frozenset(os.fsencode(e) for e in RAW_EXTENSIONS)
+_SUPPORTED_B = frozenset(os.fsencode(e) for e in SUPPORTED_EXTENSIONS | RAW_EXTENSIONS)
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], bool]
@@ -85,7 +85,6 @@ class ScanReport:
     missing: int = 0         # newly marked missing this scan
     restored: int = 0        # missing before, present again at their path
     skipped: list[dict[str, str]] = field(default_factory=list)   # {"path", "reason"}
-    sidecar_only: list[str] = field(default_factory=list)         # RAW files: not imported
     total: int = 0           # candidate photo files found by the walk
     cancelled: bool = False
     seconds: float = 0.0
@@ -107,7 +106,6 @@ class _Candidate:
 @dataclass
 class _Walk:
     candidates: list[_Candidate] = field(default_factory=list)
-    sidecars: list[bytes] = field(default_factory=list)
     unreadable_dirs: list[bytes] = field(default_factory=list)
     dir_errors: list[tuple[bytes, str]] = field(default_factory=list)
     cancelled: bool = False
@@ -182,13 +180,6 @@ def _walk(root: bytes, cancel: CancelFn | None, exclude: set) -> _Walk:
                 continue
             dot = name.rfind(b".")
             ext = name[dot:].lower() if dot > 0 else b""
-            if ext in _RAW_B:
-                try:
-                    if e.is_file():
-                        out.sidecars.append(e.path)
-                except OSError:
-                    pass
-                continue
             if ext not in _SUPPORTED_B:
                 continue
             try:
@@ -262,7 +253,6 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         pass
 
     walk = _walk(root_b, cancel, exclude)
-    report.sidecar_only = [display_path(p) for p in walk.sidecars]
     if walk.cancelled:
         report.cancelled = True
         report.seconds = time.perf_counter() - t0

@@ -657,7 +657,6 @@ class ImportReportDialog(QDialog):
         lay = QVBoxLayout(self)
         added = sum(r.get("added", 0) for r in reports)
         skipped = [s for r in reports for s in r.get("skipped", [])]
-        raw = sum(len(r.get("sidecar_only", [])) for r in reports)
         parts = [f"<b>{added}</b> photo(s) added"]
         for key, label in (("updated", "updated"), ("moved", "found at a new place"), ("missing", "now missing"),
                            ("unchanged", "unchanged")):
@@ -666,9 +665,6 @@ class ImportReportDialog(QDialog):
                 parts.append(f"{n} {label}")
         head = QLabel(", ".join(parts) + ".", wordWrap=True)
         lay.addWidget(head)
-        if raw:
-            lay.addWidget(QLabel(f"{raw} RAW file(s) were listed but not imported (captions for RAW files "
-                                 "will go to .xmp sidecars).", wordWrap=True))
         if skipped:
             lay.addWidget(QLabel(f"{len(skipped)} file(s) could not be imported:"))
             self.table = QTableWidget(len(skipped), 2)

@@ -126,7 +126,15 @@ def check_file(path: str, *, follow_symlinks: bool = False,
     if st.st_nlink > 1:
         notes.append(f"the file had {st.st_nlink} hard links: the other names keep the old version")
     if is_raw(path):
-        return CheckedFile(path, requested, None, "RAW", None, None, 1, st, read_only, notes)
+        # The RAW is never rewritten, but its displayed frame (embedded preview + the RAW's orientation,
+        # as the library stored it) is what region boxes are relative to.
+        try:
+            info = inspect_image(path)
+            w, h, orientation = info.width, info.height, info.orientation
+        except UnusableImage:
+            w = h = None
+            orientation = 1
+        return CheckedFile(path, requested, None, "RAW", w, h, orientation, st, read_only, notes)
     try:
         with open(path, "rb") as f:
             data = f.read()
