@@ -678,3 +678,35 @@ def unload(loaded: LoadedModel | None) -> None:
         import torch
 
         torch.cuda.empty_cache()
+
+
+def resolve_adapter_source(value: str | None, library: Any = None) -> str | None:
+    """What ``--adapter`` / the adapter setting names, as ``ModelSpec.adapter`` wants it: an existing
+    folder (returned as an absolute path), else the name of an adapter registered in ``library``
+    (``repic-train`` registers every adapter it trains), else a hub id (``owner/name``) left for
+    ``load_model`` to resolve in the cache. A folder wins over a registered name, so a path typed by
+    the user always means that path."""
+    if value is None or not str(value).strip():
+        return None
+    value = str(value).strip()
+    path = Path(os.path.expanduser(value))
+    if path.is_dir():
+        return str(path.resolve())
+    if library is not None:
+        from ..core.library import NotFound
+
+        try:
+            adapter = library.adapter(value)
+        except NotFound:
+            adapter = None
+        if adapter is not None:
+            if not Path(adapter.path).is_dir():
+                raise ModelLoadError(f"The adapter {adapter.name!r} is registered but its folder {adapter.path} is "
+                                     f"gone: remove it with `repic-train adapters remove {adapter.name}`.")
+            return adapter.path
+    if "/" in value and not value.startswith((".", "/", "~")):
+        return value  # a hub id: load_model resolves it in the local cache
+    if library is None:
+        raise ModelLoadError(f"{value!r} is not an adapter folder.")
+    raise ModelLoadError(f"{value!r} is neither an adapter folder nor an adapter registered in this library: "
+                         f"see `repic-train adapters list`.")

@@ -1,0 +1,121 @@
+"""Trained adapters: list, activate, remove, export, merge (the `repic-train adapters` commands).
+
+Activation points the user's settings at the adapter folder and its base model; a *flagged* adapter
+(it did not beat the base model on the held-out photos) is refused unless forced, so an adapter that
+makes captions worse is never switched on silently. Merging runs in fp32 and saves fp32 safetensors:
+RePIC's bf16 merge cost 6-8 % recall (repic-method.md §5.1), because a bf16 weight cannot hold the small
+LoRA delta of a 1e-5 learning rate.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from repic_desktop.core.settings import Settings
+
+
+class AdapterError(RuntimeError):
+    """The message is for the user."""
+
+
+def adapter_rows(library) -> list[dict[str, Any]]:
+    rows = []
+    settings = Settings.load()
+    for a in library.adapters():
+        m = a.manifest or {}
+        rows.append({"name": a.name, "path": a.path, "base_model": a.base_model, "base_revision": a.base_revision,
+                     "concepts": m.get("concepts", []), "flagged": bool(m.get("flagged", False)),
+                     "improved": bool(m.get("improved", False)), "metrics": (m.get("metrics") or {}),
+                     "created": m.get("created"), "active": settings.model.adapter == a.path,
+                     "exists": Path(a.path).is_dir()})
+    return rows
+
+
+def activate(library, name: str, *, force: bool = False) -> dict[str, Any]:
+    a = library.adapter(name)
+    if not (Path(a.path) / "adapter_model.safetensors").exists():
+        raise AdapterError(f"the adapter {a.name!r} has no adapter_model.safetensors in {a.path}")
+    if (a.manifest or {}).get("flagged") and not force:
+        raise AdapterError(f"the adapter {a.name!r} is flagged: it did not beat the base model on your held-out "
+                           "photos, so it may make captions worse. Activate it anyway with --force")
+    settings = Settings.load()
+    settings.model.adapter = a.path
+    settings.model.source = a.base_model
+    settings.model.revision = a.base_revision
+    settings.save()
+    return {"name": a.name, "adapter": a.path, "source": a.base_model, "revision": a.base_revision}
+
+
+def deactivate_if_active(path: str) -> bool:
+    settings = Settings.load()
+    if settings.model.adapter == path:
+        settings.model.adapter = None
+        settings.save()
+        return True
+    return False
+
+
+def remove(library, name: str, *, delete_files: bool = False) -> dict[str, Any]:
+    a = library.remove_adapter(name)
+    deactivated = deactivate_if_active(a.path)
+    deleted = False
+    if delete_files and Path(a.path).is_dir():
+        # Only the adapter folder (and its run folder when it is ours: <run>/adapter + <run>/checkpoints).
+        folder = Path(a.path)
+        run = folder.parent if folder.name == "adapter" and (folder.parent / "checkpoints").exists() else folder
+        shutil.rmtree(run)
+        deleted = True
+    return {"name": a.name, "path": a.path, "deactivated": deactivated, "deleted": deleted}
+
+
+def export(library, name: str, dest: str) -> dict[str, Any]:
+    """Copy the adapter (config, safetensors, manifest) to `dest`, a new folder."""
+    a = library.adapter(name)
+    src, out = Path(a.path), Path(dest)
+    if out.exists():
+        raise AdapterError(f"{out} already exists: choose a new folder")
+    files = [p for p in src.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors", ".md"))]
+    if not any(p.name == "adapter_model.safetensors" for p in files):
+        raise AdapterError(f"the adapter {a.name!r} has no adapter_model.safetensors in {src}")
+    out.mkdir(parents=True)
+    for p in files:
+        shutil.copy2(p, out / p.name)
+    return {"name": a.name, "path": str(out), "files": sorted(p.name for p in files)}
+
+
+_PROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json", "video_preprocessor_config.json",
+                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+                    "chat_template.json", "chat_template.jinja", "generation_config.json", "added_tokens.json",
+                    "repic_demo_model.json")
+
+
+def merge(library, name: str, dest: str, *, cache_dir: str | None = None) -> dict[str, Any]:
+    """Base + adapter merged in fp32 into a new model folder (safetensors), for tools that cannot apply
+    an adapter. Unmerged use (the default in the app) stays the more faithful option."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText
+
+    from repic_desktop.captioning.model_manager import resolve_local
+
+    a = library.adapter(name)
+    out = Path(dest)
+    if out.exists() and any(out.iterdir()):
+        raise AdapterError(f"{out} already exists and is not empty: choose a new folder")
+    base_path, _ = resolve_local(a.base_model, revision=a.base_revision, cache_dir=cache_dir)
+    base = AutoModelForImageTextToText.from_pretrained(base_path, dtype=torch.float32, use_safetensors=True,
+                                                       trust_remote_code=False, local_files_only=True)
+    merged = PeftModel.from_pretrained(base, a.path).merge_and_unload()
+    out.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out, safe_serialization=True)
+    # The processor files are copied from the base folder rather than re-saved: a processor saved
+    # without torchvision lacks its video section and then fails to load where torchvision exists.
+    for fname in _PROCESSOR_FILES:
+        if (base_path / fname).exists() and not (out / fname).exists():
+            shutil.copy2(base_path / fname, out / fname)
+    info = {"merged_from": {"base_model": a.base_model, "base_revision": a.base_revision, "adapter": a.name,
+                            "adapter_path": a.path}, "dtype": "float32"}
+    (out / "repic_merge.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+    return {"name": a.name, "path": str(out), "dtype": "float32"}
