@@ -379,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .cli_eval import add_eval_command
     from .cli_gui import add_gui_command
     from .cli_metadata import add_metadata_commands
+    from .cli_retrieval import add_retrieval_commands
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
@@ -482,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_command(sub, common)
     add_gui_command(sub, common)
     add_metadata_commands(sub, common)
+    add_retrieval_commands(sub, common)
     return p
 
 

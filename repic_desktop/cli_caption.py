@@ -118,7 +118,12 @@ def cmd_caption(args: argparse.Namespace) -> int:
             job = jobs[0]
             spec = ModelSpec(**job.params["model"])
         else:
-            overrides = {k: v for k, v in dict(source=args.model, adapter=args.adapter, quantization=args.quant,
+            from .captioning.models import ModelLoadError, resolve_adapter_source
+            try:  # a folder, or the name of an adapter repic-train registered in this library
+                adapter = resolve_adapter_source(args.adapter, lib)
+            except ModelLoadError as exc:
+                raise _user_error(str(exc)) from None
+            overrides = {k: v for k, v in dict(source=args.model, adapter=adapter, quantization=args.quant,
                                                device=args.device, max_pixels=args.max_pixels).items()
                          if v is not None}
             try:
@@ -153,6 +158,8 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                 system_preset=args.system_preset or settings.caption_default("system_preset"),
                                 max_refs=args.max_refs, batch_size=batch_size, max_pixels=spec.max_pixels,
                                 max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens)
+            if args.auto or args.auto_include_suggestions:
+                params.update(_auto_params(lib, photo_ids, args, settings))
             # Load before creating the job: a model that cannot load leaves no job behind to "resume".
             loaded = _load(spec)
             job = store.create(photo_ids, params)
@@ -165,6 +172,23 @@ def cmd_caption(args: argparse.Namespace) -> int:
         return _run(lib, store, job.id, loaded, args)
     finally:
         lib.close()
+
+
+def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, settings) -> dict[str, Any]:
+    """--auto: each photo's concepts are its confirmed ones plus, when allowed, its pending suggestions,
+    in RePIC's order. Fixed when the job is created, so `--resume` captions with the same names."""
+    from .retrieval.service import auto_concepts, retrieval_settings
+
+    if args.concept:
+        raise _user_error("--auto picks each photo's own concepts: do not combine it with --concept")
+    cfg = retrieval_settings(settings)
+    include = bool(args.auto_include_suggestions or cfg.get("auto_include_suggestions"))
+    threshold = args.auto_threshold if args.auto_threshold is not None else cfg.get("threshold")
+    top_k = args.auto_top_k if args.auto_top_k is not None else cfg.get("top_k")
+    names = {str(pid): auto_concepts(lib, pid, include_suggestions=include, threshold=threshold, top_k=top_k)
+             for pid in photo_ids}
+    return {"auto": {"include_suggestions": include, "threshold": threshold, "top_k": top_k},
+            "photo_concepts": names}
 
 
 def _load(spec):
@@ -239,7 +263,8 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--concept", action="append", metavar="NAME",
                    help="use these concepts for every photo (default: each photo's own)")
     s.add_argument("--model", metavar="SPEC", help="hub id or local folder (default: settings)")
-    s.add_argument("--adapter", metavar="DIR", help="LoRA adapter folder, applied unmerged")
+    s.add_argument("--adapter", metavar="NAME|DIR",
+                   help="LoRA adapter applied unmerged: a name from `repic-train adapters list` or a folder")
     s.add_argument("--quant", choices=["none", "4bit", "8bit"])
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--batch-size", type=int, help="photos per batch (default: settings, 4)")
@@ -247,6 +272,13 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--max-new-tokens", type=int, help="default: settings, 1024 as RePIC")
     s.add_argument("--min-new-tokens", type=int, help=argparse.SUPPRESS)  # benchmarks / tests
     s.add_argument("--max-refs", type=int, default=1)
+    s.add_argument("--auto", action="store_true",
+                   help="each photo's confirmed people/pets (see `repic suggest`), closest match first")
+    s.add_argument("--auto-include-suggestions", action="store_true",
+                   help="with --auto (implied): also unconfirmed suggestions above the threshold")
+    s.add_argument("--auto-threshold", type=float, metavar="SIM", help="similarity a suggestion needs (default: "
+                   "settings, else every stored suggestion)")
+    s.add_argument("--auto-top-k", type=int, metavar="K", help="at most K concepts per photo with suggestions")
     s.add_argument("--request", help="caption request text")
     s.add_argument("--request-preset", metavar="NAME")
     s.add_argument("--system-preset", choices=list(SYSTEM_PROMPTS))

@@ -13,6 +13,7 @@ Why it is shaped like this:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -196,8 +197,17 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
             photo = library.photo(pid)
             if photo.status != "ok":
                 raise PromptError("the photo's file is missing (moved or deleted outside the library?)")
-            prompt = build_prompt(library, pid, names=p.get("concepts"), max_refs=p.get("max_refs", 1),
+            # `caption --auto` fixes each photo's names (retrieval order) when the job is made.
+            auto_names = (p.get("photo_concepts") or {}).get(str(pid))
+            names = auto_names or p.get("concepts")
+            prompt = build_prompt(library, pid, names=names, max_refs=p.get("max_refs", 1),
                                   request=p["request"], system_preset=p["system_preset"])
+            if auto_names:
+                # build_prompt puts names in library order (RePIC's skip-retrieval); retrieved concepts
+                # are numbered closest match first, as RePIC's retriever does.
+                rank = {n.casefold(): i for i, n in enumerate(auto_names)}
+                prompt = dataclasses.replace(prompt, concepts=tuple(sorted(
+                    prompt.concepts, key=lambda c: rank.get(c.name.casefold(), len(rank)))))
         except (PromptError, LibraryError) as exc:
             store.fail_item(job_id, pid, str(exc))
             summary.failed += 1

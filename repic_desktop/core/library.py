@@ -31,7 +31,7 @@ import sqlite_utils
 BUSY_TIMEOUT_MS = 15_000
 CONCEPT_KINDS = ("person", "pet", "other")
 CAPTION_STATUSES = ("draft", "accepted", "exported")
-REGION_SOURCES = ("manual", "detected", "model", "import")
+REGION_SOURCES = ("manual", "detected", "model", "import", "suggestion")
 
 
 class LibraryError(Exception):
@@ -212,7 +212,87 @@ def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3]
+def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
+    # "Who is in this photo?" (retrieval/): cached embeddings of reference photos and of the crops found
+    # in library photos, per matcher, the suggestions made from them, and clusters of unknown faces.
+    # Vectors are float32 BLOBs: at <= 10k vectors an exact numpy search is faster than any ANN index
+    # (shared/reference/retrieval.md §3), so no vector extension is needed.
+    db.executescript(
+        """
+        CREATE TABLE ref_embeddings (
+            ref_id INTEGER NOT NULL REFERENCES concept_refs(id) ON DELETE CASCADE,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            matcher_id TEXT NOT NULL,
+            signature TEXT NOT NULL,
+            box_x INTEGER, box_y INTEGER, box_w INTEGER, box_h INTEGER,
+            kind TEXT,
+            det_score REAL,
+            dim INTEGER NOT NULL DEFAULT 0,
+            vec BLOB,
+            error TEXT,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (ref_id, matcher_id)
+        );
+        CREATE INDEX ref_embeddings_matcher ON ref_embeddings(matcher_id, concept_id);
+
+        CREATE TABLE face_clusters (
+            id INTEGER PRIMARY KEY,
+            matcher_id TEXT NOT NULL,
+            concept_id INTEGER REFERENCES concepts(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL
+        );
+
+        CREATE TABLE photo_crops (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            matcher_id TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            x INTEGER NOT NULL, y INTEGER NOT NULL, w INTEGER NOT NULL, h INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            det_score REAL NOT NULL,
+            dim INTEGER NOT NULL DEFAULT 0,
+            vec BLOB,
+            match_concept_id INTEGER REFERENCES concepts(id) ON DELETE SET NULL,
+            match_score REAL,
+            cluster_id INTEGER REFERENCES face_clusters(id) ON DELETE SET NULL
+        );
+        CREATE INDEX photo_crops_photo ON photo_crops(photo_id, matcher_id);
+        CREATE INDEX photo_crops_cluster ON photo_crops(cluster_id);
+
+        CREATE TABLE photo_index_state (
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            matcher_id TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            model_sig TEXT NOT NULL,
+            refs_sig TEXT,
+            n_crops INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            indexed_at REAL NOT NULL,
+            PRIMARY KEY (photo_id, matcher_id)
+        );
+
+        CREATE TABLE suggestions (
+            id INTEGER PRIMARY KEY,
+            photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE,
+            concept_id INTEGER NOT NULL REFERENCES concepts(id) ON DELETE CASCADE,
+            matcher_id TEXT NOT NULL,
+            score REAL NOT NULL,
+            x INTEGER, y INTEGER, w INTEGER, h INTEGER,
+            crop_id INTEGER REFERENCES photo_crops(id) ON DELETE SET NULL,
+            kind TEXT NOT NULL,
+            weak INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'confirmed', 'rejected')),
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            UNIQUE (photo_id, concept_id, matcher_id)
+        );
+        CREATE INDEX suggestions_photo ON suggestions(photo_id, status);
+        CREATE INDEX suggestions_crop ON suggestions(crop_id);
+        """
+    )
+
+
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -869,6 +949,259 @@ class Library:
             self.conn.executemany(self._INSERT_PHOTO, rows)
             self.conn.executemany("DELETE FROM skipped_files WHERE path_bytes = ?", [(r[1],) for r in rows])
         return len(rows)
+
+    # ---------------------------------------------------------------- retrieval
+    # Storage for retrieval/ ("who is in this photo?"). Vectors arrive and leave as float32 bytes so
+    # core needs no numpy; the vector math lives in retrieval/. Suggestions are never decisions: only
+    # confirm_suggestion / name_face_cluster write the photo's tags and regions.
+    def ref_embedding_signatures(self, matcher_id: str) -> dict[int, str]:
+        """ref_id -> signature of the cached embedding (stale when the reference's own signature differs)."""
+        return dict(self.conn.execute("SELECT ref_id, signature FROM ref_embeddings WHERE matcher_id = ?",
+                                      (matcher_id,)))
+
+    def put_ref_embedding(self, ref_id: int, matcher_id: str, signature: str, *, box: Box | None = None,
+                          kind: str | None = None, det_score: float | None = None, dim: int = 0,
+                          vec: bytes | None = None, error: str | None = None) -> None:
+        with self.transaction():
+            row = self.conn.execute("SELECT concept_id FROM concept_refs WHERE id = ?", (ref_id,)).fetchone()
+            if row is None:  # removed while it was being embedded: nothing to cache
+                return
+            b = box.as_list() if box else [None] * 4
+            self.conn.execute(
+                "INSERT OR REPLACE INTO ref_embeddings (ref_id, concept_id, matcher_id, signature, box_x, box_y,"
+                " box_w, box_h, kind, det_score, dim, vec, error, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (ref_id, row[0], matcher_id, signature, *b, kind, det_score, dim, vec, error, now()))
+
+    def ref_embeddings(self, matcher_id: str, *, with_errors: bool = False) -> list[dict[str, Any]]:
+        """Cached reference embeddings of one matcher, by concept then reference (the index's row order)."""
+        sql = ("SELECT ref_id, concept_id, signature, box_x, box_y, box_w, box_h, kind, det_score, dim, vec, error"
+               " FROM ref_embeddings WHERE matcher_id = ?" + ("" if with_errors else " AND vec IS NOT NULL")
+               + " ORDER BY concept_id, ref_id")
+        return [{"ref_id": r[0], "concept_id": r[1], "signature": r[2], "box": _box(*r[3:7]), "kind": r[7],
+                 "det_score": r[8], "dim": r[9], "vec": r[10], "error": r[11]}
+                for r in self.conn.execute(sql, (matcher_id,))]
+
+    def all_concept_refs(self) -> list[tuple[ConceptRef, str | None]]:
+        """Every reference with its library photo's content hash (None for copied files), in library order."""
+        return [(ConceptRef(r[0], r[1], r[2], r[3], _box(*r[4:8]), r[8]), r[9]) for r in self.conn.execute(
+            "SELECT r.id, r.concept_id, r.photo_id, r.file_path, r.box_x, r.box_y, r.box_w, r.box_h, r.position,"
+            " p.content_hash FROM concept_refs r JOIN concepts c ON c.id = r.concept_id"
+            " LEFT JOIN photos p ON p.id = r.photo_id ORDER BY c.position, c.id, r.position, r.id")]
+
+    def index_states(self, matcher_id: str) -> dict[int, dict[str, Any]]:
+        """photo_id -> what the last indexing of that photo by this matcher was based on."""
+        return {r[0]: {"content_hash": r[1], "model_sig": r[2], "refs_sig": r[3], "n_crops": r[4], "error": r[5],
+                       "indexed_at": r[6]} for r in self.conn.execute(
+            "SELECT photo_id, content_hash, model_sig, refs_sig, n_crops, error, indexed_at FROM photo_index_state"
+            " WHERE matcher_id = ?", (matcher_id,))}
+
+    def index_state(self, photo_id: int, matcher_id: str) -> dict[str, Any] | None:
+        r = self.conn.execute("SELECT content_hash, model_sig, refs_sig, n_crops, error, indexed_at FROM"
+                              " photo_index_state WHERE photo_id = ? AND matcher_id = ?",
+                              (photo_id, matcher_id)).fetchone()
+        return None if r is None else {"content_hash": r[0], "model_sig": r[1], "refs_sig": r[2], "n_crops": r[3],
+                                       "error": r[4], "indexed_at": r[5]}
+
+    _CROP_SQL = ("SELECT id, photo_id, x, y, w, h, kind, det_score, dim, vec, match_concept_id, match_score,"
+                 " cluster_id, content_hash FROM photo_crops")
+
+    @staticmethod
+    def _crop(r) -> dict[str, Any]:
+        return {"id": r[0], "photo_id": r[1], "box": Box(*r[2:6]), "kind": r[6], "det_score": r[7], "dim": r[8],
+                "vec": r[9], "match_concept_id": r[10], "match_score": r[11], "cluster_id": r[12],
+                "content_hash": r[13]}
+
+    def photo_crops(self, photo_id: int, matcher_id: str) -> list[dict[str, Any]]:
+        return [self._crop(r) for r in self.conn.execute(
+            self._CROP_SQL + " WHERE photo_id = ? AND matcher_id = ? ORDER BY id", (photo_id, matcher_id))]
+
+    def store_photo_retrieval(self, photo_id: int, matcher_id: str, *, content_hash: str, model_sig: str,
+                              refs_sig: str | None, crops: list[dict[str, Any]] | None,
+                              matches: list[dict[str, Any]], suggestions: list[dict[str, Any]],
+                              error: str | None = None, job_id: int | None = None) -> list[int]:
+        """Everything one photo's indexing produced, in ONE transaction (with the job item's done mark),
+        so a killed index job keeps every finished photo and redoes only the one in flight.
+
+        crops: new crops (box, kind, det_score, dim, vec) replacing this matcher's old ones, or None to
+        keep the stored crops (only the references changed). matches: per crop position, the best
+        concept {"concept_id", "score"} or None. suggestions: {"concept_id", "score", "box", "crop",
+        "kind", "weak"} with "crop" a crop position or None. Returns the crop ids in crop order."""
+        t = now()
+        with self.transaction():
+            if crops is not None:
+                self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ?",
+                                  (photo_id, matcher_id))
+                for c in crops:
+                    self.conn.execute(
+                        "INSERT INTO photo_crops (photo_id, matcher_id, content_hash, x, y, w, h, kind, det_score,"
+                        " dim, vec) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (photo_id, matcher_id, content_hash, *c["box"].as_list(), c["kind"], float(c["det_score"]),
+                         int(c.get("dim") or 0), c.get("vec")))
+            crop_ids = [r[0] for r in self.conn.execute(
+                "SELECT id FROM photo_crops WHERE photo_id = ? AND matcher_id = ? ORDER BY id", (photo_id, matcher_id))]
+            for cid, m in zip(crop_ids, matches):
+                self.conn.execute("UPDATE photo_crops SET match_concept_id = ?, match_score = ? WHERE id = ?",
+                                  (m["concept_id"] if m else None, m["score"] if m else None, cid))
+            # Pending suggestions are recomputed (an unchanged one keeps its id, which a window may hold);
+            # confirmed and rejected ones are the user's word and stay.
+            keep = [s["concept_id"] for s in suggestions]
+            self.conn.execute(f"DELETE FROM suggestions WHERE photo_id = ? AND matcher_id = ? AND status = 'pending'"
+                              f" AND concept_id NOT IN ({','.join('?' * len(keep))})", (photo_id, matcher_id, *keep))
+            # A concept the user rejected (by any matcher) or already tagged is not suggested again.
+            settled = {r[0] for r in self.conn.execute(
+                "SELECT concept_id FROM suggestions WHERE photo_id = ? AND status != 'pending'"
+                " UNION SELECT concept_id FROM photo_concepts WHERE photo_id = ?", (photo_id, photo_id))}
+            for s in suggestions:
+                if s["concept_id"] in settled:
+                    self.conn.execute("DELETE FROM suggestions WHERE photo_id = ? AND concept_id = ? AND"
+                                      " matcher_id = ? AND status = 'pending'", (photo_id, s["concept_id"], matcher_id))
+                    continue
+                b = s["box"].as_list() if s.get("box") else [None] * 4
+                crop = s.get("crop")
+                self.conn.execute(
+                    "INSERT INTO suggestions (photo_id, concept_id, matcher_id, score, x, y, w, h, crop_id, kind, weak,"
+                    " status, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,'pending',?,?)"
+                    " ON CONFLICT (photo_id, concept_id, matcher_id) DO UPDATE SET score = excluded.score,"
+                    " x = excluded.x, y = excluded.y, w = excluded.w, h = excluded.h, crop_id = excluded.crop_id,"
+                    " kind = excluded.kind, weak = excluded.weak, updated_at = excluded.updated_at"
+                    " WHERE status = 'pending'",
+                    (photo_id, s["concept_id"], matcher_id, float(s["score"]), *b,
+                     crop_ids[crop] if crop is not None and crop < len(crop_ids) else None, s["kind"],
+                     int(bool(s.get("weak"))), t, t))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO photo_index_state (photo_id, matcher_id, content_hash, model_sig, refs_sig,"
+                " n_crops, error, indexed_at) VALUES (?,?,?,?,?,?,?,?)",
+                (photo_id, matcher_id, content_hash, model_sig, refs_sig, len(crop_ids), error, t))
+            if job_id is not None:
+                self.conn.execute("UPDATE job_items SET status = 'done', error = ?, updated_at = ?"
+                                  " WHERE job_id = ? AND photo_id = ?", (error, t, job_id, photo_id))
+        return crop_ids
+
+    def fail_photo_retrieval(self, photo_id: int, matcher_id: str, *, content_hash: str, model_sig: str,
+                             error: str, job_id: int | None = None) -> None:
+        """An unusable photo: its old crops and pending suggestions go (they describe other pixels), the
+        reason is kept, and the same unchanged file is not retried by the next index run."""
+        t = now()
+        with self.transaction():
+            self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ?", (photo_id, matcher_id))
+            self.conn.execute("DELETE FROM suggestions WHERE photo_id = ? AND matcher_id = ? AND status = 'pending'",
+                              (photo_id, matcher_id))
+            self.conn.execute(
+                "INSERT OR REPLACE INTO photo_index_state (photo_id, matcher_id, content_hash, model_sig, refs_sig,"
+                " n_crops, error, indexed_at) VALUES (?,?,?,?,NULL,0,?,?)",
+                (photo_id, matcher_id, content_hash, model_sig, error, t))
+            if job_id is not None:
+                self.conn.execute("UPDATE job_items SET status = 'failed', error = ?, updated_at = ?"
+                                  " WHERE job_id = ? AND photo_id = ?", (error, t, job_id, photo_id))
+
+    def finish_index_item(self, job_id: int, photo_id: int, *, error: str | None = None) -> None:
+        """Mark an index job's photo finished without new results (unchanged, or known unusable)."""
+        with self.transaction():
+            self.conn.execute("UPDATE job_items SET status = ?, error = ?, updated_at = ? WHERE job_id = ?"
+                              " AND photo_id = ?", ("failed" if error else "done", error, now(), job_id, photo_id))
+
+    _SUGGESTION_SQL = ("SELECT s.id, s.photo_id, s.concept_id, c.name, s.kind, s.matcher_id, s.score, s.x, s.y, s.w,"
+                       " s.h, s.status, s.weak, s.crop_id FROM suggestions s JOIN concepts c ON c.id = s.concept_id")
+
+    @staticmethod
+    def _suggestion(r) -> dict[str, Any]:
+        return {"id": r[0], "photo_id": r[1], "concept_id": r[2], "concept_name": r[3], "kind": r[4],
+                "matcher_id": r[5], "score": r[6], "box": _box(*r[7:11]), "status": r[11], "weak": bool(r[12]),
+                "crop_id": r[13]}
+
+    def suggestion_rows(self, photo_id: int, *, include_rejected: bool = False) -> list[dict[str, Any]]:
+        sql = self._SUGGESTION_SQL + " WHERE s.photo_id = ?"
+        if not include_rejected:
+            sql += " AND s.status != 'rejected'"
+        return [self._suggestion(r) for r in self.conn.execute(sql + " ORDER BY s.weak, s.score DESC, s.id",
+                                                               (photo_id,))]
+
+    def suggestion_row(self, suggestion_id: int) -> dict[str, Any]:
+        row = self.conn.execute(self._SUGGESTION_SQL + " WHERE s.id = ?", (suggestion_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no suggestion with id {suggestion_id}")
+        return self._suggestion(row)
+
+    def confirm_suggestion(self, suggestion_id: int, box: Box | None = None) -> None:
+        """The user says yes: the concept becomes the photo's (with the suggestion's box as its region)."""
+        s = self.suggestion_row(suggestion_id)
+        with self.transaction():
+            self.conn.execute("UPDATE suggestions SET status = 'confirmed', updated_at = ? WHERE photo_id = ?"
+                              " AND concept_id = ? AND status = 'pending'", (now(), s["photo_id"], s["concept_id"]))
+            self.conn.execute("UPDATE suggestions SET status = 'confirmed', updated_at = ? WHERE id = ?",
+                              (now(), suggestion_id))
+            already = self.conn.execute("SELECT 1 FROM regions WHERE photo_id = ? AND concept_id = ?",
+                                        (s["photo_id"], s["concept_id"])).fetchone()
+            self.tag_photo(s["photo_id"], s["concept_name"], box=None if already else box, source="suggestion")
+
+    def reject_suggestion(self, suggestion_id: int) -> None:
+        """The user says no, for every matcher's suggestion of that concept on that photo; re-indexing
+        will not bring it back."""
+        s = self.suggestion_row(suggestion_id)
+        with self.transaction():
+            self.conn.execute("UPDATE suggestions SET status = 'rejected', updated_at = ? WHERE photo_id = ?"
+                              " AND concept_id = ?", (now(), s["photo_id"], s["concept_id"]))
+
+    def suggestion_for(self, photo_id: int, concept_id: int) -> dict[str, Any] | None:
+        """The best non-weak suggestion of a concept on a photo (any status), else the best weak one."""
+        row = self.conn.execute(self._SUGGESTION_SQL + " WHERE s.photo_id = ? AND s.concept_id = ?"
+                                " ORDER BY s.weak, s.score DESC, s.id LIMIT 1", (photo_id, concept_id)).fetchone()
+        return self._suggestion(row) if row else None
+
+    def unknown_face_crops(self, matcher_id: str) -> list[dict[str, Any]]:
+        """Face crops that match no concept (or only one the user rejected for that photo) and are not in
+        a named cluster: the faces the user may want to name."""
+        return [self._crop(r) for r in self.conn.execute(
+            self._CROP_SQL.replace("FROM photo_crops", "FROM photo_crops pc") +
+            " WHERE pc.matcher_id = ? AND pc.kind = 'face' AND pc.vec IS NOT NULL"
+            " AND (pc.match_concept_id IS NULL OR EXISTS (SELECT 1 FROM suggestions s WHERE s.photo_id = pc.photo_id"
+            "      AND s.concept_id = pc.match_concept_id AND s.status = 'rejected'))"
+            " AND NOT EXISTS (SELECT 1 FROM face_clusters f WHERE f.id = pc.cluster_id AND f.concept_id IS NOT NULL)"
+            " AND EXISTS (SELECT 1 FROM photos p WHERE p.id = pc.photo_id AND p.status = 'ok')"
+            " ORDER BY pc.id", (matcher_id,))]
+
+    def assign_face_clusters(self, matcher_id: str, assignment: dict[int, int | None]) -> dict[int, int]:
+        """crop_id -> cluster id, where None means "a new cluster" and equal negative numbers mean "the
+        same new cluster". Unnamed clusters left without members are deleted. Returns crop_id -> id."""
+        out: dict[int, int] = {}
+        new: dict[int, int] = {}
+        with self.transaction():
+            for crop_id, cl in assignment.items():
+                if cl is None or cl < 0:
+                    key = cl if cl is not None else -10**9 - crop_id
+                    if key not in new:
+                        new[key] = self.conn.execute("INSERT INTO face_clusters (matcher_id, created_at) VALUES (?,?)",
+                                                     (matcher_id, now())).lastrowid
+                    cl = new[key]
+                self.conn.execute("UPDATE photo_crops SET cluster_id = ? WHERE id = ?", (cl, crop_id))
+                out[crop_id] = cl
+            self.conn.execute("DELETE FROM face_clusters WHERE matcher_id = ? AND concept_id IS NULL AND id NOT IN"
+                              " (SELECT cluster_id FROM photo_crops WHERE cluster_id IS NOT NULL)", (matcher_id,))
+        return out
+
+    def face_cluster_members(self, cluster_id: int) -> list[dict[str, Any]]:
+        if self.conn.execute("SELECT 1 FROM face_clusters WHERE id = ?", (cluster_id,)).fetchone() is None:
+            raise NotFound(f"no face cluster with id {cluster_id} (see `repic faces clusters`)")
+        return [self._crop(r) for r in self.conn.execute(
+            self._CROP_SQL + " WHERE cluster_id = ? ORDER BY det_score DESC, id", (cluster_id,))]
+
+    def face_cluster_concept(self, cluster_id: int) -> int | None:
+        row = self.conn.execute("SELECT concept_id FROM face_clusters WHERE id = ?", (cluster_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no face cluster with id {cluster_id} (see `repic faces clusters`)")
+        return row[0]
+
+    def set_face_cluster_concept(self, cluster_id: int, concept_id: int) -> None:
+        with self.transaction():
+            self.conn.execute("UPDATE face_clusters SET concept_id = ? WHERE id = ?", (concept_id, cluster_id))
+
+    def retrieval_counts(self, matcher_id: str) -> dict[str, int]:
+        q = lambda sql: self.conn.execute(sql, (matcher_id,)).fetchone()[0]  # noqa: E731
+        return {"indexed": q("SELECT count(*) FROM photo_index_state WHERE matcher_id = ? AND error IS NULL"),
+                "failed": q("SELECT count(*) FROM photo_index_state WHERE matcher_id = ? AND error IS NOT NULL"),
+                "crops": q("SELECT count(*) FROM photo_crops WHERE matcher_id = ?"),
+                "references": q("SELECT count(*) FROM ref_embeddings WHERE matcher_id = ? AND vec IS NOT NULL"),
+                "pending": q("SELECT count(*) FROM suggestions WHERE matcher_id = ? AND status = 'pending'")}
 
     # ---------------------------------------------------------------- adapters
     _ADAPTER_SQL = "SELECT id, name, path, base_model, base_revision, manifest, created_at FROM adapters"

@@ -1,0 +1,206 @@
+"""`repic suggest`, `repic index`, `repic faces ...`: who is in a photo (suggestions the user confirms)."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from .core import paths
+from .core.library import Library
+
+
+def _user_error(msg: str) -> Exception:
+    from .cli import UserError
+
+    return UserError(msg)
+
+
+def _matcher(args: argparse.Namespace):
+    from .retrieval.base import MatcherUnavailable
+    from .retrieval.service import get_matcher
+
+    try:
+        return get_matcher(args.matcher)
+    except MatcherUnavailable as exc:
+        raise _user_error(str(exc)) from None
+
+
+def _open(args: argparse.Namespace) -> Library:
+    return Library(paths.resolve_library_path(args.library))
+
+
+def _suggestion_line(s) -> str:
+    if s.weak:
+        where = f" at {','.join(map(str, s.box.as_list()))}" if s.box else ""
+        return f"  <{s.concept_name}>  weak hint: a cat was seen{where}, not recognised  [{s.status}]"
+    where = f"  {s.kind} at {','.join(map(str, s.box.as_list()))}" if s.box else ""
+    return f"  <{s.concept_name}>  score {s.score:.3f} (distance {s.distance:.3f}){where}  [{s.status}]"
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from .cli import _emit
+    from .core.images import UnusableImage
+    from .retrieval import service
+
+    if args.confirm or args.reject:
+        if args.photos:
+            raise _user_error("--confirm/--reject take PHOTO NAME themselves: give no other photos")
+        photo_ref, name = args.confirm or args.reject
+        with _open(args) as lib:
+            photo = lib.resolve_photo(photo_ref)
+            s = service.find_suggestion(lib, photo.id, name)
+            if args.confirm:
+                service.confirm_suggestion(lib, s.id)
+            else:
+                service.reject_suggestion(lib, s.id)
+            data = {"photo": photo.id, "concept": s.concept_name, "status": "confirmed" if args.confirm else "rejected",
+                    "concepts": [c.name for c in lib.photo_concepts(photo.id)]}
+        verb = "confirmed" if args.confirm else "rejected"
+        _emit(args, data, f"{verb} <{s.concept_name}> on {photo.path}"
+                          + (" (tagged)" if args.confirm else " (it will not be suggested again)"))
+        return 0
+    if not args.photos:
+        raise _user_error("say which photos: repic suggest PHOTO ... (or --confirm/--reject PHOTO NAME)")
+    failed = 0
+    with _open(args) as lib:
+        photos = [lib.resolve_photo(p) for p in args.photos]
+        matcher = _matcher(args)
+        rows: list[dict[str, Any]] = []
+        for p in photos:
+            row: dict[str, Any] = {"photo": p.id, "path": p.path, "matcher": matcher.id}
+            try:
+                found = service.suggest_photo(lib, p.id, matcher, top_k=args.top_k, threshold=args.threshold)
+                row["suggestions"] = [s.as_dict() for s in found]
+                row["_obj"] = found
+            except UnusableImage as exc:
+                row["error"] = str(exc)
+                row["suggestions"], row["_obj"] = [], []
+                failed += 1
+            rows.append(row)
+
+    def text() -> str:
+        lines = []
+        for r in rows:
+            lines.append(f"{r['path']}  (id {r['photo']})")
+            if "error" in r:
+                lines.append(f"  cannot read it: {r['error']}")
+            elif not r["_obj"]:
+                lines.append("  no known person or pet found")
+            lines += [_suggestion_line(s) for s in r["_obj"]]
+        return "\n".join(lines)
+
+    data = [{k: v for k, v in r.items() if k != "_obj"} for r in rows]
+    _emit(args, data if len(data) != 1 else data[0], text)
+    return 3 if failed else 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from .cli import _emit, bar_progress, progress_bar
+    from .retrieval import service
+
+    with _open(args) as lib:
+        photo_ids = [lib.resolve_photo(p).id for p in args.photos] if args.photos else None
+        matcher = _matcher(args)
+        bar = progress_bar(args, f"indexing ({matcher.id})")
+        draw = bar_progress(bar)
+        try:
+            summary = service.run_index_job(lib, matcher, photo_ids=photo_ids, top_k=args.top_k,
+                                            threshold=args.threshold,
+                                            progress=lambda done, total, pid: draw(done, total, str(pid)))
+        finally:
+            if bar is not None:
+                bar.close()
+        names = {p.id: p.path for p in lib.list_photos(include_missing=True)} if summary["errors"] else {}
+        counts = lib.retrieval_counts(matcher.id)
+    summary["errors"] = {str(k): v for k, v in summary["errors"].items()}
+    summary["counts"] = counts
+
+    def text() -> str:
+        lines = [f"job {summary['job_id']} ({matcher.id}): {summary['indexed']} indexed, {summary['skipped']} "
+                 f"unchanged, {summary['failed']} failed; {counts['pending']} suggestion(s) waiting for review"]
+        if summary.get("superseded"):
+            lines.append(f"  (replaces interrupted job(s) {', '.join(map(str, summary['superseded']))}; "
+                         f"what they finished was kept)")
+        refs = summary.get("references", {})
+        if refs.get("failed"):
+            lines.append(f"  {refs['failed']} reference photo(s) had nothing to match (no face found?)")
+        for pid, err in summary["errors"].items():
+            lines.append(f"  {names.get(int(pid), pid)}: {err}")
+        return "\n".join(lines)
+
+    _emit(args, summary, text)
+    return 0
+
+
+def cmd_faces_clusters(args: argparse.Namespace) -> int:
+    from .cli import _emit
+    from .retrieval import service
+
+    with _open(args) as lib:
+        clusters = service.face_clusters(lib, min_size=args.min_size)
+        paths_ = {p.id: p.path for p in lib.list_photos(include_missing=True)}
+    data = [c.as_dict() for c in clusters]
+
+    def text() -> str:
+        if not clusters:
+            return "no unknown faces (run `repic index` first, or every face already has a name)"
+        lines = []
+        for c in clusters:
+            lines.append(f"cluster {c.id}: {c.size} face(s)")
+            for m in c.members[:args.show]:
+                lines.append(f"  {paths_.get(m.photo_id, m.photo_id)}  face at {','.join(map(str, m.box.as_list()))}")
+            if c.size > args.show:
+                lines.append(f"  ... and {c.size - args.show} more")
+        lines.append("name one with `repic faces name CLUSTER NAME`")
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
+def cmd_faces_name(args: argparse.Namespace) -> int:
+    from .cli import _emit
+    from .retrieval import service
+
+    with _open(args) as lib:
+        size = len(lib.face_cluster_members(args.cluster))
+        c = service.name_cluster(lib, args.cluster, args.name, kind=args.kind)
+        refs = len(lib.concept_refs(c.id))
+    data = {"cluster": args.cluster, "concept": c.as_dict(), "faces": size, "references": refs}
+    _emit(args, data, f"named cluster {args.cluster} <{c.name}>: {size} photo(s) tagged, {refs} reference photo(s); "
+                      f"run `repic index` to find them elsewhere")
+    return 0
+
+
+def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
+    def matcher_opts(s):
+        s.add_argument("--matcher", metavar="ID", help="dlib-faces (default), clip or dinov2")
+        s.add_argument("--top-k", type=int, metavar="K", help="at most K concepts per photo (default 5)")
+        s.add_argument("--threshold", type=float, metavar="SIM",
+                       help="cosine similarity needed for a match (default: the matcher's, 0.91 for faces)")
+
+    s = sub.add_parser("suggest", parents=[common], help="who is probably in these photos (suggestions to review)")
+    s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")
+    matcher_opts(s)
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--confirm", nargs=2, metavar=("PHOTO", "NAME"), help="accept a suggestion: tag the photo")
+    g.add_argument("--reject", nargs=2, metavar=("PHOTO", "NAME"), help="reject a suggestion for good")
+    s.set_defaults(func=cmd_suggest)
+
+    s = sub.add_parser("index", parents=[common],
+                       help="find known people and pets in the whole library (resumable background job)")
+    s.add_argument("photos", nargs="*", metavar="PHOTO", help="only these photos (default: all)")
+    matcher_opts(s)
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=cmd_index)
+
+    faces = sub.add_parser("faces", help="unknown faces").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    faces.required = True
+    s = faces.add_parser("clusters", parents=[common], help="groups of faces that match no one yet")
+    s.add_argument("--min-size", type=int, default=1, help="hide smaller clusters")
+    s.add_argument("--show", type=int, default=5, help="faces listed per cluster (text output)")
+    s.set_defaults(func=cmd_faces_clusters)
+    s = faces.add_parser("name", parents=[common], help="name a cluster: tags its photos, adds references")
+    s.add_argument("cluster", type=int)
+    s.add_argument("name")
+    s.add_argument("--kind", default="person", choices=["person", "pet", "other"])
+    s.set_defaults(func=cmd_faces_name)

@@ -1,0 +1,469 @@
+"""Retrieval logic without any model: the exact index on synthetic vectors, and the service (suggestions,
+confirm/reject, reference cache, durable index job, unknown-face clusters) with a fake matcher whose
+"faces" are flat-coloured halves of a photo and whose embedding is that colour."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from repic_desktop.core.library import Box, Library, LibraryError
+from repic_desktop.core.scanner import scan_folder
+from repic_desktop.retrieval import service
+from repic_desktop.retrieval.base import Crop, Matcher, cosine_to_l2, from_blob, l2_to_cosine, normalize, to_blob
+from repic_desktop.retrieval.index import ExactIndex, cluster_faces
+
+GREY = (128, 128, 128)
+BLACK = (0, 0, 0)
+
+
+# ----------------------------------------------------------------------------------------------- index
+
+def test_exact_index_takes_the_best_reference_per_concept_and_the_union_over_crops():
+    refs = np.array([[1, 0, 0], [0.6, 0.8, 0], [0, 1, 0], [0, 0, 1]], np.float32)
+    idx = ExactIndex(refs * 3.0, [7, 7, 5, 9])  # unnormalised input: the index normalises
+    scores = idx.concept_scores(np.array([[0.6, 0.8, 0.0]]))
+    assert list(idx.concepts) == [5, 7, 9]
+    np.testing.assert_allclose(scores[0], [0.8, 1.0, 0.0], atol=1e-6)  # concept 7: max over its two refs
+    ranked, per_crop = idx.match(np.array([[0, 0, 1.0], [1.0, 0.1, 0]]), top_k=None, threshold=0.5)
+    assert [(m.concept_id, m.crop) for m in ranked] == [(9, 0), (7, 1)]
+    assert per_crop[0].concept_id == 9 and per_crop[1].concept_id == 7
+    ranked, per_crop = idx.match(np.array([[0, 0, 1.0], [1.0, 0.1, 0]]), top_k=1, threshold=0.5)
+    assert [m.concept_id for m in ranked] == [9]
+    ranked, per_crop = idx.match(np.array([[1.0, -1.0, -1.0]]), top_k=5, threshold=0.9)
+    assert ranked == [] and per_crop == [None]
+
+
+def test_index_order_equals_repics_l2_order_on_random_vectors():
+    rng = np.random.default_rng(1)
+    refs = rng.normal(size=(200, 32)).astype(np.float32)
+    concepts = rng.integers(0, 40, size=200)
+    q = rng.normal(size=(1, 32)).astype(np.float32)
+    idx = ExactIndex(refs, concepts)
+    ranked, _ = idx.match(q, top_k=10, threshold=-1.0)
+    # RePIC: faiss IndexFlatL2 over unit vectors, then unique concepts in distance order.
+    d = np.linalg.norm(normalize(refs) - normalize(q), axis=1)
+    expected = list(dict.fromkeys(concepts[np.argsort(d, kind="stable")].tolist()))[:10]
+    assert [m.concept_id for m in ranked] == expected
+    assert [round(cosine_to_l2(m.score), 5) for m in ranked] == sorted(round(cosine_to_l2(m.score), 5) for m in ranked)
+    assert l2_to_cosine(cosine_to_l2(0.3)) == pytest.approx(0.3)
+
+
+def test_blob_round_trip_and_dimension_check():
+    v = np.arange(5, dtype=np.float32) / 3
+    np.testing.assert_array_equal(from_blob(to_blob(v), 5), v)
+    with pytest.raises(ValueError):
+        from_blob(to_blob(v), 4)
+
+
+def test_cluster_faces_is_single_linkage_and_deterministic():
+    v = np.array([[1, 0], [0.99, 0.14], [0, 1], [0.14, 0.99], [-1, 0], [0.97, 0.28]], np.float32)
+    labels = cluster_faces(v, 0.95)
+    assert labels == [0, 0, 2, 2, 4, 0]  # 5 joins 0 through 1 (chain), label = smallest member index
+    assert cluster_faces(v, 0.95) == labels and cluster_faces(v[:0], 0.9) == []
+
+
+# ----------------------------------------------------------------------------------------------- service
+
+class FakeMatcher:
+    """Each non-grey half of an image is a "face" whose vector is its colour; a black half is a cat."""
+    id = "fake"
+    name = "Fake"
+    fingerprint = "fake-v1"
+    threshold = 0.9
+    cluster_threshold = 0.9
+    max_side = 256
+    faithful = False
+
+    def __init__(self):
+        self.calls = {"crops": 0, "reference": 0}
+
+    def _halves(self, image):
+        w, h = image.size
+        arr = np.asarray(image.convert("RGB"), dtype=np.float32)
+        for x0, x1 in ((0, w // 2), (w // 2, w)):
+            colour = arr[h // 2, (x0 + x1) // 2]
+            if np.allclose(colour, GREY, atol=3):
+                continue
+            if np.allclose(colour, BLACK, atol=3):
+                yield (x0, 0, x1 - x0, h), "cat", None
+            else:
+                yield (x0, 0, x1 - x0, h), "face", colour / 255.0 + 0.01
+
+    def crops(self, image):
+        self.calls["crops"] += 1
+        return [Crop(b, k, 1.0, v) for b, k, v in self._halves(image)]
+
+    def reference_crop(self, image, box):
+        self.calls["reference"] += 1
+        if box is not None:
+            image = image.crop((box[0], box[1], box[0] + box[2], box[1] + box[3]))
+        found = [c for c in self.crops(image) if c.vector is not None]
+        self.calls["crops"] -= 1
+        if not found:
+            return None
+        c = found[0]
+        if box is not None:
+            c = Crop((c.box[0] + box[0], c.box[1] + box[1], c.box[2], c.box[3]), c.kind, c.score, c.vector)
+        return c
+
+
+RED, RED2, GREEN, BLUE, YELLOW = (220, 20, 20), (210, 30, 25), (20, 200, 30), (20, 30, 220), (220, 220, 20)
+
+
+def _photo(path, left, right=GREY, size=(80, 40)):
+    im = Image.new("RGB", size, GREY)
+    im.paste(Image.new("RGB", (size[0] // 2, size[1]), left), (0, 0))
+    im.paste(Image.new("RGB", (size[0] - size[0] // 2, size[1]), right), (size[0] // 2, 0))
+    im.save(path)
+
+
+@pytest.fixture
+def album(tmp_path):
+    d = tmp_path / "album"
+    d.mkdir()
+    _photo(d / "ref_red.png", RED)
+    _photo(d / "ref_green.png", GREEN)
+    _photo(d / "p1_red.png", RED2)  # the red person again
+    _photo(d / "p2_red_green.png", RED2, GREEN)  # both
+    _photo(d / "p3_stranger.png", BLUE)  # nobody known
+    _photo(d / "p4_stranger.png", (25, 35, 215))  # the same stranger
+    _photo(d / "p5_cat.png", BLACK)  # a cat, unidentified
+    lib = Library(tmp_path / "lib.sqlite")
+    scan_folder(lib, str(d))
+    ids = {p.filename: p.id for p in lib.list_photos()}
+    lib.add_concept("Red", "person")
+    lib.add_concept_ref("Red", photo_id=ids["ref_red.png"])
+    lib.add_concept("Green", "person")
+    lib.add_concept_ref("Green", photo_id=ids["ref_green.png"])
+    lib.add_concept("Mitzi", "pet", "A grey tabby cat.")
+    lib.add_concept("Rex", "pet", "A big brown dog.")
+    yield lib, ids, d
+    lib.close()
+
+
+def names(sugs):
+    return [s.concept_name for s in sugs]
+
+
+def test_fake_matcher_satisfies_the_protocol():
+    assert isinstance(FakeMatcher(), Matcher)
+
+
+def test_index_job_suggests_the_right_concepts_with_boxes(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    seen = []
+    summary = service.run_index_job(lib, m, progress=lambda done, total, pid: seen.append((done, total)))
+    assert summary["indexed"] == 7 and summary["failed"] == 0 and not summary["cancelled"]
+    assert seen[-1] == (7, 7)
+    assert names(service.suggestions_for(lib, ids["p1_red.png"])) == ["Red"]
+    both = service.suggestions_for(lib, ids["p2_red_green.png"])
+    assert sorted(names(both)) == ["Green", "Red"]
+    red = next(s for s in both if s.concept_name == "Red")
+    assert red.box == Box(0, 0, 40, 40) and red.kind == "face" and not red.weak and red.status == "pending"
+    assert next(s for s in both if s.concept_name == "Green").box == Box(40, 0, 40, 40)
+    assert service.suggestions_for(lib, ids["p3_stranger.png"]) == []
+    # The cat: a weak hint naming the library's cats (not the dog), never an identity.
+    cat = service.suggestions_for(lib, ids["p5_cat.png"])
+    assert names(cat) == ["Mitzi"] and cat[0].weak and cat[0].score == service.WEAK_SCORE
+    assert "weak hint" in cat[0].as_dict()["note"]
+    # Nothing is decided: no tags yet.
+    assert lib.photo_concepts(ids["p1_red.png"]) == []
+    # A second run re-detects nothing.
+    before = m.calls["crops"]
+    again = service.run_index_job(lib, m)
+    assert again["skipped"] == 7 and again["indexed"] == 0 and m.calls["crops"] == before
+
+
+def test_confirm_tags_with_box_and_reject_sticks_across_reindex(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    p2 = ids["p2_red_green.png"]
+    red = next(s for s in service.suggestions_for(lib, p2) if s.concept_name == "Red")
+    green = next(s for s in service.suggestions_for(lib, p2) if s.concept_name == "Green")
+    service.confirm_suggestion(lib, red.id)
+    service.reject_suggestion(lib, green.id)
+    assert [c.name for c in lib.photo_concepts(p2)] == ["Red"]
+    regions = lib.regions(p2)
+    assert [(r.box, r.source) for r in regions] == [(Box(0, 0, 40, 40), "suggestion")]
+    assert {s.concept_name: s.status for s in service.suggestions_for(lib, p2, include_rejected=True)} == \
+        {"Red": "confirmed", "Green": "rejected"}
+    assert names(service.suggestions_for(lib, p2)) == ["Red"]
+    # References change -> every photo is re-matched; the rejection and the confirmation survive.
+    lib.add_concept_ref("Green", photo_id=ids["p4_stranger.png"])
+    summary = service.run_index_job(lib, m)
+    assert summary["indexed"] == 7 - summary["skipped"]  # re-matched, not skipped
+    after = {s.concept_name: s.status for s in service.suggestions_for(lib, p2, include_rejected=True)}
+    assert after == {"Red": "confirmed", "Green": "rejected"}
+    assert len(lib.regions(p2)) == 1
+
+
+def test_reference_cache_is_reused_and_recomputed_when_a_reference_changes(album):
+    lib, ids, d = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    assert m.calls["reference"] == 2
+    service.run_index_job(lib, m)
+    assert m.calls["reference"] == 2  # cached
+    crops_before = m.calls["crops"]
+    # The red reference now points at a box in the two-person photo: re-embedded, now it is green.
+    ref = lib.concept_refs("Red")[0]
+    lib.remove_concept_ref(ref.id)
+    lib.add_concept_ref("Red", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
+    summary = service.run_index_job(lib, m)
+    assert m.calls["reference"] == 3 and summary["references"] == {"cached": 1, "computed": 1}
+    assert m.calls["crops"] == crops_before  # photos are only re-matched, not re-detected
+    rows = {r["ref_id"]: r for r in lib.ref_embeddings("fake")}
+    assert len(rows) == 2  # the removed reference's cache row went with it
+    assert names(service.suggestions_for(lib, ids["p1_red.png"])) == []  # "Red" now looks green
+    # Same file, new pixels: the content hash changes at rescan and the cache follows.
+    _photo(d / "ref_green.png", YELLOW)
+    scan_folder(lib, str(d))
+    service.run_index_job(lib, m)
+    assert m.calls["reference"] == 4
+
+
+def test_index_job_resumes_after_interruption_and_failures_do_not_stop_it(album):
+    lib, ids, d = album
+    (d / "p3_stranger.png").write_bytes(b"")  # unreadable after import: 0 bytes
+    m = FakeMatcher()
+    stop_after = {"n": 0}
+
+    def should_stop():
+        stop_after["n"] += 1
+        return stop_after["n"] > 3
+
+    first = service.run_index_job(lib, m, should_stop=should_stop)
+    assert first["cancelled"] and first["remaining"] == 4
+    from repic_desktop.captioning.jobs import JobStore
+
+    job = JobStore(lib).get(first["job_id"])
+    assert job.kind == "index" and job.status == "paused"
+    assert job.counts == {"done": 2, "failed": 1, "pending": 4}  # photos go by path: the bad one is third
+    # A crash mid-photo: the photo in flight is redone, finished ones are not.
+    calls = {"n": 0}
+    original = m.crops
+
+    def crashing(image):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(image)
+
+    m.crops = crashing
+    with pytest.raises(KeyboardInterrupt):
+        service.run_index_job(lib, m)
+    m.crops = original
+    second = JobStore(lib).unfinished("index")[0]
+    assert second.id != first["job_id"] and JobStore(lib).get(first["job_id"]).status == "cancelled"
+    # p1, p2 skipped (done before), p3 known bad, p4 detected, then the crash on p5.
+    assert second.counts == {"done": 3, "failed": 1, "pending": 3}
+    detected = m.calls["crops"]
+    resumed = service.run_index_job(lib, m, job_id=second.id)  # what the GUI's "resume" does
+    assert resumed["job_id"] == second.id and resumed["remaining"] == 0 and resumed["indexed"] == 3
+    assert m.calls["crops"] - detected == 3  # the photo in flight and the two after it, nothing else
+    assert JobStore(lib).get(second.id).status == "done"
+    final = service.run_index_job(lib, m)  # a fresh default run: nothing left to detect
+    assert final["indexed"] == 0 and final["skipped"] == 6 and m.calls["crops"] - detected == 3
+    bad = ids["p3_stranger.png"]
+    assert "empty file" in service.index_error(lib, bad, "fake")
+    assert final["failed"] + first["failed"] >= 1
+    # Every photo got indexed exactly once overall, the bad one with its reason.
+    assert lib.retrieval_counts("fake")["indexed"] == 6 and lib.retrieval_counts("fake")["failed"] == 1
+    assert names(service.suggestions_for(lib, ids["p1_red.png"])) == ["Red"]
+
+
+def test_suggest_photo_computes_on_demand_and_reports_unusable_photos(album):
+    from repic_desktop.core.images import UnusableImage
+
+    lib, ids, d = album
+    m = FakeMatcher()
+    got = service.suggest_photo(lib, ids["p2_red_green.png"], m, top_k=1)
+    assert names(got) == ["Red"] or names(got) == ["Green"]
+    assert len(got) == 1
+    got = service.suggest_photo(lib, ids["p2_red_green.png"], m)
+    assert sorted(names(got)) == ["Green", "Red"]
+    (d / "p1_red.png").write_bytes(b"not an image at all")
+    with pytest.raises(UnusableImage):
+        service.suggest_photo(lib, ids["p1_red.png"], m)
+
+
+def test_unknown_faces_cluster_with_stable_ids_and_naming_a_cluster_tags_its_photos(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    clusters = service.face_clusters(lib, matcher_id="fake")
+    assert [c.size for c in clusters] == [2]  # the blue stranger in p3 and p4; known faces are not "unknown"
+    cl = clusters[0]
+    assert sorted(f.photo_id for f in cl.members) == sorted([ids["p3_stranger.png"], ids["p4_stranger.png"]])
+    assert service.face_clusters(lib, matcher_id="fake")[0].id == cl.id  # stable on recompute
+    # Rejecting a match makes that face unknown again: it forms its own cluster; old ids stay.
+    p1 = ids["p1_red.png"]
+    service.reject_suggestion(lib, service.suggestions_for(lib, p1)[0].id)
+    clusters2 = service.face_clusters(lib, matcher_id="fake")
+    assert [c.size for c in clusters2] == [2, 1] and clusters2[0].id == cl.id
+    concept = service.name_cluster(lib, cl.id, "Bluey")
+    assert concept.kind == "person"
+    assert len(lib.concept_refs("Bluey")) == 2
+    for pid in (ids["p3_stranger.png"], ids["p4_stranger.png"]):
+        assert [c.name for c in lib.photo_concepts(pid)] == ["Bluey"]
+        assert [r.box for r in lib.regions(pid)] == [Box(0, 0, 40, 40)]
+    assert [c.size for c in service.face_clusters(lib, matcher_id="fake")] == [1]
+    with pytest.raises(LibraryError):
+        service.name_cluster(lib, cl.id, "Again")
+    # The new concept's references are used by the next run.
+    _ = service.run_index_job(lib, m)
+    assert lib.retrieval_counts("fake")["references"] == 4
+
+
+def test_auto_concepts_order_and_options(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    p2 = ids["p2_red_green.png"]
+    assert service.auto_concepts(lib, p2) == []  # nothing confirmed
+    both = service.auto_concepts(lib, p2, include_suggestions=True)
+    scores = {s.concept_name: s.score for s in service.suggestions_for(lib, p2)}
+    assert both == sorted(scores, key=lambda n: -scores[n])  # closest first (RePIC's distance order)
+    assert service.auto_concepts(lib, p2, include_suggestions=True, top_k=1) == both[:1]
+    assert service.auto_concepts(lib, p2, include_suggestions=True, threshold=1.01) == []
+    # A hand tag comes first; a confirmed suggestion stays even when top_k is smaller.
+    lib.tag_photo(p2, "Mitzi")
+    green = next(s for s in service.suggestions_for(lib, p2) if s.concept_name == "Green")
+    service.confirm_suggestion(lib, green.id)
+    assert service.auto_concepts(lib, p2) == ["Mitzi", "Green"]
+    assert service.auto_concepts(lib, p2, include_suggestions=True, top_k=1) == ["Mitzi", "Green"]
+    assert service.auto_concepts(lib, p2, include_suggestions=True, top_k=3) == ["Mitzi", "Green", "Red"]
+    # Weak cat hints name no one: never used for captions.
+    assert service.auto_concepts(lib, ids["p5_cat.png"], include_suggestions=True) == []
+
+
+def test_matcher_registry_without_models(tmp_path):
+    from repic_desktop.core.settings import Settings
+    from repic_desktop.retrieval.base import MatcherUnavailable
+
+    listed = {m["id"]: m for m in service.available_matchers(Settings())}
+    assert listed["dlib-faces"]["ready"] and not listed["clip"]["ready"] and "CLIP" in listed["clip"]["why"]
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "pytorch_model.bin").write_bytes(b"x")
+    s = Settings(extra={"retrieval": {"clip_dir": str(folder)}})
+    assert "safetensors" in {m["id"]: m for m in service.available_matchers(s)}["clip"]["why"]
+    with pytest.raises(MatcherUnavailable, match="safetensors"):
+        service.get_matcher("clip", s)
+    with pytest.raises(MatcherUnavailable, match="unknown matcher"):
+        service.get_matcher("yolo", s)
+
+
+def test_schema_v4_tables_and_cascade(album):
+    lib, ids, _ = album
+    assert lib.schema_version == 4
+    service.run_index_job(lib, FakeMatcher())
+    lib.remove_concept("Red")
+    assert all(r["concept_id"] != 1 for r in lib.ref_embeddings("fake"))
+    counts = lib.retrieval_counts("fake")
+    assert counts["references"] == 1
+    assert json.dumps(service.suggestions_for(lib, ids["p2_red_green.png"])[0].as_dict())
+
+
+def test_caption_auto_uses_confirmed_concepts_and_optionally_suggestions(album, demo_model_dir, capsys):
+    from repic_desktop.cli import main
+
+    lib, ids, _ = album
+    service.run_index_job(lib, FakeMatcher())
+    p1, p2 = ids["p1_red.png"], ids["p2_red_green.png"]
+    green = next(s for s in service.suggestions_for(lib, p2) if s.concept_name == "Green")
+    service.confirm_suggestion(lib, green.id)
+    base = ["--library", str(lib.path), "caption", str(p1), str(p2), "--model", str(demo_model_dir),
+            "--max-new-tokens", "4", "--max-pixels", str(56 * 56), "--json", "--force"]
+    capsys.readouterr()
+
+    def concepts(*extra):
+        assert main([*base, *extra]) == 0
+        rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        return {r["photo"]: r["provenance"]["concepts"] for r in rows}
+
+    assert concepts("--auto") == {p1: [], p2: ["Green"]}
+    # Closest match first (RePIC's retriever order), not library order (Red was added before Green).
+    assert service.auto_concepts(lib, p2, include_suggestions=True) == ["Green", "Red"]
+    assert concepts("--auto-include-suggestions") == {p1: ["Red"], p2: ["Green", "Red"]}
+    assert main([*base, "--auto", "--concept", "Red"]) == 1
+
+
+def test_suggestion_ids_survive_a_rematch_and_missing_photos_are_reported(album):
+    from repic_desktop.core.images import UnusableImage
+
+    lib, ids, d = album
+    m = FakeMatcher()
+    p2 = ids["p2_red_green.png"]
+    first = {s.concept_name: s.id for s in service.suggest_photo(lib, p2, m)}
+    lib.add_concept_ref("Green", photo_id=ids["p4_stranger.png"])  # references change: a re-match
+    again = {s.concept_name: s.id for s in service.suggest_photo(lib, p2, m)}
+    assert again == first  # a window holding these ids can still confirm them
+    (d / "p1_red.png").unlink()
+    scan_folder(lib, str(d))  # marks it missing
+    with pytest.raises(UnusableImage, match="missing"):
+        service.suggest_photo(lib, ids["p1_red.png"], m)
+    summary = service.run_index_job(lib, m, photo_ids=[ids["p1_red.png"], p2])
+    assert summary["failed"] == 1 and "missing" in summary["errors"][ids["p1_red.png"]]
+    assert service.index_error(lib, ids["p1_red.png"], "fake") is None  # retried when the file is back
+
+
+def test_cli_labels_the_cat_hint_as_weak(album, monkeypatch, capsys):
+    from repic_desktop.cli import main
+
+    lib, ids, _ = album
+    monkeypatch.setattr(service, "get_matcher", lambda matcher_id=None, settings=None: FakeMatcher())
+    capsys.readouterr()
+    assert main(["--library", str(lib.path), "suggest", str(ids["p5_cat.png"])]) == 0
+    out = capsys.readouterr().out
+    assert "<Mitzi>  weak hint: a cat was seen at 0,0,40,40, not recognised" in out and "Rex" not in out
+    assert main(["--library", str(lib.path), "suggest", str(ids["p5_cat.png"]), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["suggestions"][0]
+    assert row["weak"] is True and row["note"].startswith("weak hint")
+
+
+def test_a_reference_whose_file_is_gone_is_retried_when_it_is_back(album):
+    lib, ids, d = album
+    m = FakeMatcher()
+    saved = (d / "ref_green.png").read_bytes()
+    (d / "ref_green.png").unlink()
+    summary = service.run_index_job(lib, m)
+    assert summary["references"] == {"computed": 1, "failed": 1}
+    assert service.suggestions_for(lib, ids["p2_red_green.png"])[0].concept_name == "Red"
+    (d / "ref_green.png").write_bytes(saved)  # back, byte for byte: same content hash, same signature
+    assert "no longer exists" in service.index_error(lib, ids["ref_green.png"], "fake")
+    summary = service.run_index_job(lib, m)
+    assert summary["references"] == {"cached": 1, "computed": 1}
+    assert sorted(names(service.suggestions_for(lib, ids["p2_red_green.png"]))) == ["Green", "Red"]
+    assert service.index_error(lib, ids["ref_green.png"], "fake") is None  # the photo itself was retried too
+    assert names(service.suggestions_for(lib, ids["ref_green.png"])) == ["Green"]
+
+
+def test_a_matcher_error_on_one_photo_is_reported_and_the_job_goes_on(album):
+    from repic_desktop.core.images import UnusableImage
+
+    lib, ids, _ = album
+    m = FakeMatcher()
+    original = m.crops
+
+    def flaky(image):
+        if image.size == (80, 40) and np.asarray(image)[20, 20].tolist() == list(BLACK):
+            raise RuntimeError("model exploded")
+        return original(image)
+
+    m.crops = flaky
+    summary = service.run_index_job(lib, m)
+    cat = ids["p5_cat.png"]
+    assert summary["failed"] == 1 and summary["indexed"] == 6
+    assert summary["errors"][cat] == "could not analyse it: RuntimeError: model exploded"
+    with pytest.raises(UnusableImage, match="model exploded"):
+        service.suggest_photo(lib, cat, m)
+    m.crops = original  # fixed: the next run retries it (no failure was cached)
+    again = service.run_index_job(lib, m)
+    assert again["indexed"] == 1 and again["skipped"] == 6
