@@ -5,7 +5,7 @@ import argparse
 
 from .core import paths
 
-PAGES = ("browser", "people", "queue")
+PAGES = ("browser", "people", "faces", "personalize", "queue")
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
@@ -26,5 +26,6 @@ def add_gui_command(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--screenshot", metavar="OUT.png",
                    help="render the window once the library is shown, save it as OUT.png and exit")
     s.add_argument("--page", choices=PAGES, default=None,
-                   help="page to show first: the photo browser, people & pets, or the caption queue")
+                   help="page to show first: the photo browser, people & pets, unknown faces, personalize, "
+                        "or the caption queue")
     s.set_defaults(func=cmd_gui)

@@ -23,13 +23,16 @@ from .. import APP_NAME
 from ..core.library import Library, LibraryError
 from .browser import Browser, PhotoFilter, query_photo_ids
 from .dialogs import AboutDialog, LogView, log_handler, show_error
+from .faces_page import FacesPage
+from .index_controller import IndexController
 from .people import PeopleManager
+from .personalize import PersonalizePage
 from .photo_panel import PhotoPanel, TagCommand
 from .thumbnail_loader import TaskRunner, ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
-PAGES = ("browser", "people")
+PAGES = ("browser", "people", "faces", "personalize")
 SETTINGS_VERSION = 1
 
 
@@ -73,6 +76,11 @@ class MainWindow(QMainWindow):
         self.pages = QStackedWidget()
         self.pages.addWidget(self.photos_page)
         self.pages.addWidget(self.people)
+        self.index = IndexController(library.path, parent=self)    # "Index Faces in Library" (issue #7)
+        self.faces = FacesPage(library, self.tasks, self.loader, index=self.index)
+        self.pages.addWidget(self.faces)
+        self.personalize = PersonalizePage(library)
+        self.pages.addWidget(self.personalize)
         self.setCentralWidget(self.pages)
 
         # docks
@@ -109,6 +117,14 @@ class MainWindow(QMainWindow):
             self.controller.caption_finished.connect(self._caption_finished)
             if hasattr(self.controller, "job_changed"):
                 self.controller.job_changed.connect(lambda _job: self._update_counts_later())
+        self.index_dock = None
+        if self.queue_dock is not None and hasattr(self.queue_dock, "add_index_controller"):
+            self.queue_dock.add_index_controller(self.index)
+        else:  # no captioning dock: the face-index job gets a dock of its own
+            from .queue_dock import IndexDock
+            self.index_dock = IndexDock(self.index, self)
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.index_dock)
+            self.index_dock.hide()
 
         self._make_actions()
         self._make_menus()
@@ -163,6 +179,16 @@ class MainWindow(QMainWindow):
                                             "Who RePIC should name in captions", checkable=True)
         for a in (self.act_page_photos, self.act_page_people):
             self.page_group.addAction(a)
+        self.act_page_faces = self._action("Unknown Faces", lambda: self.show_page("faces"), None,
+                                           "Name the faces RePIC found but could not name", checkable=True)
+        self.page_group.addAction(self.act_page_faces)
+        self.act_page_personalize = self._action("Personalize", lambda: self.show_page("personalize"), None,
+                                                 "Train the model on your own people and pets", checkable=True)
+        self.page_group.addAction(self.act_page_personalize)
+        self.act_personalize = self._action("&Personalize…", lambda: self.show_page("personalize"), None,
+                                            "Train the model on your own people and pets")
+        self.act_index_faces = self._action("Index Faces in Library", self.index_faces, None,
+                                            "Find the faces in every photo and suggest who they are (in the background)")
         self.act_page_photos.setChecked(True)
 
         self.act_next = self._action("&Next Photo", lambda: self.browser.step(+1), ["Alt+Right", "Alt+Down"])
@@ -202,6 +228,8 @@ class MainWindow(QMainWindow):
         m.addActions([self.act_select_all, self.act_find])
         m = mb.addMenu("&View")
         m.addActions([self.act_page_photos, self.act_page_people])
+        m.addAction(self.act_page_faces)
+        m.addAction(self.act_page_personalize)
         m.addSeparator()
         if self.queue_dock is not None:
             qa = self.queue_dock.toggleViewAction()
@@ -218,8 +246,10 @@ class MainWindow(QMainWindow):
         m.addAction(self.act_write_files)
         m = mb.addMenu("P&eople && Pets")
         m.addAction(self.act_new_concept)
+        m.addActions([self.act_page_faces, self.act_index_faces])
         m = mb.addMenu("&Model")
         m.addActions([self.act_settings, self.act_unload])
+        m.addAction(self.act_personalize)
         m = mb.addMenu("&Help")
         m.addAction(self.act_about)
 
@@ -232,6 +262,8 @@ class MainWindow(QMainWindow):
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, tb)
         tb.addAction(self.act_page_photos)
         tb.addAction(self.act_page_people)
+        tb.addAction(self.act_page_faces)
+        tb.addAction(self.act_page_personalize)
         tb.addSeparator()
         tb.addAction(self.act_add_folder)
         tb.addAction(self.act_rescan)
@@ -244,7 +276,7 @@ class MainWindow(QMainWindow):
         tb.addWidget(spacer)
         tb.addAction(self.act_settings)
         self.toolbar = tb
-        for a in (self.act_page_photos, self.act_page_people):
+        for a in (self.act_page_photos, self.act_page_people, self.act_page_faces, self.act_page_personalize):
             w = tb.widgetForAction(a)
             if w is not None:
                 f = w.font()
@@ -264,6 +296,14 @@ class MainWindow(QMainWindow):
         self.people.concepts_changed.connect(self._concepts_changed)
         self.people.show_photos.connect(self._show_concept_photos)
         self.people.photo_activated.connect(self._show_concept_photo)
+        self.personalize.adapter_activated.connect(
+            lambda _path: self.controller is not None and self.controller.settings_changed.emit())
+        self.faces.concepts_changed.connect(self._concepts_changed)
+        self.faces.index_requested.connect(self.index_faces)
+        self.faces.photo_activated.connect(self._show_face_photo)
+        self.index.finished.connect(self._faces_indexed)
+        self.index.photo_indexed.connect(lambda pid: pid == p.photo_id and p.refresh_suggestions())
+        self.index.changed.connect(lambda: self.act_index_faces.setEnabled(not self.index.active))
         self.undo.indexChanged.connect(lambda _: self._update_actions())
 
     # ------------------------------------------------------------------ pages
@@ -279,12 +319,26 @@ class MainWindow(QMainWindow):
                 self.people.reload()          # photo counts and "Photos with ..." may have changed
             self.pages.setCurrentWidget(self.people)
             self.act_page_people.setChecked(True)
+        elif page == "faces":
+            if self.pages.currentWidget() is not self.faces or not self.faces.loaded_once:
+                self.faces.reload()           # naming or indexing elsewhere may have changed the clusters
+            self.pages.setCurrentWidget(self.faces)
+            self.act_page_faces.setChecked(True)
+        elif page == "personalize":
+            if self.pages.currentWidget() is not self.personalize:
+                self.personalize.reload()     # concepts, photo counts and adapters may have changed
+            self.pages.setCurrentWidget(self.personalize)
+            self.act_page_personalize.setChecked(True)
         else:
             self.pages.setCurrentWidget(self.photos_page)
             self.act_page_photos.setChecked(True)
         self._update_actions()
 
     def current_page(self) -> str:
+        if self.pages.currentWidget() is self.faces:
+            return "faces"
+        if self.pages.currentWidget() is self.personalize:
+            return "personalize"
         return "people" if self.pages.currentWidget() is self.people else "browser"
 
     def _focus_search(self) -> None:
@@ -428,6 +482,26 @@ class MainWindow(QMainWindow):
         self.show_page("people")
         if not self.lib.concepts():
             self.people.add_concept()
+
+    def index_faces(self) -> None:
+        """Find and match the faces in every photo on a worker thread (progress in the queue dock)."""
+        if not self.index.available:
+            show_error(self, "Cannot index faces", "Face suggestions are not part of this build.", modal=False)
+        elif not self.index.start():
+            self.statusBar().showMessage("Faces are being indexed already.", 4000)
+
+    def _show_face_photo(self, photo_id: int) -> None:
+        self.show_page("browser")
+        if not self.browser.select_photo(photo_id):     # hidden by a filter: show all photos, then select
+            if self.browser.set_filter(status="all", search="", folder=None, concept_id=None):
+                self.browser.loaded_once_then(lambda: self.browser.select_photo(photo_id))
+
+    def _faces_indexed(self, summary: dict) -> None:
+        self.panel.refresh_suggestions()
+        if self.faces.loaded_once or self.pages.currentWidget() is self.faces:
+            self.faces.reload()
+        self.statusBar().showMessage(f"Face indexing {'stopped' if summary.get('cancelled') else 'finished'}: "
+                                     f"{self.index.message}.", 8000)
 
     @staticmethod
     def _dropped_folders(mime) -> tuple[list[str], list[str]]:
@@ -586,6 +660,9 @@ class MainWindow(QMainWindow):
         if self._closing:
             e.accept()
             return
+        if not self.personalize.confirm_close(self):   # the user chose to keep training
+            e.ignore()
+            return
         self._closing = True
         try:
             self.panel.save_edit()
@@ -597,6 +674,7 @@ class MainWindow(QMainWindow):
         except (RuntimeError, TypeError):
             pass
         self.browser.cancel_import()
+        self.index.shutdown()
         if self.controller is not None:
             try:
                 self.controller.shutdown()

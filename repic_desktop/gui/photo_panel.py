@@ -9,6 +9,11 @@ Why it is shaped like this:
   just points the photo back at the previous caption; the edited row stays in the history.
 - These writes are single-row SQLite transactions on the GUI thread's own connection (well under a
   millisecond); no photo file is touched here.
+- Suggestions ("Who is in this photo?") are read from the library (stored rows, fast) with the rest of
+  the photo. Finding them means face detection and embedding, so "Find people" runs on the task pool
+  with its own Library and the process's shared matcher (`index_controller.shared_matcher`); the chips
+  are rebuilt from the library when it is done. Confirm and reject are not undoable: the service has
+  no way to put a suggestion back to "pending" (a confirmed person can still be removed, undoably).
 """
 from __future__ import annotations
 
@@ -30,11 +35,16 @@ from PySide6.QtWidgets import (
 
 from ..captioning.prompt import TAG_RE, parse_tags
 from ..core.library import Box, Caption, Library, LibraryError, NotFound
+from .index_controller import service_or_none, shared_matcher, unavailable_type
 from .thumbnail_loader import TaskRunner, load_image_scaled
 
 log = logging.getLogger(__name__)
 
 PREVIEW_MAX_SIDE = 1800
+SUGGESTION_COLOR = QColor("#f2994a")      # suggested boxes: amber, dashed (confirmed regions are blue)
+WEAK_COLOR = QColor("#9b7bd4")            # cat-face hints: no identity behind them
+WEAK_TIP = ("A weak hint from a cat-face detector: it found a cat's face here but cannot tell which cat. "
+            "Confirm only if this is {name}.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -335,6 +345,46 @@ class Chip(QFrame):
             " QFrame#chip QToolButton { border: none; padding: 0 3px; }")
 
 
+class SuggestionChip(QFrame):
+    """A suggestion: 'Anya 0.82  ✓ ✗'. Dashed and amber (a guess, not yet a fact); cat-face hints are
+    violet and say that they carry no identity."""
+
+    confirmed = Signal(object)     # the Suggestion as shown
+    rejected = Signal(object)
+
+    def __init__(self, suggestion, parent=None):
+        super().__init__(parent)
+        s = self.suggestion = suggestion
+        self.setObjectName("suggestionChip")
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(9, 1, 3, 1)
+        lay.setSpacing(1)
+        color = WEAK_COLOR if s.weak else SUGGESTION_COLOR
+        name = html.escape(s.concept_name)
+        text = f"{name}? <span style='color:gray'>cat face</span>" if s.weak else \
+            f"{name} <span style='color:gray'>{s.score:.2f}</span>"
+        self.label = QLabel(text, textFormat=Qt.TextFormat.RichText)
+        tip = WEAK_TIP.format(name=s.concept_name) if s.weak else \
+            f"Suggested by {s.matcher_id}: looks like {s.concept_name} (similarity {s.score:.2f})"
+        self.setToolTip(tip)
+        self.label.setToolTip(tip)
+        self.confirm_btn = QToolButton(text="✓", autoRaise=True)
+        self.confirm_btn.setToolTip(f"Yes, this is {s.concept_name}: add them to the photo")
+        self.reject_btn = QToolButton(text="✗", autoRaise=True)
+        self.reject_btn.setToolTip(f"No, this is not {s.concept_name}")
+        for b in (self.confirm_btn, self.reject_btn):
+            b.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.confirm_btn.clicked.connect(lambda: self.confirmed.emit(s))
+        self.reject_btn.clicked.connect(lambda: self.rejected.emit(s))
+        lay.addWidget(self.label)
+        lay.addWidget(self.confirm_btn)
+        lay.addWidget(self.reject_btn)
+        self.setStyleSheet(
+            f"QFrame#suggestionChip {{ border: 1px dashed {color.name()}; border-radius: 11px;"
+            f" background: rgba({color.red()},{color.green()},{color.blue()},28); }}"
+            " QFrame#suggestionChip QToolButton { border: none; padding: 0 3px; font-weight: 600; }")
+
+
 class ConceptPicker(QDialog):
     """A small popup: type to filter people & pets, Enter or click to choose; or create a new one."""
 
@@ -414,6 +464,7 @@ class PreviewWidget(QWidget):
         self.pixmap: QPixmap | None = None
         self.full_size = QSize()
         self.regions: list[tuple[str, object]] = []   # (name, Box)
+        self.suggestions: list[tuple[str, object, bool]] = []   # (label, Box, weak)
         self.message = ""
         self.setMinimumSize(200, 160)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -424,6 +475,10 @@ class PreviewWidget(QWidget):
 
     def set_regions(self, regions) -> None:
         self.regions = list(regions)
+        self.update()
+
+    def set_suggestions(self, suggestions) -> None:
+        self.suggestions = list(suggestions)
         self.update()
 
     def image_rect(self) -> QRectF:
@@ -443,6 +498,26 @@ class PreviewWidget(QWidget):
             return
         r = self.image_rect()
         p.drawPixmap(r.toRect(), self.pixmap)
+        if self.suggestions and self.full_size.width() > 0:
+            sx = r.width() / self.full_size.width()
+            sy = r.height() / self.full_size.height()
+            for label, box, weak in self.suggestions:
+                color = WEAK_COLOR if weak else SUGGESTION_COLOR
+                rr = QRectF(r.x() + box.x * sx, r.y() + box.y * sy, box.w * sx, box.h * sy)
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.setPen(QPen(QColor(0, 0, 0, 140), 3.5))
+                p.drawRect(rr)
+                p.setPen(QPen(color, 2.2, Qt.PenStyle.DashLine))
+                p.drawRect(rr)
+                fm = p.fontMetrics()
+                tag = QRectF(rr.x(), rr.y() - fm.height() - 4, fm.horizontalAdvance(label) + 10, fm.height() + 2)
+                if tag.y() < r.y():      # no room above the box: label inside its top edge
+                    tag.moveTop(rr.y() + 2)
+                p.setPen(Qt.PenStyle.NoPen)
+                p.setBrush(color.darker(150))
+                p.drawRoundedRect(tag, 4, 4)
+                p.setPen(QColor("white"))
+                p.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
         if self.regions and self.full_size.width() > 0:
             sx = r.width() / self.full_size.width()
             sy = r.height() / self.full_size.height()
@@ -470,12 +545,18 @@ class PhotoPanel(QWidget):
     photo_changed = Signal(int)
     regenerate_requested = Signal(int)
     new_concept_requested = Signal(int, str)      # photo id, name typed so far
+    suggestions_found = Signal(int)               # photo id: "Find people" stored new suggestions
 
-    def __init__(self, library: Library, tasks: TaskRunner, undo_stack: QUndoStack, parent=None):
+    def __init__(self, library: Library, tasks: TaskRunner, undo_stack: QUndoStack, parent=None, *,
+                 service=None):
         super().__init__(parent)
         self.lib = library
         self.tasks = tasks
         self.undo = undo_stack
+        self._service = service
+        self._service_checked = service is not None
+        self._finding: set[int] = set()           # photos whose "Find people" is running
+        self._matcher_why: str | None = None      # why no matcher is ready ("" once one is)
         self.photo_id: int | None = None
         self._preview_gen = 0
         self._loaded_caption_text = ""
@@ -496,6 +577,16 @@ class PhotoPanel(QWidget):
         self.add_btn = QToolButton(text="+ Add person or pet")
         self.add_btn.setToolTip("Say who is in this photo (Ctrl+T)")
         self.add_btn.clicked.connect(self.open_picker)
+
+        self.sugg_head = _section("Suggested")
+        self.sugg_box = QWidget()
+        self.sugg_chips = FlowLayout(self.sugg_box)
+        self.find_btn = QToolButton(text="Find people")
+        self.find_btn.setToolTip("Look for faces in this photo and match them against your people and pets")
+        self.find_btn.clicked.connect(self.find_people)
+        self.sugg_status = QLabel(wordWrap=True)
+        self.sugg_status.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.sugg_status.hide()
 
         self.status_pill = QLabel()
         self.status_pill.setObjectName("statusPill")
@@ -539,6 +630,9 @@ class PhotoPanel(QWidget):
         dl.addSpacing(4)
         dl.addWidget(_section("People & pets in this photo"))
         dl.addWidget(self.chips_box)
+        dl.addWidget(self.sugg_head)
+        dl.addWidget(self.sugg_box)
+        dl.addWidget(self.sugg_status)
         dl.addSpacing(4)
         cap_row = QHBoxLayout()
         cap_row.addWidget(_section("Caption"))
@@ -611,6 +705,9 @@ class PhotoPanel(QWidget):
             bits.append("file missing")
         self.subtitle.setText("  ·  ".join(bits))
         self._load_preview(photo)
+        self._show_sugg_status("")            # "Found 2 suggestions" was about the previous photo
+        if self._matcher_why:
+            self._matcher_why = None          # not ready before: ask again (the user may have installed one)
         self.refresh()
 
     def _load_preview(self, photo) -> None:
@@ -655,6 +752,7 @@ class PhotoPanel(QWidget):
         self.chips.addWidget(self.add_btn)
         self.chips_box.updateGeometry()
         self.preview.set_regions([(names.get(r.concept_id, "?"), r.box) for r in self.lib.regions(pid)])
+        self.refresh_suggestions()
         # caption
         cap = self.lib.current_caption(pid)
         self.highlighter.set_known(names.values())
@@ -735,6 +833,159 @@ class PhotoPanel(QWidget):
         if why:
             self.regen_btn.setToolTip(why)
         self._update_buttons()
+
+    # ------------------------------------------------------------------ suggestions
+    @property
+    def service(self):
+        """The retrieval service, imported on first use (None when this build has none)."""
+        if not self._service_checked:
+            self._service_checked = True
+            self._service = service_or_none(None)
+        return self._service
+
+    def set_service(self, service) -> None:
+        self._service, self._service_checked = service, True
+        self._matcher_why = None
+        self.refresh_suggestions()
+
+    def pending_suggestions(self) -> list:
+        svc = self.service
+        if svc is None or self.photo_id is None:
+            return []
+        try:
+            return [s for s in svc.suggestions_for(self.lib, self.photo_id) if s.status == "pending"]
+        except LibraryError as exc:
+            log.warning("cannot read suggestions: %s", exc)
+            return []
+
+    def refresh_suggestions(self) -> None:
+        """Rebuild the suggestion chips and boxes from the library (stored suggestions only: fast)."""
+        svc, pid = self.service, self.photo_id
+        for w in (self.sugg_head, self.sugg_box):
+            w.setVisible(svc is not None)
+        while self.sugg_chips.count():
+            w = self.sugg_chips.takeAt(0).widget()
+            if w is not None and w is not self.find_btn:
+                w.deleteLater()
+        if svc is None or pid is None:
+            self.sugg_status.hide()
+            self.preview.set_suggestions([])
+            return
+        pending = self.pending_suggestions()
+        for sug in pending:
+            chip = SuggestionChip(sug)
+            chip.confirmed.connect(self.confirm_suggestion)
+            chip.rejected.connect(self.reject_suggestion)
+            self.sugg_chips.addWidget(chip)
+        self.sugg_chips.addWidget(self.find_btn)
+        self.sugg_box.updateGeometry()
+        self.preview.set_suggestions([(f"{s.concept_name}?" if s.weak else f"{s.concept_name} {s.score:.2f}",
+                                       s.box, s.weak) for s in pending if s.box is not None])
+        self._update_find_button()
+        if self._matcher_why is None:
+            self._check_matchers()
+
+    def _update_find_button(self) -> None:
+        busy = self.photo_id in self._finding
+        self.find_btn.setText("Finding people…" if busy else "Find people")
+        self.find_btn.setEnabled(not busy and not self._matcher_why)
+        if self._matcher_why:
+            self._show_sugg_status(f"No face matcher is ready: {self._matcher_why}")
+        elif busy:
+            self._show_sugg_status("Looking for faces in this photo…")
+
+    def _show_sugg_status(self, text: str) -> None:
+        self.sugg_status.setText(text)
+        self.sugg_status.setVisible(bool(text))
+
+    def _check_matchers(self) -> None:
+        """Ask once, in the background, whether any matcher is ready (it may look for model files)."""
+        svc = self.service
+        self._matcher_why = ""
+
+        def work():
+            return svc.available_matchers()
+
+        def done(matchers):
+            if svc is not self.service:
+                return
+            ready = [m for m in matchers if m.get("ready")]
+            if ready:
+                self._matcher_why = ""
+                self.find_btn.setToolTip(f"Look for faces in this photo and match them against your people and "
+                                         f"pets ({ready[0].get('name') or ready[0].get('id')})")
+            else:
+                whys = "; ".join(f"{m.get('name') or m.get('id')}: {m.get('why')}" for m in matchers if m.get("why"))
+                self._matcher_why = whys or "none is installed"
+            self._update_find_button()
+
+        self.tasks.run(work, done, lambda m, d: log.warning("cannot list face matchers: %s", m))
+
+    def find_people(self) -> None:
+        """Detect and match faces in the current photo on the task pool, then show the new suggestions."""
+        svc, pid = self.service, self.photo_id
+        if svc is None or pid is None or pid in self._finding:
+            return
+        path, unavailable = self.lib.path, unavailable_type(svc)
+        self._finding.add(pid)
+        self._update_find_button()
+
+        def work():
+            try:
+                with Library(path) as lib:
+                    return svc.suggest_photo(lib, pid, shared_matcher(svc))
+            except unavailable as exc:
+                return exc
+
+        def done(result):
+            self._finding.discard(pid)
+            if isinstance(result, BaseException):
+                self._matcher_why = str(result) or "none is installed"
+            elif pid == self.photo_id:
+                pending = [s for s in result if s.status == "pending"]
+                self._show_sugg_status(
+                    f"Found {len(pending)} suggestion{'s' if len(pending) != 1 else ''}." if pending else
+                    "No one you have named was recognised in this photo." if not result else
+                    "Nothing new: everyone found is already confirmed or rejected.")
+            if pid == self.photo_id:
+                self.refresh_suggestions()
+            if not isinstance(result, BaseException):
+                self.suggestions_found.emit(pid)
+
+        def failed(message, details):
+            self._finding.discard(pid)
+            log.error("finding people failed: %s\n%s", message, details)
+            if pid == self.photo_id:
+                self.refresh_suggestions()
+                self._show_sugg_status(f"Could not look for people: {message}")
+
+        self.tasks.run(work, done, failed)
+
+    def confirm_suggestion(self, suggestion) -> None:
+        self._answer(suggestion, confirm=True)
+
+    def reject_suggestion(self, suggestion) -> None:
+        self._answer(suggestion, confirm=False)
+
+    def _answer(self, suggestion, confirm: bool) -> None:
+        svc, pid = self.service, self.photo_id
+        if svc is None or pid is None:
+            return
+        suggestion_id = suggestion.id
+        now = next((s for s in self.pending_suggestions() if s.id == suggestion_id), None)
+        if now is None or now.concept_id != suggestion.concept_id:
+            # An index run re-made this photo's pending suggestions since the chips were built. SQLite
+            # may even have given the id to another person's suggestion: never act on a changed row.
+            self.refresh_suggestions()
+            self._show_sugg_status("The suggestions for this photo were just updated; please choose again.")
+            return
+        try:
+            (svc.confirm_suggestion if confirm else svc.reject_suggestion)(self.lib, suggestion_id)
+        except LibraryError as exc:
+            self._show_sugg_status(f"Could not {'confirm' if confirm else 'reject'} the suggestion: {exc}")
+            return
+        self._show_sugg_status("")
+        self._notify(pid)
 
     # ------------------------------------------------------------------ actions (all undoable)
     def _notify(self, photo_id: int) -> None:

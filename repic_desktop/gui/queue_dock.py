@@ -3,6 +3,8 @@
 Each job card shows a progress bar, photos/min, time left, the photo being captioned, the photos that
 failed with their reasons, and Pause / Cancel / Resume / Remove. It only displays the controller's state
 (`JobView`s and model fields) and calls the controller; it never touches the model or the library.
+The face-index job ("Index Faces in Library") gets a card of the same shape (`IndexCard`) that reads an
+`index_controller.IndexController` the same way.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from .model_worker import LOAD_STAGES
 
 if TYPE_CHECKING:
     from .captioning_controller import CaptioningController, JobView
+    from .index_controller import IndexController
 
 STATUS_TEXT = {
     "queued": "Waiting", "starting": "Starting", "running": "Captioning", "stopping": "Stopping",
@@ -180,6 +183,113 @@ class JobCard(QFrame):
         self.cancel.setVisible(status in ("queued", "starting", "running"))
         self.resume.setVisible(status in ("paused", "interrupted", "cancelled") and v.remaining > 0)
         self.remove.setVisible(not active)
+
+
+INDEX_STATUS_TEXT = {"starting": "Loading matcher", "running": "Indexing", "stopping": "Stopping",
+                     "done": "Done", "cancelled": "Cancelled", "failed": "Failed"}
+
+
+class IndexCard(QFrame):
+    """The face-index job: progress, the photo being indexed, Cancel / Resume / Remove."""
+
+    def __init__(self, index: "IndexController", parent: QWidget | None = None):
+        super().__init__(parent)
+        self.index = index
+        self.setObjectName("indexCard")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(8, 6, 8, 6)
+        lay.setSpacing(3)
+        top = QHBoxLayout()
+        self.title = QLabel("Index faces in library", self)
+        f = QFont(self.title.font())
+        f.setBold(True)
+        self.title.setFont(f)
+        top.addWidget(self.title, 1)
+        self.status = QLabel(self)
+        top.addWidget(self.status)
+        lay.addLayout(top)
+        self.bar = QProgressBar(self)
+        self.bar.setTextVisible(False)
+        self.bar.setMaximumHeight(12)
+        lay.addWidget(self.bar)
+        self.stats = _small(QLabel(self))
+        self.stats.setWordWrap(True)
+        lay.addWidget(self.stats)
+        self.message = QLabel(self)
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        lay.addWidget(self.message)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(4)
+        self.cancel = QPushButton("Cancel", self)
+        self.cancel.setToolTip("Stop after the current photo; what is indexed is kept and Resume continues")
+        self.cancel.clicked.connect(index.cancel)
+        self.resume = QPushButton("Resume", self)
+        self.resume.setToolTip("Index the photos this job has left")
+        self.resume.clicked.connect(index.resume)
+        self.remove = QPushButton("Remove", self)
+        self.remove.setToolTip("Remove from the list (what was indexed is kept)")
+        self.remove.clicked.connect(index.dismiss)
+        for b in (self.cancel, self.resume, self.remove):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        lay.addLayout(buttons)
+        index.changed.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        ix = self.index
+        state = ix.state
+        self.setVisible(state != "idle")
+        self.status.setText(INDEX_STATUS_TEXT.get(state, state))
+        color = status_color({"failed": "cancelled", "starting": "running"}.get(state, state), _is_dark(self))
+        self.status.setStyleSheet(f"color: {color}; font-weight: 600;" if color else "font-weight: 600;")
+        if state == "starting" or (ix.active and not ix.total):
+            self.bar.setRange(0, 0)          # busy: loading the matcher, or counting photos
+        else:
+            self.bar.setRange(0, max(1, ix.total))
+            self.bar.setValue(min(ix.done, max(1, ix.total)))
+        stats = [f"{ix.done} of {ix.total} photo" + ("s" if ix.total != 1 else "")] if ix.total else []
+        if state == "running":
+            rate = ix.rate
+            if rate is not None:
+                stats.append(f"{rate:.0f} photos/min" if rate >= 10 else f"{rate:.1f} photos/min")
+                left = (ix.total - ix.done) / rate * 60 if rate > 0 else -1
+                if ix.total > ix.done and left >= 1:
+                    stats.append(f"about {duration_text(left)} left")
+            if ix.current:
+                stats.append(f"now: {ix.current}")
+        if ix.matcher_name and state in ("running", "stopping", "done"):
+            stats.append(ix.matcher_name)
+        self.stats.setText(" · ".join(stats))
+        self.stats.setVisible(bool(stats))
+        self.message.setText(ix.message)
+        self.message.setVisible(bool(ix.message))
+        self.cancel.setVisible(state in ("starting", "running"))
+        self.resume.setVisible(ix.resumable)
+        self.remove.setVisible(not ix.active)
+
+
+class IndexDock(QDockWidget):
+    """The face-index card on its own, for a window without the captioning queue dock."""
+
+    def __init__(self, index: "IndexController", parent: QWidget | None = None):
+        super().__init__("Face Indexing", parent)
+        self.setObjectName("faceIndexDock")
+        body = QWidget(self)
+        lay = QVBoxLayout(body)
+        lay.setContentsMargins(6, 6, 6, 6)
+        self.index_card = IndexCard(index, body)
+        lay.addWidget(self.index_card)
+        lay.addStretch(1)
+        self.setWidget(body)
+        index.changed.connect(self._changed)
+
+    def _changed(self) -> None:
+        if self.index_card.index.active and not self.isVisible():
+            self.show()
+            self.raise_()
 
 
 class ModelPanel(QFrame):
@@ -349,6 +459,7 @@ class QueueDock(QDockWidget):
         body.setMinimumWidth(300)
         self.setWidget(body)
         self.cards: dict[int, JobCard] = {}
+        self.index_card: IndexCard | None = None
         controller.jobs_changed.connect(self.rebuild)
         controller.job_changed.connect(self._job_changed)
         controller.model_changed.connect(self._refresh_all)
@@ -372,8 +483,25 @@ class QueueDock(QDockWidget):
             if self.list_layout.indexOf(card) != pos + 1:
                 self.list_layout.removeWidget(card)
                 self.list_layout.insertWidget(pos + 1, card)  # after the "empty" label
-        self.empty.setVisible(not wanted)
+        self.empty.setVisible(not wanted and not self._index_shown())
         self._set_clearable(any(v.status in ("done", "cancelled") for v in jobs))
+
+    def add_index_controller(self, index: "IndexController") -> IndexCard:
+        """Show the face-index job here too (below the captioning jobs)."""
+        card = self.index_card = IndexCard(index, self.list_widget)
+        self.list_layout.insertWidget(self.list_layout.count() - 1, card)   # before the stretch
+        index.changed.connect(self._index_changed)
+        self._index_changed()
+        return card
+
+    def _index_shown(self) -> bool:
+        return self.index_card is not None and self.index_card.index.state != "idle"
+
+    def _index_changed(self) -> None:
+        self.empty.setVisible(not self.cards and not self._index_shown())
+        if self.index_card is not None and self.index_card.index.active and not self.isVisible():
+            self.show()
+            self.raise_()
 
     def _set_clearable(self, on: bool) -> None:
         # hidden (not just greyed out) while there is nothing to clear: its row is height the dock

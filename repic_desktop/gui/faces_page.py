@@ -1,0 +1,554 @@
+"""Unknown Faces: the groups of faces the matcher found but could not name, so each person is named once.
+
+Why it is shaped like this:
+- `face_clusters()` groups every unnamed face in the library (a numpy pass over all their vectors), so
+  the list is computed on the task pool with its own Library; the worker returns plain rows (cluster,
+  faces with their photo paths and boxes) and the GUI thread hands them to the model in one reset.
+- Face thumbnails are crops of full photos: `FaceThumbs` asks the thumbnail pool for them only when a
+  row or a face is painted (newest request first, like the photo grid), and keeps the results.
+- Naming a cluster tags every photo in it and may create a person: a few hundred row writes, done on
+  the task pool too, after which the page, the People page and the photo panel reload.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPalette, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractItemView, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
+    QSplitter, QStackedWidget, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget,
+)
+
+from ..core.concepts import ConceptError, validate_name
+from ..core.library import Box, Library
+from .browser import EmptyState
+from .index_controller import IndexController, service_or_none
+from .people import KIND_LABELS
+from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
+
+log = logging.getLogger(__name__)
+
+FACE_THUMB = 96          # decoded size of a face crop (drawn at 40-96 px)
+ROW_FACES = 5            # faces shown in a cluster's row
+DETAIL_LIMIT = 200       # faces shown for the selected cluster (a huge cluster is named by its best faces)
+MARGIN = 0.25            # context around a detector box, as a fraction of its size: a bare box looks cut off
+
+
+@dataclass(frozen=True)
+class Face:
+    crop_id: int
+    photo_id: int
+    path: str
+    filename: str
+    box: Box
+    score: float
+
+
+@dataclass
+class ClusterRow:
+    id: int
+    size: int
+    photos: int
+    faces: list[Face] = field(default_factory=list)
+
+
+def padded(box: Box, width: int | None, height: int | None, margin: float = MARGIN) -> Box:
+    """`box` grown by `margin` on each side, kept inside the photo when its size is known."""
+    dx, dy = int(box.w * margin), int(box.h * margin)
+    x0, y0, x1, y1 = box.x - dx, box.y - dy, box.x + box.w + dx, box.y + box.h + dy
+    if width and height:
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(width, x1), min(height, y1)
+    return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
+
+
+def load_clusters(lib: Library, service, min_size: int = 1) -> list[ClusterRow]:
+    """Worker side: the service's clusters with what painting them needs (paths, padded boxes)."""
+    photos: dict[int, object] = {}
+    rows = []
+    for c in service.face_clusters(lib, min_size=min_size):
+        faces = []
+        for m in c.members:
+            p = photos.get(m.photo_id)
+            if p is None:
+                p = photos[m.photo_id] = lib.photo(m.photo_id)
+            faces.append(Face(m.crop_id, m.photo_id, p.fs_path, p.filename, padded(m.box, p.width, p.height),
+                              m.score))
+        rows.append(ClusterRow(c.id, c.size, len({f.photo_id for f in faces}), faces))
+    return rows
+
+
+def face_key(face: Face) -> tuple:
+    # SQLite may give a re-indexed photo's new crop the id of a deleted one: the id alone is not the pixels
+    return face.crop_id, face.path, face.box
+
+
+class FaceThumbs(QObject):
+    """Face crops, made on the thumbnail pool when first asked for."""
+
+    ready = Signal(int)      # crop id
+
+    def __init__(self, loader: ThumbnailLoader, parent=None):
+        super().__init__(parent)
+        self.loader = loader
+        self.pixmaps: dict[tuple, QPixmap] = {}      # face_key -> crop
+        self.broken: set[tuple] = set()
+        loader.ready.connect(self._ready)
+        loader.failed.connect(self._failed)
+
+    def get(self, face: Face) -> QPixmap | None:
+        key = face_key(face)
+        pm = self.pixmaps.get(key)
+        if pm is None and key not in self.broken:
+            path, box = face.path, face.box
+
+            def make():
+                img, _, _ = load_image_scaled(path, FACE_THUMB, box)
+                return img
+
+            self.loader.request(("face",) + key, make)
+        return pm
+
+    def keep_only(self, faces) -> None:
+        """Forget the crops no cluster shows any more."""
+        keys = {face_key(f) for f in faces}
+        self.pixmaps = {k: v for k, v in self.pixmaps.items() if k in keys}
+        self.broken &= keys
+
+    def _ready(self, key, image) -> None:
+        if isinstance(key, tuple) and key[0] == "face":
+            self.pixmaps[key[1:]] = QPixmap.fromImage(image)
+            self.ready.emit(key[1])
+
+    def _failed(self, key, reason) -> None:
+        if isinstance(key, tuple) and key[0] == "face":
+            log.info("cannot show face %s: %s", key[1], reason)
+            self.broken.add(key[1:])
+            self.ready.emit(key[1])
+
+
+class ClusterListModel(QAbstractListModel):
+    """One row per unknown-face cluster, largest first (the service's order)."""
+
+    ClusterRole = Qt.ItemDataRole.UserRole + 1
+
+    def __init__(self, thumbs: FaceThumbs, parent=None):
+        super().__init__(parent)
+        self.thumbs = thumbs
+        self.rows: list[ClusterRow] = []
+        self._row_of_crop: dict[int, int] = {}
+        thumbs.ready.connect(self._face_ready)
+
+    def set_rows(self, rows: list[ClusterRow]) -> None:
+        self.beginResetModel()
+        self.rows = rows
+        # only the faces a row paints can change it
+        self._row_of_crop = {f.crop_id: i for i, r in enumerate(rows) for f in r.faces[:ROW_FACES]}
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def row_of(self, cluster_id: int) -> int | None:
+        return next((i for i, r in enumerate(self.rows) if r.id == cluster_id), None)
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        r = self.rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{r.size} face{'s' if r.size != 1 else ''}"
+        if role == self.ClusterRole:
+            return r
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{r.size} faces in {r.photos} photo{'s' if r.photos != 1 else ''}"
+        return None
+
+    def _face_ready(self, crop_id: int) -> None:
+        row = self._row_of_crop.get(crop_id)
+        if row is not None:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx)
+
+
+class FaceGridModel(QAbstractListModel):
+    """The faces of the selected cluster (icons come from FaceThumbs as they are painted)."""
+
+    def __init__(self, thumbs: FaceThumbs, parent=None):
+        super().__init__(parent)
+        self.thumbs = thumbs
+        self.faces: list[Face] = []
+        self._row_of_crop: dict[int, int] = {}
+        self._placeholder: QPixmap | None = None
+        thumbs.ready.connect(self._face_ready)
+
+    def placeholder(self) -> QPixmap:
+        """Shown until a crop is decoded: an item without a picture has no size, so the view would lay
+        the grid out empty and never ask for the faces."""
+        if self._placeholder is None:
+            pm = QPixmap(FACE_THUMB, FACE_THUMB)
+            pm.fill(QColor(128, 128, 128, 40))
+            self._placeholder = pm
+        return self._placeholder
+
+    def set_faces(self, faces: list[Face]) -> None:
+        self.beginResetModel()
+        self.faces = faces[:DETAIL_LIMIT]
+        self._row_of_crop = {f.crop_id: i for i, f in enumerate(self.faces)}
+        self.endResetModel()
+
+    def rowCount(self, parent=QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.faces)
+
+    def data(self, index: QModelIndex, role=Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        f = self.faces[index.row()]
+        if role == Qt.ItemDataRole.DecorationRole:
+            return self.thumbs.get(f) or self.placeholder()
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return f"{f.filename} (face found with confidence {f.score:.2f})"
+        if role == Qt.ItemDataRole.UserRole:
+            return f.photo_id
+        return None
+
+    def _face_ready(self, crop_id: int) -> None:
+        row = self._row_of_crop.get(crop_id)
+        if row is not None:
+            idx = self.index(row)
+            self.dataChanged.emit(idx, idx, [Qt.ItemDataRole.DecorationRole])
+
+
+def _draw_face(p: QPainter, rect: QRectF, pm: QPixmap | None, pal: QPalette) -> None:
+    path = QPainterPath()
+    path.addEllipse(rect)
+    if pm is not None and not pm.isNull():
+        p.save()
+        p.setClipPath(path)
+        s = pm.size().scaled(int(rect.width()), int(rect.height()), Qt.AspectRatioMode.KeepAspectRatioByExpanding)
+        p.drawPixmap(QRectF(rect.center().x() - s.width() / 2, rect.center().y() - s.height() / 2,
+                            s.width(), s.height()).toRect(), pm)
+        p.restore()
+    else:
+        bg = QColor(pal.color(QPalette.ColorRole.Mid))
+        bg.setAlpha(90)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(bg)
+        p.drawEllipse(rect)
+    p.setBrush(Qt.BrushStyle.NoBrush)
+    p.setPen(pal.color(QPalette.ColorRole.Window))
+    p.drawEllipse(rect)
+
+
+class ClusterDelegate(QStyledItemDelegate):
+    """A row: up to five overlapping round faces, then '7 faces · 5 photos'."""
+
+    FACE = 52
+
+    def __init__(self, thumbs: FaceThumbs, parent=None):
+        super().__init__(parent)
+        self.thumbs = thumbs
+
+    def sizeHint(self, option, index) -> QSize:
+        return QSize(300, self.FACE + 16)
+
+    def paint(self, p: QPainter, option, index) -> None:
+        p.save()
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        pal = option.palette
+        r = QRectF(option.rect).adjusted(4, 2, -4, -2)
+        if option.state & QStyle.StateFlag.State_Selected:
+            c = QColor(pal.color(QPalette.ColorRole.Highlight))
+            c.setAlpha(80)
+            p.setBrush(c)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.drawRoundedRect(r, 8, 8)
+        row: ClusterRow = index.data(ClusterListModel.ClusterRole)
+        step = self.FACE * 0.72
+        y = r.y() + (r.height() - self.FACE) / 2
+        x = r.x() + 8
+        for f in row.faces[:ROW_FACES]:
+            _draw_face(p, QRectF(x, y, self.FACE, self.FACE), self.thumbs.get(f), pal)
+            x += step
+        x = r.x() + 8 + step * (min(ROW_FACES, len(row.faces)) - 1) + self.FACE + 14
+        w = r.right() - x - 6
+        f = option.font
+        bold = type(f)(f)
+        bold.setBold(True)
+        p.setFont(bold)
+        p.setPen(pal.color(QPalette.ColorRole.Text))
+        fm = p.fontMetrics()
+        ty = r.y() + (r.height() - 2 * fm.height()) / 2
+        p.drawText(QRectF(x, ty, w, fm.height()), Qt.AlignmentFlag.AlignLeft, index.data())
+        p.setFont(f)
+        p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+        p.drawText(QRectF(x, ty + fm.height(), w, fm.height()), Qt.AlignmentFlag.AlignLeft,
+                   f"in {row.photos} photo{'s' if row.photos != 1 else ''}")
+        p.restore()
+
+
+class FacesPage(QWidget):
+    """Clusters of unknown faces on the left; the chosen one's faces and "Name…" on the right."""
+
+    concepts_changed = Signal()     # a cluster was named (a person may have been created, photos tagged)
+    index_requested = Signal()      # the empty state's "Index Faces in Library"
+    photo_activated = Signal(int)   # double-click on a face: show its photo
+
+    def __init__(self, library: Library, tasks: TaskRunner, loader: ThumbnailLoader, parent=None, *,
+                 service=None, index: IndexController | None = None):
+        super().__init__(parent)
+        self.lib, self.tasks, self.loader = library, tasks, loader
+        self._service = service
+        self._service_checked = service is not None
+        self.index = index
+        self._gen = 0
+        self._concepts: dict[str, str] = {}       # casefolded name -> name, for the completer and "add to"
+        self.loaded_once = False
+        self.thumbs = FaceThumbs(loader, self)
+        self.model = ClusterListModel(self.thumbs, self)
+
+        # left: clusters
+        title = QLabel("Unknown Faces")
+        tf = title.font()
+        tf.setBold(True)
+        tf.setPointSizeF(tf.pointSizeF() * 1.3)
+        title.setFont(tf)
+        self.summary = QLabel(wordWrap=True)
+        self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        self.list = QListView()
+        self.list.setModel(self.model)
+        self.list.setItemDelegate(ClusterDelegate(self.thumbs, self.list))
+        self.list.setUniformItemSizes(True)
+        self.list.setFrameShape(QFrame.Shape.NoFrame)
+        self.list.selectionModel().currentChanged.connect(lambda cur, _: self._show(cur))
+        self.index_btn = QPushButton("Index faces in library")
+        self.index_btn.setToolTip("Find the faces in every photo (new and changed photos only; runs in the background)")
+        self.index_btn.clicked.connect(self.index_requested.emit)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(8, 8, 4, 8)
+        ll.addWidget(title)
+        ll.addWidget(self.summary)
+        ll.addWidget(self.list, 1)
+        ll.addWidget(self.index_btn)
+
+        # right: the selected cluster
+        self.detail = QWidget()
+        dl = QVBoxLayout(self.detail)
+        dl.setContentsMargins(16, 12, 16, 12)
+        self.header = QLabel()
+        hf = self.header.font()
+        hf.setBold(True)
+        hf.setPointSizeF(hf.pointSizeF() * 1.4)
+        self.header.setFont(hf)
+        dl.addWidget(self.header)
+        hint = QLabel("Who is this? Name them once and every photo in this group is tagged; new photos of them "
+                      "are then suggested by name.", wordWrap=True)
+        hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        dl.addWidget(hint)
+        self.faces_model = FaceGridModel(self.thumbs, self)
+        self.faces_view = QListView()
+        self.faces_view.setViewMode(QListView.ViewMode.IconMode)
+        self.faces_view.setIconSize(QSize(FACE_THUMB, FACE_THUMB))
+        self.faces_view.setGridSize(QSize(FACE_THUMB + 12, FACE_THUMB + 12))
+        self.faces_view.setMovement(QListView.Movement.Static)
+        self.faces_view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.faces_view.setUniformItemSizes(True)
+        self.faces_view.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.faces_view.setModel(self.faces_model)
+        self.faces_view.doubleClicked.connect(
+            lambda idx: self.photo_activated.emit(idx.data(Qt.ItemDataRole.UserRole)))
+        dl.addWidget(self.faces_view, 1)
+        form = QHBoxLayout()
+        form.addWidget(QLabel("Name:"))
+        self.name_edit = QLineEdit(placeholderText="A person or pet you have, or a new name")
+        self.completer = QCompleter([], self)
+        self.completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.completer.setFilterMode(Qt.MatchFlag.MatchContains)
+        self.name_edit.setCompleter(self.completer)
+        self.name_edit.textChanged.connect(self._name_changed)
+        self.name_edit.returnPressed.connect(self.name_selected)
+        self.kind = QComboBox()
+        for k in ("person", "pet", "other"):
+            self.kind.addItem(KIND_LABELS[k], k)
+        self.kind.setToolTip("Kind of a new entry (an existing person or pet keeps theirs)")
+        self.name_btn = QPushButton("Name…")
+        self.name_btn.setDefault(True)
+        self.name_btn.clicked.connect(self.name_selected)
+        form.addWidget(self.name_edit, 1)
+        form.addWidget(self.kind)
+        form.addWidget(self.name_btn)
+        dl.addLayout(form)
+        self.name_info = QLabel(wordWrap=True)
+        self.name_info.setObjectName("inlineError")
+        dl.addWidget(self.name_info)
+
+        self.empty = EmptyState()
+        self.right = QStackedWidget()
+        self.right.addWidget(self.detail)
+        self.right.addWidget(self.empty)
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([380, 660])
+        self.splitter.setChildrenCollapsible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.splitter)
+        if index is not None:
+            index.changed.connect(self._index_changed)
+        self._show_empty()
+
+    # ------------------------------------------------------------------ data
+    @property
+    def service(self):
+        if not self._service_checked:
+            self._service_checked = True
+            self._service = service_or_none(None)
+        return self._service
+
+    def reload(self) -> None:
+        """Re-read the clusters in the background; the current one stays selected if it still exists."""
+        svc = self.service
+        self._gen += 1
+        gen, path = self._gen, self.lib.path
+        self._refresh_completer()
+        if svc is None:
+            self.model.set_rows([])
+            self._show_empty()
+            return
+
+        def work():
+            with Library(path) as lib:
+                return load_clusters(lib, svc)
+
+        def done(rows):
+            if gen == self._gen:
+                self._set_rows(rows)
+
+        def failed(message, details):
+            if gen == self._gen:
+                log.error("cannot list unknown faces: %s\n%s", message, details)
+                self.summary.setText(f"Cannot list unknown faces: {message}")
+
+        self.summary.setText("Looking for unknown faces…")
+        self.tasks.run(work, done, failed)
+
+    def _set_rows(self, rows: list[ClusterRow]) -> None:
+        keep = self.current_cluster()
+        self.loaded_once = True
+        self.thumbs.keep_only(f for r in rows for f in r.faces)
+        self.model.set_rows(rows)
+        n_faces = sum(r.size for r in rows)
+        self.summary.setText(f"{len(rows)} group{'s' if len(rows) != 1 else ''} of faces ({n_faces} faces) that "
+                             "match no one you have named, largest first." if rows else "")
+        if rows:
+            row = self.model.row_of(keep.id) if keep is not None else None
+            self.list.setCurrentIndex(self.model.index(row if row is not None else 0))
+            self._show(self.list.currentIndex())
+        else:
+            self._show_empty()
+
+    def _refresh_completer(self) -> None:
+        names = [c.name for c in self.lib.concepts()]
+        self.completer.model().setStringList(names)
+        self._concepts = {n.casefold(): n for n in names}
+
+    def current_cluster(self) -> ClusterRow | None:
+        idx = self.list.currentIndex()
+        return idx.data(ClusterListModel.ClusterRole) if idx.isValid() else None
+
+    # ------------------------------------------------------------------ showing
+    def _show_empty(self) -> None:
+        self.right.setCurrentWidget(self.empty)
+        if self.service is None:
+            self.empty.set("Face suggestions are not available",
+                           "This build of RePIC Desktop has no face matcher (the retrieval package is missing).")
+            self.index_btn.setEnabled(False)
+            return
+        if self.index is not None and self.index.active:
+            self.empty.set("Indexing faces…",
+                           "RePIC is finding the faces in your photos (progress in the Captioning dock). Faces it "
+                           "cannot name will appear here, grouped by person.")
+            return
+        self.empty.set("No unknown faces",
+                       "Run “Index faces” first: RePIC finds the faces in your photos and groups the ones it "
+                       "cannot name yet, so you can name each person once.\n\nIf you have indexed already, every "
+                       "face found belongs to someone you have named.",
+                       [("Index Faces in Library", self.index_requested.emit)])
+
+    def _show(self, index: QModelIndex) -> None:
+        row: ClusterRow | None = index.data(ClusterListModel.ClusterRole) if index.isValid() else None
+        if row is None:
+            self._show_empty()
+            return
+        self.right.setCurrentWidget(self.detail)
+        self.header.setText(f"Unknown person · {row.size} face{'s' if row.size != 1 else ''} in {row.photos} "
+                            f"photo{'s' if row.photos != 1 else ''}")
+        self.faces_model.set_faces(row.faces)
+        self.name_edit.clear()
+        self.name_info.clear()
+        self._name_changed("")
+
+    def _index_changed(self) -> None:
+        self.index_btn.setEnabled(self.service is not None and not self.index.active)
+        if self.right.currentWidget() is self.empty:
+            self._show_empty()
+
+    def _name_changed(self, text: str) -> None:
+        name = text.strip()
+        existing = self._concepts.get(name.casefold())
+        self.kind.setEnabled(bool(name) and existing is None)
+        self.name_btn.setEnabled(bool(name) and self.current_cluster() is not None)
+        if existing:
+            self._info(f"These faces will be added to {existing}.")
+        elif name:
+            try:
+                validate_name(name)
+            except ConceptError as exc:
+                self._info(str(exc), error=True)
+                self.name_btn.setEnabled(False)
+                return
+            self._info(f"A new {self.kind.currentText().lower()} “{name}” will be created.")
+        else:
+            self._info("")
+
+    def _info(self, text: str, error: bool = False) -> None:
+        self.name_info.setText(text)
+        self.name_info.setStyleSheet("QLabel#inlineError { color: #d64541; }" if error else "")
+
+    # ------------------------------------------------------------------ naming
+    def name_selected(self) -> bool:
+        """Name the selected cluster with the typed name (an existing person or pet, or a new one)."""
+        row, svc = self.current_cluster(), self.service
+        name = self.name_edit.text().strip()
+        if row is None or svc is None or not name or not self.name_btn.isEnabled():
+            return False
+        existing = self._concepts.get(name.casefold())
+        kind = self.kind.currentData()
+        if existing:
+            name = existing
+        path, cid = self.lib.path, row.id
+        self.name_btn.setEnabled(False)
+        self._info(f"Naming {row.size} faces {name}…")
+
+        def work():
+            with Library(path) as lib:
+                return svc.name_cluster(lib, cid, name, kind=kind)
+
+        def done(concept):
+            self._info("")
+            self.name_edit.clear()
+            self.concepts_changed.emit()
+            self.reload()
+
+        def failed(message, details):
+            log.info("naming a face cluster failed: %s\n%s", message, details)
+            self._info(message, error=True)
+            self.name_btn.setEnabled(True)
+
+        self.tasks.run(work, done, failed)
+        return True
