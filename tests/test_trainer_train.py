@@ -311,3 +311,24 @@ def test_qlora_4bit_path_runs(trained, demo_model_dir, tmp_path):
     with safe_open(str(Path(res["path"]) / "adapter_model.safetensors"), "pt") as f:
         keys = list(f.keys())
     assert keys and not [k for k in keys if "visual" in k]
+
+
+def test_repic_caption_uses_a_registered_adapter_by_name(trained, demo_model_dir, tmp_path, capsys):
+    """The issue's last mile: `repic caption --adapter NAME` finds the adapter repic-train registered."""
+    import shutil
+
+    from repic_desktop.cli import main as repic
+
+    lib_copy = tmp_path / "lib.sqlite"
+    shutil.copy(trained["lib"], lib_copy)
+    args = ["--library", str(lib_copy), "caption", "1", "--force", "--model", str(demo_model_dir),
+            "--max-new-tokens", "6", "--max-pixels", str(56 * 56), "--json"]
+    capsys.readouterr()
+    assert repic([*args, "--adapter", "fam"]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert tuned["provenance"]["adapter"] == trained["result"]["path"] and "error" not in tuned
+    assert repic(args) == 0
+    base = json.loads(capsys.readouterr().out)
+    assert base["provenance"]["adapter"] is None and base["caption"] != tuned["caption"]
+    assert repic([*args, "--adapter", "nobody"]) == 1
+    assert "neither an adapter folder nor" in capsys.readouterr().err

@@ -240,6 +240,11 @@ def cmd_adapters(argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # training never downloads: `repic model download` does
+    # `repic --library P caption` habits: accept the library option before the subcommand too
+    if len(argv) >= 2 and argv[0].startswith("--library=") and argv[1] in ("dataset", "adapters"):
+        argv = [argv[1], argv[0], *argv[2:]]
+    elif len(argv) >= 3 and argv[0] == "--library" and argv[2] in ("dataset", "adapters"):
+        argv = [argv[2], *argv[:2], *argv[3:]]
     if argv and argv[0] == "dataset":
         return cmd_dataset(argv[1:])
     if argv and argv[0] == "adapters":
