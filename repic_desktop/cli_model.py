@@ -1,9 +1,12 @@
 """`repic model ...`: download, list and choose the captioning model (settings' ``model`` section).
 
-    repic model download [ID] [--revision R] [--cache-dir DIR] [--set-default]
+    repic model download [ID] [--revision R] [--cache-dir DIR] [--set-default | --use-for clip|dinov2|detector]
     repic model list [--cache-dir DIR] [--all] [--json]
     repic model set [--source S] [--revision R] [--adapter A] [--quant none|4bit|8bit] [--device D]
-                    [--cache-dir DIR]
+                    [--cache-dir DIR] [--clip F] [--dinov2 F] [--detector F] [--matcher M]
+
+The suggestion matchers' folders (CLIP, DINOv2, the OWLv2 detector) live in the settings'
+``extra["retrieval"]`` section, which ``retrieval.service.retrieval_settings`` reads.
 
 Registered by ``repic_desktop.cli.build_parser`` through ``add_model_command``.  User errors are raised as
 ``repic_desktop.cli.UserError`` (imported inside functions: cli imports this module).
@@ -52,28 +55,43 @@ def _local_or_value(value: str) -> str:
 
 
 def cmd_model_download(args: argparse.Namespace) -> int:
-    from .captioning.model_manager import DownloadError, download_model, is_local_path
+    from .captioning import model_manager as mm
     from .core.settings import Settings
 
     settings = Settings.load()
-    repo_id = args.id or settings.model.source
-    if is_local_path(repo_id):
+    use = getattr(args, "use_for", None)
+    if use and args.set_default:
+        raise _user_error("--set-default is for the captioning model; --use-for sets a suggestion matcher's "
+                          "weights: give one of them")
+    repo_id = args.id or (mm.MATCHER_MODELS[use].default_id if use else settings.model.source)
+    if mm.is_local_path(repo_id):
+        hint = f"repic model set --{use} {repo_id}" if use else "repic model set --source FOLDER"
         raise _user_error(f"{repo_id} is a local folder, nothing to download: give a Hugging Face id such as "
-                          f"Yeongtak/RePIC_Qwen2.5VL_7B")
+                          f"Yeongtak/RePIC_Qwen2.5VL_7B, or use `{hint}`")
     cache_dir = args.cache_dir if args.cache_dir is not None else settings.model.cache_dir
+    kwargs: dict[str, Any] = {"allow_patterns": mm.MATCHER_ALLOW_PATTERNS} if use else {}
     try:  # progress: huggingface_hub's own tqdm bars, on stderr (stdout stays clean for --json)
-        path = download_model(repo_id, revision=args.revision, cache_dir=cache_dir)
-    except DownloadError as exc:
+        path = mm.download_model(repo_id, revision=args.revision, cache_dir=cache_dir, **kwargs)
+    except mm.DownloadError as exc:
         raise _user_error(str(exc)) from None
     data: dict[str, Any] = {"id": repo_id, "revision": args.revision, "path": str(path),
-                            "commit": path.name, "cache_dir": cache_dir, "set_default": bool(args.set_default)}
+                            "commit": path.name, "cache_dir": cache_dir, "set_default": bool(args.set_default),
+                            "use_for": use}
+    text = f"{repo_id} is ready in {path}"
+    if use:
+        # A wrong repo (say a BERT given for --use-for clip) is caught here, not at the first index run.
+        problem = mm.matcher_folder_problem(path, use)
+        if problem:
+            raise _user_error(f"{repo_id} was downloaded but cannot be used as {mm.MATCHER_MODELS[use].label}: "
+                              f"{problem}")
+        mm.set_matcher_folder(settings, use, str(path))
+        settings.save()
+        text += f"\nthe suggestion matchers now use it as {mm.MATCHER_MODELS[use].label}"
     if args.set_default:
         settings.model.source = repo_id
         settings.model.revision = args.revision
         settings.model.cache_dir = cache_dir
         settings.save()
-    text = f"{repo_id} is ready in {path}"
-    if args.set_default:
         text += "\nit is now the default model"
     _emit(args, data, text)
     return 0
@@ -90,15 +108,19 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     cache_dir = args.cache_dir if args.cache_dir is not None else settings.model.cache_dir
     models = list_models(cache_dir, all_models=args.all)
     rows = [m.as_dict() for m in models]
+    used = _matcher_folders(settings)
     for r in rows:
         r["default"] = r["repo_id"] == settings.model.source
+        snaps = {os.path.realpath(rv["path"]) for rv in r["revisions"]}
+        r["used_for"] = [use for use, folder in used.items() if folder in snaps]
 
     lines = []
     for m, r in zip(models, rows):
         revs = ", ".join(rv.commit[:12] + (f" ({', '.join(rv.refs)})" if rv.refs else "")
                          + ("" if rv.complete else " [incomplete]") for rv in m.revisions)
         mark = "*" if r["default"] else " "
-        lines.append(f"{mark} {m.repo_id:<40} {m.kind:<7} {_human_size(m.size_on_disk):>9}  {revs}")
+        uses = f"  [used by {', '.join(r['used_for'])}]" if r["used_for"] else ""
+        lines.append(f"{mark} {m.repo_id:<40} {m.kind:<8} {_human_size(m.size_on_disk):>9}  {revs}{uses}")
     if not lines:
         lines.append("no models downloaded yet: run `repic model download` (default "
                      f"{settings.model.source})" if not args.all else "the Hugging Face cache is empty")
@@ -106,17 +128,61 @@ def cmd_model_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _matcher_folders(settings) -> dict[str, str]:
+    """use -> real path of the folder the settings point that matcher at."""
+    from .captioning.model_manager import MATCHER_MODELS
+
+    cfg = settings.extra.get("retrieval") if isinstance(settings.extra.get("retrieval"), dict) else {}
+    return {use: os.path.realpath(os.path.expanduser(cfg[m.settings_key]))
+            for use, m in MATCHER_MODELS.items() if cfg.get(m.settings_key)}
+
+
 # ----------------------------------------------------------------------------------------------------- set
 
 
+def _matcher_folder_value(value: str, use: str, cache_dir: str | None) -> str | None:
+    """--clip/--dinov2/--detector: a folder, a cached hub id (resolved to its snapshot), or 'none'."""
+    from .captioning import model_manager as mm
+
+    if value.strip().lower() in _CLEAR:
+        return None
+    label = mm.MATCHER_MODELS[use].label
+    if mm.is_local_path(value):
+        folder = _local_or_value(value)
+    else:
+        try:
+            folder = str(mm.resolve_local(value, cache_dir=cache_dir, what=f"{label} model",
+                                          allow_patterns=mm.MATCHER_ALLOW_PATTERNS)[0])
+        except mm.ModelNotAvailable as exc:
+            raise _user_error(str(exc).replace("`repic model download " + value + "`",
+                                               f"`repic model download {value} --use-for {use}`")) from None
+    problem = mm.matcher_folder_problem(folder, use)
+    if problem:
+        raise _user_error(f"{label}: {problem}")
+    return folder
+
+
+def _retrieval_text(settings) -> list[str]:
+    from .captioning.model_manager import MATCHER_MODELS, retrieval_section
+
+    cfg = retrieval_section(settings)
+    lines = [f"{(m.label + ':'):<14}{cfg.get(m.settings_key) or '-'}" for m in MATCHER_MODELS.values()]
+    lines.append(f"{'matcher:':<14}{cfg.get('default_matcher') or 'dlib-faces'}")
+    return lines
+
+
 def cmd_model_set(args: argparse.Namespace) -> int:
+    from .captioning.model_manager import retrieval_section, set_matcher_folder
     from .captioning.models import ModelSpec
     from .core.settings import Settings
 
     changes = {k: getattr(args, k) for k in ("source", "revision", "adapter", "quantization", "device", "cache_dir")
                if getattr(args, k) is not None}
-    if not changes:
-        raise _user_error("nothing to change: give --source, --revision, --adapter, --quant, --device or --cache-dir")
+    matcher_changes = {k: getattr(args, k, None) for k in ("clip", "dinov2", "detector", "matcher")
+                       if getattr(args, k, None) is not None}
+    if not changes and not matcher_changes:
+        raise _user_error("nothing to change: give --source, --revision, --adapter, --quant, --device, --cache-dir, "
+                          "--clip, --dinov2, --detector or --matcher")
     settings = Settings.load()
     m = settings.model
     if "source" in changes:
@@ -134,17 +200,34 @@ def cmd_model_set(args: argparse.Namespace) -> int:
         m.quantization = changes["quantization"]
     if "device" in changes:
         m.device = changes["device"]
-    try:  # validate the combination the same way the loader will
-        ModelSpec.from_settings(m)
-    except ValueError as exc:
-        raise _user_error(str(exc)) from None
+    if changes:  # validate the combination the same way the loader will
+        try:
+            ModelSpec.from_settings(m)
+        except ValueError as exc:
+            raise _user_error(str(exc)) from None
+    for use in ("clip", "dinov2", "detector"):
+        if use in matcher_changes:
+            set_matcher_folder(settings, use, _matcher_folder_value(matcher_changes[use], use, m.cache_dir))
+    if "matcher" in matcher_changes:
+        retrieval_section(settings)["default_matcher"] = matcher_changes["matcher"]
     settings.save()
-    data = {"model": vars(m), "settings_file": str(Settings.path())}
-    text = "\n".join([f"model:        {m.source}" + (f" @ {m.revision}" if m.revision else ""),
-                      f"adapter:      {m.adapter or '-'}",
-                      f"quantization: {m.quantization}",
-                      f"device:       {m.device}",
-                      f"cache:        {m.cache_dir or 'Hugging Face default'}"])
+    data = {"model": vars(m), "retrieval": dict(settings.extra.get("retrieval") or {}),
+            "settings_file": str(Settings.path())}
+    lines = [f"model:        {m.source}" + (f" @ {m.revision}" if m.revision else ""),
+             f"adapter:      {m.adapter or '-'}",
+             f"quantization: {m.quantization}",
+             f"device:       {m.device}",
+             f"cache:        {m.cache_dir or 'Hugging Face default'}"]
+    if matcher_changes:
+        lines += _retrieval_text(settings)
+        from .retrieval.service import available_matchers
+
+        # Say at once when the chosen matcher still cannot run (missing detector folder, no dlib...).
+        chosen = retrieval_section(settings).get("default_matcher") or "dlib-faces"
+        info = next((x for x in available_matchers(settings) if x["id"] == chosen), None)
+        if info is not None and not info["ready"]:
+            lines.append(f"note: {info['name']} is not ready yet: {info['why']}")
+    text = "\n".join(lines)
     _emit(args, data, text)
     return 0
 
@@ -165,6 +248,10 @@ def add_model_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
     s.add_argument("--cache-dir", help="Hugging Face cache folder (default: the settings' cache_dir)")
     s.add_argument("--set-default", action="store_true",
                    help="afterwards make it the model used for captioning (source, revision, cache dir)")
+    s.add_argument("--use-for", choices=["clip", "dinov2", "detector"],
+                   help="weights for the suggestion matchers: safetensors and configs only, and the settings then "
+                        "point that matcher at the download (default ids: "
+                        "openai/clip-vit-large-patch14-336, facebook/dinov2-base, google/owlv2-base-patch16-ensemble)")
     s.set_defaults(func=cmd_model_download)
 
     s = sub.add_parser("list", parents=[common_parent], help="models and adapters in the Hugging Face cache")
@@ -180,4 +267,10 @@ def add_model_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
                    help="bitsandbytes quantization (needs an NVIDIA GPU)")
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--cache-dir", help="Hugging Face cache folder, or 'none' for the default")
+    s.add_argument("--clip", metavar="DIR|ID", help="CLIP weights for suggestions: folder, downloaded id, or 'none'")
+    s.add_argument("--dinov2", metavar="DIR|ID",
+                   help="DINOv2 weights for suggestions: folder, downloaded id, or 'none'")
+    s.add_argument("--detector", metavar="DIR|ID", help="OWLv2 detector for suggestions: folder, downloaded id, "
+                                                        "or 'none' (then whole photo + face boxes)")
+    s.add_argument("--matcher", choices=["dlib-faces", "clip", "dinov2"], help="default matcher for suggestions")
     s.set_defaults(func=cmd_model_set)

@@ -288,3 +288,114 @@ def test_cli_model_download_offline_and_set_default(isolated_env, capsys, monkey
     code, out, err = run(capsys, "model", "download")  # now defaults to org/x in /c
     assert got == {"repo_id": "org/x", "revision": None, "cache_dir": "/c"} and "ready" in out
     assert Settings.load().model.revision == "v1"  # no --set-default: settings untouched
+
+
+# ---------------------------------------------------------------------------------- suggestion matchers
+
+
+def _matcher_folder(root: Path, model_type: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps({"model_type": model_type}))
+    (root / "model.safetensors").write_bytes(b"weights")
+    return root
+
+
+def test_snapshot_kind_recognises_matcher_models(tmp_path):
+    assert mm.snapshot_kind(_matcher_folder(tmp_path / "c", "clip")) == ("clip", "clip")
+    assert mm.snapshot_kind(_matcher_folder(tmp_path / "v", "clip_vision_model")) == ("clip", "clip_vision_model")
+    assert mm.snapshot_kind(_matcher_folder(tmp_path / "d", "dinov2")) == ("dinov2", "dinov2")
+    assert mm.snapshot_kind(_matcher_folder(tmp_path / "o", "owlv2")) == ("detector", "owlv2")
+    assert mm.matcher_folder_problem(tmp_path / "o", "detector") == ""
+    assert "not CLIP" in mm.matcher_folder_problem(tmp_path / "d", "clip")
+    assert "does not exist" in mm.matcher_folder_problem(tmp_path / "nope", "clip")
+
+
+def test_matcher_download_fetches_only_safetensors_and_configs(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    seen = {}
+    good = _matcher_folder(tmp_path / "snap", "clip")
+
+    def fake_snapshot(repo_id, **kw):
+        seen.update(kw)
+        return str(good)
+
+    monkeypatch.setattr(mm, "hub_offline", lambda: False)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
+    assert download_model("openai/clip-x", allow_patterns=mm.MATCHER_ALLOW_PATTERNS) == good
+    assert seen["allow_patterns"] == ["*.safetensors", "*.json", "*.txt"]
+    import fnmatch
+
+    hub_files = ["model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "config.json",
+                 "preprocessor_config.json", "vocab.json", "merges.txt", "tokenizer.json"]
+    kept = [f for f in hub_files if any(fnmatch.fnmatch(f, p) for p in seen["allow_patterns"])]
+    assert kept == ["model.safetensors", "config.json", "preprocessor_config.json", "vocab.json", "merges.txt",
+                    "tokenizer.json"]
+
+
+def test_cli_model_download_use_for_sets_the_matcher_folder(isolated_env, capsys, monkeypatch, tmp_path):
+    from repic_desktop.core.settings import Settings
+
+    s = Settings.load()
+    s.extra.update(batch_size=3, retrieval={"threshold": 0.9})
+    s.save()
+    snaps = {"openai/clip-vit-large-patch14-336": _matcher_folder(tmp_path / "clip-snap" / COMMIT_A, "clip"),
+             "org/owl": _matcher_folder(tmp_path / "owl-snap" / COMMIT_B, "owlv2"),
+             "org/bert": _matcher_folder(tmp_path / "bert-snap" / COMMIT_A, "bert")}
+    got = []
+
+    def fake_download(repo_id, revision=None, cache_dir=None, progress=None, allow_patterns=None):
+        got.append((repo_id, allow_patterns))
+        return snaps[repo_id]
+
+    monkeypatch.setattr(mm, "download_model", fake_download)
+    code, out, err = run(capsys, "model", "download", "--use-for", "clip", "--json")  # the default CLIP id
+    assert code == 0, err
+    assert json.loads(out)["use_for"] == "clip"
+    assert got[-1] == ("openai/clip-vit-large-patch14-336", mm.MATCHER_ALLOW_PATTERNS)
+    code, out, err = run(capsys, "model", "download", "org/owl", "--use-for", "detector")
+    assert code == 0 and "OWLv2 detector" in out
+    s = Settings.load()
+    assert s.extra["retrieval"] == {"threshold": 0.9, "clip_dir": str(snaps["openai/clip-vit-large-patch14-336"]),
+                                    "detector_dir": str(snaps["org/owl"])}
+    assert s.extra["batch_size"] == 3 and s.model.source == "Yeongtak/RePIC_Qwen2.5VL_7B"  # nothing else touched
+    code, out, err = run(capsys, "model", "download", "org/bert", "--use-for", "dinov2")
+    assert code == 1 and "cannot be used as DINOv2" in err and "'bert' model" in err
+    assert "dino_dir" not in Settings.load().extra["retrieval"]
+    code, out, err = run(capsys, "model", "download", "org/owl", "--use-for", "clip", "--set-default")
+    assert code == 1 and "--set-default" in err
+
+
+def test_cli_model_set_matchers_and_list(isolated_env, capsys, tmp_path):
+    from repic_desktop.core.settings import Settings
+
+    hub_cache = tmp_path / "hub"  # its own cache: the module's hub_cache stays as other tests expect it
+    bert = _matcher_folder(tmp_path / "bert-src", "bert")
+    fake_hub_repo(hub_cache, "org/some-bert", bert, COMMIT_A)
+
+    dino = _matcher_folder(tmp_path / "dino", "dinov2")
+    code, out, err = run(capsys, "model", "set", "--dinov2", str(dino), "--matcher", "dinov2", "--json")
+    assert code == 0, err
+    r = json.loads(out)["retrieval"]
+    assert r == {"dino_dir": str(dino), "default_matcher": "dinov2"}
+    code, out, err = run(capsys, "model", "set", "--clip", str(dino))  # a DINOv2 folder is no CLIP
+    assert code == 1 and "not CLIP" in err
+    code, out, err = run(capsys, "model", "set", "--clip", "org/not-downloaded")
+    assert code == 1 and "--use-for clip" in err and "Traceback" not in err
+    # a cached hub id resolves to its snapshot folder (offline); `model list` says who uses it
+    clip_src = _matcher_folder(tmp_path / "clip-src", "clip")
+    fake_hub_repo(hub_cache, "org/clip-test", clip_src, COMMIT_A)
+    code, out, err = run(capsys, "model", "set", "--cache-dir", str(hub_cache), "--clip", "org/clip-test")
+    assert code == 0, err
+    clip_dir = Settings.load().extra["retrieval"]["clip_dir"]
+    assert clip_dir.endswith(COMMIT_A) and "CLIP:" in out
+    code, out, err = run(capsys, "model", "list", "--json")
+    rows = {row["repo_id"]: row for row in json.loads(out)}
+    assert rows["org/clip-test"]["kind"] == "clip" and rows["org/clip-test"]["used_for"] == ["clip"]
+    assert list(rows) == ["org/clip-test"]  # bert is no model of ours
+    code, out, err = run(capsys, "model", "list")
+    assert "[used by clip]" in out
+    code, out, err = run(capsys, "model", "set", "--clip", "none", "--dinov2", "none")
+    assert code == 0, err
+    assert Settings.load().extra["retrieval"] == {"default_matcher": "dinov2"}
+    assert "not ready yet" in out  # DINOv2 chosen but its folder was just cleared

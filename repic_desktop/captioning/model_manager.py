@@ -23,6 +23,33 @@ from typing import Any, Callable
 # What a Qwen2.5-VL checkpoint or a LoRA adapter needs: weights (safetensors only), configs, tokenizer
 # (tokenizer.json / vocab.json / merges.txt), processor configs and chat templates.
 MODEL_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
+# The suggestion matchers need less: weights, configs, and CLIP's BPE files (vocab.json, merges.txt: the
+# OWLv2 processor loads a tokenizer for its text queries). Hub repos such as openai/clip-* also carry
+# pytorch_model.bin, tf_model.h5 and flax weights; these patterns keep them off the disk.
+MATCHER_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt"]
+
+
+@dataclass(frozen=True)
+class MatcherModel:
+    """A model role for "who is in this photo?": where the settings keep its folder, what it must be."""
+    use: str             # the CLI's --use-for value
+    settings_key: str    # key under Settings.extra["retrieval"]
+    label: str
+    model_types: tuple[str, ...]
+    default_id: str
+
+
+# Suggested downloads (licences checked on their model cards):
+# - openai/clip-vit-large-patch14-336: MIT; the embedder RePIC's retriever uses.
+# - facebook/dinov2-base: Apache-2.0.
+# - google/owlv2-base-patch16-ensemble: Apache-2.0; open-vocabulary boxes for person / cat / dog.
+MATCHER_MODELS: dict[str, MatcherModel] = {
+    "clip": MatcherModel("clip", "clip_dir", "CLIP", ("clip", "clip_vision_model"),
+                         "openai/clip-vit-large-patch14-336"),
+    "dinov2": MatcherModel("dinov2", "dino_dir", "DINOv2", ("dinov2",), "facebook/dinov2-base"),
+    "detector": MatcherModel("detector", "detector_dir", "OWLv2 detector", ("owlv2",),
+                             "google/owlv2-base-patch16-ensemble"),
+}
 
 DownloadProgress = Callable[[str, int, "int | None"], None]
 """``progress(description, done, total)``: bytes (or files) done so far; ``total`` may be unknown (None)."""
@@ -78,9 +105,11 @@ def resolve_local(
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     what: str = "model",
+    allow_patterns: list[str] | None = None,
 ) -> tuple[Path, str | None]:
     """Turn a model (or adapter) source into a local folder, without any network access.
 
+    ``allow_patterns`` must be the ones the download used (the completeness check filters by them).
     Returns ``(folder, commit)``; ``commit`` is the cached snapshot's commit hash for hub ids, None for
     local folders.  Raises ``ModelNotAvailable`` (one sentence telling the user what to do) when the
     folder does not exist or the hub id is not (completely) in the cache.
@@ -98,7 +127,8 @@ def resolve_local(
     rev_text = f" (revision {revision})" if revision else ""
     try:
         folder = snapshot_download(source, revision=revision, cache_dir=_cache_dir_arg(cache_dir),
-                                   local_files_only=True, allow_patterns=MODEL_ALLOW_PATTERNS)
+                                   local_files_only=True,
+                                   allow_patterns=list(allow_patterns or MODEL_ALLOW_PATTERNS))
     except IncompleteSnapshotError:
         raise ModelNotAvailable(
             f"The download of {source}{rev_text} is incomplete: run `repic model download {source}` again to "
@@ -158,12 +188,13 @@ def download_model(
     revision: str | None = None,
     cache_dir: str | os.PathLike | None = None,
     progress: DownloadProgress | None = None,
+    allow_patterns: list[str] | None = None,
 ) -> Path:
     """Download (or finish downloading) a model or adapter from the Hugging Face Hub into the cache.
 
-    Resumable: files already in the cache are not fetched again.  Only ``MODEL_ALLOW_PATTERNS`` files are
-    fetched.  Without ``progress`` huggingface_hub draws its own tqdm bars on stderr; with it, progress is
-    reported through the callback only.  Returns the snapshot folder.  Raises ``OfflineError`` at once in
+    Resumable: files already in the cache are not fetched again.  Only ``allow_patterns`` files (default
+    ``MODEL_ALLOW_PATTERNS``) are fetched.  Without ``progress`` huggingface_hub draws its own tqdm bars on
+    stderr; with it, progress is reported through the callback only.  Returns the snapshot folder.  Raises ``OfflineError`` at once in
     offline mode (no network attempt, so no hang) and ``DownloadError`` for every other failure.
     """
     repo_id = repo_id.strip()
@@ -177,7 +208,7 @@ def download_model(
     from huggingface_hub import errors as hf_errors
 
     kwargs: dict[str, Any] = {"revision": revision, "cache_dir": _cache_dir_arg(cache_dir),
-                              "allow_patterns": MODEL_ALLOW_PATTERNS}
+                              "allow_patterns": list(allow_patterns or MODEL_ALLOW_PATTERNS)}
     if progress is not None:
         kwargs["tqdm_class"] = progress_tqdm_class(progress)
     rev_text = f" (revision {revision})" if revision else ""
@@ -238,7 +269,7 @@ class CachedRevision:
 @dataclass
 class CachedModel:
     repo_id: str
-    kind: str  # "model" (Qwen2.5-VL checkpoint), "adapter" (LoRA), "other"
+    kind: str  # "model" (Qwen2.5-VL checkpoint), "adapter" (LoRA), "clip" | "dinov2" | "detector", "other"
     model_type: str | None
     size_on_disk: int
     path: str
@@ -260,11 +291,15 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def snapshot_kind(folder: Path) -> tuple[str, str | None]:
-    """``("model", model_type)`` for a Qwen2.5-VL checkpoint, ``("adapter", None)``, else ``("other", type)``."""
+    """``("model", model_type)`` for a Qwen2.5-VL checkpoint, ``("adapter", None)``, a matcher role
+    (``"clip"``, ``"dinov2"``, ``"detector"``) for CLIP / DINOv2 / OWLv2, else ``("other", type)``."""
     config = _read_json(folder / "config.json")
     if config is not None:
         model_type = config.get("model_type")
-        return ("model" if model_type == "qwen2_5_vl" else "other"), model_type
+        if model_type == "qwen2_5_vl":
+            return "model", model_type
+        use = next((m.use for m in MATCHER_MODELS.values() if model_type in m.model_types), None)
+        return use or "other", model_type
     if (folder / "adapter_config.json").exists():
         return "adapter", None
     return "other", None
@@ -284,7 +319,8 @@ def snapshot_complete(folder: Path) -> bool:
 
 
 def list_models(cache_dir: str | os.PathLike | None = None, *, all_models: bool = False) -> list[CachedModel]:
-    """Models in the Hugging Face cache: Qwen2.5-VL checkpoints and LoRA adapters (``all_models``: everything).
+    """Models in the Hugging Face cache: Qwen2.5-VL checkpoints, LoRA adapters and the suggestion matchers'
+    CLIP / DINOv2 / OWLv2 weights (``all_models``: everything).
 
     A missing or empty cache gives ``[]``.  Sorted by repo id; revisions newest first.
     """
@@ -317,3 +353,38 @@ def list_models(cache_dir: str | os.PathLike | None = None, *, all_models: bool 
                        for r in revisions],
         ))
     return sorted(out, key=lambda m: m.repo_id.lower())
+
+
+def matcher_folder_problem(folder: str | os.PathLike, use: str) -> str:
+    """Why ``folder`` cannot serve as the ``use`` matcher model ("" when it can). Reads one small JSON file."""
+    m = MATCHER_MODELS[use]
+    path = Path(os.path.expanduser(os.fspath(folder)))
+    if not path.is_dir():
+        return f"the {m.label} folder {folder} does not exist"
+    config = _read_json(path / "config.json")
+    if config is None:
+        return f"{folder} is not a model folder (no readable config.json)"
+    if config.get("model_type") not in m.model_types:
+        return f"{folder} holds a {config.get('model_type')!r} model, not {m.label}"
+    if not any(path.glob("*.safetensors")):
+        return f"{folder} has no .safetensors weights (other formats are not loaded)"
+    return ""
+
+
+def retrieval_section(settings: Any) -> dict[str, Any]:
+    """``settings.extra["retrieval"]`` (a ``core.settings.Settings``), created when missing; the other
+    extra keys are left alone. ``retrieval.service.retrieval_settings`` reads the same dict."""
+    cfg = settings.extra.get("retrieval")
+    if not isinstance(cfg, dict):
+        cfg = settings.extra["retrieval"] = {}
+    return cfg
+
+
+def set_matcher_folder(settings: Any, use: str, folder: str | None) -> None:
+    """Point the ``use`` matcher at ``folder`` in the settings (None clears it); the caller saves."""
+    cfg = retrieval_section(settings)
+    key = MATCHER_MODELS[use].settings_key
+    if folder:
+        cfg[key] = str(folder)
+    else:
+        cfg.pop(key, None)

@@ -39,7 +39,7 @@ class CaptionDialog(QDialog):
 
     def __init__(self, parent: QWidget | None, *, photo_count: int, concepts: list[ConceptEntry],
                  own_summary: str, presets: dict[str, str], preset: str, batch_size: int, model_label: str,
-                 captioned: int | None, title: str | None = None):
+                 captioned: int | None, title: str | None = None, suggestions_note: str = ""):
         super().__init__(parent)
         self.setObjectName("captionDialog")
         self.setWindowTitle("Caption photos")
@@ -77,6 +77,12 @@ class CaptionDialog(QDialog):
         self.own_summary.setContentsMargins(24, 0, 0, 0)
         self.own_summary.setEnabled(False)
         bl.addWidget(self.own_summary)
+        self.suggestions_note = QLabel("", box)
+        self.suggestions_note.setObjectName("suggestionsNote")
+        self.suggestions_note.setWordWrap(True)
+        self.suggestions_note.setContentsMargins(24, 0, 0, 0)
+        bl.addWidget(self.suggestions_note)
+        self.set_suggestions_note(suggestions_note)
         bl.addWidget(self.chosen)
         pick = QWidget(box)
         pl = QVBoxLayout(pick)
@@ -151,6 +157,11 @@ class CaptionDialog(QDialog):
             if item.data(Qt.ItemDataRole.UserRole) and item.checkState() == Qt.CheckState.Checked:
                 out.append(item.data(Qt.ItemDataRole.UserRole))
         return out
+
+    def set_suggestions_note(self, text: str) -> None:
+        """What "each photo's own" adds from suggestions; hidden when suggestions are not used."""
+        self.suggestions_note.setText(text)
+        self.suggestions_note.setVisible(bool(text))
 
     def set_checked(self, names: list[str]) -> None:
         """Choose these concepts for every photo (switches to "the same for every photo")."""

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ..captioning.jobs import JobStore, job_params
+from ..captioning.jobs import JobStore, auto_params, job_params
 from ..captioning.prompt import PromptError, resolve_request
 from ..core.library import Library, LibraryError
 from .caption_dialog import CaptionChoice, CaptionDialog, ConceptEntry
@@ -125,6 +125,25 @@ def _preset_name(request: str) -> str:
     return request if len(request) <= 40 else request[:38].rsplit(" ", 1)[0] + "…"
 
 
+def suggestion_options(settings) -> dict[str, Any]:
+    """What "each photo's own people & pets" adds from suggestions (Settings → Suggestions)."""
+    from ..retrieval.service import retrieval_settings
+
+    cfg = retrieval_settings(settings)
+    threshold, top_k = cfg.get("threshold"), cfg.get("top_k")
+    return {"include_suggestions": bool(cfg.get("auto_include_suggestions")),
+            "threshold": float(threshold) if isinstance(threshold, (int, float)) else None,
+            "top_k": int(top_k) if isinstance(top_k, int) and top_k > 0 else None}
+
+
+def own_concepts_text(auto: dict[str, Any] | None) -> str:
+    text = "each photo's own people & pets"
+    if auto and auto.get("include_suggestions"):
+        thr = auto.get("threshold")
+        text += f" + suggestions above {thr:g}" if thr is not None else " + pending suggestions"
+    return text
+
+
 def job_view(job, errors: list[tuple[str, str]] | None = None) -> JobView:
     """A JobView for a stored `jobs.Job` (made by the GUI or by `repic caption`)."""
     p = job.params or {}
@@ -133,7 +152,7 @@ def job_view(job, errors: list[tuple[str, str]] | None = None) -> JobView:
     title = gui.get("title") or f"Job {job.id}: {n} photo" + ("s" if n != 1 else "")
     parts = [gui.get("preset") or _preset_name(p.get("request") or "")]
     concepts = p.get("concepts")
-    parts.append("each photo's own people & pets" if not concepts else ", ".join(f"<{c}>" for c in concepts))
+    parts.append(own_concepts_text(p.get("auto")) if not concepts else ", ".join(f"<{c}>" for c in concepts))
     parts.append(f"batch {p.get('batch_size', '?')}")
     if gui.get("model_label"):
         parts.append(gui["model_label"])
@@ -224,11 +243,13 @@ class CaptioningController(QObject):
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
                             own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
                             preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
-                            model_label=spec_label(spec), captioned=captioned)
+                            model_label=spec_label(spec), captioned=captioned,
+                            suggestions_note=self._suggestions_note(settings))
         self._show_dialog(dlg)
 
         def refresh_model_label() -> None:
             s, _ = load_settings()
+            dlg.set_suggestions_note(self._suggestions_note(s))
             try:
                 dlg.model_label.setText(f"Model: {spec_label(model_spec_from_settings(s))}")
             except ValueError:
@@ -391,17 +412,23 @@ class CaptioningController(QObject):
         """Newest first."""
         return sorted(self.jobs.values(), key=lambda v: v.id, reverse=True)
 
-    def download_model(self, repo_id: str, revision: str | None = None, cache_dir: str | None = None) -> bool:
-        """Download a model in the background (progress through `download_changed`); False when one runs."""
+    def download_model(self, repo_id: str, revision: str | None = None, cache_dir: str | None = None, *,
+                       use_for: str | None = None) -> bool:
+        """Download a model in the background (progress through `download_changed`); False when one runs.
+
+        use_for ("clip" | "dinov2" | "detector"): weights for a suggestion matcher; only safetensors and
+        configs are fetched, and once it is complete the settings point that matcher at it (saved here,
+        not by the dialog, so a download that outlives the settings dialog still takes effect)."""
         if self.download is not None and self.download["status"] == "running":
             return False
         self.download = {"repo_id": repo_id, "revision": revision, "cache_dir": cache_dir, "status": "running",
-                         "desc": "starting", "done": 0, "total": None, "message": "", "path": None}
+                         "desc": "starting", "done": 0, "total": None, "message": "", "path": None,
+                         "use_for": use_for}
         state = self.download
         last = [0.0]
 
         def work(report: Callable[[Any], None]):
-            from ..captioning.model_manager import download_model
+            from ..captioning import model_manager as mm
 
             def progress(desc: str, done: int, total: int | None) -> None:
                 now = time.monotonic()
@@ -409,7 +436,19 @@ class CaptioningController(QObject):
                     last[0] = now
                     report((desc, done, total))
 
-            return str(download_model(repo_id, revision, cache_dir, progress=progress))
+            if not use_for:
+                return str(mm.download_model(repo_id, revision, cache_dir, progress=progress))
+            path = mm.download_model(repo_id, revision, cache_dir, progress=progress,
+                                     allow_patterns=mm.MATCHER_ALLOW_PATTERNS)
+            problem = mm.matcher_folder_problem(path, use_for)
+            if problem:
+                raise mm.DownloadError(f"{repo_id} cannot be used as {mm.MATCHER_MODELS[use_for].label}: {problem}.")
+            from ..core.settings import Settings
+
+            settings = Settings.load()  # not load_settings(): an unreadable file must not be replaced here
+            mm.set_matcher_folder(settings, use_for, str(path))
+            settings.save()
+            return str(path)
 
         def on_progress(value) -> None:
             state["desc"], state["done"], state["total"] = value
@@ -418,6 +457,8 @@ class CaptioningController(QObject):
         def on_done(path: str) -> None:
             state.update(status="done", path=path, message=f"Downloaded {repo_id}.")
             self.download_changed.emit()
+            if use_for:
+                self.settings_changed.emit()
 
         def on_error(message: str, details: str) -> None:
             state.update(status="failed", message=message)
@@ -444,6 +485,15 @@ class CaptioningController(QObject):
 
         dlg.finished.connect(closed)
         dlg.open()
+
+    @staticmethod
+    def _suggestions_note(settings) -> str:
+        opts = suggestion_options(settings)
+        if not opts["include_suggestions"]:
+            return ""
+        text = own_concepts_text(opts)
+        return (text[0].upper() + text[1:] + (f" (at most {opts['top_k']} per photo)" if opts["top_k"] else "")
+                + ": unconfirmed suggestions go into the prompt too (Settings → Suggestions).")
 
     @staticmethod
     def _own_summary(lib: Library, ids: list[int]) -> str:
@@ -474,6 +524,8 @@ class CaptioningController(QObject):
                             batch_size=choice.batch_size, max_pixels=spec.max_pixels,
                             max_new_tokens=int(extra(settings, "max_new_tokens")))
         params["gui"] = {"preset": choice.preset, "title": title, "model_label": spec_label(spec)}
+        own = choice.concepts is None
+        opts = suggestion_options(settings) if own else None
         path = self.library_path
 
         def create():
@@ -484,6 +536,8 @@ class CaptioningController(QObject):
                     todo = [i for i in ids if i not in done]
                 if not todo:
                     return None, len(ids)
+                if own:  # same mechanism as `repic caption --auto`: names fixed now, in RePIC's order
+                    params.update(auto_params(lib, todo, **opts))
                 return JobStore(lib).create(todo, params), len(ids) - len(todo)
 
         def created(result) -> None:

@@ -1,10 +1,12 @@
-"""Captioning settings: which model (hub / local folder / demo), how to run it, and the prompt presets.
+"""Captioning settings: which model (hub / local folder / demo), how to run it, the prompt presets, and
+the "who is in this photo?" suggestions (matcher, its weights, threshold, whether captions use them).
 
 Stored per user in the platform config dir through `core.settings.Settings` (the same file the CLI
 reads): the model fields in `Settings.model`, everything else under `Settings.extra` with the keys in
-`EXTRA_DEFAULTS`. Saving (a file write with fsync) and the "is it downloaded?" check (cache scan) run
-on background threads; downloads go through the controller, which keeps them going after the dialog
-closes.
+`EXTRA_DEFAULTS`, the suggestions under `Settings.extra["retrieval"]` (read by
+`retrieval.service.retrieval_settings`). Saving (a file write with fsync), the "is it downloaded?" check
+(cache scan) and the matchers' readiness check (it looks at folders) run on background threads; downloads
+go through the controller, which keeps them going after the dialog closes.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGroupBox,
+    QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+    QFormLayout, QGroupBox,
     QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox, QTabWidget,
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
@@ -115,16 +118,21 @@ def _combo(choices: list[tuple[str, str]], current: str, parent: QWidget) -> QCo
 
 
 class DownloadPanel(QWidget):
-    """"Download model" button, progress and status; the download itself belongs to the controller."""
+    """"Download model" button, progress and status; the download itself belongs to the controller.
 
-    def __init__(self, controller: "CaptioningController", get_target, parent: QWidget | None = None):
+    The controller runs one download at a time; a panel shows progress only for its own target (repo and
+    use_for), and otherwise just disables its button while another download runs."""
+
+    def __init__(self, controller: "CaptioningController", get_target, parent: QWidget | None = None, *,
+                 use_for: str | None = None, button_text: str = "Download model"):
         super().__init__(parent)
         self.controller = controller
         self._get_target = get_target  # -> (repo_id, revision, cache_dir)
+        self.use_for = use_for
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         row = QHBoxLayout()
-        self.button = QPushButton("Download model", self)
+        self.button = QPushButton(button_text, self)
         self.button.setToolTip("Fetch the model into the cache folder (resumable: an interrupted download "
                                "continues where it stopped). Only safetensors weights and configs are fetched.")
         self.button.clicked.connect(self.start)
@@ -142,21 +150,27 @@ class DownloadPanel(QWidget):
 
     def start(self) -> None:
         repo, revision, cache = self._get_target()
-        self.controller.download_model(repo, revision, cache)
+        if self.use_for:
+            self.controller.download_model(repo, revision, cache, use_for=self.use_for)
+        else:
+            self.controller.download_model(repo, revision, cache)
         self.refresh()
+
+    def _mine(self, d: dict | None) -> bool:
+        return d is not None and d["repo_id"] == self._get_target()[0] and d.get("use_for") == self.use_for
 
     def show_cached(self, text: str) -> None:
         """The cache check's answer, unless a download of this model has something newer to say."""
         d = self.controller.download
-        if d is None or d["repo_id"] != self._get_target()[0] or d["status"] == "done":
+        if not self._mine(d) or d["status"] == "done":
             self.status.setText(text)
 
     def refresh(self) -> None:
         d = self.controller.download
         running = d is not None and d["status"] == "running"
         self.button.setEnabled(not running)
-        self.bar.setVisible(running)
-        if d is None:
+        self.bar.setVisible(running and self._mine(d))
+        if not self._mine(d):
             return
         if running:
             done, total = d["done"], d["total"]
@@ -197,6 +211,7 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._model_tab(s), "Model")
         tabs.addTab(self._performance_tab(s), "Performance")
         tabs.addTab(self._prompt_tab(s), "Prompt")
+        tabs.addTab(self._suggestions_tab(s), "Suggestions")
         self.error_label = QLabel(load_error or "", self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: palette(highlight); font-weight: 600;" if not load_error else
@@ -216,6 +231,7 @@ class SettingsDialog(QDialog):
             e.textChanged.connect(lambda *_: self._check_timer.start())
         self._update_enabled()
         self._check_timer.start(0)
+        self._matcher_timer.start(0)
 
     # tabs --------------------------------------------------------------------------------------------
     def _model_tab(self, s: Settings) -> QWidget:
@@ -364,6 +380,142 @@ class SettingsDialog(QDialog):
         self._fill_request_combo(extra(s, "request_preset"))
         return page
 
+    def _suggestions_tab(self, s: Settings) -> QWidget:
+        from ..captioning.model_manager import MATCHER_MODELS
+        from ..retrieval.service import DEFAULT_MATCHER, MATCHER_NAMES, retrieval_settings
+
+        cfg = retrieval_settings(s)
+        page = QWidget(self)
+        lay = QVBoxLayout(page)
+        form = QFormLayout()
+        self.default_matcher = QComboBox(page)
+        for mid, name in MATCHER_NAMES.items():
+            self.default_matcher.addItem(name, mid)
+        self.default_matcher.setCurrentIndex(max(0, self.default_matcher.findData(
+            cfg.get("default_matcher") or DEFAULT_MATCHER)))
+        form.addRow("Matcher:", self.default_matcher)
+        self.matcher_status = QLabel("Checking which matchers can run…", page)
+        self.matcher_status.setWordWrap(True)
+        self.matcher_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("", self.matcher_status)
+        self.matcher_info: list[dict[str, Any]] | None = None
+        self._matcher_seq = 0
+        self._matcher_timer = QTimer(self, singleShot=True, interval=300)
+        self._matcher_timer.timeout.connect(self._check_matchers)
+        self.default_matcher.currentIndexChanged.connect(lambda *_: self._show_matchers())
+        self.matcher_dirs: dict[str, QLineEdit] = {}
+        self.matcher_downloads: dict[str, DownloadPanel] = {}
+        for use, m in MATCHER_MODELS.items():
+            edit = QLineEdit(cfg.get(m.settings_key) or "", page)
+            edit.setPlaceholderText(f"not set: download {m.default_id} or choose a folder")
+            edit.textChanged.connect(lambda *_: self._matcher_timer.start())
+            self.matcher_dirs[use] = edit
+            form.addRow(f"{m.label}:", _folder_row(edit, f"{m.label} model folder", page))
+            target = (lambda m=m: (m.default_id, None, self.cache_dir.text().strip() or None))
+            panel = DownloadPanel(self.controller, target, page, use_for=use, button_text=f"Download {m.default_id}")
+            panel.button.setToolTip(f"Fetch {m.default_id} (safetensors and configs only, resumable) into the "
+                                    f"cache folder of the Model tab, then use it here.")
+            self.matcher_downloads[use] = panel
+            form.addRow("", panel)
+        self.threshold = QDoubleSpinBox(page)
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setDecimals(3)
+        self.threshold.setSingleStep(0.01)
+        self.threshold.setSpecialValueText("the matcher's own")
+        thr = cfg.get("threshold")
+        self.threshold.setValue(float(thr) if isinstance(thr, (int, float)) else 0.0)
+        self.threshold.setToolTip("Cosine similarity a match needs (faces: 0.909 is dlib's identity rule; "
+                                  "CLIP 0.80, DINOv2 0.60).")
+        form.addRow("Threshold:", self.threshold)
+        self.top_k = QSpinBox(page)
+        self.top_k.setRange(0, 50)
+        self.top_k.setSpecialValueText("default")
+        k = cfg.get("top_k")
+        self.top_k.setValue(int(k) if isinstance(k, int) and k > 0 else 0)
+        self.top_k.setToolTip("At most this many people & pets suggested per photo (RePIC: top-K retrieval).")
+        form.addRow("Top K:", self.top_k)
+        lay.addLayout(form)
+        self.auto_include = QCheckBox("When captioning, also use unconfirmed suggestions above the threshold", page)
+        self.auto_include.setChecked(bool(cfg.get("auto_include_suggestions")))
+        self.auto_include.setToolTip("Off: only the people & pets you tagged or confirmed go into the prompt.")
+        lay.addWidget(self.auto_include)
+        note = QLabel("Cats are only hinted by a simple cat-face detector: a weak hint (\u201ca cat was seen\u201d) "
+                      "that names no one and never goes into a caption by itself.", page)
+        note.setWordWrap(True)
+        note.setEnabled(False)
+        lay.addWidget(note)
+        lay.addStretch(1)
+        self.controller.download_changed.connect(self._on_matcher_download)
+        return page
+
+    def _retrieval_values(self) -> dict[str, Any]:
+        """Settings.extra["retrieval"] as edited; keys this dialog does not show are kept."""
+        from ..captioning.model_manager import MATCHER_MODELS
+        from ..retrieval.service import retrieval_settings
+
+        r = retrieval_settings(self.settings)
+        for use, m in MATCHER_MODELS.items():
+            folder = self.matcher_dirs[use].text().strip()
+            if folder:
+                r[m.settings_key] = folder
+            else:
+                r.pop(m.settings_key, None)
+        r["default_matcher"] = self.default_matcher.currentData()
+        r["auto_include_suggestions"] = self.auto_include.isChecked()
+        thr = round(self.threshold.value(), 3)
+        if thr > 0:
+            r["threshold"] = thr
+        else:
+            r.pop("threshold", None)
+        if self.top_k.value() > 0:
+            r["top_k"] = self.top_k.value()
+        else:
+            r.pop("top_k", None)
+        return r
+
+    def _check_matchers(self) -> None:
+        """Which matchers can run with the folders as typed (off the GUI thread: it looks at folders)."""
+        from types import SimpleNamespace
+
+        self._matcher_seq += 1
+        seq = self._matcher_seq
+        probe = SimpleNamespace(extra={"retrieval": self._retrieval_values()})
+
+        def check():
+            from ..retrieval.service import available_matchers
+
+            return available_matchers(probe)
+
+        def done(infos) -> None:
+            if seq == self._matcher_seq:  # an older check finishing late says nothing about the current text
+                self.matcher_info = infos
+                self._show_matchers()
+
+        self.controller.tasks.run(check, done, lambda *_: None, name="repic-matcher-check")
+
+    def _show_matchers(self) -> None:
+        if self.matcher_info is None:
+            return
+        lines = []
+        for info in self.matcher_info:
+            i = self.default_matcher.findData(info["id"])
+            if i >= 0:
+                self.default_matcher.setItemText(i, info["name"] + ("" if info["ready"] else " — not ready"))
+                self.default_matcher.setItemData(i, info["why"] or info.get("note") or "ready",
+                                                 Qt.ItemDataRole.ToolTipRole)
+            if info["ready"]:
+                lines.append(f"✓ {info['name']}: ready" + (f" ({info['note']})" if info.get("note") else ""))
+            else:
+                lines.append(f"✗ {info['name']}: {info['why']}")
+        self.matcher_status.setText("\n".join(lines))
+
+    def _on_matcher_download(self) -> None:
+        d = self.controller.download
+        if d is not None and d["status"] == "done" and d.get("use_for") in self.matcher_dirs and d.get("path"):
+            edit = self.matcher_dirs[d["use_for"]]
+            if edit.text().strip() != d["path"]:
+                edit.setText(d["path"])
+
     # presets -----------------------------------------------------------------------------------------
     def _add_preset_row(self, name: str, text: str, builtin: bool) -> int:
         r = self.presets.rowCount()
@@ -494,6 +646,13 @@ class SettingsDialog(QDialog):
             "request_presets": user_presets,
             "system_preset": self.system_preset.currentData(),
         })
+        s.extra["retrieval"] = self._retrieval_values()
+        from ..captioning.model_manager import MATCHER_MODELS
+
+        for use, m in MATCHER_MODELS.items():
+            folder = s.extra["retrieval"].get(m.settings_key)
+            if folder and not Path(folder).expanduser().is_dir():
+                raise ValueError(f"The {m.label} folder {folder} does not exist (Suggestions tab).")
         model_spec_from_settings(s)  # validates device, quantization, pixel limits (ValueError)
         return s
 

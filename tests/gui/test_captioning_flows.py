@@ -429,3 +429,49 @@ def test_queue_dock_is_small_when_empty(qtbot, album, window, make_controller):
     qtbot.waitExposed(window)
     assert not dock.clear.isVisible()                        # nothing to clear: no row for it
     assert dock.minimumSizeHint().height() <= dock.model_panel.minimumSizeHint().height() + 90
+
+
+def _suggest(lib, photo_id, name, score, *, weak=False):
+    """A stored pending suggestion, as an index run leaves it (no matcher needed)."""
+    cid = lib.concept(name).id
+    lib.store_photo_retrieval(photo_id, "dlib-faces", content_hash=f"test{photo_id}", model_sig="test", refs_sig=None,
+                              crops=[], matches=[], suggestions=[{"concept_id": cid, "score": score, "box": None,
+                                                                  "crop": None, "kind": "face", "weak": weak}])
+
+
+@pytest.mark.parametrize("include", [False, True])
+def test_own_concepts_use_suggestions_when_allowed(qtbot, album, window, make_controller, include):
+    """"Each photo's own" fixes names per photo when the job is made, as `repic caption --auto` does:
+    confirmed tags always, strong pending suggestions only when the setting allows them."""
+    ids = album["ids"]
+    with Library(album["path"]) as lib:
+        bond_ref = _photo(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
+        rid = lib.add_photo(bond_ref, size=bond_ref.stat().st_size, mtime_ns=1, content_hash="bondref", format="JPEG",
+                            width=48, height=48)
+        lib.add_concept_ref("Bond", photo_id=rid)
+        _suggest(lib, ids[0], "Bond", 0.95)   # tagged Anya + a strong Bond suggestion
+        _suggest(lib, ids[4], "Bond", 0.97)   # nobody tagged, a strong Bond suggestion
+        _suggest(lib, ids[5], "Bond", 0.50)   # below the threshold
+    s = Settings.load()
+    s.extra["retrieval"] = {"auto_include_suggestions": include, "threshold": 0.9, "default_matcher": "dlib-faces"}
+    s.save()
+    ctrl = make_controller(album["path"])
+    notes = []
+    job_id = start_job(qtbot, ctrl, [ids[0], ids[3], ids[4], ids[5]], window,
+                       lambda dlg: notes.append((dlg.suggestions_note.text(), dlg.suggestions_note.isHidden())))
+    job, _ = db_job(album["path"], job_id)
+    expected = {ids[0]: ["Anya", "Bond"] if include else ["Anya"], ids[3]: ["Anya"],
+                ids[4]: ["Bond"] if include else [], ids[5]: []}
+    assert job.params["concepts"] is None
+    assert job.params["photo_concepts"] == {str(k): v for k, v in expected.items()}
+    assert job.params["auto"] == {"include_suggestions": include, "threshold": 0.9, "top_k": None}
+    if include:
+        assert "suggestions above 0.9" in notes[0][0] and not notes[0][1]
+        assert "+ suggestions above 0.9" in ctrl.jobs[job_id].detail
+    else:
+        assert notes[0][1] and "suggestions" not in ctrl.jobs[job_id].detail
+    view = wait_stopped(qtbot, ctrl, job_id)
+    assert view.status == "done", (view.message, view.errors)
+    with Library(album["path"]) as lib:
+        got = {pid: lib.current_caption(pid).concept_set for pid in expected}
+    assert got == expected
