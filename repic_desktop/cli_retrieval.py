@@ -41,25 +41,36 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from .core.images import UnusableImage
     from .retrieval import service
 
-    if args.confirm or args.reject:
+    if args.confirm or args.reject or args.reset:
         if args.photos:
-            raise _user_error("--confirm/--reject take PHOTO NAME themselves: give no other photos")
-        photo_ref, name = args.confirm or args.reject
+            raise _user_error("--confirm/--reject/--reset take PHOTO NAME themselves: give no other photos")
+        photo_ref, name = args.confirm or args.reject or args.reset
         with _open(args) as lib:
             photo = lib.resolve_photo(photo_ref)
             s = service.find_suggestion(lib, photo.id, name)
-            if args.confirm:
+            if args.reset:
+                if s.status == "pending":
+                    raise _user_error(f"<{s.concept_name}> on {photo.path} is already pending: nothing to reset")
+                undone = service.reset_suggestion(lib, s.id)
+            elif args.confirm:
                 service.confirm_suggestion(lib, s.id)
             else:
                 service.reject_suggestion(lib, s.id)
-            data = {"photo": photo.id, "concept": s.concept_name, "status": "confirmed" if args.confirm else "rejected",
+            status = "pending" if args.reset else "confirmed" if args.confirm else "rejected"
+            data = {"photo": photo.id, "concept": s.concept_name, "status": status,
                     "concepts": [c.name for c in lib.photo_concepts(photo.id)]}
-        verb = "confirmed" if args.confirm else "rejected"
-        _emit(args, data, f"{verb} <{s.concept_name}> on {photo.path}"
+        if args.reset:
+            data.update(was=undone["was"], untagged=undone["untagged"], regions_removed=undone["regions_removed"])
+            note = (" (its tag was removed)" if undone["untagged"] else
+                    " (the tag stays: it was there before the confirmation)" if undone["was"] == "confirmed" else "")
+            _emit(args, data, f"<{s.concept_name}> on {photo.path} is a pending suggestion again (was {undone['was']})"
+                              + note)
+            return 0
+        _emit(args, data, f"{status} <{s.concept_name}> on {photo.path}"
                           + (" (tagged)" if args.confirm else " (it will not be suggested again)"))
         return 0
     if not args.photos:
-        raise _user_error("say which photos: repic suggest PHOTO ... (or --confirm/--reject PHOTO NAME)")
+        raise _user_error("say which photos: repic suggest PHOTO ... (or --confirm/--reject/--reset PHOTO NAME)")
     failed = 0
     with _open(args) as lib:
         photos = [lib.resolve_photo(p) for p in args.photos]
@@ -147,10 +158,12 @@ def cmd_faces_clusters(args: argparse.Namespace) -> int:
         for c in clusters:
             lines.append(f"cluster {c.id}: {c.size} face(s)")
             for m in c.members[:args.show]:
-                lines.append(f"  {paths_.get(m.photo_id, m.photo_id)}  face at {','.join(map(str, m.box.as_list()))}")
+                lines.append(f"  face {m.crop_id}: {paths_.get(m.photo_id, m.photo_id)}  at "
+                             f"{','.join(map(str, m.box.as_list()))}")
             if c.size > args.show:
                 lines.append(f"  ... and {c.size - args.show} more")
-        lines.append("name one with `repic faces name CLUSTER NAME`")
+        lines.append("name one with `repic faces name CLUSTER NAME`; dismiss strangers or false detections with "
+                     "`repic faces ignore CLUSTER` (or --face ID)")
         return "\n".join(lines)
 
     _emit(args, data, text)
@@ -171,6 +184,57 @@ def cmd_faces_name(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_faces_ignore(args: argparse.Namespace) -> int:
+    from .cli import _emit
+    from .retrieval import service
+
+    if (args.cluster is None) == (not args.face):
+        raise _user_error("say what to ignore: a CLUSTER, or --face ID ... (not both)")
+    with _open(args) as lib:
+        if args.cluster is not None:
+            n = service.ignore_cluster(lib, args.cluster)
+        else:
+            n = service.ignore_faces(lib, args.face)
+    what = f"cluster {args.cluster}" if args.cluster is not None else f"face(s) {', '.join(map(str, args.face))}"
+    _emit(args, {"cluster": args.cluster, "faces": args.face, "ignored": n},
+          f"ignored {what}: {n} face(s) will not be suggested or grouped again "
+          f"(`repic faces ignored` lists them, `repic faces unignore` brings them back)")
+    return 0
+
+
+def cmd_faces_unignore(args: argparse.Namespace) -> int:
+    from .cli import _emit
+    from .retrieval import service
+
+    if bool(args.faces) == args.all:
+        raise _user_error("say which faces: FACE_ID ... or --all")
+    with _open(args) as lib:
+        n = service.unignore_faces(lib, None if args.all else args.faces)
+    _emit(args, {"unignored": n}, f"{n} face(s) are unknown faces again (see `repic faces clusters`)")
+    return 0
+
+
+def cmd_faces_ignored(args: argparse.Namespace) -> int:
+    from .cli import _emit
+    from .retrieval import service
+
+    with _open(args) as lib:
+        faces = service.ignored_faces(lib)
+        paths_ = {p.id: p.path for p in lib.list_photos(include_missing=True)}
+    data = [dict(f.as_dict(), path=paths_.get(f.photo_id)) for f in faces]
+
+    def text() -> str:
+        if not faces:
+            return "no ignored faces"
+        lines = [f"face {f.crop_id}: {paths_.get(f.photo_id, f.photo_id)}  at {','.join(map(str, f.box.as_list()))}"
+                 for f in faces]
+        lines.append("bring one back with `repic faces unignore FACE_ID` (or --all)")
+        return "\n".join(lines)
+
+    _emit(args, data, text)
+    return 0
+
+
 def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     def matcher_opts(s):
         s.add_argument("--matcher", metavar="ID", help="dlib-faces (default), clip or dinov2")
@@ -184,6 +248,9 @@ def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     g = s.add_mutually_exclusive_group()
     g.add_argument("--confirm", nargs=2, metavar=("PHOTO", "NAME"), help="accept a suggestion: tag the photo")
     g.add_argument("--reject", nargs=2, metavar=("PHOTO", "NAME"), help="reject a suggestion for good")
+    g.add_argument("--reset", nargs=2, metavar=("PHOTO", "NAME"),
+                   help="undo a confirm or reject: the suggestion is pending again (a tag the confirmation "
+                        "added is removed; one you added yourself stays)")
     s.set_defaults(func=cmd_suggest)
 
     s = sub.add_parser("index", parents=[common],
@@ -204,3 +271,14 @@ def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("name")
     s.add_argument("--kind", default="person", choices=["person", "pet", "other"])
     s.set_defaults(func=cmd_faces_name)
+    s = faces.add_parser("ignore", parents=[common],
+                         help="not a face, or a stranger: never suggest or group these faces again")
+    s.add_argument("cluster", type=int, nargs="?", help="a cluster id from `repic faces clusters`")
+    s.add_argument("--face", type=int, nargs="+", metavar="ID", help="single faces instead (ids from `faces clusters`)")
+    s.set_defaults(func=cmd_faces_ignore)
+    s = faces.add_parser("ignored", parents=[common], help="list the faces you ignored")
+    s.set_defaults(func=cmd_faces_ignored)
+    s = faces.add_parser("unignore", parents=[common], help="bring ignored faces back to the unknown faces")
+    s.add_argument("faces", type=int, nargs="*", metavar="FACE_ID")
+    s.add_argument("--all", action="store_true", help="every ignored face")
+    s.set_defaults(func=cmd_faces_unignore)

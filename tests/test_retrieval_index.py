@@ -362,7 +362,7 @@ def test_matcher_registry_without_models(tmp_path):
 
 def test_schema_v4_tables_and_cascade(album):
     lib, ids, _ = album
-    assert lib.schema_version == 4
+    assert lib.schema_version == 5
     service.run_index_job(lib, FakeMatcher())
     lib.remove_concept("Red")
     assert all(r["concept_id"] != 1 for r in lib.ref_embeddings("fake"))
@@ -467,3 +467,176 @@ def test_a_matcher_error_on_one_photo_is_reported_and_the_job_goes_on(album):
     m.crops = original  # fixed: the next run retries it (no failure was cached)
     again = service.run_index_job(lib, m)
     assert again["indexed"] == 1 and again["skipped"] == 6
+
+
+# ----------------------------------------------------------------------------------------------- undo, ignore
+
+def _status(lib, photo_id):
+    return {s.concept_name: s.status for s in service.suggestions_for(lib, photo_id, include_rejected=True)}
+
+
+def test_reset_a_confirmation_removes_only_what_it_added(album):
+    lib, ids, _ = album
+    service.run_index_job(lib, FakeMatcher())
+    p1, p2 = ids["p1_red.png"], ids["p2_red_green.png"]
+    red = service.find_suggestion(lib, p2, "Red")
+    service.confirm_suggestion(lib, red.id)
+    assert [r.box for r in lib.regions(p2)] == [Box(0, 0, 40, 40)]
+    undone = service.reset_suggestion(lib, red.id)
+    assert undone == {"was": "confirmed", "untagged": True, "regions_removed": 1}
+    assert lib.photo_concepts(p2) == [] and lib.regions(p2) == []
+    assert _status(lib, p2) == {"Red": "pending", "Green": "pending"}
+    # confirmed again (redo): the same row, tagged again
+    service.confirm_suggestion(lib, red.id)
+    assert [c.name for c in lib.photo_concepts(p2)] == ["Red"] and len(lib.regions(p2)) == 1
+    # The user had tagged Red by hand before confirming (no box): the confirmation added only the region.
+    lib.tag_photo(p1, "Red")
+    s1 = service.find_suggestion(lib, p1, "Red")
+    service.confirm_suggestion(lib, s1.id)
+    assert [(r.box, r.source) for r in lib.regions(p1)] == [(Box(0, 0, 40, 40), "suggestion")]
+    assert service.reset_suggestion(lib, s1.id) == {"was": "confirmed", "untagged": False, "regions_removed": 1}
+    assert [c.name for c in lib.photo_concepts(p1)] == ["Red"] and lib.regions(p1) == []
+    # A hand-drawn region of the same box, then a confirmation (which adds nothing): reset keeps both.
+    lib.untag_photo(p1, "Red")
+    lib.tag_photo(p1, "Red", box=Box(0, 0, 40, 40))
+    service.confirm_suggestion(lib, s1.id)
+    service.reset_suggestion(lib, s1.id)
+    assert [c.name for c in lib.photo_concepts(p1)] == ["Red"]
+    assert [(r.box, r.source) for r in lib.regions(p1)] == [(Box(0, 0, 40, 40), "manual")]
+
+
+def test_reset_a_legacy_confirmation_uses_source_and_box(album):
+    """Confirmed before schema v5 (nothing recorded): a suggestion-made tag with this box goes, others stay."""
+    lib, ids, _ = album
+    service.run_index_job(lib, FakeMatcher())
+    p2 = ids["p2_red_green.png"]
+    red, green = service.find_suggestion(lib, p2, "Red"), service.find_suggestion(lib, p2, "Green")
+    service.confirm_suggestion(lib, red.id)
+    lib.tag_photo(p2, "Green", box=Box(40, 0, 40, 40))             # by hand
+    service.confirm_suggestion(lib, green.id)
+    with lib.transaction():
+        lib.conn.execute("UPDATE suggestions SET confirm_tag = NULL, confirm_region_id = NULL")
+    assert service.reset_suggestion(lib, green.id)["untagged"] is False
+    assert service.reset_suggestion(lib, red.id)["untagged"] is True
+    assert [c.name for c in lib.photo_concepts(p2)] == ["Green"]
+    assert [(r.box, r.source) for r in lib.regions(p2)] == [(Box(40, 0, 40, 40), "manual")]
+
+
+def test_reset_a_rejection_makes_it_pending_and_suggested_again(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    p2 = ids["p2_red_green.png"]
+    green = service.find_suggestion(lib, p2, "Green")
+    service.reject_suggestion(lib, green.id)
+    assert "Green" not in names(service.suggestions_for(lib, p2))
+    assert service.reset_suggestion(lib, green.id) == {"was": "rejected", "untagged": False, "regions_removed": 0}
+    assert _status(lib, p2) == {"Red": "pending", "Green": "pending"} and lib.photo_concepts(p2) == []
+    # a re-match keeps it (pending, same id), where a rejection would have kept it away
+    lib.add_concept_ref("Green", photo_id=ids["p4_stranger.png"])
+    service.run_index_job(lib, m)
+    assert service.find_suggestion(lib, p2, "Green").id == green.id
+
+
+def test_ignored_faces_never_cluster_or_suggest_and_survive_reindex(album):
+    lib, ids, d = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    cl = service.face_clusters(lib, matcher_id="fake")
+    assert [c.size for c in cl] == [2]
+    assert service.ignore_cluster(lib, cl[0].id) == 2
+    assert service.face_clusters(lib, matcher_id="fake") == []
+    assert {f.photo_id for f in service.ignored_faces(lib, matcher_id="fake")} == \
+        {ids["p3_stranger.png"], ids["p4_stranger.png"]}
+    # A face that matches someone: dismissed as a false detection, its suggestion goes and stays away.
+    p1 = ids["p1_red.png"]
+    crop = lib.photo_crops(p1, "fake")[0]
+    assert service.ignore_faces(lib, [crop["id"]]) == 1
+    assert service.suggestions_for(lib, p1) == []
+    # References change (every photo re-matched), then p1's file changes (re-detected: new crop rows).
+    lib.add_concept("Blue", "person")
+    lib.add_concept_ref("Blue", photo_id=ids["p3_stranger.png"])
+    _photo(d / "p1_red.png", RED2, GREY, size=(80, 41))
+    scan_folder(lib, str(d))
+    before = m.calls["crops"]
+    service.run_index_job(lib, m)
+    assert m.calls["crops"] > before                                   # p1 was detected again
+    assert lib.photo_crops(p1, "fake")[0]["id"] != crop["id"] and lib.photo_crops(p1, "fake")[0]["ignored"]
+    assert service.suggestions_for(lib, p1) == []
+    assert service.suggestions_for(lib, ids["p4_stranger.png"]) == []   # ignored: not even as Blue
+    assert service.face_clusters(lib, matcher_id="fake") == []
+    # Un-ignoring brings the strangers back as one cluster.
+    stranger_ids = [f.crop_id for f in service.ignored_faces(lib, matcher_id="fake") if f.photo_id != p1]
+    assert service.unignore_faces(lib, stranger_ids) == 2
+    assert [c.size for c in service.face_clusters(lib, matcher_id="fake")] == [2]
+    with pytest.raises(LibraryError, match="empty|no face cluster"):
+        service.ignore_cluster(lib, 999)
+
+
+def test_ignoring_the_evidence_moves_a_suggestion_to_another_face(album):
+    lib, ids, d = album
+    _photo(d / "p6_two_reds.png", RED2, (215, 25, 20))
+    scan_folder(lib, str(d))
+    pid = next(p.id for p in lib.list_photos() if p.filename == "p6_two_reds.png")
+    service.run_index_job(lib, FakeMatcher())
+    s = service.find_suggestion(lib, pid, "Red")
+    evidence = s.box
+    crop = next(c for c in lib.photo_crops(pid, "fake") if c["box"] == evidence)
+    service.ignore_faces(lib, [crop["id"]])
+    moved = service.find_suggestion(lib, pid, "Red")
+    assert moved.id == s.id and moved.box != evidence and moved.status == "pending"
+
+
+def test_cli_reset_and_faces_ignore(album, monkeypatch, capsys):
+    from repic_desktop.cli import main
+
+    lib, ids, _ = album
+    monkeypatch.setattr(service, "get_matcher", lambda matcher_id=None, settings=None: FakeMatcher())
+    base = ["--library", str(lib.path)]
+    p2 = str(ids["p2_red_green.png"])
+    assert main([*base, "index", "--quiet", "--matcher", "fake"]) == 0
+    assert main([*base, "suggest", "--confirm", p2, "Red"]) == 0
+    assert main([*base, "suggest", "--reject", p2, "Green"]) == 0
+    capsys.readouterr()
+    assert main([*base, "suggest", "--reset", p2, "Red", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "pending" and out["was"] == "confirmed" and out["untagged"] and out["concepts"] == []
+    assert main([*base, "suggest", "--reset", p2, "Green"]) == 0
+    assert "pending suggestion again (was rejected)" in capsys.readouterr().out
+    assert _status(lib, int(p2)) == {"Red": "pending", "Green": "pending"}
+    assert main([*base, "suggest", "--reset", p2, "Green"]) == 1          # already pending
+    assert "nothing to reset" in capsys.readouterr().err
+    # faces: the CLI works on the default face matcher; make the fake one's crops look like its
+    with lib.transaction():
+        lib.conn.execute("UPDATE photo_crops SET matcher_id = 'dlib-faces'")
+    assert main([*base, "faces", "clusters", "--json"]) == 0
+    clusters = json.loads(capsys.readouterr().out)
+    assert [c["size"] for c in clusters] == [2]
+    assert main([*base, "faces", "ignore", str(clusters[0]["id"])]) == 0
+    assert "2 face(s) will not be suggested" in capsys.readouterr().out
+    assert main([*base, "faces", "clusters"]) == 0 and "no unknown faces" in capsys.readouterr().out
+    assert main([*base, "faces", "ignored", "--json"]) == 0
+    ignored = json.loads(capsys.readouterr().out)
+    assert len(ignored) == 2 and all(f["path"].endswith("stranger.png") for f in ignored)
+    assert main([*base, "faces", "unignore", str(ignored[0]["crop_id"])]) == 0
+    assert "1 face(s) are unknown faces again" in capsys.readouterr().out
+    assert main([*base, "faces", "clusters", "--json"]) == 0
+    assert [c["size"] for c in json.loads(capsys.readouterr().out)] == [1]
+    assert main([*base, "faces", "ignore", "--face", str(ignored[0]["crop_id"])]) == 0
+    assert main([*base, "faces", "unignore", "--all"]) == 0
+    assert "2 face(s) are unknown faces again" in capsys.readouterr().out
+    assert main([*base, "faces", "ignore"]) == 1
+
+
+def test_confirming_again_after_the_tag_was_removed_tags_again_and_undo_removes_it(album):
+    lib, ids, _ = album
+    service.run_index_job(lib, FakeMatcher())
+    p1 = ids["p1_red.png"]
+    s = service.find_suggestion(lib, p1, "Red")
+    service.confirm_suggestion(lib, s.id)
+    lib.untag_photo(p1, "Red")                     # removed by hand; the suggestion still says confirmed
+    service.confirm_suggestion(lib, s.id)
+    assert [c.name for c in lib.photo_concepts(p1)] == ["Red"] and len(lib.regions(p1)) == 1
+    service.confirm_suggestion(lib, s.id)          # a third time changes nothing
+    assert len(lib.regions(p1)) == 1
+    assert service.reset_suggestion(lib, s.id)["untagged"] and lib.regions(p1) == []

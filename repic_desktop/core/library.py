@@ -292,7 +292,21 @@ def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4]
+def _migrate_4_to_5(db: sqlite_utils.Database) -> None:
+    # Undo of a confirmation must remove exactly what that confirmation added and nothing the user had
+    # made before, so the suggestion remembers it (confirm_tag: 1 = it added the tag, 0 = the tag was
+    # already there, NULL = confirmed before v5). "Not a face / ignore" is the user's word about one
+    # detection: stored on the crop and carried over when the photo is re-detected.
+    db.executescript(
+        """
+        ALTER TABLE photo_crops ADD COLUMN ignored_at REAL;
+        ALTER TABLE suggestions ADD COLUMN confirm_tag INTEGER;
+        ALTER TABLE suggestions ADD COLUMN confirm_region_id INTEGER REFERENCES regions(id) ON DELETE SET NULL;
+        """
+    )
+
+
+MIGRATIONS = [_migrate_0_to_1, _migrate_1_to_2, _migrate_2_to_3, _migrate_3_to_4, _migrate_4_to_5]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -1003,13 +1017,27 @@ class Library:
                                        "error": r[4], "indexed_at": r[5]}
 
     _CROP_SQL = ("SELECT id, photo_id, x, y, w, h, kind, det_score, dim, vec, match_concept_id, match_score,"
-                 " cluster_id, content_hash FROM photo_crops")
+                 " cluster_id, content_hash, ignored_at FROM photo_crops")
+    IGNORE_OVERLAP = 0.5  # IoU at which a re-detected (or other matcher's) box is "the same face"
 
     @staticmethod
     def _crop(r) -> dict[str, Any]:
         return {"id": r[0], "photo_id": r[1], "box": Box(*r[2:6]), "kind": r[6], "det_score": r[7], "dim": r[8],
                 "vec": r[9], "match_concept_id": r[10], "match_score": r[11], "cluster_id": r[12],
-                "content_hash": r[13]}
+                "content_hash": r[13], "ignored": r[14] is not None}
+
+    @staticmethod
+    def box_iou(a: Box, b: Box) -> float:
+        ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+        iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+        inter = ix * iy
+        union = a.w * a.h + b.w * b.h - inter
+        return inter / union if union > 0 else 0.0
+
+    def ignored_boxes(self, photo_id: int) -> list[Box]:
+        """Boxes the user dismissed on this photo (any matcher): a re-detected face there stays ignored."""
+        return [Box(*r) for r in self.conn.execute(
+            "SELECT x, y, w, h FROM photo_crops WHERE photo_id = ? AND ignored_at IS NOT NULL", (photo_id,))]
 
     def photo_crops(self, photo_id: int, matcher_id: str) -> list[dict[str, Any]]:
         return [self._crop(r) for r in self.conn.execute(
@@ -1029,16 +1057,23 @@ class Library:
         t = now()
         with self.transaction():
             if crops is not None:
+                # Read under the write lock: an ignore made while this photo was being detected still holds.
+                ignored = [Box(*r) for r in self.conn.execute(
+                    "SELECT x, y, w, h FROM photo_crops WHERE photo_id = ? AND ignored_at IS NOT NULL", (photo_id,))]
                 self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ?",
                                   (photo_id, matcher_id))
                 for c in crops:
+                    gone = c.get("ignored") or any(self.box_iou(c["box"], b) >= self.IGNORE_OVERLAP for b in ignored)
                     self.conn.execute(
                         "INSERT INTO photo_crops (photo_id, matcher_id, content_hash, x, y, w, h, kind, det_score,"
-                        " dim, vec) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        " dim, vec, ignored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (photo_id, matcher_id, content_hash, *c["box"].as_list(), c["kind"], float(c["det_score"]),
-                         int(c.get("dim") or 0), c.get("vec")))
-            crop_ids = [r[0] for r in self.conn.execute(
-                "SELECT id FROM photo_crops WHERE photo_id = ? AND matcher_id = ? ORDER BY id", (photo_id, matcher_id))]
+                         int(c.get("dim") or 0), c.get("vec"), t if gone else None))
+            crop_rows = self.conn.execute("SELECT id, ignored_at FROM photo_crops WHERE photo_id = ? AND matcher_id = ?"
+                                          " ORDER BY id", (photo_id, matcher_id)).fetchall()
+            crop_ids = [r[0] for r in crop_rows]
+            ignored_pos = {i for i, r in enumerate(crop_rows) if r[1] is not None}
+            suggestions = [s for s in suggestions if s.get("crop") is None or s["crop"] not in ignored_pos]
             for cid, m in zip(crop_ids, matches):
                 self.conn.execute("UPDATE photo_crops SET match_concept_id = ?, match_score = ? WHERE id = ?",
                                   (m["concept_id"] if m else None, m["score"] if m else None, cid))
@@ -1101,13 +1136,14 @@ class Library:
                               " AND photo_id = ?", ("failed" if error else "done", error, now(), job_id, photo_id))
 
     _SUGGESTION_SQL = ("SELECT s.id, s.photo_id, s.concept_id, c.name, s.kind, s.matcher_id, s.score, s.x, s.y, s.w,"
-                       " s.h, s.status, s.weak, s.crop_id FROM suggestions s JOIN concepts c ON c.id = s.concept_id")
+                       " s.h, s.status, s.weak, s.crop_id, s.confirm_tag, s.confirm_region_id"
+                       " FROM suggestions s JOIN concepts c ON c.id = s.concept_id")
 
     @staticmethod
     def _suggestion(r) -> dict[str, Any]:
         return {"id": r[0], "photo_id": r[1], "concept_id": r[2], "concept_name": r[3], "kind": r[4],
                 "matcher_id": r[5], "score": r[6], "box": _box(*r[7:11]), "status": r[11], "weak": bool(r[12]),
-                "crop_id": r[13]}
+                "crop_id": r[13], "confirm_tag": r[14], "confirm_region_id": r[15]}
 
     def suggestion_rows(self, photo_id: int, *, include_rejected: bool = False) -> list[dict[str, Any]]:
         sql = self._SUGGESTION_SQL + " WHERE s.photo_id = ?"
@@ -1125,14 +1161,27 @@ class Library:
     def confirm_suggestion(self, suggestion_id: int, box: Box | None = None) -> None:
         """The user says yes: the concept becomes the photo's (with the suggestion's box as its region)."""
         s = self.suggestion_row(suggestion_id)
+        pid, cid = s["photo_id"], s["concept_id"]
         with self.transaction():
-            self.conn.execute("UPDATE suggestions SET status = 'confirmed', updated_at = ? WHERE photo_id = ?"
-                              " AND concept_id = ? AND status = 'pending'", (now(), s["photo_id"], s["concept_id"]))
-            self.conn.execute("UPDATE suggestions SET status = 'confirmed', updated_at = ? WHERE id = ?",
-                              (now(), suggestion_id))
+            tagged = self.conn.execute("SELECT 1 FROM photo_concepts WHERE photo_id = ? AND concept_id = ?",
+                                       (pid, cid)).fetchone()
             already = self.conn.execute("SELECT 1 FROM regions WHERE photo_id = ? AND concept_id = ?",
-                                        (s["photo_id"], s["concept_id"])).fetchone()
-            self.tag_photo(s["photo_id"], s["concept_name"], box=None if already else box, source="suggestion")
+                                        (pid, cid)).fetchone()
+            self.tag_photo(pid, s["concept_name"], box=None if already else box, source="suggestion")
+            region = None
+            if box is not None and not already:
+                region = self.conn.execute("SELECT max(id) FROM regions WHERE photo_id = ? AND concept_id = ?",
+                                           (pid, cid)).fetchone()[0]
+            rec = (now(), 0 if tagged else 1, region)
+            self.conn.execute("UPDATE suggestions SET status = 'confirmed', updated_at = ?, confirm_tag = ?,"
+                              " confirm_region_id = ? WHERE photo_id = ? AND concept_id = ? AND status = 'pending'",
+                              (*rec, pid, cid))
+            # Confirming again (the tag was removed meanwhile) adds to the record; it never forgets what
+            # the first confirmation made, which undo must remove.
+            self.conn.execute("UPDATE suggestions SET updated_at = ?, confirm_tag = CASE WHEN status = 'confirmed'"
+                              " THEN max(coalesce(confirm_tag, 0), ?) ELSE ? END, confirm_region_id = CASE WHEN"
+                              " status = 'confirmed' THEN coalesce(?, confirm_region_id) ELSE ? END,"
+                              " status = 'confirmed' WHERE id = ?", (rec[0], rec[1], rec[1], rec[2], rec[2], suggestion_id))
 
     def reject_suggestion(self, suggestion_id: int) -> None:
         """The user says no, for every matcher's suggestion of that concept on that photo; re-indexing
@@ -1141,6 +1190,44 @@ class Library:
         with self.transaction():
             self.conn.execute("UPDATE suggestions SET status = 'rejected', updated_at = ? WHERE photo_id = ?"
                               " AND concept_id = ?", (now(), s["photo_id"], s["concept_id"]))
+
+    def reset_suggestion(self, suggestion_id: int) -> dict[str, Any]:
+        """Undo the user's answer: the concept's suggestions on that photo are pending again. Undoing a
+        confirmation also removes the tag and region that confirmation created (source "suggestion"),
+        never one that was there before it. Returns {"was", "untagged", "regions_removed"}."""
+        s = self.suggestion_row(suggestion_id)
+        pid, cid = s["photo_id"], s["concept_id"]
+        out = {"was": s["status"], "untagged": False, "regions_removed": 0}
+        with self.transaction():
+            if s["status"] == "confirmed":
+                recs = self.conn.execute(
+                    "SELECT confirm_tag, confirm_region_id, x, y, w, h FROM suggestions WHERE photo_id = ? AND"
+                    " concept_id = ? AND status = 'confirmed'", (pid, cid)).fetchall()
+                src = self.conn.execute("SELECT source FROM photo_concepts WHERE photo_id = ? AND concept_id = ?",
+                                        (pid, cid)).fetchone()
+                regions = self.conn.execute("SELECT id, x, y, w, h FROM regions WHERE photo_id = ? AND concept_id = ?"
+                                            " AND source = 'suggestion'", (pid, cid)).fetchall()
+                if any(r[0] is not None for r in recs):
+                    made_tag = any(r[0] == 1 for r in recs)
+                    drop = {r[1] for r in recs if r[1] is not None} & {g[0] for g in regions}
+                else:
+                    # Confirmed before v5 (nothing recorded): only a suggestion-made tag with this very box.
+                    boxes = {tuple(r[2:6]) for r in recs if r[2] is not None}
+                    drop = {g[0] for g in regions if tuple(g[1:5]) in boxes}
+                    made_tag = bool(drop) or not boxes
+                for rid in drop:
+                    self.conn.execute("DELETE FROM regions WHERE id = ?", (rid,))
+                out["regions_removed"] = len(drop)
+                left = self.conn.execute("SELECT 1 FROM regions WHERE photo_id = ? AND concept_id = ?",
+                                         (pid, cid)).fetchone()
+                # A region the user drew since is their word that the person is there: the tag stays.
+                if made_tag and src is not None and src[0] == "suggestion" and left is None:
+                    self.conn.execute("DELETE FROM photo_concepts WHERE photo_id = ? AND concept_id = ?", (pid, cid))
+                    out["untagged"] = True
+            self.conn.execute("UPDATE suggestions SET status = 'pending', confirm_tag = NULL, confirm_region_id = NULL,"
+                              " updated_at = ? WHERE photo_id = ? AND concept_id = ? AND status != 'pending'",
+                              (now(), pid, cid))
+        return out
 
     def suggestion_for(self, photo_id: int, concept_id: int) -> dict[str, Any] | None:
         """The best non-weak suggestion of a concept on a photo (any status), else the best weak one."""
@@ -1153,7 +1240,7 @@ class Library:
         a named cluster: the faces the user may want to name."""
         return [self._crop(r) for r in self.conn.execute(
             self._CROP_SQL.replace("FROM photo_crops", "FROM photo_crops pc") +
-            " WHERE pc.matcher_id = ? AND pc.kind = 'face' AND pc.vec IS NOT NULL"
+            " WHERE pc.matcher_id = ? AND pc.kind = 'face' AND pc.vec IS NOT NULL AND pc.ignored_at IS NULL"
             " AND (pc.match_concept_id IS NULL OR EXISTS (SELECT 1 FROM suggestions s WHERE s.photo_id = pc.photo_id"
             "      AND s.concept_id = pc.match_concept_id AND s.status = 'rejected'))"
             " AND NOT EXISTS (SELECT 1 FROM face_clusters f WHERE f.id = pc.cluster_id AND f.concept_id IS NOT NULL)"
@@ -1194,6 +1281,52 @@ class Library:
     def set_face_cluster_concept(self, cluster_id: int, concept_id: int) -> None:
         with self.transaction():
             self.conn.execute("UPDATE face_clusters SET concept_id = ? WHERE id = ?", (concept_id, cluster_id))
+
+    def set_faces_ignored(self, crop_ids: Iterable[int], ignored: bool = True) -> list[int]:
+        """Dismiss ("not a face", a stranger) or restore detections. The same box found by another
+        matcher on that photo goes with it. An ignored crop leaves its cluster, and a pending suggestion
+        it was the evidence for moves to another crop of that photo that matched the same concept, or
+        goes. Returns every crop id changed."""
+        ids = sorted(set(crop_ids))
+        t = now()
+        changed: list[int] = []
+        with self.transaction():
+            for cid in ids:
+                row = self.conn.execute("SELECT photo_id, x, y, w, h FROM photo_crops WHERE id = ?", (cid,)).fetchone()
+                if row is None:
+                    continue
+                box = Box(*row[1:5])
+                for oid, *b in self.conn.execute("SELECT id, x, y, w, h FROM photo_crops WHERE photo_id = ? AND"
+                                                 " (ignored_at IS NULL) = ?", (row[0], 1 if ignored else 0)).fetchall():
+                    if oid == cid or self.box_iou(box, Box(*b)) >= self.IGNORE_OVERLAP:
+                        changed.append(oid)
+            for oid in changed:
+                self.conn.execute("UPDATE photo_crops SET ignored_at = ?, cluster_id = CASE WHEN ? THEN NULL"
+                                  " ELSE cluster_id END WHERE id = ?", (t if ignored else None, ignored, oid))
+            if ignored and changed:
+                marks = ",".join("?" * len(changed))
+                for sid, pid, concept, matcher in self.conn.execute(
+                        f"SELECT id, photo_id, concept_id, matcher_id FROM suggestions WHERE status = 'pending'"
+                        f" AND crop_id IN ({marks})", changed).fetchall():
+                    other = self.conn.execute(
+                        "SELECT id, x, y, w, h, match_score FROM photo_crops WHERE photo_id = ? AND matcher_id = ?"
+                        " AND match_concept_id = ? AND ignored_at IS NULL ORDER BY match_score DESC LIMIT 1",
+                        (pid, matcher, concept)).fetchone()
+                    if other is None:
+                        self.conn.execute("DELETE FROM suggestions WHERE id = ?", (sid,))
+                    else:
+                        self.conn.execute("UPDATE suggestions SET crop_id = ?, x = ?, y = ?, w = ?, h = ?, score = ?,"
+                                          " updated_at = ? WHERE id = ?", (*other, t, sid))
+                self.conn.execute("DELETE FROM face_clusters WHERE concept_id IS NULL AND id NOT IN"
+                                  " (SELECT cluster_id FROM photo_crops WHERE cluster_id IS NOT NULL)")
+        return changed
+
+    def ignored_face_crops(self, matcher_id: str) -> list[dict[str, Any]]:
+        """The faces the user dismissed, newest first (what "Show ignored faces" lists)."""
+        return [self._crop(r) for r in self.conn.execute(
+            self._CROP_SQL + " WHERE matcher_id = ? AND kind = 'face' AND ignored_at IS NOT NULL"
+            " AND photo_id IN (SELECT id FROM photos WHERE status = 'ok') ORDER BY ignored_at DESC, id",
+            (matcher_id,))]
 
     def retrieval_counts(self, matcher_id: str) -> dict[str, int]:
         q = lambda sql: self.conn.execute(sql, (matcher_id,)).fetchone()[0]  # noqa: E731

@@ -8,6 +8,9 @@ Why it is shaped like this:
   row or a face is painted (newest request first, like the photo grid), and keeps the results.
 - Naming a cluster tags every photo in it and may create a person: a few hundred row writes, done on
   the task pool too, after which the page, the People page and the photo panel reload.
+- "Ignore" (a whole cluster) and "Not a face / ignore" (one face, context menu) dismiss detections for
+  good; they run on the pool like naming. Nothing is lost: "Show ignored faces" lists them as one more
+  row, from which they can be brought back.
 """
 from __future__ import annotations
 
@@ -17,8 +20,8 @@ from dataclasses import dataclass, field
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPalette, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QPushButton,
-    QSplitter, QStackedWidget, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QMenu,
+    QPushButton, QSplitter, QStackedWidget, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
 from ..core.concepts import ConceptError, validate_name
@@ -46,12 +49,16 @@ class Face:
     score: float
 
 
+IGNORED_ROW = -1          # the id of the "Ignored faces" row (cluster ids are positive)
+
+
 @dataclass
 class ClusterRow:
     id: int
     size: int
     photos: int
     faces: list[Face] = field(default_factory=list)
+    ignored: bool = False     # the "Ignored faces" row, not a cluster
 
 
 def padded(box: Box, width: int | None, height: int | None, margin: float = MARGIN) -> Box:
@@ -63,19 +70,29 @@ def padded(box: Box, width: int | None, height: int | None, margin: float = MARG
     return Box(x0, y0, max(1, x1 - x0), max(1, y1 - y0))
 
 
-def load_clusters(lib: Library, service, min_size: int = 1) -> list[ClusterRow]:
-    """Worker side: the service's clusters with what painting them needs (paths, padded boxes)."""
+def load_clusters(lib: Library, service, min_size: int = 1, show_ignored: bool = False) -> list[ClusterRow]:
+    """Worker side: the service's clusters with what painting them needs (paths, padded boxes); with
+    show_ignored, the dismissed faces as a last row."""
     photos: dict[int, object] = {}
-    rows = []
-    for c in service.face_clusters(lib, min_size=min_size):
+
+    def faces_of(members) -> list[Face]:
         faces = []
-        for m in c.members:
+        for m in members:
             p = photos.get(m.photo_id)
             if p is None:
                 p = photos[m.photo_id] = lib.photo(m.photo_id)
             faces.append(Face(m.crop_id, m.photo_id, p.fs_path, p.filename, padded(m.box, p.width, p.height),
                               m.score))
+        return faces
+
+    rows = []
+    for c in service.face_clusters(lib, min_size=min_size):
+        faces = faces_of(c.members)
         rows.append(ClusterRow(c.id, c.size, len({f.photo_id for f in faces}), faces))
+    if show_ignored and hasattr(service, "ignored_faces"):
+        faces = faces_of(service.ignored_faces(lib))
+        if faces:
+            rows.append(ClusterRow(IGNORED_ROW, len(faces), len({f.photo_id for f in faces}), faces, ignored=True))
     return rows
 
 
@@ -158,7 +175,8 @@ class ClusterListModel(QAbstractListModel):
             return None
         r = self.rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
-            return f"{r.size} face{'s' if r.size != 1 else ''}"
+            return f"{r.size} ignored face{'s' if r.size != 1 else ''}" if r.ignored else \
+                f"{r.size} face{'s' if r.size != 1 else ''}"
         if role == self.ClusterRole:
             return r
         if role == Qt.ItemDataRole.ToolTipRole:
@@ -295,6 +313,7 @@ class FacesPage(QWidget):
     concepts_changed = Signal()     # a cluster was named (a person may have been created, photos tagged)
     index_requested = Signal()      # the empty state's "Index Faces in Library"
     photo_activated = Signal(int)   # double-click on a face: show its photo
+    ignored_changed = Signal()      # faces were ignored or brought back (and the page reloads)
 
     def __init__(self, library: Library, tasks: TaskRunner, loader: ThumbnailLoader, parent=None, *,
                  service=None, index: IndexController | None = None):
@@ -326,12 +345,16 @@ class FacesPage(QWidget):
         self.index_btn = QPushButton("Index faces in library")
         self.index_btn.setToolTip("Find the faces in every photo (new and changed photos only; runs in the background)")
         self.index_btn.clicked.connect(self.index_requested.emit)
+        self.show_ignored = QCheckBox("Show ignored faces")
+        self.show_ignored.setToolTip("List the faces you dismissed as one more group, so you can bring them back")
+        self.show_ignored.toggled.connect(lambda _: self.reload())
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(8, 8, 4, 8)
         ll.addWidget(title)
         ll.addWidget(self.summary)
         ll.addWidget(self.list, 1)
+        ll.addWidget(self.show_ignored)
         ll.addWidget(self.index_btn)
 
         # right: the selected cluster
@@ -344,10 +367,9 @@ class FacesPage(QWidget):
         hf.setPointSizeF(hf.pointSizeF() * 1.4)
         self.header.setFont(hf)
         dl.addWidget(self.header)
-        hint = QLabel("Who is this? Name them once and every photo in this group is tagged; new photos of them "
-                      "are then suggested by name.", wordWrap=True)
-        hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        dl.addWidget(hint)
+        self.hint = QLabel(wordWrap=True)
+        self.hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)
+        dl.addWidget(self.hint)
         self.faces_model = FaceGridModel(self.thumbs, self)
         self.faces_view = QListView()
         self.faces_view.setViewMode(QListView.ViewMode.IconMode)
@@ -360,8 +382,12 @@ class FacesPage(QWidget):
         self.faces_view.setModel(self.faces_model)
         self.faces_view.doubleClicked.connect(
             lambda idx: self.photo_activated.emit(idx.data(Qt.ItemDataRole.UserRole)))
+        self.faces_view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.faces_view.customContextMenuRequested.connect(self._face_context_menu)
         dl.addWidget(self.faces_view, 1)
-        form = QHBoxLayout()
+        self.form = QWidget()
+        form = QHBoxLayout(self.form)
+        form.setContentsMargins(0, 0, 0, 0)
         form.addWidget(QLabel("Name:"))
         self.name_edit = QLineEdit(placeholderText="A person or pet you have, or a new name")
         self.completer = QCompleter([], self)
@@ -380,7 +406,12 @@ class FacesPage(QWidget):
         form.addWidget(self.name_edit, 1)
         form.addWidget(self.kind)
         form.addWidget(self.name_btn)
-        dl.addLayout(form)
+        actions = QHBoxLayout()
+        actions.addWidget(self.form, 1)
+        self.ignore_btn = QPushButton("Ignore")
+        self.ignore_btn.clicked.connect(self.ignore_selected)
+        actions.addWidget(self.ignore_btn)
+        dl.addLayout(actions)
         self.name_info = QLabel(wordWrap=True)
         self.name_info.setObjectName("inlineError")
         dl.addWidget(self.name_info)
@@ -421,9 +452,11 @@ class FacesPage(QWidget):
             self._show_empty()
             return
 
+        show_ignored = self.show_ignored.isChecked()
+
         def work():
             with Library(path) as lib:
-                return load_clusters(lib, svc)
+                return load_clusters(lib, svc, show_ignored=show_ignored)
 
         def done(rows):
             if gen == self._gen:
@@ -442,9 +475,10 @@ class FacesPage(QWidget):
         self.loaded_once = True
         self.thumbs.keep_only(f for r in rows for f in r.faces)
         self.model.set_rows(rows)
-        n_faces = sum(r.size for r in rows)
-        self.summary.setText(f"{len(rows)} group{'s' if len(rows) != 1 else ''} of faces ({n_faces} faces) that "
-                             "match no one you have named, largest first." if rows else "")
+        groups = [r for r in rows if not r.ignored]
+        n_faces = sum(r.size for r in groups)
+        self.summary.setText(f"{len(groups)} group{'s' if len(groups) != 1 else ''} of faces ({n_faces} faces) that "
+                             "match no one you have named, largest first." if groups else "")
         if rows:
             row = self.model.row_of(keep.id) if keep is not None else None
             self.list.setCurrentIndex(self.model.index(row if row is not None else 0))
@@ -477,7 +511,8 @@ class FacesPage(QWidget):
         self.empty.set("No unknown faces",
                        "Run “Index faces” first: RePIC finds the faces in your photos and groups the ones it "
                        "cannot name yet, so you can name each person once.\n\nIf you have indexed already, every "
-                       "face found belongs to someone you have named.",
+                       "face found belongs to someone you have named, or you ignored it (“Show ignored faces” "
+                       "lists those).",
                        [("Index Faces in Library", self.index_requested.emit)])
 
     def _show(self, index: QModelIndex) -> None:
@@ -486,8 +521,23 @@ class FacesPage(QWidget):
             self._show_empty()
             return
         self.right.setCurrentWidget(self.detail)
-        self.header.setText(f"Unknown person · {row.size} face{'s' if row.size != 1 else ''} in {row.photos} "
-                            f"photo{'s' if row.photos != 1 else ''}")
+        faces = f"{row.size} face{'s' if row.size != 1 else ''} in {row.photos} photo{'s' if row.photos != 1 else ''}"
+        self.form.setVisible(not row.ignored)
+        if row.ignored:
+            self.header.setText(f"Ignored · {faces}")
+            self.hint.setText("Faces you dismissed: they are never suggested or grouped. Right-click one to bring "
+                              "it back, or bring them all back.")
+            self.ignore_btn.setText("Unignore all")
+            self.ignore_btn.setToolTip("Make these unknown faces again (they are grouped with the others)")
+        else:
+            self.header.setText(f"Unknown person · {faces}")
+            self.hint.setText("Who is this? Name them once and every photo in this group is tagged; new photos of "
+                              "them are then suggested by name. Not a face, or a stranger? Ignore them (right-click "
+                              "a face to ignore only that one).")
+            self.ignore_btn.setText("Ignore")
+            self.ignore_btn.setToolTip("Not a face, or no one you want to name (a stranger in the background): "
+                                       "hide these faces for good. “Show ignored faces” brings them back.")
+        self.ignore_btn.setEnabled(True)
         self.faces_model.set_faces(row.faces)
         self.name_edit.clear()
         self.name_info.clear()
@@ -525,7 +575,7 @@ class FacesPage(QWidget):
         """Name the selected cluster with the typed name (an existing person or pet, or a new one)."""
         row, svc = self.current_cluster(), self.service
         name = self.name_edit.text().strip()
-        if row is None or svc is None or not name or not self.name_btn.isEnabled():
+        if row is None or row.ignored or svc is None or not name or not self.name_btn.isEnabled():
             return False
         existing = self._concepts.get(name.casefold())
         kind = self.kind.currentData()
@@ -549,6 +599,58 @@ class FacesPage(QWidget):
             log.info("naming a face cluster failed: %s\n%s", message, details)
             self._info(message, error=True)
             self.name_btn.setEnabled(True)
+
+        self.tasks.run(work, done, failed)
+        return True
+
+    # ------------------------------------------------------------------ ignoring
+    def ignore_selected(self) -> bool:
+        """Ignore the selected cluster (or, on the "Ignored faces" row, bring all of them back)."""
+        row = self.current_cluster()
+        if row is None or self.service is None:
+            return False
+        if row.ignored:
+            return self._run_ignore([f.crop_id for f in row.faces], ignore=False)
+        return self._run_ignore([f.crop_id for f in row.faces], ignore=True, cluster_id=row.id)
+
+    def face_menu(self, index: QModelIndex) -> QMenu | None:
+        """The context menu of one face in the grid (built apart from showing it, so it can be tested)."""
+        row = self.current_cluster()
+        if row is None or not index.isValid() or self.service is None:
+            return None
+        face = self.faces_model.faces[index.row()]
+        menu = QMenu(self)
+        if row.ignored:
+            menu.addAction("Unignore this face", lambda: self._run_ignore([face.crop_id], ignore=False))
+        else:
+            menu.addAction("Not a face / ignore", lambda: self._run_ignore([face.crop_id], ignore=True))
+        menu.addAction("Show photo", lambda: self.photo_activated.emit(face.photo_id))
+        return menu
+
+    def _face_context_menu(self, pos) -> None:
+        menu = self.face_menu(self.faces_view.indexAt(pos))
+        if menu is not None:
+            menu.exec(self.faces_view.viewport().mapToGlobal(pos))
+            menu.deleteLater()
+
+    def _run_ignore(self, crop_ids: list[int], *, ignore: bool, cluster_id: int | None = None) -> bool:
+        svc, path = self.service, self.lib.path
+        self.ignore_btn.setEnabled(False)
+
+        def work():
+            with Library(path) as lib:
+                if cluster_id is not None:
+                    return svc.ignore_cluster(lib, cluster_id)
+                return (svc.ignore_faces if ignore else svc.unignore_faces)(lib, crop_ids)
+
+        def done(n):
+            self.ignored_changed.emit()
+            self.reload()
+
+        def failed(message, details):
+            log.info("ignoring faces failed: %s\n%s", message, details)
+            self._info(message, error=True)
+            self.ignore_btn.setEnabled(True)
 
         self.tasks.run(work, done, failed)
         return True

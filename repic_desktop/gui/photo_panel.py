@@ -12,8 +12,9 @@ Why it is shaped like this:
 - Suggestions ("Who is in this photo?") are read from the library (stored rows, fast) with the rest of
   the photo. Finding them means face detection and embedding, so "Find people" runs on the task pool
   with its own Library and the process's shared matcher (`index_controller.shared_matcher`); the chips
-  are rebuilt from the library when it is done. Confirm and reject are not undoable: the service has
-  no way to put a suggestion back to "pending" (a confirmed person can still be removed, undoably).
+  are rebuilt from the library when it is done. Confirm (✓) and reject (✗) are commands on the same undo
+  stack: undo puts the suggestion back to pending with `reset_suggestion`, which also removes the tag
+  and region the confirmation made (never a tag the user had added by hand).
 """
 from __future__ import annotations
 
@@ -197,6 +198,50 @@ class TagCommand(_PhotoCommand):
                 self._tag()
         except NotFound:  # the concept was deleted since: nothing to restore
             pass
+        self.notify(self.photo_id)
+
+
+class AnswerSuggestionCommand(_PhotoCommand):
+    """✓ or ✗ on a suggestion chip. The first answer is given before the push (so a failure is shown and
+    nothing lands on the stack); redo gives it again, undo makes the suggestion pending again."""
+
+    def __init__(self, lib, photo_id, notify, service, suggestion, confirm: bool,
+                 report: Callable[[str], None]):
+        verb = "Confirm" if confirm else "Reject"
+        super().__init__(lib, photo_id, notify, f"{verb} suggested <{suggestion.concept_name}>")
+        self.service, self.suggestion_id, self.confirm, self.report = service, suggestion.id, confirm, report
+        self.concept_id = suggestion.concept_id
+        self._given = True
+
+    def _still_same(self) -> bool:
+        # an index run may have dropped the row since, and SQLite may have given its id to another one
+        try:
+            return self.lib.suggestion_row(self.suggestion_id)["concept_id"] == self.concept_id
+        except LibraryError:
+            return False
+
+    def redo(self) -> None:
+        if self._given:
+            self._given = False
+            return
+        if not self._still_same():
+            self.report("That suggestion is gone (the photo was indexed again); nothing to redo.")
+        else:
+            try:
+                (self.service.confirm_suggestion if self.confirm else self.service.reject_suggestion)(
+                    self.lib, self.suggestion_id)
+            except LibraryError as exc:
+                self.report(f"Could not redo: {exc}")
+        self.notify(self.photo_id)
+
+    def undo(self) -> None:
+        if not self._still_same():
+            self.report("That suggestion is gone (the photo was indexed again); nothing to undo.")
+        else:
+            try:
+                self.service.reset_suggestion(self.lib, self.suggestion_id)
+            except LibraryError as exc:
+                self.report(f"Could not undo: {exc}")
         self.notify(self.photo_id)
 
 
@@ -985,7 +1030,14 @@ class PhotoPanel(QWidget):
             self._show_sugg_status(f"Could not {'confirm' if confirm else 'reject'} the suggestion: {exc}")
             return
         self._show_sugg_status("")
+        if hasattr(svc, "reset_suggestion"):   # a service without it: answered, but not undoable
+            self.undo.push(AnswerSuggestionCommand(self.lib, pid, self._notify, svc, now, confirm,
+                                                   lambda text, pid=pid: self._report_for(pid, text)))
         self._notify(pid)
+
+    def _report_for(self, photo_id: int, text: str) -> None:
+        if photo_id == self.photo_id:
+            self._show_sugg_status(text)
 
     # ------------------------------------------------------------------ actions (all undoable)
     def _notify(self, photo_id: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (
     QDockWidget, QFrame, QHBoxLayout, QLabel, QListWidget, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
@@ -190,7 +190,12 @@ INDEX_STATUS_TEXT = {"starting": "Loading matcher", "running": "Indexing", "stop
 
 
 class IndexCard(QFrame):
-    """The face-index job: progress, the photo being indexed, Cancel / Resume / Remove."""
+    """The face-index job: progress, the photo being indexed, Cancel / Resume / Remove.
+
+    Compact on purpose (buttons on the title row, one stats line): the queue dock opens at its minimum
+    height, and the dock grows by exactly this card's height while it is shown (QueueDock)."""
+
+    height_changed = Signal()   # after refresh: rows shown or hidden, text re-wrapped
 
     def __init__(self, index: "IndexController", parent: QWidget | None = None):
         super().__init__(parent)
@@ -198,30 +203,32 @@ class IndexCard(QFrame):
         self.setObjectName("indexCard")
         self.setFrameShape(QFrame.Shape.StyledPanel)
         lay = QVBoxLayout(self)
-        lay.setContentsMargins(8, 6, 8, 6)
-        lay.setSpacing(3)
+        lay.setContentsMargins(8, 4, 8, 4)
+        lay.setSpacing(2)
         top = QHBoxLayout()
+        top.setSpacing(4)
         self.title = QLabel("Index faces in library", self)
         f = QFont(self.title.font())
         f.setBold(True)
         self.title.setFont(f)
-        top.addWidget(self.title, 1)
+        top.addWidget(self.title)
         self.status = QLabel(self)
         top.addWidget(self.status)
+        top.addStretch(1)
         lay.addLayout(top)
         self.bar = QProgressBar(self)
         self.bar.setTextVisible(False)
-        self.bar.setMaximumHeight(12)
+        self.bar.setMaximumHeight(8)
         lay.addWidget(self.bar)
-        self.stats = _small(QLabel(self))
+        self.stats = _secondary(_small(QLabel(self)))
         self.stats.setWordWrap(True)
+        self.stats.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.stats)
         self.message = QLabel(self)
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         lay.addWidget(self.message)
-        buttons = QHBoxLayout()
-        buttons.setSpacing(4)
+        buttons = top
         self.cancel = QPushButton("Cancel", self)
         self.cancel.setToolTip("Stop after the current photo; what is indexed is kept and Resume continues")
         self.cancel.clicked.connect(index.cancel)
@@ -232,9 +239,8 @@ class IndexCard(QFrame):
         self.remove.setToolTip("Remove from the list (what was indexed is kept)")
         self.remove.clicked.connect(index.dismiss)
         for b in (self.cancel, self.resume, self.remove):
+            b.setStyleSheet("QPushButton { padding: 1px 10px; }")   # no taller than the title row needs
             buttons.addWidget(b)
-        buttons.addStretch(1)
-        lay.addLayout(buttons)
         index.changed.connect(self.refresh)
         self.refresh()
 
@@ -269,6 +275,7 @@ class IndexCard(QFrame):
         self.cancel.setVisible(state in ("starting", "running"))
         self.resume.setVisible(ix.resumable)
         self.remove.setVisible(not ix.active)
+        self.height_changed.emit()
 
 
 class IndexDock(QDockWidget):
@@ -447,7 +454,8 @@ class QueueDock(QDockWidget):
         # Small minimum (QScrollArea's own is ~70 px): with no saved layout the dock then opens at about
         # the model row + a line of jobs instead of a third of the window; the jobs scroll, the user can
         # drag the dock taller.
-        self.scroll.setMinimumHeight(2 * self.empty.fontMetrics().height() + 6)
+        self._min_scroll = 2 * self.empty.fontMetrics().height() + 6
+        self.scroll.setMinimumHeight(self._min_scroll)
         lay.addWidget(self.scroll, 1)
         footer = QHBoxLayout()
         footer.addStretch(1)
@@ -491,14 +499,28 @@ class QueueDock(QDockWidget):
         card = self.index_card = IndexCard(index, self.list_widget)
         self.list_layout.insertWidget(self.list_layout.count() - 1, card)   # before the stretch
         index.changed.connect(self._index_changed)
+        card.height_changed.connect(self._fit_index_card)
         self._index_changed()
         return card
+
+    def _fit_index_card(self) -> None:
+        """While the index card is shown the scroll area is at least its height: at the dock's first-run
+        (minimum) height the card would otherwise be cut off below its progress bar and need scrolling."""
+        card = self.index_card
+        need = self._min_scroll
+        if card is not None and self._index_shown():
+            width = max(card.width(), self.scroll.viewport().width(), 1)
+            hint = card.heightForWidth(width) if card.hasHeightForWidth() else -1
+            need = max(need, hint if hint > 0 else card.sizeHint().height())
+        if self.scroll.minimumHeight() != need:
+            self.scroll.setMinimumHeight(need)
 
     def _index_shown(self) -> bool:
         return self.index_card is not None and self.index_card.index.state != "idle"
 
     def _index_changed(self) -> None:
         self.empty.setVisible(not self.cards and not self._index_shown())
+        self._fit_index_card()
         if self.index_card is not None and self.index_card.index.active and not self.isVisible():
             self.show()
             self.raise_()

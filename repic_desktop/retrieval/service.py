@@ -12,7 +12,10 @@ How it fits together:
   source "suggestion"); rejecting one is remembered for that photo and concept, across matchers and
   re-indexing.
 - Unknown faces (face crops that match no concept) are clustered with dlib's identity rule so a whole
-  cluster can be named at once.
+  cluster can be named at once. A face the user dismisses ("not a face", a stranger) is ignored: it
+  never clusters or suggests, and a re-detection of the same box (an edited file, another model, another
+  matcher) stays ignored until the user un-ignores it.
+- reset_suggestion undoes a confirm or reject (the GUI's undo, `repic suggest --reset`).
 - run_index_job is a durable job in the library's `jobs`/`job_items` tables (kind "index"): each photo's
   crops, suggestions and done mark are one transaction, so a killed run resumes where it stopped.
 """
@@ -323,7 +326,8 @@ def _match(crops: list[dict[str, Any]], loaded: _LoadedIndex, *, top_k: int | No
            ) -> tuple[list[dict | None], list[dict[str, Any]]]:
     """Per-crop best concept and the photo's suggestions (identity matches, then weak cat hints)."""
     idx = loaded.index
-    with_vec = [i for i, c in enumerate(crops) if c.get("vec") is not None and c.get("dim") == idx.dim]
+    with_vec = [i for i, c in enumerate(crops)
+                if c.get("vec") is not None and c.get("dim") == idx.dim and not c.get("ignored")]
     matches: list[dict | None] = [None] * len(crops)
     suggestions: list[dict[str, Any]] = []
     if with_vec and len(idx):
@@ -335,7 +339,7 @@ def _match(crops: list[dict[str, Any]], loaded: _LoadedIndex, *, top_k: int | No
             c = crops[with_vec[m.crop]]
             suggestions.append({"concept_id": m.concept_id, "score": m.score, "box": c["box"],
                                 "crop": with_vec[m.crop], "kind": c["kind"], "weak": False})
-    cats = [i for i, c in enumerate(crops) if c["kind"] == "cat" and c.get("vec") is None]
+    cats = [i for i, c in enumerate(crops) if c["kind"] == "cat" and c.get("vec") is None and not c.get("ignored")]
     if cats:
         best = max(cats, key=lambda i: crops[i]["box"].w * crops[i]["box"].h)
         named = {s["concept_id"] for s in suggestions}
@@ -384,6 +388,11 @@ def _process_photo(library: Library, photo, matcher, loaded: _LoadedIndex, *, to
         if job_id:  # no index state is written: the next run tries again
             library.finish_index_item(job_id, photo.id, error=reason)
         return "failed", reason
+    # The user's "ignore" outlives the crop rows: new pixels (a metadata write changes the hash) or a new
+    # model re-detect the photo, and the same box must stay dismissed.
+    ignored = library.ignored_boxes(photo.id)
+    for c in crops:
+        c["ignored"] = any(Library.box_iou(c["box"], b) >= Library.IGNORE_OVERLAP for b in ignored)
     matches, sugg = _match(crops, loaded, top_k=k, threshold=thr)
     library.store_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
                                   model_sig=matcher.fingerprint, refs_sig=loaded.refs_sig, crops=crops,
@@ -448,6 +457,13 @@ def reject_suggestion(library: Library, suggestion_id: int) -> None:
     library.reject_suggestion(suggestion_id)
 
 
+def reset_suggestion(library: Library, suggestion_id: int) -> dict[str, Any]:
+    """Put a confirmed or rejected suggestion back to pending (undo). Undoing a confirmation removes the
+    tag and region it created; a tag or region that was there before (added by hand) stays.
+    Returns {"was": old status, "untagged": bool, "regions_removed": int}."""
+    return library.reset_suggestion(suggestion_id)
+
+
 def find_suggestion(library: Library, photo_id: int, name: str, *, include_rejected: bool = True) -> Suggestion:
     """The suggestion of a named concept on a photo (what `repic suggest --confirm PHOTO NAME` acts on)."""
     c = library.concept(name)
@@ -504,6 +520,37 @@ def face_clusters(library: Library, *, min_size: int = 1, matcher_id: str = FACE
     out = [FaceCluster(cid, len(m), sorted(m, key=lambda f: (-f.score, f.crop_id)))
            for cid, m in groups.items() if len(m) >= min_size]
     return sorted(out, key=lambda c: (-c.size, c.id))
+
+
+def ignore_faces(library: Library, crop_ids: Iterable[int]) -> int:
+    """Dismiss single faces (a false detection, a stranger in the background): they leave the unknown
+    faces for good, until unignore_faces. Returns how many face crops were dismissed."""
+    return len(library.set_faces_ignored(crop_ids, True))
+
+
+def ignore_cluster(library: Library, cluster_id: int) -> int:
+    """Dismiss every face of an unnamed cluster. Returns how many face crops were dismissed."""
+    if library.face_cluster_concept(cluster_id) is not None:
+        raise LibraryError(f"face cluster {cluster_id} has a name: remove the person instead of ignoring faces")
+    members = library.face_cluster_members(cluster_id)
+    if not members:
+        raise LibraryError(f"face cluster {cluster_id} is empty (run `repic faces clusters` again)")
+    return ignore_faces(library, [m["id"] for m in members])
+
+
+def unignore_faces(library: Library, crop_ids: Iterable[int] | None = None, *,
+                   matcher_id: str = FACE_MATCHER) -> int:
+    """Bring dismissed faces back (all of the matcher's when crop_ids is None); they are clustered again
+    on the next face_clusters(). Returns how many face crops came back."""
+    if crop_ids is None:
+        crop_ids = [c["id"] for c in library.ignored_face_crops(matcher_id)]
+    return len(library.set_faces_ignored(crop_ids, False))
+
+
+def ignored_faces(library: Library, *, matcher_id: str = FACE_MATCHER) -> list[FaceCrop]:
+    """The dismissed faces, most recently dismissed first."""
+    return [FaceCrop(c["id"], c["photo_id"], c["box"], float(c["det_score"]))
+            for c in library.ignored_face_crops(matcher_id)]
 
 
 def name_cluster(library: Library, cluster_id: int, name: str, *, kind: str = "person") -> Concept:

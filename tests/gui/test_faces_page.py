@@ -145,3 +145,59 @@ def test_double_click_a_face_shows_its_photo_even_when_filtered_out(faces, qtbot
     assert win.current_page() == "browser"
     qtbot.waitUntil(lambda: win.panel.photo_id == ids["green1"], timeout=WAIT)
     assert win.browser.filter.concept_id is None
+
+
+def test_ignore_a_cluster_then_bring_it_back(faces, qtbot):
+    win, lib, ids, matcher = faces
+    service.run_index_job(lib, matcher)
+    page = win.faces
+    page.reload()
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=WAIT)
+    green = page.current_cluster()
+    assert green.size == 2 and page.ignore_btn.text() == "Ignore"
+    with qtbot.waitSignal(page.ignored_changed, timeout=WAIT):
+        page.ignore_btn.click()
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
+    assert [f.photo_id for f in page.model.rows[0].faces] == [ids["blue"]]
+    assert "1 group of faces (1 faces)" in page.summary.text()
+    assert {f.photo_id for f in service.ignored_faces(lib)} == {ids["green1"], ids["green2"]}
+    # indexing again does not bring them back
+    service.run_index_job(lib, matcher)
+    assert [c.size for c in service.face_clusters(lib)] == [1]
+    # "Show ignored faces": one more row, from which they come back
+    page.show_ignored.setChecked(True)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=WAIT)
+    ignored = page.model.rows[1]
+    assert ignored.ignored and ignored.size == 2 and page.model.index(1).data() == "2 ignored faces"
+    assert "1 group of faces" in page.summary.text()
+    page.list.setCurrentIndex(page.model.index(1))
+    assert page.header.text().startswith("Ignored · 2 faces") and page.form.isHidden()
+    assert page.ignore_btn.text() == "Unignore all"
+    with qtbot.waitSignal(page.ignored_changed, timeout=WAIT):
+        page.ignore_btn.click()
+    qtbot.waitUntil(lambda: not any(r.ignored for r in page.model.rows), timeout=WAIT)
+    assert [r.size for r in page.model.rows] == [2, 1] and service.ignored_faces(lib) == []
+
+
+def test_ignore_a_single_face_from_its_context_menu(faces, qtbot):
+    win, lib, ids, matcher = faces
+    service.run_index_job(lib, matcher)
+    page = win.faces
+    page.show_ignored.setChecked(True)
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=WAIT)
+    idx = next(page.faces_model.index(i) for i in range(2) if page.faces_model.faces[i].photo_id == ids["green2"])
+    menu = page.face_menu(idx)
+    assert [a.text() for a in menu.actions()] == ["Not a face / ignore", "Show photo"]
+    with qtbot.waitSignal(page.ignored_changed, timeout=WAIT):
+        menu.actions()[0].trigger()
+    qtbot.waitUntil(lambda: [r.size for r in page.model.rows] == [1, 1, 1], timeout=WAIT)
+    assert page.model.rows[-1].ignored and page.model.rows[-1].faces[0].photo_id == ids["green2"]
+    assert [f.photo_id for f in service.ignored_faces(lib)] == [ids["green2"]]
+    assert all(f.photo_id != ids["green2"] for c in service.face_clusters(lib) for f in c.members)
+    # from the ignored row, the same face comes back on its own
+    page.list.setCurrentIndex(page.model.index(2))
+    menu = page.face_menu(page.faces_model.index(0))
+    assert menu.actions()[0].text() == "Unignore this face"
+    with qtbot.waitSignal(page.ignored_changed, timeout=WAIT):
+        menu.actions()[0].trigger()
+    qtbot.waitUntil(lambda: [r.size for r in page.model.rows] == [2, 1], timeout=WAIT)

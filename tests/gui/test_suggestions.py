@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QColor, QImage
 
 from repic_desktop.core.library import Box, Library
@@ -156,6 +156,50 @@ def test_chips_confirm_and_reject(squares, make_window, qtbot):
     assert statuses == {"Anya": "confirmed", "Tom": "rejected"}
     # the preview now shows Anya as a confirmed region and no suggestion boxes
     assert panel.preview.regions == [("Anya", Box(30, 50, 50, 50))] and panel.preview.suggestions == []
+
+
+def test_confirm_and_reject_are_undoable(squares, make_window, qtbot):
+    lib, ids, matcher = squares
+    service.run_index_job(lib, matcher)
+    win = make_window(lib)
+    show(win, qtbot, ids["party"])
+    panel, party = win.panel, ids["party"]
+    sugg_chips(panel)[0].confirm_btn.click()                                # ✓ Anya
+    assert chip_names(panel) == ["Anya"] and win.act_undo.isEnabled()
+    assert win.undo.undoText() == "Confirm suggested <Anya>"
+    win.panel.setFocus()
+    qtbot.keyClick(win, "z", modifier=Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z: the chip is back
+    assert [c.suggestion.concept_name for c in sugg_chips(panel)] == ["Anya", "Tom"]
+    assert chip_names(panel) == [] and lib.photo_concepts(party) == [] and lib.regions(party) == []
+    assert panel.preview.regions == [] and len(panel.preview.suggestions) == 2
+    assert win.browser.model.info(win.browser.model.row_of(party)).names == ""
+    win.act_redo.trigger()                                                  # confirmed again
+    assert chip_names(panel) == ["Anya"] and [r.box for r in lib.regions(party)] == [Box(30, 50, 50, 50)]
+    assert [c.suggestion.concept_name for c in sugg_chips(panel)] == ["Tom"]
+    # ✗ on the cat hint, undone and redone
+    sugg_chips(panel)[0].reject_btn.click()
+    assert sugg_chips(panel) == []
+    win.act_undo.trigger()
+    assert [c.suggestion.concept_name for c in sugg_chips(panel)] == ["Tom"]
+    assert _statuses(lib, party) == {"Anya": "confirmed", "Tom": "pending"}
+    win.act_redo.trigger()
+    assert sugg_chips(panel) == [] and _statuses(lib, party) == {"Anya": "confirmed", "Tom": "rejected"}
+    # undoing the confirmation of someone the user had tagged by hand keeps the tag
+    win.act_undo.trigger()
+    win.act_undo.trigger()
+    assert _statuses(lib, party) == {"Anya": "pending", "Tom": "pending"}
+    lib.tag_photo(party, "Anya")
+    panel.refresh()
+    assert chip_names(panel) == ["Anya"]
+    # (the chip list is as stored: a tagged person's pending suggestion still shows until re-indexing)
+    next(c for c in sugg_chips(panel) if c.suggestion.concept_name == "Anya").confirm_btn.click()
+    assert [r.box for r in lib.regions(party)] == [Box(30, 50, 50, 50)]
+    win.act_undo.trigger()
+    assert chip_names(panel) == ["Anya"] and lib.regions(party) == []
+
+
+def _statuses(lib, photo_id):
+    return {s.concept_name: s.status for s in service.suggestions_for(lib, photo_id, include_rejected=True)}
 
 
 def test_a_chip_made_stale_meanwhile_is_not_applied(squares, make_window, qtbot):
@@ -346,6 +390,16 @@ def test_queue_dock_shows_the_index_card(squares, gui_app, qtbot, tmp_path, monk
         with qtbot.waitSignal(ix.finished, timeout=WAIT):
             ix.start()
         assert card.isVisible() and not dock.empty.isVisible() and card.status.text() == "Done"
+        # At its minimum height (a first run, no saved layout) the dock shows the whole card: no scrolling.
+        dock.resize(700, dock.minimumSizeHint().height())
+        qtbot.waitUntil(lambda: dock.scroll.viewport().height() >= card.sizeHint().height(), timeout=WAIT)
+        assert dock.scroll.verticalScrollBar().maximum() == 0
+        assert "5 of 5 photos" in card.stats.text() and card.stats.visibleRegion().boundingRect().height() == \
+            card.stats.height() > 0
+        # the card is compact: title row, a thin bar, one stats line (+ the result line)
+        assert card.sizeHint().height() < 5 * card.fontMetrics().height() + 24
+        card.remove.click()
+        qtbot.waitUntil(lambda: dock.scroll.minimumHeight() < card.sizeHint().height(), timeout=WAIT)
     finally:
         ctrl.shutdown()
 
