@@ -177,7 +177,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
 def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, settings) -> dict[str, Any]:
     """--auto: each photo's concepts are its confirmed ones plus, when allowed, its pending suggestions,
     in RePIC's order. Fixed when the job is created, so `--resume` captions with the same names."""
-    from .retrieval.service import auto_concepts, retrieval_settings
+    from .retrieval.service import auto_params, retrieval_settings
 
     if args.concept:
         raise _user_error("--auto picks each photo's own concepts: do not combine it with --concept")
@@ -185,10 +185,7 @@ def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, s
     include = bool(args.auto_include_suggestions or cfg.get("auto_include_suggestions"))
     threshold = args.auto_threshold if args.auto_threshold is not None else cfg.get("threshold")
     top_k = args.auto_top_k if args.auto_top_k is not None else cfg.get("top_k")
-    names = {str(pid): auto_concepts(lib, pid, include_suggestions=include, threshold=threshold, top_k=top_k)
-             for pid in photo_ids}
-    return {"auto": {"include_suggestions": include, "threshold": threshold, "top_k": top_k},
-            "photo_concepts": names}
+    return auto_params(lib, photo_ids, include_suggestions=include, threshold=threshold, top_k=top_k)
 
 
 def _load(spec):

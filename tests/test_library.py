@@ -348,3 +348,15 @@ def test_adapter_registry_round_trip(library, tmp_path):
     assert library.adapters() == []
     with pytest.raises(NotFound):
         library.adapter("family-v1")
+
+
+def test_confirmed_tags_are_the_ones_a_person_stands_behind(library, tmp_path):
+    ids = [library.add_photo(tmp_path / f"p{i}.jpg", size=1, mtime_ns=1, content_hash=f"h{i}") for i in range(4)]
+    a, b = library.add_concept("Anya", "person"), library.add_concept("Bond", "pet")
+    library.tag_photo(ids[0], "Anya")                        # by hand
+    library.tag_photo(ids[1], "Anya", source="import")       # from the photo's own metadata
+    library.tag_photo(ids[2], "Anya", source="suggestion")   # a suggestion the user confirmed
+    library.tag_photo(ids[2], "Bond", source="model")        # nobody confirmed this one
+    library.tag_photo(ids[3], "Bond")
+    assert library.confirmed_tags() == {ids[0]: {a.id}, ids[1]: {a.id}, ids[2]: {a.id}, ids[3]: {b.id}}
+    assert library.confirmed_tag_counts() == {a.id: 3, b.id: 1}

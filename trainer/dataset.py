@@ -51,10 +51,10 @@ from repic_desktop.captioning.prompt import (
     smart_resize,
 )
 from repic_desktop.core.concepts import reference_path
+from repic_desktop.core.library import CONFIRMED_SOURCES
 
 TASKS = ("ict", "oct", "vlt")
 MIN_PHOTOS = 3
-CONFIRMED_SOURCES = ("manual", "import")
 OCT_SUFFIX = " The final answer must be either 'yes' or 'no' with no additional output."
 VLT_SUFFIX = " For bounding box coordinates, return the final answer in JSON format."
 # caption_eval_single.py's four requests (the cycle behind RePIC's committed outputs)
@@ -128,20 +128,10 @@ def box_to_model_frame(box: Sequence[int], width: int, height: int, min_pixels: 
 
 # ---- library queries ------------------------------------------------------------------------------
 
-def _confirmed_tags(library) -> dict[int, set[int]]:
-    """photo id -> concept ids confirmed by a person (Library.photo_concepts does not expose the source)."""
-    out: dict[int, set[int]] = {}
-    marks = ",".join("?" * len(CONFIRMED_SOURCES))
-    for pid, cid in library.conn.execute(
-            f"SELECT photo_id, concept_id FROM photo_concepts WHERE source IN ({marks})", CONFIRMED_SOURCES):
-        out.setdefault(pid, set()).add(cid)
-    return out
-
-
 def known_concepts(library) -> dict[int, set[int]]:
     """photo id -> ids of the concepts known to be in it (confirmed tags + accepted caption tags)."""
     by_name = {c.name.casefold(): c.id for c in library.concepts()}
-    known = _confirmed_tags(library)
+    known = library.confirmed_tags()
     for photo in library.list_photos():
         cap = library.current_caption(photo.id) if photo.current_caption_id else None
         if cap is None or cap.status not in ("accepted", "exported"):

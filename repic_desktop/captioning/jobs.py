@@ -176,20 +176,6 @@ def job_params(*, model: dict[str, Any], concepts: Sequence[str] | None, request
             "max_pixels": max_pixels, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens}
 
 
-def auto_params(library: Library, photo_ids: Sequence[int], *, include_suggestions: bool,
-                threshold: float | None, top_k: int | None) -> dict[str, Any]:
-    """The job params that fix each photo's concept names when the job is made (`repic caption --auto`
-    and the GUI's "each photo's own"): confirmed concepts and, when allowed, strong pending suggestions,
-    in RePIC's order. `run_caption_job` reads "photo_concepts"; fixing them now means a resumed job
-    captions with the same names even if suggestions change meanwhile."""
-    from ..retrieval.service import auto_concepts  # retrieval imports core only: no cycle, no torch
-
-    names = {str(pid): auto_concepts(library, pid, include_suggestions=include_suggestions, threshold=threshold,
-                                     top_k=top_k) for pid in photo_ids}
-    return {"auto": {"include_suggestions": include_suggestions, "threshold": threshold, "top_k": top_k},
-            "photo_concepts": names}
-
-
 def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: dict[str, Any],
                     progress: Callable[[int, int, float | None, int | None], None] | None = None,
                     cancel: Callable[[], bool] | None = None,

@@ -32,6 +32,9 @@ BUSY_TIMEOUT_MS = 15_000
 CONCEPT_KINDS = ("person", "pet", "other")
 CAPTION_STATUSES = ("draft", "accepted", "exported")
 REGION_SOURCES = ("manual", "detected", "model", "import", "suggestion")
+# Tags and regions a person stands behind: drawn or typed by hand, read from the photo's own metadata, or
+# a suggestion the user confirmed. Training and the Personalize page learn from these only.
+CONFIRMED_SOURCES = ("manual", "import", "suggestion")
 
 
 class LibraryError(Exception):
@@ -847,6 +850,22 @@ class Library:
                                   (p.id, c.id)).rowcount
             self.conn.execute("DELETE FROM regions WHERE photo_id = ? AND concept_id = ?", (p.id, c.id))
         return n > 0
+
+    def confirmed_tags(self) -> dict[int, set[int]]:
+        """photo id -> ids of the concepts a person confirmed in it (see CONFIRMED_SOURCES)."""
+        out: dict[int, set[int]] = {}
+        marks = ",".join("?" * len(CONFIRMED_SOURCES))
+        for pid, cid in self.conn.execute(
+                f"SELECT photo_id, concept_id FROM photo_concepts WHERE source IN ({marks})", CONFIRMED_SOURCES):
+            out.setdefault(pid, set()).add(cid)
+        return out
+
+    def confirmed_tag_counts(self) -> dict[int, int]:
+        """concept id -> number of photos with a confirmed tag of it."""
+        marks = ",".join("?" * len(CONFIRMED_SOURCES))
+        return dict(self.conn.execute(
+            f"SELECT concept_id, count(*) FROM photo_concepts WHERE source IN ({marks}) GROUP BY concept_id",
+            CONFIRMED_SOURCES))
 
     def photo_concepts(self, photo_id: int) -> list[Concept]:
         """The photo's concepts in library order (= RePIC prompt order)."""

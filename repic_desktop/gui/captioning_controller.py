@@ -28,7 +28,8 @@ from typing import Any, Callable, Iterable, Sequence
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ..captioning.jobs import JobStore, auto_params, job_params
+from ..captioning.jobs import JobStore, job_params
+from ..retrieval.service import auto_params
 from ..captioning.prompt import PromptError, resolve_request
 from ..core.library import Library, LibraryError
 from .caption_dialog import CaptionChoice, CaptionDialog, ConceptEntry

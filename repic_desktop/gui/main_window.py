@@ -301,6 +301,8 @@ class MainWindow(QMainWindow):
         self.faces.concepts_changed.connect(self._concepts_changed)
         self.faces.index_requested.connect(self.index_faces)
         self.faces.photo_activated.connect(self._show_face_photo)
+        # an ignored face may have been the evidence for a chip the panel shows
+        self.faces.ignored_changed.connect(self.panel.refresh_suggestions)
         self.index.finished.connect(self._faces_indexed)
         self.index.photo_indexed.connect(lambda pid: pid == p.photo_id and p.refresh_suggestions())
         self.index.changed.connect(lambda: self.act_index_faces.setEnabled(not self.index.active))

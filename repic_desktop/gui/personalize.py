@@ -403,10 +403,8 @@ class PersonalizePage(QWidget):
         """Concepts with their photo counts, the base-model default, the adapter list."""
         checked = set(self.selected_concepts())
         known = {self.concept_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.concept_list.count())}
-        # confirmed tags only: the trainer does not learn from face-detector or model suggestions
-        counts = dict(self.lib.conn.execute(
-            "SELECT concept_id, count(*) FROM photo_concepts WHERE source IN ('manual', 'import')"
-            " GROUP BY concept_id"))
+        # confirmed tags only: the trainer does not learn from unreviewed suggestions
+        counts = self.lib.confirmed_tag_counts()
         self.concept_list.blockSignals(True)
         self.concept_list.clear()
         for c in self.lib.concepts():

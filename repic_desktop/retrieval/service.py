@@ -27,7 +27,7 @@ import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -683,3 +683,15 @@ def auto_concepts(library: Library, photo_id: int, *, include_suggestions: bool 
         ranked += extra
     ranked.sort()
     return [r[3] for r in ranked]
+
+
+def auto_params(library: Library, photo_ids: Sequence[int], *, include_suggestions: bool,
+                threshold: float | None, top_k: int | None) -> dict[str, Any]:
+    """The job params that fix each photo's concept names when the job is made (`repic caption --auto`
+    and the GUI's "each photo's own"): confirmed concepts and, when allowed, strong pending suggestions,
+    in RePIC's order. `captioning.jobs.run_caption_job` reads "photo_concepts"; fixing them now means a
+    resumed job captions with the same names even if suggestions change meanwhile."""
+    names = {str(pid): auto_concepts(library, pid, include_suggestions=include_suggestions, threshold=threshold,
+                                     top_k=top_k) for pid in photo_ids}
+    return {"auto": {"include_suggestions": include_suggestions, "threshold": threshold, "top_k": top_k},
+            "photo_concepts": names}

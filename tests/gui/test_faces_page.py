@@ -201,3 +201,20 @@ def test_ignore_a_single_face_from_its_context_menu(faces, qtbot):
     with qtbot.waitSignal(page.ignored_changed, timeout=WAIT):
         menu.actions()[0].trigger()
     qtbot.waitUntil(lambda: [r.size for r in page.model.rows] == [2, 1], timeout=WAIT)
+
+
+def test_ignoring_the_evidence_of_a_shown_chip_refreshes_the_photo_panel(faces, qtbot):
+    """The faces page and the photo panel are wired: a chip whose only face was ignored disappears."""
+    from .test_suggestions import show, sugg_chips
+
+    win, lib, ids, matcher = faces
+    service.run_index_job(lib, matcher)
+    win.show_page("browser")
+    show(win, qtbot, ids["party"])
+    qtbot.waitUntil(lambda: any("Anya" in c.label.text() for c in sugg_chips(win.panel)), timeout=WAIT)
+    red = [cid for cid, pid, x, y, w, h in lib.conn.execute(
+        "SELECT id, photo_id, x, y, w, h FROM photo_crops") if pid == ids["party"] and (x, y) == (30, 50)]
+    assert len(red) == 1
+    with qtbot.waitSignal(win.faces.ignored_changed, timeout=WAIT):
+        assert win.faces._run_ignore(red, ignore=True)
+    qtbot.waitUntil(lambda: not any("Anya" in c.label.text() for c in sugg_chips(win.panel)), timeout=WAIT)
