@@ -18,16 +18,17 @@ import logging
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPainterPath, QPalette, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QMenu,
-    QPushButton, QSplitter, QStackedWidget, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget,
+    QPushButton, QSplitter, QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
 from ..core.concepts import ConceptError, validate_name
 from ..core.library import Box, Library
 from .browser import EmptyState
 from .index_controller import IndexController, service_or_none
+from .painting import begin_row, draw_round_pixmap
 from .people import KIND_LABELS
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
 
@@ -239,23 +240,9 @@ class FaceGridModel(QAbstractListModel):
 
 
 def _draw_face(p: QPainter, rect: QRectF, pm: QPixmap | None, pal: QPalette) -> None:
-    path = QPainterPath()
-    path.addEllipse(rect)
-    if pm is not None and not pm.isNull():
-        p.save()
-        p.setClipPath(path)
-        s = pm.size().scaled(int(rect.width()), int(rect.height()), Qt.AspectRatioMode.KeepAspectRatioByExpanding)
-        p.drawPixmap(QRectF(rect.center().x() - s.width() / 2, rect.center().y() - s.height() / 2,
-                            s.width(), s.height()).toRect(), pm)
-        p.restore()
-    else:
-        bg = QColor(pal.color(QPalette.ColorRole.Mid))
-        bg.setAlpha(90)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(bg)
-        p.drawEllipse(rect)
+    draw_round_pixmap(p, rect, pm, pal)
     p.setBrush(Qt.BrushStyle.NoBrush)
-    p.setPen(pal.color(QPalette.ColorRole.Window))
+    p.setPen(pal.color(QPalette.ColorRole.Window))  # a thin ring separates the overlapping faces
     p.drawEllipse(rect)
 
 
@@ -272,17 +259,8 @@ class ClusterDelegate(QStyledItemDelegate):
         return QSize(300, self.FACE + 16)
 
     def paint(self, p: QPainter, option, index) -> None:
-        p.save()
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        r = begin_row(p, option)
         pal = option.palette
-        r = QRectF(option.rect).adjusted(4, 2, -4, -2)
-        if option.state & QStyle.StateFlag.State_Selected:
-            c = QColor(pal.color(QPalette.ColorRole.Highlight))
-            c.setAlpha(80)
-            p.setBrush(c)
-            p.setPen(Qt.PenStyle.NoPen)
-            p.drawRoundedRect(r, 8, 8)
         row: ClusterRow = index.data(ClusterListModel.ClusterRole)
         step = self.FACE * 0.72
         y = r.y() + (r.height() - self.FACE) / 2

@@ -23,13 +23,14 @@ from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QUnd
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout,
     QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSplitter,
-    QStackedWidget, QStyle, QStyledItemDelegate, QVBoxLayout, QWidget,
+    QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
 from ..core.concepts import KINDS, MAX_INFO_LENGTH, ConceptError, validate_info, validate_name
 from ..core.images import SUPPORTED_EXTENSIONS
 from ..core.library import Box, Library, LibraryError, check_box
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
+from .painting import begin_row, draw_round_pixmap
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
 
 log = logging.getLogger(__name__)
@@ -647,36 +648,13 @@ class ConceptDelegate(QStyledItemDelegate):
         return QSize(260, self.SIZE + 16)
 
     def paint(self, p: QPainter, option, index) -> None:
-        p.save()
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        r = begin_row(p, option)
         pal = option.palette
-        r = QRectF(option.rect).adjusted(4, 2, -4, -2)
-        if option.state & QStyle.StateFlag.State_Selected:
-            c = QColor(pal.color(QPalette.ColorRole.Highlight))
-            c.setAlpha(80)
-            p.setBrush(c)
-            p.setPen(Qt.PenStyle.NoPen)
-            p.drawRoundedRect(r, 8, 8)
         row = index.data(ConceptListModel.ConceptRole)
         c = row["concept"]
         icon_r = QRectF(r.x() + 8, r.y() + (r.height() - self.SIZE) / 2, self.SIZE, self.SIZE)
         pm = index.data(Qt.ItemDataRole.DecorationRole)
-        from PySide6.QtGui import QPainterPath
-        clip = QPainterPath()
-        clip.addEllipse(icon_r)
-        if isinstance(pm, QPixmap) and not pm.isNull():
-            p.setClipPath(clip)
-            s = pm.size().scaled(self.SIZE, self.SIZE, Qt.AspectRatioMode.KeepAspectRatioByExpanding)
-            p.drawPixmap(QRectF(icon_r.center().x() - s.width() / 2, icon_r.center().y() - s.height() / 2,
-                                s.width(), s.height()).toRect(), pm)
-            p.setClipping(False)
-        else:
-            bg = QColor(pal.color(QPalette.ColorRole.Mid))
-            bg.setAlpha(90)
-            p.setBrush(bg)
-            p.setPen(Qt.PenStyle.NoPen)
-            p.drawEllipse(icon_r)
+        if not draw_round_pixmap(p, icon_r, pm if isinstance(pm, QPixmap) else None, pal):
             f = p.font()
             f.setPointSizeF(f.pointSizeF() * 1.6)
             p.setFont(f)
