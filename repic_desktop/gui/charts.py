@@ -39,12 +39,17 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
 
 
 def tick_label(v: float, step: float) -> str:
+    if abs(v) < step * 1e-6:
+        return "0"  # not "-0.0000": float noise around zero
     if step >= 1 and abs(v - round(v)) < 1e-9:
         return f"{int(round(v))}"
     d = max(0, -math.floor(math.log10(step)))
     if abs(step * 10 ** d - round(step * 10 ** d)) > 1e-9:  # a 2.5 step needs one more digit
         d += 1
-    return f"{v:.{min(d, 4)}f}"
+    if d > 4:  # GRPO losses near zero (1e-6 steps): fixed point would print every tick alike
+        mantissa = step / 10 ** math.floor(math.log10(step))
+        return f"{v:.{0 if abs(mantissa - round(mantissa)) < 1e-9 else 1}e}"
+    return f"{v:.{d}f}"
 
 
 @dataclass

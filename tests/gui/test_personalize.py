@@ -390,3 +390,17 @@ def test_line_chart_draws_its_series():
         chart.append("ict", x, y)
     drawn = red_pixels()
     assert empty == 0 and drawn > 40
+
+
+def test_tick_labels_stay_readable_near_zero():
+    """A GRPO loss hovers around 1e-9 on the demo model: every tick printed "-0.0000" before."""
+    from repic_desktop.gui.charts import nice_ticks, tick_label
+
+    def labels(lo, hi):
+        t = nice_ticks(lo, hi, 4)
+        return [tick_label(v, t[1] - t[0]) for v in t]
+
+    assert labels(-3e-9, 1e-10) == ["-3e-09", "-2e-09", "-1e-09", "0"]
+    assert labels(0.0, 1.0) == ["0", "0.25", "0.50", "0.75", "1.00"]
+    assert labels(0.01, 0.045) == ["0.01", "0.02", "0.03", "0.04"]
+    assert len(set(labels(-2e-5, 5e-5))) == len(labels(-2e-5, 5e-5))
