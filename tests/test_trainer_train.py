@@ -332,3 +332,17 @@ def test_repic_caption_uses_a_registered_adapter_by_name(trained, demo_model_dir
     assert base["provenance"]["adapter"] is None and base["caption"] != tuned["caption"]
     assert repic([*args, "--adapter", "nobody"]) == 1
     assert "neither an adapter folder nor" in capsys.readouterr().err
+
+
+def test_merge_refuses_an_adapter_without_safetensors(tmp_path, library):
+    """A registered folder holding only a pickled adapter_model.bin is never loaded (it could run code)."""
+    from trainer import adapters as ad
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    (folder / "adapter_config.json").write_text("{}")
+    (folder / "adapter_model.bin").write_bytes(b"not loaded")
+    library.register_adapter("old", folder, base_model="Qwen/Qwen2.5-VL-7B-Instruct")
+    with pytest.raises(ad.AdapterError, match="only safetensors"):
+        ad.merge(library, "old", str(tmp_path / "merged"))
+    assert not (tmp_path / "merged").exists()

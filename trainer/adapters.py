@@ -101,6 +101,9 @@ def merge(library, name: str, dest: str, *, cache_dir: str | None = None) -> dic
     from repic_desktop.captioning.model_manager import resolve_local
 
     a = library.adapter(name)
+    if not (Path(a.path) / "adapter_model.safetensors").is_file():
+        # peft would fall back to a pickled adapter_model.bin, i.e. run code from the file
+        raise AdapterError(f"{a.path} has no adapter_model.safetensors: only safetensors adapters are loaded")
     out = Path(dest)
     if out.exists() and any(out.iterdir()):
         raise AdapterError(f"{out} already exists and is not empty: choose a new folder")
