@@ -245,7 +245,7 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
 def _concept_dict(lib: Library, c) -> dict[str, Any]:
     d = c.as_dict()
     d["references"] = [r.as_dict() for r in lib.concept_refs(c.id)]
-    d["photos"] = lib.conn.execute("SELECT count(*) FROM photo_concepts WHERE concept_id = ?", (c.id,)).fetchone()[0]
+    d["photos"] = lib.concept_photo_count(c.id)
     return d
 
 

@@ -100,7 +100,8 @@ def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from .captioning.jobs import JobStore, job_params, run_caption_job
+    from .captioning.jobs import job_params, run_caption_job
+    from .core.jobs import JobStore
     from .captioning.models import ModelSpec
     from .captioning.prompt import PromptError, resolve_request
     from .core.settings import Settings

@@ -157,7 +157,7 @@ def test_killed_run_resumes_without_losing_or_duplicating(family, demo_model_dir
     assert len(resumed.stdout.splitlines()) == total - done_before  # only the photos still pending
     with Library(family["path"]) as l2:
         assert [len(l2.caption_history(p.id)) for p in l2.list_photos()] == [1] * total
-        from repic_desktop.captioning.jobs import JobStore
+        from repic_desktop.core.jobs import JobStore
 
         job = JobStore(l2).get(1)
         assert job.status == "done" and job.counts == {"done": total}

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import pytest
 from PIL import Image
 
-from repic_desktop.captioning.jobs import JobStore, job_params, run_caption_job
+from repic_desktop.captioning.jobs import job_params, run_caption_job
+from repic_desktop.core.jobs import JobStore
 from repic_desktop.captioning.prompt import parse_tags
 from repic_desktop.core.library import Library, LibraryError
 

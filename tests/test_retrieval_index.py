@@ -239,7 +239,7 @@ def test_index_job_resumes_after_interruption_and_failures_do_not_stop_it(album)
 
     first = service.run_index_job(lib, m, should_stop=should_stop)
     assert first["cancelled"] and first["remaining"] == 4
-    from repic_desktop.captioning.jobs import JobStore
+    from repic_desktop.core.jobs import JobStore
 
     job = JobStore(lib).get(first["job_id"])
     assert job.kind == "index" and job.status == "paused"

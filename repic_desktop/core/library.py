@@ -684,6 +684,41 @@ class Library:
             "pets": q("SELECT count(*) FROM concepts WHERE kind = 'pet'"),
         }
 
+    def ok_photo_count(self) -> int:
+        return self.conn.execute("SELECT count(*) FROM photos WHERE status = 'ok'").fetchone()[0]
+
+    def folder_counts(self) -> list[tuple[str, int]]:
+        """(folder, number of present photos) for every folder that has some."""
+        return self.conn.execute("SELECT folder, count(*) FROM photos WHERE status = 'ok' GROUP BY folder").fetchall()
+
+    def folders(self) -> list[str]:
+        """Every folder any photo (present or missing) lives in, sorted."""
+        return sorted(r[0] for r in self.conn.execute("SELECT DISTINCT folder FROM photos"))
+
+    def captioned_photo_ids(self, photo_ids: Sequence[int]) -> set[int]:
+        """Which of these photos have a current caption."""
+        out: set[int] = set()
+        for chunk in _chunks(photo_ids):
+            q = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.conn.execute(
+                f"SELECT id FROM photos WHERE id IN ({q}) AND current_caption_id IS NOT NULL", tuple(chunk)))
+        return out
+
+    def tagged_photo_count(self, photo_ids: Sequence[int]) -> int:
+        """How many of these photos have at least one concept."""
+        n = 0
+        for chunk in _chunks(photo_ids):
+            q = ",".join("?" * len(chunk))
+            n += self.conn.execute(f"SELECT count(DISTINCT photo_id) FROM photo_concepts WHERE photo_id IN ({q})",
+                                   tuple(chunk)).fetchone()[0]
+        return n
+
+    def failed_job_items(self, job_id: int, limit: int = 100) -> list[tuple[str, str]]:
+        """(file name, reason) of a job's failed photos, in job order."""
+        return [(r[0], r[1] or "") for r in self.conn.execute(
+            "SELECT p.filename, ji.error FROM job_items ji JOIN photos p ON p.id = ji.photo_id"
+            " WHERE ji.job_id = ? AND ji.status = 'failed' ORDER BY ji.position LIMIT ?", (job_id, limit))]
+
     # ---------------------------------------------------------------- concepts
     def _concept_row(self, row) -> Concept:
         return Concept(*row)
@@ -783,6 +818,17 @@ class Library:
             self.conn.executemany("UPDATE concepts SET position = ? WHERE id = ?", list(enumerate(ids)))
 
     # ---------------------------------------------------------------- concept references
+    def concept_photo_counts(self) -> dict[int, int]:
+        """concept id -> number of photos tagged with it (any source)."""
+        return dict(self.conn.execute("SELECT concept_id, count(*) FROM photo_concepts GROUP BY concept_id"))
+
+    def concept_photo_count(self, concept_id: int) -> int:
+        return self.conn.execute("SELECT count(*) FROM photo_concepts WHERE concept_id = ?",
+                                 (concept_id,)).fetchone()[0]
+
+    def concepts_with_references(self) -> set[int]:
+        return {r[0] for r in self.conn.execute("SELECT DISTINCT concept_id FROM concept_refs")}
+
     def concept_refs(self, name_or_id: str | int) -> list[ConceptRef]:
         c = self.concept(name_or_id)
         return [ConceptRef(r[0], r[1], r[2], r[3], _box(*r[4:8]), r[8]) for r in self.conn.execute(
@@ -897,6 +943,10 @@ class Library:
                  json.dumps(provenance or {}, ensure_ascii=False), job_id)).lastrowid
             self.conn.execute("UPDATE photos SET current_caption_id = ? WHERE id = ?", (cid, photo_id))
         return cid
+
+    def caption_status(self, caption_id: int) -> str | None:
+        row = self.conn.execute("SELECT status FROM captions WHERE id = ?", (caption_id,)).fetchone()
+        return row[0] if row else None
 
     def set_caption_status(self, caption_id: int, status: str) -> None:
         if status not in CAPTION_STATUSES:
@@ -1406,6 +1456,15 @@ class Library:
         with self.transaction():
             self.conn.execute("DELETE FROM adapters WHERE id = ?", (a.id,))
         return a
+
+
+SQL_CHUNK = 900  # SQLite's default limit on host parameters is 999
+
+
+def _chunks(ids: Sequence[int], n: int = SQL_CHUNK) -> Iterable[Sequence[int]]:
+    ids = list(ids)
+    for i in range(0, len(ids), n):
+        yield ids[i:i + n]
 
 
 def _under_folder(under: str | os.PathLike | bytes | None) -> tuple[str, tuple]:

@@ -21,7 +21,7 @@ import time
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from typing import Any
 
 from PySide6.QtCore import (
     QAbstractListModel, QItemSelectionModel, QModelIndex, QPoint, QRectF, QSize, Qt, QTimer, Signal,
@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.library import Library, LibraryError, fts_query
+from ..core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
 from .thumbnail_loader import TaskRunner, ThumbnailLoader
 
 log = logging.getLogger(__name__)
@@ -64,82 +65,8 @@ FolderRole = Qt.ItemDataRole.UserRole + 3
 
 
 # --------------------------------------------------------------------------------------------------
-# Queries (plain Python + SQLite; run in workers or, for one page by primary key, on the GUI thread)
+# Folder tree (the grid's queries are in core/photo_queries.py)
 # --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class PhotoFilter:
-    status: str = "all"               # all | uncaptioned | draft | accepted
-    concept_id: int | None = None
-    search: str = ""
-    folder: str | None = None         # this folder and everything below it
-
-    @property
-    def is_default(self) -> bool:
-        return self.status == "all" and self.concept_id is None and not self.search.strip() and self.folder is None
-
-
-def _filter_sql(f: PhotoFilter) -> tuple[str, list[Any]]:
-    joins, where, args = "", ["p.status = 'ok'"], []
-    if f.status == "uncaptioned":
-        where.append("p.current_caption_id IS NULL")
-    elif f.status in ("draft", "accepted"):
-        joins = " JOIN captions c ON c.id = p.current_caption_id"
-        where.append("c.status = 'draft'" if f.status == "draft" else "c.status != 'draft'")
-    if f.concept_id is not None:
-        where.append("p.id IN (SELECT photo_id FROM photo_concepts WHERE concept_id = ?)")
-        args.append(f.concept_id)
-    if f.folder is not None:
-        folder = f.folder.rstrip("/") or "/"
-        prefix = folder if folder.endswith("/") else folder + "/"
-        where.append("(p.folder = ? OR (p.folder >= ? AND p.folder < ?))")
-        args += [folder, prefix, prefix[:-1] + "0"]
-    if f.search.strip():
-        where.append("p.current_caption_id IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
-        args.append(fts_query(f.search))
-    return joins + " WHERE " + " AND ".join(where), args
-
-
-def query_photo_ids(lib: Library, f: PhotoFilter) -> array:
-    """Ids of the photos matching `f`, in path order (the grid's order)."""
-    sql, args = _filter_sql(f)
-    out = array("q")
-    cur = lib.conn.execute("SELECT p.id FROM photos p" + sql + " ORDER BY p.path_bytes", args)
-    while True:
-        rows = cur.fetchmany(8192)
-        if not rows:
-            return out
-        out.extend(r[0] for r in rows)
-
-
-class RowInfo(NamedTuple):
-    id: int
-    filename: str
-    path: str               # file-system path to open (non-UTF-8 names included)
-    content_hash: str
-    width: int | None
-    height: int | None
-    folder: str
-    caption_status: str | None   # None: no caption yet
-    caption: str | None
-    names: str              # "Anna, Rex"
-
-
-def fetch_rows(lib: Library, ids) -> dict[int, RowInfo]:
-    ids = list(ids)
-    if not ids:
-        return {}
-    sql = ("SELECT p.id, p.filename, p.path_bytes, p.content_hash, p.width, p.height, p.folder, c.status,"
-           " substr(c.text, 1, 400),"
-           " (SELECT group_concat(name, ', ') FROM (SELECT co.name AS name FROM photo_concepts pc"
-           "   JOIN concepts co ON co.id = pc.concept_id WHERE pc.photo_id = p.id ORDER BY co.position, co.id))"
-           " FROM photos p LEFT JOIN captions c ON c.id = p.current_caption_id"
-           f" WHERE p.id IN ({','.join('?' * len(ids))})")
-    out = {}
-    for r in lib.conn.execute(sql, ids):
-        out[r[0]] = RowInfo(r[0], r[1], os.fsdecode(r[2]), r[3], r[4], r[5], r[6], r[7], r[8], r[9] or "")
-    return out
-
 
 @dataclass
 class FolderNode:
@@ -152,7 +79,7 @@ class FolderNode:
 
 def folder_tree(lib: Library) -> tuple[int, list[FolderNode]]:
     """(number of photos, top-level folder nodes) for the tree, from one GROUP BY."""
-    rows = lib.conn.execute("SELECT folder, count(*) FROM photos WHERE status = 'ok' GROUP BY folder").fetchall()
+    rows = lib.folder_counts()
     root = FolderNode("", "")
     index: dict[str, FolderNode] = {"": root}
     for folder, n in rows:
@@ -191,7 +118,7 @@ def folder_tree(lib: Library) -> tuple[int, list[FolderNode]]:
 
 def import_roots(lib: Library) -> list[str]:
     """The topmost folders that hold photos: what "Rescan" walks when no folder is selected."""
-    folders = sorted({r[0] for r in lib.conn.execute("SELECT DISTINCT folder FROM photos")})
+    folders = lib.folders()
     roots: list[str] = []
     for f in folders:
         if not any(f == r or f.startswith(r.rstrip("/") + "/") for r in roots):
@@ -891,7 +818,7 @@ class Browser(QWidget):
         def work():
             with Library(path) as lib:
                 ids = query_photo_ids(lib, f)
-                total = lib.conn.execute("SELECT count(*) FROM photos WHERE status = 'ok'").fetchone()[0]
+                total = lib.ok_photo_count()
             return ids, {pid: i for i, pid in enumerate(ids)}, total
 
         selected = self.selected_ids() if keep_selection else []

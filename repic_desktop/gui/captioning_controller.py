@@ -23,12 +23,13 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ..captioning.jobs import JobStore, job_params
+from ..captioning.jobs import job_params
+from ..core.jobs import JobStore
 from ..retrieval.service import auto_params
 from ..captioning.prompt import PromptError, resolve_request
 from ..core.library import Library, LibraryError
@@ -38,7 +39,6 @@ from .settings_dialog import extra, load_settings, model_spec_from_settings, req
 
 log = logging.getLogger(__name__)
 
-SQL_CHUNK = 900  # ids per "IN (...)" query: well under SQLite's variable limit
 MAX_ERRORS_SHOWN = 200
 # job statuses as shown: queued, starting, running, stopping, paused, interrupted, cancelled, done
 STOPPED = ("paused", "interrupted", "cancelled", "done")
@@ -88,33 +88,16 @@ class JobView:
         return self.status in ("queued", "starting", "running", "stopping")
 
 
-def _chunks(ids: Sequence[int], n: int = SQL_CHUNK) -> Iterable[Sequence[int]]:
-    for i in range(0, len(ids), n):
-        yield ids[i:i + n]
-
-
 def captioned_ids(lib: Library, ids: Sequence[int]) -> set[int]:
-    out: set[int] = set()
-    for chunk in _chunks(ids):
-        q = ",".join("?" * len(chunk))
-        out.update(r[0] for r in lib.conn.execute(
-            f"SELECT id FROM photos WHERE id IN ({q}) AND current_caption_id IS NOT NULL", tuple(chunk)))
-    return out
+    return lib.captioned_photo_ids(ids)
 
 
 def _tagged_count(lib: Library, ids: Sequence[int]) -> int:
-    n = 0
-    for chunk in _chunks(ids):
-        q = ",".join("?" * len(chunk))
-        n += lib.conn.execute(f"SELECT count(DISTINCT photo_id) FROM photo_concepts WHERE photo_id IN ({q})",
-                              tuple(chunk)).fetchone()[0]
-    return n
+    return lib.tagged_photo_count(ids)
 
 
 def _job_errors(lib: Library, job_id: int) -> list[tuple[str, str]]:
-    return [(r[0], r[1] or "") for r in lib.conn.execute(
-        "SELECT p.filename, ji.error FROM job_items ji JOIN photos p ON p.id = ji.photo_id"
-        " WHERE ji.job_id = ? AND ji.status = 'failed' ORDER BY ji.position LIMIT ?", (job_id, MAX_ERRORS_SHOWN))]
+    return lib.failed_job_items(job_id, MAX_ERRORS_SHOWN)
 
 
 def _preset_name(request: str) -> str:
@@ -238,7 +221,7 @@ class CaptioningController(QObject):
                           settings_button=True)
             return
         lib = self._lib()
-        with_refs = {r[0] for r in lib.conn.execute("SELECT DISTINCT concept_id FROM concept_refs")}
+        with_refs = lib.concepts_with_references()
         concepts = [ConceptEntry(c.name, c.kind, c.id in with_refs) for c in lib.concepts()]
         captioned = len(captioned_ids(lib, ids)) if len(ids) <= 5000 else None
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,

@@ -454,7 +454,8 @@ class ModelWorker(QThread):
     # jobs -------------------------------------------------------------------------------------------
     def _run_job(self, job_id: int, seq: int) -> None:
         from ..captioning.engine import CaptionEngine
-        from ..captioning.jobs import JobStore, run_caption_job
+        from ..captioning.jobs import run_caption_job
+        from ..core.jobs import JobStore
         from ..captioning.models import ModelSpec
         from ..core.library import LibraryError
 

@@ -579,7 +579,7 @@ class ConceptListModel(QAbstractListModel):
 
     def reload(self) -> None:
         self.beginResetModel()
-        counts = dict(self.lib.conn.execute("SELECT concept_id, count(*) FROM photo_concepts GROUP BY concept_id"))
+        counts = self.lib.concept_photo_counts()
         self.rows = []
         for c in self.lib.concepts():
             refs = self.lib.concept_refs(c.id)
@@ -1150,7 +1150,7 @@ class PeopleManager(QWidget):
         if cid is None:
             return False
         c = self.lib.concept(cid)
-        n_photos = self.lib.conn.execute("SELECT count(*) FROM photo_concepts WHERE concept_id = ?", (cid,)).fetchone()[0]
+        n_photos = self.lib.concept_photo_count(cid)
         n_refs = len(self.lib.concept_refs(cid))
         box = QMessageBox(QMessageBox.Icon.Warning, f"Delete <{c.name}>?",
                           f"Delete <b>{html.escape(c.name)}</b> from this library?",

@@ -130,8 +130,7 @@ class SetStatusCommand(_PhotoCommand):
             self.caption_id = self.caption_id_fn()
         if self.caption_id is None:
             return
-        row = self.lib.conn.execute("SELECT status FROM captions WHERE id = ?", (self.caption_id,)).fetchone()
-        self.old_status = row[0] if row else "draft"
+        self.old_status = self.lib.caption_status(self.caption_id) or "draft"
         self.lib.set_caption_status(self.caption_id, self.status)
         self.notify(self.photo_id)
 

@@ -589,7 +589,7 @@ def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo
     finished. Photos whose pixels and model are unchanged are not re-detected; they are only
     re-matched when the references changed. Each photo is committed on its own, so stopping
     (should_stop) or a crash loses at most the photo in flight."""
-    from ..captioning.jobs import JobStore
+    from ..core.jobs import JobStore
 
     store = JobStore(library)
     job = None

@@ -12,7 +12,7 @@ from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMainWindow, QMessageBox
 
-from repic_desktop.captioning.jobs import JobStore
+from repic_desktop.core.jobs import JobStore
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
 
