@@ -32,13 +32,14 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QHeaderView,
-    QLabel, QLineEdit, QListView, QMenu, QProgressBar, QPushButton, QSlider, QSplitter,
+    QLabel, QLineEdit, QListView, QMenu, QProgressBar, QPushButton, QSlider,
     QStackedWidget, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTableWidget, QTableWidgetItem,
     QToolButton, QTreeView, QVBoxLayout, QWidget,
 )
 
 from ..core.library import Library, LibraryError, fts_query
 from ..core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
+from .page_layout import split_page
 from .thumbnail_loader import TaskRunner, ThumbnailLoader
 
 log = logging.getLogger(__name__)
@@ -734,15 +735,7 @@ class Browser(QWidget):
         rl.addWidget(self.stack, 1)
         rl.addWidget(self.count_label)
 
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(tree_box)
-        self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([220, 800])
-        self.splitter.setChildrenCollapsible(False)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.splitter)
+        self.splitter = split_page(self, tree_box, right, (220, 800))
 
         self.add_folder_handler = None    # set by the main window: opens the folder chooser
         self.reload_concepts()

@@ -21,7 +21,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSi
 from PySide6.QtGui import QColor, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QMenu,
-    QPushButton, QSplitter, QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
+    QPushButton, QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
 from ..core.concepts import ConceptError, validate_name
@@ -31,6 +31,7 @@ from .index_controller import IndexController, service_or_none
 from .painting import begin_row, draw_round_pixmap
 from .people import KIND_LABELS
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
+from .page_layout import split_page
 
 log = logging.getLogger(__name__)
 
@@ -398,15 +399,7 @@ class FacesPage(QWidget):
         self.right = QStackedWidget()
         self.right.addWidget(self.detail)
         self.right.addWidget(self.empty)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(self.right)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([380, 660])
-        self.splitter.setChildrenCollapsible(False)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.splitter)
+        self.splitter = split_page(self, left, self.right, (380, 660))
         if index is not None:
             index.changed.connect(self._index_changed)
         self._show_empty()

@@ -22,7 +22,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSi
 from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout,
-    QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSplitter,
+    QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem, QMessageBox, QPushButton,
     QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
@@ -32,6 +32,7 @@ from ..core.library import Box, Library, LibraryError, check_box
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
 from .painting import begin_row, draw_round_pixmap
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
+from .page_layout import split_page
 
 log = logging.getLogger(__name__)
 
@@ -845,15 +846,7 @@ class PeopleManager(QWidget):
         self.right.addWidget(self.detail)
         self.right.addWidget(self.empty)
 
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(self.right)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([340, 700])
-        self.splitter.setChildrenCollapsible(False)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.splitter)
+        self.splitter = split_page(self, left, self.right, (340, 700))
         self.reload()
 
     # ------------------------------------------------------------------ list

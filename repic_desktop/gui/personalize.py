@@ -31,13 +31,14 @@ from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSpinBox, QSplitter, QToolButton, QTreeWidget, QTreeWidgetItem,
+    QPushButton, QScrollArea, QSpinBox, QToolButton, QTreeWidget, QTreeWidgetItem,
     QVBoxLayout, QWidget,
 )
 
 from ..core.library import Library, LibraryError, NotFound
 from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from .charts import LineChart
+from .page_layout import split_page
 from .training_stream import (
     TASKS, TailBuffer, TrainingProgress, duration_text, metric_text, resume_arguments, step_point,
     summary_from_output, trainer_arguments,
@@ -46,7 +47,9 @@ from .training_stream import (
 log = logging.getLogger(__name__)
 
 BASE_CHOICES = (DEFAULT_MODEL_SOURCE, "Qwen/Qwen2.5-VL-7B-Instruct")
-TASK_LABELS = {"ict": "ICT (single concept)", "oct": "OCT (several concepts)", "vlt": "VLT (grounding)"}
+TASK_LABELS = {"ict": "ICT: name the person or pet in a caption",
+               "oct": "OCT: is this person or pet in the photo? (yes/no)",
+               "vlt": "VLT: where are they? (a box)"}
 # status colours for light / dark palettes (the same pairs as the queue dock's)
 COLORS = {"good": ("#2e7d32", "#81c784"), "warn": ("#b26a00", "#ffb74d"), "bad": ("#c62828", "#e57373")}
 
@@ -159,15 +162,7 @@ class PersonalizePage(QWidget):
 
         self._build_setup()
         self._build_run()
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(self.setup_scroll)
-        self.splitter.addWidget(self.run_panel)
-        self.splitter.setStretchFactor(1, 1)
-        self.splitter.setSizes([400, 900])
-        self.splitter.setChildrenCollapsible(False)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(self.splitter)
+        self.splitter = split_page(self, self.setup_scroll, self.run_panel, (400, 900))
         self.reload()
         self._set_running(False)
 

@@ -1,0 +1,20 @@
+"""The layout every full-window page shares: a list/setup pane on the left, details on the right."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+
+
+def split_page(page: QWidget, left: QWidget, right: QWidget, sizes: tuple[int, int]) -> QSplitter:
+    """Fill `page` with a horizontal splitter (left, right); the right pane takes any extra width and
+    neither pane can be collapsed to nothing by a careless drag."""
+    splitter = QSplitter(Qt.Orientation.Horizontal)
+    splitter.addWidget(left)
+    splitter.addWidget(right)
+    splitter.setStretchFactor(1, 1)
+    splitter.setSizes(list(sizes))
+    splitter.setChildrenCollapsible(False)
+    lay = QVBoxLayout(page)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(splitter)
+    return splitter
