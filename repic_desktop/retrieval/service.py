@@ -115,7 +115,9 @@ def retrieval_settings(settings=None) -> dict[str, Any]:
 
 def _model_folder_problem(path: str | None, what: str) -> str:
     if not path:
-        return f"download {what} in Settings (or set its folder)"
+        use = {"CLIP": "clip", "DINOv2": "dinov2"}.get(what, "detector")
+        return (f"{what} is not downloaded yet (Settings → Suggestions, or "
+                f"`repic model download --use-for {use}`)")
     if not os.path.isdir(path):
         return f"the {what} folder {path} does not exist"
     names = os.listdir(path)

@@ -41,7 +41,7 @@ def test_suggestions_tab_round_trip_and_reasons(qtbot, env, window, make_control
     qtbot.waitUntil(lambda: dlg.matcher_info is not None, timeout=WAIT)
     clip_item = dlg.default_matcher.itemText(dlg.default_matcher.findData("clip"))
     assert clip_item.endswith("not ready") and not _status(dlg, "clip")["ready"]
-    assert "download CLIP in Settings" in dlg.matcher_status.text()
+    assert "CLIP is not downloaded yet" in dlg.matcher_status.text()
 
     clip = _model_folder(env / "clip", "clip")
     dlg.matcher_dirs["clip"].setText(str(clip))
