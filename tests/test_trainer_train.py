@@ -77,6 +77,13 @@ def test_adapter_saved_registered_with_manifest(trained):
     assert manifest["data"]["train"] > 0 and manifest["data"]["heldout"] >= 3
     assert manifest["hyperparameters"]["lora_r"] == 8 and manifest["hyperparameters"]["beta"] == 0.04
     assert manifest["metrics"]["steps"] == 3
+    hp = manifest["hyperparameters"]
+    assert hp["per_device_batch"] == 2 and hp["max_per_cell"] is None and hp["min_photos"] == 3
+    assert hp["save_steps"] == 2 and hp["loss_type"] == "grpo" and hp["scale_rewards"] == "group"
+    rc = json.loads((path.parent / "run_config.json").read_text())
+    assert rc["name"] == "fam" and rc["config"]["lora_r"] == 8 and rc["config"]["max_steps"] == 3
+    assert rc["heldout_photo_ids"] == sorted(h["photo_id"] for h in [{"photo_id": i} for i in rc["heldout_photo_ids"]])
+    assert len(rc["heldout_photo_ids"]) == manifest["data"]["heldout"] and rc["train_samples"] == manifest["data"]["train"]
     assert set(manifest["metrics"]["before"]) == {"precision", "recall", "f1", "n"}
     # the random model names nobody before or after: not an improvement, so flagged
     assert manifest["improved"] is (manifest["metrics"]["after"]["f1"] > manifest["metrics"]["before"]["f1"])
@@ -150,6 +157,7 @@ def test_resume_continues_from_checkpoint(trained, tmp_path):
     stream = io.StringIO()
     cfg = TrainConfig(**{**trained["cfg"].__dict__, "out": str(run), "max_steps": 4, "resume": True})
     with Library(lib_copy) as lib:
+        lib.remove_adapter("fam")  # registered at the original run's folder, not this copy's
         res = train(cfg, lib, Events(True, stream), reward_functions=[letter_reward])
         assert lib.adapter("fam").manifest["metrics"]["steps"] == 4
     steps = [e["step"] for e in _events(stream.getvalue()) if e["event"] == "step"]
@@ -346,3 +354,125 @@ def test_merge_refuses_an_adapter_without_safetensors(tmp_path, library):
     with pytest.raises(ad.AdapterError, match="only safetensors"):
         ad.merge(library, "old", str(tmp_path / "merged"))
     assert not (tmp_path / "merged").exists()
+
+
+# ---- review fixes: resume and cancellation at every stage
+
+class _CancelAt:
+    """Events that set the cancel flag when a given status message is emitted (a signal at that stage)."""
+
+    def __init__(self, flag, prefix):
+        from trainer.train import Events
+
+        self.inner, self.flag, self.prefix = Events(True, io.StringIO()), flag, prefix
+        self.json_mode = True
+
+    def emit(self, event, **data):
+        self.inner.emit(event, **data)
+
+    def status(self, message):
+        self.inner.status(message)
+        if self.prefix and message.startswith(self.prefix):
+            self.flag.set = True
+
+    def events(self):
+        return _events(self.inner.stream.getvalue())
+
+
+def _resume_copy(trained, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(trained["root"] / "run", run)
+    shutil.rmtree(run / "adapter")
+    lib_copy = tmp_path / "lib.sqlite"
+    shutil.copy2(trained["lib"], lib_copy)
+    with Library(lib_copy) as lib:
+        lib.remove_adapter("fam")
+    return run, lib_copy
+
+
+@pytest.mark.parametrize("stage,skip_eval", [("Scoring the trained adapter", False), ("Saving the adapter", True),
+                                             ("Registering", True), (None, True)])
+def test_resume_of_a_finished_run_and_cancel_at_every_late_stage(trained, tmp_path, stage, skip_eval):
+    """The checkpoint already holds step 3 of 3: resuming trains no extra step. A cancel during the
+    after-scoring, before saving or before registering ends cancelled with nothing registered."""
+    from trainer.train import CancelFlag, TrainConfig, train
+
+    run, lib_copy = _resume_copy(trained, tmp_path)
+    flag = CancelFlag()
+    events = _CancelAt(flag, stage)
+    cfg = TrainConfig(base=trained["cfg"].base, out=str(run), resume=True, skip_eval=skip_eval, device="cpu",
+                      eval_batch_size=1, explicit={"base", "out", "resume", "skip_eval", "device"})
+    with Library(lib_copy) as lib:
+        res = train(cfg, lib, events, cancel_flag=flag, reward_functions=[letter_reward])
+        names = [a.name for a in lib.adapters()]
+    ev = events.events()
+    assert not [e for e in ev if e["event"] == "step"]  # no extra step
+    if stage is None:
+        assert names == ["fam"] and res["path"] == str((run / "adapter").resolve())
+        assert json.loads((run / "adapter" / "manifest.json").read_text())["metrics"]["steps"] == 3
+    else:
+        assert res["cancelled"] and res["step"] == 3 and Path(res["checkpoint"]).name == "checkpoint-3"
+        assert names == []
+        if stage.startswith("Scoring"):
+            assert not [e for e in ev if e["event"] == "eval" and e["phase"] == "after"]
+
+
+def test_cancel_right_after_loading_stops_before_scoring(trained, tmp_path):
+    from trainer.train import CancelFlag, TrainConfig, train
+
+    lib_copy = tmp_path / "lib.sqlite"
+    shutil.copy2(trained["lib"], lib_copy)
+    flag = CancelFlag()
+    events = _CancelAt(flag, "Loading the base model")
+    cfg = TrainConfig(**{**trained["cfg"].__dict__, "name": "c", "out": str(tmp_path / "c")})
+    with Library(lib_copy) as lib:
+        res = train(cfg, lib, events, cancel_flag=flag, reward_functions=[letter_reward])
+        assert [a.name for a in lib.adapters()] == ["fam"]
+    assert res["cancelled"] and res["step"] == 0 and res["checkpoint"] is None
+    msgs = [e.get("message", "") for e in events.events()]
+    assert not [m for m in msgs if m.startswith(("Scoring", "Preparing", "Training"))]
+
+
+def test_resume_takes_the_runs_settings_and_refuses_conflicts(trained, tmp_path, capsys):
+    from trainer.__main__ import main
+
+    run, lib_copy = _resume_copy(trained, tmp_path)
+    base = ["--library", str(lib_copy), "--base", str(trained["cfg"].base), "--out", str(run), "--resume",
+            "--json-progress"]
+    capsys.readouterr()
+    real = sys.stdout  # JSON mode points sys.stdout at stderr for the rest of the process
+    try:
+        assert main([*base, "--lora-r", "4"]) == 1
+        last = _events(capsys.readouterr().out)[-1]
+        assert last["event"] == "error" and "--lora-r" in last["message"] and "conflicts" in last["message"]
+        sys.stdout = real
+        assert main([*base, "--name", "other"]) == 1
+        assert "--name" in _events(capsys.readouterr().out)[-1]["message"]
+    finally:
+        sys.stdout = real
+
+
+def test_resume_never_replaces_another_registered_adapter(trained, tmp_path):
+    from trainer.train import Events, TrainConfig, TrainError, train
+
+    run = tmp_path / "other"
+    shutil.copytree(trained["root"] / "run", run)
+    (run / "run_config.json").unlink()  # even a run without its config
+    lib_copy = tmp_path / "lib.sqlite"
+    shutil.copy2(trained["lib"], lib_copy)
+    cfg = TrainConfig(**{**trained["cfg"].__dict__, "out": str(run), "resume": True})
+    with Library(lib_copy) as lib:
+        with pytest.raises(TrainError, match="already an adapter called 'fam'.*not this run's folder"):
+            train(cfg, lib, Events(True, io.StringIO()), reward_functions=[letter_reward])
+        assert lib.adapter("fam").path == trained["result"]["path"]
+
+
+def test_merge_into_an_existing_file_is_a_one_line_error(trained, tmp_path, capsys):
+    from trainer.__main__ import main
+
+    dest = tmp_path / "model.safetensors"
+    dest.write_text("mine")
+    assert main(["adapters", "--library", str(trained["lib"]), "merge", "fam", str(dest)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("repic-train: error:") and "\n" not in err and "Traceback" not in err
+    assert dest.read_text() == "mine"

@@ -84,6 +84,20 @@ def _train_parser() -> argparse.ArgumentParser:
     return p
 
 
+_DEST_TO_FIELD = {"reward_fix": "reward_fixes"}
+
+
+def _explicit_fields(argv: list[str]) -> set[str]:
+    """TrainConfig fields the user gave on the command line (on --resume only these may conflict with
+    the run's run_config.json; the others are taken from it)."""
+    p = _train_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    given, _ = p.parse_known_args(argv)
+    return {_DEST_TO_FIELD.get(k, k) for k in vars(given)}
+
+
 def _json_out():
     """In JSON mode the real stdout is reserved for events: everything else that prints goes to stderr."""
     real = sys.stdout
@@ -96,6 +110,7 @@ def cmd_train(argv: list[str]) -> int:
     from .train import CancelFlag, Events, TrainConfig, TrainError, train
 
     args = _train_parser().parse_args(argv)
+    explicit = _explicit_fields(argv)
     stream = _json_out() if args.json_progress else sys.stdout
     events = Events(args.json_progress, stream)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
@@ -109,9 +124,10 @@ def cmd_train(argv: list[str]) -> int:
         reward_fixes=list(args.reward_fix), max_pixels=args.max_pixels, max_per_cell=args.max_per_cell,
         heldout_fraction=args.heldout_fraction, eval_max_new_tokens=args.eval_max_new_tokens,
         skip_eval=args.skip_eval, save_steps=args.save_steps, seed=args.seed, data_seed=args.data_seed,
-        resume=args.resume, allow_cpu_quantization=args.allow_cpu_quantization, cpu_threads=args.cpu_threads)
+        resume=args.resume, allow_cpu_quantization=args.allow_cpu_quantization, cpu_threads=args.cpu_threads,
+        explicit=explicit)
     flag = CancelFlag()
-    flag.install()  # cancel during loading too (re-installed around trainer.train)
+    flag.install()  # once, for the whole run: train() checks the flag between every stage
     try:
         from repic_desktop.captioning.models import ModelError
         from repic_desktop.core.library import LibraryError
@@ -231,7 +247,7 @@ def cmd_adapters(argv: list[str]) -> int:
             elif args.cmd == "merge":
                 out = ad.merge(library, args.name, args.dest)
                 print(f"merged {out['name']} into {out['path']} (float32 safetensors)")
-    except (ad.AdapterError, LibraryError, ModelError, FileNotFoundError) as exc:
+    except (ad.AdapterError, LibraryError, ModelError, OSError) as exc:
         print(f"repic-train: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     return 0

@@ -57,15 +57,46 @@ def deactivate_if_active(path: str) -> bool:
     return False
 
 
+# What a training run writes (trainer/train.py): <run>/adapter/, <run>/checkpoints/checkpoint-N/ and
+# <run>/run_config.json. Nothing else is ever deleted: `--out` may have been a user's own folder.
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin", "manifest.json",
+                 "README.md")
+RUN_FILES = ("run_config.json",)
+
+
+def _rmdir_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass
+
+
+def delete_run_files(adapter_dir: Path) -> None:
+    """Delete an adapter folder's own files and, when it is a run's ``adapter/`` folder, the run's
+    checkpoints and run config; folders are removed only once empty (a user's files always stay)."""
+    for f in ADAPTER_FILES:
+        (adapter_dir / f).unlink(missing_ok=True)
+    _rmdir_if_empty(adapter_dir)
+    if adapter_dir.name != "adapter":
+        return
+    run = adapter_dir.parent
+    ckpts = run / "checkpoints"
+    if ckpts.is_dir():
+        for cp in ckpts.glob("checkpoint-*"):
+            if cp.is_dir() and not cp.is_symlink() and cp.name.split("-")[-1].isdigit():
+                shutil.rmtree(cp)
+        _rmdir_if_empty(ckpts)
+    for f in RUN_FILES:
+        (run / f).unlink(missing_ok=True)
+    _rmdir_if_empty(run)
+
+
 def remove(library, name: str, *, delete_files: bool = False) -> dict[str, Any]:
     a = library.remove_adapter(name)
     deactivated = deactivate_if_active(a.path)
     deleted = False
     if delete_files and Path(a.path).is_dir():
-        # Only the adapter folder (and its run folder when it is ours: <run>/adapter + <run>/checkpoints).
-        folder = Path(a.path)
-        run = folder.parent if folder.name == "adapter" and (folder.parent / "checkpoints").exists() else folder
-        shutil.rmtree(run)
+        delete_run_files(Path(a.path))
         deleted = True
     return {"name": a.name, "path": a.path, "deactivated": deactivated, "deleted": deleted}
 
@@ -105,6 +136,8 @@ def merge(library, name: str, dest: str, *, cache_dir: str | None = None) -> dic
         # peft would fall back to a pickled adapter_model.bin, i.e. run code from the file
         raise AdapterError(f"{a.path} has no adapter_model.safetensors: only safetensors adapters are loaded")
     out = Path(dest)
+    if out.exists() and not out.is_dir():
+        raise AdapterError(f"{out} is a file: choose a new folder")
     if out.exists() and any(out.iterdir()):
         raise AdapterError(f"{out} already exists and is not empty: choose a new folder")
     base_path, _ = resolve_local(a.base_model, revision=a.base_revision, cache_dir=cache_dir)

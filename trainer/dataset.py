@@ -151,6 +151,52 @@ def _prompt_concept(library, concept, max_refs: int) -> PromptConcept:
     return PromptConcept(concept.name, concept.info, tuple(refs))
 
 
+def _reference_photos(library, concepts) -> tuple[set[int], set[str]]:
+    """Ids of the library photos used as references, and the content hashes of every reference (a
+    reference imported from a file may be byte-identical to a library photo)."""
+    from repic_desktop.core.images import sha256_file
+
+    ids: set[int] = set()
+    hashes: set[str] = set()
+    for c in concepts:
+        for r in library.concept_refs(c.id):
+            if r.photo_id is not None:
+                ids.add(r.photo_id)
+                h = library.photo(r.photo_id).content_hash
+            else:
+                try:
+                    h = sha256_file(reference_path(library, r))
+                except OSError:
+                    h = None
+            if h:
+                hashes.add(h)
+    return ids, hashes
+
+
+def _appearances(library, labelled: dict[int, set[int]], photos) -> dict[int, set[int]]:
+    """photo id -> every concept that shows up in it in any way: a tag of any source (detector
+    suggestions too), a region of any source, a pending retrieval suggestion, or a tag of any caption
+    (drafts and old ones too), merged over byte-identical copies. An OCT "no" must be certain."""
+    by_name = {c.name.casefold(): c.id for c in library.concepts()}
+    hashes = {pid: photos[pid].content_hash for pid in labelled if photos[pid].content_hash}
+    twins = library.photos_by_hashes(set(hashes.values())) if hashes else {}
+    out: dict[int, set[int]] = {}
+    for pid in labelled:
+        seen: set[int] = set()
+        others = [q.id for q in twins.get(hashes.get(pid, ""), [])]
+        for q in {pid, *others}:
+            seen.update(c.id for c in library.photo_concepts(q))
+            seen.update(r.concept_id for r in library.regions(q) if r.concept_id is not None)
+            seen.update(s["concept_id"] for s in library.suggestion_rows(q) if s["status"] == "pending")
+            for cap in library.caption_history(q):
+                for tag in cap.tags:
+                    cid = by_name.get(str(tag).strip().removeprefix("<").removesuffix(">").strip().casefold())
+                    if cid is not None:
+                        seen.add(cid)
+        out[pid] = seen
+    return out
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
@@ -160,11 +206,13 @@ def _plural(n: int, word: str) -> str:
 def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int = 2024,
                   heldout_fraction: float = 0.2, min_photos: int = MIN_PHOTOS, balance_factor: float = 2.0,
                   max_per_cell: int | None = None, max_refs: int = 1, tasks: Iterable[str] = TASKS,
-                  min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> BuiltDataset:
+                  min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS,
+                  heldout_ids: Iterable[int] | None = None) -> BuiltDataset:
     """Build the GRPO samples and the held-out photos from `library` (see the module docstring).
 
     `concepts`: names to train on (default: every concept with enough data; the others are skipped with
     a warning). Named concepts that lack data are an error, as is a library where no concept qualifies.
+    `heldout_ids`: the held-out photos of a resumed run (its run_config.json) instead of a new split.
     """
     tasks = tuple(t for t in TASKS if t in set(tasks))
     rng = random.Random(seed)
@@ -184,9 +232,23 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
     all_photos = library.list_photos()
     photos = {p.id: p for p in all_photos if os.path.exists(p.fs_path)}
     gone = len(all_photos) - len(photos)
-    ref_photo_ids = {r.photo_id for c in chosen for r in library.concept_refs(c.id) if r.photo_id is not None}
-    # candidate query photos: present, labelled, not a reference
-    labelled = {pid: ids for pid, ids in known.items() if pid in photos and pid not in ref_photo_ids and ids}
+    ref_photo_ids, ref_hashes = _reference_photos(library, chosen)
+    # candidate query photos: present, labelled, not a reference (nor a byte-identical copy of one), and
+    # one photo per content (a duplicate could be trained on while its twin is held out)
+    labelled: dict[int, set[int]] = {}
+    first_of_hash: dict[str, int] = {}
+    for pid in sorted(known):
+        ids = known[pid]
+        p = photos.get(pid)
+        if p is None or pid in ref_photo_ids or not ids or (p.content_hash and p.content_hash in ref_hashes):
+            continue
+        twin = first_of_hash.get(p.content_hash) if p.content_hash else None
+        if twin is not None:
+            labelled[twin] = labelled[twin] | ids  # same pixels, so the same concepts
+            continue
+        if p.content_hash:
+            first_of_hash[p.content_hash] = pid
+        labelled[pid] = set(ids)
 
     problems, warnings = [], []
     if gone:
@@ -218,13 +280,20 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
     query_photos = {pid: ids & ok_ids for pid, ids in labelled.items() if ids & ok_ids}
 
     # ---- held-out split by photo
-    heldout_ids: set[int] = set()
+    forced = None if heldout_ids is None else set(heldout_ids)
+    heldout_ids = set()
     pids = sorted(query_photos)
     rng.shuffle(pids)
     count = {cid: sum(1 for ids in query_photos.values() if cid in ids) for cid in ok_ids}
     target = {cid: max(1, math.floor(count[cid] * heldout_fraction)) for cid in ok_ids} if heldout_fraction > 0 \
         else {cid: 0 for cid in ok_ids}
     held = {cid: 0 for cid in ok_ids}
+    if forced is not None:  # a resumed run keeps its split
+        heldout_ids = {pid for pid in pids if pid in forced}
+        for pid in heldout_ids:
+            for c in query_photos[pid]:
+                held[c] += 1
+        pids = []
     for pid in pids:
         ids = query_photos[pid]
         needs = any(held[c] < target[c] for c in ids)
@@ -280,13 +349,15 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
                 samples.append(TrainSample("ict", "yes_no_name_multi", pid, tuple(name_of[c] for c in ids), prompt,
                                            tags))
 
-    # OCT: positives and as many true negatives (labelled photos without the concept)
+    # OCT: positives and as many true negatives (labelled photos without any trace of the concept)
     if "oct" in tasks:
+        appears = _appearances(library, labelled, photos)
         per_side = max(1, math.ceil(cap / 2))
         for cid in ordered(ok_ids):
             name = name_of[cid]
             pos = [pid for pid in shuffled if cid in query_photos[pid]][:per_side]
-            neg_pool = [pid for pid in sorted(labelled) if pid not in heldout_ids and cid not in labelled[pid]]
+            neg_pool = [pid for pid in sorted(labelled) if pid not in heldout_ids and cid not in labelled[pid]
+                        and cid not in appears.get(pid, ())]
             rng.shuffle(neg_pool)
             neg = neg_pool[:len(pos)]
             if not neg:

@@ -5,8 +5,9 @@ RePIC's recipe (reference/repic-method.md §3.1, §3.4) as TRL settings:
 * LoRA r 64, alpha 128, dropout 0.05 on the language model's linear layers (q/k/v/o, gate/up/down);
   never the vision tower (Qwen2.5-VL's ViT also has gate/up/down_proj, so a plain name list would hit
   it: the targets are a regex under ``language_model``, and training refuses to start if any LoRA
-  module lands under ``visual``). RePIC's auto-discovery also caught ``lm_head``: opt in with
-  ``lora_lm_head``.
+  module lands under ``visual``). RePIC's auto-discovery also caught ``lm_head``; here that is opt-in
+  (``lora_lm_head``): ~10 M more parameters and one more vocabulary-sized activation per token on the 7B, with
+  no measured benefit (docs/training.md, Training settings).
 * 8 generations per prompt, 2 prompts per optimizer step (per-device batch = G, gradient accumulation
   2), beta 0.04, epsilon 0.2, lr 1e-5 with linear decay and no warm-up, max grad norm 1.0, 2 epochs,
   sampling at temperature 1 with top-k 50 (transformers' GenerationConfig default, which RePIC's
@@ -41,6 +42,12 @@ LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_p
 LORA_TARGETS_WITH_HEAD = r"(.*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)|lm_head)"
 ADAPTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._ -]{0,63}$")
 EXIT_CANCELLED = 130
+LOSS_TYPE = "grpo"        # per-sequence mean, then mean: RePIC's loss
+SCALE_REWARDS = "group"   # advantages divided by the group's reward std
+RUN_CONFIG = "run_config.json"
+RUN_ENTRIES = ("adapter", "checkpoints", RUN_CONFIG)  # all a run folder ever holds
+# Settings a resumed run takes from its run_config.json; these may be changed on --resume.
+RESUME_MAY_CHANGE = ("epochs", "max_steps", "save_steps")
 
 
 class TrainError(RuntimeError):
@@ -88,13 +95,24 @@ class TrainConfig:
     resume: bool = False
     allow_cpu_quantization: bool = False  # tests only: bitsandbytes 4-bit does run on a CPU, slowly
     cpu_threads: int | None = None  # CPU training: torch threads; None = all cores but one
+    # the fields the user set (the CLI's explicit flags); None = every field counts as set (Python API),
+    # except those left None. On --resume a set field that differs from the run's is an error.
+    explicit: set[str] | None = None
+
+    RUN_KEYS = ("base", "revision", "epochs", "max_steps", "num_generations", "grad_accum", "per_device_batch",
+                "beta", "epsilon", "learning_rate", "temperature", "top_k", "max_completion_length", "lora_r",
+                "lora_alpha", "lora_dropout", "lora_lm_head", "seed", "data_seed", "save_steps", "reward_fixes",
+                "quant", "heldout_fraction", "min_photos", "max_per_cell", "min_pixels", "max_pixels")
+
+    def run_values(self) -> dict[str, Any]:
+        """What a resumed run must reuse (stored in run_config.json), as given."""
+        return {k: getattr(self, k) for k in self.RUN_KEYS}
 
     def hyperparameters(self) -> dict[str, Any]:
-        keys = ("epochs", "max_steps", "num_generations", "grad_accum", "beta", "epsilon", "learning_rate",
-                "temperature", "top_k", "max_completion_length", "lora_r", "lora_alpha", "lora_dropout",
-                "lora_lm_head", "seed", "data_seed", "reward_fixes", "quant", "min_pixels", "max_pixels",
-                "heldout_fraction")
-        return {k: getattr(self, k) for k in keys}
+        hp = {k: v for k, v in self.run_values().items() if k not in ("base", "revision")}
+        hp["per_device_batch"] = self.per_device_batch or self.num_generations
+        hp["loss_type"], hp["scale_rewards"] = LOSS_TYPE, SCALE_REWARDS
+        return hp
 
 
 # ---- progress events --------------------------------------------------------------------------------
@@ -196,20 +214,38 @@ def _progress_callback(events: Events, cancel_flag: "CancelFlag"):
     return ProgressCallback()
 
 
+class Cancelled(Exception):
+    """Raised between stages (and between held-out photos) once the cancel flag is set."""
+
+
 class CancelFlag:
-    """SIGTERM/SIGINT -> stop after the current step and save a checkpoint. A second signal gets the
-    default behaviour (exit at once) for a user who really means it."""
+    """SIGTERM/SIGINT -> stop after the current step (or stage) and save a checkpoint. A second signal
+    gets the handler that was there before (exit at once) for a user who really means it."""
 
     def __init__(self):
         self.set = False
         self._previous: dict[int, Any] = {}
 
-    def install(self) -> None:
+    @property
+    def installed(self) -> bool:
+        return bool(self._previous)
+
+    def install(self) -> bool:
+        """Route SIGTERM/SIGINT here. Idempotent: a second call keeps the first call's previous handlers
+        (saving our own handler as "previous" would make the second signal a no-op). Returns whether
+        this call installed it."""
+        if self._previous:
+            return False
         for sig in (signal.SIGTERM, signal.SIGINT):
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread (tests calling train() from a worker)
                 pass
+        return bool(self._previous)
+
+    def check(self) -> None:
+        if self.set:
+            raise Cancelled()
 
     def _handle(self, signum, frame) -> None:
         self.set = True
@@ -229,8 +265,10 @@ class CancelFlag:
 
 def evaluate_heldout(model, processor, heldout: list[HeldOut], *, max_new_tokens: int, batch_size: int = 4,
                      min_pixels: int, max_pixels: int, generation_kwargs: dict[str, Any] | None = None,
-                     rule: str = "name-aware") -> tuple[dict[str, Any], list[str]]:
-    """Greedy captions of the held-out photos and RePIC's name precision/recall/F1 over them."""
+                     rule: str = "name-aware", should_stop: Callable[[], bool] | None = None
+                     ) -> tuple[dict[str, Any], list[str]]:
+    """Greedy captions of the held-out photos and RePIC's name precision/recall/F1 over them.
+    `should_stop` is asked before each batch of `batch_size` photos; when true, `Cancelled` is raised."""
     import torch
 
     from repic_desktop.captioning.engine import CaptionEngine, CaptionRequest
@@ -244,8 +282,13 @@ def evaluate_heldout(model, processor, heldout: list[HeldOut], *, max_new_tokens
         engine = CaptionEngine(model, processor, generation_kwargs=generation_kwargs, batch_size=batch_size,
                                max_new_tokens=max_new_tokens, min_pixels=min_pixels, max_pixels=max_pixels,
                                prefetch=False)
+        results = []
+        step = max(1, batch_size)
         with torch.no_grad():
-            results = engine.caption([CaptionRequest(h.photo_id, h.prompt) for h in heldout])
+            for i in range(0, len(heldout), step):
+                if should_stop is not None and should_stop():
+                    raise Cancelled()
+                results.extend(engine.caption([CaptionRequest(h.photo_id, h.prompt) for h in heldout[i:i + step]]))
         engine.clear_cache()
     finally:
         if was_training:
@@ -291,9 +334,73 @@ def check_name(name: str) -> str:
     return name
 
 
+def _complete_checkpoint(p: Path) -> bool:
+    """A checkpoint the trainer finished writing: its state and the adapter weights are there (a run
+    killed while saving leaves a folder without them)."""
+    return (p.is_dir() and p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+            and (p / "adapter_model.safetensors").is_file())
+
+
 def _latest_checkpoint(folder: Path) -> Path | None:
-    cps = [p for p in folder.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    cps = [p for p in folder.glob("checkpoint-*") if _complete_checkpoint(p)]
     return max(cps, key=lambda p: int(p.name.split("-")[-1])) if cps else None
+
+
+def _check_out_folder(out: Path) -> None:
+    """Refuse a folder that holds anything but a previous run: a run writes into it, and
+    `adapters remove --delete-files` deletes what the run wrote."""
+    if out.exists() and not out.is_dir():
+        raise TrainError(f"--out {out} is a file: choose a new or empty folder")
+    if out.is_dir():
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_ENTRIES)
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise TrainError(f"--out {out} is not empty and not a training run of repic-train (it holds {shown}): "
+                             "choose a new or empty folder")
+
+
+def _flag(key: str) -> str:
+    return {"reward_fixes": "--reward-fix", "quant": "--quant", "base": "--base"}.get(key, "--" + key.replace("_", "-"))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return sorted(map(str, a or [])) == sorted(map(str, b or []))
+    return a == b
+
+
+def read_run_config(out: Path) -> dict[str, Any] | None:
+    f = out / RUN_CONFIG
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise TrainError(f"cannot read {f}: {exc}") from exc
+
+
+def apply_run_config(cfg: TrainConfig, rc: dict[str, Any]) -> TrainConfig:
+    """The resumed run's settings come from its run_config.json; a setting the user gave that differs
+    is an error naming the flag (only --max-steps, --epochs and --save-steps may change)."""
+    from dataclasses import replace
+
+    given = cfg.explicit
+    stored = dict(rc.get("config") or {})
+    stored["name"] = rc.get("name")
+    stored["concepts"] = rc.get("concepts")
+    changes: dict[str, Any] = {}
+    for key, value in stored.items():
+        if not hasattr(cfg, key):
+            continue
+        mine = getattr(cfg, key)
+        is_given = (key in given) if given is not None else mine is not None
+        if key in RESUME_MAY_CHANGE and is_given:
+            continue
+        if is_given and mine is not None and not _same(mine, value):
+            raise TrainError(f"{_flag(key)} {mine!r} conflicts with the run being resumed ({value!r} in "
+                             f"{RUN_CONFIG}): leave {_flag(key)} out to keep the run's setting")
+        changes[key] = list(value) if isinstance(value, tuple) else value
+    return replace(cfg, **changes)
 
 
 def _versions() -> dict[str, str]:
@@ -315,13 +422,27 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
           ) -> dict[str, Any]:
     """Train, evaluate, save and register an adapter. Returns the "done" payload. Raises TrainError,
     DatasetError or ModelError with a user-facing message; `KeyboardInterrupt`-free cancellation through
-    `cancel_flag` (the return value then has ``cancelled: True``).
+    `cancel_flag` (the return value then has ``cancelled: True``, and nothing is registered). The flag
+    is checked between every stage, so a cancel during loading, scoring, saving or registering stops too.
 
     `reward_functions` replaces RePIC's rewards (Python API only: experiments, and tests on the random
     demo model, whose completions never earn a RePIC reward, so its advantages and gradients are 0)."""
+    cancel_flag = cancel_flag or CancelFlag()
+    owned = cancel_flag.install()  # no-op when the CLI installed it already (keeps the first previous handler)
+    state: dict[str, Any] = {"step": 0, "checkpoint": None, "out": None}
+    try:
+        return _train(cfg, library, events, cancel_flag, dataset, reward_functions, state)
+    except Cancelled:
+        return {"cancelled": True, "step": state["step"], "checkpoint": state["checkpoint"], "out": state["out"]}
+    finally:
+        if owned:
+            cancel_flag.restore()
+
+
+def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, dataset: BuiltDataset | None,
+           reward_functions, state: dict[str, Any]) -> dict[str, Any]:
     from repic_desktop.captioning.models import ModelSpec, load_model
 
-    cancel_flag = cancel_flag or CancelFlag()
     if cfg.quant not in ("none", "4bit"):
         raise TrainError(f"--quant must be 4bit or left out (got {cfg.quant!r})")
     if cfg.num_generations < 2:
@@ -330,30 +451,67 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
     if bad:
         raise TrainError(f"unknown reward fix {sorted(bad)[0]!r}; choose from {', '.join(FIXES)}")
 
+    # ---- a resumed run takes its settings and held-out photos from its run_config.json
+    run_config = None
+    if cfg.resume:
+        if not cfg.out and not cfg.name:
+            raise TrainError("--resume needs the run's --out folder or its --name")
+        out0 = Path(cfg.out) if cfg.out else library.data_dir / "adapters" / check_name(cfg.name)
+        run_config = read_run_config(out0)
+        if run_config is not None:
+            cfg = apply_run_config(cfg, run_config)
+        else:
+            log.warning("%s has no %s (a run from an older version): resuming with the settings given",
+                        out0, RUN_CONFIG)
+
     # ---- data first: cheap, and the commonest reason to stop
     if dataset is None:
         events.status("Building the training data")
         dataset = build_dataset(library, cfg.concepts, seed=cfg.data_seed, heldout_fraction=cfg.heldout_fraction,
                                 min_photos=cfg.min_photos, max_per_cell=cfg.max_per_cell,
-                                min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels)
+                                min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
+                                heldout_ids=run_config.get("heldout_photo_ids") if run_config else None)
+    if run_config is not None and len(dataset.train) != run_config.get("train_samples", len(dataset.train)):
+        dataset.warnings.append(f"the library changed since this run started: {len(dataset.train)} training "
+                                f"samples now, {run_config.get('train_samples')} then (the held-out photos are "
+                                "kept)")
     summary = dataset.summary()
     events.emit("dataset", summary=summary)
     if not dataset.train:
         raise DatasetError("no training samples could be built from this library")
 
     name = check_name(cfg.name or default_name(cfg, dataset.concepts))
-    if not cfg.resume and any(a.name == name for a in library.adapters()):
-        raise TrainError(f"there is already an adapter called {name!r}: choose another --name or remove it "
-                         f"(`repic-train adapters remove {name}`)")
     out = Path(cfg.out) if cfg.out else library.data_dir / "adapters" / name
     ckpt_dir, adapter_dir = out / "checkpoints", out / "adapter"
+    state["out"] = str(out)
+    registered = next((a for a in library.adapters() if a.name == name), None)
+    if registered is not None and not cfg.resume:
+        raise TrainError(f"there is already an adapter called {name!r}: choose another --name or remove it "
+                         f"(`repic-train adapters remove {name}`)")
     resume_from = None
     if cfg.resume:
         resume_from = _latest_checkpoint(ckpt_dir)
         if resume_from is None:
-            raise TrainError(f"nothing to resume: no checkpoint in {ckpt_dir}")
-    elif adapter_dir.exists():
-        raise TrainError(f"{adapter_dir} already exists: choose another --out or --name")
+            raise TrainError(f"nothing to resume: no complete checkpoint in {ckpt_dir}")
+        if registered is not None and Path(registered.path).resolve() != adapter_dir.resolve():
+            raise TrainError(f"there is already an adapter called {name!r} in {registered.path}, which is not "
+                             f"this run's folder ({out}): resume with its own --out, or choose another --name")
+        state["checkpoint"] = str(resume_from)
+        state["step"] = int(resume_from.name.split("-")[-1])
+    else:
+        _check_out_folder(out)
+        if adapter_dir.exists():
+            raise TrainError(f"{adapter_dir} already exists: choose another --out or --name")
+        if is_main_process():
+            out.mkdir(parents=True, exist_ok=True)
+            rc = {"format": "repic-desktop-run/1", "name": name, "concepts": dataset.concepts,
+                  "config": cfg.run_values(), "hyperparameters": cfg.hyperparameters(),
+                  "heldout_photo_ids": sorted(h.photo_id for h in dataset.heldout),
+                  "train_photo_ids": sorted({s.photo_id for s in dataset.train}), "train_samples": len(dataset.train),
+                  "library": str(getattr(library, "path", "")),
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            (out / RUN_CONFIG).write_text(json.dumps(rc, indent=2, ensure_ascii=False), encoding="utf-8")
+    cancel_flag.check()
 
     import torch
 
@@ -371,6 +529,7 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
                          "leave out --quant to train in full precision on the CPU (slow), or train on a GPU machine")
     loaded = load_model(spec, allow_cpu_quantization=cfg.allow_cpu_quantization)
     model, processor = loaded.model, loaded.processor
+    cancel_flag.check()
     on_cuda = loaded.device.startswith("cuda")
     if not on_cuda:
         # One core stays free: the GUI that started this process keeps responding, and OpenMP threads
@@ -385,12 +544,14 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
     before: dict[str, Any] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n": 0}
     eval_kwargs = dict(max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.eval_batch_size,
                        min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels,
-                       generation_kwargs=loaded.generation_kwargs())
+                       generation_kwargs=loaded.generation_kwargs(), should_stop=lambda: cancel_flag.set)
     main = is_main_process()
     if not cfg.skip_eval and dataset.heldout and main:
+        cancel_flag.check()
         events.status(f"Scoring the base model on {len(dataset.heldout)} held-out photos")
         before, _ = evaluate_heldout(model, processor, dataset.heldout, **eval_kwargs)
         events.emit("eval", phase="before", metrics=before)
+    cancel_flag.check()
 
     from trl import GRPOConfig, GRPOTrainer
 
@@ -414,8 +575,8 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
         max_grad_norm=1.0,
         beta=cfg.beta,
         epsilon=cfg.epsilon,
-        loss_type="grpo",
-        scale_rewards="group",
+        loss_type=LOSS_TYPE,
+        scale_rewards=SCALE_REWARDS,
         temperature=cfg.temperature,
         top_k=cfg.top_k,
         top_p=1.0,
@@ -444,25 +605,33 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
     n_lora = len(lora_modules(trainer.model))
     if n_lora == 0:
         raise TrainError("LoRA found no language-model layers in this model: is it a Qwen2.5-VL?")
+    cancel_flag.check()  # a signal while loading or scoring: nothing trained, nothing (new) to save
 
-    if cancel_flag.set:  # a signal while loading or scoring: nothing trained, nothing to save
-        return {"cancelled": True, "step": 0, "checkpoint": None, "out": str(out)}
-    events.status("Training" + (f" (resuming from {resume_from.name})" if resume_from else ""))
-    cancel_flag.install()
-    try:
-        result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    except torch.cuda.OutOfMemoryError as exc:
-        raise TrainError("the GPU ran out of memory: try --quant 4bit, fewer --num-generations or a smaller "
-                         "--max-pixels") from exc
-    finally:
-        cancel_flag.restore()
+    finished = _finished_checkpoint(resume_from, cfg) if resume_from else None
+    result = None
+    if finished is not None:
+        # The checkpoint already holds the last step: training again would run one step more.
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+        from transformers import TrainerState
+
+        events.status(f"Training already finished at {resume_from.name}: loading it")
+        set_peft_model_state_dict(trainer.model, load_file(str(resume_from / "adapter_model.safetensors")))
+        trainer.state = TrainerState.load_from_json(str(resume_from / "trainer_state.json"))
+    else:
+        events.status("Training" + (f" (resuming from {resume_from.name})" if resume_from else ""))
+        try:
+            result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        except torch.cuda.OutOfMemoryError as exc:
+            raise TrainError("the GPU ran out of memory: try --quant 4bit, fewer --num-generations or a smaller "
+                             "--max-pixels") from exc
+    state["step"] = trainer.state.global_step
+    cp = _latest_checkpoint(ckpt_dir)
+    state["checkpoint"] = str(cp) if cp else None
     if not main:  # other ranks of a multi-GPU run: rank 0 evaluates, saves and registers
         return {"cancelled": cancel_flag.set, "rank": int(os.environ.get("RANK", "0")),
                 "step": trainer.state.global_step, "checkpoint": None, "out": str(out)}
-    if cancel_flag.set:
-        cp = _latest_checkpoint(ckpt_dir)
-        return {"cancelled": True, "step": trainer.state.global_step, "checkpoint": str(cp) if cp else None,
-                "out": str(out)}
+    cancel_flag.check()
 
     after = dict(before)
     if not cfg.skip_eval and dataset.heldout:
@@ -471,6 +640,7 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
         events.emit("eval", phase="after", metrics=after)
     improved = bool(dataset.heldout) and not cfg.skip_eval and after["f1"] > before["f1"]
     flagged = not improved
+    cancel_flag.check()
 
     events.status("Saving the adapter")
     adapter_dir.mkdir(parents=True, exist_ok=True)
@@ -490,7 +660,8 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
         "hyperparameters": cfg.hyperparameters(),
         "lora_modules": n_lora,
         "metrics": {"before": before, "after": after, "rule": "name-aware",
-                    "steps": trainer.state.global_step, "train_runtime_s": _num(result.metrics.get("train_runtime")),
+                    "steps": trainer.state.global_step,
+                    "train_runtime_s": _num(result.metrics.get("train_runtime")) if result is not None else None,
                     "log": metrics_log[-50:]},
         "improved": improved,
         "flagged": flagged,
@@ -499,7 +670,22 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     (adapter_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+    events.status("Registering the adapter")
+    cancel_flag.check()  # the last point a cancel can stop: after this the adapter is registered
     library.register_adapter(name, adapter_dir.resolve(), base_model=cfg.base, base_revision=cfg.revision,
                              manifest=manifest, replace=cfg.resume)
     return {"adapter": name, "path": str(adapter_dir.resolve()), "improved": improved, "flagged": flagged,
             "before": before, "after": after}
+
+
+def _finished_checkpoint(checkpoint: Path, cfg: TrainConfig) -> Path | None:
+    """`checkpoint` when it already holds the run's last step, else None."""
+    try:
+        st = json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    done, planned = int(st.get("global_step") or 0), int(st.get("max_steps") or 0)
+    if not (cfg.max_steps and cfg.max_steps > 0) and _num(st.get("num_train_epochs")) not in (None, float(cfg.epochs)):
+        return None  # --epochs changed: the trainer works out the new end
+    target = cfg.max_steps if cfg.max_steps and cfg.max_steps > 0 else planned
+    return checkpoint if target > 0 and done >= target else None

@@ -778,7 +778,15 @@ class PersonalizePage(QWidget):
         self._flush_noise()
         p = self.progress
         stop = p.error_event if p.error_event and p.error_event.get("cancelled") else None
-        if self._cancelling or stop is not None:
+        if p.done is not None:
+            # A "done" event means the adapter was saved and registered: that is the outcome, whatever
+            # the exit code says (a late signal or a crash while exiting cannot unregister it).
+            self._cancelling = False
+            if p.done.get("flagged"):
+                self._status("Done, but the new adapter is not better than the base model.", tone(self, "warn"))
+            else:
+                self._status("Done.", tone(self, "good"))
+        elif self._cancelling or stop is not None:
             self._reset_result()
             if stop is not None and stop.get("checkpoint") and stop.get("out"):
                 self._resume_out = str(stop["out"])
@@ -788,11 +796,6 @@ class PersonalizePage(QWidget):
                              "A checkpoint was saved: Resume continues from it.")
             else:
                 self._status("Cancelled: no adapter was made.")
-        elif code == 0 and status == QProcess.ExitStatus.NormalExit and p.done is not None and p.error is None:
-            if p.done.get("flagged"):
-                self._status("Done, but the new adapter is not better than the base model.", tone(self, "warn"))
-            else:
-                self._status("Done.", tone(self, "good"))
         else:
             if p.error:
                 msg = p.error

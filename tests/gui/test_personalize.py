@@ -94,6 +94,8 @@ FAKE = textwrap.dedent('''
                              manifest={{"before": before, "after": after, "flagged": flagged}})
     emit({{"event": "done", "adapter": name, "path": path, "improved": not flagged, "flagged": flagged,
           "before": before, "after": after}})
+    if MODE == "done_then_fail":   # e.g. killed while exiting: the adapter is registered all the same
+        sys.exit(1)
 ''')
 
 
@@ -221,6 +223,16 @@ def test_a_flagged_adapter_needs_use_anyway(tagged_library, settings_dir, fake_t
     page.use_anyway_btn.click()
     assert Settings.load().model.adapter.endswith(os.path.join("adapters", "family"))
     assert not answers
+
+
+def test_a_done_event_wins_over_a_failing_exit_code(tagged_library, settings_dir, fake_trainer, qtbot):
+    command, _ = fake_trainer("done_then_fail")
+    page = make_page(qtbot, tagged_library, command)
+    page.name_edit.setText("family")
+    run_to_end(qtbot, page)
+    assert page.proc.exitCode() == 1
+    assert page.status_label.text() == "Done." and not page.error_box.isVisible()
+    assert page.adapter_list.topLevelItem(0) is not None
 
 
 @pytest.mark.parametrize("mode, message, tail", [
