@@ -24,6 +24,15 @@ def _matcher(args: argparse.Namespace):
         raise _user_error(str(exc)) from None
 
 
+def _check_match_options(args: argparse.Namespace) -> None:
+    """--top-k and --threshold, checked before anything is opened (one-line errors, no traceback)."""
+    if getattr(args, "top_k", None) is not None and args.top_k < 1:
+        raise _user_error(f"--top-k must be at least 1 (got {args.top_k})")
+    thr = getattr(args, "threshold", None)
+    if thr is not None and not 0 < thr <= 1:
+        raise _user_error(f"--threshold is a cosine similarity above 0 and at most 1 (got {thr:g})")
+
+
 def _open(args: argparse.Namespace) -> Library:
     return Library(paths.resolve_library_path(args.library))
 
@@ -71,6 +80,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         return 0
     if not args.photos:
         raise _user_error("say which photos: repic suggest PHOTO ... (or --confirm/--reject/--reset PHOTO NAME)")
+    _check_match_options(args)
     failed = 0
     with _open(args) as lib:
         photos = [lib.resolve_photo(p) for p in args.photos]
@@ -108,6 +118,7 @@ def cmd_index(args: argparse.Namespace) -> int:
     from .cli import _emit, bar_progress, progress_bar
     from .retrieval import service
 
+    _check_match_options(args)
     with _open(args) as lib:
         photo_ids = [lib.resolve_photo(p).id for p in args.photos] if args.photos else None
         matcher = _matcher(args)
@@ -238,9 +249,11 @@ def cmd_faces_ignored(args: argparse.Namespace) -> int:
 def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     def matcher_opts(s):
         s.add_argument("--matcher", metavar="ID", help="dlib-faces (default), clip or dinov2")
-        s.add_argument("--top-k", type=int, metavar="K", help="at most K concepts per photo (default 5)")
+        s.add_argument("--top-k", type=int, metavar="K",
+                       help="at most K concepts per photo (default: Settings' top-K, else 5)")
         s.add_argument("--threshold", type=float, metavar="SIM",
-                       help="cosine similarity needed for a match (default: the matcher's, 0.91 for faces)")
+                       help="cosine similarity needed for a match, 0-1 (default: Settings' threshold for the "
+                            "default matcher, else the matcher's own, 0.91 for faces)")
 
     s = sub.add_parser("suggest", parents=[common], help="who is probably in these photos (suggestions to review)")
     s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")

@@ -640,3 +640,227 @@ def test_confirming_again_after_the_tag_was_removed_tags_again_and_undo_removes_
     service.confirm_suggestion(lib, s.id)          # a third time changes nothing
     assert len(lib.regions(p1)) == 1
     assert service.reset_suggestion(lib, s.id)["untagged"] and lib.regions(p1) == []
+
+
+# ----------------------------------------------------------------------------------------------- review fixes
+
+def test_a_concept_or_photo_removed_during_an_index_job_does_not_kill_it(album):
+    lib, ids, _ = album
+    other = Library(lib.path)  # the GUI's connection, removing things while the job runs
+    m = FakeMatcher()
+    original = m.crops
+    gone = ids["p4_stranger.png"]
+
+    def crops(image):
+        # Green goes just before p2 (red + green) is stored, p4 is deleted while it is being detected.
+        if m.calls["crops"] == 1:
+            other.remove_concept("Green")
+        if m.calls["crops"] == 3:
+            other.conn.execute("DELETE FROM photos WHERE id = ?", (gone,))
+        return original(image)
+
+    m.crops = crops
+    summary = service.run_index_job(lib, m)
+    other.close()
+    assert summary["failed"] == 0 and not summary["cancelled"]
+    assert names(service.suggestions_for(lib, ids["p2_red_green.png"])) == ["Red"]
+    assert lib.index_state(gone, "fake") is None
+    # A foreign-key failure of another kind is one photo's failure, retried by the next run.
+    import sqlite3
+
+    m.crops = original
+    lib.add_concept_ref("Red", photo_id=ids["p5_cat.png"])  # references change: everything is re-matched
+    real = lib.store_photo_retrieval
+    calls = {"n": 0}
+
+    def flaky(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
+        return real(*a, **kw)
+
+    lib.store_photo_retrieval = flaky
+    summary = service.run_index_job(lib, m)
+    assert summary["failed"] == 1 and "FOREIGN KEY" in next(iter(summary["errors"].values()))
+    again = service.run_index_job(lib, m)
+    assert again["failed"] == 0 and again["indexed"] == 1
+
+
+def test_threshold_and_top_k_are_part_of_the_stored_match(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    p2 = ids["p2_red_green.png"]
+    service.run_index_job(lib, m)
+    assert sorted(names(service.suggestions_for(lib, p2))) == ["Green", "Red"]
+    before = m.calls["crops"]
+    strict = service.run_index_job(lib, m, top_k=1)
+    assert len(service.suggestions_for(lib, p2)) == 1 and strict["skipped"] == 0
+    assert m.calls["crops"] == before  # re-matched, not re-detected
+    # A loose one-photo suggest is undone by the next default run.
+    loose = service.suggest_photo(lib, ids["p3_stranger.png"], m, threshold=0.3)
+    assert loose and service.run_index_job(lib, m)["skipped"] < 7
+    assert service.suggestions_for(lib, ids["p3_stranger.png"]) == []
+    assert sorted(names(service.suggestions_for(lib, p2))) == ["Green", "Red"]
+    assert m.calls["crops"] == before
+
+
+def test_settings_threshold_and_top_k_are_the_defaults(album, isolated_env):
+    from repic_desktop.core.settings import Settings
+
+    lib, ids, _ = album
+    m = FakeMatcher()
+    p2, p3 = ids["p2_red_green.png"], ids["p3_stranger.png"]
+    s = Settings()
+    s.extra["retrieval"] = {"top_k": 1, "threshold": 0.3, "default_matcher": "fake"}
+    s.save()
+    service.run_index_job(lib, m)
+    assert len(service.suggestions_for(lib, p2)) == 1
+    assert service.suggestions_for(lib, p3) != []  # the loose threshold applies to the default matcher
+    assert len(service.suggest_photo(lib, p2, m)) == 1
+    assert len(service.suggest_photo(lib, p2, m, top_k=5)) == 2  # the caller's word wins
+    s.extra["retrieval"] = {"top_k": 0, "threshold": 0.3, "default_matcher": "dlib-faces"}
+    s.save()
+    service.run_index_job(lib, m)  # 0 = the matcher's own K; the threshold is another matcher's
+    assert len(service.suggestions_for(lib, p2)) == 2 and service.suggestions_for(lib, p3) == []
+
+
+def test_merge_moves_suggestions_embeddings_matches_and_clusters(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    p1, p2 = ids["p1_red.png"], ids["p2_red_green.png"]
+    service.reject_suggestion(lib, service.find_suggestion(lib, p1, "Red").id)
+    service.confirm_suggestion(lib, service.find_suggestion(lib, p2, "Red").id)
+    cl = service.face_clusters(lib, matcher_id="fake")[0]
+    service.name_cluster(lib, cl.id, "Blue")
+    lib.add_concept("Rouge", "person")
+    lib.add_concept("Bleu", "person")
+    refs_before = m.calls["reference"]
+    rouge = lib.merge_concepts("Red", "Rouge")
+    bleu = lib.merge_concepts("Blue", "Bleu")
+    assert lib.face_cluster_concept(cl.id) == bleu.id
+    assert {r["concept_id"] for r in lib.ref_embeddings("fake")} >= {rouge.id}
+    assert lib.photo_crops(p1, "fake")[0]["match_concept_id"] == rouge.id
+    st = {s.concept_name: s.status for s in service.suggestions_for(lib, p1, include_rejected=True)}
+    assert st == {"Rouge": "rejected"}
+    assert lib.index_state(p1, "fake")["refs_sig"] is None  # re-matched by the next run
+    service.run_index_job(lib, m)
+    assert m.calls["reference"] - refs_before == 2  # only Bleu's two new references (from the cluster)
+    assert {s.concept_name: s.status for s in service.suggestions_for(lib, p1, include_rejected=True)} == \
+        {"Rouge": "rejected"}
+    assert service.find_suggestion(lib, p2, "Rouge").status == "confirmed"
+    # The strangers stay in Bleu's cluster; only p1's face (its match was rejected) is unknown.
+    assert [[f.photo_id for f in c.members] for c in service.face_clusters(lib, matcher_id="fake")] == [[p1]]
+
+
+def test_merge_keeps_the_users_answer_over_a_pending_suggestion(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    lib.add_concept("Rouge", "person")
+    lib.add_concept_ref("Rouge", photo_id=ids["ref_red.png"])
+    service.run_index_job(lib, m)
+    p1 = ids["p1_red.png"]
+    assert sorted(names(service.suggestions_for(lib, p1))) == ["Red", "Rouge"]
+    service.reject_suggestion(lib, service.find_suggestion(lib, p1, "Red").id)
+    lib.merge_concepts("Red", "Rouge")
+    rows = lib.suggestion_rows(p1, include_rejected=True)
+    assert [(r["concept_name"], r["status"]) for r in rows] == [("Rouge", "rejected")]
+
+
+def test_unignoring_a_face_brings_its_suggestion_back_at_the_next_index(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    p1 = ids["p1_red.png"]
+    crop = lib.photo_crops(p1, "fake")[0]
+    service.ignore_faces(lib, [crop["id"]])
+    assert service.suggestions_for(lib, p1) == []
+    service.unignore_faces(lib, [crop["id"]])
+    service.run_index_job(lib, m)
+    assert names(service.suggestions_for(lib, p1)) == ["Red"]
+
+
+def test_an_ignore_survives_an_unreadable_file_and_a_detection_that_misses_it(album):
+    lib, ids, d = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    p1 = ids["p1_red.png"]
+    service.ignore_faces(lib, [lib.photo_crops(p1, "fake")[0]["id"]])
+    h = lib.photo(p1).content_hash
+    lib.fail_photo_retrieval(p1, "fake", content_hash=h, model_sig=m.fingerprint, error="cannot read it: busy")
+    m.fingerprint = "fake-v2"  # re-detected
+    service.run_index_job(lib, m)
+    assert service.suggestions_for(lib, p1) == [] and lib.photo_crops(p1, "fake")[0]["ignored"]
+    # New pixels with no face where the ignored one was, then the face comes back.
+    _photo(d / "p1_red.png", GREY, RED2)
+    scan_folder(lib, str(d))
+    service.run_index_job(lib, m)
+    assert [f.box for f in service.ignored_faces(lib, matcher_id="fake") if f.photo_id == p1] == [Box(0, 0, 40, 40)]
+    _photo(d / "p1_red.png", RED2, GREY, size=(80, 41))
+    scan_folder(lib, str(d))
+    service.run_index_job(lib, m)
+    assert service.suggestions_for(lib, p1) == []
+    assert len([c for c in lib.photo_crops(p1, "fake") if c["ignored"]]) == 1  # no duplicate record
+    # Un-ignoring a record of other pixels ends it; it never comes back as a face of these pixels.
+    _photo(d / "p1_red.png", GREY, RED2)
+    scan_folder(lib, str(d))
+    service.run_index_job(lib, m)
+    stale = [c["id"] for c in lib.photo_crops(p1, "fake") if c["ignored"]]
+    assert len(stale) == 1 and service.unignore_faces(lib, stale) == 1
+    assert all(c["box"] == Box(40, 0, 40, 40) for c in lib.photo_crops(p1, "fake"))
+
+
+def test_a_face_that_now_matches_someone_leaves_its_old_cluster(album):
+    lib, ids, _ = album
+    m = FakeMatcher()
+    service.run_index_job(lib, m)
+    old = service.face_clusters(lib, matcher_id="fake")[0].id
+    lib.add_concept("Blue", "person")
+    lib.add_concept_ref("Blue", photo_id=ids["p3_stranger.png"])
+    service.run_index_job(lib, m)
+    assert service.face_clusters(lib, matcher_id="fake") == []
+    members = []
+    try:
+        members = lib.face_cluster_members(old)
+    except LibraryError:
+        pass
+    assert members == []
+    with pytest.raises(LibraryError):
+        service.name_cluster(lib, old, "Someone")
+    assert lib.photo_concepts(ids["p4_stranger.png"]) == []
+
+
+def test_cli_validates_top_k_and_threshold_and_resume_checks_the_matcher(album, monkeypatch, capsys):
+    from repic_desktop.cli import main
+
+    lib, ids, _ = album
+    monkeypatch.setattr(service, "get_matcher", lambda matcher_id=None, settings=None: FakeMatcher())
+    base = ["--library", str(lib.path)]
+    for bad in (["--top-k", "0"], ["--threshold", "1.5"], ["--threshold", "-0.1"]):
+        assert main([*base, "index", "--quiet", "--matcher", "fake", *bad]) != 0
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and ("top-k" in err or "threshold" in err)
+    m = FakeMatcher()
+    first = service.run_index_job(lib, m, should_stop=lambda: True)
+    other = FakeMatcher()
+    other.id = "other"
+    with pytest.raises(LibraryError, match="fake"):
+        service.run_index_job(lib, other, job_id=first["job_id"])
+
+
+def test_references_are_decoded_at_a_bounded_size_and_boxes_scale_back(album, monkeypatch):
+    lib, ids, _ = album
+    lib.add_concept("Verde", "person")
+    lib.add_concept_ref("Verde", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
+    ref = lib.concept_refs("Verde")[0]
+    m = FakeMatcher()
+    full = service._embed_reference(lib, ref, m)
+    seen = []
+    real = service.open_oriented
+    monkeypatch.setattr(service, "REF_MAX_SIDE", 40)  # the 80x40 photo decodes at 40x20
+    monkeypatch.setattr(service, "open_oriented", lambda path, max_side=None: seen.append(max_side) or
+                        real(path, max_side=max_side))
+    small = service._embed_reference(lib, ref, m)
+    assert seen == [40]
+    assert small.box == full.box and small.kind == "face"  # back in the displayed full-size frame
+    np.testing.assert_allclose(small.vector, full.vector, atol=0.02)

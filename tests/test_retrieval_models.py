@@ -66,8 +66,12 @@ def test_tiny_clip_and_dino_through_the_service(tmp_path, tiny_clip_dir, tiny_di
         assert got[0].concept_name == "Eileen" and got[0].score == pytest.approx(1.0, abs=1e-5)
         assert got[0].kind == "image" and got[0].box.as_list() == [0, 0, 480, 480]
         assert all(r["dim"] == dim for r in lib.ref_embeddings(mid))
-    # Each matcher keeps its own cache; re-running changes nothing.
-    assert service.run_index_job(lib, service.get_matcher("clip", s))["skipped"] == 4
+    # Each matcher keeps its own cache; re-running with the same K and threshold changes nothing, and
+    # another threshold re-matches the stored crops without running the model.
+    clip = service.get_matcher("clip", s)
+    assert service.run_index_job(lib, clip, threshold=-1.0, top_k=2)["skipped"] == 4
+    again = service.run_index_job(lib, clip)
+    assert again["skipped"] == 0 and again["indexed"] == 4 and again["references"] == {"cached": 2}
     lib.close()
 
 

@@ -791,8 +791,9 @@ class Library:
         return c
 
     def merge_concepts(self, source: str, target: str) -> Concept:
-        """Fold `source` into `target` (the same person entered twice): references, photo tags and
-        regions move over, `source` disappears. Target's name, kind and info win."""
+        """Fold `source` into `target` (the same person entered twice): references, photo tags,
+        regions and the retrieval records (suggestions, cached reference vectors, crop matches, named
+        face clusters) move over, `source` disappears. Target's name, kind and info win."""
         s, t = self.concept(source), self.concept(target)
         if s.id == t.id:
             raise LibraryError("cannot merge a concept with itself")
@@ -805,6 +806,7 @@ class Library:
                               " SELECT photo_id, ?, source, created_at FROM photo_concepts WHERE concept_id = ?",
                               (t.id, s.id))
             self.conn.execute("UPDATE regions SET concept_id = ? WHERE concept_id = ?", (t.id, s.id))
+            self._merge_retrieval(s.id, t.id)
             self.conn.execute("DELETE FROM concepts WHERE id = ?", (s.id,))
             self.conn.execute("UPDATE concepts SET updated_at = ? WHERE id = ?", (now(), t.id))
         return self.concept(t.id)
@@ -1037,6 +1039,36 @@ class Library:
     # Storage for retrieval/ ("who is in this photo?"). Vectors arrive and leave as float32 bytes so
     # core needs no numpy; the vector math lives in retrieval/. Suggestions are never decisions: only
     # confirm_suggestion / name_face_cluster write the photo's tags and regions.
+    def _merge_retrieval(self, source_id: int, target_id: int) -> None:
+        """merge_concepts' retrieval part (inside its transaction). On a (photo, matcher) clash the user's
+        answer (confirmed/rejected) wins over a pending suggestion, else target's row stays; a pending
+        suggestion of a photo where the target is settled by another matcher goes too. The photos
+        involved are re-matched by the next index run (their refs signature is cleared)."""
+        s, t = source_id, target_id
+        photos = [r[0] for r in self.conn.execute(
+            "SELECT photo_id FROM suggestions WHERE concept_id IN (?, ?) UNION"
+            " SELECT photo_id FROM photo_crops WHERE match_concept_id IN (?, ?)", (s, t, s, t))]
+        self.conn.execute(
+            "DELETE FROM suggestions WHERE concept_id = ? AND status = 'pending' AND EXISTS (SELECT 1 FROM suggestions"
+            " o WHERE o.concept_id = ? AND o.photo_id = suggestions.photo_id AND o.matcher_id = suggestions.matcher_id"
+            " AND o.status != 'pending')", (t, s))
+        self.conn.execute(
+            "DELETE FROM suggestions WHERE concept_id = ? AND EXISTS (SELECT 1 FROM suggestions o WHERE"
+            " o.concept_id = ? AND o.photo_id = suggestions.photo_id AND o.matcher_id = suggestions.matcher_id)", (s, t))
+        self.conn.execute("UPDATE suggestions SET concept_id = ? WHERE concept_id = ?", (t, s))
+        self.conn.execute(
+            "DELETE FROM suggestions WHERE concept_id = ? AND status = 'pending' AND EXISTS (SELECT 1 FROM suggestions"
+            " o WHERE o.concept_id = ? AND o.photo_id = suggestions.photo_id AND o.status != 'pending')", (t, t))
+        self.conn.execute("UPDATE ref_embeddings SET concept_id = ? WHERE concept_id = ?", (t, s))
+        self.conn.execute("UPDATE photo_crops SET match_concept_id = ? WHERE match_concept_id = ?", (t, s))
+        self.conn.execute("UPDATE face_clusters SET concept_id = ? WHERE concept_id = ?", (t, s))
+        self._invalidate_matches(photos)
+
+    def _invalidate_matches(self, photo_ids: Iterable[int]) -> None:
+        """The next index run re-matches these photos' stored crops (no re-detection)."""
+        for pid in set(photo_ids):
+            self.conn.execute("UPDATE photo_index_state SET refs_sig = NULL WHERE photo_id = ?", (pid,))
+
     def ref_embedding_signatures(self, matcher_id: str) -> dict[int, str]:
         """ref_id -> signature of the cached embedding (stale when the reference's own signature differs)."""
         return dict(self.conn.execute("SELECT ref_id, signature FROM ref_embeddings WHERE matcher_id = ?",
@@ -1122,26 +1154,50 @@ class Library:
         crops: new crops (box, kind, det_score, dim, vec) replacing this matcher's old ones, or None to
         keep the stored crops (only the references changed). matches: per crop position, the best
         concept {"concept_id", "score"} or None. suggestions: {"concept_id", "score", "box", "crop",
-        "kind", "weak"} with "crop" a crop position or None. Returns the crop ids in crop order."""
+        "kind", "weak"} with "crop" a crop position or None. Returns the crop ids in crop order.
+
+        A photo deleted meanwhile is skipped (returns []); matches and suggestions naming a concept that
+        was removed or merged away meanwhile are dropped. An ignored crop is never deleted here: it is
+        the only record of the user's "ignore", so a re-detection that misses its box keeps it, and one
+        that finds the box again carries the ignore over to the new crop (and the old row goes)."""
         t = now()
         with self.transaction():
+            if self.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo_id,)).fetchone() is None:
+                return []
+            wanted = {m["concept_id"] for m in matches if m} | {x["concept_id"] for x in suggestions}
+            if wanted:
+                alive = {r[0] for r in self.conn.execute(
+                    f"SELECT id FROM concepts WHERE id IN ({','.join('?' * len(wanted))})", tuple(wanted))}
+                matches = [m if m is None or m["concept_id"] in alive else None for m in matches]
+                suggestions = [x for x in suggestions if x["concept_id"] in alive]
             if crops is not None:
                 # Read under the write lock: an ignore made while this photo was being detected still holds.
-                ignored = [Box(*r) for r in self.conn.execute(
-                    "SELECT x, y, w, h FROM photo_crops WHERE photo_id = ? AND ignored_at IS NOT NULL", (photo_id,))]
-                self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ?",
+                old_ignored = self.conn.execute(
+                    "SELECT id, matcher_id, x, y, w, h FROM photo_crops WHERE photo_id = ? AND ignored_at IS NOT NULL",
+                    (photo_id,)).fetchall()
+                ignored = [Box(*r[2:6]) for r in old_ignored]
+                self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ? AND ignored_at IS NULL",
                                   (photo_id, matcher_id))
-                for c in crops:
+                crop_ids, ignored_pos = [], set()
+                for i, c in enumerate(crops):
                     gone = c.get("ignored") or any(self.box_iou(c["box"], b) >= self.IGNORE_OVERLAP for b in ignored)
-                    self.conn.execute(
+                    crop_ids.append(self.conn.execute(
                         "INSERT INTO photo_crops (photo_id, matcher_id, content_hash, x, y, w, h, kind, det_score,"
                         " dim, vec, ignored_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                         (photo_id, matcher_id, content_hash, *c["box"].as_list(), c["kind"], float(c["det_score"]),
-                         int(c.get("dim") or 0), c.get("vec"), t if gone else None))
-            crop_rows = self.conn.execute("SELECT id, ignored_at FROM photo_crops WHERE photo_id = ? AND matcher_id = ?"
-                                          " ORDER BY id", (photo_id, matcher_id)).fetchall()
-            crop_ids = [r[0] for r in crop_rows]
-            ignored_pos = {i for i, r in enumerate(crop_rows) if r[1] is not None}
+                         int(c.get("dim") or 0), c.get("vec"), t if gone else None)).lastrowid)
+                    if gone:
+                        ignored_pos.add(i)
+                # This matcher's old ignored rows that a new crop now carries are dropped (no duplicates).
+                for oid, mid, *b in old_ignored:
+                    if mid == matcher_id and any(self.box_iou(Box(*b), crops[i]["box"]) >= self.IGNORE_OVERLAP
+                                                 for i in ignored_pos):
+                        self.conn.execute("DELETE FROM photo_crops WHERE id = ?", (oid,))
+            else:
+                crop_rows = self.conn.execute("SELECT id, ignored_at FROM photo_crops WHERE photo_id = ? AND"
+                                              " matcher_id = ? ORDER BY id", (photo_id, matcher_id)).fetchall()
+                crop_ids = [r[0] for r in crop_rows]
+                ignored_pos = {i for i, r in enumerate(crop_rows) if r[1] is not None}
             suggestions = [s for s in suggestions if s.get("crop") is None or s["crop"] not in ignored_pos]
             for cid, m in zip(crop_ids, matches):
                 self.conn.execute("UPDATE photo_crops SET match_concept_id = ?, match_score = ? WHERE id = ?",
@@ -1184,10 +1240,14 @@ class Library:
     def fail_photo_retrieval(self, photo_id: int, matcher_id: str, *, content_hash: str, model_sig: str,
                              error: str, job_id: int | None = None) -> None:
         """An unusable photo: its old crops and pending suggestions go (they describe other pixels), the
-        reason is kept, and the same unchanged file is not retried by the next index run."""
+        reason is kept, and the same unchanged file is not retried by the next index run. Ignored crops
+        stay: they are the record of the user's "ignore", carried over when the photo is detected again."""
         t = now()
         with self.transaction():
-            self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ?", (photo_id, matcher_id))
+            if self.conn.execute("SELECT 1 FROM photos WHERE id = ?", (photo_id,)).fetchone() is None:
+                return
+            self.conn.execute("DELETE FROM photo_crops WHERE photo_id = ? AND matcher_id = ? AND ignored_at IS NULL",
+                              (photo_id, matcher_id))
             self.conn.execute("DELETE FROM suggestions WHERE photo_id = ? AND matcher_id = ? AND status = 'pending'",
                               (photo_id, matcher_id))
             self.conn.execute(
@@ -1304,14 +1364,17 @@ class Library:
                                 " ORDER BY s.weak, s.score DESC, s.id LIMIT 1", (photo_id, concept_id)).fetchone()
         return self._suggestion(row) if row else None
 
+    # A face crop nobody is matched to (or only someone the user rejected for that photo), not ignored.
+    _UNKNOWN_FACE = (" pc.kind = 'face' AND pc.vec IS NOT NULL AND pc.ignored_at IS NULL"
+                     " AND (pc.match_concept_id IS NULL OR EXISTS (SELECT 1 FROM suggestions s WHERE"
+                     " s.photo_id = pc.photo_id AND s.concept_id = pc.match_concept_id AND s.status = 'rejected'))")
+
     def unknown_face_crops(self, matcher_id: str) -> list[dict[str, Any]]:
         """Face crops that match no concept (or only one the user rejected for that photo) and are not in
         a named cluster: the faces the user may want to name."""
         return [self._crop(r) for r in self.conn.execute(
             self._CROP_SQL.replace("FROM photo_crops", "FROM photo_crops pc") +
-            " WHERE pc.matcher_id = ? AND pc.kind = 'face' AND pc.vec IS NOT NULL AND pc.ignored_at IS NULL"
-            " AND (pc.match_concept_id IS NULL OR EXISTS (SELECT 1 FROM suggestions s WHERE s.photo_id = pc.photo_id"
-            "      AND s.concept_id = pc.match_concept_id AND s.status = 'rejected'))"
+            " WHERE pc.matcher_id = ? AND" + self._UNKNOWN_FACE +
             " AND NOT EXISTS (SELECT 1 FROM face_clusters f WHERE f.id = pc.cluster_id AND f.concept_id IS NOT NULL)"
             " AND EXISTS (SELECT 1 FROM photos p WHERE p.id = pc.photo_id AND p.status = 'ok')"
             " ORDER BY pc.id", (matcher_id,))]
@@ -1331,15 +1394,25 @@ class Library:
                     cl = new[key]
                 self.conn.execute("UPDATE photo_crops SET cluster_id = ? WHERE id = ?", (cl, crop_id))
                 out[crop_id] = cl
+            # A face that now matches someone (or was ignored) leaves its unnamed cluster.
+            self.conn.execute(
+                "UPDATE photo_crops AS pc SET cluster_id = NULL WHERE pc.matcher_id = ? AND pc.cluster_id IN"
+                " (SELECT id FROM face_clusters WHERE concept_id IS NULL) AND NOT (" + self._UNKNOWN_FACE + ")",
+                (matcher_id,))
             self.conn.execute("DELETE FROM face_clusters WHERE matcher_id = ? AND concept_id IS NULL AND id NOT IN"
                               " (SELECT cluster_id FROM photo_crops WHERE cluster_id IS NOT NULL)", (matcher_id,))
         return out
 
     def face_cluster_members(self, cluster_id: int) -> list[dict[str, Any]]:
-        if self.conn.execute("SELECT 1 FROM face_clusters WHERE id = ?", (cluster_id,)).fetchone() is None:
+        """The faces of a cluster. For an unnamed cluster only those still unknown: a face that matched
+        someone since (or was ignored) is not named or ignored with the cluster."""
+        row = self.conn.execute("SELECT concept_id FROM face_clusters WHERE id = ?", (cluster_id,)).fetchone()
+        if row is None:
             raise NotFound(f"no face cluster with id {cluster_id} (see `repic faces clusters`)")
-        return [self._crop(r) for r in self.conn.execute(
-            self._CROP_SQL + " WHERE cluster_id = ? ORDER BY det_score DESC, id", (cluster_id,))]
+        sql = self._CROP_SQL.replace("FROM photo_crops", "FROM photo_crops pc") + " WHERE pc.cluster_id = ?"
+        if row[0] is None:
+            sql += " AND" + self._UNKNOWN_FACE
+        return [self._crop(r) for r in self.conn.execute(sql + " ORDER BY pc.det_score DESC, pc.id", (cluster_id,))]
 
     def face_cluster_concept(self, cluster_id: int) -> int | None:
         row = self.conn.execute("SELECT concept_id FROM face_clusters WHERE id = ?", (cluster_id,)).fetchone()
@@ -1372,6 +1445,15 @@ class Library:
             for oid in changed:
                 self.conn.execute("UPDATE photo_crops SET ignored_at = ?, cluster_id = CASE WHEN ? THEN NULL"
                                   " ELSE cluster_id END WHERE id = ?", (t if ignored else None, ignored, oid))
+            if not ignored and changed:
+                # A face back in play may be the evidence of a suggestion: the next index run re-matches.
+                marks = ",".join("?" * len(changed))
+                self._invalidate_matches(r[0] for r in self.conn.execute(
+                    f"SELECT DISTINCT photo_id FROM photo_crops WHERE id IN ({marks})", changed).fetchall())
+                # An ignore kept only as a record (its photo was re-detected since without that box)
+                # describes other pixels: un-ignoring it ends the record instead of reviving the face.
+                self.conn.execute(f"DELETE FROM photo_crops WHERE id IN ({marks}) AND content_hash !="
+                                  f" (SELECT p.content_hash FROM photos p WHERE p.id = photo_crops.photo_id)", changed)
             if ignored and changed:
                 marks = ",".join("?" * len(changed))
                 for sid, pid, concept, matcher in self.conn.execute(

@@ -112,8 +112,10 @@ class _IndexThread(QThread):
                             name = f"photo {photo_id}"
                     self.progressed.emit(int(done), int(total), int(photo_id or 0), name)
 
+                # K and threshold: Settings' (service.match_params), fixed in the job's params.
                 summary = svc.run_index_job(lib, matcher, job_id=self.job_id, photo_ids=self.photo_ids,
-                                            progress=progress, should_stop=self.stop.is_set)
+                                            progress=progress, should_stop=self.stop.is_set,
+                                            settings=self.settings)
             self.ended.emit(dict(summary or {}))
         except unavailable_type(svc) as exc:
             self.failed.emit(str(exc) or "no face matcher is ready", "")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass
@@ -111,6 +112,25 @@ def retrieval_settings(settings=None) -> dict[str, Any]:
         settings = Settings.load()
     value = (getattr(settings, "extra", None) or {}).get("retrieval") or {}
     return dict(value) if isinstance(value, dict) else {}
+
+
+def match_params(matcher, *, top_k: int | None = None, threshold: float | None = None,
+                 settings=None) -> tuple[int | None, float | None]:
+    """The top-K and threshold a suggestion run uses when the caller gives none: Settings' "top_k" and
+    "threshold" (0 or unset = the matcher's own). The one threshold in Settings is a cosine for the
+    default matcher (Settings' default_matcher, else dlib-faces): other matchers keep their own."""
+    if top_k is None or threshold is None:
+        cfg = retrieval_settings(settings)
+        if top_k is None:
+            k = cfg.get("top_k")
+            top_k = k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else None
+        if threshold is None:
+            t = cfg.get("threshold")
+            default = cfg.get("default_matcher") or DEFAULT_MATCHER
+            if (isinstance(t, (int, float)) and not isinstance(t, bool) and 0 < t <= 1
+                    and getattr(matcher, "id", None) == default):
+                threshold = float(t)
+    return top_k, threshold
 
 
 def _model_folder_problem(path: str | None, what: str) -> str:
@@ -209,11 +229,38 @@ def _ref_path(library: Library, ref) -> str:
 
 
 def _embed_reference(library: Library, ref, matcher) -> Crop | None:
-    """The reference's crop in the displayed full-resolution frame (box scaled back)."""
-    full = open_oriented(_ref_path(library, ref))
+    """The reference's crop in the displayed full-resolution frame (box scaled back). A library photo
+    is decoded at most REF_MAX_SIDE large (its displayed size is known, so boxes scale exactly); a
+    copied file's displayed size is only known by decoding it, so it is decoded whole."""
+    if ref.photo_id is None:
+        return _embed_in(open_oriented(_ref_path(library, ref)), ref.box, matcher)
+    p = library.photo(ref.photo_id)
+    decoded = open_oriented(p.fs_path, max_side=REF_MAX_SIDE)
+    W, H = (p.width or decoded.width), (p.height or decoded.height)
+    f = max(W / decoded.width, H / decoded.height)  # displayed frame -> decoded pixels: divide by f
+    if f > 1.0:
+        return _scale_crop(_embed_in(decoded, _scale_box(ref.box, 1 / f), matcher), f, W, H)
+    return _embed_in(decoded, ref.box, matcher)
+
+
+def _scale_box(box: Box | None, s: float) -> Box | None:
+    if box is None:
+        return None
+    return Box(int(box.x * s), int(box.y * s), max(1, round(box.w * s)), max(1, round(box.h * s)))
+
+
+def _scale_crop(crop: Crop | None, f: float, W: int, H: int) -> Crop | None:
+    if crop is None:
+        return None
+    x, y, w, h = crop.box
+    return Crop(clamp_box(x * f, y * f, w * f, h * f, W, H) or (0, 0, W, H), crop.kind, crop.score, crop.vector)
+
+
+def _embed_in(full, box: Box | None, matcher) -> Crop | None:
+    """The reference crop within an already decoded image, box and result in its pixels."""
     W, H = full.size
-    if ref.box is not None:
-        b = ref.box
+    if box is not None:
+        b = box
         # Context around a drawn box: detectors need some of it to find the face again.
         region = clamp_box(b.x - b.w / 2, b.y - b.h / 2, b.w * 2, b.h * 2, W, H) or (0, 0, W, H)
     else:
@@ -224,15 +271,15 @@ def _embed_reference(library: Library, ref, matcher) -> Crop | None:
     if s < 1.0:
         sub = sub.resize((max(1, round(rw * s)), max(1, round(rh * s))))
     inner = None
-    if ref.box is not None:
-        inner = clamp_box((ref.box.x - rx) * s, (ref.box.y - ry) * s, ref.box.w * s, ref.box.h * s,
+    if box is not None:
+        inner = clamp_box((box.x - rx) * s, (box.y - ry) * s, box.w * s, box.h * s,
                           sub.width, sub.height)
     crop = matcher.reference_crop(sub, inner)
     if crop is None:
         return None
     x, y, w, h = crop.box
-    box = clamp_box(x / s + rx, y / s + ry, w / s, h / s, W, H)
-    return Crop(box or (rx, ry, rw, rh), crop.kind, crop.score, crop.vector)
+    found = clamp_box(x / s + rx, y / s + ry, w / s, h / s, W, H)
+    return Crop(found or (rx, ry, rw, rh), crop.kind, crop.score, crop.vector)
 
 
 def refresh_references(library: Library, matcher) -> dict[str, int]:
@@ -352,27 +399,51 @@ def _match(crops: list[dict[str, Any]], loaded: _LoadedIndex, *, top_k: int | No
     return matches, suggestions
 
 
+def _match_signature(loaded: _LoadedIndex, k: int, thr: float) -> str:
+    """What a photo's stored matches were computed from: the references and the effective K and
+    threshold, so a run with another K or threshold re-matches (never re-detects) the stored crops."""
+    return f"{loaded.refs_sig}|k={int(k)}|t={float(thr)!r}"
+
+
 def _process_photo(library: Library, photo, matcher, loaded: _LoadedIndex, *, top_k: int | None,
                    threshold: float | None, job_id: int | None = None) -> tuple[str, str | None]:
-    """Index one photo; returns ("indexed" | "rematched" | "skipped" | "failed", reason of a failure)."""
+    """Index one photo; returns ("indexed" | "rematched" | "skipped" | "failed", reason of a failure).
+    A database conflict (e.g. an integrity error nothing here foresaw) is this photo's failure: no
+    state is written, so the next run tries it again."""
+    try:
+        return _process_photo_inner(library, photo, matcher, loaded, top_k=top_k, threshold=threshold,
+                                    job_id=job_id)
+    except sqlite3.IntegrityError as exc:
+        reason = f"could not store the result (the library changed meanwhile?): {exc}"
+        if job_id:
+            try:
+                library.finish_index_item(job_id, photo.id, error=reason)
+            except sqlite3.Error:
+                pass
+        return "failed", reason
+
+
+def _process_photo_inner(library: Library, photo, matcher, loaded: _LoadedIndex, *, top_k: int | None,
+                         threshold: float | None, job_id: int | None = None) -> tuple[str, str | None]:
     st = library.index_state(photo.id, matcher.id)
     same_pixels = bool(st) and st["content_hash"] == photo.content_hash and st["model_sig"] == matcher.fingerprint
     thr = matcher.threshold if threshold is None else threshold
     k = DEFAULT_TOP_K if top_k is None else top_k
+    sig = _match_signature(loaded, k, thr)
     if same_pixels and st["error"] and not is_transient_reason(st["error"]):
         # The same bytes failed before (corrupt, truncated...): do not decode them again.
         if job_id:
             library.finish_index_item(job_id, photo.id, error=st["error"])
         return "failed", st["error"]
     if same_pixels and not st["error"]:
-        if st["refs_sig"] == loaded.refs_sig:
+        if st["refs_sig"] == sig:
             if job_id:
                 library.finish_index_item(job_id, photo.id)
             return "skipped", None
         crops = library.photo_crops(photo.id, matcher.id)
         matches, sugg = _match(crops, loaded, top_k=k, threshold=thr)
         library.store_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
-                                      model_sig=matcher.fingerprint, refs_sig=loaded.refs_sig, crops=None,
+                                      model_sig=matcher.fingerprint, refs_sig=sig, crops=None,
                                       matches=matches, suggestions=sugg, job_id=job_id)
         return "rematched", None
     try:
@@ -397,7 +468,7 @@ def _process_photo(library: Library, photo, matcher, loaded: _LoadedIndex, *, to
         c["ignored"] = any(Library.box_iou(c["box"], b) >= Library.IGNORE_OVERLAP for b in ignored)
     matches, sugg = _match(crops, loaded, top_k=k, threshold=thr)
     library.store_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
-                                  model_sig=matcher.fingerprint, refs_sig=loaded.refs_sig, crops=crops,
+                                  model_sig=matcher.fingerprint, refs_sig=sig, crops=crops,
                                   matches=matches, suggestions=sugg, job_id=job_id)
     return "indexed", None
 
@@ -423,9 +494,11 @@ def suggestions_for(library: Library, photo_id: int, *, include_rejected: bool =
 
 
 def suggest_photo(library: Library, photo_id: int, matcher, *, top_k: int | None = None,
-                  threshold: float | None = None) -> list[Suggestion]:
+                  threshold: float | None = None, settings=None) -> list[Suggestion]:
     """Detect, embed, match and store suggestions for one photo now (slow: runs the model). A photo
-    already indexed with the same pixels and model reuses its stored crops."""
+    already indexed with the same pixels and model reuses its stored crops. top_k/threshold default
+    to Settings' (match_params), then to the matcher's own."""
+    top_k, threshold = match_params(matcher, top_k=top_k, threshold=threshold, settings=settings)
     photo = library.photo(photo_id)
     if photo.status != "ok":
         raise UnusableImage("the photo's file is missing (moved or deleted outside the library?)")
@@ -434,14 +507,7 @@ def suggest_photo(library: Library, photo_id: int, matcher, *, top_k: int | None
     status, reason = _process_photo(library, photo, matcher, loaded, top_k=top_k, threshold=threshold)
     if status == "failed":
         raise UnusableImage(reason or "the photo could not be analysed")
-    if status == "skipped":
-        # The stored run may have used another K or threshold; re-matching stored crops is cheap.
-        crops = library.photo_crops(photo.id, matcher.id)
-        matches, sugg = _match(crops, loaded, top_k=DEFAULT_TOP_K if top_k is None else top_k,
-                               threshold=matcher.threshold if threshold is None else threshold)
-        library.store_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
-                                      model_sig=matcher.fingerprint, refs_sig=loaded.refs_sig, crops=None,
-                                      matches=matches, suggestions=sugg)
+    # "skipped" means stored with these very references, K and threshold (part of the signature).
     return suggestions_for(library, photo_id)
 
 
@@ -583,13 +649,14 @@ def name_cluster(library: Library, cluster_id: int, name: str, *, kind: str = "p
 def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo_ids: Iterable[int] | None = None,
                   progress: Callable[[int, int, int | None], None] | None = None,
                   should_stop: Callable[[], bool] | None = None, top_k: int | None = None,
-                  threshold: float | None = None) -> dict[str, Any]:
+                  threshold: float | None = None, settings=None) -> dict[str, Any]:
     """Detect, embed and match the library (or `photo_ids`) as a durable job of kind "index".
 
     job_id resumes that job. Otherwise a new job covers `photo_ids` or, by default, every photo; a
     default run marks this matcher's interrupted index jobs cancelled, since it redoes nothing they
     finished. Photos whose pixels and model are unchanged are not re-detected; they are only
-    re-matched when the references changed. Each photo is committed on its own, so stopping
+    re-matched when the references, K or threshold changed. A new job fixes its K and threshold in
+    its params (the caller's, else Settings', else the matcher's own). Each photo is committed on its own, so stopping
     (should_stop) or a crash loses at most the photo in flight."""
     from ..core.jobs import JobStore
 
@@ -600,6 +667,9 @@ def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo
         job = store.get(job_id)
         if job.kind != "index":
             raise LibraryError(f"job {job_id} is a {job.kind} job, not an index job")
+        if job.params.get("matcher") not in (None, matcher.id):
+            raise LibraryError(f"job {job_id} was made with the matcher {job.params.get('matcher')!r}, "
+                               f"not {matcher.id!r}: resume it with that matcher")
     elif photo_ids is None:
         # A new whole-library run supersedes an interrupted one instead of resuming it: it covers photos
         # added since, and the photos the old run finished are skipped by their stored state anyway.
@@ -608,6 +678,7 @@ def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo
                 store.set_status(old.id, "cancelled", "superseded by a new index run")
                 superseded.append(old.id)
     if job is None:
+        top_k, threshold = match_params(matcher, top_k=top_k, threshold=threshold, settings=settings)
         ids = list(photo_ids) if photo_ids is not None else [p.id for p in library.list_photos()]
         job = store.create(ids, {"matcher": matcher.id, "top_k": top_k, "threshold": threshold}, kind="index")
     params = job.params
