@@ -424,8 +424,9 @@ class SettingsDialog(QDialog):
         self.threshold.setSpecialValueText("the matcher's own")
         thr = cfg.get("threshold")
         self.threshold.setValue(float(thr) if isinstance(thr, (int, float)) else 0.0)
-        self.threshold.setToolTip("Cosine similarity a match needs (faces: 0.909 is dlib's identity rule; "
-                                  "CLIP 0.80, DINOv2 0.60).")
+        self.threshold.setToolTip("Cosine similarity a match needs, for the chosen matcher only (each matcher's "
+                                  "own: faces 0.909, dlib's identity rule; CLIP 0.80; DINOv2 0.60). Used by "
+                                  "indexing, Find people and captioning; a change re-matches on the next index.")
         form.addRow("Threshold:", self.threshold)
         self.top_k = QSpinBox(page)
         self.top_k.setRange(0, 50)
