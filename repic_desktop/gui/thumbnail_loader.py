@@ -20,6 +20,7 @@ import traceback
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
+import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
@@ -72,23 +73,31 @@ class _Relay(QObject):
         self.failed.connect(self._failed, Qt.ConnectionType.QueuedConnection)
         self.progress.connect(self._progressed, Qt.ConnectionType.QueuedConnection)
 
+    def _callable(self, cb) -> bool:
+        """False once the runner's owner or the callback's widget is gone: a task that finishes after
+        its window closed must not touch deleted Qt objects."""
+        if cb is None or not shiboken6.isValid(self._runner):
+            return False
+        owner = getattr(cb, "__self__", None)
+        return not isinstance(owner, QObject) or shiboken6.isValid(owner)
+
     @Slot(object)
     def _done(self, result) -> None:
         self._runner._finish(self)
-        if self._on_done is not None:
+        if self._callable(self._on_done):
             self._on_done(result)
 
     @Slot(str, str)
     def _failed(self, message: str, details: str) -> None:
         self._runner._finish(self)
-        if self._on_error is not None:
+        if self._callable(self._on_error):
             self._on_error(message, details)
-        else:
+        elif self._on_error is None:
             log.error("background task failed: %s\n%s", message, details)
 
     @Slot(object)
     def _progressed(self, value) -> None:
-        if self._on_progress is not None:
+        if self._callable(self._on_progress):
             self._on_progress(value)
 
 
