@@ -31,7 +31,7 @@ from .index_controller import IndexController, service_or_none
 from .painting import begin_row, draw_round_pixmap
 from .people import KIND_LABELS
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
-from .page_layout import split_page
+from .page_layout import heading, split_page
 
 log = logging.getLogger(__name__)
 
@@ -308,11 +308,7 @@ class FacesPage(QWidget):
         self.model = ClusterListModel(self.thumbs, self)
 
         # left: clusters
-        title = QLabel("Unknown Faces")
-        tf = title.font()
-        tf.setBold(True)
-        tf.setPointSizeF(tf.pointSizeF() * 1.3)
-        title.setFont(tf)
+        title = heading("Unknown Faces", 1.3)
         self.summary = QLabel(wordWrap=True)
         self.summary.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.list = QListView()
@@ -340,11 +336,7 @@ class FacesPage(QWidget):
         self.detail = QWidget()
         dl = QVBoxLayout(self.detail)
         dl.setContentsMargins(16, 12, 16, 12)
-        self.header = QLabel()
-        hf = self.header.font()
-        hf.setBold(True)
-        hf.setPointSizeF(hf.pointSizeF() * 1.4)
-        self.header.setFont(hf)
+        self.header = heading("", 1.4)
         dl.addWidget(self.header)
         self.hint = QLabel(wordWrap=True)
         self.hint.setForegroundRole(QPalette.ColorRole.PlaceholderText)

@@ -2,7 +2,20 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
+
+
+def heading(label: QLabel | str = "", scale: float = 1.0) -> QLabel:
+    """A bold label (page titles ×1.3, detail headers ×1.4–1.5), scaled from the platform's font."""
+    if not isinstance(label, QLabel):
+        label = QLabel(label)
+    f = QFont(label.font())
+    f.setBold(True)
+    if scale != 1.0:
+        f.setPointSizeF(f.pointSizeF() * scale)
+    label.setFont(f)
+    return label
 
 
 def split_page(page: QWidget, left: QWidget, right: QWidget, sizes: tuple[int, int]) -> QSplitter:

@@ -32,7 +32,7 @@ from ..core.library import Box, Library, LibraryError, check_box
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
 from .painting import begin_row, draw_round_pixmap
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
-from .page_layout import split_page
+from .page_layout import heading, split_page
 
 log = logging.getLogger(__name__)
 
@@ -719,11 +719,7 @@ class PeopleManager(QWidget):
         left = QWidget()
         ll = QVBoxLayout(left)
         ll.setContentsMargins(8, 8, 4, 8)
-        title = QLabel("People & Pets")
-        tf = title.font()
-        tf.setBold(True)
-        tf.setPointSizeF(tf.pointSizeF() * 1.3)
-        title.setFont(tf)
+        title = heading("People & Pets", 1.3)
         ll.addWidget(title)
         ll.addWidget(QLabel("RePIC names them in captions as &lt;Name&gt;.", textFormat=Qt.TextFormat.RichText))
         ll.addWidget(self.filter)
@@ -734,11 +730,7 @@ class PeopleManager(QWidget):
         self.detail = QWidget()
         dl = QVBoxLayout(self.detail)
         dl.setContentsMargins(16, 12, 16, 12)
-        self.header = QLabel()
-        hf = self.header.font()
-        hf.setBold(True)
-        hf.setPointSizeF(hf.pointSizeF() * 1.5)
-        self.header.setFont(hf)
+        self.header = heading("", 1.5)
         dl.addWidget(self.header)
         form = QFormLayout()
         self.name_edit = QLineEdit()

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QPalette
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar,
@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from ..core.library import Library, LibraryError, NotFound
 from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from .charts import LineChart
-from .page_layout import split_page
+from .page_layout import heading, split_page
 from .training_stream import (
     TASKS, TailBuffer, TrainingProgress, duration_text, metric_text, resume_arguments, step_point,
     summary_from_output, trainer_arguments,
@@ -105,22 +105,13 @@ def _same_path(a: str | None, b: str | None) -> bool:
         return a == b
 
 
-def _bold(label: QLabel, scale: float = 1.0) -> QLabel:
-    f = QFont(label.font())
-    f.setBold(True)
-    if scale != 1.0:
-        f.setPointSizeF(f.pointSizeF() * scale)
-    label.setFont(f)
-    return label
-
-
 def _muted(label: QLabel) -> QLabel:
     label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
     return label
 
 
 def _section(title: str) -> QLabel:
-    lab = _bold(QLabel(title))
+    lab = heading(QLabel(title))
     lab.setContentsMargins(0, 8, 0, 0)
     return lab
 
@@ -171,7 +162,7 @@ class PersonalizePage(QWidget):
         w = QWidget()
         lay = QVBoxLayout(w)
         lay.setContentsMargins(12, 10, 8, 10)
-        lay.addWidget(_bold(QLabel("Personalize"), 1.3))
+        lay.addWidget(heading(QLabel("Personalize"), 1.3))
         intro = _muted(QLabel("Teach the model your own people and pets, from the photos you have tagged. "
                               "Training makes a small add-on (an adapter); the base model is not changed."))
         intro.setWordWrap(True)
@@ -278,7 +269,7 @@ class PersonalizePage(QWidget):
         lay = QVBoxLayout(self.run_panel)
         lay.setContentsMargins(8, 10, 12, 10)
         head = QHBoxLayout()
-        self.status_label = _bold(QLabel("Not started"), 1.15)
+        self.status_label = heading(QLabel("Not started"), 1.15)
         self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         head.addWidget(self.status_label, 1)
         self.eta_label = QLabel()
@@ -318,7 +309,7 @@ class PersonalizePage(QWidget):
         self.result_box = QFrame()
         self.result_box.setFrameShape(QFrame.Shape.StyledPanel)
         rl = QVBoxLayout(self.result_box)
-        rl.addWidget(_bold(QLabel("Name recall on held-out photos")))
+        rl.addWidget(heading(QLabel("Name recall on held-out photos")))
         grid = QGridLayout()
         grid.setHorizontalSpacing(24)
         self.metric_labels: dict[tuple[str, str], QLabel] = {}
@@ -330,7 +321,7 @@ class PersonalizePage(QWidget):
             for c, phase in enumerate(("before", "after"), start=1):
                 lab = QLabel("—", alignment=Qt.AlignmentFlag.AlignRight)
                 if key == "recall":
-                    _bold(lab, 1.2)
+                    heading(lab, 1.2)
                 self.metric_labels[(phase, key)] = lab
                 grid.addWidget(lab, r, c)
         grid.setColumnStretch(3, 1)
