@@ -71,12 +71,23 @@ def cmd_status(args: argparse.Namespace) -> int:
         "model": vars(settings.model),
         "cache_dir": str(paths.cache_dir()),
     }
+    from .retrieval.service import available_matchers, retrieval_settings
+
+    cfg = retrieval_settings(settings)
+    data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or "dlib-faces",
+                           "matchers": available_matchers(settings)}
     if exists:
         with Library(lib_path) as lib:
             data["schema_version"] = lib.schema_version
             data["counts"] = lib.counts()
+            n, photos = lib.pending_suggestion_count()
+            data["suggestions"].update(pending=n, pending_photos=photos)
+            data["adapters"] = [{"name": a.name, "path": a.path, "flagged": bool(a.manifest.get("flagged")),
+                                 "active": bool(settings.model.adapter) and a.path == settings.model.adapter}
+                                for a in lib.adapters()]
     else:
         data["counts"] = None
+        data["adapters"] = []
     data["device"] = _device_summary()
 
     def text() -> str:
@@ -92,6 +103,15 @@ def cmd_status(args: argparse.Namespace) -> int:
         lines.append(f"           quantization {m.quantization}, device {m.device}, cache "
                      f"{m.cache_dir or 'Hugging Face default'}")
         lines.append(f"compute:   {data['device']['summary']}")
+        sug = data["suggestions"]
+        ready = [m["id"] for m in sug["matchers"] if m["ready"]]
+        lines.append(f"suggest:   matcher {sug['default_matcher']} (ready: {', '.join(ready) or 'none'})"
+                     + (f"; {sug['pending']} suggestion(s) on {sug['pending_photos']} photo(s) to review"
+                        if sug.get("pending") else ""))
+        if data["adapters"]:
+            lines.append("adapters:  " + ", ".join(
+                a["name"] + (" [active]" if a["active"] else "") + (" [flagged]" if a["flagged"] else "")
+                for a in data["adapters"]))
         lines.append(f"settings:  {Settings.path()}")
         return "\n".join(lines)
 

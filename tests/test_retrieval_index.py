@@ -864,3 +864,23 @@ def test_references_are_decoded_at_a_bounded_size_and_boxes_scale_back(album, mo
     assert seen == [40]
     assert small.box == full.box and small.kind == "face"  # back in the displayed full-size frame
     np.testing.assert_allclose(small.vector, full.vector, atol=0.02)
+
+
+def test_status_reports_what_awaits_review_and_the_adapters(album, capsys, isolated_env):
+    from repic_desktop.cli import main
+
+    lib, ids, _ = album
+    service.run_index_job(lib, FakeMatcher())
+    n, photos = lib.pending_suggestion_count()
+    pending = [s for pid in ids.values() for s in service.suggestions_for(lib, pid)]
+    assert (n, photos) == (len(pending), len({s.photo_id for s in pending})) and n > 0
+    lib.register_adapter("fam", isolated_env / "fam", base_model="b", manifest={"flagged": True})
+    capsys.readouterr()
+    assert main(["--library", str(lib.path), "status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["suggestions"]["pending"] == n and data["suggestions"]["default_matcher"] == "dlib-faces"
+    assert data["adapters"] == [{"name": "fam", "path": str(isolated_env / "fam"), "flagged": True,
+                                 "active": False}]
+    assert main(["--library", str(lib.path), "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"{n} suggestion(s) on {photos} photo(s) to review" in out and "adapters:  fam [flagged]" in out

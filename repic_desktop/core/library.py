@@ -1358,6 +1358,11 @@ class Library:
                               (now(), pid, cid))
         return out
 
+    def pending_suggestion_count(self) -> tuple[int, int]:
+        """(pending suggestions, photos they are on), weak hints included: what awaits review."""
+        return tuple(self.conn.execute(
+            "SELECT count(*), count(DISTINCT photo_id) FROM suggestions WHERE status = 'pending'").fetchone())
+
     def suggestion_for(self, photo_id: int, concept_id: int) -> dict[str, Any] | None:
         """The best non-weak suggestion of a concept on a photo (any status), else the best weak one."""
         row = self.conn.execute(self._SUGGESTION_SQL + " WHERE s.photo_id = ? AND s.concept_id = ?"
