@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
 
 from ..core.library import Library, LibraryError, fts_query
 from ..core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
-from .page_layout import split_page
+from .page_layout import heading, split_page
 from .thumbnail_loader import TaskRunner, ThumbnailLoader
 
 log = logging.getLogger(__name__)
@@ -492,11 +492,7 @@ class EmptyState(QWidget):
         lay = QVBoxLayout(self)
         lay.addStretch(2)
         self.icon = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.title = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        f = self.title.font()
-        f.setPointSizeF(f.pointSizeF() * 1.5)
-        f.setBold(True)
-        self.title.setFont(f)
+        self.title = heading(QLabel(alignment=Qt.AlignmentFlag.AlignCenter), 1.5)
         self.text = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
         self.text.setForegroundRole(QPalette.ColorRole.PlaceholderText)
         self.text.setFixedWidth(440)

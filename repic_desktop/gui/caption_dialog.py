@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
     QLineEdit, QListWidget, QListWidgetItem, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget,
 )
+
+from .page_layout import heading
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,8 @@ class CaptionDialog(QDialog):
         self._concepts = {c.name: c for c in concepts}
         lay = QVBoxLayout(self)
 
-        heading = QLabel(title or (f"Caption {photo_count} photo" + ("s" if photo_count != 1 else "")), self)
-        f = QFont(heading.font())
-        f.setPointSizeF(f.pointSizeF() * 1.3)
-        f.setBold(True)
-        heading.setFont(f)
-        lay.addWidget(heading)
+        lay.addWidget(heading(title or (f"Caption {photo_count} photo" + ("s" if photo_count != 1 else "")),
+                              1.3, self))
         model_row = QHBoxLayout()
         self.model_label = QLabel(f"Model: {model_label}", self)
         self.model_label.setWordWrap(True)

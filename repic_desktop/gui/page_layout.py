@@ -6,10 +6,11 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QLabel, QSplitter, QVBoxLayout, QWidget
 
 
-def heading(label: QLabel | str = "", scale: float = 1.0) -> QLabel:
-    """A bold label (page titles ×1.3, detail headers ×1.4–1.5), scaled from the platform's font."""
+def heading(label: QLabel | str = "", scale: float = 1.0, parent: QWidget | None = None) -> QLabel:
+    """A bold label (card titles ×1, page titles ×1.3, detail headers ×1.4–1.6), scaled from the
+    platform's font; given a QLabel, that label is made bold and returned."""
     if not isinstance(label, QLabel):
-        label = QLabel(label)
+        label = QLabel(label, parent)
     f = QFont(label.font())
     f.setBold(True)
     if scale != 1.0:

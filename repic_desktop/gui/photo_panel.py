@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from ..captioning.prompt import TAG_RE, parse_tags
 from ..core.library import Box, Caption, Library, LibraryError, NotFound
 from .index_controller import service_or_none, shared_matcher, unavailable_type
+from .page_layout import heading
 from .thumbnail_loader import TaskRunner, load_image_scaled
 
 log = logging.getLogger(__name__)
@@ -607,11 +608,7 @@ class PhotoPanel(QWidget):
         self.regenerate_available = True
 
         self.preview = PreviewWidget()
-        self.title = QLabel()
-        tf = self.title.font()
-        tf.setBold(True)
-        tf.setPointSizeF(tf.pointSizeF() * 1.1)
-        self.title.setFont(tf)
+        self.title = heading("", 1.1)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.subtitle = QLabel()
         self.subtitle.setForegroundRole(QPalette.ColorRole.PlaceholderText)

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from .model_worker import LOAD_STAGES
+from .page_layout import heading
 
 if TYPE_CHECKING:
     from .captioning_controller import CaptioningController, JobView
@@ -80,10 +81,7 @@ class JobCard(QFrame):
         lay.setContentsMargins(8, 6, 8, 6)
         lay.setSpacing(3)
         top = QHBoxLayout()
-        self.title = QLabel(self)
-        f = QFont(self.title.font())
-        f.setBold(True)
-        self.title.setFont(f)
+        self.title = heading("", parent=self)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         top.addWidget(self.title, 1)
         self.status = QLabel(self)
@@ -207,10 +205,7 @@ class IndexCard(QFrame):
         lay.setSpacing(2)
         top = QHBoxLayout()
         top.setSpacing(4)
-        self.title = QLabel("Index faces in library", self)
-        f = QFont(self.title.font())
-        f.setBold(True)
-        self.title.setFont(f)
+        self.title = heading("Index faces in library", parent=self)
         top.addWidget(self.title)
         self.status = QLabel(self)
         top.addWidget(self.status)
@@ -310,10 +305,7 @@ class ModelPanel(QFrame):
         lay.setSpacing(3)
         top = QHBoxLayout()
         top.setSpacing(4)
-        head = QLabel("Model", self)
-        f = QFont(head.font())
-        f.setBold(True)
-        head.setFont(f)
+        head = heading("Model", parent=self)
         top.addWidget(head)
         self.state = QLabel(self)
         top.addWidget(self.state)

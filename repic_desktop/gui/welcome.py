@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QButtonGroup, QDialog, QDialogButtonBox, QFormLayout, QFrame, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
     QPushButton, QRadioButton, QVBoxLayout, QWidget,
@@ -21,6 +20,7 @@ from PySide6.QtWidgets import (
 from ..captioning.models import DEFAULT_SOURCE
 from ..core.settings import Settings
 from .model_worker import demo_model_dir
+from .page_layout import heading
 from .settings_dialog import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row, load_settings
 
 if TYPE_CHECKING:
@@ -56,12 +56,7 @@ class WelcomeDialog(QDialog):
         self._touched = False
         lay = QVBoxLayout(self)
         lay.setSpacing(10)
-        head = QLabel("Welcome to RePIC Desktop", self)
-        f = QFont(head.font())
-        f.setPointSizeF(f.pointSizeF() * 1.6)
-        f.setBold(True)
-        head.setFont(f)
-        lay.addWidget(head)
+        lay.addWidget(heading("Welcome to RePIC Desktop", 1.6, self))
         intro = QLabel("RePIC writes captions for your photos that name the people and pets you know — for "
                        "example “&lt;Anya&gt; and her dog &lt;Bond&gt; at the beach”. Three steps to start:", self)
         intro.setWordWrap(True)
@@ -75,11 +70,7 @@ class WelcomeDialog(QDialog):
                                         "Name the people and pets and give each a reference photo.",
                                         "Add people && pets…", "show_people")
 
-        step3 = QLabel("3. Choose the captioning model", self)
-        f3 = QFont(step3.font())
-        f3.setBold(True)
-        step3.setFont(f3)
-        lay.addWidget(step3)
+        lay.addWidget(heading("3. Choose the captioning model", parent=self))
         box = QGroupBox(self)
         bl = QVBoxLayout(box)
         self.gpu = QLabel(box)
@@ -147,11 +138,7 @@ class WelcomeDialog(QDialog):
         row = QHBoxLayout(frame)
         row.setContentsMargins(0, 0, 0, 0)
         col = QVBoxLayout()
-        t = QLabel(title, frame)
-        f = QFont(t.font())
-        f.setBold(True)
-        t.setFont(f)
-        col.addWidget(t)
+        col.addWidget(heading(title, parent=frame))
         d = QLabel(text, frame)
         d.setWordWrap(True)
         col.addWidget(d)
