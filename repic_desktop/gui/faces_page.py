@@ -299,7 +299,6 @@ class FacesPage(QWidget):
         super().__init__(parent)
         self.lib, self.tasks, self.loader = library, tasks, loader
         self._service = service
-        self._service_checked = service is not None
         self.index = index
         self._gen = 0
         self._concepts: dict[str, str] = {}       # casefolded name -> name, for the completer and "add to"
@@ -399,10 +398,7 @@ class FacesPage(QWidget):
     # ------------------------------------------------------------------ data
     @property
     def service(self):
-        if not self._service_checked:
-            self._service_checked = True
-            self._service = service_or_none(None)
-        return self._service
+        return service_or_none(self._service)
 
     def reload(self) -> None:
         """Re-read the clusters in the background; the current one stays selected if it still exists."""

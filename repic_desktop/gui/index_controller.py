@@ -17,6 +17,7 @@ Why it is shaped like this:
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -37,14 +38,18 @@ def load_service():
     return service
 
 
-def service_or_none(service=None):
-    if service is not None:
-        return service
+@functools.cache
+def _default_service():
     try:
         return load_service()
-    except ImportError as exc:
+    except ImportError as exc:  # said once: every widget asks for the service
         log.info("people suggestions are not available: %s", exc)
         return None
+
+
+def service_or_none(service=None):
+    """`service` when one was given (tests inject fakes), else the retrieval service, or None."""
+    return service if service is not None else _default_service()
 
 
 def unavailable_type(service) -> type[BaseException]:
@@ -158,8 +163,7 @@ class IndexController(QObject):
     # ------------------------------------------------------------------ state
     @property
     def service(self):
-        self._service = service_or_none(self._service)
-        return self._service
+        return service_or_none(self._service)
 
     @property
     def available(self) -> bool:

@@ -599,7 +599,6 @@ class PhotoPanel(QWidget):
         self.tasks = tasks
         self.undo = undo_stack
         self._service = service
-        self._service_checked = service is not None
         self._finding: set[int] = set()           # photos whose "Find people" is running
         self._matcher_why: str | None = None      # why no matcher is ready ("" once one is)
         self.photo_id: int | None = None
@@ -879,13 +878,10 @@ class PhotoPanel(QWidget):
     @property
     def service(self):
         """The retrieval service, imported on first use (None when this build has none)."""
-        if not self._service_checked:
-            self._service_checked = True
-            self._service = service_or_none(None)
-        return self._service
+        return service_or_none(self._service)
 
     def set_service(self, service) -> None:
-        self._service, self._service_checked = service, True
+        self._service = service
         self._matcher_why = None
         self.refresh_suggestions()
 
