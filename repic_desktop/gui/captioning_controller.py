@@ -23,7 +23,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
@@ -86,18 +86,6 @@ class JobView:
     @property
     def active(self) -> bool:
         return self.status in ("queued", "starting", "running", "stopping")
-
-
-def captioned_ids(lib: Library, ids: Sequence[int]) -> set[int]:
-    return lib.captioned_photo_ids(ids)
-
-
-def _tagged_count(lib: Library, ids: Sequence[int]) -> int:
-    return lib.tagged_photo_count(ids)
-
-
-def _job_errors(lib: Library, job_id: int) -> list[tuple[str, str]]:
-    return lib.failed_job_items(job_id, MAX_ERRORS_SHOWN)
 
 
 def _preset_name(request: str) -> str:
@@ -223,7 +211,7 @@ class CaptioningController(QObject):
         lib = self._lib()
         with_refs = lib.concepts_with_references()
         concepts = [ConceptEntry(c.name, c.kind, c.id in with_refs) for c in lib.concepts()]
-        captioned = len(captioned_ids(lib, ids)) if len(ids) <= 5000 else None
+        captioned = len(lib.captioned_photo_ids(ids)) if len(ids) <= 5000 else None
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
                             own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
                             preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
@@ -488,7 +476,7 @@ class CaptioningController(QObject):
             return "Nobody is tagged in this photo yet: it gets a plain caption."
         if len(ids) > 5000:
             return "Each photo gets the people & pets tagged in it; photos with nobody tagged get a plain caption."
-        tagged = _tagged_count(lib, ids)
+        tagged = lib.tagged_photo_count(ids)
         if tagged == len(ids):
             return f"All {len(ids)} photos have people or pets tagged."
         return f"{tagged} of {len(ids)} photos have people or pets tagged; the others get a plain caption."
@@ -516,7 +504,7 @@ class CaptioningController(QObject):
             with Library(path) as lib:
                 todo = ids
                 if choice.skip_captioned:
-                    done = captioned_ids(lib, ids)
+                    done = lib.captioned_photo_ids(ids)
                     todo = [i for i in ids if i not in done]
                 if not todo:
                     return None, len(ids)
@@ -552,7 +540,8 @@ class CaptioningController(QObject):
             for attempt in range(3):  # a brand-new library being created by another thread can refuse WAL once
                 try:
                     with Library(path) as lib:
-                        return [(j, _job_errors(lib, j.id)) for j in JobStore(lib).unfinished()]
+                        return [(j, lib.failed_job_items(j.id, MAX_ERRORS_SHOWN))
+                                for j in JobStore(lib).unfinished()]
                 except LibraryError:
                     if attempt == 2:
                         raise
