@@ -32,7 +32,7 @@ import stat
 import struct
 import threading
 from dataclasses import asdict, dataclass
-from typing import Any, BinaryIO, Union
+from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
 from PIL import (
     BmpImagePlugin,
@@ -43,6 +43,9 @@ from PIL import (
     TiffImagePlugin,
     WebPImagePlugin,
 )
+
+if TYPE_CHECKING:
+    from .raw import RawFacts
 
 # Formats we import (lower-case, with the dot). The extension only selects candidates in a folder walk;
 # the content decides what the file is.
@@ -612,7 +615,7 @@ def is_raw_name(path: str | bytes | os.PathLike) -> bool:
     return os.path.splitext(name)[1].lower() in RAW_EXTENSIONS
 
 
-def _raw_info(data: bytes) -> tuple[ImageInfo, "object"]:
+def _raw_info(data: bytes) -> tuple[ImageInfo, "RawFacts"]:
     from . import raw
     try:
         facts = raw.raw_facts(data, MAX_PIXELS)
@@ -874,6 +877,11 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
             raise _os_error(exc) from exc
     if out is not im:
         im.close()  # frees the decoded full-size pixels now, not at garbage collection
+    return _displayed(out, max_side, orientation)
+
+
+def _displayed(out: Image.Image, max_side: int | None, orientation: int) -> Image.Image:
+    """Decoded pixels -> as displayed: at most `max_side` on the longer side, EXIF orientation applied."""
     if max_side and max(out.size) > max_side:
         out = out.resize(_fit(out.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
     method = _TRANSPOSE.get(orientation)
@@ -898,12 +906,9 @@ def _open_raw(path: str | bytes | os.PathLike, max_side: int | None) -> Image.Im
         except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
             raise UnusableImage(f"corrupt preview in camera RAW file: {exc}") from exc
         out = to_rgb_or_rgba(im, "JPEG")
-    finally:
-        if "out" not in locals() or out is not im:
-            im.close()
-    if max_side and max(out.size) > max_side:
-        out = out.resize(_fit(out.size, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    method = _TRANSPOSE.get(info.orientation)
-    if method is not None:
-        out = out.transpose(method)
-    return out
+    except BaseException:
+        im.close()
+        raise
+    if out is not im:
+        im.close()
+    return _displayed(out, max_side, info.orientation)
