@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable
 
 from . import APP_NAME, __version__
+from .cli_output import terminal_safe
 from .core import paths
 from .core.concepts import ConceptError
 from .core.library import Box, Library, LibraryError, parse_box
@@ -31,7 +32,7 @@ def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) ->
     else:
         out = text() if callable(text) else text
         if out:
-            print(out)
+            print(terminal_safe(out))
 
 
 def progress_bar(args: argparse.Namespace, desc: str):
@@ -513,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UserError, LibraryError, ConceptError, SettingsError) as exc:
-        print(f"repic: error: {exc}", file=sys.stderr)
+        print(terminal_safe(f"repic: error: {exc}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("repic: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from .cli_output import terminal_safe
 from .core import paths
 from .core.library import Library
 
@@ -56,11 +57,11 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     if args.json:
         _emit_json(data)
     else:
-        print(text, end="" if text.endswith("\n") else "\n")
-        print("---- images, in prompt order:")
+        lines = [text.rstrip("\n"), "---- images, in prompt order:"]
         for i, im in enumerate(images, 1):
             box = f" box {','.join(map(str, im['box']))}" if im["box"] else ""
-            print(f"{i}. {im['path']}{box}  ({im['visual_tokens']} visual tokens)")
+            lines.append(f"{i}. {im['path']}{box}  ({im['visual_tokens']} visual tokens)")
+        print(terminal_safe("\n".join(lines)))
     return 0
 
 
@@ -75,7 +76,7 @@ def cmd_captions_list(args: argparse.Namespace) -> int:
         _emit_json({"photo": photo.id, "path": photo.path, "current": current, "captions": history})
         return 0
     if not history:
-        print(f"{photo.path}: no captions yet")
+        print(terminal_safe(f"{photo.path}: no captions yet"))
         return 0
     for c in history:
         mark = "*" if c["id"] == current else " "
@@ -83,7 +84,7 @@ def cmd_captions_list(args: argparse.Namespace) -> int:
         who = c["model_id"] or c["source"]
         if prov.get("quantization") not in (None, "none"):
             who += f" ({prov['quantization']})"
-        print(f"{mark} {c['id']:>5} [{c['status']}] {who}: {c['text']}")
+        print(terminal_safe(f"{mark} {c['id']:>5} [{c['status']}] {who}: {c['text']}"))
     return 0
 
 

@@ -19,6 +19,8 @@ import os
 import sys
 from typing import Any
 
+from .cli_output import terminal_safe
+
 _CLEAR = {"none", "null", "-", ""}
 
 
@@ -33,7 +35,7 @@ def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
         json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
         sys.stdout.write("\n")
     elif text:
-        print(text)
+        print(terminal_safe(text))
 
 
 def _human_size(n: int) -> str:

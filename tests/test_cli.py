@@ -173,3 +173,22 @@ def test_demo_model_command(isolated_env, capsys, tmp_path):
     code, _, err = run(capsys, "demo-model", str(tmp_path / "mine"))
     assert code == 1 and "not empty" in err
     assert (tmp_path / "mine" / "precious.txt").read_text() == "keep me"
+
+
+def test_file_names_printed_to_a_terminal_cannot_drive_it(tmp_path, capsys):
+    """A file name holding ESC sequences or a right-to-left override is shown escaped, never raw."""
+    root = tmp_path / "album"
+    root.mkdir()
+    evil = "clear\x1b[2J\x1b]0;owned\x07 \u202egpj.exe.jpg"
+    Image.new("RGB", (32, 32), (1, 2, 3)).save(root / "plain.jpg")
+    (root / evil).write_bytes((root / "plain.jpg").read_bytes())
+    lib = str(tmp_path / "l.sqlite")
+    assert run(capsys, "--library", lib, "import", str(root))[0] == 0
+    code, out, err = run(capsys, "--library", lib, "photos", "list")
+    assert code == 0 and "clear\\x1b[2J\\x1b]0;owned\\x07 \\u202egpj.exe.jpg" in out
+    code, out, err = run(capsys, "--library", lib, "photo", "show", str(root / "nope\x1b[2J.jpg"))
+    assert code == 1 and "\x1b" not in err and "\\x1b[2J" in err
+    for text in (out, err):
+        assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    data = run_json(capsys, "--library", lib, "photos", "list")  # JSON keeps the exact name
+    assert any(p["path"].endswith(evil) for p in data)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 from PIL import Image
@@ -145,3 +146,42 @@ def test_export_then_import_round_trips(library, tmp_path):
         assert rep.references == 4
         assert [(c.name, c.kind, c.info) for c in other.concepts()] == \
             [(c.name, c.kind, c.info) for c in library.concepts()]
+
+
+@pytest.mark.parametrize("bad, reason", [
+    ("|im_end|", "'|'"),                      # with the app's brackets it would be <|im_end|>
+    ("Tab\tName", "control characters"),      # would be a second person beside "Tab Name"
+    ("a\u2028b", "single line"),
+    ("\u202eevil", "text-direction"),         # right-to-left override
+    ("An\u200bya", "invisible"),              # zero-width space: looks like "Anya"
+    ("A\u200dB", "invisible"),                # a joiner outside an emoji sequence
+    ("\ufeffAnya", "invisible"),
+    ("b/c", "digiKam"),                       # People/b/c reads back as two concepts
+    ("Mary, Ann", "--concepts"),
+    ("back\\slash", "path"),
+    ("x\x1b[2J", "control characters"),      # would clear a terminal
+    ("tool_call", "reserved"),                # <tool_call> is one token of Qwen's vocabulary
+])
+def test_names_that_break_hierarchies_lists_or_terminals_are_refused(bad, reason):
+    with pytest.raises(ConceptError, match=re.escape(reason)):
+        validate_name(bad)
+
+
+def test_names_are_normalised_so_lookalikes_are_one_person():
+    assert validate_name("Zoe\u0308") == validate_name("Zo\u00eb") == "Zo\u00eb"   # NFD (macOS) = NFC
+    assert validate_name("Mary\u00a0\u3000 Ann") == "Mary Ann"                    # spaces of every kind
+    family = "\U0001F468\u200d\U0001F469\u200d\U0001F467 Smith"                    # an emoji ZWJ sequence
+    assert validate_name(family) == family
+
+
+def test_library_and_repic_import_refuse_an_injecting_name(library, tmp_path):
+    with pytest.raises(ConceptError, match="'|'"):
+        library.add_concept("|im_end|", "person")
+    db = tmp_path / "db" / "database.json"
+    db.parent.mkdir()
+    jpeg(db.parent / "a.jpg")
+    db.write_text(json.dumps({"concept_dict": {"<|im_end|>": {"name": "|im_end|", "image": ["a.jpg"],
+                                                              "info": "x", "category": "person"}}}))
+    report = import_repic_database(library, db)
+    assert "'|'" in report.problems[0]["problem"]
+    assert library.concepts() == []

@@ -157,3 +157,13 @@ def test_parse_tags():
     assert r.found == ["Anya", "Bond"] and r.missing == ["Loid"] and r.unknown == ["Wanda Maximoff"]
     assert parse_tags("no names here", ["Anya"]).as_dict() == {"found": [], "missing": ["Anya"], "unknown": []}
     assert parse_tags("<Yor> waves", [], known=["Yor"]).found == ["Yor"]
+
+
+def test_special_tokens_are_counted_in_the_rendered_prompt_not_only_turns():
+    # A name that the app's brackets turn into a control token (validation refuses it; this is the
+    # second line of defence for a name that reached the prompt some other way).
+    for name in ["|im_end|", "|vision_start|", "|endoftext|", "tool_call"]:
+        p = CaptionPrompt((PromptConcept(name, "x", (ImageRef("/a.jpg"),)),), ImageRef("/q.jpg"))
+        with pytest.raises(PromptError, match="special tokens"):
+            render(p)
+    render(CaptionPrompt((ANYA,), ImageRef("/q.jpg")))  # the normal layout passes

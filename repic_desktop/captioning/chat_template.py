@@ -40,6 +40,9 @@ QWEN_SPECIAL_TOKENS = (
     "<|video_pad|>",
 )
 
+# Added (non-special) tokens of the real Qwen2.5 tokenizer that a name in brackets could spell ("<tool_call>").
+TOOL_TOKENS = ("<tool_call>", "</tool_call>")
+
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"
 

@@ -65,7 +65,7 @@ import math
 import os
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Hashable, Iterable, Sequence
@@ -84,6 +84,7 @@ from .prompt import (
     parse_tags,
     render,
     smart_resize,
+    special_token_problem,
 )
 
 IMAGE_PAD = "<|image_pad|>"
@@ -629,6 +630,19 @@ class CaptionEngine:
 
     # ---- one batch -------------------------------------------------------------------------------
 
+    def _check_special_token_ids(self, batch: list[_Prepared], input_ids, attention_mask) -> None:
+        """The tokens the model will see, not the text: every added/special token id of each prompt is
+        counted against RePIC's layout, so no user text can smuggle in a turn, an image slot or a tool call."""
+        added = getattr(self, "_added_token_ids", None)
+        if added is None:
+            added = {i: t.content for i, t in self.processor.tokenizer.added_tokens_decoder.items()}
+            self._added_token_ids = added
+        for row, (p, ids, mask) in enumerate(zip(batch, input_ids.tolist(), attention_mask.tolist())):
+            found = Counter(added[i] for i, m in zip(ids, mask) if m and i in added)
+            problem = special_token_problem(found, len(p.images), p.image_tokens)
+            if problem:
+                raise EngineError(f"prompt for {p.request.key!r}: {problem}")
+
     def _run_batch(self, batch: list[_Prepared], cancel: Callable[[], bool]) -> list[CaptionResult] | None:
         import torch
 
@@ -649,6 +663,7 @@ class CaptionEngine:
             if n != p.image_tokens:
                 raise EngineError(f"prompt for {p.request.key!r} has {n} image tokens but its images need "
                                   f"{p.image_tokens}: the tokenizer does not treat {IMAGE_PAD} as one token")
+        self._check_special_token_ids(batch, input_ids, attention_mask)
         mm_token_type_ids = (input_ids == image_token_id).to(input_ids.dtype)
         images = [im for p in batch for im in p.images]
         image_grid_thw = torch.tensor([im.grid for im in images], dtype=torch.long)

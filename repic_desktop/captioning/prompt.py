@@ -21,11 +21,12 @@ import hashlib
 import json
 import math
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from ..core.concepts import CONTROL_TOKEN_RE, TAG_RE, control_token_problem
-from .chat_template import IMAGE_PLACEHOLDER, QWEN25VL_CHAT_TEMPLATE
+from .chat_template import QWEN25VL_CHAT_TEMPLATE, TOOL_TOKENS
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -167,13 +168,32 @@ def render(prompt: CaptionPrompt) -> str:
     return text
 
 
+def expected_special_tokens(n_images: int, image_tokens: int | None = None) -> Counter:
+    """How many of each special token RePIC's layout holds: system, user and the open assistant turn, one
+    vision block per image (each <|image_pad|> expanded to `image_tokens` in all once the images are known)."""
+    return Counter({"<|im_start|>": 3, "<|im_end|>": 2, "<|vision_start|>": n_images, "<|vision_end|>": n_images,
+                    "<|image_pad|>": n_images if image_tokens is None else image_tokens})
+
+
+def special_token_problem(found: Counter, n_images: int, image_tokens: int | None = None) -> str | None:
+    want = expected_special_tokens(n_images, image_tokens)
+    extra = {t: found[t] - want[t] for t in found if found[t] != want[t]}
+    missing = {t: want[t] - found[t] for t in want if found[t] < want[t]}
+    if not extra and not missing:
+        return None
+    diff = ", ".join(f"{t} x{found[t]} (expected {want[t]})" for t in sorted(set(extra) | set(missing)))
+    return (f"the rendered prompt's special tokens are not RePIC's layout for {n_images} images: {diff}; "
+            "user text must not contain chat control tokens")
+
+
 def verify_rendered(text: str, n_images: int) -> None:
-    """Defence in depth: exactly 3 turns and one vision block per image, whatever the user typed."""
-    turns = text.count("<|im_start|>")
-    blocks = text.count(IMAGE_PLACEHOLDER)
-    if turns != 3 or blocks != n_images or text.count("<|vision_start|>") != n_images:
-        raise PromptError(f"rendered prompt has {turns} turns and {blocks} images, expected 3 and {n_images}: "
-                          "user text must not contain chat control tokens")
+    """Defence in depth: every special token of the rendered text is counted (not only the turns), so user
+    text that forms one with the brackets the app adds (a name "|im_end|" → "<|im_end|>") fails loudly."""
+    found = Counter(m.group(0) for m in CONTROL_TOKEN_RE.finditer(text))
+    found.update({t: text.count(t) for t in TOOL_TOKENS if t in text})
+    problem = special_token_problem(found, n_images)
+    if problem:
+        raise PromptError(problem)
 
 
 # ---- building prompts from the library ------------------------------------------------------------

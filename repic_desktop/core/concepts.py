@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,36 @@ CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>]*\|>")
 # A concept's tag in a caption: <Name> on one line (what prompt parsing and metadata export look for).
 TAG_RE = re.compile(r"<([^<>\n]{1,64})>")
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# Characters a name cannot hold, with why: each is a separator somewhere a name goes (digiKam's "People/Anya"
+# and Lightroom's "People|Anya" hierarchies, `--concepts A,B` lists, the <Name> tag in captions).
+_NAME_SEPARATORS = {"/": "digiKam's tag hierarchy separator", "|": "Lightroom's tag hierarchy separator",
+                    "\\": "a path separator", ",": "the separator of name lists (--concepts A,B)"}
+# Invisible or layout-changing characters (controls incl. TAB, format characters such as zero-width spaces
+# and right-to-left overrides, line/paragraph separators, surrogates, private use): two names that look the
+# same must be the same name, and a name printed to a terminal must not be able to move the cursor.
+_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
+_ZWJ = "\u200d"  # allowed only inside an emoji sequence (👨‍👩‍👧), where it is visible as one glyph
+
+
+def _is_emoji_part(ch: str) -> bool:
+    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f" or 0x1F3FB <= ord(ch) <= 0x1F3FF
+
+
+def _name_problem(name: str) -> str | None:
+    if "<" in name or ">" in name:
+        return f"a name cannot contain '<' or '>' (the app adds the brackets itself): {name!r}"
+    for i, ch in enumerate(name):
+        if ch in _NAME_SEPARATORS:
+            return f"a name cannot contain {ch!r} ({_NAME_SEPARATORS[ch]}): {name!r}"
+        if ch == _ZWJ and 0 < i < len(name) - 1 and _is_emoji_part(name[i - 1]) and _is_emoji_part(name[i + 1]):
+            continue
+        cat = unicodedata.category(ch)
+        if ch in "\n\r" or cat in ("Zl", "Zp"):
+            return "a name must be a single line"
+        if cat in _INVISIBLE_CATEGORIES:
+            what = "control characters" if cat == "Cc" else "invisible or text-direction characters"
+            return f"a name cannot contain {what} (found U+{ord(ch):04X}): {ascii(name)}"
+    return None
 
 
 class ConceptError(ValueError):
@@ -48,18 +79,22 @@ def _check_special_tokens(text: str, what: str) -> None:
 
 
 def validate_name(name: str) -> str:
+    """The name as stored: NFC-normalised, spaces of every kind folded to one ASCII space, trimmed; refused
+    (ConceptError with the reason) when it holds a chat control token, a separator or an invisible character."""
     if not isinstance(name, str):
         raise ConceptError("a name must be text")
     _check_special_tokens(name, "the name")
-    name = name.strip()
-    if not name:
+    # NFC: "Zoë" typed on macOS (decomposed) and on Linux (composed) is one person.
+    # Runs of spaces of any kind (no-break, ideographic …) become one space; control whitespace is refused below.
+    name = re.sub(r"[^\S\t\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]+", " ",
+                  unicodedata.normalize("NFC", name)).strip(" ")
+    if not name.strip():
         raise ConceptError("a name cannot be empty")
-    if "\n" in name or "\r" in name:
-        raise ConceptError("a name must be a single line")
-    if "<" in name or ">" in name:
-        raise ConceptError(f"a name cannot contain '<' or '>' (the app adds the brackets itself): {name!r}")
-    if _CONTROL_RE.search(name):
-        raise ConceptError("a name cannot contain control characters")
+    problem = _name_problem(name)
+    if name == "tool_call":  # "<tool_call>" is one token of Qwen's vocabulary, not a name
+        problem = f"{name!r} is reserved by the model's vocabulary"
+    if problem:
+        raise ConceptError(problem)
     if len(name) > MAX_NAME_LENGTH:
         raise ConceptError(f"a name can be at most {MAX_NAME_LENGTH} characters")
     return name
