@@ -88,6 +88,49 @@ def cmd_captions_list(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- jobs
+
+def _job_line(job) -> str:
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(job.counts.items())) or "no photos"
+    return f"{job.id:>5} {job.kind:<8} {job.status:<9} {counts}" + (f"  ({job.error})" if job.error else "")
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from .core.jobs import JobStore
+
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        jobs = JobStore(lib).list(args.kind)
+    if args.json:
+        _emit_json([j.as_dict() for j in jobs])
+    else:
+        print(terminal_safe("\n".join(_job_line(j) for j in jobs) if jobs else "no jobs"))
+    return 0
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from .core.jobs import JobStore
+
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        job = JobStore(lib).cancel(args.job)
+    if args.json:
+        _emit_json(job.as_dict())
+    else:
+        print(terminal_safe(f"cancelled job {job.id}"))
+    return 0
+
+
+def cmd_jobs_remove(args: argparse.Namespace) -> int:
+    from .core.jobs import JobStore
+
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        job = JobStore(lib).remove(args.job, force=args.force)
+    if args.json:
+        _emit_json({"removed": job.id})
+    else:
+        print(f"removed job {job.id} (its captions stay)")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- caption
 
 def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
@@ -101,7 +144,7 @@ def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from .captioning.jobs import job_params, run_caption_job
+    from .captioning.jobs import JobParamsError, job_params, resumable_jobs
     from .core.jobs import JobStore
     from .captioning.models import ModelSpec
     from .captioning.prompt import PromptError, resolve_request
@@ -114,7 +157,10 @@ def cmd_caption(args: argparse.Namespace) -> int:
         if args.resume:
             if args.photos or args.all or args.uncaptioned:
                 raise _user_error("--resume continues the last unfinished job: give no photos with it")
-            jobs = store.unfinished()
+            jobs, unrunnable = resumable_jobs(store)
+            for bad, reason in unrunnable:
+                if not args.json:
+                    print(f"job {bad.id}: marked failed: {reason}", file=sys.stderr)
             if not jobs:
                 raise _user_error("no unfinished captioning job to resume")
             job = jobs[0]
@@ -137,8 +183,17 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 request = resolve_request(args.request, preset, settings.caption_default("request_presets"))
             except PromptError as exc:
                 raise _user_error(str(exc)) from None
-            batch_size = args.batch_size or int(settings.caption_default("batch_size"))
-            max_new_tokens = args.max_new_tokens or int(settings.caption_default("max_new_tokens"))
+            # `is None`, not `or`: an explicit 0 is a mistake to report, not "use the default"
+            batch_size = args.batch_size if args.batch_size is not None else int(settings.caption_default("batch_size"))
+            max_new_tokens = (args.max_new_tokens if args.max_new_tokens is not None
+                              else int(settings.caption_default("max_new_tokens")))
+            try:
+                params = job_params(model=dataclasses.asdict(spec), concepts=args.concept, request=request,
+                                    system_preset=args.system_preset or settings.caption_default("system_preset"),
+                                    max_refs=args.max_refs, batch_size=batch_size, max_pixels=spec.max_pixels,
+                                    max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens)
+            except JobParamsError as exc:
+                raise _user_error(str(exc)) from None
             for name in args.concept or []:
                 lib.concept(name)  # a typo fails now, not after the model has loaded
             photo_ids = _select_photos(lib, args)
@@ -156,10 +211,6 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 if not args.json:
                     print(msg, file=sys.stderr)
                 return 0
-            params = job_params(model=dataclasses.asdict(spec), concepts=args.concept, request=request,
-                                system_preset=args.system_preset or settings.caption_default("system_preset"),
-                                max_refs=args.max_refs, batch_size=batch_size, max_pixels=spec.max_pixels,
-                                max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens)
             if args.auto or args.auto_include_suggestions:
                 params.update(_auto_params(lib, photo_ids, args, settings))
             # Load before creating the job: a model that cannot load leaves no job behind to "resume".
@@ -285,6 +336,19 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--force", action="store_true", help="caption photos that already have a caption")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=cmd_caption)
+
+    jobs = sub.add_parser("jobs", help="captioning and indexing jobs").add_subparsers(dest="sub", metavar="SUBCOMMAND")
+    jobs.required = True
+    s = jobs.add_parser("list", parents=[common], help="every job, newest first")
+    s.add_argument("--kind", choices=["caption", "index"])
+    s.set_defaults(func=cmd_jobs_list)
+    s = jobs.add_parser("cancel", parents=[common], help="stop offering an unfinished job for resume")
+    s.add_argument("job", type=int)
+    s.set_defaults(func=cmd_jobs_cancel)
+    s = jobs.add_parser("remove", parents=[common], help="delete a job (its captions stay)")
+    s.add_argument("job", type=int)
+    s.add_argument("--force", action="store_true", help="also a job marked running (its process is gone)")
+    s.set_defaults(func=cmd_jobs_remove)
 
     captions = sub.add_parser("captions", help="caption history").add_subparsers(dest="sub", metavar="SUBCOMMAND")
     captions.required = True

@@ -1,6 +1,7 @@
 """`repic prompt`, `repic caption` (durable jobs, resume after kill -9), `repic captions list`."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -161,3 +162,81 @@ def test_killed_run_resumes_without_losing_or_duplicating(family, demo_model_dir
 
         job = JobStore(l2).get(1)
         assert job.status == "done" and job.counts == {"done": total}
+
+
+def _jobs(path):
+    from repic_desktop.core.jobs import JobStore
+
+    with Library(path) as lib:
+        return JobStore(lib).list()
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--batch-size", "-3", "batch size must be a whole number from 1 to 64"),
+    ("--batch-size", "0", "batch size must be a whole number from 1 to 64"),
+    ("--batch-size", "100000", "batch size must be a whole number from 1 to 64"),
+    ("--max-new-tokens", "0", "max new tokens must be a whole number from 1 to 8192"),
+    ("--max-new-tokens", "-1", "max new tokens"),
+    ("--max-new-tokens", "99999999", "max new tokens"),
+    ("--min-new-tokens", "-2", "min new tokens"),
+    ("--max-refs", "0", "reference photos per concept"),
+    ("--max-refs", "-5", "reference photos per concept"),
+    ("--max-pixels", "0", "min_pixels <= max_pixels"),
+    ("--max-pixels", "-100", "min_pixels <= max_pixels"),
+    ("--max-pixels", str(10 ** 12), "max pixels can be at most"),
+])
+def test_bad_caption_options_are_one_line_errors_and_create_no_job(family, demo_model_dir, capsys, flag, value,
+                                                                    message):
+    capsys.readouterr()
+    code, out, err = run(capsys, *family["lib"], "caption", "--all", "--model", str(demo_model_dir), flag, value)
+    assert code == 1 and err.startswith("repic: error: ") and len(err.strip().splitlines()) == 1, err
+    assert message in err and "Traceback" not in err
+    assert _jobs(family["path"]) == []
+
+
+def test_a_stored_job_that_cannot_run_fails_with_its_reason_and_never_blocks_resume(family, demo_model_dir, capsys):
+    """A job stored with batch size -3 (by an older version) used to break every later --resume."""
+    from repic_desktop.captioning.jobs import job_params
+    from repic_desktop.captioning.models import ModelSpec
+    from repic_desktop.core.jobs import JobStore
+
+    spec = ModelSpec(str(demo_model_dir), max_pixels=112 * 112)
+    good = job_params(model=dataclasses.asdict(spec), concepts=None, request="Caption it.", system_preset="repic",
+                      max_refs=1, batch_size=2, max_pixels=spec.max_pixels, max_new_tokens=4)
+    with Library(family["path"]) as lib:
+        store = JobStore(lib)
+        ok_job = store.create([1, 2], good)
+        bad_job = store.create([3], {**good, "batch_size": -3})  # newest: --resume would pick it first
+    capsys.readouterr()
+    code, out, err = run(capsys, *family["lib"], "caption", "--resume", "--json")
+    assert code == 0, err
+    assert [json.loads(line)["photo"] for line in out.splitlines()] == [1, 2]
+    by_id = {j.id: j for j in _jobs(family["path"])}
+    assert by_id[ok_job.id].status == "done"
+    assert by_id[bad_job.id].status == "failed" and "batch size must be" in by_id[bad_job.id].error
+    code, _, err = run(capsys, *family["lib"], "caption", "--resume")
+    assert code == 1 and "no unfinished captioning job" in err
+
+
+def test_jobs_list_cancel_remove(family, demo_model_dir, capsys):
+    from repic_desktop.core.jobs import JobStore
+
+    with Library(family["path"]) as lib:
+        store = JobStore(lib)
+        a = store.create([1, 2], {"batch_size": 1})
+        b = store.create([3], {"batch_size": 1})
+        store.set_status(b.id, "running")  # as a killed process leaves it
+    capsys.readouterr()
+    code, out, _ = run(capsys, *family["lib"], "jobs", "list", "--json")
+    assert code == 0 and [j["id"] for j in json.loads(out)] == [b.id, a.id]
+    code, out, _ = run(capsys, *family["lib"], "jobs", "cancel", str(a.id))
+    assert code == 0 and f"cancelled job {a.id}" in out
+    code, _, err = run(capsys, *family["lib"], "jobs", "cancel", str(a.id))
+    assert code == 1 and "already cancelled" in err
+    code, _, err = run(capsys, *family["lib"], "jobs", "remove", str(b.id))
+    assert code == 1 and "marked running" in err and len(err.strip().splitlines()) == 1
+    assert run(capsys, *family["lib"], "jobs", "remove", str(b.id), "--force")[0] == 0
+    code, _, err = run(capsys, *family["lib"], "jobs", "remove", "999")
+    assert code == 1 and "no job with id 999" in err
+    code, out, _ = run(capsys, *family["lib"], "jobs", "list")
+    assert code == 0 and out.split()[:3] == [str(a.id), "caption", "cancelled"]

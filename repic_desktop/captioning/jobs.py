@@ -63,13 +63,90 @@ class RunSummary:
         return dict(vars(self))
 
 
+# What a caption job may ask for (the GUI's spin boxes use the same ranges).
+BATCH_SIZE_RANGE = (1, 64)
+MAX_NEW_TOKENS_RANGE = (1, 8192)
+MAX_REFS_RANGE = (1, 8)
+
+
+class JobParamsError(ValueError):
+    """A caption job's parameters cannot run; the message names the setting and the allowed values."""
+
+
+def _whole_number_problem(what: str, value: Any, lo: int, hi: int) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        return f"{what} must be a whole number from {lo} to {hi} (got {value!r})"
+    return None
+
+
+def caption_job_problem(params: Any) -> str | None:
+    """Why a caption job with these stored parameters cannot run, or None. Checked when a job is made
+    (so a bad value never becomes a job) and again before one is resumed (a job stored by an older
+    version, or edited by hand, fails with this reason instead of blocking every later resume)."""
+    from .models import ModelSpec
+    from .prompt import SYSTEM_PROMPTS
+
+    if not isinstance(params, dict):
+        return "its parameters are not an object"
+    for what, key, (lo, hi) in (("batch size", "batch_size", BATCH_SIZE_RANGE),
+                                ("max new tokens", "max_new_tokens", MAX_NEW_TOKENS_RANGE),
+                                ("reference photos per concept", "max_refs", MAX_REFS_RANGE)):
+        problem = _whole_number_problem(what, params.get(key), lo, hi)
+        if problem:
+            return problem
+    min_new = params.get("min_new_tokens")
+    if min_new is not None:
+        problem = _whole_number_problem("min new tokens", min_new, 0, params["max_new_tokens"])
+        if problem:
+            return problem
+    model = params.get("model")
+    if not isinstance(model, dict):
+        return "it names no model"
+    try:
+        spec = ModelSpec(**model)
+    except (TypeError, ValueError) as exc:
+        return f"its model settings are invalid: {exc}"
+    if params.get("max_pixels") not in (None, spec.max_pixels):
+        problem = _whole_number_problem("max pixels", params.get("max_pixels"), spec.min_pixels, spec.max_pixels)
+        if problem:
+            return problem
+    request = params.get("request")
+    if not isinstance(request, str) or not request.strip():
+        return "it has no caption request"
+    if params.get("system_preset") not in SYSTEM_PROMPTS:
+        return f"unknown system preset {params.get('system_preset')!r} (known: {', '.join(SYSTEM_PROMPTS)})"
+    concepts = params.get("concepts")
+    if concepts is not None and not (isinstance(concepts, list) and all(isinstance(c, str) for c in concepts)):
+        return "its concept list is not a list of names"
+    return None
+
+
 def job_params(*, model: dict[str, Any], concepts: Sequence[str] | None, request: str, system_preset: str,
                max_refs: int, batch_size: int, max_pixels: int, max_new_tokens: int,
                min_new_tokens: int | None = None) -> dict[str, Any]:
-    """Everything needed to resume a job exactly as it started."""
-    return {"model": model, "concepts": list(concepts) if concepts else None, "request": request,
-            "system_preset": system_preset, "max_refs": max_refs, "batch_size": batch_size,
-            "max_pixels": max_pixels, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens}
+    """Everything needed to resume a job exactly as it started; JobParamsError when it could not run."""
+    params = {"model": model, "concepts": list(concepts) if concepts else None, "request": request,
+              "system_preset": system_preset, "max_refs": max_refs, "batch_size": batch_size,
+              "max_pixels": max_pixels, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens}
+    problem = caption_job_problem(params)
+    if problem:
+        raise JobParamsError(problem)
+    return params
+
+
+def resumable_jobs(store: JobStore) -> tuple[list, list[tuple[Any, str]]]:
+    """The unfinished caption jobs that can run (newest first), and those that cannot, each with its reason.
+    The unrunnable ones are marked failed with that reason, so they stop being offered for resume."""
+    runnable, failed = [], []
+    for job in store.unfinished():
+        problem = caption_job_problem(job.params)
+        if problem is None:
+            runnable.append(job)
+            continue
+        reason = f"this job's settings cannot run: {problem}"
+        store.set_status(job.id, "failed", reason)
+        failed.append((job, reason))
+    return runnable, failed
 
 
 def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: dict[str, Any],

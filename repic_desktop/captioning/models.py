@@ -69,6 +69,7 @@ DEFAULT_SOURCE = "Yeongtak/RePIC_Qwen2.5VL_7B"
 DEFAULT_MIN_PIXELS = 4 * 28 * 28  # 3136, the checkpoint default
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # 802,816: at most 1024 visual tokens per image (RePIC's setting)
 DEFAULT_MAX_NEW_TOKENS = 1024
+PIXELS_CEILING = 16384 * 28 * 28  # 12.8 MP: RePIC's fetch_image upper limit
 PATCH_SIZE = 14
 SKIP_QUANT_MODULES = ["model.visual", "lm_head"]
 
@@ -139,6 +140,8 @@ class ModelSpec:
         if not (isinstance(self.min_pixels, int) and isinstance(self.max_pixels, int)
                 and 28 * 28 <= self.min_pixels <= self.max_pixels):
             raise ValueError(f"need 784 <= min_pixels <= max_pixels (got {self.min_pixels}, {self.max_pixels})")
+        if self.max_pixels > PIXELS_CEILING:  # beyond RePIC's own fetch limit only memory grows
+            raise ValueError(f"max pixels can be at most {PIXELS_CEILING} (got {self.max_pixels})")
 
     @classmethod
     def from_settings(cls, model_settings: Any, **overrides: Any) -> "ModelSpec":

@@ -79,6 +79,33 @@ class JobStore:
                                  " ORDER BY id DESC", (kind, *UNFINISHED)).fetchall()
         return [self.get(r[0]) for r in rows]
 
+    def list(self, kind: str | None = None) -> list[Job]:
+        """Every job (or every job of one kind), newest first."""
+        sql, args = "SELECT id FROM jobs", ()
+        if kind is not None:
+            sql, args = sql + " WHERE kind = ?", (kind,)
+        return [self.get(r[0]) for r in self.conn.execute(sql + " ORDER BY id DESC", args).fetchall()]
+
+    def cancel(self, job_id: int) -> Job:
+        """Stop offering an unfinished job for resume (its finished photos keep their results)."""
+        job = self.get(job_id)
+        if job.status not in UNFINISHED:
+            raise LibraryError(f"job {job_id} is already {job.status}")
+        self.set_status(job_id, "cancelled", "cancelled by the user")
+        return self.get(job_id)
+
+    def remove(self, job_id: int, *, force: bool = False) -> Job:
+        """Delete a job and its items; captions and other results it made stay. A job marked running may
+        be running in another window or process, so it needs `force` (after a crash it is only stale)."""
+        job = self.get(job_id)
+        if job.status == "running" and not force:
+            raise LibraryError(f"job {job_id} is marked running (maybe in another window): "
+                               "cancel it first, or remove it with --force if that process is gone")
+        with self.lib.transaction():
+            self.conn.execute("DELETE FROM job_items WHERE job_id = ?", (job_id,))
+            self.conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return job
+
     def pending_photo_ids(self, job_id: int) -> list[int]:
         return [r[0] for r in self.conn.execute(
             "SELECT photo_id FROM job_items WHERE job_id = ? AND status IN ('pending', 'running') ORDER BY position",

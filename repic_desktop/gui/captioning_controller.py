@@ -28,7 +28,7 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ..captioning.jobs import job_params
+from ..captioning.jobs import job_params, resumable_jobs
 from ..core.jobs import JobStore
 from ..retrieval.service import auto_params
 from ..captioning.prompt import PromptError, resolve_request
@@ -488,13 +488,14 @@ class CaptioningController(QObject):
             spec = model_spec_from_settings(settings)
             presets = extra(settings, "request_presets")
             request = resolve_request(None, choice.preset, presets if isinstance(presets, dict) else None)
+            # JobParamsError (a ValueError) names the setting: a bad value never becomes a job.
+            params = job_params(model=dataclasses.asdict(spec), concepts=choice.concepts, request=request,
+                                system_preset=extra(settings, "system_preset"), max_refs=1,
+                                batch_size=choice.batch_size, max_pixels=spec.max_pixels,
+                                max_new_tokens=int(extra(settings, "max_new_tokens")))
         except (ValueError, PromptError) as exc:
             self._message(parent, "Cannot start captioning", str(exc), settings_button=True)
             return
-        params = job_params(model=dataclasses.asdict(spec), concepts=choice.concepts, request=request,
-                            system_preset=extra(settings, "system_preset"), max_refs=1,
-                            batch_size=choice.batch_size, max_pixels=spec.max_pixels,
-                            max_new_tokens=int(extra(settings, "max_new_tokens")))
         params["gui"] = {"preset": choice.preset, "title": title, "model_label": spec_label(spec)}
         own = choice.concepts is None
         opts = suggestion_options(settings) if own else None
@@ -540,8 +541,9 @@ class CaptioningController(QObject):
             for attempt in range(3):  # a brand-new library being created by another thread can refuse WAL once
                 try:
                     with Library(path) as lib:
-                        return [(j, lib.failed_job_items(j.id, MAX_ERRORS_SHOWN))
-                                for j in JobStore(lib).unfinished()]
+                        # jobs whose stored settings cannot run are marked failed here, not offered
+                        runnable, _ = resumable_jobs(JobStore(lib))
+                        return [(j, lib.failed_job_items(j.id, MAX_ERRORS_SHOWN)) for j in runnable]
                 except LibraryError:
                     if attempt == 2:
                         raise
