@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+from repic_desktop.captioning.cpu_threads import apply_cpu_thread_policy
+
 from .dataset import BuiltDataset, DatasetError, HeldOut, build_dataset
 from .rewards import FIXES
 
@@ -535,7 +537,7 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
         # One core stays free: the GUI that started this process keeps responding, and OpenMP threads
         # that must wait for a core taken by another process made 2-core training 10-60x slower
         # (docs/benchmarks.md, Training).
-        torch.set_num_threads(cfg.cpu_threads or max(1, (os.cpu_count() or 2) - 1))
+        apply_cpu_thread_policy(cfg.cpu_threads)
     if cfg.quant != "none":
         from peft import prepare_model_for_kbit_training
 

@@ -23,6 +23,9 @@ from typing import Any
 from .chat_template import EOS_TOKEN, PAD_TOKEN, QWEN25VL_CHAT_TEMPLATE, QWEN_SPECIAL_TOKENS
 
 MARKER_FILENAME = "repic_demo_model.json"
+# The demo model writes noise: a short line shows the flow. Every front (CLI, GUI, trainer's evaluation)
+# gets this cap through CaptionEngine.from_loaded, instead of 1,024 tokens of noise per photo.
+DEMO_MAX_NEW_TOKENS = 32
 BUILDER_VERSION = 1
 
 # Token budget: a fixed-size BPE vocabulary plus Qwen's 14 specials = 448 tokens, a multiple of 64,

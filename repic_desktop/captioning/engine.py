@@ -300,6 +300,13 @@ class CaptionEngine:
             v = getattr(spec, k, None)
             if v is not None:
                 kwargs.setdefault(k, v)
+        if getattr(loaded, "is_demo", False):
+            from .demo_model import DEMO_MAX_NEW_TOKENS
+
+            cap = min(kwargs.get("max_new_tokens") or DEMO_MAX_NEW_TOKENS, DEMO_MAX_NEW_TOKENS)
+            kwargs["max_new_tokens"] = cap
+            if kwargs.get("min_new_tokens") is not None:
+                kwargs["min_new_tokens"] = min(kwargs["min_new_tokens"], cap)
         return cls(loaded.model, loaded.processor, generation_kwargs=gen, **kwargs)
 
     # ---- lifecycle -----------------------------------------------------------------------------

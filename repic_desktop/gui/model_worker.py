@@ -22,7 +22,6 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-import os
 import sys
 import threading
 import traceback
@@ -34,7 +33,6 @@ from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
 
 log = logging.getLogger(__name__)
 
-DEMO_MAX_NEW_TOKENS = 32  # the demo model writes noise: a short line is plenty to show the flow
 
 LOAD_STAGES = {
     "build": "Preparing the demo model",
@@ -86,15 +84,12 @@ def probe_gpu() -> dict[str, Any]:
 
 
 def _leave_a_core_for_the_gui() -> None:
-    """torch's CPU thread pool defaults to one thread per core; its spinning threads then starve the
-    GUI thread (measured: 60-70 ms stalls every few hundred ms on a 2-core machine while the demo model
-    captions). One core fewer for torch keeps the GUI responsive at a small cost in CPU speed."""
+    """torch's spinning CPU threads starve the GUI thread when they take every core (measured: 60-70 ms
+    stalls every few hundred ms on a 2-core machine while the demo model captions): the shared policy."""
     try:
-        import torch
+        from ..captioning.cpu_threads import apply_cpu_thread_policy
 
-        cores = os.cpu_count() or 1
-        if cores > 1 and torch.get_num_threads() >= cores:
-            torch.set_num_threads(cores - 1)
+        apply_cpu_thread_policy()
     except Exception:
         pass
 
@@ -499,9 +494,8 @@ class ModelWorker(QThread):
 
         loaded = self._loaded
         max_new = int(p.get("max_new_tokens") or 1024)
-        if loaded.is_demo:
-            max_new = min(max_new, DEMO_MAX_NEW_TOKENS)
         min_new = p.get("min_new_tokens")
+        # from_loaded caps the demo model's tokens (the same for the CLI)
         engine = CaptionEngine.from_loaded(loaded, batch_size=int(p.get("batch_size") or 1), max_new_tokens=max_new,
                                            min_new_tokens=min(min_new, max_new) if min_new is not None else None)
         processed = before

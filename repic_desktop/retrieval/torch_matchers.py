@@ -17,6 +17,7 @@ import threading
 
 import numpy as np
 
+from ..captioning.cpu_threads import apply_cpu_thread_policy
 from .base import Crop, MatcherUnavailable, clamp_box
 
 DETECTOR_QUERIES = {"person": "a photo of a person", "cat": "a photo of a cat", "dog": "a photo of a dog"}
@@ -54,6 +55,7 @@ class Embedder:
 
         self.kind, self.folder = kind, folder
         self._torch = torch
+        apply_cpu_thread_policy()  # these run on the CPU: the same one-core-free policy as captioning
         kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=False)
         try:
             config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
@@ -104,6 +106,7 @@ class OwlDetector:
 
         self._torch = torch
         self.threshold = threshold
+        apply_cpu_thread_policy()  # these run on the CPU: the same one-core-free policy as captioning
         try:
             self.model = Owlv2ForObjectDetection.from_pretrained(
                 folder, local_files_only=True, use_safetensors=True, trust_remote_code=False).eval()
