@@ -18,11 +18,15 @@ Plus: edits happen on `ImageData` (memory), never `Image(path)` (each modify_* c
 and a failure half-way leaves it half-updated); `close()` may raise after a toolkit error; values are
 decoded leniently (UTF-8, else Latin-1) so one odd byte in a maker note cannot block an export.
 
-exiftool notes: `-E` (HTML escapes) so captions may contain newlines (stay-open passes one argument
-per line); `|`-escaping inside struct values; `-charset iptc=UTF8` + CodedCharacterSet; list tags are
-cleared (`-TAG=`) before items are added; JSON numbers are parsed as their literal text so a caption
-"1.50" stays "1.50". exiftool cannot write WebP through `-o` ("Can't write RIFF files"), so every
-exiftool edit copies the original into the temp file and edits that copy with -overwrite_original.
+exiftool notes: every argument goes through `ExifTool.execute`, which is the one place that makes
+exiftool's stay-open stream (one argument per line, read like a `-@` argfile) safe: it passes each
+argument exactly or refuses it, and gives files separately, as absolute paths, so no file name, caption
+or name can ever become an option (see `stay_open_line`). Tag values also use `-E` (HTML escapes) for
+every line break, so a value is always one plain line; `|`-escaping inside struct values; `-charset
+iptc=UTF8` + CodedCharacterSet; list tags are cleared (`-TAG=`) before items are added; JSON numbers are
+parsed as their literal text so a caption "1.50" stays "1.50". exiftool cannot write WebP through `-o`
+("Can't write RIFF files"), so every exiftool edit copies the original into the temp file and edits that
+copy with -overwrite_original.
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ import os
 import re
 import shutil
 import threading
-from typing import Any
+from typing import Any, Iterable
 
 from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
 from .safety import Refused, write_bytes_exclusive
@@ -355,9 +359,16 @@ def exiftool_available() -> bool:
     return True
 
 
+# exiftool itself splits only at "\n" and drops a trailing "\r"; the other characters Python or Perl may
+# take for a line end are escaped too, so that nothing downstream depends on that.
+_LINE_BREAKS = {ord(c): f"&#x{ord(c):x};" for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _esc_text(s: str) -> str:
-    """For -E: HTML-escape, and encode line breaks (stay-open passes one argument per line)."""
-    return html.escape(s, quote=False).replace("\r", "&#xd;").replace("\n", "&#xa;")
+    """For -E: HTML-escape, and encode line breaks, and a leading blank (which exiftool's argfile reader
+    would drop after "-TAG="), so the `-TAG=value` argument is always one plain line."""
+    s = html.escape(s, quote=False).translate(_LINE_BREAKS)
+    return f"&#x{ord(s[0]):x};{s[1:]}" if s[:1].isspace() else s
 
 
 def _esc_struct(s: str) -> str:
@@ -413,9 +424,45 @@ _READ_ARGS = ["-j", "-G1", "-struct", "-a", "-n", "-charset", "iptc=UTF8", "-cha
               *[f"-{f.key}" for f in FIELDS], "-IPTC:All"]
 
 
+# exiftool reads the stay-open stream like a -@ argfile (FilterArgfileLine in exiftool 12.57 and 13.x):
+# lines split at "\n"; a trailing "\r" is dropped; leading white space is dropped; an empty line or one
+# that starts with "#" is skipped; "-TAG = value" loses the blanks around "=" and one after it. An argument
+# none of that would change goes as it is (so any bytes, e.g. a non-UTF-8 file name, pass untouched).
+# Any other goes as "#[CSTR]" + a C string (exiftool >= 11.08): its reader turns only \\ \n \r \t \a \b
+# \f \" back into characters, and since 12.26 it turns a "$" or "@" in such a line into "\$" / "\@",
+# so an argument that needs a C string and holds "$" or "@" cannot be passed exactly at all: refused.
+_ARG_FILTER = re.compile(rb"^(-[-:\w]+#?)\s*([-+<]?=) ?")
+_PERL_SPACE = b" \t\n\r\x0b\x0c\x85\xa0"
+
+
+def stay_open_line(arg: bytes) -> bytes:
+    """The line that makes exiftool's argfile reader see exactly `arg`; BackendError if none does."""
+    if b"\0" in arg:
+        raise BackendError("it contains a NUL character")
+    if (arg and arg[:1] not in _PERL_SPACE and not arg.startswith(b"#") and b"\n" not in arg and b"\r" not in arg
+            and _ARG_FILTER.sub(rb"\1\2", arg) == arg):
+        return arg
+    if b"$" in arg or b"@" in arg:
+        raise BackendError("it has a line break, a leading blank or '#' together with '$' or '@', "
+                           "which exiftool cannot be given exactly")
+    return b"#[CSTR]" + arg.replace(b"\\", b"\\\\").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+
+
+def file_argument(path: str | bytes | os.PathLike) -> bytes:
+    """A file name as exiftool must get it: its exact bytes, absolute (so it can never start with "-"
+    or U+2212, which exiftool also takes for a dash, and be taken for an option, nor be "-" = stdin)."""
+    p = os.fsencode(path)
+    if not os.path.isabs(p):
+        p = os.path.join(os.getcwdb(), p)
+    if p.startswith(b"-"):  # pragma: no cover - an absolute path never does
+        raise BackendError("the file name starts with '-'")
+    return p
+
+
 class ExifTool:
-    """One exiftool -stay_open process (started on first use, shared, thread-safe). Arguments go over
-    as UTF-8, file names as their exact bytes (non-UTF-8 names work), output comes back as bytes."""
+    """One exiftool -stay_open process (started on first use, shared, thread-safe). Options go over as
+    UTF-8, file names (`files=`) as their exact bytes (non-UTF-8 names work), every one through
+    `stay_open_line`; output comes back as bytes."""
 
     def __init__(self, executable: str | None = None):
         self.executable = executable or exiftool_executable()
@@ -435,11 +482,27 @@ class ExifTool:
             self._et = et
         return self._et
 
-    def execute(self, *args: str | bytes) -> tuple[int, str, str]:
+    def execute(self, *args: str, files: Iterable[str | bytes | os.PathLike] = ()) -> tuple[int, str, str]:
+        """Run exiftool with the options `args` (ours; user text only as the value of a `-TAG=value`)
+        on `files`. Refuses (BackendError) any argument that cannot reach exiftool exactly as given."""
+        lines, files = [], list(files)
+        for a in args:
+            try:
+                lines.append(stay_open_line(a.encode("utf-8")))
+            except (BackendError, UnicodeEncodeError) as exc:
+                raise BackendError(f"refused to pass an argument to exiftool: {exc}") from None
+        if files and os.name == "nt":  # os.fsencode gives UTF-8 there; exiftool assumes the ANSI code page
+            lines += [b"-charset", b"filename=utf8"]
+        for f in files:
+            try:
+                lines.append(stay_open_line(file_argument(f)))
+            except BackendError as exc:
+                raise BackendError(f"exiftool cannot be given this file name safely ({exc}); "
+                                   f"rename the file") from None
         with self._lock:
             et = self._process()
             try:
-                out = et.execute(*args, raw_bytes=True)
+                out = et.execute(*lines, raw_bytes=True)
                 status, err = et.last_status, et.last_stderr
             except Exception as exc:  # the process died, or PyExifTool could not talk to it
                 self._close_locked()
@@ -475,7 +538,7 @@ class ExifToolEdit(Edit):
         if data is not None and fmt == "XMP" and not os.path.exists(src):
             self.old, self.has_iptc = {}, False  # a new, empty sidecar: nothing to read yet
             return
-        rc, out, err = et.execute(*_READ_ARGS, os.fsencode(src))
+        rc, out, err = et.execute(*_READ_ARGS, files=[src])
         try:
             rows = json.loads(out, parse_float=str, parse_int=str) if out.strip() else []
         except ValueError:
@@ -491,7 +554,7 @@ class ExifToolEdit(Edit):
             write_bytes_exclusive(tmp, self.data)
         else:
             shutil.copyfile(self.path, tmp)
-        rc, out, err = self.et.execute(*exiftool_args(changes), "-overwrite_original", os.fsencode(tmp))
+        rc, out, err = self.et.execute(*exiftool_args(changes), "-overwrite_original", files=[tmp])
         if rc != 0 or "1 image files updated" not in out:
             raise BackendError(f"exiftool could not write the metadata: {_exiftool_error(err, out)}")
         return None
