@@ -18,7 +18,8 @@ from PIL import Image
 
 from repic_desktop import cli
 from repic_desktop.cli import main
-from repic_desktop.core.library import Library
+from repic_desktop.core.concepts import import_reference_file
+from repic_desktop.core.library import Library, LibraryError
 from repic_desktop.core.scanner import scan_folder
 from tests.lock_harness import Holder
 
@@ -79,6 +80,27 @@ def test_importing_the_folder_that_holds_the_library_never_opens_its_files(tmp_p
     assert problems == []
     assert report.added == 1 and not report.skipped    # the real photo; the library is no photo to report
     assert any(p.endswith("IMG_0001.jpg") for p in opened)  # the hook does see the scanner's reads
+
+
+def test_a_reference_photo_file_that_is_the_library_is_refused_unopened(tmp_path):
+    """`repic concept add-ref NAME FILE` / the People page: a typed name passes any file-type filter."""
+    holder = Holder(tmp_path / "library.sqlite")
+    (tmp_path / "me.jpg").symlink_to("library.sqlite")
+    own = {os.path.realpath(f"{holder.path}{s}") for s in ("", "-wal", "-shm", "-journal")}
+    opened: list[str] = []
+    try:
+        _recording[id(opened)] = opened
+        try:
+            for src in (holder.path, tmp_path / "me.jpg", f"{holder.path}-wal"):
+                with pytest.raises(LibraryError, match="own database file"):
+                    import_reference_file(holder.lib, "Held", src)
+        finally:
+            del _recording[id(opened)]
+        problems = holder.shared_problems()
+    finally:
+        holder.close()
+    assert [p for p in opened if os.path.realpath(p) in own] == []
+    assert problems == []
 
 
 def _damaged_library(path) -> None:

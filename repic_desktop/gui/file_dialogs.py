@@ -19,6 +19,8 @@ The rules here:
 """
 from __future__ import annotations
 
+import os
+
 from PySide6.QtCore import QFileInfo, QMimeDatabase
 from PySide6.QtGui import QAbstractFileIconProvider, QIcon
 from PySide6.QtWidgets import QDialog, QFileDialog, QFileIconProvider, QWidget
@@ -97,13 +99,38 @@ def choose_folder(parent: QWidget | None, title: str, start: str) -> str:
     return picked[0] if picked else ""
 
 
-def choose_open_file(parent: QWidget | None, title: str, start: str, name_filter: str | None = None) -> str:
-    """Like QFileDialog.getOpenFileName (path only); '' when cancelled."""
-    picked = _run(file_dialog(parent, title, start, name_filter=name_filter))
+def _not_the_library(parent: QWidget | None, paths: list[str], library) -> list[str]:
+    """Drop the library's own database files (a typed name passes any filter): the caller would open them
+    to read a photo, and that close() alone breaks the library (see the module docstring)."""
+    if library is None:
+        return paths
+    own = library.own_file_keys()
+    keep = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            keep.append(p)
+            continue
+        if (st.st_dev, st.st_ino) in own:
+            from .dialogs import show_error
+
+            show_error(parent, "Not a photo", f"{p} is this library's own database file, not a photo.")
+        else:
+            keep.append(p)
+    return keep
+
+
+def choose_open_file(parent: QWidget | None, title: str, start: str, name_filter: str | None = None, *,
+                     library=None) -> str:
+    """Like QFileDialog.getOpenFileName (path only); '' when cancelled. With `library`, its own database
+    files are refused without being opened."""
+    picked = _not_the_library(parent, _run(file_dialog(parent, title, start, name_filter=name_filter)), library)
     return picked[0] if picked else ""
 
 
 def choose_open_files(parent: QWidget | None, title: str, start: str,
-                      name_filter: str | None = None) -> list[str]:
-    """Like QFileDialog.getOpenFileNames (paths only); [] when cancelled."""
-    return _run(file_dialog(parent, title, start, multiple=True, name_filter=name_filter))
+                      name_filter: str | None = None, *, library=None) -> list[str]:
+    """Like QFileDialog.getOpenFileNames (paths only); [] when cancelled. `library` as in choose_open_file."""
+    return _not_the_library(parent, _run(file_dialog(parent, title, start, multiple=True,
+                                                     name_filter=name_filter)), library)

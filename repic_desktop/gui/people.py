@@ -430,7 +430,8 @@ class ConceptDialog(QDialog):
 
     def add_from_file(self) -> None:
         pattern = " ".join(f"*{e}" for e in sorted(SUPPORTED_EXTENSIONS))
-        paths = choose_open_files(self, "Reference photos", os.path.expanduser("~"), f"Images ({pattern})")
+        paths = choose_open_files(self, "Reference photos", os.path.expanduser("~"), f"Images ({pattern})",
+                                  library=self.lib)
         for path in paths:
             self.add_ref(PendingRef(file_path=path, label=os.path.basename(path)))
         if len(paths) == 1:
@@ -1053,7 +1054,8 @@ class PeopleManager(QWidget):
         if self.current_id() is None:
             return
         pattern = " ".join(f"*{e}" for e in sorted(SUPPORTED_EXTENSIONS))
-        path = choose_open_file(self, "Reference photo", os.path.expanduser("~"), f"Images ({pattern})")
+        path = choose_open_file(self, "Reference photo", os.path.expanduser("~"), f"Images ({pattern})",
+                               library=self.lib)
         if not path:
             return
         box = self._ask_box(path, None)

@@ -15,7 +15,8 @@ import pytest
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QFileSystemModel
 
-from tests.lock_harness import Holder
+from repic_desktop.gui.file_dialogs import choose_open_file, choose_open_files
+from tests.lock_harness import Holder, holds_db_lock
 
 from ._app_fixtures import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
@@ -59,3 +60,29 @@ def test_every_file_dialog_of_the_app_goes_through_file_dialogs():
     offenders = [p.name for p in gui.glob("*.py")
                  if p.name != "file_dialogs.py" and re.search(r"\bQFileDialog\b", p.read_text(encoding="utf-8"))]
     assert offenders == []
+
+
+def _accept_in_dialog(path: Path) -> None:
+    """Inside the next modal file dialog: pick `path` (as a user typing its name would) and accept."""
+    def pick() -> None:
+        dlg = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QFileDialog) and w.isVisible())
+        dlg.selectFile(str(path))
+        dlg.accept()
+    QTimer.singleShot(0, pick)
+
+
+def test_a_reference_photo_picker_refuses_the_library_file_without_opening_it(tmp_path):
+    holder = Holder(tmp_path / "library.sqlite")
+    photo = tmp_path / "me.jpg"
+    photo.write_bytes(b"not opened either")
+    try:
+        _accept_in_dialog(holder.path)
+        single = choose_open_file(None, "Reference photo", str(tmp_path), "Images (*.jpg)", library=holder.lib)
+        _accept_in_dialog(holder.path)
+        several = choose_open_files(None, "Reference photos", str(tmp_path), "Images (*.jpg)", library=holder.lib)
+        _accept_in_dialog(photo)
+        other = choose_open_file(None, "Reference photo", str(tmp_path), "Images (*.jpg)", library=holder.lib)
+        assert holds_db_lock(holder.path) is not False
+    finally:
+        holder.close()
+    assert (single, several, other) == ("", [], str(photo))
