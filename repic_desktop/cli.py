@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import sqlite3
 import sys
 from typing import Any, Callable
 
@@ -19,6 +21,7 @@ from .core.library import Box, Library, LibraryError, parse_box
 from .core.settings import Settings, SettingsError
 
 EXIT_USER_ERROR = 1
+EXIT_DAMAGED = 3  # `repic status`: the library file fails SQLite's quick_check
 
 
 class UserError(Exception):
@@ -77,22 +80,41 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = retrieval_settings(settings)
     data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or "dlib-faces",
                            "matchers": available_matchers(settings)}
+    data["counts"] = None
+    data["adapters"] = []
+    damage: list[str] = []
     if exists:
-        with Library(lib_path) as lib:
-            data["schema_version"] = lib.schema_version
-            data["counts"] = lib.counts()
-            n, photos = lib.pending_suggestion_count()
-            data["suggestions"].update(pending=n, pending_photos=photos)
-            data["adapters"] = [{"name": a.name, "path": a.path, "flagged": bool(a.manifest.get("flagged")),
-                                 "active": bool(settings.model.adapter) and a.path == settings.model.adapter}
-                                for a in lib.adapters()]
-    else:
-        data["counts"] = None
-        data["adapters"] = []
+        try:
+            with Library(lib_path, create=False) as lib:
+                damage = lib.quick_check()
+                if not damage:
+                    data["schema_version"] = lib.schema_version
+                    data["counts"] = lib.counts()
+                    n, photos = lib.pending_suggestion_count()
+                    data["suggestions"].update(pending=n, pending_photos=photos)
+                    data["adapters"] = [{"name": a.name, "path": a.path,
+                                         "flagged": bool(a.manifest.get("flagged")),
+                                         "active": bool(settings.model.adapter) and a.path == settings.model.adapter}
+                                        for a in lib.adapters()]
+        except LibraryError as exc:
+            if not _is_damage(exc.__cause__):
+                raise
+            damage = [str(exc.__cause__)]
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            damage = [str(exc)]
+        data["integrity"] = {"ok": not damage, "problems": damage}
+        if damage:
+            data["recovery"] = damaged_library_advice(lib_path)
     data["device"] = _device_summary()
 
     def text() -> str:
         lines = [f"{APP_NAME} {__version__}", f"library:   {lib_path}" + ("" if exists else "  (new, empty)")]
+        if damage:
+            lines.append(f"DAMAGED:   the library file fails SQLite's integrity check: {damage[0]}"
+                         + (f" (and {len(damage) - 1} more problem(s))" if len(damage) > 1 else ""))
+            lines += [f"           {i}. {step}" for i, step in enumerate(data["recovery"], 1)]
         if data["counts"]:
             c = data["counts"]
             lines.append(f"photos:    {c['photos']} ({c['captioned']} captioned, {c['accepted']} accepted, "
@@ -117,7 +139,29 @@ def cmd_status(args: argparse.Namespace) -> int:
         return "\n".join(lines)
 
     _emit(args, data, text)
-    return 0
+    return EXIT_DAMAGED if damage else 0
+
+
+def _is_damage(exc: BaseException | None) -> bool:
+    """Corrupt or not a database at all; "locked" and I/O errors (OperationalError) are not damage."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError)
+
+
+def damaged_library_advice(lib_path) -> list[str]:
+    """What a user can do about a library that fails quick_check, in order."""
+    p = str(lib_path)
+    rec = str(lib_path.with_name(lib_path.stem + "-recovered" + lib_path.suffix))
+    q = shlex.quote
+    return [
+        "Close RePIC Desktop and stop every `repic` command that uses this library.",
+        f"Copy {p} together with any {lib_path.name}-wal and {lib_path.name}-shm beside it to a safe place; "
+        "work on the copy from now on.",
+        f"Rebuild what is still readable with the sqlite3 tool (3.29 or newer): "
+        f"sqlite3 {q(p)} .recover | sqlite3 {q(rec)}  then check it: repic --library {q(rec)} status",
+        "If that looks right, put the rebuilt file in place of the damaged one (or keep using it with --library).",
+        "Captions, names and face regions you already exported into your photos come back into any library "
+        "with: repic import FOLDER --read-metadata",
+    ]
 
 
 def _device_summary() -> dict[str, Any]:
@@ -515,6 +559,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (UserError, LibraryError, ConceptError, SettingsError) as exc:
         print(terminal_safe(f"repic: error: {exc}"), file=sys.stderr)
+        return EXIT_USER_ERROR
+    except sqlite3.DatabaseError as exc:  # "database disk image is malformed" mid-command: say what to do
+        if not _is_damage(exc):
+            raise
+        print(f"repic: error: the library cannot be read ({exc}); `repic status` checks it and says how to "
+              "recover", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("repic: interrupted", file=sys.stderr)

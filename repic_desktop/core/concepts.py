@@ -154,6 +154,13 @@ def import_reference_file(library: "Library", concept: str, source: str | os.Pat
     from .library import LibraryError, check_box
 
     src = Path(source)
+    try:  # by stat, before any open: closing a descriptor of ours on the library drops its SQLite locks
+        st = os.stat(src)
+    except OSError:
+        pass  # read_bytes below reports it
+    else:
+        if (st.st_dev, st.st_ino) in library.own_file_keys():
+            raise LibraryError(f"{src} is the library's own database file, not an image")
     try:
         data = src.read_bytes()
     except IsADirectoryError:

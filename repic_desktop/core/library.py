@@ -526,6 +526,19 @@ class Library:
     def schema_version(self) -> int:
         return self.conn.execute("PRAGMA user_version").fetchone()[0]
 
+    def quick_check(self, limit: int = 10) -> list[str]:
+        """SQLite's quick_check: [] when the file is sound, else up to `limit` problems as SQLite words them."""
+        try:
+            rows = [r[0] for r in self.conn.execute(f"PRAGMA quick_check({int(limit)})").fetchall()]
+        except sqlite3.OperationalError:
+            raise  # locked or an I/O error: not a verdict on the file
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        if rows == ["ok"]:
+            return []
+        lines = [ln for r in rows for ln in str(r).splitlines() if ln and not ln.startswith("*** in database")]
+        return lines or rows
+
     def _migrate(self) -> None:
         if self.schema_version == SCHEMA_VERSION:
             return
@@ -544,6 +557,23 @@ class Library:
     def data_dir(self) -> Path:
         """Files the library owns (copied reference photos), next to the library file."""
         return self.path.parent / f"{self.path.stem}-files"
+
+    def own_file_keys(self) -> set[tuple[int, int]]:
+        """(st_dev, st_ino) of the library's database files that exist now (the file, -wal, -shm, -journal).
+
+        Only SQLite may ever open these. POSIX locks belong to the process, and closing *any* descriptor on
+        the inode drops all of them: one read of the library by an importer, a thumbnailer or a file dialog
+        lets the next process to close it delete the -wal and -shm files this process still uses, and the
+        library ends up malformed (issue #13). Code that opens files it did not choose itself (a folder
+        walk, a path the user typed) checks them against this set by stat, before opening anything."""
+        keys = set()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                st = os.stat(f"{self.path}{suffix}")
+            except OSError:
+                continue
+            keys.add((st.st_dev, st.st_ino))
+        return keys
 
     # ---------------------------------------------------------------- photos
     def photo(self, photo_id: int) -> Photo:

@@ -20,6 +20,10 @@ content hash and marks vanished ones missing. Decisions (why, not what):
   .Trash-1000, macOS "._IMG_1234.jpg" AppleDouble files. So are NAS/OS thumbnail and trash folders
   (@eaDir, $RECYCLE.BIN, System Volume Information) and the library's own files folder. The root
   itself may be hidden: the user chose it.
+- The library's database files (library.sqlite and its -wal, -shm, -journal) are never opened, whatever
+  they are called or linked as: a file whose (st_dev, st_ino) is one of them is left out after its stat.
+  Closing any descriptor of ours on the library drops the process's SQLite locks (Library.own_file_keys).
+  Other databases' -wal/-shm/-journal files never have a photo extension, so they are never opened either.
 - Symbolic links: folder links are followed (users link in folders that live elsewhere), loops are
   impossible because each folder is walked once, keyed by (st_dev, st_ino), and a link to the root or
   to a folder above it is never followed (it would pull in the whole disk); real folders are walked
@@ -121,7 +125,7 @@ def _oserror_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _walk(root: bytes, cancel: CancelFn | None, exclude: set) -> _Walk:
+def _walk(root: bytes, cancel: CancelFn | None, exclude: set, never_open: frozenset = frozenset()) -> _Walk:
     out = _Walk()
     visited = set(exclude)
     visited.add(_dir_key(root, os.stat(root)))
@@ -189,6 +193,8 @@ def _walk(root: bytes, cancel: CancelFn | None, exclude: set) -> _Walk:
                 out.candidates.append(_Candidate(e.path, None, None, reason))
                 linked_file.append(is_link)
                 continue
+            if (st.st_dev, st.st_ino) in never_open:  # the library itself, under a photo's name or link
+                continue
             if not stat.S_ISREG(st.st_mode):
                 out.candidates.append(_Candidate(e.path, None, None,
                                                  "not a regular file (a device, pipe or socket)"))
@@ -252,7 +258,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
     except OSError:
         pass
 
-    walk = _walk(root_b, cancel, exclude)
+    walk = _walk(root_b, cancel, exclude, frozenset(library.own_file_keys()))
     if walk.cancelled:
         report.cancelled = True
         report.seconds = time.perf_counter() - t0

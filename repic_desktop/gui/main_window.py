@@ -15,7 +15,7 @@ from typing import Callable
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QKeySequence, QUndoStack
 from PySide6.QtWidgets import (
-    QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QSizePolicy, QSplitter, QStackedWidget,
+    QDockWidget, QLabel, QMainWindow, QMenu, QSizePolicy, QSplitter, QStackedWidget,
     QToolBar, QWidget,
 )
 
@@ -24,6 +24,7 @@ from ..core.library import Library, LibraryError
 from .browser import Browser, PhotoFilter, query_photo_ids
 from .dialogs import AboutDialog, LogView, log_handler, show_error
 from .faces_page import FacesPage
+from .file_dialogs import choose_folder
 from .index_controller import IndexController
 from .people import PeopleManager
 from .personalize import PersonalizePage
@@ -469,7 +470,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ import
     def add_folder(self) -> None:
         start = QSettings().value("lastImportFolder", os.path.expanduser("~"))
-        folder = QFileDialog.getExistingDirectory(self, "Add a photo folder", str(start))
+        folder = choose_folder(self, "Add a photo folder", str(start))
         if folder:
             QSettings().setValue("lastImportFolder", folder)
             self.show_page("browser")

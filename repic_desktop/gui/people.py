@@ -21,7 +21,7 @@ import shiboken6
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QFrame, QHBoxLayout,
+    QAbstractItemView, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QFrame, QHBoxLayout,
     QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem, QMessageBox, QPushButton,
     QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from ..core.concepts import KINDS, MAX_INFO_LENGTH, ConceptError, validate_info, validate_name
 from ..core.images import SUPPORTED_EXTENSIONS
 from ..core.library import Box, Library, LibraryError, check_box
+from .file_dialogs import choose_open_file, choose_open_files
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
 from .painting import begin_row, draw_round_pixmap
 from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
@@ -429,8 +430,8 @@ class ConceptDialog(QDialog):
 
     def add_from_file(self) -> None:
         pattern = " ".join(f"*{e}" for e in sorted(SUPPORTED_EXTENSIONS))
-        paths, _ = QFileDialog.getOpenFileNames(self, "Reference photos", os.path.expanduser("~"),
-                                                f"Images ({pattern})")
+        paths = choose_open_files(self, "Reference photos", os.path.expanduser("~"), f"Images ({pattern})",
+                                  library=self.lib)
         for path in paths:
             self.add_ref(PendingRef(file_path=path, label=os.path.basename(path)))
         if len(paths) == 1:
@@ -1053,7 +1054,8 @@ class PeopleManager(QWidget):
         if self.current_id() is None:
             return
         pattern = " ".join(f"*{e}" for e in sorted(SUPPORTED_EXTENSIONS))
-        path, _ = QFileDialog.getOpenFileName(self, "Reference photo", os.path.expanduser("~"), f"Images ({pattern})")
+        path = choose_open_file(self, "Reference photo", os.path.expanduser("~"), f"Images ({pattern})",
+                               library=self.lib)
         if not path:
             return
         box = self._ask_box(path, None)

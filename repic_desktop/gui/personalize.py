@@ -29,7 +29,7 @@ from pathlib import Path
 from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QFileDialog, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
+    QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
     QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar,
     QPushButton, QScrollArea, QSpinBox, QToolButton, QTreeWidget, QTreeWidgetItem,
     QVBoxLayout, QWidget,
@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from ..core.library import Library, LibraryError, NotFound
 from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from .charts import LineChart
+from .file_dialogs import choose_folder
 from .page_layout import heading, split_page
 from .training_stream import (
     TASKS, TailBuffer, TrainingProgress, duration_text, metric_text, resume_arguments, step_point,
@@ -454,7 +455,7 @@ class PersonalizePage(QWidget):
             return None
 
     def _browse_base(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Choose a model folder", os.path.expanduser("~"))
+        d = choose_folder(self, "Choose a model folder", os.path.expanduser("~"))
         if d:
             self.base_combo.setCurrentText(d)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox, QFileDialog,
+    QAbstractItemView, QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
     QFormLayout, QGroupBox,
     QHBoxLayout, QHeaderView, QLabel, QLineEdit, QProgressBar, QPushButton, QRadioButton, QSpinBox, QTabWidget,
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from ..captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
 from ..captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
 from ..core.settings import CAPTION_DEFAULTS, Settings, SettingsError
+from .file_dialogs import choose_folder
 from .model_worker import demo_model_dir
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def _folder_row(edit: QLineEdit, title: str, parent: QWidget) -> QWidget:
 
     def pick() -> None:
         start = edit.text().strip() or str(Path.home())
-        folder = QFileDialog.getExistingDirectory(parent, title, os.path.expanduser(start))
+        folder = choose_folder(parent, title, os.path.expanduser(start))
         if folder:
             edit.setText(folder)
 
