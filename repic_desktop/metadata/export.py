@@ -13,6 +13,9 @@ of what was written afterwards.
   the items we own in each list, used by the next export to remove only our own stale items). After an
   embedded write the photo row gets the file's new size, mtime and content hash, so a rescan does not
   see a changed file and moves are still found by hash.
+- Identity: a photo whose file is no longer the one imported (replaced, or swapped with another photo
+  of the same size by renames) is refused, so it never gets another photo's caption, names and boxes
+  and the library never records the stranger's hash as this photo's (writer.write_metadata `identity`).
 - Selection: `--all-accepted` exports photos whose current caption is accepted (exported ones were
   written already; a new edit makes a new caption row). Named photos are exported when their caption
   is accepted or exported; drafts only with `include_drafts`.
@@ -269,7 +272,8 @@ def _export_one(library: Library, photo: Photo, item: PhotoExport, options: Expo
         cleaned.add(folder)
         cleanup_stale_temps(folder)
     res = write_metadata(photo.fs_path, values, options.write, previous_owned=previous_owned(library, photo.id),
-                         backends=backends, dry_run=dry_run, roots=roots)
+                         backends=backends, dry_run=dry_run, roots=roots,
+                         identity=(photo.size, photo.mtime_ns, photo.content_hash))
     item.result, item.status, item.reason = res, res.status, res.reason
     if not dry_run and res.status in ("written", "unchanged"):
         record_export(library, photo, cap, res, options.write.groups, values.caption)

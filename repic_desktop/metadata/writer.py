@@ -42,7 +42,8 @@ from .fields import (
     fields_for, fold, truncate_utf8,
 )
 from .safety import (
-    CheckedFile, Refused, atomic_replace, check_file, describe_os_error, folder_read_only,
+    CheckedFile, Refused, atomic_replace, check_file, describe_os_error, file_sha256, folder_read_only,
+    identity_problem,
 )
 
 SIDECAR_MODES = ("auto", "always")
@@ -397,8 +398,13 @@ def _verify_sidecar(new: bytes) -> None:
 
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
-                   dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None) -> WriteResult:
-    """Write `values` into the photo at `path` (or its sidecar). See the module docstring."""
+                   dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
+                   identity: tuple[int, int, str] | None = None) -> WriteResult:
+    """Write `values` into the photo at `path` (or its sidecar). See the module docstring.
+
+    `identity` (size, mtime_ns, content_hash as the library stored them): the file must still be that
+    photo, else the write is refused (safety.identity_problem) - unless it already says exactly what we
+    would write (our own earlier write whose record was lost to a kill), which is reported unchanged."""
     options = options or WriteOptions()
     backends = backends or default_backends(options.backend)
     path = os.fspath(path)
@@ -408,6 +414,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             raise Refused(no_backend_reason())
         cf = check_file(path, follow_symlinks=options.follow_symlinks, roots=roots)
         res.format, res.notes = cf.format, list(cf.notes)
+        not_ours = identity_problem(cf, *identity) if identity is not None else None
         target, why, be = _choose_target(cf, options, backends)
         res.target, res.backend = target, be.name
         if why:
@@ -428,8 +435,9 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         else:
             out_path = sidecar_path(cf.path)
             existing = out_path if os.path.isfile(out_path) else None
-            if existing and not os.access(existing, os.W_OK):
-                raise Refused(f"the sidecar {existing} is read-only")
+            side_st = os.stat(existing) if existing else None
+            if existing and not (os.access(existing, os.W_OK) and side_st.st_mode & 0o222):
+                raise Refused(f"the sidecar {existing} is read-only: not written (make it writable to update it)")
             try:
                 embedded = read_embedded(cf, backends)
             except BackendError as exc:
@@ -448,6 +456,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             if seed:
                 with open(seed, "rb") as f:
                     data = f.read()
+                side_sha = file_sha256(data, seed) if existing else None
                 if not existing:
                     res.notes.append(f"new sidecar starts from {os.path.basename(seed)}")
             else:
@@ -473,13 +482,20 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 to_write = plan.changes
             if not to_write:
                 res.status = "unchanged"
+                if not_ours:
+                    res.notes.append("the file differs from the one imported but already says all this")
                 return res
+            if not_ours:
+                raise Refused(not_ours)
             if dry_run:
                 res.status = "would-write"
                 return res
-            before = cf.st if target == "file" else None
+            if target == "file":
+                before, before_sha = cf.st, file_sha256(cf.data, cf.path)
+            else:
+                before, before_sha = (side_st, side_sha) if existing else (None, None)
             rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
-                                 like=like, verify=verify, expect=before)
+                                 like=like, verify=verify, expect=before, expect_sha256=before_sha)
         res.status = "written"
         if target == "file":
             res.size, res.mtime_ns, res.sha256 = rep.size, rep.mtime_ns, rep.sha256
