@@ -16,6 +16,11 @@ content hash and marks vanished ones missing. Decisions (why, not what):
 - Vanished photos are marked 'missing', never dropped; they come back to 'ok' when seen again. Nothing
   is marked missing when the walk was cancelled, below a folder that could not be listed, or when the
   root itself is unavailable (an unplugged drive raises ScanError instead of "losing" every photo).
+  Nor below a folder that is empty (nothing but hidden entries) and unchanged since before its photos
+  were imported (folder mtime older than their added_at): that is the mount point of an unplugged
+  drive, the root or a subfolder alike - nothing can change it while the drive covers it. Its photos
+  stay as they are and the report lists the folder with that reason. Deleting or moving the photos
+  out changes the folder's mtime, so they are marked missing as before.
 - Hidden entries (names starting with ".") are ignored, files and folders alike: .git, .thumbnails,
   .Trash-1000, macOS "._IMG_1234.jpg" AppleDouble files. So are NAS/OS thumbnail and trash folders
   (@eaDir, $RECYCLE.BIN, System Volume Information) and the library's own files folder. The root
@@ -83,6 +88,7 @@ class ScanReport:
     updated: int = 0         # re-read because size or mtime changed
     moved: int = 0           # found at a new path by content hash (photo id, captions and concepts kept)
     missing: int = 0         # newly marked missing this scan
+    held: int = 0            # gone, but in an empty folder (unplugged drive?): not marked missing
     restored: int = 0        # missing before, present again at their path
     skipped: list[dict[str, str]] = field(default_factory=list)   # {"path", "reason"}
     total: int = 0           # candidate photo files found by the walk
@@ -108,6 +114,7 @@ class _Walk:
     candidates: list[_Candidate] = field(default_factory=list)
     unreadable_dirs: list[bytes] = field(default_factory=list)
     dir_errors: list[tuple[bytes, str]] = field(default_factory=list)
+    empty_dirs: dict[bytes, float] = field(default_factory=dict)   # nothing visible in them -> their mtime
     cancelled: bool = False
 
 
@@ -151,6 +158,11 @@ def _walk(root: bytes, cancel: CancelFn | None, exclude: set) -> _Walk:
             out.unreadable_dirs.append(d)
             out.dir_errors.append((d, f"cannot read folder: {_oserror_reason(exc)}"))
             continue
+        if not any(not e.name.startswith(b".") for e in entries):
+            try:
+                out.empty_dirs[d] = os.stat(d).st_mtime
+            except OSError:
+                pass
         subdirs = []
         for e in entries:
             name = e.name
@@ -395,9 +407,28 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         apply(batch)
 
     # What the walk did not find is missing (the walk itself completed, even if processing was cancelled).
-    gone = [pid for pb, (pid, _size, _mtime, status) in states.items()
+    gone = [(pb, pid) for pb, (pid, _size, _mtime, status) in states.items()
             if status == "ok" and pid not in seen_ids and pb not in candidate_paths
             and not _under_any(pb, walk.unreadable_dirs)]
+    held: dict[bytes, int] = {}
+    under_empty: dict[bytes, list[int]] = {}
+    for pb, pid in gone:
+        top = next((d for d in sorted(walk.empty_dirs, key=len) if _under_any(pb, [d])), None)
+        if top is not None:
+            under_empty.setdefault(top, []).append(pid)
+    if under_empty:
+        added = library.photos_added_at([pid for ids in under_empty.values() for pid in ids])
+        for d, ids in under_empty.items():
+            if walk.empty_dirs[d] < min(added.get(i, 0.0) for i in ids):
+                held[d] = len(ids)
+    if held:
+        gone = [(pb, pid) for pb, pid in gone if not _under_any(pb, list(held))]
+        for d, n in held.items():
+            report.held += n
+            report.skipped.append({"path": display_path(d), "reason": f"the folder is empty or not mounted "
+                                   f"(unplugged drive?): its {n} photo(s) were not marked missing"})
+            skipped_paths.add(d)
+    gone = [pid for _pb, pid in gone]
     if gone:
         library.mark_missing(gone)
         report.missing += len(gone)
