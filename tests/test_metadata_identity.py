@@ -20,7 +20,7 @@ from repic_desktop.metadata.export import accepted_photo_ids
 from repic_desktop.metadata.writer import default_backends
 
 from .test_metadata_export import POINT_SCRIPT, _kill_album
-from .test_metadata_helpers import HAVE_EXIFTOOL, make_image, needs_pyexiv2, sha
+from .test_metadata_helpers import HAVE_EXIFTOOL, make_image, needs_exiftool, needs_pyexiv2, sha
 
 pytestmark = needs_pyexiv2
 
@@ -214,3 +214,47 @@ def test_the_leftover_of_a_real_killed_export_is_removed_by_the_next_one(tmp_pat
         rep = export_photos(lib, accepted_photo_ids(lib))
         assert not rep.failed
     assert [f for f in os.listdir(folder) if f.startswith(".")] == []
+
+
+# ------------------------------------------------------------------------------------------ RAW frame
+
+@needs_exiftool
+def test_a_digikam_raw_sidecar_keeps_its_applied_to_dimensions(tmp_path):
+    """digiKam gives a RAW's regions in the RAW's full frame (6246x4170); we only know its embedded
+    preview (1620x1080). Our regions go into the frame the sidecar already uses, normalised boxes
+    unchanged (same aspect), instead of relabelling every region with the preview's size. The sidecar
+    is built here in digiKam 8's layout (no public RAW sidecar with regions was found)."""
+    from .corpus import gradient, tiff_raw_bytes
+    from .test_metadata_helpers import digikam_packet
+    from .test_raw import _jpeg
+
+    album = tmp_path / "album"
+    album.mkdir()
+    nef = album / "DSC_0042.NEF"
+    nef.write_bytes(tiff_raw_bytes(_jpeg(gradient(size=(1620, 1080))), date="2023:08:01 12:00:00"))
+    side = album / "DSC_0042.NEF.xmp"
+    side.write_text(digikam_packet(6246, 4170), encoding="utf-8")
+    before = exiftool_json(side)
+    assert before["XMP-mwg-rs:RegionInfo"]["AppliedToDimensions"] == {"W": 6246, "H": 4170, "Unit": "pixel"}
+    with Library(tmp_path / "lib.sqlite") as lib:
+        scan_folder(lib, str(album))
+        photo = lib.list_photos()[0]
+        assert (photo.width, photo.height) == (1620, 1080)
+        lib.add_concept("Anya Smith", "person")
+        lib.add_concept("Zoë", "person")
+        lib.tag_photo(photo.id, "Anya Smith", box=Box(162, 108, 324, 324))
+        lib.tag_photo(photo.id, "Zoë", box=Box(810, 540, 162, 216))
+        lib.add_caption(photo.id, "<Anya Smith> and <Zoë> by the lake", status="accepted")
+        rep = export_photos(lib, [photo.id], backends=default_backends())
+        assert rep.counts == {"written": 1}, rep.photos[0].as_dict()
+        after = exiftool_json(side)
+        info = after["XMP-mwg-rs:RegionInfo"]
+        assert info["AppliedToDimensions"] == {"W": 6246, "H": 4170, "Unit": "pixel"}
+        areas = {r.get("Name"): r["Area"] for r in info["RegionList"]}
+        # digiKam's own regions of other people stay exactly as they were
+        old = {r.get("Name"): r["Area"] for r in before["XMP-mwg-rs:RegionInfo"]["RegionList"]}
+        assert areas["Ben"] == old["Ben"] and areas[None] == old[None] and areas["Fido"] == old["Fido"]
+        # ours: normalised in the same frame (centre x = (162 + 162) / 1620 = 0.2)
+        assert (areas["Anya Smith"]["X"], areas["Anya Smith"]["Y"], areas["Anya Smith"]["W"]) == (0.2, 0.25, 0.2)
+        assert (areas["Zoë"]["X"], areas["Zoë"]["Y"], areas["Zoë"]["H"]) == (0.55, 0.6, 0.2)
+        assert export_photos(lib, [photo.id], backends=default_backends()).counts == {"unchanged": 1}

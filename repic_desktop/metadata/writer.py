@@ -17,7 +17,10 @@ Decisions (why, not what):
   cannot be changed, XMP-tiff:ImageDescription is written whenever the photo has an EXIF
   ImageDescription: exiftool-based readers (Immich) then see the sidecar's ImageDescription instead of
   the stale embedded one.
-- Regions go into the stored frame (see geometry.py); AppliedToDimensions is the stored pixel size.
+- Regions go into the stored frame (see geometry.py); AppliedToDimensions is the stored pixel size -
+  except for a RAW, whose size we know only from its embedded preview: when its regions already name
+  a frame of the same aspect (digiKam writes the RAW's full 6246x4170 where the preview is 1620x1080),
+  that frame is kept. Boxes are normalised, so the same numbers are right in either.
 - Sidecars (`photo.ext.xmp`, digiKam's and Immich's first choice; `photo.xmp` is read too) are used
   for RAW files, formats no installed backend can write (HEIC without exiftool, BMP, GIF), read-only
   files or folders (unless refused by option), and always when the user says "never modify
@@ -259,8 +262,11 @@ class Plan:
 
 def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOptions, *, containers: Iterable[str],
                  stored_dims: tuple[int, int] | None, orientation: int = 1, has_iptc: bool = True,
-                 previous_owned: dict[str, list[str]] | None = None, embedded_caption: bool = False) -> Plan:
-    """What to change so the file says `values` (canonical old -> canonical new, per key)."""
+                 previous_owned: dict[str, list[str]] | None = None, embedded_caption: bool = False,
+                 dims_exact: bool = True) -> Plan:
+    """What to change so the file says `values` (canonical old -> canonical new, per key).
+    `dims_exact` False: `stored_dims` is only a preview's size (RAW), so an existing region frame of
+    the same aspect is kept."""
     containers = set(containers)
     if "iptc" in containers and (options.iptc == "never" or (options.iptc == "if-present" and not has_iptc)):
         containers.discard("iptc")
@@ -308,8 +314,11 @@ def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOpti
                 if merged:
                     val: dict[str, Any] = {list_key: merged}
                     if key == "XMP-mwg-rs:RegionInfo":
-                        val = {"AppliedToDimensions": {"W": stored_dims[0], "H": stored_dims[1], "Unit": "pixel"},
-                               **val}
+                        dims = {"W": stored_dims[0], "H": stored_dims[1], "Unit": "pixel"}
+                        given = (old.get(key) or {}).get("AppliedToDimensions")
+                        if not dims_exact and _same_frame(given, stored_dims):
+                            dims = given
+                        val = {"AppliedToDimensions": dims, **val}
                     new[key] = val
                 else:
                     new[key] = None
@@ -320,6 +329,18 @@ def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOpti
     changes = {k: v for k, v in new.items() if v != old.get(k)}
     owned = {k: v for k, v in owned.items() if v}
     return Plan(changes, new, owned, notes)
+
+
+def _same_frame(given: Any, stored_dims: tuple[int, int]) -> bool:
+    """Whether an existing AppliedToDimensions is the same picture frame at another resolution (aspect
+    within 2%: camera previews trim a few sensor pixels)."""
+    try:
+        w, h = int(given["W"]), int(given["H"])
+    except (TypeError, KeyError, ValueError):
+        return False
+    if w <= 0 or h <= 0 or given.get("Unit", "pixel") != "pixel":
+        return False
+    return abs((w / h) / (stored_dims[0] / stored_dims[1]) - 1) <= 0.02
 
 
 def diff(old: dict[str, Any], changes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -470,7 +491,8 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         with edit:
             plan = plan_changes(base, values, options, containers=containers, stored_dims=stored,
                                 orientation=cf.orientation, has_iptc=getattr(edit, "has_iptc", True),
-                                previous_owned=previous_owned, embedded_caption=embedded_caption)
+                                previous_owned=previous_owned, embedded_caption=embedded_caption,
+                                dims_exact=cf.format != "RAW")
             res.notes += plan.notes
             res.owned = plan.owned
             res.written_path = out_path
