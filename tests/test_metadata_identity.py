@@ -203,6 +203,18 @@ def test_temps_of_a_dead_writer_go_at_the_next_export_those_of_a_live_one_stay(p
         live_proc.wait()
 
 
+def test_an_import_removes_a_dead_writers_temps_too(pair):
+    lib, root = pair
+    (root / "sub").mkdir()
+    dead = _temp_of(root / "sub", _dead_pid(), "x.jpg")
+    mine = _temp_of(root, os.getpid(), "a.jpg")       # a write running in this process right now
+    old_style = root / f"{safety.TEMP_PREFIX}0123456789ab-b.jpg"
+    old_style.write_bytes(b"young, owner unknown")
+    r = scan_folder(lib, str(root))
+    assert not dead.exists() and mine.exists() and old_style.exists()
+    assert (r.added, r.unchanged, r.skipped) == (0, 2, [])
+
+
 def test_the_leftover_of_a_real_killed_export_is_removed_by_the_next_one(tmp_path):
     db, folder, original, complete = _kill_album(tmp_path, 3)
     out = subprocess.run([sys.executable, "-c", POINT_SCRIPT, str(db), "before", "2"],

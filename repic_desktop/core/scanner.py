@@ -40,6 +40,9 @@ content hash and marks vanished ones missing. Decisions (why, not what):
   each in one short transaction taken *after* the batch's files were read, so the write lock is never
   held while the disk is busy and the GUI process never waits long for it.
 - Nothing under `root` is written or modified: files are opened read-only, nothing is created there.
+  The one exception: a hidden temp file our export left behind when it was killed (a full copy of a
+  photo, named by metadata/safety.py with the writer's pid) is removed once that writer is dead, so
+  an import cleans up after a crash even where no export runs again.
 - Paths are bytes end to end (os.fsencode), so non-UTF-8 file names survive; reports show them as
   display strings (undecodable bytes replaced).
 """
@@ -70,6 +73,8 @@ PROBE_AHEAD = PROBE_THREADS * 4
 THREAD_MIN_BYTES = 512 * 1024
 IGNORED_DIR_NAMES = frozenset({b"@eaDir", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"})
 
+HELD_MARGIN_SECONDS = 5.0
+_EXPORT_TEMP_PREFIX = b".~repic-"   # metadata.safety.TEMP_PREFIX
 _SUPPORTED_B = frozenset(os.fsencode(e) for e in SUPPORTED_EXTENSIONS | RAW_EXTENSIONS)
 
 ProgressFn = Callable[[int, int, str], None]
@@ -115,6 +120,7 @@ class _Walk:
     unreadable_dirs: list[bytes] = field(default_factory=list)
     dir_errors: list[tuple[bytes, str]] = field(default_factory=list)
     empty_dirs: dict[bytes, float] = field(default_factory=dict)   # nothing visible in them -> their mtime
+    temp_dirs: set[bytes] = field(default_factory=set)   # folders holding our export's temp files
     cancelled: bool = False
 
 
@@ -167,6 +173,8 @@ def _walk(root: bytes, cancel: CancelFn | None, exclude: set) -> _Walk:
         for e in entries:
             name = e.name
             if name.startswith(b"."):
+                if name.startswith(_EXPORT_TEMP_PREFIX):
+                    out.temp_dirs.add(d)
                 continue
             try:
                 is_dir = e.is_dir()          # follows links; False for a broken link
@@ -269,6 +277,11 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         report.cancelled = True
         report.seconds = time.perf_counter() - t0
         return report
+
+    if walk.temp_dirs:
+        from ..metadata.safety import cleanup_stale_temps   # lazy: the scanner needs no metadata backend
+        for d in sorted(walk.temp_dirs):
+            cleanup_stale_temps(os.fsdecode(d))
 
     candidates = walk.candidates
     report.total = total = len(candidates)
@@ -419,7 +432,9 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
     if under_empty:
         added = library.photos_added_at([pid for ids in under_empty.values() for pid in ids])
         for d, ids in under_empty.items():
-            if walk.empty_dirs[d] < min(added.get(i, 0.0) for i in ids):
+            # a margin: file times come from a coarse clock (and FAT's are 2 s); a real mount point is
+            # far older than the import of the drive it covered
+            if walk.empty_dirs[d] < min(added.get(i, 0.0) for i in ids) - HELD_MARGIN_SECONDS:
                 held[d] = len(ids)
     if held:
         gone = [(pb, pid) for pb, pid in gone if not _under_any(pb, list(held))]
