@@ -70,7 +70,9 @@ def test_photos_swapped_by_rename_are_both_refused(pair):
     before = {n: sha(root / n) for n in ("a.jpg", "b.jpg")}
     rep = export_photos(lib, accepted_photo_ids(lib), backends=default_backends())
     assert [p.status for p in rep.photos] == ["refused", "refused"], [p.as_dict() for p in rep.photos]
-    assert all("changed since it was imported" in p.reason and "rescan" in p.reason for p in rep.photos)
+    reasons = {Path(p.path).name: p.reason for p in rep.photos}
+    assert reasons["a.jpg"].startswith(f"the file is now the photo imported as {root / 'b.jpg'} (swapped")
+    assert reasons["b.jpg"].startswith(f"the file is now the photo imported as {root / 'a.jpg'} (swapped")
     assert {n: sha(root / n) for n in before} == before          # nothing written
     assert _rows(lib) == rows                                     # the library still knows the real photos
     assert {lib.current_caption(i).status for i in lib.ids.values()} == {"accepted"}
@@ -144,6 +146,23 @@ def test_a_sidecar_saved_by_another_program_during_the_export_is_not_overwritten
     rep = export_photos(lib, [lib.ids["a.jpg"]], opts, backends=default_backends())
     assert rep.photos[0].status == "refused" and "changed on disk while" in rep.photos[0].reason
     assert side.read_bytes() == digikam
+
+
+def test_a_sidecar_created_by_another_program_during_the_export_is_not_overwritten(pair, monkeypatch):
+    lib, root = pair
+    side = root / "a.jpg.xmp"
+    real = writer.atomic_replace
+    theirs = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
+
+    def replace_after_digikam_created_it(path, *a, **kw):
+        side.write_bytes(theirs)
+        return real(path, *a, **kw)
+
+    monkeypatch.setattr(writer, "atomic_replace", replace_after_digikam_created_it)
+    rep = export_photos(lib, [lib.ids["a.jpg"]], ExportOptions(write=WriteOptions(sidecar="always")),
+                        backends=default_backends())
+    assert rep.photos[0].status == "refused" and "created the file while" in rep.photos[0].reason
+    assert side.read_bytes() == theirs
 
 
 def test_a_read_only_photo_gets_a_writable_sidecar_and_exports_again(pair):

@@ -31,7 +31,7 @@ from ..core.library import Caption, Library, Photo
 from . import geometry
 from .backends import Backends
 from .fields import caption_tags, fold, strip_tags
-from .safety import cleanup_stale_temps
+from .safety import CHANGED_SINCE_IMPORT, cleanup_stale_temps, file_sha256
 from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, write_metadata
 
 ProgressFn = Callable[[int, int, str], None]
@@ -275,8 +275,24 @@ def _export_one(library: Library, photo: Photo, item: PhotoExport, options: Expo
                          backends=backends, dry_run=dry_run, roots=roots,
                          identity=(photo.size, photo.mtime_ns, photo.content_hash))
     item.result, item.status, item.reason = res, res.status, res.reason
+    if res.status == "refused" and res.reason == CHANGED_SINCE_IMPORT:
+        item.reason = _whose_file(library, photo) or res.reason
     if not dry_run and res.status in ("written", "unchanged"):
         record_export(library, photo, cap, res, options.write.groups, values.caption)
+
+
+def _whose_file(library: Library, photo: Photo) -> str | None:
+    """A clearer refusal when the changed file is another library photo (swapped by renames): the
+    rescan cannot tell such a swap when sizes and times match, so say which photo it is."""
+    try:
+        digest = file_sha256(None, photo.fs_path)
+    except OSError:
+        return None
+    others = [p for p in library.photos_by_hash(digest) if p.id != photo.id]
+    if not others:
+        return None
+    return (f"the file is now the photo imported as {others[0].path} (swapped by renaming?): not written; "
+            f"rename the files back, or rescan the folder if the change was meant")
 
 
 def resolve_photos(library: Library, refs: Iterable[str]) -> list[int]:

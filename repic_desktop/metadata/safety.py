@@ -297,14 +297,16 @@ class Replaced:
 
 def atomic_replace(path: str, produce: Callable[[str], bytes | None], *, keep_mtime: bool = False,
                    like: os.stat_result | None = None, verify: Callable[[bytes], None] | None = None,
-                   expect: os.stat_result | None = None, expect_sha256: str | None = None) -> Replaced:
+                   expect: os.stat_result | None = None, expect_sha256: str | None = None,
+                   expect_absent: bool = False) -> Replaced:
     """Create the new content of `path` in a temp file beside it (`produce(tmp)` writes the file, or
     returns bytes for us to write), fsync it, give it the old file's mode/owner (`like`: the stat of the
     file whose mode to copy, default `path`'s), check it (`verify(new_bytes)` raises to abort), then
     os.replace it over `path` and fsync the folder. With `expect` (the stat taken when the content was
     read) the replace is refused if the file changed meanwhile (another program saved it); with
     `expect_sha256` (of the bytes read) its content is compared too, so an in-place edit that keeps
-    size and mtime is caught. A new file (no `path` yet) gets the user's default mode, not `like`'s.
+    size and mtime is caught; with `expect_absent` (a new sidecar) the replace is refused if another
+    program created the file meanwhile. A new file (no `path` yet) gets the user's default mode, not `like`'s.
     On any error the temp file is removed and `path` is untouched."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
@@ -336,6 +338,8 @@ def atomic_replace(path: str, produce: Callable[[str], bytes | None], *, keep_mt
                     pass  # only root may give a file away; the new file is then ours
         if keep_mtime and old is not None:
             os.utime(tmp, ns=(old.st_atime_ns, old.st_mtime_ns))
+        if expect_absent and os.path.lexists(path):
+            raise Refused("another program created the file while it was being written: not written, try again")
         if expect is not None:
             now_st = os.stat(path)
             same = (now_st.st_size, now_st.st_mtime_ns, now_st.st_ino) == (expect.st_size, expect.st_mtime_ns,

@@ -517,7 +517,8 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             else:
                 before, before_sha = (side_st, side_sha) if existing else (None, None)
             rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
-                                 like=like, verify=verify, expect=before, expect_sha256=before_sha)
+                                 like=like, verify=verify, expect=before, expect_sha256=before_sha,
+                                 expect_absent=target == "sidecar" and not existing)
         res.status = "written"
         if target == "file":
             res.size, res.mtime_ns, res.sha256 = rep.size, rep.mtime_ns, rep.sha256
