@@ -82,6 +82,21 @@ def test_photos_swapped_by_rename_are_both_refused(pair):
             assert not any(k.startswith("XMP") for k in tags), tags
 
 
+def test_after_a_rescan_swapped_photos_get_their_own_captions(pair):
+    lib, root = pair
+    os.utime(root / "b.jpg", ns=(0, 1_600_000_000 * 10 ** 9))   # times differ: the rescan sees the swap
+    scan_folder(lib, str(root))
+    os.rename(root / "a.jpg", root / "tmp.jpg")
+    os.rename(root / "b.jpg", root / "a.jpg")
+    os.rename(root / "tmp.jpg", root / "b.jpg")
+    assert scan_folder(lib, str(root)).moved == 2
+    rep = export_photos(lib, accepted_photo_ids(lib), backends=default_backends())
+    assert rep.counts == {"written": 2}
+    if HAVE_EXIFTOOL:
+        assert exiftool_json(root / "a.jpg")["XMP-dc:Description"] == "Ben on the right"   # b's picture
+        assert exiftool_json(root / "b.jpg")["XMP-dc:Description"] == "Anya on the left"
+
+
 def test_a_replaced_file_is_refused_and_the_rest_of_the_batch_goes_on(pair):
     lib, root = pair
     make_image(root / "a.jpg", size=(64, 48), seed=7)   # another picture saved under the same name

@@ -13,6 +13,11 @@ content hash and marks vanished ones missing. Decisions (why, not what):
 - Moves: a new path whose content hash equals a library photo whose old path is gone from disk (and
   is not part of this walk) takes over that photo (same id, captions, concepts). If the old path still
   exists it is a copy, i.e. a new photo.
+- Swaps: photos exchanged by renames (a.jpg <-> b.jpg) leave every path in place with new content;
+  when the changed files' new hashes are exactly each other's old ones, the photos follow their
+  content (counted as moved), so captions, names and boxes never end up on another picture. Files
+  whose size and mtime are both unchanged are not reopened, so a swap of two such files is not seen
+  here (export still refuses them: it compares the content hash).
 - Vanished photos are marked 'missing', never dropped; they come back to 'ok' when seen again. Nothing
   is marked missing when the walk was cancelled, below a folder that could not be listed, or when the
   root itself is unavailable (an unplugged drive raises ScanError instead of "losing" every photo).
@@ -319,7 +324,8 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             for entry in batch:  # an unchanged stretch: nothing to write, no write lock taken
                 _apply_one(*entry, None, None)
             return
-        new_hashes = [e[2].content_hash for e in batch if e[0] == "probed" and e[3] is None]
+        new_hashes = [e[2].content_hash for e in batch if e[0] == "probed"
+                      and (e[3] is None or e[3][3] == "ok")]
         with library.transaction():
             by_hash = library.photos_by_hashes(new_hashes) if new_hashes else {}
             adds: list[dict] = []
@@ -354,6 +360,10 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                           date_taken=info.date_taken)
             if state:
                 seen_ids.add(state[0])
+                others = [p for p in by_hash.get(pf.content_hash, ()) if p.id != state[0]]
+                if state[3] == "ok" and others:   # another photo's content here: a swap? (decided at the end)
+                    swaps.append((c.path, state[0], others, fields))
+                    return
                 library.update_photo(state[0], path=c.path, status="ok", **fields)
                 if state[3] == "missing":
                     report.restored += 1
@@ -371,6 +381,36 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                 adds.append({"path": c.path, **fields})
                 report.added += 1
 
+    def resolve_swaps() -> None:
+        """Paths whose new content is another changed path's old photo, closed under exchange (every
+        photo that loses its path gets another): the photos move with their content."""
+        owner = {path: pid for path, pid, _o, _f in swaps}
+        content_of = {}   # path -> photo whose content it now holds
+        for path, _pid, others, _f in swaps:
+            y = next((p.id for p in others if p.path_bytes in owner), None)
+            if y is not None:
+                content_of[path] = y
+        cycle = set(content_of)
+        while True:
+            owners = {owner[p] for p in cycle}
+            keep = {p for p in cycle if content_of[p] in owners}
+            keep = {p for p in keep if owner[p] in {content_of[q] for q in keep}}
+            if keep == cycle:
+                break
+            cycle = keep
+        if len({content_of[p] for p in cycle}) != len(cycle):
+            cycle = set()   # two paths claim one photo: not a plain exchange
+        with library.transaction():
+            for path in cycle:   # free the paths first (they are unique)
+                library.update_photo(owner[path], path=b"\0swap\0" + str(owner[path]).encode())
+            for path, pid, _others, fields in swaps:
+                if path in cycle:
+                    library.update_photo(content_of[path], path=path, status="ok", **fields)
+                    report.moved += 1
+                elif not report.cancelled:   # a copy over it, or an edit: as any changed file
+                    library.update_photo(pid, path=path, status="ok", **fields)
+                    report.updated += 1
+
     def plan(c: _Candidate):
         """What to do with one candidate, deciding without I/O where the library already knows."""
         state = states.get(c.path)
@@ -386,6 +426,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         return ("probe", c, None, state)  # small: cheaper to read right here than to hand over
 
     batch: list = []
+    swaps: list = []   # (path, photo id there, other photos with its new hash, new file facts)
     last_flush = time.monotonic()
     done = 0
     pending: deque = deque()
@@ -418,6 +459,8 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                     entry[2].cancel()
     if batch:  # cancelled with reads not yet written: keep them
         apply(batch)
+    if swaps:
+        resolve_swaps()
 
     # What the walk did not find is missing (the walk itself completed, even if processing was cancelled).
     gone = [(pb, pid) for pb, (pid, _size, _mtime, status) in states.items()

@@ -1,6 +1,8 @@
-"""A rescan of an empty folder (the mount point of an unplugged drive) marks nothing missing (issue #13)."""
+"""Rescans that must not lose track of which photo is which (issue #13): an empty folder (the mount
+point of an unplugged drive) marks nothing missing; photos swapped by renames follow their content."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -76,3 +78,46 @@ def test_cli_import_of_an_unplugged_drive_says_so(tmp_path, capsys):
     with Library(tmp_path / "lib.sqlite") as lib:
         assert lib.counts()["missing"] == 0
         assert len(lib.list_photos()) == 3
+
+
+def _swap(a, b):
+    tmp = a.with_name("swap.tmp")
+    os.rename(a, tmp)
+    os.rename(b, a)
+    os.rename(tmp, b)
+
+
+def test_photos_swapped_by_renames_follow_their_content(tmp_path, library):
+    root = tmp_path / "photos"
+    files = make_jpegs(root, 6)
+    for i, f in enumerate(files):   # different times, as photos taken one after another have
+        os.utime(f, ns=(0, (1_600_000_000 + i) * 10 ** 9))
+    scan_folder(library, root)
+    ids = {library.photo_by_path(f).content_hash: library.photo_by_path(f).id for f in files}
+    for h, pid in ids.items():
+        library.add_caption(pid, f"caption of {h}")
+    a, b, c, d, e, f = files
+    _swap(a, b)                                    # an exchange
+    os.rename(c, root / "x.tmp")                   # a rotation: c <- d <- e <- c
+    os.rename(d, c)
+    os.rename(e, d)
+    os.rename(root / "x.tmp", e)
+    r = scan_folder(library, root)
+    assert (r.moved, r.updated, r.unchanged, r.added, r.missing) == (5, 0, 1, 0, 0), r
+    for path in files:
+        p = library.photo_by_path(path)
+        h = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert p.content_hash == h and p.id == ids[h] and library.current_caption(p.id).text == f"caption of {h}"
+    assert scan_folder(library, root).unchanged == 6
+
+
+def test_a_photo_copied_over_another_is_an_update_not_a_swap(tmp_path, library):
+    root = tmp_path / "photos"
+    a, b = make_jpegs(root, 2)
+    os.utime(a, ns=(0, 1_600_000_000 * 10 ** 9))
+    scan_folder(library, root)
+    ida, idb = library.photo_by_path(a).id, library.photo_by_path(b).id
+    shutil.copyfile(b, a)
+    r = scan_folder(library, root)
+    assert (r.moved, r.updated) == (0, 1)
+    assert library.photo_by_path(a).id == ida and library.photo_by_path(b).id == idb
