@@ -238,14 +238,15 @@ CHANGED_SINCE_IMPORT = ("the file changed since it was imported (replaced, edite
                         "by a rename?): not written, rescan the folder first")
 
 
-def identity_problem(cf: CheckedFile, size: int, mtime_ns: int, content_hash: str) -> str | None:
+def identity_problem(cf: CheckedFile, size: int, mtime_ns: int, content_hash: str, *,
+                     digest: str | None = None) -> str | None:
     """Why `cf` is not the photo the library imported (size, mtime_ns, content_hash as stored), or None.
     Bytes already in memory are always hashed (cheap next to the write); a RAW is trusted by size and
-    mtime and hashed only when they differ."""
+    mtime and hashed only when they differ. `digest`: the sha256 of cf.data when already known."""
     if cf.data is None and (cf.st.st_size, cf.st.st_mtime_ns) == (size, mtime_ns):
         return None
     try:
-        digest = file_sha256(cf.data, cf.path)
+        digest = digest or file_sha256(cf.data, cf.path)
     except OSError as exc:
         raise Refused(f"cannot read file: {exc.strerror or exc}") from None
     return None if digest == content_hash else CHANGED_SINCE_IMPORT

@@ -435,7 +435,8 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             raise Refused(no_backend_reason())
         cf = check_file(path, follow_symlinks=options.follow_symlinks, roots=roots)
         res.format, res.notes = cf.format, list(cf.notes)
-        not_ours = identity_problem(cf, *identity) if identity is not None else None
+        read_sha = file_sha256(cf.data, cf.path) if cf.data is not None else None
+        not_ours = identity_problem(cf, *identity, digest=read_sha) if identity is not None else None
         target, why, be = _choose_target(cf, options, backends)
         res.target, res.backend = target, be.name
         if why:
@@ -513,7 +514,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 res.status = "would-write"
                 return res
             if target == "file":
-                before, before_sha = cf.st, file_sha256(cf.data, cf.path)
+                before, before_sha = cf.st, read_sha
             else:
                 before, before_sha = (side_st, side_sha) if existing else (None, None)
             rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
