@@ -13,9 +13,19 @@ content hash and marks vanished ones missing. Decisions (why, not what):
 - Moves: a new path whose content hash equals a library photo whose old path is gone from disk (and
   is not part of this walk) takes over that photo (same id, captions, concepts). If the old path still
   exists it is a copy, i.e. a new photo.
+- Swaps: photos exchanged by renames (a.jpg <-> b.jpg) leave every path in place with new content;
+  when the changed files' new hashes are exactly each other's old ones, the photos follow their
+  content (counted as moved), so captions, names and boxes never end up on another picture. Files
+  whose size and mtime are both unchanged are not reopened, so a swap of two such files is not seen
+  here (export still refuses them: it compares the content hash).
 - Vanished photos are marked 'missing', never dropped; they come back to 'ok' when seen again. Nothing
   is marked missing when the walk was cancelled, below a folder that could not be listed, or when the
   root itself is unavailable (an unplugged drive raises ScanError instead of "losing" every photo).
+  Nor below a folder that is empty (nothing but hidden entries) and unchanged since before its photos
+  were imported (folder mtime older than their added_at): that is the mount point of an unplugged
+  drive, the root or a subfolder alike - nothing can change it while the drive covers it. Its photos
+  stay as they are and the report lists the folder with that reason. Deleting or moving the photos
+  out changes the folder's mtime, so they are marked missing as before.
 - Hidden entries (names starting with ".") are ignored, files and folders alike: .git, .thumbnails,
   .Trash-1000, macOS "._IMG_1234.jpg" AppleDouble files. So are NAS/OS thumbnail and trash folders
   (@eaDir, $RECYCLE.BIN, System Volume Information) and the library's own files folder. The root
@@ -39,6 +49,9 @@ content hash and marks vanished ones missing. Decisions (why, not what):
   each in one short transaction taken *after* the batch's files were read, so the write lock is never
   held while the disk is busy and the GUI process never waits long for it.
 - Nothing under `root` is written or modified: files are opened read-only, nothing is created there.
+  The one exception: a hidden temp file our export left behind when it was killed (a full copy of a
+  photo, named by metadata/safety.py with the writer's pid) is removed once that writer is dead, so
+  an import cleans up after a crash even where no export runs again.
 - Paths are bytes end to end (os.fsencode), so non-UTF-8 file names survive; reports show them as
   display strings (undecodable bytes replaced).
 """
@@ -69,6 +82,8 @@ PROBE_AHEAD = PROBE_THREADS * 4
 THREAD_MIN_BYTES = 512 * 1024
 IGNORED_DIR_NAMES = frozenset({b"@eaDir", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"})
 
+HELD_MARGIN_SECONDS = 5.0
+_EXPORT_TEMP_PREFIX = b".~repic-"   # metadata.safety.TEMP_PREFIX
 _SUPPORTED_B = frozenset(os.fsencode(e) for e in SUPPORTED_EXTENSIONS | RAW_EXTENSIONS)
 
 ProgressFn = Callable[[int, int, str], None]
@@ -87,6 +102,7 @@ class ScanReport:
     updated: int = 0         # re-read because size or mtime changed
     moved: int = 0           # found at a new path by content hash (photo id, captions and concepts kept)
     missing: int = 0         # newly marked missing this scan
+    held: int = 0            # gone, but in an empty folder (unplugged drive?): not marked missing
     restored: int = 0        # missing before, present again at their path
     skipped: list[dict[str, str]] = field(default_factory=list)   # {"path", "reason"}
     total: int = 0           # candidate photo files found by the walk
@@ -112,6 +128,8 @@ class _Walk:
     candidates: list[_Candidate] = field(default_factory=list)
     unreadable_dirs: list[bytes] = field(default_factory=list)
     dir_errors: list[tuple[bytes, str]] = field(default_factory=list)
+    empty_dirs: dict[bytes, float] = field(default_factory=dict)   # nothing visible in them -> their mtime
+    temp_dirs: set[bytes] = field(default_factory=set)   # folders holding our export's temp files
     cancelled: bool = False
 
 
@@ -155,10 +173,17 @@ def _walk(root: bytes, cancel: CancelFn | None, exclude: set, never_open: frozen
             out.unreadable_dirs.append(d)
             out.dir_errors.append((d, f"cannot read folder: {_oserror_reason(exc)}"))
             continue
+        if not any(not e.name.startswith(b".") for e in entries):
+            try:
+                out.empty_dirs[d] = os.stat(d).st_mtime
+            except OSError:
+                pass
         subdirs = []
         for e in entries:
             name = e.name
             if name.startswith(b"."):
+                if name.startswith(_EXPORT_TEMP_PREFIX):
+                    out.temp_dirs.add(d)
                 continue
             try:
                 is_dir = e.is_dir()          # follows links; False for a broken link
@@ -264,6 +289,11 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         report.seconds = time.perf_counter() - t0
         return report
 
+    if walk.temp_dirs:
+        from ..metadata.safety import cleanup_stale_temps   # lazy: the scanner needs no metadata backend
+        for d in sorted(walk.temp_dirs):
+            cleanup_stale_temps(os.fsdecode(d))
+
     candidates = walk.candidates
     report.total = total = len(candidates)
     candidate_paths = {c.path for c in candidates}
@@ -300,7 +330,8 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             for entry in batch:  # an unchanged stretch: nothing to write, no write lock taken
                 _apply_one(*entry, None, None)
             return
-        new_hashes = [e[2].content_hash for e in batch if e[0] == "probed" and e[3] is None]
+        new_hashes = [e[2].content_hash for e in batch if e[0] == "probed"
+                      and (e[3] is None or e[3][3] == "ok")]
         with library.transaction():
             by_hash = library.photos_by_hashes(new_hashes) if new_hashes else {}
             adds: list[dict] = []
@@ -335,6 +366,10 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                           date_taken=info.date_taken)
             if state:
                 seen_ids.add(state[0])
+                others = [p for p in by_hash.get(pf.content_hash, ()) if p.id != state[0]]
+                if state[3] == "ok" and others:   # another photo's content here: a swap? (decided at the end)
+                    swaps.append((c.path, state[0], others, fields))
+                    return
                 library.update_photo(state[0], path=c.path, status="ok", **fields)
                 if state[3] == "missing":
                     report.restored += 1
@@ -352,6 +387,36 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                 adds.append({"path": c.path, **fields})
                 report.added += 1
 
+    def resolve_swaps() -> None:
+        """Paths whose new content is another changed path's old photo, closed under exchange (every
+        photo that loses its path gets another): the photos move with their content."""
+        owner = {path: pid for path, pid, _o, _f in swaps}
+        content_of = {}   # path -> photo whose content it now holds
+        for path, _pid, others, _f in swaps:
+            y = next((p.id for p in others if p.path_bytes in owner), None)
+            if y is not None:
+                content_of[path] = y
+        cycle = set(content_of)
+        while True:
+            owners = {owner[p] for p in cycle}
+            keep = {p for p in cycle if content_of[p] in owners}
+            keep = {p for p in keep if owner[p] in {content_of[q] for q in keep}}
+            if keep == cycle:
+                break
+            cycle = keep
+        if len({content_of[p] for p in cycle}) != len(cycle):
+            cycle = set()   # two paths claim one photo: not a plain exchange
+        with library.transaction():
+            for path in cycle:   # free the paths first (they are unique)
+                library.update_photo(owner[path], path=b"\0swap\0" + str(owner[path]).encode())
+            for path, pid, _others, fields in swaps:
+                if path in cycle:
+                    library.update_photo(content_of[path], path=path, status="ok", **fields)
+                    report.moved += 1
+                elif not report.cancelled:   # a copy over it, or an edit: as any changed file
+                    library.update_photo(pid, path=path, status="ok", **fields)
+                    report.updated += 1
+
     def plan(c: _Candidate):
         """What to do with one candidate, deciding without I/O where the library already knows."""
         state = states.get(c.path)
@@ -367,6 +432,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         return ("probe", c, None, state)  # small: cheaper to read right here than to hand over
 
     batch: list = []
+    swaps: list = []   # (path, photo id there, other photos with its new hash, new file facts)
     last_flush = time.monotonic()
     done = 0
     pending: deque = deque()
@@ -399,11 +465,34 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                     entry[2].cancel()
     if batch:  # cancelled with reads not yet written: keep them
         apply(batch)
+    if swaps:
+        resolve_swaps()
 
     # What the walk did not find is missing (the walk itself completed, even if processing was cancelled).
-    gone = [pid for pb, (pid, _size, _mtime, status) in states.items()
+    gone = [(pb, pid) for pb, (pid, _size, _mtime, status) in states.items()
             if status == "ok" and pid not in seen_ids and pb not in candidate_paths
             and not _under_any(pb, walk.unreadable_dirs)]
+    held: dict[bytes, int] = {}
+    under_empty: dict[bytes, list[int]] = {}
+    for pb, pid in gone:
+        top = next((d for d in sorted(walk.empty_dirs, key=len) if _under_any(pb, [d])), None)
+        if top is not None:
+            under_empty.setdefault(top, []).append(pid)
+    if under_empty:
+        added = library.photos_added_at([pid for ids in under_empty.values() for pid in ids])
+        for d, ids in under_empty.items():
+            # a margin: file times come from a coarse clock (and FAT's are 2 s); a real mount point is
+            # far older than the import of the drive it covered
+            if walk.empty_dirs[d] < min(added.get(i, 0.0) for i in ids) - HELD_MARGIN_SECONDS:
+                held[d] = len(ids)
+    if held:
+        gone = [(pb, pid) for pb, pid in gone if not _under_any(pb, list(held))]
+        for d, n in held.items():
+            report.held += n
+            report.skipped.append({"path": display_path(d), "reason": f"the folder is empty or not mounted "
+                                   f"(unplugged drive?): its {n} photo(s) were not marked missing"})
+            skipped_paths.add(d)
+    gone = [pid for _pb, pid in gone]
     if gone:
         library.mark_missing(gone)
         report.missing += len(gone)

@@ -13,6 +13,9 @@ of what was written afterwards.
   the items we own in each list, used by the next export to remove only our own stale items). After an
   embedded write the photo row gets the file's new size, mtime and content hash, so a rescan does not
   see a changed file and moves are still found by hash.
+- Identity: a photo whose file is no longer the one imported (replaced, or swapped with another photo
+  of the same size by renames) is refused, so it never gets another photo's caption, names and boxes
+  and the library never records the stranger's hash as this photo's (writer.write_metadata `identity`).
 - Selection: `--all-accepted` exports photos whose current caption is accepted (exported ones were
   written already; a new edit makes a new caption row). Named photos are exported when their caption
   is accepted or exported; drafts only with `include_drafts`.
@@ -28,7 +31,7 @@ from ..core.library import Caption, Library, Photo
 from . import geometry
 from .backends import Backends
 from .fields import caption_tags, fold, strip_tags
-from .safety import cleanup_stale_temps
+from .safety import CHANGED_SINCE_IMPORT, cleanup_stale_temps, file_sha256
 from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, write_metadata
 
 ProgressFn = Callable[[int, int, str], None]
@@ -269,10 +272,27 @@ def _export_one(library: Library, photo: Photo, item: PhotoExport, options: Expo
         cleaned.add(folder)
         cleanup_stale_temps(folder)
     res = write_metadata(photo.fs_path, values, options.write, previous_owned=previous_owned(library, photo.id),
-                         backends=backends, dry_run=dry_run, roots=roots)
+                         backends=backends, dry_run=dry_run, roots=roots,
+                         identity=(photo.size, photo.mtime_ns, photo.content_hash))
     item.result, item.status, item.reason = res, res.status, res.reason
+    if res.status == "refused" and res.reason == CHANGED_SINCE_IMPORT:
+        item.reason = _whose_file(library, photo) or res.reason
     if not dry_run and res.status in ("written", "unchanged"):
         record_export(library, photo, cap, res, options.write.groups, values.caption)
+
+
+def _whose_file(library: Library, photo: Photo) -> str | None:
+    """A clearer refusal when the changed file is another library photo (swapped by renames): the
+    rescan cannot tell such a swap when sizes and times match, so say which photo it is."""
+    try:
+        digest = file_sha256(None, photo.fs_path)
+    except OSError:
+        return None
+    others = [p for p in library.photos_by_hash(digest) if p.id != photo.id]
+    if not others:
+        return None
+    return (f"the file is now the photo imported as {others[0].path} (swapped by renaming?): not written; "
+            f"rename the files back, or rescan the folder if the change was meant")
 
 
 def resolve_photos(library: Library, refs: Iterable[str]) -> list[int]:

@@ -14,8 +14,17 @@ Why (measured in reference/metadata.md, section 4):
   folder. A kill -9 at any moment leaves the original byte-identical or the new file complete; a full
   disk or a permission error leaves the original untouched and the temp file removed.
 - Temp names start with ".~repic-" (hidden: the scanner ignores them) and end with the photo's own
-  name (exiftool picks the output format by extension). Leftovers of a killed run are removed by
-  `cleanup_stale_temps` once they are old enough not to belong to a running export.
+  name (exiftool picks the output format by extension). In between: a tag of this machine and the
+  writer's pid, so `cleanup_stale_temps` can remove a killed export's leftover (a full copy of the
+  photo) at the next export at once when that pid is no longer alive here; a live writer's temp, one
+  written by another machine (a shared folder) or an old-style name waits for the age limit.
+- Identity: before a write the file must still be the photo the library imported (`identity_problem`:
+  the bytes we read hash to the stored content hash; a RAW, not read into memory, is trusted when
+  size and mtime are as stored and hashed otherwise). Right before the replace, the file must still
+  be what we read (size, mtime, inode and the sha256 of its bytes): an edit another program saved in
+  place meanwhile (even one that restores the mtime, like `exiv2 -k`) is refused, never overwritten.
+- A new sidecar gets the user's default mode (umask), not the photo's: a read-only photo must not
+  get a read-only sidecar that blocks the next export.
 """
 from __future__ import annotations
 
@@ -23,7 +32,9 @@ import errno
 import hashlib
 import os
 import secrets
+import socket
 import stat
+import sys
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -169,9 +180,76 @@ def _fmt_name(fmt: str) -> str:
 # Atomic replace
 # --------------------------------------------------------------------------------------------------
 
+def _host_tag() -> str:
+    return hashlib.sha256(socket.gethostname().encode("utf-8", "replace")).hexdigest()[:4]
+
+
 def temp_path_for(path: str) -> str:
     d, name = os.path.split(os.path.abspath(path))
-    return os.path.join(d, f"{TEMP_PREFIX}{secrets.token_hex(6)}-{name}")
+    return os.path.join(d, f"{TEMP_PREFIX}{_host_tag()}-{os.getpid()}-{secrets.token_hex(6)}-{name}")
+
+
+def _temp_owner(name: str) -> tuple[str, int] | None:
+    """(host tag, pid) embedded in one of our temp names; None for old-style names."""
+    parts = name[len(TEMP_PREFIX):].split("-", 3)
+    if len(parts) < 4 or len(parts[0]) != 4 or not parts[1].isdigit() or len(parts[2]) != 12:
+        return None
+    return parts[0], int(parts[1])
+
+
+def _pid_alive(pid: int) -> bool:
+    if sys.platform == "win32":
+        return True  # os.kill would terminate it there; leftovers then wait for the age limit
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # EPERM: alive, someone else's
+    return True
+
+
+def new_file_mode() -> int:
+    """The mode a new file of the user's gets (0666 less the umask), read without changing the umask
+    where the system says it (Linux /proc), else by the set-and-restore dance."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def file_sha256(data: bytes | None, path: str) -> str:
+    if data is not None:
+        return hashlib.sha256(data).hexdigest()
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+CHANGED_SINCE_IMPORT = ("the file changed since it was imported (replaced, edited or swapped with another photo "
+                        "by a rename?): not written, rescan the folder first")
+
+
+def identity_problem(cf: CheckedFile, size: int, mtime_ns: int, content_hash: str, *,
+                     digest: str | None = None) -> str | None:
+    """Why `cf` is not the photo the library imported (size, mtime_ns, content_hash as stored), or None.
+    Bytes already in memory are always hashed (cheap next to the write); a RAW is trusted by size and
+    mtime and hashed only when they differ. `digest`: the sha256 of cf.data when already known."""
+    if cf.data is None and (cf.st.st_size, cf.st.st_mtime_ns) == (size, mtime_ns):
+        return None
+    try:
+        digest = digest or file_sha256(cf.data, cf.path)
+    except OSError as exc:
+        raise Refused(f"cannot read file: {exc.strerror or exc}") from None
+    return None if digest == content_hash else CHANGED_SINCE_IMPORT
 
 
 def _fsync_dir(folder: str) -> None:
@@ -220,13 +298,17 @@ class Replaced:
 
 def atomic_replace(path: str, produce: Callable[[str], bytes | None], *, keep_mtime: bool = False,
                    like: os.stat_result | None = None, verify: Callable[[bytes], None] | None = None,
-                   expect: os.stat_result | None = None) -> Replaced:
+                   expect: os.stat_result | None = None, expect_sha256: str | None = None,
+                   expect_absent: bool = False) -> Replaced:
     """Create the new content of `path` in a temp file beside it (`produce(tmp)` writes the file, or
     returns bytes for us to write), fsync it, give it the old file's mode/owner (`like`: the stat of the
     file whose mode to copy, default `path`'s), check it (`verify(new_bytes)` raises to abort), then
     os.replace it over `path` and fsync the folder. With `expect` (the stat taken when the content was
-    read) the replace is refused if the file changed meanwhile (another program saved it). On any error
-    the temp file is removed and `path` is untouched."""
+    read) the replace is refused if the file changed meanwhile (another program saved it); with
+    `expect_sha256` (of the bytes read) its content is compared too, so an in-place edit that keeps
+    size and mtime is caught; with `expect_absent` (a new sidecar) the replace is refused if another
+    program created the file meanwhile. A new file (no `path` yet) gets the user's default mode, not `like`'s.
+    On any error the temp file is removed and `path` is untouched."""
     folder = os.path.dirname(os.path.abspath(path))
     try:
         old = os.stat(path)
@@ -249,7 +331,7 @@ def atomic_replace(path: str, produce: Callable[[str], bytes | None], *, keep_mt
         if verify is not None:
             verify(new)
         if ref is not None:
-            os.chmod(tmp, stat.S_IMODE(ref.st_mode) if old is not None else stat.S_IMODE(ref.st_mode) & 0o666)
+            os.chmod(tmp, stat.S_IMODE(ref.st_mode) if old is not None else new_file_mode())
             if hasattr(os, "chown") and (ref.st_uid != os.geteuid() or ref.st_gid != os.getegid()):
                 try:
                     os.chown(tmp, ref.st_uid, ref.st_gid)
@@ -257,10 +339,17 @@ def atomic_replace(path: str, produce: Callable[[str], bytes | None], *, keep_mt
                     pass  # only root may give a file away; the new file is then ours
         if keep_mtime and old is not None:
             os.utime(tmp, ns=(old.st_atime_ns, old.st_mtime_ns))
+        if expect_absent and os.path.lexists(path):
+            raise Refused("another program created the file while it was being written: not written, try again")
         if expect is not None:
             now_st = os.stat(path)
             same = (now_st.st_size, now_st.st_mtime_ns, now_st.st_ino) == (expect.st_size, expect.st_mtime_ns,
                                                                           expect.st_ino)
+            if same and expect_sha256 is not None:
+                try:
+                    same = file_sha256(None, path) == expect_sha256
+                except OSError:
+                    same = False
             if not same:
                 raise Refused("the file changed on disk while it was being written (saved by another program?): "
                               "not written, try again")
@@ -287,18 +376,22 @@ def describe_os_error(exc: OSError, what: str = "write") -> str:
 
 
 def cleanup_stale_temps(folder: str, older_than: float = STALE_TEMP_SECONDS) -> int:
-    """Remove our temp files left in `folder` by a killed export (only old ones: a running export in
-    another process may own young ones)."""
+    """Remove our temp files left in `folder` by a killed export: at once when the writer's pid (in the
+    name) is dead on this machine; otherwise (a running export, another machine, an old-style name)
+    only once older than `older_than` seconds."""
     n = 0
     cutoff = time.time() - older_than
+    host = _host_tag()
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return 0
     for e in entries:
         if e.name.startswith(TEMP_PREFIX):
+            owner = _temp_owner(e.name)
+            dead = owner is not None and owner[0] == host and owner[1] != os.getpid() and not _pid_alive(owner[1])
             try:
-                if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mtime < cutoff:
+                if e.is_file(follow_symlinks=False) and (dead or e.stat(follow_symlinks=False).st_mtime < cutoff):
                     os.unlink(e.path)
                     n += 1
             except OSError:

@@ -17,7 +17,10 @@ Decisions (why, not what):
   cannot be changed, XMP-tiff:ImageDescription is written whenever the photo has an EXIF
   ImageDescription: exiftool-based readers (Immich) then see the sidecar's ImageDescription instead of
   the stale embedded one.
-- Regions go into the stored frame (see geometry.py); AppliedToDimensions is the stored pixel size.
+- Regions go into the stored frame (see geometry.py); AppliedToDimensions is the stored pixel size -
+  except for a RAW, whose size we know only from its embedded preview: when its regions already name
+  a frame of the same aspect (digiKam writes the RAW's full 6246x4170 where the preview is 1620x1080),
+  that frame is kept. Boxes are normalised, so the same numbers are right in either.
 - Sidecars (`photo.ext.xmp`, digiKam's and Immich's first choice; `photo.xmp` is read too) are used
   for RAW files, formats no installed backend can write (HEIC without exiftool, BMP, GIF), read-only
   files or folders (unless refused by option), and always when the user says "never modify
@@ -42,7 +45,8 @@ from .fields import (
     fields_for, fold, truncate_utf8,
 )
 from .safety import (
-    CheckedFile, Refused, atomic_replace, check_file, describe_os_error, folder_read_only,
+    CheckedFile, Refused, atomic_replace, check_file, describe_os_error, file_sha256, folder_read_only,
+    identity_problem,
 )
 
 SIDECAR_MODES = ("auto", "always")
@@ -258,8 +262,11 @@ class Plan:
 
 def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOptions, *, containers: Iterable[str],
                  stored_dims: tuple[int, int] | None, orientation: int = 1, has_iptc: bool = True,
-                 previous_owned: dict[str, list[str]] | None = None, embedded_caption: bool = False) -> Plan:
-    """What to change so the file says `values` (canonical old -> canonical new, per key)."""
+                 previous_owned: dict[str, list[str]] | None = None, embedded_caption: bool = False,
+                 dims_exact: bool = True) -> Plan:
+    """What to change so the file says `values` (canonical old -> canonical new, per key).
+    `dims_exact` False: `stored_dims` is only a preview's size (RAW), so an existing region frame of
+    the same aspect is kept."""
     containers = set(containers)
     if "iptc" in containers and (options.iptc == "never" or (options.iptc == "if-present" and not has_iptc)):
         containers.discard("iptc")
@@ -307,8 +314,11 @@ def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOpti
                 if merged:
                     val: dict[str, Any] = {list_key: merged}
                     if key == "XMP-mwg-rs:RegionInfo":
-                        val = {"AppliedToDimensions": {"W": stored_dims[0], "H": stored_dims[1], "Unit": "pixel"},
-                               **val}
+                        dims = {"W": stored_dims[0], "H": stored_dims[1], "Unit": "pixel"}
+                        given = (old.get(key) or {}).get("AppliedToDimensions")
+                        if not dims_exact and _same_frame(given, stored_dims):
+                            dims = given
+                        val = {"AppliedToDimensions": dims, **val}
                     new[key] = val
                 else:
                     new[key] = None
@@ -319,6 +329,18 @@ def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOpti
     changes = {k: v for k, v in new.items() if v != old.get(k)}
     owned = {k: v for k, v in owned.items() if v}
     return Plan(changes, new, owned, notes)
+
+
+def _same_frame(given: Any, stored_dims: tuple[int, int]) -> bool:
+    """Whether an existing AppliedToDimensions is the same picture frame at another resolution (aspect
+    within 2%: camera previews trim a few sensor pixels)."""
+    try:
+        w, h = int(given["W"]), int(given["H"])
+    except (TypeError, KeyError, ValueError):
+        return False
+    if w <= 0 or h <= 0 or given.get("Unit", "pixel") != "pixel":
+        return False
+    return abs((w / h) / (stored_dims[0] / stored_dims[1]) - 1) <= 0.02
 
 
 def diff(old: dict[str, Any], changes: dict[str, Any]) -> list[dict[str, Any]]:
@@ -397,8 +419,13 @@ def _verify_sidecar(new: bytes) -> None:
 
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
-                   dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None) -> WriteResult:
-    """Write `values` into the photo at `path` (or its sidecar). See the module docstring."""
+                   dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
+                   identity: tuple[int, int, str] | None = None) -> WriteResult:
+    """Write `values` into the photo at `path` (or its sidecar). See the module docstring.
+
+    `identity` (size, mtime_ns, content_hash as the library stored them): the file must still be that
+    photo, else the write is refused (safety.identity_problem) - unless it already says exactly what we
+    would write (our own earlier write whose record was lost to a kill), which is reported unchanged."""
     options = options or WriteOptions()
     backends = backends or default_backends(options.backend)
     path = os.fspath(path)
@@ -408,6 +435,8 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             raise Refused(no_backend_reason())
         cf = check_file(path, follow_symlinks=options.follow_symlinks, roots=roots)
         res.format, res.notes = cf.format, list(cf.notes)
+        read_sha = file_sha256(cf.data, cf.path) if cf.data is not None else None
+        not_ours = identity_problem(cf, *identity, digest=read_sha) if identity is not None else None
         target, why, be = _choose_target(cf, options, backends)
         res.target, res.backend = target, be.name
         if why:
@@ -428,8 +457,9 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         else:
             out_path = sidecar_path(cf.path)
             existing = out_path if os.path.isfile(out_path) else None
-            if existing and not os.access(existing, os.W_OK):
-                raise Refused(f"the sidecar {existing} is read-only")
+            side_st = os.stat(existing) if existing else None
+            if existing and not (os.access(existing, os.W_OK) and side_st.st_mode & 0o222):
+                raise Refused(f"the sidecar {existing} is read-only: not written (make it writable to update it)")
             try:
                 embedded = read_embedded(cf, backends)
             except BackendError as exc:
@@ -448,6 +478,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             if seed:
                 with open(seed, "rb") as f:
                     data = f.read()
+                side_sha = file_sha256(data, seed) if existing else None
                 if not existing:
                     res.notes.append(f"new sidecar starts from {os.path.basename(seed)}")
             else:
@@ -461,7 +492,8 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         with edit:
             plan = plan_changes(base, values, options, containers=containers, stored_dims=stored,
                                 orientation=cf.orientation, has_iptc=getattr(edit, "has_iptc", True),
-                                previous_owned=previous_owned, embedded_caption=embedded_caption)
+                                previous_owned=previous_owned, embedded_caption=embedded_caption,
+                                dims_exact=cf.format != "RAW")
             res.notes += plan.notes
             res.owned = plan.owned
             res.written_path = out_path
@@ -473,13 +505,21 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 to_write = plan.changes
             if not to_write:
                 res.status = "unchanged"
+                if not_ours:
+                    res.notes.append("the file differs from the one imported but already says all this")
                 return res
+            if not_ours:
+                raise Refused(not_ours)
             if dry_run:
                 res.status = "would-write"
                 return res
-            before = cf.st if target == "file" else None
+            if target == "file":
+                before, before_sha = cf.st, read_sha
+            else:
+                before, before_sha = (side_st, side_sha) if existing else (None, None)
             rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
-                                 like=like, verify=verify, expect=before)
+                                 like=like, verify=verify, expect=before, expect_sha256=before_sha,
+                                 expect_absent=target == "sidecar" and not existing)
         res.status = "written"
         if target == "file":
             res.size, res.mtime_ns, res.sha256 = rep.size, rep.mtime_ns, rep.sha256
