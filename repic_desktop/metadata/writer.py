@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -395,6 +396,32 @@ def _verify_sidecar(new: bytes) -> None:
         raise BackendError("the new sidecar is not an XMP packet; nothing was written")
 
 
+# exiv2 leaves these out of every EXIF block it writes outside TIFF (its "filteredIfd0Tags": image-data
+# tags it thinks only TIFF may carry), although Photoshop and others put them in JPEG's IFD0.
+_EXIV2_DROPS_OUTSIDE_TIFF = {"Exif.Image.PhotometricInterpretation": "IFD0 PhotometricInterpretation"}
+# exiv2 re-serialises XMP from its own data model, which has no rdf:about: a non-empty one is lost.
+_RDF_ABOUT = [re.compile(pat.encode(enc)) for enc in ("utf-8", "utf-16-be", "utf-16-le")
+              for pat in ('rdf:about="[^"]', "rdf:about='[^']")]
+
+
+def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
+    """What a pyexiv2 rewrite of this file would silently drop."""
+    lost = []
+    if cf.format != "TIFF":
+        exif = getattr(edit, "exif", None) or {}
+        lost += [name for key, name in _EXIV2_DROPS_OUTSIDE_TIFF.items() if key in exif]
+    if cf.data and any(rx.search(cf.data) for rx in _RDF_ABOUT):
+        lost.append("the XMP rdf:about")
+    return lost
+
+
+def _exiftool_instead(backends: Backends, fmt: str):
+    if backends.preference != "auto" or "exiftool" not in backends.available:
+        return None
+    et = backends.get("exiftool")
+    return et if et.can_write(fmt) else None
+
+
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
                    dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None) -> WriteResult:
@@ -422,6 +449,16 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         if target == "file":
             out_path, like, keep_mtime = cf.path, None, options.keep_mtime
             edit = be.open(cf.path, cf.data, cf.format)
+            lost = _pyexiv2_losses(cf, edit) if be.name == "pyexiv2" else []
+            if lost:
+                alt = _exiftool_instead(backends, cf.format)
+                if alt is not None:
+                    edit.close()
+                    be, res.backend = alt, alt.name
+                    edit = be.open(cf.path, cf.data, cf.format)
+                    res.notes.append(f"written with exiftool: pyexiv2 would drop {' and '.join(lost)}")
+                else:
+                    res.notes.append(f"pyexiv2 drops {' and '.join(lost)} (exiftool would keep it)")
             base, containers, embedded_caption = edit.old, CONTAINERS[cf.format], False
             own_old = base
             verify = _verify_image(cf)
