@@ -57,6 +57,8 @@ def test_float64_and_premultiplied_alpha_tiffs_decode():
 @pytest.mark.parametrize("name, what", [
     ("logluv-3c-16b.tiff", "LogLuv"),
     ("flower-rgb-contig-4.tif", "4-bit RGB"),
+    ("shapes_lzw_12bps.tif", "12-bit RGB"),
+    ("shapes_lzw_predictor3.tif", "32-bit floating-point RGB"),
 ])
 def test_unsupported_pixel_formats_are_not_called_corrupt(name, what):
     for call in (inspect_image, open_oriented):

@@ -171,7 +171,8 @@ class _TiffImageFile(TiffImagePlugin.TiffImageFile):
         try:
             super()._setup()
         except SyntaxError as exc:
-            if str(exc) not in ("unknown pixel mode", "unknown data organization") or 262 not in tags:
+            if str(exc) not in ("unknown pixel mode", "unknown data organization",
+                                "Invalid value for samples per pixel") or 262 not in tags:
                 raise  # no PhotometricInterpretation: a damaged IFD rather than an exotic format
             if not self._float64_gray():
                 raise UnusableImage(f"unsupported TIFF pixel format: {describe_tiff_pixels(tags)} "
