@@ -42,3 +42,20 @@ def test_export_keeps_photometric_and_rdf_about(tmp_path, name, kept):
     again = write_metadata(photo, MetadataValues(caption="Grandma at the lake", people=[Person("Anna")],
                                                  keywords=["lake"]), WriteOptions())
     assert again.status == "unchanged", again.reason
+
+
+def test_without_exiftool_a_jpeg_keeps_its_rdf_about(tmp_path):
+    from repic_desktop.metadata.backends import Backends
+    name = "metadata-extractor-dotnet issue 51.jpg"
+    photo = tmp_path / name
+    shutil.copy(REAL / name, photo)
+    before = _tags(photo)
+    backends = Backends("auto")
+    backends.available = ["pyexiv2"]  # as on a machine without exiftool
+    res = write_metadata(photo, MetadataValues(caption="Grandma at the lake"), WriteOptions(), backends=backends)
+    assert res.status == "written" and res.backend == "pyexiv2", res.reason
+    after = _tags(photo)
+    assert after["XMP-rdf:About"] == before["XMP-rdf:About"] == "uuid:faf5bdd5-ba3d-11da-ad31-d33d75182f1b"
+    assert after["XMP-dc:Description"] == "Grandma at the lake"
+    again = write_metadata(photo, MetadataValues(caption="Grandma at the lake"), WriteOptions(), backends=backends)
+    assert again.status == "unchanged", again.reason
