@@ -70,9 +70,12 @@ def test_unsupported_pixel_formats_are_not_called_corrupt(name, what):
 
 def test_tiff_with_an_optional_codec_is_unsupported_not_corrupt():
     # WebP inside TIFF: decodes where libtiff was built with WebP, else it must say why.
+    path = REAL / "webp_lossless_rgba_alpha_fully_opaque.tif"
     try:
-        im = open_oriented(REAL / "webp_lossless_rgba_alpha_fully_opaque.tif")
+        im = open_oriented(path)
     except UnusableImage as exc:
         assert exc.reason.startswith("unsupported TIFF compression: WebP"), exc.reason
+        with pytest.raises(UnusableImage, match="^unsupported TIFF compression: WebP"):
+            inspect_image(path)  # found at import already, not only at caption time
     else:
-        assert im.size == (20, 20)
+        assert im.size == (20, 20) and inspect_image(path).width == 20

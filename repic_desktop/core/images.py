@@ -467,6 +467,15 @@ def _check_heif(data: Buf) -> None:
 
 def _check_tiff(im: Image.Image, data: Buf) -> None:
     tags = getattr(im, "tag_v2", None)
+    codec = _unsupported_tiff_codec(im)
+    if codec:  # an optional codec: decode now, so a libtiff without it is found at import, not at caption time
+        try:
+            _load_fully(im, "TIFF")
+        except UnusableImage as exc:
+            if exc.reason.startswith("corrupt"):
+                raise _unsupported_codec(codec) from exc
+            raise
+        return
     offsets = counts = None
     if tags is not None:
         offsets, counts = tags.get(273), tags.get(279)  # StripOffsets, StripByteCounts
@@ -956,8 +965,7 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
                         raise _truncated(fmt) from exc
                     codec = _unsupported_tiff_codec(im) if fmt == "TIFF" else None
                     if codec:
-                        raise UnusableImage(f"unsupported TIFF compression: {codec} (a valid TIFF, but the "
-                                            f"installed libtiff cannot decode it)") from exc
+                        raise _unsupported_codec(codec) from exc
                     raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}") from exc
                 try:
                     out = to_rgb_or_rgba(im, fmt)
@@ -982,6 +990,11 @@ _OPTIONAL_TIFF_CODECS = {34925: "LZMA", 50000: "Zstandard", 50001: "WebP", 34712
 def _unsupported_tiff_codec(im: Image.Image) -> str | None:
     tags = getattr(im, "tag_v2", None)
     return _OPTIONAL_TIFF_CODECS.get(tags.get(259)) if tags is not None else None
+
+
+def _unsupported_codec(codec: str) -> UnusableImage:
+    return UnusableImage(f"unsupported TIFF compression: {codec} (a valid TIFF, but the installed libtiff "
+                         f"cannot decode it)")
 
 
 def _displayed(out: Image.Image, max_side: int | None, orientation: int) -> Image.Image:
