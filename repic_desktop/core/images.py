@@ -38,10 +38,12 @@ from PIL import (
     BmpImagePlugin,
     GifImagePlugin,
     Image,
+    ImageFile,
     JpegImagePlugin,
     PngImagePlugin,
     TiffImagePlugin,
     WebPImagePlugin,
+    features,
 )
 
 if TYPE_CHECKING:
@@ -157,10 +159,88 @@ def heif_supported() -> bool:
         return False
 
 
+class _TiffImageFile(TiffImagePlugin.TiffImageFile):
+    """Pillow's TIFF class, decoding through libtiff where Pillow's own (uncompressed-only) decoder is
+    wrong: YCbCr (it ignores chroma subsampling, so a camera's 4:2:2 strips read as "truncated") and
+    tiled files (old writers keep tile offsets in the strip tags, which Pillow then reads as strips).
+    Pillow already uses libtiff for every compressed TIFF; its switch for the rest (READ_LIBTIFF) is
+    process-global, so the choice is made here, per file, the way Pillow's own libtiff branch does."""
+
+    def _setup(self) -> None:
+        tags = self.tag_v2
+        try:
+            super()._setup()
+        except SyntaxError as exc:
+            if str(exc) not in ("unknown pixel mode", "unknown data organization",
+                                "Invalid value for samples per pixel") or 262 not in tags:
+                raise  # no PhotometricInterpretation: a damaged IFD rather than an exotic format
+            if not self._float64_gray():
+                raise UnusableImage(f"unsupported TIFF pixel format: {describe_tiff_pixels(tags)} "
+                                    f"(a valid TIFF, but not one this program can decode)") from None
+            return
+        if (self.use_load_libtiff or not _HAVE_LIBTIFF or self._planar_configuration != 1
+                or not self.tile or not (tags.get(262) == 6 or 322 in tags)):  # YCbCr, TileWidth
+            return
+        rawmode = self.tile[0].args[0]
+        if tags.get(266, 1) == 2:  # libtiff applies FillOrder itself
+            rawmode = {"1;IR": "1;I"}.get(rawmode, rawmode[:-2] if rawmode.endswith(";R") else rawmode)
+        if tags.get(262) == 6:
+            self._mode, rawmode = "RGB", "RGBX"  # libtiff converts YCbCr (any subsampling) to RGBA
+        elif rawmode == "I;16":
+            rawmode = "I;16N"  # libtiff returns native byte order
+        elif rawmode.endswith((";16B", ";16L")):
+            rawmode = rawmode[:-1] + "N"
+        self._libtiff_tile(rawmode)
+
+    def _libtiff_tile(self, rawmode: str) -> None:
+        self.use_load_libtiff = True
+        self.tile = [ImageFile._Tile("libtiff", (0, 0, *self._tile_size), 0, (rawmode, False, self.tag_v2.offset))]
+
+    def _float64_gray(self) -> bool:
+        """64-bit floating-point grayscale (scientific and HDR exports): Pillow has no mode for it, but
+        libtiff decodes it (predictors included) and Pillow can unpack doubles into its 32-bit float F."""
+        tags = self.tag_v2
+        if not (_HAVE_LIBTIFF and tags.get(262, 1) in (0, 1) and tags.get(277, 1) == 1
+                and tuple(tags.get(258, ())) == (64,) and tuple(tags.get(339, ())) in ((3,),)):
+            return False
+        self._mode = "F"
+        self._libtiff_tile("F;64NF")  # libtiff hands out native byte order
+        return True
+
+
+_PHOTOMETRIC = {0: "grayscale (WhiteIsZero)", 1: "grayscale", 2: "RGB", 3: "palette", 4: "transparency mask",
+                5: "CMYK", 6: "YCbCr", 8: "CIE L*a*b*", 9: "ICC L*a*b*", 10: "ITU L*a*b*", 32844: "LogL (HDR)",
+                32845: "LogLuv (HDR)", 32803: "color filter array (raw sensor data)", 34892: "linear raw"}
+_SAMPLE_FORMAT = {1: "", 2: "signed integer ", 3: "floating-point ", 4: "untyped "}
+
+
+def describe_tiff_pixels(tags: Any) -> str:
+    """What a TIFF's pixels are, in words, from its IFD tags (e.g. "64-bit floating-point grayscale",
+    "4-bit RGB", "8-bit CMYK + 2 extra channels")."""
+    photo = tags.get(262)
+    spp = tags.get(277, 1)
+    bps = tuple(tags.get(258, (1,)) or (1,))
+    fmt = tuple(tags.get(339, (1,)) or (1,))
+    extra = tuple(tags.get(338, ()) or ())
+    bits = f"{bps[0]}-bit" if len(set(bps)) == 1 else "/".join(map(str, bps)) + "-bit"
+    kind = _PHOTOMETRIC.get(photo, f"PhotometricInterpretation {photo}")
+    text = f"{bits} {_SAMPLE_FORMAT.get(fmt[0], f'SampleFormat {fmt[0]} ')}{kind}"
+    if extra:
+        alpha = sum(1 for e in extra if e in (1, 2))
+        other = len(extra) - alpha
+        parts = (["alpha"] if alpha else []) + ([f"{other} extra channel{'s' * (other > 1)}"] if other else [])
+        text += " + " + " + ".join(parts)
+    elif photo in (0, 1) and spp > 1 or photo == 2 and spp > 3 or photo == 5 and spp > 4:
+        text += f" ({spp} channels)"
+    return text
+
+
+_HAVE_LIBTIFF = features.check_codec("libtiff")
+
 _CLASSES = {
     "JPEG": JpegImagePlugin.JpegImageFile,  # plain JPEG class: for MPO files the first (primary) image
     "PNG": PngImagePlugin.PngImageFile,
-    "TIFF": TiffImagePlugin.TiffImageFile,
+    "TIFF": _TiffImageFile,
     "WEBP": WebPImagePlugin.WebPImageFile,
     "BMP": BmpImagePlugin.BmpImageFile,
     "GIF": GifImagePlugin.GifImageFile,
@@ -387,6 +467,15 @@ def _check_heif(data: Buf) -> None:
 
 def _check_tiff(im: Image.Image, data: Buf) -> None:
     tags = getattr(im, "tag_v2", None)
+    codec = _unsupported_tiff_codec(im)
+    if codec:  # an optional codec: decode now, so a libtiff without it is found at import, not at caption time
+        try:
+            _load_fully(im, "TIFF")
+        except UnusableImage as exc:
+            if exc.reason.startswith("corrupt"):
+                raise _unsupported_codec(codec) from exc
+            raise
+        return
     offsets = counts = None
     if tags is not None:
         offsets, counts = tags.get(273), tags.get(279)  # StripOffsets, StripByteCounts
@@ -490,6 +579,10 @@ def _open_header(fmt: str, fp: BinaryIO, head: bytes, data: Buf, filename: str |
                             f"safety limit (decompression bomb?)") from exc
     except MemoryError as exc:
         raise UnusableImage("not enough memory to open this image") from exc
+    except UnusableImage as exc:
+        if _looks_truncated_header(fmt, data):
+            raise _truncated(fmt) from exc
+        raise
     except Exception as exc:  # Pillow raises SyntaxError/OSError/struct.error/... for bad headers
         if _looks_truncated_header(fmt, data):
             raise _truncated(fmt) from exc
@@ -813,7 +906,9 @@ def to_rgb_or_rgba(im: Image.Image, fmt: str | None = None) -> Image.Image:
         has_alpha = "transparency" in im.info or im.palette is not None and im.palette.mode == "RGBA"
         im = im.convert("RGBA" if has_alpha else "RGB")
     elif mode in ("RGBA", "LA", "La", "PA", "RGBa"):
-        im = im.convert("RGBA") if mode != "RGBA" else im
+        if mode == "La":  # premultiplied grey + alpha (TIFF "associated alpha"): Pillow converts it only to LA
+            im = im.convert("LA")
+        im = im.convert("RGBA") if im.mode != "RGBA" else im
     elif mode == "LAB":
         try:
             from PIL import ImageCms
@@ -868,8 +963,14 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
                 except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
                     if "truncated" in str(exc) or isinstance(exc, EOFError) or _looks_truncated_header(fmt, view):
                         raise _truncated(fmt) from exc
+                    codec = _unsupported_tiff_codec(im) if fmt == "TIFF" else None
+                    if codec:
+                        raise _unsupported_codec(codec) from exc
                     raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}") from exc
-                out = to_rgb_or_rgba(im, fmt)
+                try:
+                    out = to_rgb_or_rgba(im, fmt)
+                except ValueError as exc:  # a mode Pillow decodes but cannot convert
+                    raise UnusableImage(f"unsupported pixel format {im.mode}") from exc
             except BaseException:
                 im.close()
                 raise
@@ -878,6 +979,22 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
     if out is not im:
         im.close()  # frees the decoded full-size pixels now, not at garbage collection
     return _displayed(out, max_side, orientation)
+
+
+# Compressions that libtiff builds often leave out (optional codecs); decoding them then fails with
+# a bare "decoder error", which is no reason to call the file corrupt.
+_OPTIONAL_TIFF_CODECS = {34925: "LZMA", 50000: "Zstandard", 50001: "WebP", 34712: "JPEG 2000",
+                         34887: "LERC", 52546: "JPEG XL", 34892: "lossy JPEG (DNG)"}
+
+
+def _unsupported_tiff_codec(im: Image.Image) -> str | None:
+    tags = getattr(im, "tag_v2", None)
+    return _OPTIONAL_TIFF_CODECS.get(tags.get(259)) if tags is not None else None
+
+
+def _unsupported_codec(codec: str) -> UnusableImage:
+    return UnusableImage(f"unsupported TIFF compression: {codec} (a valid TIFF, but the installed libtiff "
+                         f"cannot decode it)")
 
 
 def _displayed(out: Image.Image, max_side: int | None, orientation: int) -> Image.Image:

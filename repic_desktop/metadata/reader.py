@@ -27,6 +27,7 @@ from ..core.concepts import ConceptError, validate_name
 from ..core.images import UnusableImage, inspect_image
 from ..core.library import Box, Library, LibraryError, NotFound
 from . import geometry
+from . import mwg as mwg_rules
 from .backends import BackendError, Backends
 from .fields import NOT_A_NAME, fold
 from .safety import CheckedFile, is_raw
@@ -77,6 +78,7 @@ class FileMetadata:
     height: int | None = None
     orientation: int = 1
     notes: list[str] = field(default_factory=list)
+    iptc_digests: mwg_rules.IptcDigests = field(default_factory=mwg_rules.IptcDigests)  # MWG: may XMP overrule IPTC?
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -106,14 +108,34 @@ def _writer(values: dict[str, Any]) -> str | None:
     return values.get("XMP-xmp:CreatorTool") or None
 
 
+def _in_sidecar(fm: FileMetadata, key: str) -> bool:
+    return any(key in layer for name, layer in fm.layers.items() if name != "embedded")
+
+
+def _usable_caption(text: str) -> bool:
+    return bool(text and text.strip()) and not _BOILERPLATE.match(text.strip())
+
+
 def interpret(fm: FileMetadata) -> FileMetadata:
     v = fm.values
-    for key in CAPTION_PRIORITY:
-        text = v.get(key)
-        if text and not _BOILERPLATE.match(text.strip()):
+    dg = fm.iptc_digests
+    # The embedded copies are reconciled by the MWG rules (see mwg.py); a sidecar's XMP overrides them
+    # all, as readers let sidecar values win per field.
+    if not _in_sidecar(fm, "XMP-dc:Description"):
+        text, key = mwg_rules.description(v, dg, usable=_usable_caption)
+        if key:
             fm.caption, fm.caption_key = text.strip(), key
-            break
-    fm.title = v.get("XMP-dc:Title") or v.get("IPTC:ObjectName")
+    if fm.caption is None:
+        for key in CAPTION_PRIORITY:
+            text = v.get(key)
+            if text and _usable_caption(text):
+                fm.caption, fm.caption_key = text.strip(), key
+                break
+    xmp_title = v.get("XMP-dc:Title")
+    if xmp_title and (dg.xmp_in_charge or _in_sidecar(fm, "XMP-dc:Title")):
+        fm.title = xmp_title
+    else:
+        fm.title = v.get("IPTC:ObjectName") or xmp_title
     names: dict[str, FoundName] = {}
 
     def add(name: str | None, kind: str, source: str) -> None:
@@ -159,10 +181,10 @@ def interpret(fm: FileMetadata) -> FileMetadata:
     fm.names = list(names.values())
     name_set = set(names)
     kws: dict[str, str] = {}
-    for key in ("XMP-dc:Subject", "IPTC:Keywords"):
-        for k in v.get(key, []) or []:
-            if fold(k) not in name_set and fold(k) not in kws:
-                kws[fold(k)] = k.strip()
+    flat = list(v.get("XMP-dc:Subject") or []) if _in_sidecar(fm, "XMP-dc:Subject") else mwg_rules.keywords(v, dg)[0]
+    for k in flat:
+        if fold(k) not in name_set and fold(k) not in kws:
+            kws[fold(k)] = k.strip()
     fm.keywords = list(kws.values())
     fm.writer = _writer(v)
     return fm
@@ -182,6 +204,7 @@ def read_file_metadata(path: str | os.PathLike, backends: Backends | None = None
             data = f.read()
         info = inspect_image(path, data=data)
         fm.width, fm.height, fm.orientation = info.width, info.height, info.orientation
+        fm.iptc_digests = mwg_rules.iptc_digests(data, info.format)
         cf = CheckedFile(path, path, data, info.format, info.width, info.height, info.orientation,
                          os.stat(path), None, [])
     layers = []

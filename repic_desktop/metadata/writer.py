@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -417,6 +418,92 @@ def _verify_sidecar(new: bytes) -> None:
         raise BackendError("the new sidecar is not an XMP packet; nothing was written")
 
 
+# exiv2 leaves these out of every EXIF block it writes outside TIFF (its "filteredIfd0Tags": image-data
+# tags it thinks only TIFF may carry), although Photoshop and others put them in JPEG's IFD0.
+_EXIV2_DROPS_OUTSIDE_TIFF = {"Exif.Image.PhotometricInterpretation": "IFD0 PhotometricInterpretation"}
+# exiv2 re-serialises XMP from its own data model, which has no rdf:about: a non-empty one is lost.
+_RDF_ABOUT = [re.compile(pat.encode(enc)) for enc in ("utf-8", "utf-16-be", "utf-16-le")
+              for pat in ('rdf:about="[^"]', "rdf:about='[^']")]
+
+
+def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
+    """What a pyexiv2 rewrite of this file would silently drop."""
+    lost = []
+    if cf.format != "TIFF":
+        exif = getattr(edit, "exif", None) or {}
+        lost += [name for key, name in _EXIV2_DROPS_OUTSIDE_TIFF.items() if key in exif]
+    if cf.data and any(rx.search(cf.data) for rx in _RDF_ABOUT):
+        lost.append("the XMP rdf:about")
+    return lost
+
+
+_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
+_ABOUT_VALUE = re.compile(rb'rdf:about=(["\'])([^"\']+)\1')
+_ABOUT_EMPTY = re.compile(rb'rdf:about=(["\'])\1')
+
+
+def _jpeg_xmp_segment(data: bytes) -> tuple[int, int] | None:
+    """(start, end) of the standard XMP APP1 segment's packet in a JPEG, or None."""
+    pos, n = 2, len(data)
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in (0xD9, 0xDA):
+            return None
+        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xE1 and data[pos + 4:pos + 4 + len(_XMP_APP1)] == _XMP_APP1:
+            return pos + 4 + len(_XMP_APP1), end
+        pos = end
+    return None
+
+
+def _jpeg_keep_about(old: bytes, new: bytes) -> bytes:
+    """Without exiftool: put the rdf:about that exiv2 emptied back into the rewritten JPEG's XMP."""
+    o, w = _jpeg_xmp_segment(old), _jpeg_xmp_segment(new)
+    m = _ABOUT_VALUE.search(old, *o) if o else None
+    if not m or not w:
+        return new
+    packet = _ABOUT_EMPTY.sub(lambda _: b'rdf:about="' + m.group(2) + b'"', new[w[0]:w[1]])
+    length = 2 + len(_XMP_APP1) + len(packet)  # the length field counts itself
+    if length > 0xFFFF:
+        return new
+    at = w[0] - len(_XMP_APP1) - 2  # the segment's length field
+    return new[:at] + length.to_bytes(2, "big") + new[at + 2:w[0]] + packet + new[w[1]:]
+
+
+def _utf8_about(data: bytes) -> bool:
+    seg = _jpeg_xmp_segment(data)
+    return bool(seg and _ABOUT_VALUE.search(data, *seg))
+
+
+def _exiftool_instead(backends: Backends, fmt: str):
+    if backends.preference != "auto" or "exiftool" not in backends.available:
+        return None
+    et = backends.get("exiftool")
+    return et if et.can_write(fmt) else None
+
+
+class _AboutKeeping:
+    """A pyexiv2 edit of a JPEG whose rendered bytes get the original rdf:about back."""
+
+    def __init__(self, edit: Any, old: bytes):
+        self._edit, self._old = edit, old
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._edit, name)
+
+    def render(self, changes: dict[str, Any], tmp: str) -> bytes:
+        return _jpeg_keep_about(self._old, self._edit.render(changes, tmp))
+
+    def __enter__(self) -> "_AboutKeeping":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._edit.close()
+
+
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
                    dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
@@ -451,6 +538,19 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         if target == "file":
             out_path, like, keep_mtime = cf.path, None, options.keep_mtime
             edit = be.open(cf.path, cf.data, cf.format)
+            lost = _pyexiv2_losses(cf, edit) if be.name == "pyexiv2" else []
+            if lost:
+                alt = _exiftool_instead(backends, cf.format)
+                if alt is not None:
+                    edit.close()
+                    be, res.backend = alt, alt.name
+                    edit = be.open(cf.path, cf.data, cf.format)
+                    res.notes.append(f"written with exiftool: pyexiv2 would drop {' and '.join(lost)}")
+                elif cf.format == "JPEG" and "the XMP rdf:about" in lost and _utf8_about(cf.data):
+                    lost.remove("the XMP rdf:about")
+                    edit = _AboutKeeping(edit, cf.data)
+                if lost and alt is None:
+                    res.notes.append(f"pyexiv2 drops {' and '.join(lost)} (exiftool would keep it)")
             base, containers, embedded_caption = edit.old, CONTAINERS[cf.format], False
             own_old = base
             verify = _verify_image(cf)

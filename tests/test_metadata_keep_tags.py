@@ -1,0 +1,61 @@
+"""Tags other programs wrote that a pyexiv2 rewrite would silently drop (exiv2 leaves IFD0
+PhotometricInterpretation out of a JPEG's EXIF and rebuilds XMP without its rdf:about): the export
+keeps them - checked with exiftool as the second reader - on the real files they were seen in."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from repic_desktop.metadata.writer import MetadataValues, Person, WriteOptions, write_metadata
+
+REAL = Path(__file__).parent / "realfiles"
+EXIFTOOL = shutil.which("exiftool")
+pytestmark = pytest.mark.skipif(EXIFTOOL is None, reason="exiftool is the second reader (and the backend that keeps these)")
+
+
+def _tags(path: Path) -> dict:
+    out = subprocess.run([EXIFTOOL, "-j", "-G1", "-n", "-IFD0:PhotometricInterpretation", "-XMP-rdf:About",
+                          "-XMP-dc:Description", "-XMP-dc:Subject", "--", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out)[0]
+
+
+@pytest.mark.parametrize("name, kept", [
+    ("Reagan.jpg", "IFD0:PhotometricInterpretation"),                       # Photoshop Elements 12
+    ("metadata-extractor-dotnet issue 51.jpg", "XMP-rdf:About"),             # Microsoft Photo Gallery
+])
+def test_export_keeps_photometric_and_rdf_about(tmp_path, name, kept):
+    photo = tmp_path / name
+    shutil.copy(REAL / name, photo)
+    before = _tags(photo)
+    assert kept in before
+    res = write_metadata(photo, MetadataValues(caption="Grandma at the lake", people=[Person("Anna")],
+                                               keywords=["lake"]), WriteOptions())
+    assert res.status == "written", res.reason
+    after = _tags(photo)
+    assert after[kept] == before[kept]
+    assert after["XMP-dc:Description"] == "Grandma at the lake" and "lake" in after["XMP-dc:Subject"]
+    again = write_metadata(photo, MetadataValues(caption="Grandma at the lake", people=[Person("Anna")],
+                                                 keywords=["lake"]), WriteOptions())
+    assert again.status == "unchanged", again.reason
+
+
+def test_without_exiftool_a_jpeg_keeps_its_rdf_about(tmp_path):
+    from repic_desktop.metadata.backends import Backends
+    name = "metadata-extractor-dotnet issue 51.jpg"
+    photo = tmp_path / name
+    shutil.copy(REAL / name, photo)
+    before = _tags(photo)
+    backends = Backends("auto")
+    backends.available = ["pyexiv2"]  # as on a machine without exiftool
+    res = write_metadata(photo, MetadataValues(caption="Grandma at the lake"), WriteOptions(), backends=backends)
+    assert res.status == "written" and res.backend == "pyexiv2", res.reason
+    after = _tags(photo)
+    assert after["XMP-rdf:About"] == before["XMP-rdf:About"] == "uuid:faf5bdd5-ba3d-11da-ad31-d33d75182f1b"
+    assert after["XMP-dc:Description"] == "Grandma at the lake"
+    again = write_metadata(photo, MetadataValues(caption="Grandma at the lake"), WriteOptions(), backends=backends)
+    assert again.status == "unchanged", again.reason
