@@ -26,6 +26,8 @@ EXPECTED_SKIPS = {
     "Nikon.nef": "without a usable embedded JPEG preview",   # exiftool's test NEF has its image data stripped
 }
 
+RAW_SUFFIXES = (".nef",)
+
 # issue 13 items (the issue's wording) -> the checks they fail today, per file.
 DIGEST = "issue 13: stale Photoshop IPTCDigest after IPTC changes"
 PHOTOMETRIC = "issue 13: PhotometricInterpretation dropped"
@@ -82,7 +84,8 @@ def _result(corpus_run, name):
 def test_export_writes_the_file(corpus_run, name):
     r = _result(corpus_run, name)
     assert (r.status, r.reason) == ("written", None)
-    assert r.target == "file"
+    # a camera RAW is never rewritten: its metadata goes to a sidecar (photo.NEF.xmp)
+    assert r.target == ("sidecar" if name.lower().endswith(RAW_SUFFIXES) else "file")
 
 
 @pytest.mark.parametrize("name", _params("tags"))
@@ -117,7 +120,7 @@ def test_corpus_is_small_and_every_file_has_a_source():
     files = corpus_files()
     assert len(files) >= 25
     sizes = {n: (CORPUS / n).stat().st_size for n in files}
-    assert max(sizes.values()) <= 300_000 and sum(sizes.values()) <= 4_000_000
+    assert max(sizes.values()) <= 400_000 and sum(sizes.values()) <= 4_000_000  # one RAW with a preview is 382 KB
     sources = (CORPUS / "SOURCES.md").read_text(encoding="utf-8")
     listed = {line.split("|")[1].strip() for line in sources.splitlines() if line.startswith("| ")}
     assert set(files) <= listed, sorted(set(files) - listed)
