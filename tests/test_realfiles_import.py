@@ -3,6 +3,8 @@ for the right reason, and `repic import --read-metadata` brings in the names and
 digiKam/MWG/MP wrote, without problems."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -51,16 +53,25 @@ def test_import_takes_every_image_or_says_why_not(tmp_path, album, capsys):
     assert all(p.width and p.height for p in photos.values())
 
 
+@pytest.fixture(scope="module")
+def read_import(tmp_path_factory, album):
+    """`repic import DIR --read-metadata --create-concepts --json` once: (its JSON, the library path)."""
+    lib = tmp_path_factory.mktemp("realfiles-read") / "m.sqlite"
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert main(["import", str(album), "--read-metadata", "--create-concepts", "--json", "--library", str(lib)]) == 0
+    return json.loads(buf.getvalue()), lib
+
+
 @needs_a_backend
-def test_import_read_metadata_brings_in_names_and_regions(tmp_path, album, capsys):
-    L = ["--library", str(tmp_path / "m.sqlite")]
-    data = _json(capsys, "import", str(album), "--read-metadata", "--create-concepts", *L)
-    meta = data["metadata"]
-    assert meta["problems"] == []
-    # digiKam-style MWG+MP regions (Immich's portraits) and Exiv2's MWG test photo (one face, "America")
-    assert {"Marie Curie", "Pierre Curie", "America"} <= set(meta["created"])
-    with Library(tmp_path / "m.sqlite") as lib:
+def test_import_read_metadata_brings_in_names_and_regions(read_import):
+    data, path = read_import
+    assert data["metadata"]["problems"] == []
+    with Library(path) as lib:
         photos = {p.filename: p for p in lib.list_photos()}
+        names = {c.name for c in lib.concepts()}
+        # digiKam-style MWG+MP regions (Immich's portraits) and Exiv2's MWG test photo (one face, "America")
+        assert {"Marie Curie", "Pierre Curie", "America"} <= names
         sony = photos["DSC_3079.jpg"]
         assert [lib.concept(r.concept_id).name for r in lib.regions(sony.id)] == ["America"]
         boxes = {}
@@ -79,11 +90,9 @@ def test_import_read_metadata_brings_in_names_and_regions(tmp_path, album, capsy
 @needs_a_backend
 @pytest.mark.xfail(strict=True, reason="issue 13: the MWG reading rules (exiftool's MWG test image) are not "
                                        "followed when XMP and IPTC disagree")
-def test_import_reads_the_mwg_test_image_by_the_mwg_rules(tmp_path, album, capsys):
+def test_import_reads_the_mwg_test_image_by_the_mwg_rules(read_import):
     """exiftool's MWG.jpg says RIGHT/WRONG in every value; `exiftool -use MWG` reads the RIGHT ones."""
-    L = ["--library", str(tmp_path / "w.sqlite")]
-    _json(capsys, "import", str(album), "--read-metadata", *L)
-    with Library(tmp_path / "w.sqlite") as lib:
+    with Library(read_import[1]) as lib:
         pid = next(p.id for p in lib.list_photos() if p.filename == "MWG.jpg")
         cap = lib.current_caption(pid)
     assert cap is not None and cap.text == "RIGHT-EXIF-Description"
