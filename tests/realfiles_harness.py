@@ -156,8 +156,8 @@ def tag_damage(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             and before.get("File:CurrentIPTCDigest") != after.get("File:CurrentIPTCDigest") \
             and dig_b == before.get("File:CurrentIPTCDigest"):
         lines.append("stale Photoshop:IPTCDigest: the IPTC block changed but its stored digest did not")
-    if dig_b is not None and dig_a is None:
-        lines.append("lost Photoshop:IPTCDigest")
+    if dig_b is not None and dig_a is None and before.get("File:CurrentIPTCDigest") == after.get("File:CurrentIPTCDigest"):
+        lines.append("lost Photoshop:IPTCDigest")  # (dropping it when our IPTC changed is a valid fix)
     return lines
 
 
