@@ -156,7 +156,8 @@ def tag_damage(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             and before.get("File:CurrentIPTCDigest") != after.get("File:CurrentIPTCDigest") \
             and dig_b == before.get("File:CurrentIPTCDigest"):
         lines.append("stale Photoshop:IPTCDigest: the IPTC block changed but its stored digest did not")
-    if dig_b is not None and dig_a is None and before.get("File:CurrentIPTCDigest") == after.get("File:CurrentIPTCDigest"):
+    iptc_same = before.get("File:CurrentIPTCDigest") == after.get("File:CurrentIPTCDigest")
+    if dig_b is not None and dig_a is None and iptc_same:
         lines.append("lost Photoshop:IPTCDigest")  # (dropping it when our IPTC changed is a valid fix)
     return lines
 
@@ -314,12 +315,14 @@ def table(run: CorpusRun) -> str:
         exp = r.status or "-"
         if r.reason:
             exp += f": {r.reason}"
-        dmg = "yes" if not r.damage else "; ".join(r.damage[:4]) + (f" (+{len(r.damage) - 4})" if len(r.damage) > 4 else "")
+        more = f" (+{len(r.damage) - 4})" if len(r.damage) > 4 else ""
+        dmg = "; ".join(r.damage[:4]) + more if r.damage else "yes"
+        second = (r.second_status or "-") + ("" if r.second_bytes_same in (None, True) else ", bytes differ")
         lines.append(f"| {name} | {'skipped: ' + r.skipped if r.skipped else 'ok'} | {exp} | "
                      f"{(r.target or '-') + ('/' + r.backend if r.backend else '')} | {dmg} | "
                      f"{'same' if r.pixels_same else ('CHANGED' if r.pixels_same is False else '-')} | "
                      f"{'ok' if not r.readback else '; '.join(r.readback)} | "
-                     f"{(r.second_status or '-') + ('' if r.second_bytes_same in (None, True) else ', bytes differ')} |")
+                     f"{second} |")
     return "\n".join(lines)
 
 

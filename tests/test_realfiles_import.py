@@ -59,7 +59,8 @@ def read_import(tmp_path_factory, album):
     lib = tmp_path_factory.mktemp("realfiles-read") / "m.sqlite"
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
-        assert main(["import", str(album), "--read-metadata", "--create-concepts", "--json", "--library", str(lib)]) == 0
+        assert main(["import", str(album), "--read-metadata", "--create-concepts", "--json",
+                     "--library", str(lib)]) == 0
     return json.loads(buf.getvalue()), lib
 
 
