@@ -184,7 +184,7 @@ class Pyexiv2Edit(Edit):
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"pyexiv2 cannot open it: {exc}") from None
         try:
-            self.exif = {} if fmt == "XMP" else self.img.read_exif(encoding=_LENIENT)
+            self.exif = {} if fmt == "XMP" else _read_exif(self.img, data)
             self.iptc = {} if fmt == "XMP" else self.img.read_iptc(encoding=_LENIENT)
             self.xmp = self.img.read_xmp(encoding=_LENIENT)
         except Exception as exc:
@@ -218,13 +218,15 @@ class Pyexiv2Edit(Edit):
         xmp_delete: list[str] = []
         xmp_set: dict[str, Any] = {}
         bags = False
+        user_comment = None
         for key, val in changes.items():
             f = BY_KEY[key]
             if f.container == "exif":
                 if val is None:
                     exif[f.exiv2] = None
                 elif key == "ExifIFD:UserComment":
-                    exif[f.exiv2] = "charset=Unicode " + val
+                    exif[f.exiv2] = "charset=Unicode " + _bmp_stand_in(val)
+                    user_comment = val
                 else:
                     exif[f.exiv2] = val
             elif f.container == "iptc":
@@ -268,9 +270,73 @@ class Pyexiv2Edit(Edit):
                 fixed = seq_to_bag(raw)
                 if fixed != raw:
                     self.img.modify_raw_xmp(fixed, encoding="utf-8")
-            return self.img.get_bytes()
+            out = self.img.get_bytes()
+            return _fix_user_comment(out, user_comment) if user_comment is not None else out
         except (RuntimeError, ValueError, UnicodeError) as exc:
             raise BackendError(f"pyexiv2 could not write the metadata: {exc}") from None
+
+
+# exiv2 converts a "charset=Unicode" UserComment with iconv to UCS-2, which has no characters outside the
+# BMP: an emoji makes iconv fail and exiv2 stores the raw UTF-8 bytes as if they were UCS-2 (mojibake in
+# every reader). EXIF readers (exiftool, Windows) read the Unicode comment as UTF-16, so the comment is
+# written with one private-use stand-in per UTF-16 code unit and the stand-ins are then replaced by the
+# real surrogate pairs in the output bytes (same length, so no offset moves).
+_HI, _LO = "\ue000", "\ue001"
+
+
+def _bmp_stand_in(text: str) -> str:
+    return "".join(_HI + _LO if ord(c) > 0xFFFF else c for c in text)
+
+
+def _fix_user_comment(data: bytes, text: str) -> bytes:
+    stand_in = _bmp_stand_in(text)
+    if stand_in == text:
+        return data
+    for enc in ("utf-16-be", "utf-16-le"):
+        old = b"UNICODE\0" + stand_in.encode(enc)
+        if data.count(old) == 1:
+            return data.replace(old, b"UNICODE\0" + text.encode(enc))
+    raise BackendError("pyexiv2 could not write the EXIF UserComment (characters outside the BMP)")
+
+
+def _read_exif(img, data: bytes) -> dict[str, Any]:
+    """read_exif, also for a Unicode UserComment with surrogate pairs (an emoji written by exiftool,
+    Windows or us), which exiv2's UCS-2 conversion rejects for the whole EXIF block: the pairs are
+    read through stand-ins from a patched copy and put back into the value."""
+    try:
+        return img.read_exif(encoding=_LENIENT)
+    except RuntimeError as exc:
+        if "UCS-2" not in str(exc):
+            raise
+    at = data.find(b"Exif\0\0")
+    big = data[at + 6:at + 8] == b"MM" if at >= 0 else data[:2] == b"MM"
+    enc = "utf-16-be" if big else "utf-16-le"
+    patched, pairs = bytearray(data), []
+    start = data.find(b"UNICODE\0")
+    while start >= 0:
+        i = start + 8
+        while i + 4 <= min(len(data), start + 8 + 65536):
+            hi, lo = int.from_bytes(data[i:i + 2], "big" if big else "little"), \
+                int.from_bytes(data[i + 2:i + 4], "big" if big else "little")
+            if hi == 0:
+                break
+            if 0xD800 <= hi <= 0xDBFF and 0xDC00 <= lo <= 0xDFFF:
+                pairs.append(data[i:i + 4].decode(enc))
+                patched[i:i + 4] = (_HI + _LO).encode(enc)
+                i += 4
+            else:
+                i += 2
+        start = data.find(b"UNICODE\0", start + 8)
+    other = _pyexiv2().ImageData(bytes(patched))
+    try:
+        exif = other.read_exif(encoding=_LENIENT)
+    finally:
+        other.close()
+    uc = exif.get("Exif.Photo.UserComment")
+    if isinstance(uc, str) and pairs:
+        it = iter(pairs)
+        exif["Exif.Photo.UserComment"] = re.sub(_HI + _LO, lambda m: next(it, ""), uc)
+    return exif
 
 
 def _mwg_keys(val: dict) -> dict[str, Any]:

@@ -35,11 +35,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core.images import UnusableImage, inspect_image
-from . import geometry
+from . import geometry, iim
 from .backends import EMPTY_PACKET, BackendError, Backends, no_backend_reason
 from .fields import (
     BY_KEY, CONTAINERS, GROUPS, HIERARCHY_ROOTS, IPTC_KEYWORD_MAX_BYTES, LIST_KEYS, PRIMARY, SECONDARY,
-    fields_for, fold, truncate_utf8,
+    clean_text, fields_for, fold, truncate_utf8,
 )
 from .safety import (
     CheckedFile, Refused, atomic_replace, check_file, describe_os_error, folder_read_only,
@@ -277,10 +277,10 @@ def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOpti
         if "caption" in f.groups and cap is not None:
             primary = f.role == PRIMARY or (f.key == "XMP-tiff:ImageDescription" and embedded_caption)
             if primary or (f.role == SECONDARY and f.key in old):
-                text = cap.strip() or None
+                text = clean_text(cap) or None
                 new[f.key] = truncate_utf8(text, f.max_bytes) if text and f.max_bytes else text
         elif "title" in f.groups and values.title is not None:
-            text = values.title.strip() or None
+            text = clean_text(values.title) or None
             new[f.key] = truncate_utf8(text, f.max_bytes) if text and f.max_bytes else text
         elif f.key in LIST_KEYS:
             remove = set(prev.get(f.key, [])) - set(ours_all[f.key])
@@ -395,6 +395,24 @@ def _verify_sidecar(new: bytes) -> None:
         raise BackendError("the new sidecar is not an XMP packet; nothing was written")
 
 
+def _keep_their_iim(render: Callable[[str], bytes | None], original: bytes,
+                    to_write: dict[str, Any]) -> Callable[[str], bytes | None]:
+    """The backend's output with other tools' IIM datasets byte-identical (transcoded when the block
+    becomes UTF-8) and Photoshop's IPTCDigest kept true (see iim.py)."""
+    changed = {iim.DATASETS[k] for k in to_write if k in iim.DATASETS}
+    if not changed:
+        return render
+
+    def produce(tmp: str) -> bytes | None:
+        out = render(tmp)
+        if out is None:  # exiftool edited the temp file itself
+            with open(tmp, "rb") as f:
+                out = f.read()
+            os.unlink(tmp)
+        return iim.reconcile(original, out, changed)
+    return produce
+
+
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
                    dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None) -> WriteResult:
@@ -478,7 +496,10 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 res.status = "would-write"
                 return res
             before = cf.st if target == "file" else None
-            rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
+            produce = lambda tmp: edit.render(to_write, tmp)  # noqa: E731
+            if target == "file" and cf.format == "JPEG" and cf.data is not None:
+                produce = _keep_their_iim(produce, cf.data, to_write)
+            rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime,
                                  like=like, verify=verify, expect=before)
         res.status = "written"
         if target == "file":
