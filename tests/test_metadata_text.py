@@ -143,3 +143,17 @@ def test_an_emoji_user_comment_written_by_exiftool_is_readable(tmp_path, backend
     assert r.status == "written", r.reason
     assert "ExifIFD:UserComment" not in [c["key"] for c in r.changes]
     assert exiftool(p, "-ExifIFD:UserComment")["ExifIFD:UserComment"] == "Rex 🐕 runs"
+
+
+@pytest.mark.parametrize("backend", backend_params())
+def test_latin1_keywords_of_another_tool_survive_the_merge(tmp_path, backend):
+    p = copy("smiley1.jpg", tmp_path, backend)
+    # a legacy tool adds a cp1252 keyword and caption to the undeclared (Latin-1) block
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-charset", "iptc=cp1252", "-IPTC:Keywords+=Café",
+                    "-IPTC:Caption-Abstract=Été à Paris", str(p)], check=True)
+    assert b"Caf\xe9" in p.read_bytes()
+    r = export(p, ADD_KEYWORDS, backend)
+    assert r.status == "written", r.reason
+    got = exiftool(p, "-IPTC:Keywords", "-IPTC:Caption-Abstract", "-IPTC:CopyrightNotice")
+    assert got == {"IPTC:Keywords": ["Green", "Smiley", "Dude", "Café", "Zoë", "beach"],
+                   "IPTC:Caption-Abstract": "Été à Paris", "IPTC:CopyrightNotice": "© 2004 Nobody"}

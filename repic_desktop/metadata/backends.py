@@ -35,6 +35,7 @@ import shutil
 import threading
 from typing import Any
 
+from . import iim
 from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
 from .safety import Refused, write_bytes_exclusive
 
@@ -83,7 +84,7 @@ def _lenient_search(name: str):
         try:
             return b.decode("utf-8"), len(b)
         except UnicodeDecodeError:
-            return b.decode("latin-1"), len(b)
+            return iim.legacy_text(b), len(b)
 
     def encode(s, errors="strict"):
         return s.encode("utf-8", "surrogateescape"), len(s)
@@ -550,6 +551,14 @@ class ExifToolEdit(Edit):
             raise BackendError(f"exiftool cannot read it: {_exiftool_error(err, out)}")
         row = rows[0]
         self.has_iptc = any(k.startswith("IPTC:") for k in row)
+        if fmt == "JPEG" and self.has_iptc:  # our IIM keys decoded as pyexiv2 does (no "?" for Latin-1)
+            if data is None:
+                with open(src, "rb") as f:
+                    data = f.read()
+            raw = iim.ours_as_read(data)
+            if raw is not None:
+                row = {k: v for k, v in row.items() if k not in iim.DATASETS or k == "IPTC:CodedCharacterSet"}
+                row.update(raw)
         self.old = canonical_dict({k: v for k, v in row.items() if k in BY_KEY})
 
     def render(self, changes: dict[str, Any], tmp: str) -> None:

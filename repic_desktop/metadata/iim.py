@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 PS_HEADER = b"Photoshop 3.0\x00"
 RES_IPTC, RES_DIGEST = 0x0404, 0x0425
@@ -146,6 +147,27 @@ def cp1252_to_utf8(value: bytes) -> bytes:
     return "".join(chars).encode("utf-8")
 
 
+def legacy_text(value: bytes) -> str:
+    """An IIM text value as read here: UTF-8 when valid, else cp1252 (see the module docstring)."""
+    return cp1252_to_utf8(value).decode("utf-8")
+
+
+def ours_as_read(buf: bytes) -> dict[str, Any] | None:
+    """The IIM values of our keys in a JPEG, decoded with legacy_text (lists for repeatable ones), or
+    None when there is no IIM block we parse. exiftool decodes an undeclared block with one charset
+    for all values and turns every byte it cannot decode into "?", which a merge would then write back."""
+    blk = _find(buf)
+    sets = datasets(blk.data(buf)) if blk else None
+    if sets is None:
+        return None
+    out: dict[str, Any] = {}
+    for key, tag in DATASETS.items():
+        vals = [legacy_text(v) for r, d, v in sets if (r, d) == tag]
+        if vals and key != "IPTC:CodedCharacterSet":
+            out[key] = vals if key == "IPTC:Keywords" else vals[0]
+    return out
+
+
 def _utf8(sets) -> bool:
     return any((r, d) == (1, 90) and v == UTF8_DECL for r, d, v in sets)
 
@@ -205,4 +227,4 @@ def reconcile(old: bytes, new: bytes, changed: set[tuple[int, int]]) -> bytes:
     return out
 
 
-__all__ = ["DATASETS", "cp1252_to_utf8", "datasets", "reconcile"]
+__all__ = ["DATASETS", "cp1252_to_utf8", "datasets", "legacy_text", "ours_as_read", "reconcile"]
