@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any, Callable
 
@@ -24,14 +25,28 @@ class UserError(Exception):
     pass
 
 
+# A file name that is not UTF-8 reaches us as text with lone surrogates (os.fsdecode), which a UTF-8
+# stdout refuses: JSON gets them as \uXXXX escapes (what json's ensure_ascii writes; Python reads the
+# exact name back), text gets the original byte as \xNN.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _json_text(data: Any) -> str:
+    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def printable(text: str) -> str:
+    return _LONE_SURROGATE.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}" if ord(m.group()) >= 0xDC80
+                               else f"\\u{ord(m.group()):04x}", text)
+
+
 def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) -> None:
     if getattr(args, "json", False):
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(_json_text(data) + "\n")
     else:
         out = text() if callable(text) else text
         if out:
-            print(out)
+            print(printable(out))
 
 
 def progress_bar(args: argparse.Namespace, desc: str):
