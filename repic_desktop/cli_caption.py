@@ -18,9 +18,11 @@ def _user_error(msg: str) -> Exception:
 
 
 def _emit_json(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    from .cli import json_stream
+    out = json_stream()
+    json.dump(data, out, ensure_ascii=False)
+    out.write("\n")
+    out.flush()
 
 
 # ---------------------------------------------------------------------------------------------- prompt

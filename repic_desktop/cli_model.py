@@ -30,8 +30,9 @@ def _user_error(message: str) -> Exception:
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     if getattr(args, "json", False):
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        from .cli import json_stream
+        json.dump(data, json_stream(), ensure_ascii=False, indent=2)
+        json_stream().write("\n")
     elif text:
         print(text)
 

@@ -53,3 +53,45 @@ def test_export_batch_with_a_latin1_file_name(tmp_path, as_json):
         assert [lib.current_caption(p.id).status for p in lib.list_photos()] == ["exported"] * 3
         for p in lib.list_photos():
             assert lib.current_caption(p.id).provenance["export"]["status"] == "written"
+
+
+REAL = Path(__file__).parent / "realfiles"
+
+
+def _album_with_raws(tmp_path: Path) -> Path:
+    d = tmp_path / "raws"
+    d.mkdir()
+    canon = (REAL / "exiv2-bug528.jpg").read_bytes()  # its Canon maker note makes exiv2 print a [warn]
+    (d / "photo.nef").write_bytes(canon)               # a JPEG named as a RAW
+    (d / "cut.cr3").write_bytes(canon[:4000])           # a RAW that is not one, cut short
+    (d / "ok.jpg").write_bytes(canon)
+    return d
+
+
+@needs_pyexiv2
+def test_raw_facts_never_write_to_stdout(tmp_path):
+    code = ("import sys; from repic_desktop.core import raw\n"
+            "try:\n    raw.raw_facts(open(sys.argv[1], 'rb').read(), 10**8)\nexcept raw.NoPreview:\n    pass\n")
+    r = subprocess.run([sys.executable, "-c", code, str(REAL / "exiv2-bug528.jpg")], capture_output=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b""
+
+
+@needs_pyexiv2
+def test_import_json_stdout_is_only_json_even_when_a_c_library_writes_to_fd_1(tmp_path):
+    album = _album_with_raws(tmp_path)
+    lib = str(tmp_path / "lib.sqlite")
+    r = repic("import", str(album), "--library", lib, "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["added"] == 1 and {Path(s["path"]).name for s in data["skipped"]} == {"photo.nef", "cut.cr3"}
+    # the CLI guard alone: exiv2 un-muted writes its warnings to fd 1 while `repic import --json` runs
+    code = ("import sys; from repic_desktop.core import exiv2lib; from repic_desktop.cli import main\n"
+            "exiv2lib.load().set_log_level(1)\n"
+            "sys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", code, "import", str(album), "--library", str(tmp_path / "lib2.sqlite"),
+                        "--json"], capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["added"] == 1
+    assert b"[warn]" in r.stderr  # it went somewhere visible, just not into the JSON

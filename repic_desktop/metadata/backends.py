@@ -35,6 +35,7 @@ import shutil
 import threading
 from typing import Any
 
+from ..core import exiv2lib
 from . import iim
 from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
 from .safety import Refused, write_bytes_exclusive
@@ -94,22 +95,8 @@ def _lenient_search(name: str):
 
 codecs.register(_lenient_search)
 
-_pyexiv2_mod = None
-_pyexiv2_error: str | None = None
-_pyexiv2_lock = threading.Lock()
-
-
 def _pyexiv2():
-    global _pyexiv2_mod, _pyexiv2_error
-    with _pyexiv2_lock:
-        if _pyexiv2_mod is None and _pyexiv2_error is None:
-            try:
-                import pyexiv2
-                pyexiv2.set_log_level(4)  # errors are raised as exceptions; exiv2 warnings stay off stderr
-                _pyexiv2_mod = pyexiv2
-            except Exception as exc:  # ImportError, or a wheel whose bundled libexiv2 cannot load
-                _pyexiv2_error = f"{type(exc).__name__}: {exc}"
-    return _pyexiv2_mod
+    return exiv2lib.load()  # the one accessor: exiv2's log muted (its warnings go to our stdout)
 
 
 def pyexiv2_available() -> bool:
@@ -654,7 +641,7 @@ class Backends:
 
 
 def no_backend_reason() -> str:
-    why = f" (pyexiv2: {_pyexiv2_error})" if _pyexiv2_error else ""
+    why = f" (pyexiv2: {exiv2lib.load_error()})" if exiv2lib.load_error() else ""
     return ("no metadata library is installed: `pip install pyexiv2` (or install exiftool)" + why)
 
 
