@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from repic_desktop.metadata import iim
 from repic_desktop.metadata.fields import clean_text
@@ -126,10 +127,15 @@ def test_emoji_and_control_characters_give_the_same_text_everywhere_and_a_second
     # a GIMP-saved Canon EOS 40D JPEG with an EXIF UserComment (a secondary caption copy we keep in sync)
     p = copy("exiv2-bug528.jpg", tmp_path, backend)
     assert exiftool(p, "-ExifIFD:UserComment")["ExifIFD:UserComment"] == "Chateaux de la Loire, Chambord"
+    # and a Windows "Comments" copy (XPComment, UTF-16LE)
+    subprocess.run(["exiftool", "-q", "-overwrite_original", "-XPComment=old comment", str(p)], check=True)
     r = export(p, MetadataValues(caption=CAPTION), backend)
     assert r.status == "written", r.reason
     got = exiftool(p, *(f"-{k}" for k in COPIES))
     assert got == {k: CLEAN for k in COPIES}
+    # exiftool reads XP tags as UCS-2 (an emoji shows as "??"); Windows and Pillow read UTF-16LE
+    with Image.open(p) as im:
+        assert im.getexif()[0x9C9C].decode("utf-16-le").rstrip("\0") == CLEAN
     for b in ("pyexiv2", "exiftool"):  # either backend reads it back as written: nothing to change
         r2 = export(p, MetadataValues(caption=CAPTION), b)
         assert (r2.status, r2.changes) == ("unchanged", []), (b, r2.reason)

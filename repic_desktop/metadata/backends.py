@@ -520,6 +520,40 @@ def _exiftool_error(err: str, out: str) -> str:
     return re.sub(r" - \S+$", "", msg)
 
 
+def _ifd0_bytes(buf: bytes | None, fmt: str, tag: int) -> bytes | None:
+    """The raw bytes of a BYTE/UNDEFINED tag in IFD0 of a JPEG's EXIF or a TIFF (None: not found)."""
+    if not buf:
+        return None
+    base = 0 if fmt == "TIFF" else None
+    if fmt == "JPEG":
+        i = 2
+        while i + 4 <= len(buf) and buf[i] == 0xFF and buf[i + 1] not in (0xDA, 0xD9):
+            if buf[i + 1] == 0xE1 and buf[i + 4:i + 10] == b"Exif\0\0":
+                base = i + 10
+                break
+            i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    if base is None:
+        return None
+    order = {b"II": "little", b"MM": "big"}.get(buf[base:base + 2])
+    if order is None:
+        return None
+
+    def num(o: int, n: int) -> int:
+        return int.from_bytes(buf[o:o + n], order)
+    ifd = base + num(base + 4, 4)
+    if ifd + 2 > len(buf):
+        return None
+    for k in range(num(ifd, 2)):
+        p = ifd + 2 + 12 * k
+        if p + 12 > len(buf):
+            return None
+        if num(p, 2) == tag:
+            typ, count = num(p + 2, 2), num(p + 4, 4)
+            off = p + 8 if count <= 4 else base + num(p + 8, 4)
+            return buf[off:off + count] if typ in (1, 7) and off + count <= len(buf) else None
+    return None
+
+
 class ExifToolEdit(Edit):
     def __init__(self, et: ExifTool, path: str, data: bytes | None, fmt: str, read_path: str | None = None):
         """`data`: the bytes to edit (None: the file at `path`); `read_path`: the file holding those
@@ -538,10 +572,14 @@ class ExifToolEdit(Edit):
             raise BackendError(f"exiftool cannot read it: {_exiftool_error(err, out)}")
         row = rows[0]
         self.has_iptc = any(k.startswith("IPTC:") for k in row)
+        if fmt in ("JPEG", "TIFF") and data is None and ("IFD0:XPComment" in row or self.has_iptc):
+            with open(src, "rb") as f:
+                data = f.read()
+        if "IFD0:XPComment" in row:  # exiftool reads XP tags as UCS-2: an emoji comes back as "??"
+            xp = _ifd0_bytes(data, fmt, 0x9C9C)
+            if xp is not None:
+                row["IFD0:XPComment"] = xp.decode("utf-16-le", "replace")
         if fmt == "JPEG" and self.has_iptc:  # our IIM keys decoded as pyexiv2 does (no "?" for Latin-1)
-            if data is None:
-                with open(src, "rb") as f:
-                    data = f.read()
             raw = iim.ours_as_read(data)
             if raw is not None:
                 row = {k: v for k, v in row.items() if k not in iim.DATASETS or k == "IPTC:CodedCharacterSet"}
@@ -553,9 +591,20 @@ class ExifToolEdit(Edit):
             write_bytes_exclusive(tmp, self.data)
         else:
             shutil.copyfile(self.path, tmp)
+        xp = changes.get("IFD0:XPComment")
+        if xp and _bmp_stand_in(xp) != xp:  # exiftool writes XP tags as UCS-2 (U+1F600 -> U+F600)
+            changes = {**changes, "IFD0:XPComment": _bmp_stand_in(xp)}
         rc, out, err = self.et.execute(*exiftool_args(changes), "-overwrite_original", os.fsencode(tmp))
         if rc != 0 or "1 image files updated" not in out:
             raise BackendError(f"exiftool could not write the metadata: {_exiftool_error(err, out)}")
+        if xp and _bmp_stand_in(xp) != xp:
+            with open(tmp, "rb") as f:
+                new = f.read()
+            stand_in = _bmp_stand_in(xp).encode("utf-16-le")
+            if new.count(stand_in) != 1:
+                raise BackendError("exiftool could not write the XPComment (characters outside the BMP)")
+            with open(tmp, "wb") as f:
+                f.write(new.replace(stand_in, xp.encode("utf-16-le")))
         return None
 
 
