@@ -79,21 +79,6 @@ def test_a_valid_iptc_digest_stays_valid(tmp_path, backend):
     assert after["Photoshop:IPTCDigest"] == after["File:CurrentIPTCDigest"]
 
 
-def test_a_stale_iptc_digest_is_left_stale():
-    data = (REAL / "exiv2-bug784.jpg").read_bytes()
-    blk = iim._find(data)
-    stale = data[:blk.digest[0]] + b"\x11" * 16 + data[blk.digest[0] + 16:]
-    # a "backend" rewrite that changed the keywords
-    sets = iim.datasets(blk.data(stale))
-    sets.append((2, 25, b"beach"))
-    block = iim._encode(sets)
-    seg = stale[blk.seg_start + 4:blk.res_start] + stale[blk.res_start:blk.data_start - 4] + \
-        len(block).to_bytes(4, "big") + block + (b"\0" if len(block) % 2 else b"") + stale[blk.res_end:blk.seg_end]
-    new = stale[:blk.seg_start] + b"\xff\xed" + (len(seg) + 2).to_bytes(2, "big") + seg + stale[blk.seg_end:]
-    out = iim.reconcile(stale, new, {(2, 25)})
-    assert out == new  # nothing else to put back; the stale digest says what it said
-
-
 @pytest.mark.parametrize("backend", backend_params())
 def test_other_tools_iptc_time_stays_byte_identical(tmp_path, backend):
     # AP wrote TimeCreated "165100" (no zone); exiv2 re-encoded it as "165100+0000"
@@ -163,3 +148,38 @@ def test_latin1_keywords_of_another_tool_survive_the_merge(tmp_path, backend):
     got = exiftool(p, "-IPTC:Keywords", "-IPTC:Caption-Abstract", "-IPTC:CopyrightNotice")
     assert got == {"IPTC:Keywords": ["Green", "Smiley", "Dude", "Café", "Zoë", "beach"],
                    "IPTC:Caption-Abstract": "Été à Paris", "IPTC:CopyrightNotice": "© 2004 Nobody"}
+
+
+def _jpeg_with_iim(sets, digest: bytes | None = None) -> bytes:
+    block = iim._encode(sets)
+    res = b"8BIM\x04\x04\0\0" + len(block).to_bytes(4, "big") + block + (b"\0" if len(block) % 2 else b"")
+    if digest is not None:
+        res += b"8BIM\x04\x25\0\0" + (16).to_bytes(4, "big") + digest
+    payload = iim.PS_HEADER + res
+    return b"\xff\xd8\xff\xed" + (len(payload) + 2).to_bytes(2, "big") + payload + b"\xff\xd9"
+
+
+def test_reconcile_rules():
+    u8 = (1, 90, iim.UTF8_DECL)
+    old = [(2, 0, b"\0\x02"), (2, 116, b"\xa9 2004 \x80"), (2, 60, b"165100"), (2, 25, b"old"), (2, 99, b"x")]
+    new = [u8, (2, 0, b"\0\x04"), (2, 116, b"\xa9 2004 \x80"), (2, 60, b"165100+0000"), (2, 25, b"old"),
+           (2, 25, b"Zo\xc3\xab")]  # a backend's rewrite: record version changed, time re-encoded, 2:99 dropped
+    out = iim.reconcile(_jpeg_with_iim(old), _jpeg_with_iim(new), {(1, 90), (2, 25)})
+    got = iim.datasets(iim._find(out).data(out))
+    assert got == [u8, (2, 0, b"\0\x02"), (2, 116, "© 2004 €".encode()), (2, 60, b"165100"), (2, 25, b"old"),
+                   (2, 25, b"Zo\xc3\xab"), (2, 99, b"x")]
+    # a declared coding system nobody decodes is left as it is; valid UTF-8 is never transcoded again
+    odd = [(1, 90, b"\x1b%/I"), (2, 116, b"\xa9")]
+    out = iim.reconcile(_jpeg_with_iim(odd), _jpeg_with_iim([u8, (2, 116, b"\xa9")]), {(1, 90)})
+    assert iim.datasets(iim._find(out).data(out)) == [u8, (2, 116, b"\xa9")]
+    assert iim.cp1252_to_utf8("Zoë".encode()) == "Zoë".encode()
+    # digest: a valid one follows the new block, a stale one stays stale
+    import hashlib
+    good = _jpeg_with_iim(old, hashlib.md5(iim._encode(old)).digest())
+    out = iim.reconcile(good, _jpeg_with_iim(new, hashlib.md5(iim._encode(old)).digest()), {(1, 90), (2, 25)})
+    blk = iim._find(out)
+    assert out[blk.digest[0]:blk.digest[0] + 16] == hashlib.md5(blk.data(out)).digest()
+    stale = _jpeg_with_iim(old, b"\x11" * 16)
+    out = iim.reconcile(stale, _jpeg_with_iim(new, b"\x11" * 16), {(1, 90), (2, 25)})
+    blk = iim._find(out)
+    assert out[blk.digest[0]:blk.digest[0] + 16] == b"\x11" * 16

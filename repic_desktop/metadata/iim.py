@@ -172,6 +172,12 @@ def _utf8(sets) -> bool:
     return any((r, d) == (1, 90) and v == UTF8_DECL for r, d, v in sets)
 
 
+def _latin(sets) -> bool:
+    """The blocks read as cp1252, as exiftool does: any CodedCharacterSet except an "ESC %" coding
+    system (UTF-8, or one nobody decodes: such a block is left as it is rather than guessed)."""
+    return not any(v.startswith(b"\x1b%") for r, d, v in sets if (r, d) == (1, 90))
+
+
 def reconcile(old: bytes, new: bytes, changed: set[tuple[int, int]]) -> bytes:
     """`new` (a backend's rewrite of `old`) with the IIM datasets not in `changed` put back as `old` had
     them (transcoded to UTF-8 when the block now says UTF-8) and a valid IPTCDigest kept valid."""
@@ -182,7 +188,7 @@ def reconcile(old: bytes, new: bytes, changed: set[tuple[int, int]]) -> bytes:
     old_sets, new_sets = datasets(old_block), datasets(new_block)
     if old_sets is None or new_sets is None:
         return new
-    transcode = _utf8(new_sets) and not _utf8(old_sets)
+    transcode = _utf8(new_sets) and not _utf8(old_sets) and _latin(old_sets)
     by_tag: dict[tuple[int, int], list[bytes]] = {}
     for r, d, v in old_sets:
         by_tag.setdefault((r, d), []).append(v)
