@@ -1,7 +1,8 @@
 """`repic`: every library capability from the command line (a thin front over the same services as the GUI).
 
 User errors print one line (`repic: error: ...`) and exit 1; usage errors exit 2 (argparse). `--json`
-prints machine-readable output on stdout and nothing else there.
+prints machine-readable output on stdout and nothing else there (during the command file descriptor 1
+points to stderr, so not even a C library can write into the JSON).
 """
 from __future__ import annotations
 

@@ -25,7 +25,10 @@ Decisions (why, not what):
   photo.ext.xmp, per key), because readers let sidecar values win per field.
 - IPTC-IIM: written to JPEG and TIFF with CodedCharacterSet UTF-8, values cut to the IIM limits on a
   UTF-8 boundary (2000 bytes caption, 64 bytes per keyword/title). PNG has no standard IPTC block,
-  WebP/HEIC/sidecars none at all.
+  WebP/HEIC/sidecars none at all. In a JPEG, the datasets we do not write come back byte-identical
+  (Latin-1 ones transcoded to UTF-8) and a valid Photoshop IPTCDigest stays valid (iim.py).
+- Caption and title text goes through one normalisation (fields.clean_text) before it is compared or
+  written, so XMP, IPTC and EXIF hold the same text and a second export is a no-op.
 """
 from __future__ import annotations
 
