@@ -77,6 +77,7 @@ def test_a_valid_iptc_digest_stays_valid(tmp_path, backend):
     assert "Zoë" in after["IPTC:Keywords"]
     assert after["File:CurrentIPTCDigest"] != before["File:CurrentIPTCDigest"]
     assert after["Photoshop:IPTCDigest"] == after["File:CurrentIPTCDigest"]
+    assert export(p, ADD_KEYWORDS, backend).status == "unchanged"
 
 
 @pytest.mark.parametrize("backend", backend_params())
@@ -94,6 +95,7 @@ def test_other_tools_iptc_time_stays_byte_identical(tmp_path, backend):
     new_data = p.read_bytes()
     new_sets = iim.datasets(iim._find(new_data).data(new_data))
     assert [s for s in new_sets if s[:2] not in {(1, 0), (1, 90), (2, 25)}] == old_sets
+    assert export(p, ADD_KEYWORDS, backend).status == "unchanged"
 
 
 CAPTION = "Anya 😀 at the\tbeach\x07\r\nline two\x1b end\x85 with 小明\u2028"
