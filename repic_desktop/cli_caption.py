@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .cli_output import terminal_safe
+from .cli_output import json_safe, terminal_safe
 from .core import paths
 from .core.library import Library
 
@@ -19,9 +19,11 @@ def _user_error(msg: str) -> Exception:
 
 
 def _emit_json(data: Any) -> None:
-    json.dump(data, sys.stdout, ensure_ascii=False)
-    sys.stdout.write("\n")
-    sys.stdout.flush()
+    from .cli import json_stream
+
+    out = json_stream()
+    out.write(json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
+    out.flush()
 
 
 # ---------------------------------------------------------------------------------------------- prompt

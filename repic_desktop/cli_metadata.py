@@ -138,7 +138,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             if r is not None and r.target:
                 kind = f"sidecar {os.path.basename(r.written_path or '')}" if r.target == "sidecar" else "file"
                 where = f" ({kind}, {r.backend})"
-            lines.append(f"  {p.path}: {p.status}{where}" + (f": {p.reason}" if p.reason else ""))
+            name = r.path if r is not None else p.path  # the exact name (_emit escapes undecodable bytes)
+            lines.append(f"  {name}: {p.status}{where}" + (f": {p.reason}" if p.reason else ""))
             if args.dry_run and r is not None:
                 lines += [_change_line(ch) for ch in r.changes]
             for n in (r.notes if r is not None else []):

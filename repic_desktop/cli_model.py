@@ -19,7 +19,7 @@ import os
 import sys
 from typing import Any
 
-from .cli_output import terminal_safe
+from .cli_output import json_safe, terminal_safe
 
 _CLEAR = {"none", "null", "-", ""}
 
@@ -32,8 +32,9 @@ def _user_error(message: str) -> Exception:
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
     if getattr(args, "json", False):
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        sys.stdout.write("\n")
+        from .cli import json_stream
+
+        json_stream().write(json_safe(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
     elif text:
         print(terminal_safe(text))
 

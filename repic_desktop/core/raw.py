@@ -27,6 +27,8 @@ from dataclasses import dataclass
 
 from PIL import Image, JpegImagePlugin
 
+from . import exiv2lib
+
 MAX_IFDS = 64
 MAX_SCAN_CANDIDATES = 64
 # An EXIF-size thumbnail (160x120) is the least that still shows who is in a photo; the 16-64 px icons
@@ -192,8 +194,10 @@ def _jpeg_size(data: bytes, off: int, length: int, max_pixels: int) -> tuple[int
 
 def _exiv2_facts(data: bytes) -> tuple[int | None, str | None]:
     """Orientation and date for RAW containers that are not TIFF (CR3, RAF, ...), via exiv2."""
+    pyexiv2 = exiv2lib.load()
+    if pyexiv2 is None:
+        return None, None
     try:
-        import pyexiv2
         with pyexiv2.ImageData(data) as img:
             exif = img.read_exif()
     except Exception:

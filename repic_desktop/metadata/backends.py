@@ -39,6 +39,8 @@ import shutil
 import threading
 from typing import Any, Iterable
 
+from ..core import exiv2lib
+from . import iim
 from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
 from .safety import Refused, write_bytes_exclusive
 
@@ -87,7 +89,7 @@ def _lenient_search(name: str):
         try:
             return b.decode("utf-8"), len(b)
         except UnicodeDecodeError:
-            return b.decode("latin-1"), len(b)
+            return iim.legacy_text(b), len(b)
 
     def encode(s, errors="strict"):
         return s.encode("utf-8", "surrogateescape"), len(s)
@@ -97,22 +99,8 @@ def _lenient_search(name: str):
 
 codecs.register(_lenient_search)
 
-_pyexiv2_mod = None
-_pyexiv2_error: str | None = None
-_pyexiv2_lock = threading.Lock()
-
-
 def _pyexiv2():
-    global _pyexiv2_mod, _pyexiv2_error
-    with _pyexiv2_lock:
-        if _pyexiv2_mod is None and _pyexiv2_error is None:
-            try:
-                import pyexiv2
-                pyexiv2.set_log_level(4)  # errors are raised as exceptions; exiv2 warnings stay off stderr
-                _pyexiv2_mod = pyexiv2
-            except Exception as exc:  # ImportError, or a wheel whose bundled libexiv2 cannot load
-                _pyexiv2_error = f"{type(exc).__name__}: {exc}"
-    return _pyexiv2_mod
+    return exiv2lib.load()  # the one accessor: exiv2's log muted (its warnings go to our stdout)
 
 
 def pyexiv2_available() -> bool:
@@ -188,7 +176,7 @@ class Pyexiv2Edit(Edit):
         except (RuntimeError, ValueError) as exc:
             raise BackendError(f"pyexiv2 cannot open it: {exc}") from None
         try:
-            self.exif = {} if fmt == "XMP" else self.img.read_exif(encoding=_LENIENT)
+            self.exif = {} if fmt == "XMP" else _read_exif(self.img, data)
             self.iptc = {} if fmt == "XMP" else self.img.read_iptc(encoding=_LENIENT)
             self.xmp = self.img.read_xmp(encoding=_LENIENT)
         except Exception as exc:
@@ -222,13 +210,15 @@ class Pyexiv2Edit(Edit):
         xmp_delete: list[str] = []
         xmp_set: dict[str, Any] = {}
         bags = False
+        user_comment = None
         for key, val in changes.items():
             f = BY_KEY[key]
             if f.container == "exif":
                 if val is None:
                     exif[f.exiv2] = None
                 elif key == "ExifIFD:UserComment":
-                    exif[f.exiv2] = "charset=Unicode " + val
+                    exif[f.exiv2] = "charset=Unicode " + _bmp_stand_in(val)
+                    user_comment = val
                 else:
                     exif[f.exiv2] = val
             elif f.container == "iptc":
@@ -272,9 +262,73 @@ class Pyexiv2Edit(Edit):
                 fixed = seq_to_bag(raw)
                 if fixed != raw:
                     self.img.modify_raw_xmp(fixed, encoding="utf-8")
-            return self.img.get_bytes()
+            out = self.img.get_bytes()
+            return _fix_user_comment(out, user_comment) if user_comment is not None else out
         except (RuntimeError, ValueError, UnicodeError) as exc:
             raise BackendError(f"pyexiv2 could not write the metadata: {exc}") from None
+
+
+# exiv2 converts a "charset=Unicode" UserComment with iconv to UCS-2, which has no characters outside the
+# BMP: an emoji makes iconv fail and exiv2 stores the raw UTF-8 bytes as if they were UCS-2 (mojibake in
+# every reader). EXIF readers (exiftool, Windows) read the Unicode comment as UTF-16, so the comment is
+# written with one private-use stand-in per UTF-16 code unit and the stand-ins are then replaced by the
+# real surrogate pairs in the output bytes (same length, so no offset moves).
+_HI, _LO = "\ue000", "\ue001"
+
+
+def _bmp_stand_in(text: str) -> str:
+    return "".join(_HI + _LO if ord(c) > 0xFFFF else c for c in text)
+
+
+def _fix_user_comment(data: bytes, text: str) -> bytes:
+    stand_in = _bmp_stand_in(text)
+    if stand_in == text:
+        return data
+    for enc in ("utf-16-be", "utf-16-le"):
+        old = b"UNICODE\0" + stand_in.encode(enc)
+        if data.count(old) == 1:
+            return data.replace(old, b"UNICODE\0" + text.encode(enc))
+    raise BackendError("pyexiv2 could not write the EXIF UserComment (characters outside the BMP)")
+
+
+def _read_exif(img, data: bytes) -> dict[str, Any]:
+    """read_exif, also for a Unicode UserComment with surrogate pairs (an emoji written by exiftool,
+    Windows or us), which exiv2's UCS-2 conversion rejects for the whole EXIF block: the pairs are
+    read through stand-ins from a patched copy and put back into the value."""
+    try:
+        return img.read_exif(encoding=_LENIENT)
+    except RuntimeError as exc:
+        if "UCS-2" not in str(exc):
+            raise
+    at = data.find(b"Exif\0\0")
+    big = data[at + 6:at + 8] == b"MM" if at >= 0 else data[:2] == b"MM"
+    enc = "utf-16-be" if big else "utf-16-le"
+    patched, pairs = bytearray(data), []
+    start = data.find(b"UNICODE\0")
+    while start >= 0:
+        i = start + 8
+        while i + 4 <= min(len(data), start + 8 + 65536):
+            hi, lo = int.from_bytes(data[i:i + 2], "big" if big else "little"), \
+                int.from_bytes(data[i + 2:i + 4], "big" if big else "little")
+            if hi == 0:
+                break
+            if 0xD800 <= hi <= 0xDBFF and 0xDC00 <= lo <= 0xDFFF:
+                pairs.append(data[i:i + 4].decode(enc))
+                patched[i:i + 4] = (_HI + _LO).encode(enc)
+                i += 4
+            else:
+                i += 2
+        start = data.find(b"UNICODE\0", start + 8)
+    other = _pyexiv2().ImageData(bytes(patched))
+    try:
+        exif = other.read_exif(encoding=_LENIENT)
+    finally:
+        other.close()
+    uc = exif.get("Exif.Photo.UserComment")
+    if isinstance(uc, str) and pairs:
+        it = iter(pairs)
+        exif["Exif.Photo.UserComment"] = re.sub(_HI + _LO, lambda m: next(it, ""), uc)
+    return exif
 
 
 def _mwg_keys(val: dict) -> dict[str, Any]:
@@ -529,6 +583,40 @@ def _exiftool_error(err: str, out: str) -> str:
     return re.sub(r" - \S+$", "", msg)
 
 
+def _ifd0_bytes(buf: bytes | None, fmt: str, tag: int) -> bytes | None:
+    """The raw bytes of a BYTE/UNDEFINED tag in IFD0 of a JPEG's EXIF or a TIFF (None: not found)."""
+    if not buf:
+        return None
+    base = 0 if fmt == "TIFF" else None
+    if fmt == "JPEG":
+        i = 2
+        while i + 4 <= len(buf) and buf[i] == 0xFF and buf[i + 1] not in (0xDA, 0xD9):
+            if buf[i + 1] == 0xE1 and buf[i + 4:i + 10] == b"Exif\0\0":
+                base = i + 10
+                break
+            i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    if base is None:
+        return None
+    order = {b"II": "little", b"MM": "big"}.get(buf[base:base + 2])
+    if order is None:
+        return None
+
+    def num(o: int, n: int) -> int:
+        return int.from_bytes(buf[o:o + n], order)
+    ifd = base + num(base + 4, 4)
+    if ifd + 2 > len(buf):
+        return None
+    for k in range(num(ifd, 2)):
+        p = ifd + 2 + 12 * k
+        if p + 12 > len(buf):
+            return None
+        if num(p, 2) == tag:
+            typ, count = num(p + 2, 2), num(p + 4, 4)
+            off = p + 8 if count <= 4 else base + num(p + 8, 4)
+            return buf[off:off + count] if typ in (1, 7) and off + count <= len(buf) else None
+    return None
+
+
 class ExifToolEdit(Edit):
     def __init__(self, et: ExifTool, path: str, data: bytes | None, fmt: str, read_path: str | None = None):
         """`data`: the bytes to edit (None: the file at `path`); `read_path`: the file holding those
@@ -547,6 +635,18 @@ class ExifToolEdit(Edit):
             raise BackendError(f"exiftool cannot read it: {_exiftool_error(err, out)}")
         row = rows[0]
         self.has_iptc = any(k.startswith("IPTC:") for k in row)
+        if fmt in ("JPEG", "TIFF") and data is None and ("IFD0:XPComment" in row or self.has_iptc):
+            with open(src, "rb") as f:
+                data = f.read()
+        if "IFD0:XPComment" in row:  # exiftool reads XP tags as UCS-2: an emoji comes back as "??"
+            xp = _ifd0_bytes(data, fmt, 0x9C9C)
+            if xp is not None:
+                row["IFD0:XPComment"] = xp.decode("utf-16-le", "replace")
+        if fmt == "JPEG" and self.has_iptc:  # our IIM keys decoded as pyexiv2 does (no "?" for Latin-1)
+            raw = iim.ours_as_read(data)
+            if raw is not None:
+                row = {k: v for k, v in row.items() if k not in iim.DATASETS or k == "IPTC:CodedCharacterSet"}
+                row.update(raw)
         self.old = canonical_dict({k: v for k, v in row.items() if k in BY_KEY})
 
     def render(self, changes: dict[str, Any], tmp: str) -> None:
@@ -554,9 +654,20 @@ class ExifToolEdit(Edit):
             write_bytes_exclusive(tmp, self.data)
         else:
             shutil.copyfile(self.path, tmp)
+        xp = changes.get("IFD0:XPComment")
+        if xp and _bmp_stand_in(xp) != xp:  # exiftool writes XP tags as UCS-2 (U+1F600 -> U+F600)
+            changes = {**changes, "IFD0:XPComment": _bmp_stand_in(xp)}
         rc, out, err = self.et.execute(*exiftool_args(changes), "-overwrite_original", files=[tmp])
         if rc != 0 or "1 image files updated" not in out:
             raise BackendError(f"exiftool could not write the metadata: {_exiftool_error(err, out)}")
+        if xp and _bmp_stand_in(xp) != xp:
+            with open(tmp, "rb") as f:
+                new = f.read()
+            stand_in = _bmp_stand_in(xp).encode("utf-16-le")
+            if new.count(stand_in) != 1:
+                raise BackendError("exiftool could not write the XPComment (characters outside the BMP)")
+            with open(tmp, "wb") as f:
+                f.write(new.replace(stand_in, xp.encode("utf-16-le")))
         return None
 
 
@@ -642,7 +753,7 @@ class Backends:
 
 
 def no_backend_reason() -> str:
-    why = f" (pyexiv2: {_pyexiv2_error})" if _pyexiv2_error else ""
+    why = f" (pyexiv2: {exiv2lib.load_error()})" if exiv2lib.load_error() else ""
     return ("no metadata library is installed: `pip install pyexiv2` (or install exiftool)" + why)
 
 

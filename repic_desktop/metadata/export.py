@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
-from ..core.library import Caption, Library, Photo
+from ..core.library import Caption, Library, Photo, display_path
 from . import geometry
 from .backends import Backends
 from .fields import caption_tags, fold, strip_tags
@@ -180,7 +180,9 @@ def record_export(library: Library, photo: Photo, caption: Caption, res: WriteRe
                   written_caption: str | None) -> None:
     prov = dict(caption.provenance or {})
     prov["export"] = {
-        "at": time.time(), "status": res.status, "target": res.target, "path": res.written_path,
+        # display text, like photos.path: a non-UTF-8 file name (surrogate escapes) cannot go into SQLite TEXT
+        "at": time.time(), "status": res.status, "target": res.target,
+        "path": display_path(os.fsencode(res.written_path)) if res.written_path else None,
         "backend": res.backend, "fields": list(groups), "keys": [c["key"] for c in res.changes],
         "caption": written_caption, "owned": res.owned,
     }

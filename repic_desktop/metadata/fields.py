@@ -166,6 +166,21 @@ def truncate_utf8(text: str, max_bytes: int) -> str:
     return b[:max_bytes].decode("utf-8", errors="ignore")
 
 
+# Line breaks other tools and pastes use (VT, FF, NEL, LS, PS) and CR/CRLF all become "\n": an XML parser
+# turns CR into LF, so a CR kept in IPTC/EXIF would never match the XMP copy again.
+_BREAKS = re.compile(r"\r\n?|[\x0b\x0c\x85\u2028\u2029]")
+# Other C0/C1 controls, DEL, lone surrogates and XML non-characters: XMP cannot hold them (exiv2 writes a
+# space, exiftool a "."), so they are dropped from every copy alike.
+_UNWRITABLE = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f\ud800-\udfff\ufffe\uffff]")
+
+
+def clean_text(text: str) -> str:
+    """The one normalisation of caption/title text written to metadata, the same for XMP, IPTC and EXIF
+    (and what the next export compares with): line breaks -> "\n", tabs kept, other control characters
+    dropped, outer whitespace stripped."""
+    return _UNWRITABLE.sub("", _BREAKS.sub("\n", text)).strip()
+
+
 def fold(s: str) -> str:
     return s.casefold().strip()
 

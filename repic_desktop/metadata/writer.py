@@ -28,7 +28,10 @@ Decisions (why, not what):
   photo.ext.xmp, per key), because readers let sidecar values win per field.
 - IPTC-IIM: written to JPEG and TIFF with CodedCharacterSet UTF-8, values cut to the IIM limits on a
   UTF-8 boundary (2000 bytes caption, 64 bytes per keyword/title). PNG has no standard IPTC block,
-  WebP/HEIC/sidecars none at all.
+  WebP/HEIC/sidecars none at all. In a JPEG, the datasets we do not write come back byte-identical
+  (Latin-1 ones transcoded to UTF-8) and a valid Photoshop IPTCDigest stays valid (iim.py).
+- Caption and title text goes through one normalisation (fields.clean_text) before it is compared or
+  written, so XMP, IPTC and EXIF hold the same text and a second export is a no-op.
 """
 from __future__ import annotations
 
@@ -39,11 +42,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core.images import UnusableImage, inspect_image
-from . import geometry
+from . import geometry, iim
 from .backends import EMPTY_PACKET, BackendError, Backends, no_backend_reason
 from .fields import (
     BY_KEY, CONTAINERS, GROUPS, HIERARCHY_ROOTS, IPTC_KEYWORD_MAX_BYTES, LIST_KEYS, PRIMARY, SECONDARY,
-    fields_for, fold, truncate_utf8,
+    clean_text, fields_for, fold, truncate_utf8,
 )
 from .safety import (
     CheckedFile, Refused, atomic_replace, check_file, describe_os_error, file_sha256, folder_read_only,
@@ -285,10 +288,10 @@ def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOpti
         if "caption" in f.groups and cap is not None:
             primary = f.role == PRIMARY or (f.key == "XMP-tiff:ImageDescription" and embedded_caption)
             if primary or (f.role == SECONDARY and f.key in old):
-                text = cap.strip() or None
+                text = clean_text(cap) or None
                 new[f.key] = truncate_utf8(text, f.max_bytes) if text and f.max_bytes else text
         elif "title" in f.groups and values.title is not None:
-            text = values.title.strip() or None
+            text = clean_text(values.title) or None
             new[f.key] = truncate_utf8(text, f.max_bytes) if text and f.max_bytes else text
         elif f.key in LIST_KEYS:
             remove = set(prev.get(f.key, [])) - set(ours_all[f.key])
@@ -504,6 +507,24 @@ class _AboutKeeping:
         self._edit.close()
 
 
+def _keep_their_iim(render: Callable[[str], bytes | None], original: bytes,
+                    to_write: dict[str, Any]) -> Callable[[str], bytes | None]:
+    """The backend's output with other tools' IIM datasets byte-identical (transcoded when the block
+    becomes UTF-8) and Photoshop's IPTCDigest kept true (see iim.py)."""
+    changed = {iim.DATASETS[k] for k in to_write if k in iim.DATASETS}
+    if not changed:
+        return render
+
+    def produce(tmp: str) -> bytes | None:
+        out = render(tmp)
+        if out is None:  # exiftool edited the temp file itself
+            with open(tmp, "rb") as f:
+                out = f.read()
+            os.unlink(tmp)
+        return iim.reconcile(original, out, changed)
+    return produce
+
+
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
                    dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
@@ -617,7 +638,10 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 before, before_sha = cf.st, read_sha
             else:
                 before, before_sha = (side_st, side_sha) if existing else (None, None)
-            rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
+            produce = lambda tmp: edit.render(to_write, tmp)  # noqa: E731
+            if target == "file" and cf.format == "JPEG" and cf.data is not None:
+                produce = _keep_their_iim(produce, cf.data, to_write)
+            rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime,
                                  like=like, verify=verify, expect=before, expect_sha256=before_sha,
                                  expect_absent=target == "sidecar" and not existing)
         res.status = "written"
