@@ -68,6 +68,9 @@ IGNORED_DERIVED: dict[str, str] = {
     "QuickTime:MediaDataSize": "the same mdat box's size",
     "QuickTime:MediaDataOffset": "the same mdat box's position",
 }
+# Mandatory IIM datasets (IIM 4.2: 1:00 and 2:00 must head their records); a writer that changes the IPTC
+# block adds them when another program left them out. Not counted as damage when our IPTC changed.
+IIM_RECORD_VERSIONS = ("IPTC:EnvelopeRecordVersion", "IPTC:ApplicationRecordVersion")
 # The raw maker-note block (ExifIFD:MakerNote<Make>): a maker note exiftool decodes is compared tag by
 # tag (Canon:*, Nikon:*, FLIR:* ...) and its block only for being there, because a writer that moves
 # or re-encodes it (exiv2 rewrites Nikon's) legitimately changes offsets and padding inside. A maker
@@ -148,6 +151,8 @@ def tag_damage(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
                 continue  # an empty XMP list (<rdf:Bag/>) holds nothing; exiftool drops it on any rewrite
             lines.append(f"lost {k} = {_short(b[k])}")
         elif k not in b:
+            if k in IIM_RECORD_VERSIONS and before.get("File:CurrentIPTCDigest") != after.get("File:CurrentIPTCDigest"):
+                continue  # IIM requires these records in a block someone writes; exiftool adds them
             lines.append(f"added {k} = {_short(a[k])}")
         elif a[k] != b[k]:
             lines.append(f"changed {k}: {_short(b[k])} -> {_short(a[k])}")
@@ -175,9 +180,20 @@ def pixel_digest(path: Path) -> str:
         pillow_heif.register_heif_opener()
     if path.suffix.lower() in (".nef",):
         return "bytes:" + hashlib.sha256(path.read_bytes()).hexdigest()
-    with Image.open(path) as im:
-        im.load()
-        return hashlib.sha256(im.mode.encode() + repr(im.size).encode() + im.tobytes()).hexdigest()
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return hashlib.sha256(im.mode.encode() + repr(im.size).encode() + im.tobytes()).hexdigest()
+    except (OSError, ValueError):
+        pass
+    # What stock Pillow cannot decode (YCbCr-subsampled or tile-in-strip TIFFs) the app decodes through
+    # libtiff; formats nobody here decodes (import skips them) are compared by their bytes.
+    from repic_desktop.core.images import UnusableImage, open_oriented
+    try:
+        im = open_oriented(str(path))
+    except (UnusableImage, OSError, ValueError):
+        return "bytes:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return "app:" + hashlib.sha256(im.mode.encode() + repr(im.size).encode() + im.tobytes()).hexdigest()
 
 
 def file_sha(path: Path) -> str:

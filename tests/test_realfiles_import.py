@@ -89,8 +89,6 @@ def test_import_read_metadata_brings_in_names_and_regions(read_import):
 
 
 @needs_a_backend
-@pytest.mark.xfail(strict=True, reason="issue 13: the MWG reading rules (exiftool's MWG test image) are not "
-                                       "followed when XMP and IPTC disagree")
 def test_import_reads_the_mwg_test_image_by_the_mwg_rules(read_import):
     """exiftool's MWG.jpg says RIGHT/WRONG in every value; `exiftool -use MWG` reads the RIGHT ones."""
     with Library(read_import[1]) as lib:
@@ -100,8 +98,6 @@ def test_import_reads_the_mwg_test_image_by_the_mwg_rules(read_import):
 
 
 @needs_a_backend
-@pytest.mark.xfail(strict=True, reason="issue 13: exiv2 [warn] lines go to stdout and break --json (the RAW "
-                                       "preview code imports pyexiv2 without muting its log)")
 def test_import_json_stays_json_on_real_files(tmp_path, album):
     """A real process: exiv2 writes its warnings to the C-level stdout, which capsys would not see.
     'Issue 247-1.nef' (empty IPTC dates) makes exiv2 warn."""
