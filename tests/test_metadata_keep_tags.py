@@ -59,3 +59,14 @@ def test_without_exiftool_a_jpeg_keeps_its_rdf_about(tmp_path):
     assert after["XMP-dc:Description"] == "Grandma at the lake"
     again = write_metadata(photo, MetadataValues(caption="Grandma at the lake"), WriteOptions(), backends=backends)
     assert again.status == "unchanged", again.reason
+
+
+def test_an_unprefixed_or_utf16_rdf_about_is_seen():
+    """exiftool's ExifTool.jpg and XMP.jpg carry Photoshop's uuid as `about='…'` in a UTF-16 packet: a
+    search for the UTF-8 text 'rdf:about="' missed it, and exiv2 then turned the uuid into an InstanceID."""
+    from repic_desktop.metadata.writer import _xmp_has_about
+
+    for name in ("ExifTool.jpg", "XMP.jpg", "metadata-extractor-dotnet issue 51.jpg"):
+        assert _xmp_has_about((REAL / name).read_bytes()), name
+    for name in ("Reagan.jpg", "portrait.jpg", "MWG.jpg"):  # rdf:about="" (empty): nothing to keep
+        assert not _xmp_has_about((REAL / name).read_bytes()), name

@@ -35,11 +35,7 @@ EXPECTED_SKIPS = {
 RAW_SUFFIXES = (".nef",)
 
 # issue 13 items (the issue's wording) -> the checks they fail today, per file.
-DIGEST = "issue 13: stale Photoshop IPTCDigest after IPTC changes"
-PHOTOMETRIC = "issue 13: PhotometricInterpretation dropped"
-ABOUT = "issue 13: rdf:about dropped (exiv2 turns the uuid into xmpMM:InstanceID)"
 FLIR = "issue 13: a normal pyexiv2 export breaks FLIR thermal maker notes"
-IPTC_CHARSET = "issue 13: IPTC declared UTF-8 while existing Latin-1 IIM text is left as is"
 MAKERNOTE = "issue 13: maker note lost through pyexiv2, nothing notices (verify after write, fall back)"
 GIMP = "issue 13: GIMP-written XMP: exports that write a person region fail with 'Not valid XMP'"
 # Damage not named in the issue, found by this corpus (see docs/real-files.md, "New findings").
@@ -49,8 +45,6 @@ MS_URI = ("issue 13 (new, like the digiKam namespace item): exiv2 rewrites the M
           "'http://ns.microsoft.com/photo/1.0' to '.../1.0/'")
 
 KNOWN: dict[str, dict[str, str]] = {
-    "ExifTool.jpg": {"tags": ABOUT},
-    "XMP.jpg": {"tags": ABOUT},
     "FLIR.jpg": {"tags": FLIR},
     "Samsung GT-I9000 (Galaxy S).jpg": {"tags": MAKERNOTE},
     "DSCN0010.jpg": {"tags": NIKON_SCAN},

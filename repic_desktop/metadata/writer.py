@@ -425,8 +425,21 @@ def _verify_sidecar(new: bytes) -> None:
 # tags it thinks only TIFF may carry), although Photoshop and others put them in JPEG's IFD0.
 _EXIV2_DROPS_OUTSIDE_TIFF = {"Exif.Image.PhotometricInterpretation": "IFD0 PhotometricInterpretation"}
 # exiv2 re-serialises XMP from its own data model, which has no rdf:about: a non-empty one is lost.
-_RDF_ABOUT = [re.compile(pat.encode(enc)) for enc in ("utf-8", "utf-16-be", "utf-16-le")
-              for pat in ('rdf:about="[^"]', "rdf:about='[^']")]
+_ABOUT_TEXT = re.compile(r"""(?<![\w:.-])(?:rdf:)?about\s*=\s*(["'])(?!\1)""")  # a non-empty (rdf:)about
+
+
+def _xmp_has_about(data: bytes) -> bool:
+    """Whether an XMP packet in `data` (UTF-8 or UTF-16, as Photoshop and old exiftool wrote it) carries a
+    non-empty rdf:about, also the unprefixed `about=` of older RDF, which exiftool reads as rdf:About."""
+    for enc in ("utf-8", "utf-16-be", "utf-16-le"):
+        start = data.find("<rdf:RDF".encode(enc))
+        if start < 0:
+            continue
+        end = data.find("</rdf:RDF>".encode(enc), start)
+        chunk = data[start:end if end > 0 else start + (1 << 20)]  # the needle starts on a character
+        if _ABOUT_TEXT.search(chunk.decode(enc, "ignore")):
+            return True
+    return False
 
 
 def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
@@ -435,7 +448,7 @@ def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
     if cf.format != "TIFF":
         exif = getattr(edit, "exif", None) or {}
         lost += [name for key, name in _EXIV2_DROPS_OUTSIDE_TIFF.items() if key in exif]
-    if cf.data and any(rx.search(cf.data) for rx in _RDF_ABOUT):
+    if cf.data and _xmp_has_about(cf.data):
         lost.append("the XMP rdf:about")
     return lost
 
