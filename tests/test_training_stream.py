@@ -103,17 +103,29 @@ def test_summary_from_output_in_every_shape():
 
 
 def test_trainer_arguments():
-    assert trainer_arguments(base="Qwen/x") == ["--base", "Qwen/x", "--json-progress"]
+    assert trainer_arguments(base="Qwen/x") == ["--base=Qwen/x", "--json-progress"]
     args = trainer_arguments(base="/m", library="/l.sqlite", concepts=["Anya", "Rex"], name="fam", quant4=True,
                              max_steps=50, epochs=2, num_generations=4, seed=7)
-    assert args == ["--library", "/l.sqlite", "--base", "/m", "--concepts", "Anya,Rex", "--name", "fam",
-                    "--quant", "4bit", "--max-steps", "50", "--epochs", "2", "--num-generations", "4",
-                    "--seed", "7", "--json-progress"]
-    assert resume_arguments(args, "/runs/a") == args[:-1] + ["--out", "/runs/a", "--resume", "--json-progress"]
+    assert args == ["--library=/l.sqlite", "--base=/m", "--concepts=Anya,Rex", "--name=fam", "--quant=4bit",
+                    "--max-steps=50", "--epochs=2", "--num-generations=4", "--seed=7", "--json-progress"]
+    assert resume_arguments(args, "/runs/a") == args[:-1] + ["--out=/runs/a", "--resume", "--json-progress"]
     assert resume_arguments(["--base", "b", "--out", "/old", "--resume", "--json-progress"], "/new") == \
-        ["--base", "b", "--out", "/new", "--resume", "--json-progress"]
+        ["--base", "b", "--out=/new", "--resume", "--json-progress"]
+    assert resume_arguments(["--base=b", "--out=/old", "--resume", "--json-progress"], "/new") == \
+        ["--base=b", "--out=/new", "--resume", "--json-progress"]
     with pytest.raises(ValueError, match="comma"):
         trainer_arguments(base="/m", concepts=["Smith, Anna"])
+
+
+def test_values_that_look_like_options_stay_values():
+    """A name or folder starting with '-' reaches the trainer's parser as a value (no option injection)."""
+    from trainer.__main__ import _train_parser
+
+    args = trainer_arguments(base="-m", library="-lib.sqlite", concepts=["-all=", "--help"], out="-runs",
+                             name="--resume")
+    ns = _train_parser().parse_args(args)
+    assert (ns.base, ns.library, ns.concepts, ns.out, ns.name, ns.resume) == \
+        ("-m", "-lib.sqlite", "-all=,--help", "-runs", "--resume", False)
 
 
 def test_the_module_does_not_import_qt():

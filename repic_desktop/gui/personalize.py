@@ -472,12 +472,12 @@ class PersonalizePage(QWidget):
         self._drop_summary_proc()
         self._summary_out.clear()
         self._summary_err = TailBuffer(5)
-        args = ["dataset", "--library", str(self.lib.path)]
+        args = ["dataset", f"--library={self.lib.path}"]  # `=` form: see training_stream.trainer_arguments
         if len(names) < self.concept_list.count():
             if any("," in n for n in names):
                 self.summary_label.setText("")
                 return
-            args += ["--concepts", ",".join(names)]
+            args.append(f"--concepts={','.join(names)}")
         proc = QProcess(self)
         self._setup_env(proc)
         proc.readyReadStandardOutput.connect(lambda: self._summary_out.extend(proc.readAllStandardOutput().data()))

@@ -205,22 +205,24 @@ def trainer_arguments(*, base: str, library: str | None = None, concepts: list[s
     """`python -m trainer` arguments for one run; options left None are the trainer's own defaults."""
     if concepts is not None and any("," in c for c in concepts):
         raise ValueError("a name with a comma cannot be passed to the trainer's --concepts list")
+    # `--flag=value`, never two arguments: a value that starts with "-" (a name "-x", a folder "-runs")
+    # is then still a value, not an option argparse would misread.
     args: list[str] = []
     if library:
-        args += ["--library", library]
-    args += ["--base", base]
+        args.append(f"--library={library}")
+    args.append(f"--base={base}")
     if concepts is not None:
-        args += ["--concepts", ",".join(concepts)]
+        args.append(f"--concepts={','.join(concepts)}")
     if out:
-        args += ["--out", out]
+        args.append(f"--out={out}")
     if name:
-        args += ["--name", name]
+        args.append(f"--name={name}")
     if quant4:
-        args += ["--quant", "4bit"]
+        args.append("--quant=4bit")
     for flag, value in (("--max-steps", max_steps), ("--epochs", epochs), ("--num-generations", num_generations),
                         ("--seed", seed)):
         if value is not None:
-            args += [flag, str(value)]
+            args.append(f"{flag}={value}")
     if resume:
         args.append("--resume")
     return args + ["--json-progress"]
@@ -230,13 +232,13 @@ def resume_arguments(args: list[str], out: str) -> list[str]:
     """The same run again, continued from its checkpoint in `out` (what a cancelled run reports)."""
     rest, i = [], 0
     while i < len(args):
-        if args[i] == "--out":
+        if args[i] == "--out":  # the two-argument form of older runs
             i += 2
             continue
-        if args[i] not in ("--resume", "--json-progress"):
+        if args[i] not in ("--resume", "--json-progress") and not args[i].startswith("--out="):
             rest.append(args[i])
         i += 1
-    return rest + ["--out", out, "--resume", "--json-progress"]
+    return rest + [f"--out={out}", "--resume", "--json-progress"]
 
 
 def metric_text(m: dict | None, key: str = "recall") -> str:

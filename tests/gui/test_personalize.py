@@ -31,8 +31,8 @@ FAKE = textwrap.dedent('''
     args = sys.argv[1:]
     with open(ARGS_LOG, "a") as fh:
         fh.write(json.dumps(args) + "\\n")
-    def opt(name, default=None):
-        return args[args.index(name) + 1] if name in args else default
+    def opt(name, default=None):  # the page passes values as --flag=value
+        return next((a.split("=", 1)[1] for a in args if a.startswith(name + "=")), default)
     def emit(ev):
         line = json.dumps(ev)
         sys.stdout.write(line[:9]); sys.stdout.flush()
@@ -162,8 +162,7 @@ def test_a_successful_run(tagged_library, settings_dir, fake_trainer, qtbot):
     # the summary comes from `trainer dataset --json` (pretty-printed) for the checked concepts
     qtbot.waitUntil(lambda: "held out" in page.summary_label.text(), timeout=15_000)
     assert "<b>7</b> training examples, <b>3</b> photos held out to test" in page.summary_label.text()
-    assert calls(args_log)[0] == ["dataset", "--library", str(tagged_library.path), "--concepts", "Anya,Rex",
-                                  "--json"]
+    assert calls(args_log)[0] == ["dataset", f"--library={tagged_library.path}", "--concepts=Anya,Rex", "--json"]
     assert "Rex has few photos" in page.summary_label.text()
 
     page.steps_spin.setValue(3)
@@ -172,8 +171,8 @@ def test_a_successful_run(tagged_library, settings_dir, fake_trainer, qtbot):
     run_to_end(qtbot, page)
 
     train = calls(args_log)[-1]
-    assert train == [*["--library", str(tagged_library.path)], "--base", BASE, "--concepts", "Anya,Rex",
-                     "--name", "family", "--quant", "4bit", "--max-steps", "3", "--json-progress"]
+    assert train == [f"--library={tagged_library.path}", f"--base={BASE}", "--concepts=Anya,Rex",
+                     "--name=family", "--quant=4bit", "--max-steps=3", "--json-progress"]
     # curves: one point per step; a task missing from a step is a gap, not a zero
     assert page.reward_chart.get("ict").xs == [1, 2, 3] and page.reward_chart.get("ict").ys == [0.2, 0.5, 0.8]
     assert page.reward_chart.get("oct").ys == [None, 0.3, 0.6]
@@ -334,7 +333,7 @@ def test_a_graceful_cancel_can_be_resumed(tagged_library, settings_dir, fake_tra
     page.resume_btn.click()
     qtbot.waitUntil(lambda: not page.is_running() and page.progress.done is not None, timeout=15_000)
     resumed = calls(args_log)[-1]
-    assert resumed == first[:-1] + ["--out", "/runs/x", "--resume", "--json-progress"]
+    assert resumed == first[:-1] + ["--out=/runs/x", "--resume", "--json-progress"]
     assert page.status_label.text() == "Done." and not page.resume_btn.isVisible()
 
 
