@@ -44,6 +44,7 @@ from .fields import (
 from .safety import (
     CheckedFile, Refused, atomic_replace, check_file, describe_os_error, folder_read_only,
 )
+from .verify import Damaged, check_exiftool, check_pyexiv2, owned_exiv2
 
 SIDECAR_MODES = ("auto", "always")
 IPTC_MODES = ("always", "if-present", "never")
@@ -346,12 +347,14 @@ def _close_default_backends() -> None:  # pragma: no cover - process exit
         b.close()
 
 
-def _choose_target(cf: CheckedFile, options: WriteOptions, backends: Backends):
-    """("file", None, backend) or ("sidecar", why, backend)."""
+def _choose_target(cf: CheckedFile, options: WriteOptions, backends: Backends, forced: str | None = None):
+    """("file", None, backend) or ("sidecar", why, backend); `forced`: why the photo itself may not be written."""
     folder_ro = folder_read_only(os.path.dirname(os.path.abspath(cf.path)))
     why = None
     be = None
-    if cf.format == "RAW":
+    if forced:
+        why = forced
+    elif cf.format == "RAW":
         why = "RAW file (originals are never rewritten)"
     elif options.sidecar == "always":
         why = "never modify originals"
@@ -390,6 +393,70 @@ def _verify_image(cf: CheckedFile) -> Callable[[bytes], None]:
     return verify
 
 
+class _NoSafeRendering(Exception):
+    """No backend could render the photo without damaging what other programs wrote; str(exc) says why."""
+
+    def __init__(self, reason: str, damaged: bool):
+        super().__init__(reason)
+        self.damaged = damaged  # a backend wrote but changed what it should not have (else: only errors)
+
+
+def _metadata_check(edit, name: str, backends: Backends, fmt: str, before_data: bytes | None,
+                    before_path: str | None, to_write: dict[str, Any], tmp: dict[str, str]) -> Callable[[bytes], None]:
+    """Each backend's output is read back by the same library (see verify.py)."""
+    def check(new: bytes) -> None:
+        if name == "pyexiv2":
+            check_pyexiv2(edit.snapshot(), before_data or b"", new, fmt, owned_exiv2(to_write))
+        elif before_path is not None and os.path.exists(before_path):
+            check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
+    return check
+
+
+def _replace_checked(out_path: str, edit, be, backends: Backends, to_write: dict[str, Any], *, fmt: str,
+                     before_data: bytes | None, before_path: str | None, verify: Callable[[bytes], None],
+                     keep_mtime: bool, like, expect, notes: list[str]):
+    """Render with `be`, read it back, and replace `out_path` only if nothing else changed. A rendering
+    that fails (error or damage) is retried with exiftool (when installed and the backend is "auto");
+    if none is safe, _NoSafeRendering says why for every backend tried. Returns (Replaced, backend name)."""
+    attempts = [(be, edit)]
+    if be.name == "pyexiv2" and backends.preference == "auto" and "exiftool" in backends.available:
+        alt = backends.get("exiftool")
+        if alt.can_write(fmt):
+            attempts.append((alt, None))
+    reasons: list[str] = []
+    damaged = False
+    for backend, ed in attempts:
+        opened = ed is None
+        try:
+            if opened:
+                ed = backend.open(before_path if fmt != "XMP" else out_path, before_data, fmt,
+                                  **({"read_path": before_path} if fmt == "XMP" else {}))
+            tmp: dict[str, str] = {}
+            check = _metadata_check(ed, backend.name, backends, fmt, before_data, before_path, to_write, tmp)
+
+            def produce(path: str, ed=ed) -> bytes | None:
+                tmp["path"] = path
+                return ed.render(to_write, path)
+
+            def verify_all(new: bytes, check=check) -> None:
+                verify(new)
+                check(new)
+
+            rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime, like=like, verify=verify_all,
+                                 expect=expect)
+        except BackendError as exc:
+            reasons.append(f"{backend.name}: {exc}")
+            damaged = damaged or isinstance(exc, Damaged)
+            continue
+        finally:
+            if opened and ed is not None:
+                ed.close()
+        if reasons:
+            notes.append(f"written with {backend.name}: {'; '.join(reasons)}")
+        return rep, backend.name
+    raise _NoSafeRendering("; ".join(reasons), damaged)
+
+
 def _verify_sidecar(new: bytes) -> None:
     if b"x:xmpmeta" not in new[:4096] and b"<rdf:RDF" not in new[:4096]:
         raise BackendError("the new sidecar is not an XMP packet; nothing was written")
@@ -397,7 +464,8 @@ def _verify_sidecar(new: bytes) -> None:
 
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
-                   dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None) -> WriteResult:
+                   dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
+                   _sidecar_because: str | None = None) -> WriteResult:
     """Write `values` into the photo at `path` (or its sidecar). See the module docstring."""
     options = options or WriteOptions()
     backends = backends or default_backends(options.backend)
@@ -408,7 +476,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             raise Refused(no_backend_reason())
         cf = check_file(path, follow_symlinks=options.follow_symlinks, roots=roots)
         res.format, res.notes = cf.format, list(cf.notes)
-        target, why, be = _choose_target(cf, options, backends)
+        target, why, be = _choose_target(cf, options, backends, _sidecar_because)
         res.target, res.backend = target, be.name
         if why:
             res.notes.append(f"sidecar: {why}")
@@ -425,6 +493,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             base, containers, embedded_caption = edit.old, CONTAINERS[cf.format], False
             own_old = base
             verify = _verify_image(cf)
+            before_data, before_path = cf.data, cf.path
         else:
             out_path = sidecar_path(cf.path)
             existing = out_path if os.path.isfile(out_path) else None
@@ -458,6 +527,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             containers, like, keep_mtime = CONTAINERS["XMP"], cf.st, False
             embedded_caption = "IFD0:ImageDescription" in embedded
             verify = _verify_sidecar
+            before_data, before_path = data, seed
         with edit:
             plan = plan_changes(base, values, options, containers=containers, stored_dims=stored,
                                 orientation=cf.orientation, has_iptc=getattr(edit, "has_iptc", True),
@@ -478,8 +548,19 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 res.status = "would-write"
                 return res
             before = cf.st if target == "file" else None
-            rep = atomic_replace(out_path, lambda tmp: edit.render(to_write, tmp), keep_mtime=keep_mtime,
-                                 like=like, verify=verify, expect=before)
+            try:
+                rep, res.backend = _replace_checked(
+                    out_path, edit, be, backends, to_write, fmt=cf.format if target == "file" else "XMP",
+                    before_data=before_data, before_path=before_path, verify=verify, keep_mtime=keep_mtime,
+                    like=like, expect=before, notes=res.notes)
+            except _NoSafeRendering as exc:
+                if target == "sidecar" or not exc.damaged:
+                    raise BackendError(str(exc)) from None
+                fallback = write_metadata(path, values, options, previous_owned=previous_owned, backends=backends,
+                                          roots=roots, _sidecar_because=f"writing the photo would have changed "
+                                                                        f"what other programs wrote ({exc})")
+                fallback.notes = res.notes + [n for n in fallback.notes if n not in res.notes]
+                return fallback
         res.status = "written"
         if target == "file":
             res.size, res.mtime_ns, res.sha256 = rep.size, rep.mtime_ns, rep.sha256
