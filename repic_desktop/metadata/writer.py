@@ -26,6 +26,13 @@ Decisions (why, not what):
 - IPTC-IIM: written to JPEG and TIFF with CodedCharacterSet UTF-8, values cut to the IIM limits on a
   UTF-8 boundary (2000 bytes caption, 64 bytes per keyword/title). PNG has no standard IPTC block,
   WebP/HEIC/sidecars none at all.
+- Verify, then fall back (verify.py). Every rendering is read back before the atomic replace, by the
+  library that wrote it: everything we did not mean to change (every EXIF/GPS/IPTC/XMP key outside the
+  field map's keys we write, the maker note) must read the same. pyexiv2 dropped a Canon compact's maker
+  note and moved a FLIR maker note so that its offsets broke, and said ok. A pyexiv2 rendering that fails
+  or damages is retried with exiftool (when installed and the backend is "auto"); when no rendering is
+  safe, the values go to a sidecar and the photo is left byte-identical. The result's notes say which
+  backend wrote and why; a fallback's reason names the tags that would have changed.
 """
 from __future__ import annotations
 
