@@ -14,7 +14,7 @@ import pytest
 from repic_desktop.metadata.backends import Backends
 from repic_desktop.metadata.writer import MetadataValues, Person, RegionBox, WriteOptions, write_metadata
 
-from .test_metadata_helpers import needs_exiftool, needs_pyexiv2, sha, shared
+from .test_metadata_helpers import inject_xmp, make_image, needs_exiftool, needs_pyexiv2, sha, shared
 
 REAL = Path(__file__).parent / "realfiles"
 CANON = "Canon PowerShot S330.jpg"
@@ -136,6 +136,23 @@ def test_gimp_xmp_and_a_person_region_make_valid_xmp(tmp_path):
     assert after["XMP-MP:RegionPersonDisplayName"] == "Anya" and after["XMP-mwg-rs:RegionName"] == "Anya"
     assert others(after) == others(before)
     assert after["XMP-GIMP:Version"] == "2.10.32"
+
+
+@needs_pyexiv2
+@needs_exiftool
+@pytest.mark.parametrize("ext", ["png", "webp"])
+def test_gimp_packet_in_png_and_webp_with_a_person_region(tmp_path, ext):
+    """No GIMP-written PNG/WebP small enough was found: the real GIMP packet of the JPEG goes into one."""
+    p = inject_xmp(make_image(tmp_path / f"photo.{ext}"), raw_xmp(REAL / GIMP))
+    [before] = et_json(p)
+    assert before["XMP-GIMP:Version"] == "2.10.32"
+    with shared("pyexiv2") as b:
+        r = write_metadata(p, ANYA, WriteOptions(backend="pyexiv2"), backends=b)
+    assert r.status == "written" and r.target == "file" and r.backend == "pyexiv2", (r.reason, r.notes)
+    assert 'xmlns:MP="http://ns.microsoft.com/photo/1.2/"' in raw_xmp(p)
+    [after] = et_json(p)
+    assert after["XMP-MP:RegionPersonDisplayName"] == "Anya"
+    assert others(after) == others(before)
 
 
 @needs_pyexiv2
