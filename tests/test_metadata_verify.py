@@ -18,6 +18,7 @@ from .test_metadata_helpers import inject_xmp, make_image, needs_exiftool, needs
 
 REAL = Path(__file__).parent / "realfiles"
 CANON = "Canon PowerShot S330.jpg"
+NIKON = "Nikon E5000.jpg"
 FLIR = "exiftool-FLIR.jpg"
 GIMP = "Issue 600 (2).jpg"
 DK_OLD = "nikon-e2100-small.jpg"      # digiKam 4.4 XMP with xmlns:digiKam="http://www.digikam.org/"
@@ -111,6 +112,24 @@ def test_flir_maker_note_keeps_its_temperatures(tmp_path):
 
 
 @needs_pyexiv2
+@needs_exiftool
+def test_nikon_preview_ifd_is_kept_exiftool_reads_pyexiv2s_output(tmp_path):
+    """exiv2 decodes this Nikon E5000 maker note but drops the preview IFD it points to; only exiftool
+    sees that, so it reads pyexiv2's output of a camera photo too when it is installed."""
+    p = copy(tmp_path, NIKON)
+    [before] = et_json(p)
+    preview = {k: v for k, v in before.items() if k.startswith("PreviewIFD:") and not OURS.match(k)}
+    assert preview
+    with shared("auto") as b:
+        r = write_metadata(p, ANYA, WriteOptions(), backends=b)
+    assert r.status == "written" and r.target == "file", r.reason
+    [after] = et_json(p)
+    assert {k: v for k, v in after.items() if k in preview} == preview
+    assert others(after) == others(before)
+    assert r.backend == "exiftool" and any("PreviewIFD:" in n for n in r.notes), r.notes
+
+
+@needs_pyexiv2
 def test_maker_note_place_follows_the_tiff_structure():
     from repic_desktop.metadata.verify import maker_note_place
     data = (REAL / FLIR).read_bytes()
@@ -185,7 +204,7 @@ def test_digikam_old_namespace_does_not_leak_into_the_next_file(tmp_path):
 @needs_pyexiv2
 @needs_exiftool
 def test_a_batch_of_real_files_keeps_every_other_tag_and_is_idempotent(tmp_path):
-    names = [DK_OLD, CANON, FLIR, GIMP, DK_NEW]
+    names = [DK_OLD, CANON, FLIR, GIMP, NIKON, DK_NEW]
     files = [copy(tmp_path, n) for n in names]
     before = et_json(*files)
     with shared("auto") as b:

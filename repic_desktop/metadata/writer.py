@@ -29,7 +29,8 @@ Decisions (why, not what):
 - Verify, then fall back (verify.py). Every rendering is read back before the atomic replace, by the
   library that wrote it: everything we did not mean to change (every EXIF/GPS/IPTC/XMP key outside the
   field map's keys we write, the maker note) must read the same. pyexiv2 dropped a Canon compact's maker
-  note and moved a FLIR maker note so that its offsets broke, and said ok. A pyexiv2 rendering that fails
+  note, moved a FLIR maker note so that its offsets broke, and dropped a Nikon preview IFD, and said ok.
+  exiftool, when installed, reads pyexiv2's output of camera, IIM and TIFF files too (second_reader). A pyexiv2 rendering that fails
   or damages is retried with exiftool (when installed and the backend is "auto"); when no rendering is
   safe, the values go to a sidecar and the photo is left byte-identical. The result's notes say which
   backend wrote and why; a fallback's reason names the tags that would have changed.
@@ -93,6 +94,7 @@ class WriteOptions:
     keep_mtime: bool = False
     backend: str = "auto"              # auto | pyexiv2 | exiftool
     follow_symlinks: bool = False
+    second_reader: bool = True         # exiftool also reads pyexiv2's output of camera/IIM/TIFF files (verify.py)
 
     def __post_init__(self):
         bad = set(self.groups) - set(GROUPS)
@@ -409,11 +411,18 @@ class _NoSafeRendering(Exception):
 
 
 def _metadata_check(edit, name: str, backends: Backends, fmt: str, before_data: bytes | None,
-                    before_path: str | None, to_write: dict[str, Any], tmp: dict[str, str]) -> Callable[[bytes], None]:
-    """Each backend's output is read back by the same library (see verify.py)."""
+                    before_path: str | None, to_write: dict[str, Any], tmp: dict[str, str],
+                    second_reader: bool = True) -> Callable[[bytes], None]:
+    """Each backend's output is read back by the same library (see verify.py). pyexiv2's output is read by
+    exiftool too when it is installed and the photo has what exiv2 reads only in part (a maker note, whose
+    preview IFDs exiv2 drops; IIM, where exiv2 sees one block of several; TIFF)."""
     def check(new: bytes) -> None:
         if name == "pyexiv2":
-            check_pyexiv2(edit.snapshot(), before_data or b"", new, fmt, owned_exiv2(to_write))
+            before = edit.snapshot()
+            check_pyexiv2(before, before_data or b"", new, fmt, owned_exiv2(to_write))
+            if (second_reader and fmt != "XMP" and "exiftool" in backends.available and before_path is not None
+                    and (fmt == "TIFF" or "Exif.Photo.MakerNote" in before or any(k.startswith("Iptc.") for k in before))):
+                check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
         elif before_path is not None and os.path.exists(before_path):
             check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
     return check
@@ -421,7 +430,7 @@ def _metadata_check(edit, name: str, backends: Backends, fmt: str, before_data: 
 
 def _replace_checked(out_path: str, edit, be, backends: Backends, to_write: dict[str, Any], *, fmt: str,
                      before_data: bytes | None, before_path: str | None, verify: Callable[[bytes], None],
-                     keep_mtime: bool, like, expect, notes: list[str]):
+                     keep_mtime: bool, like, expect, notes: list[str], second_reader: bool = True):
     """Render with `be`, read it back, and replace `out_path` only if nothing else changed. A rendering
     that fails (error or damage) is retried with exiftool (when installed and the backend is "auto");
     if none is safe, _NoSafeRendering says why for every backend tried. Returns (Replaced, backend name)."""
@@ -439,7 +448,8 @@ def _replace_checked(out_path: str, edit, be, backends: Backends, to_write: dict
                 ed = backend.open(before_path if fmt != "XMP" else out_path, before_data, fmt,
                                   **({"read_path": before_path} if fmt == "XMP" else {}))
             tmp: dict[str, str] = {}
-            check = _metadata_check(ed, backend.name, backends, fmt, before_data, before_path, to_write, tmp)
+            check = _metadata_check(ed, backend.name, backends, fmt, before_data, before_path, to_write, tmp,
+                                    second_reader)
 
             def produce(path: str, ed=ed) -> bytes | None:
                 tmp["path"] = path
@@ -559,7 +569,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 rep, res.backend = _replace_checked(
                     out_path, edit, be, backends, to_write, fmt=cf.format if target == "file" else "XMP",
                     before_data=before_data, before_path=before_path, verify=verify, keep_mtime=keep_mtime,
-                    like=like, expect=before, notes=res.notes)
+                    like=like, expect=before, notes=res.notes, second_reader=options.second_reader)
             except _NoSafeRendering as exc:
                 if target == "sidecar" or not exc.damaged:
                     raise BackendError(str(exc)) from None
