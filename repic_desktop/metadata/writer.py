@@ -462,7 +462,7 @@ def _replace_checked(out_path: str, edit, be, backends: Backends, to_write: dict
             rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime, like=like, verify=verify_all,
                                  expect=expect)
         except BackendError as exc:
-            reasons.append(f"{backend.name}: {exc}")
+            reasons.append(f"{backend.name}: {exc}" if len(attempts) > 1 else str(exc))
             damaged = damaged or isinstance(exc, Damaged)
             continue
         finally:
