@@ -180,9 +180,12 @@ def _under(key: str, base: str) -> bool:
 # 4.x), every later file's Xmp.digiKam.* keys were written under the old URI, invisible to digiKam. So
 # before each parse the prefixes our keys use are bound to their standard URIs again, and a packet's
 # other URI for one of those prefixes gets a prefix of its own (e.g. digiKam_1): that file keeps its
-# old-URI properties as they are, and ours go under the standard URI. (iptcExt is left out: packets
-# say Iptc4xmpExt for the same URI, and re-binding it would only rename the prefix.)
+# old-URI properties as they are, and ours go under the standard URI. The IPTC Extension URI is bound to
+# exiv2's own prefix iptcExt, as in a fresh process: before, the prefix written depended on whether the
+# process had already parsed a packet that says Iptc4xmpExt, so two processes wrote different bytes for
+# the same values. (Binding Iptc4xmpExt instead makes exiv2 read back keys it does not write.)
 STANDARD_NS = {
+    "iptcExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
     "dc": "http://purl.org/dc/elements/1.1/",
     "tiff": "http://ns.adobe.com/tiff/1.0/",
     "xmp": "http://ns.adobe.com/xap/1.0/",
