@@ -32,7 +32,8 @@ ANYA = MetadataValues(caption="Anya at the lab", people=[Person("Anya")], keywor
 OURS = re.compile(r"^(XMP-dc:(Description|Subject)|XMP-iptcExt:PersonInImage|XMP-lr:HierarchicalSubject|"
                   r"XMP-digiKam:TagsList|XMP-mwg-rs:Region.*|XMP-MP:Region.*|IFD0:ImageDescription|"
                   r"IPTC:(Caption-Abstract|Keywords|CodedCharacterSet|ApplicationRecordVersion|EnvelopeRecordVersion)|"
-                  r"(System|File|ExifTool|Composite):.*|[\w-]+:\w*(Offset|Start)|XMP-x:XMPToolkit|Photoshop:IPTCDigest)$")
+                  r"(System|File|ExifTool|Composite):.*|[\w-]+:\w*(Offset|Start)|XMP-x:XMPToolkit|"
+                  r"Photoshop:IPTCDigest)$")
 
 
 def copy(tmp_path, name) -> Path:

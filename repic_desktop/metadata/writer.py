@@ -30,10 +30,11 @@ Decisions (why, not what):
   library that wrote it: everything we did not mean to change (every EXIF/GPS/IPTC/XMP key outside the
   field map's keys we write, the maker note) must read the same. pyexiv2 dropped a Canon compact's maker
   note, moved a FLIR maker note so that its offsets broke, and dropped a Nikon preview IFD, and said ok.
-  exiftool, when installed, reads pyexiv2's output of camera, IIM and TIFF files too (second_reader). A pyexiv2 rendering that fails
-  or damages is retried with exiftool (when installed and the backend is "auto"); when no rendering is
-  safe, the values go to a sidecar and the photo is left byte-identical. The result's notes say which
-  backend wrote and why; a fallback's reason names the tags that would have changed.
+  exiftool, when installed, reads pyexiv2's output of camera, IIM and TIFF files too (second_reader).
+  A pyexiv2 rendering that fails or damages is retried with exiftool (when installed and the backend is
+  "auto"); when no rendering is safe, the values go to a sidecar and the photo is left byte-identical.
+  The result's notes say which backend wrote and why; a fallback's reason names the tags that would
+  have changed.
 """
 from __future__ import annotations
 
@@ -420,8 +421,8 @@ def _metadata_check(edit, name: str, backends: Backends, fmt: str, before_data: 
         if name == "pyexiv2":
             before = edit.snapshot()
             check_pyexiv2(before, before_data or b"", new, fmt, owned_exiv2(to_write))
-            if (second_reader and fmt != "XMP" and "exiftool" in backends.available and before_path is not None
-                    and (fmt == "TIFF" or "Exif.Photo.MakerNote" in before or any(k.startswith("Iptc.") for k in before))):
+            risky = fmt == "TIFF" or "Exif.Photo.MakerNote" in before or any(k.startswith("Iptc.") for k in before)
+            if second_reader and risky and fmt != "XMP" and "exiftool" in backends.available and before_path:
                 check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
         elif before_path is not None and os.path.exists(before_path):
             check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
