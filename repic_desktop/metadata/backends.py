@@ -327,8 +327,7 @@ class Pyexiv2Edit(Edit):
                                     encoding="utf-8")
             if xmp_set:
                 self.img.modify_xmp(xmp_set, encoding="utf-8")
-            if xmp_set or xmp_delete:
-                self._untangle_prefixes()
+            self._untangle_prefixes()  # exiv2 serializes the XMP again even when only EXIF/IPTC changed
             if bags:  # workaround 3: rdf:Seq -> rdf:Bag where the standards say Bag
                 raw = self.img.read_raw_xmp(encoding="utf-8")
                 fixed = seq_to_bag(raw)
@@ -338,7 +337,6 @@ class Pyexiv2Edit(Edit):
             return self.img.get_bytes()
         except (RuntimeError, ValueError, UnicodeError) as exc:
             raise BackendError(f"pyexiv2 could not write the metadata: {exc}") from None
-
 
     def _untangle_prefixes(self) -> None:
         """exiv2's bundled XMP toolkit does not declare a prefix that ends another prefix declared before it
