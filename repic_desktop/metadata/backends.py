@@ -167,10 +167,70 @@ def _under(key: str, base: str) -> bool:
     return key == base or key.startswith(base + "/") or key.startswith(base + "[")
 
 
+# exiv2's XMP namespace registry is process-global, and parsing a packet re-binds a prefix to whatever URI
+# that packet declares for it: after one file with digiKam's old URI (http://www.digikam.org/, digiKam
+# 4.x), every later file's Xmp.digiKam.* keys were written under the old URI, invisible to digiKam. So
+# before each parse the prefixes our keys use are bound to their standard URIs again, and a packet's
+# other URI for one of those prefixes gets a prefix of its own (e.g. digiKam_1): that file keeps its
+# old-URI properties as they are, and ours go under the standard URI. The IPTC Extension URI is bound to
+# exiv2's own prefix iptcExt, as in a fresh process: before, the prefix written depended on whether the
+# process had already parsed a packet that says Iptc4xmpExt, so two processes wrote different bytes for
+# the same values. (Binding Iptc4xmpExt instead makes exiv2 read back keys it does not write.)
+STANDARD_NS = {
+    "iptcExt": "http://iptc.org/std/Iptc4xmpExt/2008-02-29/",
+    "dc": "http://purl.org/dc/elements/1.1/",
+    "tiff": "http://ns.adobe.com/tiff/1.0/",
+    "xmp": "http://ns.adobe.com/xap/1.0/",
+    "lr": "http://ns.adobe.com/lightroom/1.0/",
+    "digiKam": "http://www.digikam.org/ns/1.0/",
+    "mwg-rs": "http://www.metadataworkinggroup.com/schemas/regions/",
+    "stArea": "http://ns.adobe.com/xmp/sType/Area#",
+    "stDim": "http://ns.adobe.com/xap/1.0/sType/Dimensions#",
+    "MP": "http://ns.microsoft.com/photo/1.2/",
+    "MPRI": "http://ns.microsoft.com/photo/1.2/t/RegionInfo#",
+    "MPReg": "http://ns.microsoft.com/photo/1.2/t/Region#",
+}
+_XMLNS_RE = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
+_ns_aliases: dict[str, str] = {}
+
+
+def _same_ns(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")  # exiv2 adds a missing trailing slash itself
+
+
+def guard_namespaces(data: bytes) -> None:
+    """Call before pyexiv2 parses `data` (see STANDARD_NS)."""
+    px = _pyexiv2()
+    for prefix, uri in STANDARD_NS.items():
+        px.registerNs(uri, prefix)
+    if b"xmlns:" not in data:
+        return
+    for m in _XMLNS_RE.finditer(data):
+        prefix = m.group(1).decode("ascii", "replace")
+        std = STANDARD_NS.get(prefix)
+        if std is None:
+            continue
+        uri = m.group(2).decode("utf-8", "replace")
+        if _same_ns(uri, std):
+            continue
+        alias = _ns_aliases.get(uri)
+        if alias is None:
+            alias = _ns_aliases[uri] = f"{prefix}_{len(_ns_aliases) + 1}"
+        px.registerNs(uri, alias)
+
+
+def _xmp_prefixes(key: str) -> set[str]:
+    parts = key.split(".", 2)
+    out = {parts[1]} if len(parts) > 2 else set()
+    out.update(re.findall(r"/([\w.-]+):", key))
+    return out
+
+
 class Pyexiv2Edit(Edit):
     def __init__(self, data: bytes, fmt: str):
         px = _pyexiv2()
         self.fmt = fmt
+        guard_namespaces(data)
         try:
             self.img = px.ImageData(data)
         except (RuntimeError, ValueError) as exc:
@@ -195,6 +255,10 @@ class Pyexiv2Edit(Edit):
             if v is not None:
                 raw[f.key] = v
         self.old = canonical_dict(raw)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every key exiv2 read from the original (for verify.check_pyexiv2)."""
+        return {**self.exif, **self.iptc, **self.xmp}
 
     def close(self) -> None:
         img, self.img = getattr(self, "img", None), None
@@ -257,15 +321,37 @@ class Pyexiv2Edit(Edit):
                                     encoding="utf-8")
             if xmp_set:
                 self.img.modify_xmp(xmp_set, encoding="utf-8")
+            self._untangle_prefixes()  # exiv2 serializes the XMP again even when only EXIF/IPTC changed
             if bags:  # workaround 3: rdf:Seq -> rdf:Bag where the standards say Bag
                 raw = self.img.read_raw_xmp(encoding="utf-8")
                 fixed = seq_to_bag(raw)
                 if fixed != raw:
                     self.img.modify_raw_xmp(fixed, encoding="utf-8")
+                    self._untangle_prefixes()  # parsing the packet put the attribute properties first again
             out = self.img.get_bytes()
             return _fix_user_comment(out, user_comment) if user_comment is not None else out
         except (RuntimeError, ValueError, UnicodeError) as exc:
             raise BackendError(f"pyexiv2 could not write the metadata: {exc}") from None
+
+    def _untangle_prefixes(self) -> None:
+        """exiv2's bundled XMP toolkit does not declare a prefix that ends another prefix declared before it
+        (it looks for "MP:" in "...GIMP:..."): a GIMP-written file with a person region became "Not valid
+        XMP". Properties are serialized in the order they were added, so the longer prefix's (simple)
+        properties are removed and added again, which moves its declaration after ours."""
+        xmp = self.img.read_xmp(encoding=_LENIENT)
+        prefixes: set[str] = set()
+        for k in xmp:
+            prefixes |= _xmp_prefixes(k)
+        clash = {q for q in prefixes if any(q != p and q.endswith(p) for p in prefixes)}
+        if not clash:
+            return
+        moved = {k: v for k, v in xmp.items() if k.split(".", 2)[1] in clash}
+        nested = {q for q in clash if any(q in _xmp_prefixes(k) for k in xmp if k not in moved)}
+        if nested or any(not isinstance(v, str) or "/" in k or "[" in k for k, v in moved.items()):
+            raise BackendError(f"pyexiv2 cannot write this XMP: the namespace prefix(es) {', '.join(sorted(clash))} "
+                               f"would lose their declaration (an exiv2 bug)")
+        self.img.modify_xmp({k: None for k in moved}, encoding="utf-8")
+        self.img.modify_xmp(moved, encoding="utf-8")
 
 
 # exiv2 converts a "charset=Unicode" UserComment with iconv to UCS-2, which has no characters outside the

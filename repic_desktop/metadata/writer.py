@@ -32,6 +32,15 @@ Decisions (why, not what):
   (Latin-1 ones transcoded to UTF-8) and a valid Photoshop IPTCDigest stays valid (iim.py).
 - Caption and title text goes through one normalisation (fields.clean_text) before it is compared or
   written, so XMP, IPTC and EXIF hold the same text and a second export is a no-op.
+- Verify, then fall back (verify.py). Every rendering is read back before the atomic replace, by the
+  library that wrote it: everything we did not mean to change (every EXIF/GPS/IPTC/XMP key outside the
+  field map's keys we write, the maker note) must read the same. pyexiv2 dropped a Canon compact's maker
+  note, moved a FLIR maker note so that its offsets broke, and dropped a Nikon preview IFD, and said ok.
+  exiftool, when installed, reads pyexiv2's output of camera, IIM and TIFF files too (second_reader).
+  A pyexiv2 rendering that fails or damages is retried with exiftool (when installed and the backend is
+  "auto"); when no rendering is safe, the values go to a sidecar and the photo is left byte-identical.
+  The result's notes say which backend wrote and why; a fallback's reason names the tags that would
+  have changed.
 """
 from __future__ import annotations
 
@@ -52,6 +61,7 @@ from .safety import (
     CheckedFile, Refused, atomic_replace, check_file, describe_os_error, file_sha256, folder_read_only,
     identity_problem,
 )
+from .verify import Damaged, check_exiftool, check_pyexiv2, owned_exiv2
 
 SIDECAR_MODES = ("auto", "always")
 IPTC_MODES = ("always", "if-present", "never")
@@ -93,6 +103,7 @@ class WriteOptions:
     keep_mtime: bool = False
     backend: str = "auto"              # auto | pyexiv2 | exiftool
     follow_symlinks: bool = False
+    second_reader: bool = True         # exiftool also reads pyexiv2's output of camera/IIM/TIFF files (verify.py)
 
     def __post_init__(self):
         bad = set(self.groups) - set(GROUPS)
@@ -372,12 +383,14 @@ def _close_default_backends() -> None:  # pragma: no cover - process exit
         b.close()
 
 
-def _choose_target(cf: CheckedFile, options: WriteOptions, backends: Backends):
-    """("file", None, backend) or ("sidecar", why, backend)."""
+def _choose_target(cf: CheckedFile, options: WriteOptions, backends: Backends, forced: str | None = None):
+    """("file", None, backend) or ("sidecar", why, backend); `forced`: why the photo itself may not be written."""
     folder_ro = folder_read_only(os.path.dirname(os.path.abspath(cf.path)))
     why = None
     be = None
-    if cf.format == "RAW":
+    if forced:
+        why = forced
+    elif cf.format == "RAW":
         why = "RAW file (originals are never rewritten)"
     elif options.sidecar == "always":
         why = "never modify originals"
@@ -414,6 +427,82 @@ def _verify_image(cf: CheckedFile) -> Callable[[bytes], None]:
         if info.format != cf.format or (info.width, info.height) != (cf.width, cf.height):
             raise BackendError("the rewritten file differs in format or size; the original is unchanged")
     return verify
+
+
+class _NoSafeRendering(Exception):
+    """No backend could render the photo without damaging what other programs wrote; str(exc) says why."""
+
+    def __init__(self, reason: str, damaged: bool):
+        super().__init__(reason)
+        self.damaged = damaged  # a backend wrote but changed what it should not have (else: only errors)
+
+
+def _metadata_check(edit, name: str, backends: Backends, fmt: str, before_data: bytes | None,
+                    before_path: str | None, to_write: dict[str, Any], tmp: dict[str, str],
+                    second_reader: bool = True) -> Callable[[bytes], None]:
+    """Each backend's output is read back by the same library (see verify.py). pyexiv2's output is read by
+    exiftool too when it is installed and the photo has what exiv2 reads only in part (a maker note, whose
+    preview IFDs exiv2 drops; IIM, where exiv2 sees one block of several; TIFF)."""
+    def check(new: bytes) -> None:
+        if name == "pyexiv2":
+            before = edit.snapshot()
+            check_pyexiv2(before, before_data or b"", new, fmt, owned_exiv2(to_write))
+            risky = fmt == "TIFF" or "Exif.Photo.MakerNote" in before or any(k.startswith("Iptc.") for k in before)
+            if second_reader and risky and fmt != "XMP" and "exiftool" in backends.available and before_path:
+                check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
+        elif before_path is not None and os.path.exists(before_path):
+            check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
+    return check
+
+
+def _replace_checked(out_path: str, edit, be, backends: Backends, to_write: dict[str, Any], *, fmt: str,
+                     before_data: bytes | None, before_path: str | None, verify: Callable[[bytes], None],
+                     keep_mtime: bool, like, expect, notes: list[str], second_reader: bool = True,
+                     expect_sha256: str | None = None, expect_absent: bool = False, keep_iim: bytes | None = None):
+    """Render with `be`, read it back, and replace `out_path` only if nothing else changed. A rendering
+    that fails (error or damage) is retried with exiftool (when installed and the backend is "auto");
+    if none is safe, _NoSafeRendering says why for every backend tried. Returns (Replaced, backend name)."""
+    attempts = [(be, edit)]
+    if be.name == "pyexiv2" and backends.preference == "auto" and "exiftool" in backends.available:
+        alt = backends.get("exiftool")
+        if alt.can_write(fmt):
+            attempts.append((alt, None))
+    reasons: list[str] = []
+    damaged = False
+    for backend, ed in attempts:
+        opened = ed is None
+        try:
+            if opened:
+                ed = backend.open(before_path if fmt != "XMP" else out_path, before_data, fmt,
+                                  **({"read_path": before_path} if fmt == "XMP" else {}))
+            tmp: dict[str, str] = {}
+            check = _metadata_check(ed, backend.name, backends, fmt, before_data, before_path, to_write, tmp,
+                                    second_reader)
+
+            def render(path: str, ed=ed) -> bytes | None:
+                tmp["path"] = path
+                return ed.render(to_write, path)
+
+            # other tools' IIM datasets back byte for byte (iim.py), before the check reads the result
+            produce = _keep_their_iim(render, keep_iim, to_write) if keep_iim is not None else render
+
+            def verify_all(new: bytes, check=check) -> None:
+                verify(new)
+                check(new)
+
+            rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime, like=like, verify=verify_all,
+                                 expect=expect, expect_sha256=expect_sha256, expect_absent=expect_absent)
+        except BackendError as exc:
+            reasons.append(f"{backend.name}: {exc}" if len(attempts) > 1 else str(exc))
+            damaged = damaged or isinstance(exc, Damaged)
+            continue
+        finally:
+            if opened and ed is not None:
+                ed.close()
+        if reasons:
+            notes.append(f"written with {backend.name}: {'; '.join(reasons)}")
+        return rep, backend.name
+    raise _NoSafeRendering("; ".join(reasons), damaged)
 
 
 def _verify_sidecar(new: bytes) -> None:
@@ -541,7 +630,8 @@ def _keep_their_iim(render: Callable[[str], bytes | None], original: bytes,
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
                    dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
-                   identity: tuple[int, int, str] | None = None) -> WriteResult:
+                   identity: tuple[int, int, str] | None = None,
+                   _sidecar_because: str | None = None) -> WriteResult:
     """Write `values` into the photo at `path` (or its sidecar). See the module docstring.
 
     `identity` (size, mtime_ns, content_hash as the library stored them): the file must still be that
@@ -558,7 +648,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
         res.format, res.notes = cf.format, list(cf.notes)
         read_sha = file_sha256(cf.data, cf.path) if cf.data is not None else None
         not_ours = identity_problem(cf, *identity, digest=read_sha) if identity is not None else None
-        target, why, be = _choose_target(cf, options, backends)
+        target, why, be = _choose_target(cf, options, backends, _sidecar_because)
         res.target, res.backend = target, be.name
         if why:
             res.notes.append(f"sidecar: {why}")
@@ -588,6 +678,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             base, containers, embedded_caption = edit.old, CONTAINERS[cf.format], False
             own_old = base
             verify = _verify_image(cf)
+            before_data, before_path = cf.data, cf.path
         else:
             out_path = sidecar_path(cf.path)
             existing = out_path if os.path.isfile(out_path) else None
@@ -623,6 +714,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             containers, like, keep_mtime = CONTAINERS["XMP"], cf.st, False
             embedded_caption = "IFD0:ImageDescription" in embedded
             verify = _verify_sidecar
+            before_data, before_path = data, seed
         with edit:
             plan = plan_changes(base, values, options, containers=containers, stored_dims=stored,
                                 orientation=cf.orientation, has_iptc=getattr(edit, "has_iptc", True),
@@ -651,12 +743,23 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 before, before_sha = cf.st, read_sha
             else:
                 before, before_sha = (side_st, side_sha) if existing else (None, None)
-            produce = lambda tmp: edit.render(to_write, tmp)  # noqa: E731
-            if target == "file" and cf.format == "JPEG" and cf.data is not None:
-                produce = _keep_their_iim(produce, cf.data, to_write)
-            rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime,
-                                 like=like, verify=verify, expect=before, expect_sha256=before_sha,
-                                 expect_absent=target == "sidecar" and not existing)
+            keep_iim = cf.data if target == "file" and cf.format == "JPEG" and cf.data is not None else None
+            try:
+                rep, res.backend = _replace_checked(
+                    out_path, edit, be, backends, to_write, fmt=cf.format if target == "file" else "XMP",
+                    before_data=before_data, before_path=before_path, verify=verify, keep_mtime=keep_mtime,
+                    like=like, expect=before, expect_sha256=before_sha,
+                    expect_absent=target == "sidecar" and not existing, keep_iim=keep_iim, notes=res.notes,
+                    second_reader=options.second_reader)
+            except _NoSafeRendering as exc:
+                if target == "sidecar" or not exc.damaged:
+                    raise BackendError(str(exc)) from None
+                fallback = write_metadata(path, values, options, previous_owned=previous_owned, backends=backends,
+                                          roots=roots, identity=identity,
+                                          _sidecar_because=f"writing the photo would have changed "
+                                                           f"what other programs wrote ({exc})")
+                fallback.notes = res.notes + [n for n in fallback.notes if n not in res.notes]
+                return fallback
         res.status = "written"
         if target == "file":
             res.size, res.mtime_ns, res.sha256 = rep.size, rep.mtime_ns, rep.sha256
