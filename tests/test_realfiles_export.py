@@ -35,9 +35,6 @@ EXPECTED_SKIPS = {
 RAW_SUFFIXES = (".nef",)
 
 # issue 13 items (the issue's wording) -> the checks they fail today, per file.
-FLIR = "issue 13: a normal pyexiv2 export breaks FLIR thermal maker notes"
-MAKERNOTE = "issue 13: maker note lost through pyexiv2, nothing notices (verify after write, fall back)"
-GIMP = "issue 13: GIMP-written XMP: exports that write a person region fail with 'Not valid XMP'"
 # Damage not named in the issue, found by this corpus (see docs/real-files.md, "New findings").
 NIKON_SCAN = ("issue 13 (new, verify after write): exiv2 re-encodes the Nikon maker note and leaves its "
               "empty NikonScanIFD pointing outside the block ('Bad NikonScanIFD directory')")
@@ -45,11 +42,8 @@ MS_URI = ("issue 13 (new, like the digiKam namespace item): exiv2 rewrites the M
           "'http://ns.microsoft.com/photo/1.0' to '.../1.0/'")
 
 KNOWN: dict[str, dict[str, str]] = {
-    "FLIR.jpg": {"tags": FLIR},
-    "Samsung GT-I9000 (Galaxy S).jpg": {"tags": MAKERNOTE},
     "DSCN0010.jpg": {"tags": NIKON_SCAN},
     "portrait-orientation-6.jpg": {"tags": MS_URI},
-    **{f"gimp-2.10.{ext}": {"written": GIMP, "readback": GIMP, "second": GIMP} for ext in ("jpg", "png", "webp")},
 }
 
 

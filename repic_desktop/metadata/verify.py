@@ -23,12 +23,13 @@ Two readers, the one that matches the writer:
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
 from typing import Any, Iterable
 
-from .backends import MP, MWG, BackendError, ExifTool, _LENIENT, _pyexiv2, _under, guard_namespaces
+from .backends import (
+    MP, MWG, BackendError, ExifTool, _LENIENT, _pyexiv2, _read_exif, _under, guard_namespaces,
+)
 from .fields import BY_KEY
 
 
@@ -64,7 +65,7 @@ def pyexiv2_snapshot(data: bytes, fmt: str) -> dict[str, Any]:
     try:
         out: dict[str, Any] = {}
         if fmt != "XMP":
-            out.update(img.read_exif(encoding=_LENIENT))
+            out.update(_read_exif(img, data))  # also a UserComment with an emoji (exiv2's UCS-2 refuses it)
             out.update(img.read_iptc(encoding=_LENIENT))
         out.update(img.read_xmp(encoding=_LENIENT))
         return out
@@ -183,7 +184,8 @@ def check_pyexiv2(before: dict[str, Any], before_data: bytes, after_data: bytes,
                 problems.append("the camera's maker note was moved (its internal offsets would point to the "
                                 "wrong bytes)")
     skip = lambda k: k == MAKERNOTE or mine(k) or bool(_LAYOUT_RE.match(k))  # noqa: E731
-    lost = [k for k in before if not skip(k) and k not in after]
+    # an empty XMP list (<rdf:Bag/>) holds nothing, and exiftool drops it whenever it rewrites XMP
+    lost = [k for k in before if not skip(k) and k not in after and before[k] not in ("", [], {})]
     changed = [k for k in before if not skip(k) and k in after and after[k] != before[k]]
     added = [k for k in after if not skip(k) and k not in before and k not in _ADDED_OK]
     if lost:
@@ -213,7 +215,7 @@ def _loose(v: Any) -> Any:
 
 def check_exiftool(et: ExifTool, before_path: str, after_path: str, owned: Iterable[str]) -> None:
     """Raise Damaged unless exiftool reads `after_path` like `before_path` outside our canonical keys."""
-    rc, out, err = et.execute(*_ET_ARGS, os.fsencode(before_path), os.fsencode(after_path))
+    rc, out, err = et.execute(*_ET_ARGS, files=[before_path, after_path])
     try:
         rows = json.loads(out) if out.strip() else []
     except ValueError:
@@ -226,7 +228,8 @@ def check_exiftool(et: ExifTool, before_path: str, after_path: str, owned: Itera
     owned = set(owned)
     skip = lambda k: (k in owned or k.split(":")[0] in _ET_SKIP_GROUPS or ":" not in k  # noqa: E731
                       or bool(_ET_LAYOUT.search(k)))
-    lost = [k for k in before if not skip(k) and k not in after]
+    # an empty XMP list (<rdf:Bag/>) holds nothing, and exiftool drops it whenever it rewrites XMP
+    lost = [k for k in before if not skip(k) and k not in after and before[k] not in ("", [], {})]
     changed = [k for k in before if not skip(k) and k in after and after[k] != before[k]
                and not (k.startswith("IPTC:") and _loose(after[k]) == _loose(before[k]))]
     problems = []
@@ -238,8 +241,6 @@ def check_exiftool(et: ExifTool, before_path: str, after_path: str, owned: Itera
                         f" ({k}: {_short(before[k])!r} -> {_short(after[k])!r})")
     if problems:
         raise Damaged("; ".join(problems))
-
-
 
 
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
