@@ -34,17 +34,10 @@ EXPECTED_SKIPS = {
 
 RAW_SUFFIXES = (".nef",)
 
-# issue 13 items (the issue's wording) -> the checks they fail today, per file.
-# Damage not named in the issue, found by this corpus (see docs/real-files.md, "New findings").
-NIKON_SCAN = ("issue 13 (new, verify after write): exiv2 re-encodes the Nikon maker note and leaves its "
-              "empty NikonScanIFD pointing outside the block ('Bad NikonScanIFD directory')")
-MS_URI = ("issue 13 (new, like the digiKam namespace item): exiv2 rewrites the MicrosoftPhoto namespace URI "
-          "'http://ns.microsoft.com/photo/1.0' to '.../1.0/'")
-
-KNOWN: dict[str, dict[str, str]] = {
-    "DSCN0010.jpg": {"tags": NIKON_SCAN},
-    "portrait-orientation-6.jpg": {"tags": MS_URI},
-}
+# Expected failures (strict xfail), per file and check: issue 13 items not fixed yet; none today.
+# Damage not named in the issue, found by this corpus and fixed (docs/real-files.md, "New findings"):
+# DSCN0010.jpg's NikonScanIFD and portrait-orientation-6.jpg's MicrosoftPhoto namespace URI.
+KNOWN: dict[str, dict[str, str]] = {}
 
 
 def _params(check: str):

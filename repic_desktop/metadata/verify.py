@@ -217,7 +217,7 @@ def check_exiftool(et: ExifTool, before_path: str, after_path: str, owned: Itera
     """Raise Damaged unless exiftool reads `after_path` like `before_path` outside our canonical keys."""
     rc, out, err = et.execute(*_ET_ARGS, files=[before_path, after_path])
     try:
-        rows = json.loads(out) if out.strip() else []
+        rows = json.loads(out, object_pairs_hook=_collect_warnings) if out.strip() else []
     except ValueError:
         rows = []
     if len(rows) != 2:
@@ -239,8 +239,33 @@ def check_exiftool(et: ExifTool, before_path: str, after_path: str, owned: Itera
         k = changed[0]
         problems.append(_summary(f"{len(changed)} tag(s) changed:", changed) +
                         f" ({k}: {_short(before[k])!r} -> {_short(after[k])!r})")
+    problems += new_structure_warnings(rows[0].get(_WARNINGS, []), rows[1].get(_WARNINGS, []))
     if problems:
         raise Damaged("; ".join(problems))
+
+
+_WARNINGS = "ExifTool:Warning"
+
+
+def _collect_warnings(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON row with every `ExifTool:Warning` kept (with -a exiftool prints one key per warning)."""
+    row: dict[str, Any] = {}
+    for k, v in pairs:
+        if k == _WARNINGS:
+            row.setdefault(k, []).append(v)
+        else:
+            row[k] = v
+    return row
+
+
+def new_structure_warnings(before: list[str], after: list[str]) -> list[str]:
+    """exiftool's warnings are its diagnosis of the file's structure: one the rewrite adds means it broke
+    something that no tag shows (exiv2 re-encoding a Nikon maker note left its NikonScanIFD pointing
+    outside the block: "Bad NikonScanIFD directory"). A warning that goes away is no loss, and a maker
+    note exiftool already called broken may be diagnosed differently after any rewrite."""
+    maker_note_was_broken = any("maker note" in str(w).lower() for w in before)
+    return [f"exiftool now warns: {w}" for w in after if w not in before
+            and not (maker_note_was_broken and str(w).startswith("[minor] Invalid Canon"))]
 
 
 _TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}

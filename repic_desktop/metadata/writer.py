@@ -514,6 +514,9 @@ def _verify_sidecar(new: bytes) -> None:
 # tags it thinks only TIFF may carry), although Photoshop and others put them in JPEG's IFD0.
 _EXIV2_DROPS_OUTSIDE_TIFF = {"Exif.Image.PhotometricInterpretation": "IFD0 PhotometricInterpretation"}
 # exiv2 re-serialises XMP from its own data model, which has no rdf:about: a non-empty one is lost.
+# exiftool writes MicrosoftPhoto as http://ns.microsoft.com/photo/1.0 (no slash); exiv2's XMP toolkit
+# serialises every namespace URI with a trailing "/", which is another namespace to every XMP reader.
+_XMLNS_URI = re.compile(rb"""xmlns:[A-Za-z_][\w.-]*\s*=\s*["']([^"']*)["']""")
 _ABOUT_TEXT = re.compile(r"""(?<![\w:.-])(?:rdf:)?about\s*=\s*(["'])(?!\1)""")  # a non-empty (rdf:)about
 
 
@@ -539,6 +542,11 @@ def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
         lost += [name for key, name in _EXIV2_DROPS_OUTSIDE_TIFF.items() if key in exif]
     if cf.data and _xmp_has_about(cf.data):
         lost.append("the XMP rdf:about")
+    if cf.data:
+        bare = sorted({u.decode("utf-8", "replace") for u in _XMLNS_URI.findall(cf.data)
+                       if u and not u.endswith((b"/", b"#"))})
+        if bare:
+            lost.append(f"the namespace URI {bare[0]} (exiv2 adds a trailing slash: another namespace to readers)")
     return lost
 
 
@@ -673,6 +681,16 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 elif cf.format == "JPEG" and "the XMP rdf:about" in lost and _utf8_about(cf.data):
                     lost.remove("the XMP rdf:about")
                     edit = _AboutKeeping(edit, cf.data)
+                renamed = [x for x in lost if x.startswith("the namespace URI")]
+                if renamed and alt is None and _sidecar_because is None:
+                    # other programs' properties would move to another namespace: not in the photo
+                    edit.close()
+                    fallback = write_metadata(path, values, options, previous_owned=previous_owned,
+                                              backends=backends, dry_run=dry_run, roots=roots, identity=identity,
+                                              _sidecar_because=f"pyexiv2 would change {renamed[0]} and exiftool "
+                                                               "is not installed")
+                    fallback.notes = res.notes + [n for n in fallback.notes if n not in res.notes]
+                    return fallback
                 if lost and alt is None:
                     res.notes.append(f"pyexiv2 drops {' and '.join(lost)} (exiftool would keep it)")
             base, containers, embedded_caption = edit.old, CONTAINERS[cf.format], False
