@@ -242,6 +242,7 @@ class FileResult:
     readback: list[str] = field(default_factory=list)   # our own fields that exiftool reads back differently
     second_status: str | None = None
     second_bytes_same: bool | None = None
+    notes: list[str] = field(default_factory=list)   # the export's notes (why another backend or a sidecar)
 
 
 @dataclass
@@ -303,6 +304,7 @@ def run_corpus(work: Path) -> CorpusRun:
                 r.target, r.backend = pe.result.target, pe.result.backend
                 r.written_path = pe.result.written_path
                 r.changes = pe.result.changes
+                r.notes = [n for n in pe.result.notes if n.startswith(("written with", "sidecar:", "pyexiv2"))]
         sha_mid = {f.name: file_sha(f) for f in files}
         sidecars = {f.name: Path(r.written_path) for f in files
                     if (r := results[f.name]).target == "sidecar" and r.written_path}
@@ -350,8 +352,8 @@ def run_corpus(work: Path) -> CorpusRun:
 
 def table(run: CorpusRun) -> str:
     """The results table of docs/real-files.md."""
-    lines = ["| file | import | export | target | tags kept | pixels | read back | 2nd export |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| file | import | export | target | tags kept | pixels | read back | 2nd export | why this backend |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name in sorted(run.results):
         r = run.results[name]
         exp = r.status or "-"
@@ -364,7 +366,7 @@ def table(run: CorpusRun) -> str:
                      f"{(r.target or '-') + ('/' + r.backend if r.backend else '')} | {dmg} | "
                      f"{'same' if r.pixels_same else ('CHANGED' if r.pixels_same is False else '-')} | "
                      f"{'ok' if not r.readback else '; '.join(r.readback)} | "
-                     f"{second} |")
+                     f"{second} | {'; '.join(r.notes).replace('|', '/') or '-'} |")
     return "\n".join(lines)
 
 

@@ -76,6 +76,12 @@ def test_camera_boilerplate_is_not_a_caption(tmp_path):
     assert read_file_metadata(p).caption is None
 
 
+def test_a_phones_bare_maker_name_is_not_a_caption():
+    """The Samsung Galaxy S writes ImageDescription "SAMSUNG" (the real file of the corpus)."""
+    real = Path(__file__).parent / "realfiles" / "Samsung GT-I9000 (Galaxy S).jpg"
+    assert read_file_metadata(real).caption is None
+
+
 def test_read_into_library_tags_known_people_and_proposes_the_rest(tmp_path, digikam_album):
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(digikam_album))

@@ -38,7 +38,7 @@ CAPTION_PRIORITY = ("XMP-dc:Description", "IPTC:Caption-Abstract", "IFD0:ImageDe
 # Text cameras and old software put into ImageDescription/UserComment: not a caption.
 _BOILERPLATE = re.compile(
     r"^(olympus digital camera|sony dsc|digital camera|default|exif_jpeg_picture|picture|image|"
-    r"kodak .*|minolta dsc|samsung .*|lead technologies.*|created with .*|ascii|unicode|undefined|"
+    r"kodak .*|minolta dsc|samsung( .*)?|lead technologies.*|created with .*|ascii|unicode|undefined|"
     r"[\s._-]*|\d+)$", re.I)
 MAX_REFS = 3
 
