@@ -69,6 +69,7 @@ from typing import Callable
 from . import images
 from .images import RAW_EXTENSIONS, SUPPORTED_EXTENSIONS, UnusableImage, is_transient_reason
 from .library import Library, LibraryError, display_path
+from .temp_files import TEMP_PREFIX, cleanup_stale_temps
 
 BATCH_FILES = 200
 BATCH_SECONDS = 1.0
@@ -83,7 +84,7 @@ THREAD_MIN_BYTES = 512 * 1024
 IGNORED_DIR_NAMES = frozenset({b"@eaDir", b"$RECYCLE.BIN", b"System Volume Information", b"lost+found"})
 
 HELD_MARGIN_SECONDS = 5.0
-_EXPORT_TEMP_PREFIX = b".~repic-"   # metadata.safety.TEMP_PREFIX
+_EXPORT_TEMP_PREFIX = TEMP_PREFIX.encode()
 _SUPPORTED_B = frozenset(os.fsencode(e) for e in SUPPORTED_EXTENSIONS | RAW_EXTENSIONS)
 
 ProgressFn = Callable[[int, int, str], None]
@@ -290,7 +291,6 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         return report
 
     if walk.temp_dirs:
-        from ..metadata.safety import cleanup_stale_temps   # lazy: the scanner needs no metadata backend
         for d in sorted(walk.temp_dirs):
             cleanup_stale_temps(os.fsdecode(d))
 

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from .. import APP_NAME
 from ..core.library import Library, LibraryError
+from ..core.temp_files import cleanup_library_folders
 from .browser import Browser, PhotoFilter, query_photo_ids
 from .dialogs import AboutDialog, LogView, log_handler, show_error
 from .faces_page import FacesPage
@@ -617,6 +618,7 @@ class MainWindow(QMainWindow):
         super().showEvent(e)
         if not self._shown_once:
             self._shown_once = True
+            self._remove_leftover_temps()
             if getattr(self, "_first_run_layout", False):  # first run: a slim queue dock under the photos
                 docks = [d for d in (self.queue_dock, self.log_dock) if d is not None]
                 # as small as the queue dock allows (model row + a line of jobs), never a third of the window
@@ -624,6 +626,22 @@ class MainWindow(QMainWindow):
                 self.resizeDocks(docks, [h] * len(docks), Qt.Orientation.Vertical)
             if self.startup_prompts:
                 QTimer.singleShot(0, self._startup_prompts)
+
+    def _remove_leftover_temps(self) -> None:
+        """A killed export leaves a hidden full copy of a photo beside it (`.~repic-…`): the app removes
+        those of dead processes in every photo folder once at start, in the background."""
+        path = self.library_path
+
+        def work() -> int:
+            with Library(path) as lib:
+                folders = lib.folders()
+            return cleanup_library_folders(folders)
+
+        def done(n: int) -> None:
+            if n:
+                log.info("removed %d leftover temp file(s) of a killed export", n)
+
+        self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m))
 
     def _startup_prompts(self) -> None:
         try:

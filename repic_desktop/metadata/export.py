@@ -28,10 +28,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..core.library import Caption, Library, Photo, display_path
+from ..core.temp_files import cleanup_stale_temps
 from . import geometry
 from .backends import Backends
 from .fields import caption_tags, fold, strip_tags
-from .safety import CHANGED_SINCE_IMPORT, cleanup_stale_temps, file_sha256
+from .safety import CHANGED_SINCE_IMPORT, file_sha256
 from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, write_metadata
 
 ProgressFn = Callable[[int, int, str], None]

@@ -232,3 +232,21 @@ def test_screenshot_command(tmp_path):
                         "--page", "people"], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+
+
+def test_a_killed_exports_leftover_temp_is_removed_when_the_app_starts(imported_library, make_window, qtbot):
+    """issue 13: a killed export left a hidden full copy of a photo beside it for an hour or more."""
+    from pathlib import Path
+
+    from repic_desktop.core import temp_files
+
+    folder = Path(imported_library.folders()[0])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a writer that was killed: its pid is no longer alive
+    dead = folder / f"{temp_files.TEMP_PREFIX}{temp_files._host_tag()}-{gone.pid}-0123456789ab-photo.jpg"
+    dead.write_bytes(b"a full copy of the photo")
+    mine = folder / f"{temp_files.TEMP_PREFIX}{temp_files._host_tag()}-{os.getpid()}-0123456789ab-photo.jpg"
+    mine.write_bytes(b"an export running in this very process")
+    make_window(imported_library)
+    qtbot.waitUntil(lambda: not dead.exists(), timeout=10_000)
+    assert mine.exists()
