@@ -154,6 +154,10 @@ def test_user_errors_are_one_line(isolated_env, capsys, tmp_path):
          "neither a file nor a photo id"),
         (["photo", "tag", "999", "Anya"], "no photo with id 999"),
         (["concept", "edit", "Anya"], "nothing to change"),
+        (["photo", "tag", "999", "Anya", "--box", "inf,0,10,10"], "a box is X,Y,W,H"),     # was a traceback
+        (["photo", "tag", "999", "Anya", "--box", "1e309,0,10,10"], "a box is X,Y,W,H"),
+        (["photo", "tag", "999", "Anya", "--box", "nan,0,10,10"], "a box is X,Y,W,H"),
+        (["photo", "tag", "999", "Anya", "--box", "0,0,1e12,10"], "a box is X,Y,W,H"),
     ]
     for argv, message in cases:
         code, out, err = run(capsys, *lib, *argv)

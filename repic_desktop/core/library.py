@@ -1624,11 +1624,14 @@ def check_box(box: Box, width: int | None, height: int | None) -> None:
         raise LibraryError(f"box {box.as_list()} lies outside the {width}x{height} photo")
 
 
+MAX_BOX_COORD = 1_000_000  # far beyond any photo's pixels (the import limit is ~180 MP)
+
+
 def parse_box(text: str) -> Box:
     try:
         parts = [int(round(float(v))) for v in text.split(",")]
-    except ValueError:
+    except (ValueError, OverflowError):  # "x", nan; inf and 1e309 overflow int()
         parts = []
-    if len(parts) != 4:
+    if len(parts) != 4 or any(abs(v) > MAX_BOX_COORD for v in parts):
         raise LibraryError(f"a box is X,Y,W,H in pixels (e.g. 120,80,300,300), not {text!r}")
     return Box(*parts)
