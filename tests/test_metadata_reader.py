@@ -3,6 +3,7 @@ concepts (with face regions as reference boxes) from it."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,24 @@ def test_invalid_names_are_proposals_with_a_problem(tmp_path):
         rep = read_metadata_into_library(lib, [lib.list_photos()[0].id], create_concepts=True)
         assert rep.created == ["Okay"]
         assert rep.problems and "cannot contain" in rep.problems[0]["reason"]
+
+
+@pytest.mark.skipif(shutil.which("exiftool") is None, reason="exiftool extracts the real file's XMP packet")
+def test_a_nan_region_coordinate_drops_that_box_not_the_names(tmp_path, capsys):
+    """A sidecar whose MWG region says stArea:x="nan" (immich's portrait.jpg): `metadata show` raised
+    'cannot convert float NaN to integer' and import --read-metadata dropped all of the photo's names."""
+    import subprocess
+
+    photo = tmp_path / "p.jpg"
+    shutil.copy(Path(__file__).parent / "realfiles" / "portrait.jpg", photo)
+    xmp = subprocess.run(["exiftool", "-b", "-XMP", str(photo)], capture_output=True, check=True).stdout
+    assert b'stArea:x="0.368452"' in xmp
+    (tmp_path / "p.jpg.xmp").write_bytes(xmp.replace(b'stArea:x="0.368452"', b'stArea:x="nan"'))
+    meta = read_file_metadata(photo)
+    assert {n.name for n in meta.names} == {"Marie Curie", "Pierre Curie"}
+    assert main(["metadata", "show", str(photo)]) == 0
+    assert "Pierre Curie Face 537,83,81,169" in capsys.readouterr().out
+    lib = Library(tmp_path / "lib.sqlite")
+    scan_folder(lib, str(tmp_path))
+    rep = read_metadata_into_library(lib, [p.id for p in lib.list_photos()], create_concepts=True)
+    assert sorted(c.name for c in lib.concepts()) == ["Marie Curie", "Pierre Curie"] and rep.problems == []

@@ -19,6 +19,7 @@ Nothing here imports Qt, torch or a metadata library.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -190,7 +191,10 @@ def fold(s: str) -> str:
 # --------------------------------------------------------------------------------------------------
 
 def _num(v: Any) -> float:
-    return round(float(v), AREA_DIGITS)
+    f = float(v)
+    if not math.isfinite(f):  # "nan"/"inf" in another tool's region: no box (its name still counts)
+        raise ValueError(f"not a finite number: {v!r}")
+    return round(f, AREA_DIGITS)
 
 
 def _text(v: Any) -> str | None:
