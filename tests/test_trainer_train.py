@@ -476,3 +476,38 @@ def test_merge_into_an_existing_file_is_a_one_line_error(trained, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert err.startswith("repic-train: error:") and "\n" not in err and "Traceback" not in err
     assert dest.read_text() == "mine"
+
+
+def test_training_with_the_users_defaults_on_photos_of_mixed_sizes(tmp_path, demo_model_dir, isolated_env):
+    """issue 14: `repic-train --concepts A,B --max-steps 3 --num-generations 2` crashed in get_rope_index
+    ("shape mismatch") whenever gradient accumulation was 2 (the default) and the batch held photos of
+    different sizes: TRL laid right-padded image-token types over left-padded prompts. Everything here is
+    the default a user gets (gradient accumulation, pixel limits, held-out split) except the step count and
+    the completion length, which only make it fast."""
+    from PIL import Image, ImageDraw
+
+    from repic_desktop.cli import main as repic
+    from trainer.__main__ import main as repic_train
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sizes = [(640, 480), (480, 640), (1024, 300), (300, 300), (800, 600), (200, 500), (700, 350), (512, 512),
+             (333, 777), (900, 400), (256, 640), (640, 256)]
+    for i, (w, h) in enumerate(sizes):
+        im = Image.new("RGB", (w, h), ((40 * i) % 256, (90 * i) % 256, (150 + 7 * i) % 256))
+        ImageDraw.Draw(im).ellipse([w // 4, h // 4, w // 2, h // 2], fill=(200, 40, 90))
+        im.save(photos / f"p{i:02d}.jpg")
+    lib = ["--library", str(tmp_path / "lib.sqlite")]
+    assert repic([*lib, "import", str(photos)]) == 0
+    assert repic([*lib, "concept", "add", "Anya", "--kind", "person", "--ref", "1"]) == 0
+    assert repic([*lib, "concept", "add", "Bond", "--kind", "pet", "--ref", "2"]) == 0
+    for pid in (3, 4, 5, 6, 7):
+        assert repic([*lib, "photo", "tag", str(pid), "Anya"]) == 0
+    for pid in (6, 7, 8, 9, 10, 11, 12):
+        assert repic([*lib, "photo", "tag", str(pid), "Bond"]) == 0
+    code = repic_train([*lib, "--base", str(demo_model_dir), "--concepts", "Anya,Bond", "--max-steps", "2",
+                        "--num-generations", "2", "--device", "cpu", "--max-completion-length", "16",
+                        "--out", str(tmp_path / "run"), "--name", "mixed"])
+    assert code == 0
+    with Library(tmp_path / "lib.sqlite") as l2:
+        assert l2.adapter("mixed") is not None

@@ -600,6 +600,13 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
         remove_unused_columns=False,
     )
     events.status("Preparing LoRA")
+    # GRPO pads prompts on the left; TRL re-runs the processor on the prompts to get each token's
+    # image/text type and lays it over those left-padded ids. With Qwen's default right padding the two
+    # disagreed as soon as a batch held prompts of different lengths (photos of mixed sizes, which
+    # gradient accumulation 2 puts together): "shape mismatch" in get_rope_index. TRL sets the same
+    # sides when it builds the processor itself.
+    processor.tokenizer.padding_side = "left"
+    processor.tokenizer.truncation_side = "left"
     trainer = GRPOTrainer(model=model, reward_funcs=reward_functions or reward_funcs(fixes=cfg.reward_fixes), args=args,
                           train_dataset=to_hf_dataset(dataset.train), processing_class=processor,
                           peft_config=lora_config(cfg), callbacks=[_progress_callback(events, cancel_flag)])
