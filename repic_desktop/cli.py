@@ -465,7 +465,7 @@ def cmd_concept_export_repic(args: argparse.Namespace) -> int:
     from .core.concepts import export_repic_database
 
     with _open_library(args) as lib:
-        data = export_repic_database(lib, args.out, images_dir=args.images_dir)
+        data = export_repic_database(lib, args.out, images_dir=args.images_dir, force=args.force)
     _emit(args, data, f"wrote {data['concepts']} concept(s) to {data['path']}")
     return 0
 
@@ -585,6 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = concept.add_parser("export-repic", parents=[common], help="export concepts as a RePIC database.json")
     s.add_argument("out")
     s.add_argument("--images-dir", help="copy (cropped) reference images here and use relative paths")
+    s.add_argument("--force", action="store_true", help="replace the json and images if they exist")
     s.set_defaults(func=cmd_concept_export_repic)
 
     s = sub.add_parser("demo-model", parents=[common], help="build the tiny random demo model into DIR")

@@ -92,18 +92,20 @@ def make_repic_checkout(root):
 def test_import_repic_database_keeps_file_order_and_reports_problems(library, tmp_path):
     db_json = make_repic_checkout(tmp_path / "RePIC")
     report = import_repic_database(library, db_json)
-    assert report.added == ["Bond", "Anya", "Iron Man", "Ghost"]
+    assert report.added == ["Bond", "Anya", "Iron Man"]
     assert report.references == 3
     problems = {p["concept"]: p["problem"] for p in report.problems}
-    assert "reference image not found" in problems["Ghost"]
+    assert "reference image not found" in problems["<ghost>"]  # all or nothing: no concept without its photo
     assert "control token" in problems["<evil>"]
     concepts = library.concepts()
-    assert [c.name for c in concepts] == ["Bond", "Anya", "Iron Man", "Ghost"]  # DB order = prompt order
+    assert [c.name for c in concepts] == ["Bond", "Anya", "Iron Man"]  # DB order = prompt order
     bond = library.concept("Bond")
     assert (bond.kind, bond.category, bond.repic_key) == ("pet", "dog", "<Bond>")
     assert library.concept("Iron Man").repic_key == "<ironman>"
     again = import_repic_database(library, db_json)
-    assert again.added == [] and again.existing == ["Bond", "Anya", "Iron Man", "Ghost"]
+    assert again.added == [] and again.existing == ["Bond", "Anya", "Iron Man"]
+    jpeg(db_json.parent / "ghost.jpg")  # the missing photo turns up: importing again completes the set
+    assert import_repic_database(library, db_json).added == ["Ghost"]
 
 
 def test_import_rejects_files_that_are_not_repic_databases(library, tmp_path):
@@ -118,6 +120,7 @@ def test_import_rejects_files_that_are_not_repic_databases(library, tmp_path):
 
 def test_export_then_import_round_trips(library, tmp_path):
     import_repic_database(library, make_repic_checkout(tmp_path / "RePIC"))
+    library.add_concept("Ghost", "other", "Nobody has a photo of it.", category="other", repic_key="<ghost>")
     photo = jpeg(tmp_path / "album" / "beach.jpg", size=(120, 90))
     pid = library.add_photo(photo, size=photo.stat().st_size, mtime_ns=photo.stat().st_mtime_ns,
                             content_hash="x", format="JPEG", width=120, height=90)

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,6 +196,15 @@ def reference_path(library: "Library", ref) -> str:
 # ------------------------------------------------------------------------------------------------
 # RePIC / RAP database.json
 # ------------------------------------------------------------------------------------------------
+# A database.json is something people download, so it is not trusted: its image paths may only name
+# regular files inside the json's own folder, or inside the RePIC checkout that holds it (RePIC writes
+# "./data/database_tot/..." relative to the repository root). Symlinks are resolved before that check.
+# Import is all-or-nothing per entry: a concept comes in with every reference it names, or not at all
+# (the reason is reported, the other entries go on), so fixing the file and importing again completes it.
+
+MAX_DATABASE_BYTES = 32 * 1024 * 1024  # RePIC's largest database.json is ~30 KB
+_SHOWN_KEY_CHARS = 80
+
 
 @dataclass
 class RepicImportReport:
@@ -208,48 +218,120 @@ class RepicImportReport:
                 "problems": self.problems}
 
 
-def _find_image(raw: str, json_dir: Path) -> Path | None:
-    """RePIC's files use paths relative to *its repo root* ("./data/database_tot/..."), not to the json.
-    Try the json's folder and each of its parents, then the bare file name beside the json."""
+def _shown(text: str) -> str:
+    return text if len(text) <= _SHOWN_KEY_CHARS else text[:_SHOWN_KEY_CHARS] + "…"
+
+
+def _repic_checkout(json_dir: Path) -> Path | None:
+    """The RePIC repository that holds `json_dir`: the nearest ancestor with RePIC's `data/database_tot`."""
+    for base in json_dir.parents:
+        if (base / "data" / "database_tot").is_dir():
+            return base
+    return None
+
+
+def _inside(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # another drive on Windows
+        return False
+
+
+def _find_image(raw: str, json_dir: Path) -> tuple[Path | None, str]:
+    """(the real path of a regular file inside the allowed folders, "") or (None, why not).
+
+    Tried in order: relative to the json's folder, relative to the RePIC checkout holding it, and the bare
+    file name beside the json (RAP's "./database/Anya.jpg" with the images next to the json)."""
+    if "\x00" in raw:
+        return None, "the image path contains a NUL character"
+    root = os.path.realpath(json_dir)
+    checkout = _repic_checkout(Path(root))
+    roots = [root] + ([str(checkout)] if checkout else [])
     p = Path(raw)
-    if p.is_absolute():
-        return p if p.is_file() else None
-    for base in [json_dir, *json_dir.parents]:
-        cand = base / p
-        if cand.is_file():
-            return cand
-    cand = json_dir / p.name
-    return cand if cand.is_file() else None
+    cands = [p] if p.is_absolute() else [Path(root) / p] + ([checkout / p] if checkout else [])
+    if p.name not in ("", ".", ".."):
+        cands.append(Path(root) / p.name)
+    refused = False
+    for cand in cands:
+        real = os.path.realpath(cand)
+        if not any(_inside(real, r) for r in roots):
+            refused = True
+            continue
+        try:
+            st = os.stat(real)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return Path(real), ""
+        return None, f"reference image is not a regular file: {_shown(raw)}"
+    if refused:
+        where = "the database's folder" + (" and the RePIC checkout that holds it" if checkout else "")
+        return None, f"reference image refused: {_shown(raw)} is outside {where}"
+    return None, f"reference image not found: {_shown(raw)}"
+
+
+def _load_database(json_path: Path) -> dict[str, Any]:
+    from .library import LibraryError
+
+    try:
+        with open(json_path, "rb") as f:
+            raw = f.read(MAX_DATABASE_BYTES + 1)
+    except IsADirectoryError:
+        raise LibraryError(f"{json_path} is a folder, not a database.json") from None
+    except OSError as exc:
+        raise LibraryError(f"cannot read {json_path}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_DATABASE_BYTES:
+        raise LibraryError(f"{json_path} is larger than {MAX_DATABASE_BYTES // 2**20} MB: not a RePIC database.json")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise LibraryError(f"{json_path} is nested too deeply: not a RePIC database.json") from None
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise LibraryError(f"{json_path} is not valid JSON: {exc}") from None
+    concept_dict = data.get("concept_dict") if isinstance(data, dict) else None
+    if not isinstance(concept_dict, dict):
+        raise LibraryError(f"{json_path} has no \"concept_dict\" object: not a RePIC database.json")
+    return concept_dict
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why an entry's JSON types are wrong (checked before anything of it is used), or None."""
+    if not isinstance(entry, dict):
+        return "entry is not an object"
+    for key in ("name", "info", "category"):
+        if entry.get(key) is not None and not isinstance(entry[key], str):
+            return f"\"{key}\" must be text, not {type(entry[key]).__name__}"
+    images = entry.get("image")
+    if images is not None and not isinstance(images, str) and not (
+            isinstance(images, list) and all(isinstance(i, str) for i in images)):
+        return "\"image\" must be a path or a list of paths"
+    return None
 
 
 def import_repic_database(library: "Library", json_path: str | os.PathLike) -> RepicImportReport:
     """Import concepts from a RePIC/RAP `database.json` ({"concept_dict": {"<key>": {name, image,
     info, category}}, "path_to_concept": {...}}). File order is kept: it is RePIC's prompt order.
-    Concepts already present (same name) are left alone; a bad entry is reported and skipped."""
+
+    A file that cannot be read, is not JSON, is nested too deeply or has no "concept_dict" object raises
+    LibraryError and imports nothing. Each entry is then all-or-nothing: a concept with every reference
+    image it names, or nothing and a problem saying why (wrong types, bad name, an image missing, outside
+    the allowed folders or unusable). Concepts already present (same name) are left alone."""
     from .library import LibraryError
 
     json_path = Path(json_path)
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise LibraryError(f"cannot read {json_path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise LibraryError(f"{json_path} is not valid JSON: {exc}") from None
-    concept_dict = data.get("concept_dict") if isinstance(data, dict) else None
-    if not isinstance(concept_dict, dict):
-        raise LibraryError(f"{json_path} has no \"concept_dict\" object: not a RePIC database.json")
-
+    concept_dict = _load_database(json_path)
     report = RepicImportReport()
     for key, entry in concept_dict.items():
-        if not isinstance(entry, dict):
-            report.problems.append({"concept": str(key), "problem": "entry is not an object"})
+        shown_key = _shown(key)
+        problem = _entry_problem(entry)
+        if problem:
+            report.problems.append({"concept": shown_key, "problem": problem})
             continue
-        raw_name = entry.get("name") or str(key).strip().removeprefix("<").removesuffix(">")
         try:
-            name = validate_name(raw_name)
-            info = validate_info(entry.get("info", ""))
+            name = validate_name(entry.get("name") or key.strip().removeprefix("<").removesuffix(">"))
+            info = validate_info(entry.get("info") or "")
         except ConceptError as exc:
-            report.problems.append({"concept": str(key), "problem": str(exc)})
+            report.problems.append({"concept": shown_key, "problem": str(exc)})
             continue
         try:
             library.concept(name)
@@ -257,56 +339,154 @@ def import_repic_database(library: "Library", json_path: str | os.PathLike) -> R
             continue
         except LibraryError:
             pass
+        images = entry.get("image") or []
+        found: list[Path] = []
+        bad: list[str] = []
+        for raw in [images] if isinstance(images, str) else images:
+            path, why = _find_image(raw, json_path.parent)
+            (found.append(path) if path else bad.append(why))
+        if bad:
+            report.problems.append({"concept": shown_key, "problem": "; ".join(bad)})
+            continue
         category = entry.get("category")
-        library.add_concept(name, kind_from_category(category), info,
-                            category=category if isinstance(category, str) else None, repic_key=str(key))
+        try:
+            with library.transaction():  # the concept and its references, or neither
+                library.add_concept(name, kind_from_category(category), info, category=category,
+                                    repic_key=key)
+                for path in found:
+                    import_reference_file(library, name, path)
+        except (LibraryError, ConceptError) as exc:
+            report.problems.append({"concept": shown_key, "problem": str(exc)})
+            continue
         report.added.append(name)
-        images = entry.get("image", [])
-        for raw in [images] if isinstance(images, str) else list(images or []):
-            found = _find_image(str(raw), json_path.parent)
-            if found is None:
-                report.problems.append({"concept": name, "problem": f"reference image not found: {raw}"})
-                continue
-            try:
-                import_reference_file(library, name, found)
-                report.references += 1
-            except LibraryError as exc:
-                report.problems.append({"concept": name, "problem": str(exc)})
+        report.references += len(found)
     return report
 
 
+def _image_stems(concepts) -> dict[int, str]:
+    """A file-name stem per concept, unique and the same at every export: the name with anything but
+    letters, digits, `.` `-` `_` made `_`; when that loses something ("Mary Ann" and "Mary_Ann") or two
+    stems differ only by case (a case-insensitive disk), a short hash of the exact name is added."""
+    def tagged(name: str, stem: str) -> str:
+        return f"{stem}-{hashlib.sha256(name.encode('utf-8')).hexdigest()[:8]}"
+
+    stems: dict[int, str] = {}
+    for c in concepts:
+        stem = re.sub(r"[^\w.-]+", "_", c.name).lstrip(".-")
+        stems[c.id] = stem if stem == c.name else tagged(c.name, stem or "concept")
+    folded: dict[str, list[int]] = {}
+    for cid, stem in stems.items():
+        folded.setdefault(stem.casefold(), []).append(cid)
+    names = {c.id: c.name for c in concepts}
+    for ids in folded.values():
+        if len(ids) > 1:
+            for cid in ids:
+                if stems[cid] == names[cid]:
+                    stems[cid] = tagged(names[cid], stems[cid])
+    return stems
+
+
+def _check_target(path: Path, force: bool) -> str | None:
+    """Why `path` cannot be written now (a symlink never, an existing file only with --force), or None."""
+    if os.path.islink(path):
+        return f"{path} is a symbolic link; refusing to write through it"
+    if os.path.lexists(path):
+        if not path.is_file():
+            return f"{path} already exists and is not a file"
+        if not force:
+            return "exists"
+    return None
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Write via a fresh temp file beside `path` (created exclusively, never following a link), then
+    rename it over `path`: a reader sees the old file or the whole new one, and a link planted under the
+    temp name cannot redirect the write."""
+    from .temp_files import temp_path_for
+
+    tmp = temp_path_for(str(path))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.islink(path):  # planted since the check
+            raise OSError(f"{path} became a symbolic link")
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
-                          images_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+                          images_dir: str | os.PathLike | None = None, force: bool = False) -> dict[str, Any]:
     """Write the library's concepts as a RePIC/RAP database.json.
 
     Without `images_dir`, `image` holds the absolute path of each concept's primary reference.
     With it, every concept's references are copied there (cropped to their box, since RePIC feeds
     whole images) and the json refers to them relative to the json's folder, so the pair can be moved.
+
+    Nothing is written when the json or any image file already exists, unless `force`; a symbolic link
+    where a file would go is refused even then. Each file is written atomically, the json last.
     """
     from .images import open_oriented
+    from .library import LibraryError
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    concepts = library.concepts()
+    stems = _image_stems(concepts) if images_dir is not None else {}
     if images_dir is not None:
         images_dir = Path(images_dir)
-        images_dir.mkdir(parents=True, exist_ok=True)
+    plan: list[tuple[Any, list[tuple[Any, Path | str]]]] = []  # (concept, [(ref, dest or abs path)])
+    for c in concepts:
+        refs = []
+        for i, ref in enumerate(library.concept_refs(c.id)):
+            if images_dir is None:
+                refs.append((ref, os.path.abspath(reference_path(library, ref))))
+            else:
+                refs.append((ref, images_dir / f"{stems[c.id]}_{i}.png"))
+        plan.append((c, refs))
+
+    targets = [out_path] + [d for _, refs in plan for _, d in refs if isinstance(d, Path)]
+    existing = []
+    for t in targets:
+        why = _check_target(t, force)
+        if why == "exists":
+            existing.append(t)
+        elif why:
+            raise LibraryError(why)
+    if existing:
+        more = f" and {len(existing) - 1} more file(s)" if len(existing) > 1 else ""
+        raise LibraryError(f"{existing[0]}{more} already exists; use --force to replace")
+
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        if images_dir is not None:
+            images_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LibraryError(f"cannot create {exc.filename}: {exc.strerror or exc}") from None
     concept_dict: dict[str, Any] = {}
     path_to_concept: dict[str, str] = {}
-    for c in library.concepts():
+    for c, refs in plan:
         key = c.repic_key or c.tag
         paths: list[str] = []
-        for ref in library.concept_refs(c.id):
-            src = reference_path(library, ref)
-            if images_dir is None:
-                paths.append(os.path.abspath(src))
+        for ref, dest in refs:
+            if not isinstance(dest, Path):
+                paths.append(dest)
                 continue
-            stem = re.sub(r"[^\w.-]+", "_", c.name) or f"concept{c.id}"
-            dest = images_dir / f"{stem}_{ref.position}.png"
-            img = open_oriented(src)
+            img = open_oriented(reference_path(library, ref))
             if ref.box is not None:
                 b = ref.box
                 img = img.crop((b.x, b.y, b.x + b.w, b.y + b.h))
-            img.save(dest)
+            try:
+                _write_atomic(dest, lambda f, img=img: img.save(f, format="PNG"))
+            except OSError as exc:
+                raise LibraryError(f"cannot write {dest}: {exc.strerror or exc}") from None
             try:
                 rel = os.path.relpath(dest, out_path.parent)
             except ValueError:  # another drive on Windows
@@ -314,13 +494,13 @@ def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
             paths.append(rel if os.path.isabs(rel) else "./" + rel.replace(os.sep, "/"))
         entry: dict[str, Any] = {"name": c.name, "image": paths[0] if len(paths) == 1 else paths,
                                  "info": c.info, "category": c.category or category_for_kind(c.kind)}
-        if not paths:
-            entry["image"] = []
         concept_dict[key] = entry
         for p in paths:
             path_to_concept[p] = key
     data = {"concept_dict": concept_dict, "path_to_concept": path_to_concept}
-    tmp = out_path.with_name(out_path.name + ".part")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out_path)
+    text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    try:
+        _write_atomic(out_path, lambda f: f.write(text.encode("utf-8")))
+    except OSError as exc:
+        raise LibraryError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     return {"path": str(out_path), "concepts": len(concept_dict), "images": len(path_to_concept)}
