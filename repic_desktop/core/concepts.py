@@ -461,8 +461,9 @@ def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
         elif why:
             raise LibraryError(why)
     if existing:
-        more = f" and {len(existing) - 1} more file(s)" if len(existing) > 1 else ""
-        raise LibraryError(f"{existing[0]}{more} already exists; use --force to replace")
+        what = f"{existing[0]} and {len(existing) - 1} more file(s) already exist" if len(existing) > 1 \
+            else f"{existing[0]} already exists"
+        raise LibraryError(f"{what}; use --force to replace")
 
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
