@@ -27,7 +27,7 @@ from .library import Library
 
 @dataclass
 class TrainingPhotos:
-    photos: dict[int, Any]                # photo id -> Photo (present, status ok)
+    photos: dict[int, Any]                # photo id -> Photo (labelled, present, status ok)
     labelled: dict[int, set[int]]         # training photo id -> concept ids known in it
     references: dict[int, int] = field(default_factory=dict)          # concept id -> reference count
     tagged_references: dict[int, int] = field(default_factory=dict)   # concept id -> its photos left out as references
@@ -70,14 +70,11 @@ def known_concepts(library: Library) -> dict[int, set[int]]:
     """photo id -> ids of the concepts known to be in it (confirmed tags + accepted caption tags)."""
     by_name = {c.name.casefold(): c.id for c in library.concepts()}
     known = library.confirmed_tags()
-    for photo in library.list_photos():
-        cap = library.current_caption(photo.id) if photo.current_caption_id else None
-        if cap is None or cap.status not in ("accepted", "exported"):
-            continue
-        for tag in cap.tags:
+    for pid, tags in library.accepted_caption_tags().items():
+        for tag in tags:
             cid = _tag_concept(tag, by_name)
             if cid is not None:
-                known.setdefault(photo.id, set()).add(cid)
+                known.setdefault(pid, set()).add(cid)
     return known
 
 
@@ -109,8 +106,8 @@ def training_photos(library: Library, *, exists: Callable[[str], bool] | None = 
     """The photos training learns from (see the module docstring). `exists(path)` also leaves out files
     that are gone since the last scan (the trainer passes os.path.exists; the lists trust the scan)."""
     known = known_concepts(library)
-    all_photos = library.list_photos()
-    photos = {p.id: p for p in all_photos if exists is None or exists(p.fs_path)}
+    ok = library.ok_photos_by_ids(known)   # only labelled photos matter: not every photo of a big library
+    photos = {pid: p for pid, p in ok.items() if exists is None or exists(p.fs_path)}
     ref_ids, ref_hashes = reference_photos(library)
     labelled: dict[int, set[int]] = {}
     left_as_ref: dict[int, set[str | int]] = {}
@@ -133,7 +130,7 @@ def training_photos(library: Library, *, exists: Callable[[str], bool] | None = 
         labelled[pid] = set(ids)
     refs = {c.id: len(library.concept_refs(c.id)) for c in library.concepts()}
     return TrainingPhotos(photos, labelled, refs, {cid: len(v) for cid, v in left_as_ref.items()},
-                          len(all_photos) - len(photos))
+                          len(ok) - len(photos))
 
 
 def photo_counts(library: Library) -> dict[int, PhotoCounts]:
