@@ -354,10 +354,16 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
     return import_reference_file(lib, name, ref, box=box, primary=primary)
 
 
-def _concept_dict(lib: Library, c) -> dict[str, Any]:
+def _concept_dict(lib: Library, c, counts=None) -> dict[str, Any]:
+    from .core.training_photos import photo_counts
+
+    n = (counts if counts is not None else photo_counts(lib)).get(c.id)
     d = c.as_dict()
     d["references"] = [r.as_dict() for r in lib.concept_refs(c.id)]
-    d["photos"] = lib.concept_photo_count(c.id)
+    # the photos training learns from (core/training_photos.py), the count `repic-train dataset` shows
+    d["photos"] = n.photos if n else 0
+    d["tagged_references"] = n.tagged_references if n else 0
+    d["reference_only"] = bool(n and n.reference_only)
     return d
 
 
@@ -374,13 +380,17 @@ def cmd_concept_add(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_list(args: argparse.Namespace) -> int:
+    from .core.training_photos import photo_counts
+
     with _open_library(args) as lib:
-        rows = [_concept_dict(lib, c) for c in lib.concepts()]
+        counts = photo_counts(lib)
+        rows = [_concept_dict(lib, c, counts) for c in lib.concepts()]
 
     def text() -> str:
         if not rows:
             return "no people or pets yet: add one with `repic concept add NAME --kind person`"
         return "\n".join(f"<{r['name']}>  {r['kind']:<6}  {len(r['references'])} ref(s), {r['photos']} photo(s)"
+                         + (" (its tagged photos are all references)" if r["reference_only"] else "")
                          + (f"  {r['info']}" if r["info"] else "") for r in rows)
 
     _emit(args, rows, text)

@@ -185,12 +185,17 @@ def cmd_faces_name(args: argparse.Namespace) -> int:
     from .cli import _emit
     from .retrieval import service
 
+    from .core.training_photos import photo_counts
+
     with _open(args) as lib:
         size = len(lib.face_cluster_members(args.cluster))
         c = service.name_cluster(lib, args.cluster, args.name, kind=args.kind)
         refs = len(lib.concept_refs(c.id))
-    data = {"cluster": args.cluster, "concept": c.as_dict(), "faces": size, "references": refs}
-    _emit(args, data, f"named cluster {args.cluster} <{c.name}>: {size} photo(s) tagged, {refs} reference photo(s); "
+        counts = photo_counts(lib)[c.id]
+    # "photos" is the count every list and the trainer show: tagged photos that are not references
+    data = {"cluster": args.cluster, "concept": c.as_dict(), "faces": size, "references": refs,
+            "photos": counts.photos}
+    _emit(args, data, f"named cluster {args.cluster} <{c.name}>: {size} photo(s) tagged, now {counts.text()}; "
                       f"run `repic index` to find them elsewhere")
     return 0
 

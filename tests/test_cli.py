@@ -106,7 +106,9 @@ def test_import_tag_search_and_concepts_end_to_end(isolated_env, album, capsys, 
     assert untag["removed"] is True and untag["concepts"] == ["Anya"]
 
     listed = run_json(capsys, *lib, "concept", "list")
-    assert [(c["name"], c["kind"], c["photos"]) for c in listed] == [("Anya", "person", 1), ("Bond", "pet", 0)]
+    # Anya's one tagged photo is her reference: no photo to train on, and the list says why
+    assert [(c["name"], c["kind"], c["photos"], c["reference_only"]) for c in listed] == \
+        [("Anya", "person", 0, True), ("Bond", "pet", 0, False)]
     assert run_json(capsys, *lib, "concept", "rename", "Bond", "Bondo")["name"] == "Bondo"
     assert run_json(capsys, *lib, "concept", "edit", "Bondo", "--info", "Sees the future.")["info"] == \
         "Sees the future."

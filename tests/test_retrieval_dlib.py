@@ -137,7 +137,7 @@ def test_cli_index_suggest_confirm_reject_and_faces(tmp_path, real_faces, capsys
     code, out, err = run(capsys, *lib, "faces", "name", str(clusters[0]["id"]), "Amazing Grace", "--json")
     assert code == 0, err
     named = json.loads(out)
-    assert named["faces"] == 2 and named["references"] == 2
+    assert named["faces"] == 2 and named["references"] == 1 and named["photos"] == 1  # the best face is the reference
     code, out, _ = run(capsys, *lib, "photos", "list", "--concept", "Amazing Grace", "--json")
     assert sorted(p["filename"] for p in json.loads(out)) == ["party_g2.jpg", "party_g4.jpg"]
     code, out, _ = run(capsys, *lib, "faces", "clusters")
@@ -148,3 +148,49 @@ def test_cli_index_suggest_confirm_reject_and_faces(tmp_path, real_faces, capsys
     assert "Grace" not in [s["concept"] for s in json.loads(out)["suggestions"]]
     code, _, err = run(capsys, *lib, "suggest", "--confirm", str(album / "party_g2.jpg"), "Nobody")
     assert code == 1 and "Nobody" in err
+
+
+def test_naming_a_group_of_four_faces_leaves_photos_to_train_on_and_every_count_agrees(tmp_path, real_faces,
+                                                                                       capsys):
+    """Issue #14: naming a face group made all its photos references, so `repic-train dataset` found 0
+    photos of a person the lists showed with 4. Now a few faces become references and the rest are
+    training photos, and `faces name`, `concept list|show` and the trainer count the same photos."""
+    from trainer.__main__ import main as train_main
+
+    album = tmp_path / "album"
+    album.mkdir()
+    real_faces["grace"].save(album / "g0.jpg", quality=90)
+    for seed in (1, 2, 4):
+        augment_face_photo(real_faces["grace"], seed).save(album / f"g{seed}.jpg", quality=90)
+    real_faces["eileen"].save(album / "eileen.jpg", quality=90)
+    lib = ["--library", str(tmp_path / "lib.sqlite")]
+    assert main([*lib, "import", str(album), "--json"]) == 0
+    assert main([*lib, "index", "--json"]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, *lib, "faces", "clusters", "--json")
+    clusters = json.loads(out)
+    assert [c["size"] for c in clusters] == [4, 1]
+    code, out, err = run(capsys, *lib, "faces", "name", str(clusters[0]["id"]), "Grace", "--json")
+    assert code == 0, err
+    named = json.loads(out)
+    assert named["faces"] == 4 and named["references"] == 1 and named["photos"] == 3
+    with Library(tmp_path / "lib.sqlite") as db:
+        ref = db.concept_refs("Grace")[0]
+        assert ref.box is not None                                  # the face, not the whole photo
+        assert len(db.list_photos(concept="Grace")) == 4            # every photo of the group is tagged
+
+    code, out, err = run(capsys, *lib, "concept", "show", "Grace", "--json")
+    shown = json.loads(out)
+    code, out, _ = run(capsys, *lib, "concept", "list", "--json")
+    listed = {r["name"]: r for r in json.loads(out)}
+    code = train_main(["dataset", "--library", str(tmp_path / "lib.sqlite"), "--concepts", "Grace", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    summary = json.loads(out.strip().splitlines()[-1])["summary"]
+    trained = summary["photos"]["Grace"]
+    assert trained["photos"] == 3 and trained["references"] == 1 and trained["heldout"] == 1
+    assert summary["concepts"]["Grace"]["ict"] == 2                 # the two photos not held out
+    assert shown["photos"] == listed["Grace"]["photos"] == trained["photos"]
+    code = train_main(["dataset", "--library", str(tmp_path / "lib.sqlite"), "--concepts", "Grace"])
+    out, _ = capsys.readouterr()
+    assert "<Grace>: 3 photos (1 held out), 1 reference(s)" in out

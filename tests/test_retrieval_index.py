@@ -308,7 +308,7 @@ def test_unknown_faces_cluster_with_stable_ids_and_naming_a_cluster_tags_its_pho
     assert [c.size for c in clusters2] == [2, 1] and clusters2[0].id == cl.id
     concept = service.name_cluster(lib, cl.id, "Bluey")
     assert concept.kind == "person"
-    assert len(lib.concept_refs("Bluey")) == 2
+    assert len(lib.concept_refs("Bluey")) == 1  # one of the two faces; the other photo is to learn from
     for pid in (ids["p3_stranger.png"], ids["p4_stranger.png"]):
         assert [c.name for c in lib.photo_concepts(pid)] == ["Bluey"]
         assert [r.box for r in lib.regions(pid)] == [Box(0, 0, 40, 40)]
@@ -317,7 +317,7 @@ def test_unknown_faces_cluster_with_stable_ids_and_naming_a_cluster_tags_its_pho
         service.name_cluster(lib, cl.id, "Again")
     # The new concept's references are used by the next run.
     _ = service.run_index_job(lib, m)
-    assert lib.retrieval_counts("fake")["references"] == 4
+    assert lib.retrieval_counts("fake")["references"] == 3
 
 
 def test_auto_concepts_order_and_options(album):
@@ -745,7 +745,7 @@ def test_merge_moves_suggestions_embeddings_matches_and_clusters(album):
     assert st == {"Rouge": "rejected"}
     assert lib.index_state(p1, "fake")["refs_sig"] is None  # re-matched by the next run
     service.run_index_job(lib, m)
-    assert m.calls["reference"] - refs_before == 2  # only Bleu's two new references (from the cluster)
+    assert m.calls["reference"] - refs_before == 1  # only Bleu's new reference (from the cluster)
     assert {s.concept_name: s.status for s in service.suggestions_for(lib, p1, include_rejected=True)} == \
         {"Rouge": "rejected"}
     assert service.find_suggestion(lib, p2, "Rouge").status == "confirmed"
@@ -884,3 +884,12 @@ def test_status_reports_what_awaits_review_and_the_adapters(album, capsys, isola
     assert main(["--library", str(lib.path), "status"]) == 0
     out = capsys.readouterr().out
     assert f"{n} suggestion(s) on {photos} photo(s) to review" in out and "adapters:  fam [flagged]" in out
+
+
+def test_a_named_face_group_gives_a_few_references_and_leaves_the_rest_to_learn_from():
+    """Issue #14: every face of a named group (up to 10) became a reference, and references are never
+    training photos. One reference per 4 faces, 1 to 3, fewer when the person already has some."""
+    got = {n: service.cluster_reference_count(n) for n in (1, 2, 4, 7, 8, 12, 40)}
+    assert got == {1: 1, 2: 1, 4: 1, 7: 1, 8: 2, 12: 3, 40: 3}
+    assert service.cluster_reference_count(40, existing=2) == 1
+    assert service.cluster_reference_count(4, existing=1) == 0

@@ -184,3 +184,19 @@ def test_latest_checkpoint_skips_half_written_ones(tmp_path):
             (d / f).write_text("{}")
     assert _latest_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
     assert _latest_checkpoint(tmp_path / "missing") is None
+
+
+def test_a_concepts_photo_count_does_not_depend_on_what_is_trained_with_it(lib):
+    """Issue #14: the lists count a concept's photos once, so the trainer must count the same set
+    whichever concepts are chosen: a reference photo of any concept is never a training photo (it was
+    one while its own concept was not being trained)."""
+    from repic_desktop.core.training_photos import photo_counts
+
+    ab2 = _pid(lib, "ab2")                        # Anya and Bond
+    lib.add_concept_ref("Bond", photo_id=ab2)
+    listed = photo_counts(lib)[lib.concept("Anya").id]
+    alone = build_dataset(lib, ["Anya"], seed=1).summary()["photos"]["Anya"]
+    both = build_dataset(lib, ["Anya", "Bond"], seed=1).summary()["photos"]["Anya"]
+    assert listed.photos == alone["photos"] == both["photos"] == 5
+    ds = build_dataset(lib, ["Anya"], seed=1)
+    assert ab2 not in {s.photo_id for s in ds.train} | {h.photo_id for h in ds.heldout}

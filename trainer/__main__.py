@@ -188,7 +188,9 @@ def cmd_dataset(argv: list[str]) -> int:
     print(f"training samples: {summary['train']}  (ICT {summary['tasks']['ict']}, OCT {summary['tasks']['oct']}, "
           f"VLT {summary['tasks']['vlt']});  held-out photos: {summary['heldout']}")
     for name, counts in summary["concepts"].items():
-        print(f"  <{name}>: ICT {counts['ict']}, OCT {counts['oct']}, VLT {counts['vlt']}")
+        ph = summary["photos"].get(name, {})
+        print(f"  <{name}>: {ph.get('photos', 0)} photos ({ph.get('heldout', 0)} held out), "
+              f"{ph.get('references', 0)} reference(s); ICT {counts['ict']}, OCT {counts['oct']}, VLT {counts['vlt']}")
     for w in summary["warnings"]:
         print(f"warning: {w}")
     return 0

@@ -7,7 +7,10 @@ the concept. Here they come from the user's own library:
 * **Known concepts of a photo**: confirmed tags (``photo_concepts`` with source manual/import; detector
   or model suggestions are not ground truth) plus the tags of an accepted/exported current caption.
 * **Reference photos are never queries**: a query identical to its reference teaches copying, not
-  recognition, so photos used as a reference of a selected concept are left out of every task.
+  recognition, so photos used as a reference (of any concept, so that a concept's count does not depend
+  on which others are trained with it) are left out of every task. Which photos remain, and their count
+  per concept, is `core.training_photos`: the People page, Personalize and `repic concept list|show`
+  show that same count, and the summary's ``photos`` repeats it.
 * **Prompts are the inference prompts**: every sample is a `captioning.prompt.CaptionPrompt` (RePIC's
   system prompt, reference images interleaved with ``"1. Name: <Anya>, Info: ..."``, then the query and
   ``"This is the query image. <request>"``), so what the model is trained on is exactly what the app asks
@@ -52,6 +55,8 @@ from repic_desktop.captioning.prompt import (
 )
 from repic_desktop.core.concepts import reference_path
 from repic_desktop.core.library import CONFIRMED_SOURCES
+# one rule for which photos are training photos, shared with the lists that count them
+from repic_desktop.core.training_photos import known_concepts, training_photos  # noqa: F401 (re-exported)
 
 TASKS = ("ict", "oct", "vlt")
 MIN_PHOTOS = 3
@@ -93,6 +98,8 @@ class BuiltDataset:
     heldout: list[HeldOut]
     concepts: list[str]
     warnings: list[str] = field(default_factory=list)
+    # name -> {"photos", "references", "tagged_references", "heldout"} for every concept asked about
+    photos: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         tasks = {t: sum(1 for s in self.train if s.task == t) for t in TASKS}
@@ -101,7 +108,7 @@ class BuiltDataset:
             for c in s.concepts:
                 per.setdefault(c, {t: 0 for t in TASKS})[s.task] += 1
         return {"tasks": tasks, "concepts": per, "train": len(self.train), "heldout": len(self.heldout),
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "photos": {k: dict(v) for k, v in self.photos.items()}}
 
 
 # ---- geometry -------------------------------------------------------------------------------------
@@ -128,49 +135,12 @@ def box_to_model_frame(box: Sequence[int], width: int, height: int, min_pixels: 
 
 # ---- library queries ------------------------------------------------------------------------------
 
-def known_concepts(library) -> dict[int, set[int]]:
-    """photo id -> ids of the concepts known to be in it (confirmed tags + accepted caption tags)."""
-    by_name = {c.name.casefold(): c.id for c in library.concepts()}
-    known = library.confirmed_tags()
-    for photo in library.list_photos():
-        cap = library.current_caption(photo.id) if photo.current_caption_id else None
-        if cap is None or cap.status not in ("accepted", "exported"):
-            continue
-        for tag in cap.tags:
-            cid = by_name.get(str(tag).strip().removeprefix("<").removesuffix(">").strip().casefold())
-            if cid is not None:
-                known.setdefault(photo.id, set()).add(cid)
-    return known
-
-
 def _prompt_concept(library, concept, max_refs: int) -> PromptConcept:
     refs = []
     for r in library.concept_refs(concept.id)[:max_refs]:
         h = library.photo(r.photo_id).content_hash if r.photo_id else None
         refs.append(ImageRef(reference_path(library, r), tuple(r.box.as_list()) if r.box else None, h))
     return PromptConcept(concept.name, concept.info, tuple(refs))
-
-
-def _reference_photos(library, concepts) -> tuple[set[int], set[str]]:
-    """Ids of the library photos used as references, and the content hashes of every reference (a
-    reference imported from a file may be byte-identical to a library photo)."""
-    from repic_desktop.core.images import sha256_file
-
-    ids: set[int] = set()
-    hashes: set[str] = set()
-    for c in concepts:
-        for r in library.concept_refs(c.id):
-            if r.photo_id is not None:
-                ids.add(r.photo_id)
-                h = library.photo(r.photo_id).content_hash
-            else:
-                try:
-                    h = sha256_file(reference_path(library, r))
-                except OSError:
-                    h = None
-            if h:
-                hashes.add(h)
-    return ids, hashes
 
 
 def _appearances(library, labelled: dict[int, set[int]], photos) -> dict[int, set[int]]:
@@ -227,44 +197,34 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
         raise DatasetError("the library has no people or pets yet: add one with a reference photo and tag "
                            f"at least {min_photos} photos of them")
 
-    known = known_concepts(library)
-    # a file deleted or unmounted since the last rescan would stop training midway: leave it out now
-    all_photos = library.list_photos()
-    photos = {p.id: p for p in all_photos if os.path.exists(p.fs_path)}
-    gone = len(all_photos) - len(photos)
-    ref_photo_ids, ref_hashes = _reference_photos(library, chosen)
-    # candidate query photos: present, labelled, not a reference (nor a byte-identical copy of one), and
-    # one photo per content (a duplicate could be trained on while its twin is held out)
-    labelled: dict[int, set[int]] = {}
-    first_of_hash: dict[str, int] = {}
-    for pid in sorted(known):
-        ids = known[pid]
-        p = photos.get(pid)
-        if p is None or pid in ref_photo_ids or not ids or (p.content_hash and p.content_hash in ref_hashes):
-            continue
-        twin = first_of_hash.get(p.content_hash) if p.content_hash else None
-        if twin is not None:
-            labelled[twin] = labelled[twin] | ids  # same pixels, so the same concepts
-            continue
-        if p.content_hash:
-            first_of_hash[p.content_hash] = pid
-        labelled[pid] = set(ids)
+    # candidate query photos (core/training_photos.py, the count every list shows): labelled, not a
+    # reference of any concept (nor a byte-identical copy of one), one photo per content; and present:
+    # a file deleted or unmounted since the last rescan would stop training midway
+    tp = training_photos(library, exists=os.path.exists)
+    photos, labelled, gone = tp.photos, tp.labelled, tp.gone
 
     problems, warnings = [], []
     if gone:
         warnings.append(f"{_plural(gone, 'photo')} could not be found on disk and were left out (rescan the folder)")
     ok_concepts = []
+    photo_counts: dict[str, dict[str, int]] = {}
     for c in chosen:
         n = sum(1 for ids in labelled.values() if c.id in ids)
         refs = library.concept_refs(c.id)
+        photo_counts[c.name] = {"photos": n, "references": len(refs),
+                                "tagged_references": tp.tagged_references.get(c.id, 0), "heldout": 0}
         if not refs:
             problems.append(f"<{c.name}> has no reference photo: add one (`repic concept add-ref \"{c.name}\" "
                             "PHOTO`)")
         elif not os.path.exists(reference_path(library, refs[0])):
             problems.append(f"the reference photo of <{c.name}> is missing on disk ({reference_path(library, refs[0])})")
         elif n < min_photos:
-            problems.append(f"<{c.name}> has {_plural(n, 'photo')}: add at least {min_photos} photos of <{c.name}> "
-                            "(tag them, or accept captions that name them; its reference photo does not count)")
+            as_refs = tp.tagged_references.get(c.id, 0)
+            why = (f" (all {_plural(as_refs, 'photo')} tagged with <{c.name}> are reference photos, which are "
+                   "never trained on)" if as_refs and not n else "")
+            problems.append(f"<{c.name}> has {_plural(n, 'photo')}{why}: add at least {min_photos} photos of "
+                            f"<{c.name}> (tag them, or accept captions that name them; its reference photos do not "
+                            "count)")
         else:
             ok_concepts.append(c)
     if explicit and problems:
@@ -391,7 +351,9 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
                                            CaptionPrompt((pconcept[cid],), query(pid), request), box))
 
     rng.shuffle(samples)
-    return BuiltDataset(samples, heldout, [c.name for c in ok_concepts], warnings)
+    for cid in ok_ids:
+        photo_counts[name_of[cid]]["heldout"] = held[cid]
+    return BuiltDataset(samples, heldout, [c.name for c in ok_concepts], warnings, photo_counts)
 
 
 # ---- what the trainer iterates --------------------------------------------------------------------

@@ -1055,6 +1055,23 @@ class Library:
 
     # Bulk forms for a batch of an import: one statement per batch instead of per file (the per-file
     # statements were a third of an import's time for small photos).
+    def accepted_caption_tags(self) -> dict[int, list]:
+        """photo id -> the tags of its accepted or exported current caption, for photos not missing (one
+        query: the People page counts training photos from this on every reload)."""
+        return {pid: json.loads(tags) for pid, tags in self.conn.execute(
+            "SELECT p.id, c.tags FROM photos p JOIN captions c ON c.id = p.current_caption_id"
+            " WHERE p.status = 'ok' AND c.status IN ('accepted', 'exported') AND c.tags != '[]'")}
+
+    def ok_photos_by_ids(self, photo_ids: Iterable[int]) -> dict[int, Photo]:
+        """id -> photo for the given ids that are not marked missing."""
+        out: dict[int, Photo] = {}
+        for chunk in _chunks(sorted(set(photo_ids))):
+            for r in self.conn.execute(f"SELECT {_PHOTO_COLS} FROM photos WHERE status = 'ok' AND id IN"
+                                       f" ({','.join('?' * len(chunk))})", list(chunk)):
+                p = _photo(r)
+                out[p.id] = p
+        return out
+
     def photos_by_hashes(self, hashes: Iterable[str]) -> dict[str, list[Photo]]:
         """content_hash -> photos with that hash (ordered by id), for the hashes that have any."""
         out: dict[str, list[Photo]] = {}

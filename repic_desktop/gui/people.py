@@ -581,11 +581,16 @@ class ConceptListModel(QAbstractListModel):
 
     def reload(self) -> None:
         self.beginResetModel()
-        counts = self.lib.concept_photo_counts()
+        from ..core.training_photos import PhotoCounts, photo_counts
+
+        # the photos training learns from (not references): the count Personalize and the trainer show
+        counts = photo_counts(self.lib)
         self.rows = []
         for c in self.lib.concepts():
             refs = self.lib.concept_refs(c.id)
-            self.rows.append({"concept": c, "refs": refs, "photos": counts.get(c.id, 0)})
+            n = counts.get(c.id) or PhotoCounts(0, len(refs), 0)
+            self.rows.append({"concept": c, "refs": refs, "photos": n.photos, "counts": n,
+                              "tagged": self.lib.concept_photo_count(c.id)})
         self.icons.clear()
         self.broken.clear()
         self.endResetModel()
@@ -641,6 +646,13 @@ class ConceptListModel(QAbstractListModel):
             self.dataChanged.emit(idx, idx)
 
 
+def concept_meta(row: dict) -> str:
+    """'3 photos  ·  1 reference', or '0 photos (all 4 tagged photos are references)  ·  4 references'."""
+    counts, n_refs = row["counts"], len(row["refs"])
+    head = counts.text() if counts.reference_only else f"{counts.photos} photo{'s' if counts.photos != 1 else ''}"
+    return f"{head}  ·  {n_refs} reference{'s' if n_refs != 1 else ''}"
+
+
 class ConceptDelegate(QStyledItemDelegate):
     """A row: round reference thumbnail, name, kind · photos · references, info."""
 
@@ -678,8 +690,7 @@ class ConceptDelegate(QStyledItemDelegate):
         p.setFont(f)
         fm = p.fontMetrics()
         n_refs = len(row["refs"])
-        meta = f"{KIND_LABELS.get(c.kind, c.kind)}  ·  {row['photos']} photo{'s' if row['photos'] != 1 else ''}"
-        meta += f"  ·  {n_refs} reference{'s' if n_refs != 1 else ''}"
+        meta = f"{KIND_LABELS.get(c.kind, c.kind)}  ·  {concept_meta(row)}"
         p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
         p.drawText(QRectF(x, y, w, fm.height()), Qt.AlignmentFlag.AlignLeft, meta)
         y += fm.height() + 1
@@ -892,7 +903,7 @@ class PeopleManager(QWidget):
         _show_error(self.error, None)
         _show_error(self.ref_error, None)
         self._dirty()
-        n = row["photos"]
+        n = row["tagged"]   # the button shows every tagged photo, references included
         self.photos_btn.setText(f"Show in Photos ({n})")
         self.photos_btn.setEnabled(n > 0)
         self.photos_header.setText(f"<b>Photos with {html.escape(c.name)}</b>")

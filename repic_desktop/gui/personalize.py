@@ -390,18 +390,28 @@ class PersonalizePage(QWidget):
         """Concepts with their photo counts, the base-model default, the adapter list."""
         checked = set(self.selected_concepts())
         known = {self.concept_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.concept_list.count())}
-        # confirmed tags only: the trainer does not learn from unreviewed suggestions
-        counts = self.lib.confirmed_tag_counts()
+        # the trainer's own rule (core/training_photos.py): confirmed tags and accepted captions, never
+        # reference photos, so the number here is the one `repic-train dataset` counts
+        from ..core.training_photos import photo_counts
+
+        counts = photo_counts(self.lib)
         self.concept_list.blockSignals(True)
         self.concept_list.clear()
         for c in self.lib.concepts():
-            n = counts.get(c.id, 0)
-            item = QListWidgetItem(f"{c.name}  ·  {n} photo{'s' if n != 1 else ''}")
+            pc = counts.get(c.id)
+            n = pc.photos if pc else 0
+            label = f"{c.name}  ·  {n} photo{'s' if n != 1 else ''}"
+            if pc and pc.reference_only:
+                label += " (only reference photos)"
+            item = QListWidgetItem(label)
             item.setData(Qt.ItemDataRole.UserRole, c.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             on = (c.name in checked) if c.name in known else n > 0
             item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
-            if n == 0:
+            if pc and pc.reference_only:
+                item.setToolTip(f"Every photo tagged with this name is a reference photo ({pc.tagged_references}), "
+                                "and reference photos are never trained on: tag more photos of them")
+            elif n == 0:
                 item.setToolTip("No photos are tagged with this name yet: there is nothing to learn from")
             self.concept_list.addItem(item)
         self.concept_list.blockSignals(False)
@@ -529,12 +539,22 @@ class PersonalizePage(QWidget):
             text += f", <b>{summary['heldout']}</b> photos held out to test"
         lines = [text]
         cols = [t for t in TASKS if t in tasks] or list(TASKS)
+        # the trainer's photo count per concept (the same one as the list above and the People page)
+        photos = summary.get("photos") if isinstance(summary.get("photos"), dict) else {}
+
+        def n_photos(name) -> str:
+            ph = photos.get(name)
+            return f"<td align='right'>{html.escape(str(ph.get('photos', '')))}</td>" if isinstance(ph, dict) else ""
+
         rows = "".join(
-            f"<tr><td>{html.escape(str(name))}</td>"
+            f"<tr><td>{html.escape(str(name))}</td>" + n_photos(name)
             + "".join(f"<td align='right'>{html.escape(str((per or {}).get(t, 0)))}</td>" for t in cols) + "</tr>"
             for name, per in concepts.items() if isinstance(per, dict))
         head = "".join(f"<th align='right' title='{TASK_LABELS.get(t, t)}'>{t.upper()}</th>" for t in cols)
         tot = "".join(f"<td align='right'><b>{html.escape(str(tasks.get(t, 0)))}</b></td>" for t in cols)
+        if photos:
+            head = "<th align='right' title='Photos to learn from (reference photos are not)'>Photos</th>" + head
+            tot = "<td></td>" + tot
         lines.append(f"<table cellspacing='0' cellpadding='2'><tr><th align='left'></th>{head}</tr>{rows}"
                      f"<tr><td><b>All</b></td>{tot}</tr></table>")
         for w in summary.get("warnings") or []:

@@ -6,7 +6,10 @@ Why it is shaped like this:
 - Every change the user makes here is a QUndoCommand on the window's QUndoStack: caption edits,
   accepts, restoring an earlier version, adding and removing people/pets. Captions are never
   overwritten in the library (an edit is a new row whose parent is the old one), so undoing an edit
-  just points the photo back at the previous caption; the edited row stays in the history.
+  just points the photo back at the previous caption; the edited row stays in the history. The caption
+  box's own undo history holds only typing not saved yet; Ctrl+Z there with none left goes to the window's
+  stack, so it takes back the user's last step (e.g. an edit-and-accept, one macro) and the box then shows
+  exactly what is stored.
 - These writes are single-row SQLite transactions on the GUI thread's own connection (well under a
   millisecond); no photo file is touched here.
 - Suggestions ("Who is in this photo?") are read from the library (stored rows, fast) with the rest of
@@ -26,7 +29,7 @@ from typing import Callable
 
 from PySide6.QtCore import QEvent, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import (
-    QColor, QFont, QPainter, QPalette, QPen, QPixmap, QSyntaxHighlighter,
+    QColor, QFont, QKeySequence, QPainter, QPalette, QPen, QPixmap, QSyntaxHighlighter,
     QTextCharFormat, QUndoCommand, QUndoStack,
 )
 from PySide6.QtWidgets import (
@@ -801,6 +804,11 @@ class PhotoPanel(QWidget):
         self.editor.blockSignals(True)
         if self.editor.toPlainText() != text:
             self.editor.setPlainText(text)
+        else:
+            # The typing that produced the stored text (an edit just saved or accepted) is now a step on
+            # the window's undo stack; left in the editor's own history, Ctrl+Z would take back the
+            # typing instead of that step and show text that is not stored.
+            self.editor.document().clearUndoRedoStacks()
         self.editor.blockSignals(False)
         self._set_status_pill(cap)
         self._expected = [c.name for c in concepts]
@@ -1145,6 +1153,18 @@ class PhotoPanel(QWidget):
                 return True
             if ev.key() == Qt.Key.Key_Escape and self.is_modified():
                 self.revert_edit()
+                return True
+            # The editor takes Ctrl+Z / Ctrl+Shift+Z for itself. It holds only typing not yet saved (refresh
+            # clears the rest), so with none to take back, the keys go to the window's undo stack: the
+            # user's last action was a saved step (an accept, an edit, a tag), not the typing before it.
+            doc = self.editor.document()
+            if ev.matches(QKeySequence.StandardKey.Undo) and not doc.isUndoAvailable():
+                self.undo.undo()
+                return True
+            if (ev.matches(QKeySequence.StandardKey.Redo)
+                    or (ev.key() == Qt.Key.Key_Z and mods == Qt.KeyboardModifier.ControlModifier
+                        | Qt.KeyboardModifier.ShiftModifier)) and not doc.isRedoAvailable():
+                self.undo.redo()
                 return True
         return super().eventFilter(obj, ev)
 

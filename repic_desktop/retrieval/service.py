@@ -41,7 +41,17 @@ DEFAULT_MATCHER = "dlib-faces"
 FACE_MATCHER = "dlib-faces"  # the matcher whose unknown faces are clustered
 DEFAULT_TOP_K = 5
 WEAK_SCORE = 0.05  # a cat-cascade hint: "some cat is here", never an identity
-MAX_CLUSTER_REFS = 10  # reference photos taken from a named cluster (best detections first)
+# A named face group gives its best faces (a crop: photo + face box) as references, the rest are tagged.
+# References are never training photos (core/training_photos.py), so each photo made a reference is one
+# photo fewer to learn from: one reference per 4 faces, 1 to 3 in all.
+MAX_CLUSTER_REFS = 3
+FACES_PER_CLUSTER_REF = 4
+
+
+def cluster_reference_count(faces: int, existing: int = 0) -> int:
+    """How many of a named group's `faces` become references when the concept already has `existing`."""
+    want = min(MAX_CLUSTER_REFS, max(1, faces // FACES_PER_CLUSTER_REF))
+    return max(0, want - existing)
 REF_MAX_SIDE = 2048  # references are decoded at most this large before cropping
 _DOG_WORDS = ("dog", "puppy", "hund", "chien", "perro")
 
@@ -622,8 +632,9 @@ def ignored_faces(library: Library, *, matcher_id: str = FACE_MATCHER) -> list[F
 
 
 def name_cluster(library: Library, cluster_id: int, name: str, *, kind: str = "person") -> Concept:
-    """Give a face cluster a name: the concept (new, or existing with that name) gets the best faces as
-    reference photos and every photo of the cluster is tagged with its face box. One transaction."""
+    """Give a face cluster a name: the concept (new, or existing with that name) gets a few of the best
+    faces as reference photos (cluster_reference_count: the face box of the photo), and every photo of
+    the cluster is tagged with its face box, so the others are photos to learn from. One transaction."""
     if library.face_cluster_concept(cluster_id) is not None:
         raise LibraryError(f"face cluster {cluster_id} already has a name")
     members = library.face_cluster_members(cluster_id)
@@ -634,12 +645,14 @@ def name_cluster(library: Library, cluster_id: int, name: str, *, kind: str = "p
             concept = library.concept(name)
         except NotFound:
             concept = library.add_concept(name, kind)
-        have = {(r.photo_id, r.box) for r in library.concept_refs(concept.id)}
-        added = 0
-        for m in members:
-            if added < MAX_CLUSTER_REFS and (m["photo_id"], m["box"]) not in have:
+        existing = library.concept_refs(concept.id)
+        have = {r.photo_id for r in existing}
+        budget = cluster_reference_count(len({m["photo_id"] for m in members}), len(existing))
+        for m in members:  # best detections first; one reference per photo
+            if budget > 0 and m["photo_id"] not in have:
                 library.add_concept_ref(concept.name, photo_id=m["photo_id"], box=m["box"])
-                added += 1
+                have.add(m["photo_id"])
+                budget -= 1
             has_region = any(r.concept_id == concept.id for r in library.regions(m["photo_id"]))
             library.tag_photo(m["photo_id"], concept.name, box=None if has_region else m["box"], source="suggestion")
         library.set_face_cluster_concept(cluster_id, concept.id)

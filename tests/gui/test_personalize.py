@@ -415,3 +415,43 @@ def test_tick_labels_stay_readable_near_zero():
     assert labels(0.0, 1.0) == ["0", "0.25", "0.50", "0.75", "1.00"]
     assert labels(0.01, 0.045) == ["0.01", "0.02", "0.03", "0.04"]
     assert len(set(labels(-2e-5, 5e-5))) == len(labels(-2e-5, 5e-5))
+
+
+def test_people_and_personalize_count_the_photos_the_trainer_learns_from(imported_library, make_window,
+                                                                          settings_dir):
+    """Issue #14: a named face group's photos were all references; the People page counted 4 photos of
+    someone the trainer found 0 of. Every list counts what the trainer counts (reference photos are not
+    training photos), and says when a person's tagged photos are references only."""
+    from repic_desktop.core.library import Box
+    from repic_desktop.gui.people import concept_meta
+    from trainer.dataset import build_dataset
+
+    lib = imported_library
+    photos = lib.list_photos()
+    lib.add_concept("Grace", "person")
+    lib.add_concept("Solo", "person")
+    for p in photos[:4]:                      # what naming a face group of 4 does: all tagged, the best a reference
+        lib.tag_photo(p.id, "Grace", box=Box(0, 0, 10, 10), source="suggestion")
+    lib.add_concept_ref("Grace", photo_id=photos[0].id, box=Box(0, 0, 10, 10))
+    lib.tag_photo(photos[5].id, "Solo")       # Solo's one tagged photo is Solo's reference
+    lib.add_concept_ref("Solo", photo_id=photos[5].id)
+    trained = build_dataset(lib, ["Grace"]).summary()["photos"]["Grace"]
+    assert trained["photos"] == 3
+
+    win = make_window(lib)
+    rows = {r["concept"].name: r for r in win.people.model.rows}
+    assert rows["Grace"]["photos"] == trained["photos"]
+    assert concept_meta(rows["Grace"]) == "3 photos  ·  1 reference"
+    assert concept_meta(rows["Solo"]).startswith("0 photos (its one tagged photo is a reference)")
+    win.people.select(lib.concept("Grace").id)
+    assert win.people.photos_btn.text() == "Show in Photos (4)"   # browsing shows every tagged photo
+    page = win.personalize
+    items = {page.concept_list.item(i).data(0x0100): page.concept_list.item(i) for i in range(page.concept_list.count())}
+    assert items["Grace"].text() == "Grace  ·  3 photos"
+    assert items["Solo"].text() == "Solo  ·  0 photos (only reference photos)"
+    assert "reference photo" in items["Solo"].toolTip()
+    assert page.selected_concepts() == ["Grace"]
+    page.show_summary(build_dataset(lib, ["Grace"]).summary())   # what `repic-train dataset --json` prints
+    assert "<th align='right' title='Photos to learn from (reference photos are not)'>Photos</th>" \
+        in page.summary_label.text()
+    assert "<tr><td>Grace</td><td align='right'>3</td>" in page.summary_label.text()

@@ -140,6 +140,49 @@ def test_edit_accept_undo_redo_and_history(setup, qtbot):
     assert lib.current_caption(photo.id).text == "<Anna> and <Rex> play fetch."
 
 
+def test_ctrl_z_in_the_editor_after_accepting_an_edit_undoes_the_accept(setup, qtbot):
+    """Issue #14: Ctrl+Z right after Ctrl+Return on an edited caption used to undo the text box's typing
+    (the editor kept its own history of text already saved), so the panel showed text that was not
+    stored. The keys go through the window's shortcut handling as a user's do."""
+    win, lib, photo = setup
+    panel = win.panel
+    win.activateWindow()
+    panel.editor.setFocus()
+    original = lib.current_caption(photo.id)
+
+    def shows_what_is_stored():
+        cap = lib.current_caption(photo.id)
+        assert panel.editor.toPlainText() == cap.text and not panel.is_modified()
+        assert panel.status_pill.text() == {"draft": "needs review"}.get(cap.status, cap.status)
+        return cap
+
+    panel.editor.selectAll()
+    qtbot.keyClicks(panel.editor, "<Anna> and <Rex> play fetch.")
+    QTest.keyClick(panel.editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
+    cap = shows_what_is_stored()
+    assert (cap.text, cap.status) == ("<Anna> and <Rex> play fetch.", "accepted")
+    QTest.keyClick(panel.editor, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)   # undo the accept, edit and all
+    cap = shows_what_is_stored()
+    assert (cap.id, cap.status) == (original.id, "draft")
+    QTest.keyClick(panel.editor, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    cap = shows_what_is_stored()
+    assert (cap.text, cap.status) == ("<Anna> and <Rex> play fetch.", "accepted")
+    # typing not saved yet is the editor's own: Ctrl+Z takes it back first, then the stored steps
+    qtbot.keyClicks(panel.editor, " Again")
+    assert panel.is_modified()
+    QTest.keyClick(panel.editor, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    cap = shows_what_is_stored()
+    assert cap.status == "accepted"
+    QTest.keyClick(panel.editor, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    cap = shows_what_is_stored()
+    assert (cap.id, cap.status) == (original.id, "draft")
+    # the Edit menu's Undo/Redo (another widget has focus) leave the panel showing the library too
+    win.undo.redo()
+    shows_what_is_stored()
+    win.undo.undo()
+    assert shows_what_is_stored().id == original.id
+
+
 def test_moving_to_another_photo_keeps_an_unsaved_edit(setup, qtbot):
     win, lib, photo = setup
     win.panel.editor.setPlainText("<Anna> laughing.")
