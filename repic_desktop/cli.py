@@ -321,11 +321,15 @@ def cmd_photo_tag(args: argparse.Namespace) -> int:
     box = parse_box(args.box) if args.box else None
     with _open_library(args) as lib:
         p = lib.resolve_photo(args.photo)
-        lib.tag_photo(p.id, args.name, box=box)
+        replaced = lib.tag_photo(p.id, args.name, box=box)
         c = lib.concept(args.name)
         data = {"photo": p.id, "concept": c.name, "box": box.as_list() if box else None,
+                "replaced": [b.as_list() for b in replaced],
                 "concepts": [x.name for x in lib.photo_concepts(p.id)]}
-    _emit(args, data, f"tagged {p.path} with <{c.name}>" + (f" at {args.box}" if box else ""))
+    where = f" at {','.join(map(str, box.as_list()))}" if box else ""
+    if replaced:
+        where += f" (moved from {'; '.join(','.join(map(str, b.as_list())) for b in replaced)})"
+    _emit(args, data, f"tagged {p.path} with <{c.name}>{where}")
     return 0
 
 
@@ -533,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = photo.add_parser("tag", parents=[common], help="say a known person/pet is in a photo")
     s.add_argument("photo", help="photo id or path")
     s.add_argument("name")
-    s.add_argument("--box", metavar="X,Y,W,H", help="region in pixels of the photo as displayed")
+    s.add_argument("--box", metavar="X,Y,W,H",
+                   help="where they are, in pixels of the photo as displayed (replaces their earlier box)")
     s.set_defaults(func=cmd_photo_tag)
     s = photo.add_parser("untag", parents=[common], help="remove a person/pet from a photo")
     s.add_argument("photo", help="photo id or path")

@@ -918,18 +918,30 @@ class Library:
                                   list(enumerate([ref_id, *others])))
 
     # ---------------------------------------------------------------- photo tags and regions
-    def tag_photo(self, photo_id: int, concept: str, *, box: Box | None = None, source: str = "manual") -> None:
+    def tag_photo(self, photo_id: int, concept: str, *, box: Box | None = None, source: str = "manual",
+                  replace: bool = True) -> list[Box]:
+        """Say `concept` is in the photo; with `box`, that is where: the box replaces the concept's earlier
+        boxes on this photo (tagging again moves the box; one region per person from tagging). Returns the
+        boxes replaced. `replace=False` adds the box beside them: another tool's metadata may mark one
+        person twice (a collage), and undo puts several back."""
         p, c = self.photo(photo_id), self.concept(concept)
         if source not in REGION_SOURCES:
             raise ValueError(f"source must be one of {REGION_SOURCES}")
         if box is not None:
             check_box(box, p.width, p.height)
+        replaced: list[Box] = []
         with self.transaction():
             self.conn.execute("INSERT OR IGNORE INTO photo_concepts (photo_id, concept_id, source, created_at)"
                               " VALUES (?,?,?,?)", (p.id, c.id, source, now()))
             if box is not None:
+                if replace:
+                    replaced = [Box(*r) for r in self.conn.execute(
+                        "SELECT x, y, w, h FROM regions WHERE photo_id = ? AND concept_id = ? ORDER BY id",
+                        (p.id, c.id))]
+                    self.conn.execute("DELETE FROM regions WHERE photo_id = ? AND concept_id = ?", (p.id, c.id))
                 self.conn.execute("INSERT INTO regions (photo_id, concept_id, x, y, w, h, source, created_at)"
                                   " VALUES (?,?,?,?,?,?,?,?)", (p.id, c.id, *box.as_list(), source, now()))
+        return replaced
 
     def untag_photo(self, photo_id: int, concept: str) -> bool:
         p, c = self.photo(photo_id), self.concept(concept)
