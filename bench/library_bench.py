@@ -10,16 +10,28 @@ Goals (from the Foundation issue):
   import time per photo          <= 1.5 x  a bare loop that reads each file, hashes it and opens it with PIL
   unchanged rescan               <= 3   x  a bare os.scandir walk (with stat) of the same tree
   FTS search on 100k captions    <= 20 ms  per query (median)
+
+`repic photos list` (issue #14: 12 s, 30 s with --json, on 100k photos):
+
+    python bench/library_bench.py --listing 100000  # only this: rows inserted with SQL, no image files
+
+runs the command as it was (a query per photo for its caption and one for its concepts, every row kept,
+one indented JSON document) and as it is (one streamed statement), each in a fresh process, and prints
+time, memory growth and SQL statements side by side.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
+import json
 import os
 import random
 import shutil
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,13 +131,143 @@ def fts_latency(lib_path: Path, rows: int, queries: int = 50) -> dict[str, tuple
     return results
 
 
+def make_listing_library(lib_path: Path, n: int, seed: int = 0) -> None:
+    """n photos as rows only (no files): 70% captioned, 0-3 of 10 people/pets each."""
+    rnd = random.Random(seed)
+    with Library(lib_path) as lib:
+        for name in NAMES:
+            lib.add_concept(name, "pet" if name in ("Bond", "Bruno", "Luna") else "person")
+        cids = [c.id for c in lib.concepts()]
+        with lib.transaction():
+            rows = []
+            for i in range(n):
+                folder = f"/photos/{2000 + i // 1000}/album {i // 100 % 10:02d}"
+                path = f"{folder}/IMG_{i:06d}.jpg"
+                rows.append((i + 1, path, path.encode(), folder, f"IMG_{i:06d}.jpg", 40_000 + i, i, f"h{i:012x}"))
+            lib.conn.executemany(
+                "INSERT INTO photos (id, path, path_bytes, folder, filename, size, mtime_ns, content_hash, format,"
+                " width, height, status, added_at, updated_at) VALUES (?,?,?,?,?,?,?,?,'JPEG',320,240,'ok',0,0)",
+                rows)
+            lib.conn.executemany(
+                "INSERT INTO captions (photo_id, text, created_at, provenance) VALUES (?, ?, 0, ?)",
+                [(i + 1, f"<{rnd.choice(NAMES)}> " + " ".join(rnd.choice(WORDS) for _ in range(10)),
+                  json.dumps({"model": "demo", "seconds": 0.4, "preset": "default"}))
+                 for i in range(n) if i % 10 < 7])
+            lib.conn.execute("UPDATE photos SET current_caption_id ="
+                             " (SELECT max(id) FROM captions c WHERE c.photo_id = photos.id)")
+            lib.conn.executemany("INSERT INTO photo_concepts (photo_id, concept_id, created_at) VALUES (?, ?, 0)",
+                                 [(i + 1, c) for i in range(n) for c in rnd.sample(cids, rnd.choice((0, 1, 1, 2, 3)))])
+
+
+def old_cmd_photos_list(args) -> int:
+    """`repic photos list` before issue #14, verbatim."""
+    from repic_desktop.cli import _emit, _open_library
+
+    with _open_library(args) as lib:
+        photos = lib.list_photos(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
+                                 include_missing=args.missing, limit=args.limit)
+        rows = []
+        for p in photos:
+            d = p.as_dict()
+            cap = lib.current_caption(p.id)
+            d["caption"] = cap.text if cap else None
+            d["caption_status"] = cap.status if cap else None
+            d["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
+            rows.append(d)
+        any_photos = bool(rows) or lib.counts()["photos"] > 0
+
+    def text() -> str:
+        out = []
+        for r in rows:
+            names = ", ".join(r["concepts"])
+            line = f"{r['id']:>6}  {r['path']}" + (f"  [{names}]" if names else "")
+            if r["status"] != "ok":
+                line += f"  ({r['status']})"
+            out.append(line)
+            if r["caption"]:
+                out.append(f"        {r['caption']}")
+        if out:
+            return "\n".join(out)
+        return "no photos match" if any_photos else "no photos yet: import a folder with `repic import DIR`"
+
+    _emit(args, rows, text)
+    return 0
+
+
+def listing_child(variant: str, lib_path: str, trace: bool) -> None:
+    """One measurement in a fresh process: seconds, peak RSS growth (KB) over the imports, statements."""
+    from repic_desktop import cli
+
+    impl, as_json = variant.split(":")
+    statements = []
+    if trace:
+        init = Library.__init__
+
+        def traced(self, *a, **k):
+            init(self, *a, **k)
+            self.conn.set_trace_callback(statements.append)
+        Library.__init__ = traced
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if impl == "old":  # build_parser() binds the command when main() runs
+        cli.cmd_photos_list = old_cmd_photos_list
+    argv = ["--library", lib_path, "photos", "list"] + (["--json"] if as_json == "json" else [])
+    if impl == "new-all" and as_json != "json":
+        argv += ["--limit", str(10 ** 9)]
+    with open(os.devnull, "w", encoding="utf-8") as out, contextlib.redirect_stdout(out):
+        t = time.perf_counter()
+        code = cli.main(argv)
+        seconds = time.perf_counter() - t
+    assert code == 0, code
+    print(json.dumps({"seconds": seconds, "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base,
+                      "statements": len(statements)}))
+
+
+def listing_bench(n: int, work: Path) -> None:
+    lib_path = work / "listing.sqlite"
+    t = time.perf_counter()
+    make_listing_library(lib_path, n)
+    print(f"generated a library of {n:,} photo rows (70% captioned, 0-3 names each) in "
+          f"{time.perf_counter() - t:.1f} s")
+
+    def child(variant: str, trace: bool = False) -> dict:
+        out = subprocess.run([sys.executable, __file__, "--listing-child", variant, str(lib_path)]
+                             + (["--trace"] if trace else []), capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    print(f"\n{'repic photos list':<34}{'before':>22}{'now':>22}{'ratio':>9}")
+    for label, old, new in [("text, every photo", "old:text", "new-all:text"),
+                            ("text, default page", "old:text", "new:text"),
+                            ("--json, every photo", "old:json", "new:json")]:
+        a = min((child(old) for _ in range(2)), key=lambda r: r["seconds"])
+        b = min((child(new) for _ in range(2)), key=lambda r: r["seconds"])
+        sa, sb = child(old, True)["statements"], child(new, True)["statements"]
+        print(f"{label:<34}{a['seconds']:>20.2f} s{b['seconds']:>20.2f} s{a['seconds'] / b['seconds']:>8.1f}x")
+        ratio = f"{a['rss_kb'] / b['rss_kb']:>8.1f}x" if b["rss_kb"] >= 1024 else f"{'-':>9}"
+        print(f"{'  peak memory growth':<34}{a['rss_kb'] / 1024:>19.1f} MB{b['rss_kb'] / 1024:>19.1f} MB{ratio}")
+        print(f"{'  SQL statements':<34}{sa:>22,}{sb:>22,}{sa / sb:>8.0f}x")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--photos", type=int, default=10_000)
     ap.add_argument("--captions", type=int, default=100_000)
     ap.add_argument("--size", default="320x240", help="photo size WxH (default 320x240, about 20 KB each)")
     ap.add_argument("--keep", action="store_true", help="keep the generated folder")
+    ap.add_argument("--listing", type=int, metavar="N", help="only `repic photos list` on N photo rows")
+    ap.add_argument("--listing-child", nargs=2, metavar=("VARIANT", "LIBRARY"), help=argparse.SUPPRESS)
+    ap.add_argument("--trace", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.listing_child:
+        listing_child(*args.listing_child, args.trace)
+        return 0
+    if args.listing:
+        work = Path(tempfile.mkdtemp(prefix="repic-bench-"))
+        try:
+            listing_bench(args.listing, work)
+        finally:
+            if not args.keep:
+                shutil.rmtree(work, ignore_errors=True)
+        return 0
 
     work = Path(tempfile.mkdtemp(prefix="repic-bench-"))
     root = work / "photos"

@@ -264,35 +264,63 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_photos_list(args: argparse.Namespace) -> int:
-    with _open_library(args) as lib:
-        photos = lib.list_photos(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
-                                 include_missing=args.missing, limit=args.limit)
-        rows = []
-        for p in photos:
-            d = p.as_dict()
-            cap = lib.current_caption(p.id)
-            d["caption"] = cap.text if cap else None
-            d["caption_status"] = cap.status if cap else None
-            d["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
-            rows.append(d)
-        any_photos = bool(rows) or lib.counts()["photos"] > 0
+TEXT_PAGE = 50          # photos list prints this many unless --limit says otherwise; --json gives all
+MAX_COUNT = 10 ** 12    # beyond any library, still inside SQLite's 64-bit integers
 
-    def text() -> str:
-        out = []
+
+def _count(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not minimum <= n <= MAX_COUNT:
+            raise argparse.ArgumentTypeError(f"{n} is not between {minimum} and {MAX_COUNT:,}")
+        return n
+    return parse
+
+
+def cmd_photos_list(args: argparse.Namespace) -> int:
+    """Streams: one SQL statement, each photo written as it is read, so 100k photos take flat memory.
+    Text shows one page (TEXT_PAGE, or --limit) and says how many more there are; --json gives every
+    matching photo (or --limit/--offset's page) as a JSON array, one photo per line."""
+    as_json = getattr(args, "json", False)
+    limit = args.limit if args.limit is not None or as_json else TEXT_PAGE
+    filters = dict(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
+                   include_missing=args.missing)
+    with _open_library(args) as lib:
+        rows = lib.photo_listing(**filters, limit=limit, offset=args.offset)
+        if as_json:
+            out, encode = json_stream(), json.JSONEncoder(ensure_ascii=False).encode
+            sep = "["
+            for d in rows:
+                out.write(sep + "\n" + json_safe(encode(d)))
+                sep = ","
+            out.write("[]\n" if sep == "[" else "\n]\n")
+            return 0
+        shown = 0
         for r in rows:
             names = ", ".join(r["concepts"])
             line = f"{r['id']:>6}  {r['path']}" + (f"  [{names}]" if names else "")
             if r["status"] != "ok":
                 line += f"  ({r['status']})"
-            out.append(line)
             if r["caption"]:
-                out.append(f"        {r['caption']}")
-        if out:
-            return "\n".join(out)
-        return "no photos match" if any_photos else "no photos yet: import a folder with `repic import DIR`"
-
-    _emit(args, rows, text)
+                line += f"\n        {r['caption']}"
+            print(terminal_safe(line))
+            shown += 1
+        if shown and shown == limit:   # a full page: one count says whether another follows
+            more = lib.count_photos(**filters) - args.offset - shown
+            if more > 0:
+                print(f"… {more:,} more: --offset {args.offset + shown} for the next page, "
+                      "--limit N for longer pages (or --json for all)")
+        elif not shown:
+            total = lib.count_photos(**filters) if args.offset else 0
+            if total:
+                print(f"no photos at --offset {args.offset}: {total:,} match")
+            elif lib.ok_photo_count():
+                print("no photos match")
+            else:
+                print("no photos yet: import a folder with `repic import DIR`")
     return 0
 
 
@@ -321,11 +349,15 @@ def cmd_photo_tag(args: argparse.Namespace) -> int:
     box = parse_box(args.box) if args.box else None
     with _open_library(args) as lib:
         p = lib.resolve_photo(args.photo)
-        lib.tag_photo(p.id, args.name, box=box)
+        replaced = lib.tag_photo(p.id, args.name, box=box)
         c = lib.concept(args.name)
         data = {"photo": p.id, "concept": c.name, "box": box.as_list() if box else None,
+                "replaced": [b.as_list() for b in replaced],
                 "concepts": [x.name for x in lib.photo_concepts(p.id)]}
-    _emit(args, data, f"tagged {p.path} with <{c.name}>" + (f" at {args.box}" if box else ""))
+    where = f" at {','.join(map(str, box.as_list()))}" if box else ""
+    if replaced:
+        where += f" (moved from {'; '.join(','.join(map(str, b.as_list())) for b in replaced)})"
+    _emit(args, data, f"tagged {p.path} with <{c.name}>{where}")
     return 0
 
 
@@ -532,7 +564,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--concept", metavar="NAME")
     s.add_argument("--search", metavar="TEXT", help="full-text search over current captions")
     s.add_argument("--missing", action="store_true", help="include photos whose file is missing")
-    s.add_argument("--limit", type=int)
+    s.add_argument("--limit", type=_count(1), metavar="N",
+                   help=f"at most N photos (text default {TEXT_PAGE}; --json default all)")
+    s.add_argument("--offset", type=_count(0), default=0, metavar="N", help="skip the first N photos")
     s.set_defaults(func=cmd_photos_list)
 
     photo = sub.add_parser("photo", help="one photo: show, tag, untag").add_subparsers(dest="sub", metavar="SUBCOMMAND")
@@ -543,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = photo.add_parser("tag", parents=[common], help="say a known person/pet is in a photo")
     s.add_argument("photo", help="photo id or path")
     s.add_argument("name")
-    s.add_argument("--box", metavar="X,Y,W,H", help="region in pixels of the photo as displayed")
+    s.add_argument("--box", metavar="X,Y,W,H",
+                   help="where they are, in pixels of the photo as displayed (replaces their earlier box)")
     s.set_defaults(func=cmd_photo_tag)
     s = photo.add_parser("untag", parents=[common], help="remove a person/pet from a photo")
     s.add_argument("photo", help="photo id or path")

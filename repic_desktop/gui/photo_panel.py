@@ -177,7 +177,7 @@ class TagCommand(_PhotoCommand):
     def _tag(self) -> None:
         if self.regions:
             for r in self.regions:
-                self.lib.tag_photo(self.photo_id, self._name(), box=r.box, source=r.source)
+                self.lib.tag_photo(self.photo_id, self._name(), box=r.box, source=r.source, replace=False)
         else:
             self.lib.tag_photo(self.photo_id, self._name())
 
@@ -194,7 +194,7 @@ class TagCommand(_PhotoCommand):
             if self.add:
                 if not self.was_tagged:
                     self.lib.untag_photo(self.photo_id, self._name())
-                elif self.box is not None:  # only a region was added: put the earlier state back
+                elif self.box is not None:  # only the box was moved: put the earlier boxes back
                     self.lib.untag_photo(self.photo_id, self._name())
                     self._tag()
             elif self.was_tagged:

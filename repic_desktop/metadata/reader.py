@@ -299,7 +299,7 @@ def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report
         library.tag_photo(photo_id, c.name, source="import")
         report.tags_added += 1
     for i, b in enumerate(new_boxes):
-        library.tag_photo(photo_id, c.name, box=b, source="import")
+        library.tag_photo(photo_id, c.name, box=b, source="import", replace=False)  # all of its boxes
         report.regions_added += 1
         if i == 0 and not tagged:
             report.tags_added += 1

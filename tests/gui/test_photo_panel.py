@@ -249,3 +249,19 @@ def test_mark_box_cancelled_or_whole_photo(setup, qtbot):
     with qtbot.waitSignal(dlg.finished, timeout=5_000):
         dlg.whole.click()                                         # tag without a region
     assert [c.name for c in lib.photo_concepts(photo.id)] == ["Rex"] and lib.regions(photo.id) == []
+
+
+def test_marking_a_tagged_person_again_moves_their_box_and_undo_puts_it_back(setup, qtbot):
+    from repic_desktop.core.library import Box
+    win, lib, photo = setup
+    panel = win.panel
+    lib.tag_photo(photo.id, "Anna", box=Box(10, 10, 50, 60))
+    panel.refresh()
+    panel.add_concept(lib.concept("Anna").id, box=Box(200, 40, 80, 90))
+    assert [r.box for r in lib.regions(photo.id)] == [Box(200, 40, 80, 90)]    # moved, not a second box
+    assert panel.preview.regions == [("Anna", Box(200, 40, 80, 90))]
+    win.undo.undo()
+    assert [r.box for r in lib.regions(photo.id)] == [Box(10, 10, 50, 60)]
+    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Anna"]
+    win.undo.redo()
+    assert [r.box for r in lib.regions(photo.id)] == [Box(200, 40, 80, 90)]
