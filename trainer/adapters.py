@@ -41,7 +41,7 @@ def incomplete_runs(library) -> list[dict[str, Any]]:
         rc = rc if isinstance(rc, dict) else {}
         ended = rc.get("ended") if isinstance(rc.get("ended"), dict) else {}
         how = ended.get("state") if ended.get("state") in ("failed", "cancelled") else "incomplete"
-        reason = ended.get("reason") or ("no reason recorded: the trainer was stopped or crashed"
+        reason = ended.get("reason") or ("no reason recorded: it is still running, or the trainer was killed"
                                          if how == "incomplete" else "")
         cps = [p for p in (run / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] \
             if (run / "checkpoints").is_dir() else []
