@@ -64,6 +64,14 @@ def test_a_new_library_never_captions_with_another_librarys_adapter(tmp_path, is
     assert repic_train(["adapters", *lib_a, "list", "--json"]) == 0
     assert [r["active"] for r in json.loads(capsys.readouterr().out)] == [True]
 
+    # `repic model set --adapter` chooses for the library it is given, and `none` clears that one only
+    mine = _adapter_folder(tmp_path / "b-lora")
+    assert repic([*lib_b, "model", "set", "--adapter", str(mine), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["adapter"] == str(mine)
+    assert repic([*lib_a, "model", "set", "--adapter", "none"]) == 0
+    with Library(tmp_path / "a.sqlite") as a, Library(tmp_path / "b.sqlite") as b:
+        assert Settings.load().active_adapter(a) is None and Settings.load().active_adapter(b) == str(mine)
+
 
 def test_an_older_global_adapter_setting_stays_with_the_library_that_registered_it(tmp_path, isolated_env):
     from repic_desktop.captioning.models import ModelSpec
