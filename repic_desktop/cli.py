@@ -119,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "library": str(lib_path),
         "library_exists": exists,
         "settings_file": str(Settings.path()),
-        "model": {k: v for k, v in vars(settings.model).items() if k != "library_adapters"},
+        "model": dict(vars(settings.model)),
         "cache_dir": str(paths.cache_dir()),
     }
     from .retrieval.service import available_matchers, retrieval_settings

@@ -230,7 +230,7 @@ def cmd_model_set(args: argparse.Namespace) -> int:
     if "matcher" in matcher_changes:
         retrieval_section(settings)["default_matcher"] = matcher_changes["matcher"]
     settings.save()
-    model = {k: v for k, v in vars(m).items() if k != "library_adapters"}
+    model = dict(vars(m))
     model["adapter"] = adapter
     data = {"model": model, "library": str(lib_path), "retrieval": dict(settings.extra.get("retrieval") or {}),
             "settings_file": str(Settings.path())}

@@ -93,6 +93,8 @@ def test_an_older_global_adapter_setting_stays_with_the_library_that_registered_
         ad.activate(a, "other")
         s = Settings.load()
         assert s.model.adapter is None and s.active_adapter(a) == str(other)
+        # a top-level key: an older version, which keeps unknown top-level keys, does not lose it on save
+        assert list(json.loads(Settings.path().read_text())["library_adapters"].values()) == [str(other)]
         b.register_adapter("family", family, base_model="m")
         assert Settings.load().active_adapter(b) is None
         # removing the active adapter deactivates it in its own library only

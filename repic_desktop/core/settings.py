@@ -4,11 +4,12 @@ Settings are per user, not per library: the same GPU and model serve every album
 file are kept on save so a newer version's settings survive a downgrade round trip.
 
 The one exception is the active LoRA adapter: an adapter is trained on one library's people, so each
-library has its own (``model.library_adapters``, keyed by the library file's resolved path) and a library
-never captions with another's. It is kept here rather than in the library file so that choosing an
-adapter needs no schema change and a read-only library can still have one; the adapter registry already
-holds absolute folders, so a moved library re-registers its adapters either way. The global
-``model.adapter`` of older versions stays valid only for the library that registered that folder.
+library has its own (``library_adapters``, keyed by the library file's resolved path; a top-level key, so
+an older version keeps it on save) and a library never captions with another's. It is kept here rather
+than in the library file so that choosing an adapter needs no schema change and a read-only library can
+still have one; the adapter registry already holds absolute folders, so a moved library re-registers its
+adapters either way. The global ``model.adapter`` of older versions stays valid only for the library
+that registered that folder.
 """
 from __future__ import annotations
 
@@ -41,7 +42,6 @@ class ModelSettings:
     source: str = DEFAULT_MODEL_SOURCE  # hub id or local folder
     revision: str | None = None  # pinned hub revision (commit); None = the hub's main
     adapter: str | None = None  # legacy global adapter (older versions): see active_adapter()
-    library_adapters: dict = field(default_factory=dict)  # library_key(library) -> its active adapter folder
     quantization: str = "none"
     device: str = "auto"
     cache_dir: str | None = None  # None = huggingface_hub's default cache
@@ -75,10 +75,6 @@ class Settings:
         model_raw = raw.pop("model", {}) or {}
         known = {f.name for f in dataclasses.fields(ModelSettings)}
         model = ModelSettings(**{k: v for k, v in model_raw.items() if k in known})
-        if not isinstance(model.library_adapters, dict):
-            model.library_adapters = {}
-        model.library_adapters = {k: v for k, v in model.library_adapters.items()
-                                  if isinstance(k, str) and isinstance(v, str) and v}
         if model.quantization not in QUANTIZATIONS:
             raise SettingsError(f"settings file {p}: quantization must be one of {', '.join(QUANTIZATIONS)}")
         return cls(model=model, extra=raw)
@@ -86,7 +82,7 @@ class Settings:
     def active_adapter(self, library) -> str | None:
         """The adapter folder ``library`` captions with, or None: its own choice, else the legacy global
         adapter only when it is one of the adapters registered in this library."""
-        own = self.model.library_adapters.get(library_key(_library_path(library)))
+        own = self._library_adapters().get(library_key(_library_path(library)))
         if own:
             return own
         legacy = self.model.adapter
@@ -100,10 +96,19 @@ class Settings:
         if self.model.adapter and _registered_here(library, self.model.adapter):
             self.model.adapter = None
         key = library_key(_library_path(library))
+        chosen = self._library_adapters()
         if folder:
-            self.model.library_adapters[key] = str(folder)
+            chosen[key] = str(folder)
         else:
-            self.model.library_adapters.pop(key, None)
+            chosen.pop(key, None)
+        self.extra["library_adapters"] = chosen
+
+    def _library_adapters(self) -> dict[str, str]:
+        """library_key -> adapter folder (a damaged entry is ignored, not an error)."""
+        raw = self.extra.get("library_adapters")
+        if not isinstance(raw, dict):
+            return {}
+        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str) and v}
 
     def save(self) -> Path:
         p = self.path()
@@ -125,7 +130,7 @@ class Settings:
 
 
 def library_key(path: str | os.PathLike) -> str:
-    """The key of a library in ``model.library_adapters``: its file's resolved, case-normalised path."""
+    """The key of a library in ``library_adapters``: its file's resolved, case-normalised path."""
     return os.path.normcase(str(Path(path).expanduser().resolve()))
 
 
