@@ -119,7 +119,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "library": str(lib_path),
         "library_exists": exists,
         "settings_file": str(Settings.path()),
-        "model": vars(settings.model),
+        "model": dict(vars(settings.model)),
         "cache_dir": str(paths.cache_dir()),
     }
     from .retrieval.service import available_matchers, retrieval_settings
@@ -129,6 +129,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                            "matchers": available_matchers(settings)}
     data["counts"] = None
     data["adapters"] = []
+    data["active_adapter"] = data["model"]["adapter"] = settings.active_adapter(lib_path)  # this library's own
     damage: list[str] = []
     if exists:
         try:
@@ -139,9 +140,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                     data["counts"] = lib.counts()
                     n, photos = lib.pending_suggestion_count()
                     data["suggestions"].update(pending=n, pending_photos=photos)
+                    active = settings.active_adapter(lib)  # this library's own, never another's
+                    data["active_adapter"] = data["model"]["adapter"] = active
                     data["adapters"] = [{"name": a.name, "path": a.path,
                                          "flagged": bool(a.manifest.get("flagged")),
-                                         "active": bool(settings.model.adapter) and a.path == settings.model.adapter}
+                                         "active": bool(active) and a.path == active}
                                         for a in lib.adapters()]
         except LibraryError as exc:
             if not _is_damage(exc.__cause__):
@@ -169,7 +172,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             lines.append(f"concepts:  {c['concepts']} ({c['people']} people, {c['pets']} pets)")
         m = settings.model
         lines.append(f"model:     {m.source}" + (f" @ {m.revision}" if m.revision else "")
-                     + (f" + adapter {m.adapter}" if m.adapter else ""))
+                     + (f" + adapter {data['active_adapter']}" if data.get("active_adapter") else ""))
         lines.append(f"           quantization {m.quantization}, device {m.device}, cache "
                      f"{m.cache_dir or 'Hugging Face default'}")
         lines.append(f"compute:   {data['device']['summary']}")

@@ -177,7 +177,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                                device=args.device, max_pixels=args.max_pixels).items()
                          if v is not None}
             try:
-                spec = ModelSpec.from_user_settings(settings, **overrides)
+                spec = ModelSpec.from_user_settings(settings, lib, **overrides)
             except ValueError as exc:
                 raise _user_error(str(exc)) from None
             try:  # an explicit --request wins over the user's default preset

@@ -192,20 +192,36 @@ def cmd_model_set(args: argparse.Namespace) -> int:
         if changes["source"].strip().lower() in _CLEAR:
             raise _user_error("--source cannot be empty: give a Hugging Face id or a model folder")
         m.source = _local_or_value(changes["source"])
+    from .core import paths
+    from .core.library import Library
+
+    lib_path = paths.resolve_library_path(getattr(args, "library", None))
     for key in ("revision", "adapter", "cache_dir"):
         if key in changes:
             value = changes[key]
             value = None if value.strip().lower() in _CLEAR else value
             if value is not None and key != "revision":
                 value = _local_or_value(value)
+            if key == "adapter":  # an adapter belongs to one library (core/settings.py)
+                if lib_path.exists():
+                    with Library(lib_path, create=False) as lib:
+                        settings.set_active_adapter(lib, value)
+                else:
+                    settings.set_active_adapter(lib_path, value)
+                continue
             setattr(m, key, value)
     if "quantization" in changes:
         m.quantization = changes["quantization"]
     if "device" in changes:
         m.device = changes["device"]
+    if lib_path.exists():  # this library's adapter, an older global one included when registered here
+        with Library(lib_path, create=False) as lib:
+            adapter = settings.active_adapter(lib)
+    else:
+        adapter = settings.active_adapter(lib_path)
     if changes:  # validate the combination the same way the loader will
         try:
-            ModelSpec.from_settings(m)
+            ModelSpec.from_settings(m, adapter=adapter)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
     for use in ("clip", "dinov2", "detector"):
@@ -214,10 +230,12 @@ def cmd_model_set(args: argparse.Namespace) -> int:
     if "matcher" in matcher_changes:
         retrieval_section(settings)["default_matcher"] = matcher_changes["matcher"]
     settings.save()
-    data = {"model": vars(m), "retrieval": dict(settings.extra.get("retrieval") or {}),
+    model = dict(vars(m))
+    model["adapter"] = adapter
+    data = {"model": model, "library": str(lib_path), "retrieval": dict(settings.extra.get("retrieval") or {}),
             "settings_file": str(Settings.path())}
     lines = [f"model:        {m.source}" + (f" @ {m.revision}" if m.revision else ""),
-             f"adapter:      {m.adapter or '-'}",
+             f"adapter:      {adapter or '-'}" + (f"  (library {lib_path})" if adapter else ""),
              f"quantization: {m.quantization}",
              f"device:       {m.device}",
              f"cache:        {m.cache_dir or 'Hugging Face default'}"]

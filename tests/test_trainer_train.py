@@ -229,10 +229,12 @@ def test_adapter_commands(trained, isolated_env, tmp_path, demo_model_dir):
     path = trained["result"]["path"]
     assert trained["result"]["flagged"]  # the demo run cannot improve; that is what the refusal guards
     assert main(["adapters", *lib_arg, "activate", "fam"]) == 1
-    assert Settings.load().model.adapter is None
+    with Library(lib_copy) as lib:
+        assert Settings.load().active_adapter(lib) is None
     assert main(["adapters", *lib_arg, "activate", "fam", "--force"]) == 0
     s = Settings.load()
-    assert s.model.adapter == path and s.model.source == str(demo_model_dir)
+    with Library(lib_copy) as lib:
+        assert s.active_adapter(lib) == path and s.model.source == str(demo_model_dir)
 
     assert main(["adapters", *lib_arg, "export", "fam", str(tmp_path / "exp")]) == 0
     assert (tmp_path / "exp" / "adapter_model.safetensors").exists() and (tmp_path / "exp" / "manifest.json").exists()
@@ -258,10 +260,15 @@ def test_adapter_commands(trained, isolated_env, tmp_path, demo_model_dir):
         engine = CaptionEngine.from_loaded(load_model(spec), max_new_tokens=12, batch_size=1)
         outs.append(engine.caption([CaptionRequest(0, prompt)])[0].caption)
     assert outs[0] and outs[0] == outs[1]  # the fp32 merge keeps the adapter's greedy output
+    from repic_desktop.captioning.models import ModelLoadError
+
+    for lora in (path, str(tmp_path / "exp")):  # the adapter, or an exported copy, on its own merge: refused
+        with pytest.raises(ModelLoadError, match="already merged into"):
+            load_model(ModelSpec(source=str(merged), adapter=lora, device="cpu", max_pixels=56 * 56))
 
     assert main(["adapters", *lib_arg, "remove", "fam"]) == 0
-    assert Settings.load().model.adapter is None  # removing the active adapter deactivates it
     with Library(lib_copy) as lib:
+        assert Settings.load().active_adapter(lib) is None  # removing the active adapter deactivates it
         assert lib.adapters() == []
     assert Path(path).exists()  # files kept unless --delete-files
 

@@ -232,6 +232,11 @@ def cmd_adapters(argv: list[str]) -> int:
                     m = r["metrics"]
                     f1 = lambda k: (m.get(k) or {}).get("f1")  # noqa: E731
                     score = "" if f1("after") is None else f"  F1 {f1('before'):.2f} -> {f1('after'):.2f}"
+                    if r["status"] != "ready":
+                        ckpt = f"; {r['checkpoints']} checkpoint(s), --resume continues" if r["checkpoints"] else ""
+                        print(f"{r['name']} [{r['status']}]  {r['reason']}{ckpt}  (remove with `repic-train "
+                              f"adapters remove {r['name']} --delete-files`)")
+                        continue
                     marks = (" [active]" if r["active"] else "") + (" [flagged]" if r["flagged"] else "") + \
                         ("" if r["exists"] else " [folder missing]")
                     print(f"{r['name']}{marks}  base {r['base_model']}  concepts {', '.join(r['concepts'])}{score}")
@@ -241,8 +246,11 @@ def cmd_adapters(argv: list[str]) -> int:
                 print(f"activated {out['name']}: captions now use {out['source']} + {out['adapter']}")
             elif args.cmd == "remove":
                 out = ad.remove(library, args.name, delete_files=args.delete_files)
-                print(f"removed {out['name']}" + (" (deactivated)" if out["deactivated"] else "")
-                      + (" and deleted its files" if out["deleted"] else f"; its files stay in {out['path']}"))
+                if out.get("run"):
+                    print(f"deleted the files of the unfinished run {out['name']} in {out['path']}")
+                else:
+                    print(f"removed {out['name']}" + (" (deactivated)" if out["deactivated"] else "")
+                          + (" and deleted its files" if out["deleted"] else f"; its files stay in {out['path']}"))
             elif args.cmd == "export":
                 out = ad.export(library, args.name, args.dest)
                 print(f"exported {out['name']} to {out['path']}")

@@ -1,6 +1,7 @@
 """Trained adapters: list, activate, remove, export, merge (the `repic-train adapters` commands).
 
-Activation points the user's settings at the adapter folder and its base model; a *flagged* adapter
+Activation makes the adapter folder the active adapter *of this library only* (settings keyed by the
+library, see core/settings.py) and the base model the model; a *flagged* adapter
 (it did not beat the base model on the held-out photos) is refused unless forced, so an adapter that
 makes captions worse is never switched on silently. Merging runs in fp32 and saves fp32 safetensors:
 RePIC's bf16 merge cost 6-8 % recall (repic-method.md §5.1), because a bf16 weight cannot hold the small
@@ -13,23 +14,69 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from repic_desktop.core.settings import Settings
+from repic_desktop.core.settings import Settings, same_folder
 
 
 class AdapterError(RuntimeError):
     """The message is for the user."""
 
 
+def incomplete_runs(library) -> list[dict[str, Any]]:
+    """Run folders under the library's adapters folder that never became a registered adapter: the
+    run failed, was cancelled, or was killed. Runs with their own --out elsewhere are not searched."""
+    root = Path(library.data_dir) / "adapters"
+    try:
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
+    except OSError:
+        return []
+    registered = {_resolved(a.path) for a in library.adapters()}
+    runs = []
+    for run in folders:
+        if not (run / "run_config.json").is_file() or _resolved(run / "adapter") in registered:
+            continue
+        try:
+            rc = json.loads((run / "run_config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            rc = None
+        rc = rc if isinstance(rc, dict) else {}
+        ended = rc.get("ended") if isinstance(rc.get("ended"), dict) else {}
+        how = ended.get("state") if ended.get("state") in ("failed", "cancelled") else "incomplete"
+        reason = ended.get("reason") or ("no reason recorded: it is still running, or the trainer was killed"
+                                         if how == "incomplete" else "")
+        cps = [p for p in (run / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()] \
+            if (run / "checkpoints").is_dir() else []
+        config = rc.get("config") if isinstance(rc.get("config"), dict) else {}
+        runs.append({"name": run.name, "run": str(run), "status": how, "reason": str(reason),
+                     "base_model": config.get("base"), "concepts": rc.get("concepts") or [],
+                     "created": rc.get("created"), "checkpoints": len(cps)})
+    return runs
+
+
+def _resolved(p) -> str:
+    try:
+        return str(Path(p).resolve())
+    except (OSError, RuntimeError):
+        return str(p)
+
+
 def adapter_rows(library) -> list[dict[str, Any]]:
+    """Registered adapters (status "ready"), then failed or unfinished runs (status "failed",
+    "cancelled" or "incomplete", with the reason), which `adapters remove NAME --delete-files` deletes."""
     rows = []
     settings = Settings.load()
+    active = settings.active_adapter(library)
     for a in library.adapters():
         m = a.manifest or {}
         rows.append({"name": a.name, "path": a.path, "base_model": a.base_model, "base_revision": a.base_revision,
                      "concepts": m.get("concepts", []), "flagged": bool(m.get("flagged", False)),
                      "improved": bool(m.get("improved", False)), "metrics": (m.get("metrics") or {}),
-                     "created": m.get("created"), "active": settings.model.adapter == a.path,
-                     "exists": Path(a.path).is_dir()})
+                     "created": m.get("created"), "active": same_folder(active, a.path),
+                     "exists": Path(a.path).is_dir(), "status": "ready", "reason": None})
+    for r in incomplete_runs(library):
+        rows.append({"name": r["name"], "path": str(Path(r["run"]) / "adapter"), "base_model": r["base_model"],
+                     "base_revision": None, "concepts": r["concepts"], "flagged": False, "improved": False,
+                     "metrics": {}, "created": r["created"], "active": False, "exists": Path(r["run"]).is_dir(),
+                     "status": r["status"], "reason": r["reason"], "run": r["run"], "checkpoints": r["checkpoints"]})
     return rows
 
 
@@ -41,17 +88,17 @@ def activate(library, name: str, *, force: bool = False) -> dict[str, Any]:
         raise AdapterError(f"the adapter {a.name!r} is flagged: it did not beat the base model on your held-out "
                            "photos, so it may make captions worse. Activate it anyway with --force")
     settings = Settings.load()
-    settings.model.adapter = a.path
+    settings.set_active_adapter(library, a.path)
     settings.model.source = a.base_model
     settings.model.revision = a.base_revision
     settings.save()
     return {"name": a.name, "adapter": a.path, "source": a.base_model, "revision": a.base_revision}
 
 
-def deactivate_if_active(path: str) -> bool:
+def deactivate_if_active(library, path: str) -> bool:
     settings = Settings.load()
-    if settings.model.adapter == path:
-        settings.model.adapter = None
+    if same_folder(settings.active_adapter(library), path):
+        settings.set_active_adapter(library, None)
         settings.save()
         return True
     return False
@@ -92,8 +139,17 @@ def delete_run_files(adapter_dir: Path) -> None:
 
 
 def remove(library, name: str, *, delete_files: bool = False) -> dict[str, Any]:
+    if not any(a.name == name for a in library.adapters()):
+        run = next((r for r in incomplete_runs(library) if r["name"] == name), None)
+        if run is not None:
+            if not delete_files:
+                raise AdapterError(f"{name!r} is a {run['status']} training run, not a registered adapter: "
+                                   f"`repic-train adapters remove {name} --delete-files` deletes what it wrote")
+            delete_run_files(Path(run["run"]) / "adapter")
+            return {"name": name, "path": run["run"], "deactivated": False, "deleted": True, "run": True}
+    # deactivated first: a legacy global setting is recognised as this library's only while registered
+    deactivated = deactivate_if_active(library, library.adapter(name).path)
     a = library.remove_adapter(name)
-    deactivated = deactivate_if_active(a.path)
     deleted = False
     if delete_files and Path(a.path).is_dir():
         delete_run_files(Path(a.path))
@@ -130,6 +186,7 @@ def merge(library, name: str, dest: str, *, cache_dir: str | None = None) -> dic
     from transformers import AutoModelForImageTextToText
 
     from repic_desktop.captioning.model_manager import resolve_local
+    from repic_desktop.captioning.models import MERGE_MARKER, file_sha256
 
     a = library.adapter(name)
     if not (Path(a.path) / "adapter_model.safetensors").is_file():
@@ -151,7 +208,11 @@ def merge(library, name: str, dest: str, *, cache_dir: str | None = None) -> dic
     for fname in _PROCESSOR_FILES:
         if (base_path / fname).exists() and not (out / fname).exists():
             shutil.copy2(base_path / fname, out / fname)
+    # The marker lets the loader refuse this adapter on this model (its delta would count twice); the
+    # hash names the adapter wherever a copy of it lies.
     info = {"merged_from": {"base_model": a.base_model, "base_revision": a.base_revision, "adapter": a.name,
-                            "adapter_path": a.path}, "dtype": "float32"}
-    (out / "repic_merge.json").write_text(json.dumps(info, indent=2), encoding="utf-8")
+                            "adapter_path": a.path,
+                            "adapter_sha256": file_sha256(Path(a.path) / "adapter_model.safetensors")},
+            "dtype": "float32"}
+    (out / MERGE_MARKER).write_text(json.dumps(info, indent=2), encoding="utf-8")
     return {"name": a.name, "path": str(out), "dtype": "float32"}

@@ -435,10 +435,31 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
     try:
         return _train(cfg, library, events, cancel_flag, dataset, reward_functions, state)
     except Cancelled:
+        _record_end(state, "cancelled", f"cancelled at step {state['step']}")
         return {"cancelled": True, "step": state["step"], "checkpoint": state["checkpoint"], "out": state["out"]}
+    except BaseException as exc:
+        _record_end(state, "failed", str(exc) or type(exc).__name__)
+        raise
     finally:
         if owned:
             cancel_flag.restore()
+
+
+def _record_end(state: dict[str, Any], how: str, reason: str) -> None:
+    """Note in the run's run_config.json why it ended without an adapter, for `adapters list` (only in
+    a run folder this process started or resumed: never in someone else's)."""
+    if not state.get("run_folder") or not is_main_process():
+        return
+    path = Path(state["run_folder"]) / RUN_CONFIG
+    try:
+        rc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(rc, dict):
+            return
+        rc["ended"] = {"state": how, "reason": reason[:500], "step": state.get("step", 0),
+                       "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path.write_text(json.dumps(rc, indent=2, ensure_ascii=False), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        log.warning("could not record the end of the run in %s: %s", path, exc)
 
 
 def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, dataset: BuiltDataset | None,
@@ -500,6 +521,7 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
                              f"this run's folder ({out}): resume with its own --out, or choose another --name")
         state["checkpoint"] = str(resume_from)
         state["step"] = int(resume_from.name.split("-")[-1])
+        state["run_folder"] = str(out)
     else:
         _check_out_folder(out)
         if adapter_dir.exists():
@@ -513,6 +535,7 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
                   "library": str(getattr(library, "path", "")),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             (out / RUN_CONFIG).write_text(json.dumps(rc, indent=2, ensure_ascii=False), encoding="utf-8")
+            state["run_folder"] = str(out)
     cancel_flag.check()
 
     import torch

@@ -157,11 +157,13 @@ class ModelSpec:
         return cls(**kwargs)
 
     @classmethod
-    def from_user_settings(cls, settings: Any, **overrides: Any) -> "ModelSpec":
-        """The spec a user's Settings describe: the model fields plus attention and pixel limit, which
-        live among the captioning preferences. ``overrides`` win."""
+    def from_user_settings(cls, settings: Any, library: Any = None, **overrides: Any) -> "ModelSpec":
+        """The spec a user's Settings describe for ``library``: the model fields plus attention and pixel
+        limit, which live among the captioning preferences, and that library's own active adapter (none
+        without a library: an adapter is trained on one library's people). ``overrides`` win."""
         kwargs: dict[str, Any] = {"attention": settings.caption_default("attention"),
-                                  "max_pixels": int(settings.caption_default("max_pixels"))}
+                                  "max_pixels": int(settings.caption_default("max_pixels")),
+                                  "adapter": settings.active_adapter(library) if library is not None else None}
         kwargs.update(overrides)
         return cls.from_settings(settings.model, **kwargs)
 
@@ -590,6 +592,7 @@ def load_model(
         if not (adapter_path / "adapter_model.safetensors").exists():
             raise ModelLoadError(f"The adapter {spec.adapter} has no adapter_model.safetensors, and RePIC Desktop "
                                  f"only loads safetensors (never pickled .bin files).")
+        _check_not_merged_into(model_path, adapter_path, spec)
 
     _check_cancel(cancel, "loading the processor")
     _report(progress, "processor", 0.05)
@@ -684,6 +687,46 @@ def unload(loaded: LoadedModel | None) -> None:
         import torch
 
         torch.cuda.empty_cache()
+
+
+MERGE_MARKER = "repic_merge.json"  # written by `repic-train adapters merge` into the merged model's folder
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_not_merged_into(model_path: Path, adapter_path: Path, spec: ModelSpec) -> None:
+    """Refuse a LoRA on a model it is already merged into: the weights would carry its delta twice.
+    The merge marker names the adapter by the hash of its weights (an exported copy is the same
+    adapter) and by its folder (markers of older merges have no hash)."""
+    try:
+        info = json.loads((model_path / MERGE_MARKER).read_text(encoding="utf-8"))
+        merged = info["merged_from"]
+        if not isinstance(merged, dict):
+            return
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    same = False
+    folder = merged.get("adapter_path")
+    if isinstance(folder, str) and folder:
+        try:
+            same = Path(folder).resolve() == adapter_path.resolve()
+        except (OSError, RuntimeError):
+            same = False
+    digest = merged.get("adapter_sha256")
+    if not same and isinstance(digest, str) and digest:
+        same = file_sha256(adapter_path / "adapter_model.safetensors") == digest
+    if same:
+        raise ModelLoadError(f"The adapter {spec.adapter} is already merged into {spec.source} (`repic-train "
+                             f"adapters merge`): applying it again would count it twice. Use the merged model "
+                             f"without an adapter, or the adapter on its base {merged.get('base_model') or 'model'}.")
 
 
 def resolve_adapter_source(value: str | None, library: Any = None) -> str | None:

@@ -2,6 +2,14 @@
 
 Settings are per user, not per library: the same GPU and model serve every album. Unknown keys in the
 file are kept on save so a newer version's settings survive a downgrade round trip.
+
+The one exception is the active LoRA adapter: an adapter is trained on one library's people, so each
+library has its own (``library_adapters``, keyed by the library file's resolved path; a top-level key, so
+an older version keeps it on save) and a library never captions with another's. It is kept here rather
+than in the library file so that choosing an adapter needs no schema change and a read-only library can
+still have one; the adapter registry already holds absolute folders, so a moved library re-registers its
+adapters either way. The global ``model.adapter`` of older versions stays valid only for the library
+that registered that folder.
 """
 from __future__ import annotations
 
@@ -33,7 +41,7 @@ CAPTION_DEFAULTS: dict = {
 class ModelSettings:
     source: str = DEFAULT_MODEL_SOURCE  # hub id or local folder
     revision: str | None = None  # pinned hub revision (commit); None = the hub's main
-    adapter: str | None = None  # LoRA adapter folder, applied unmerged
+    adapter: str | None = None  # legacy global adapter (older versions): see active_adapter()
     quantization: str = "none"
     device: str = "auto"
     cache_dir: str | None = None  # None = huggingface_hub's default cache
@@ -71,6 +79,37 @@ class Settings:
             raise SettingsError(f"settings file {p}: quantization must be one of {', '.join(QUANTIZATIONS)}")
         return cls(model=model, extra=raw)
 
+    def active_adapter(self, library) -> str | None:
+        """The adapter folder ``library`` captions with, or None: its own choice, else the legacy global
+        adapter only when it is one of the adapters registered in this library."""
+        own = self._library_adapters().get(library_key(_library_path(library)))
+        if own:
+            return own
+        legacy = self.model.adapter
+        if legacy and _registered_here(library, legacy):
+            return legacy
+        return None
+
+    def set_active_adapter(self, library, folder: str | None) -> None:
+        """Make ``folder`` (None: no adapter) the adapter of ``library`` only. A legacy global adapter
+        that belongs to this library moves here, so no other library can pick it up afterwards."""
+        if self.model.adapter and _registered_here(library, self.model.adapter):
+            self.model.adapter = None
+        key = library_key(_library_path(library))
+        chosen = self._library_adapters()
+        if folder:
+            chosen[key] = str(folder)
+        else:
+            chosen.pop(key, None)
+        self.extra["library_adapters"] = chosen
+
+    def _library_adapters(self) -> dict[str, str]:
+        """library_key -> adapter folder (a damaged entry is ignored, not an error)."""
+        raw = self.extra.get("library_adapters")
+        if not isinstance(raw, dict):
+            return {}
+        return {k: v for k, v in raw.items() if isinstance(k, str) and isinstance(v, str) and v}
+
     def save(self) -> Path:
         p = self.path()
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -88,6 +127,32 @@ class Settings:
             Path(tmp).unlink(missing_ok=True)
             raise
         return p
+
+
+def library_key(path: str | os.PathLike) -> str:
+    """The key of a library in ``library_adapters``: its file's resolved, case-normalised path."""
+    return os.path.normcase(str(Path(path).expanduser().resolve()))
+
+
+def same_folder(a: str | None, b: str | None) -> bool:
+    if not a or not b:
+        return False
+    try:
+        return os.path.normcase(str(Path(a).expanduser().resolve())) == os.path.normcase(
+            str(Path(b).expanduser().resolve()))
+    except (OSError, RuntimeError, ValueError):
+        return a == b
+
+
+def _library_path(library) -> str | os.PathLike:
+    """``library`` is a Library, or the path of one that does not exist yet (no adapters registered)."""
+    return library if isinstance(library, (str, os.PathLike)) else library.path
+
+
+def _registered_here(library, folder: str) -> bool:
+    if isinstance(library, (str, os.PathLike)):
+        return False
+    return any(same_folder(a.path, folder) for a in library.adapters())
 
 
 class SettingsError(Exception):

@@ -203,7 +203,7 @@ class CaptioningController(QObject):
             return
         settings, _ = load_settings()
         try:
-            spec = model_spec_from_settings(settings)
+            spec = model_spec_from_settings(settings, self._lib())
         except ValueError as exc:
             self._message(parent_widget, "Model settings need attention", f"The model settings are not valid: {exc}",
                           settings_button=True)
@@ -223,7 +223,7 @@ class CaptioningController(QObject):
             s, _ = load_settings()
             dlg.set_suggestions_note(self._suggestions_note(s))
             try:
-                dlg.model_label.setText(f"Model: {spec_label(model_spec_from_settings(s))}")
+                dlg.model_label.setText(f"Model: {spec_label(model_spec_from_settings(s, self._lib()))}")
             except ValueError:
                 pass
 
@@ -328,7 +328,7 @@ class CaptioningController(QObject):
         """Load the model from the settings now (jobs load it themselves when needed)."""
         settings, _ = load_settings()
         try:
-            spec = model_spec_from_settings(settings)
+            spec = model_spec_from_settings(settings, self._lib())
         except ValueError as exc:
             self._message(self._parent_widget, "Model settings need attention", str(exc), settings_button=True)
             return
@@ -485,7 +485,7 @@ class CaptioningController(QObject):
                    title: str | None = None) -> None:
         settings, _ = load_settings()
         try:
-            spec = model_spec_from_settings(settings)
+            spec = model_spec_from_settings(settings, self._lib())
             presets = extra(settings, "request_presets")
             request = resolve_request(None, choice.preset, presets if isinstance(presets, dict) else None)
             # JobParamsError (a ValueError) names the setting: a bad value never becomes a job.

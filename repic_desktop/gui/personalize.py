@@ -10,8 +10,8 @@ Why it is shaped like this:
   `kill_timeout_ms`, or at once when the user presses "Stop Now".
 - Closing the window mid-run asks, then stops the child the same way and closes when it has ended, so
   the window never freezes waiting for it.
-- "Use this adapter" writes the same two settings `repic-train adapters activate NAME` writes
-  (model.adapter = the adapter folder, model.source = its base); an adapter the trainer flagged as not
+- "Use this adapter" writes the same settings `repic-train adapters activate NAME` writes (the adapter
+  folder as this library's adapter, model.source = its base); an adapter the trainer flagged as not
   better than the base model needs an explicit "Use anyway".
 - The dataset summary comes from `python -m trainer dataset --json`, so the page shows the trainer's
   own numbers (held-out split, warnings) instead of a second, possibly different, count.
@@ -120,7 +120,7 @@ def _section(title: str) -> QLabel:
 class PersonalizePage(QWidget):
     """Setup on the left (who, model, options); the run on the right (status, curves, result, adapters)."""
 
-    adapter_activated = Signal(str)    # the adapter folder now in the settings
+    adapter_activated = Signal(str)    # the adapter folder now this library's adapter
     running_changed = Signal(bool)
 
     def __init__(self, library: Library, parent: QWidget | None = None, *,
@@ -891,7 +891,7 @@ class PersonalizePage(QWidget):
         return self.activate(str(ev.get("adapter") or ""), str(ev["path"]), self._run_base)
 
     def activate(self, name: str, path: str, base: str) -> bool:
-        """Caption with this adapter from now on: model.adapter = its folder, model.source = its base."""
+        """Caption this library with this adapter from now on (its base becomes the model)."""
         if not (Path(path) / "adapter_model.safetensors").is_file():
             self._show_error("Cannot use this adapter", f"There is no adapter_model.safetensors in {path}.")
             return False
@@ -906,7 +906,7 @@ class PersonalizePage(QWidget):
             base, revision = a.base_model or base, a.base_revision
         else:
             revision = settings.model.revision if settings.model.source == base else None
-        settings.model.adapter = path
+        settings.set_active_adapter(self.lib, path)
         settings.model.source = base
         settings.model.revision = revision
         try:
@@ -923,9 +923,9 @@ class PersonalizePage(QWidget):
 
     def use_no_adapter(self) -> None:
         settings = self._load_settings()
-        if settings is None or not settings.model.adapter:
+        if settings is None or not settings.active_adapter(self.lib):
             return
-        settings.model.adapter = None
+        settings.set_active_adapter(self.lib, None)
         try:
             settings.save()
         except OSError as exc:
@@ -938,7 +938,10 @@ class PersonalizePage(QWidget):
     # ------------------------------------------------------------------ adapter list
     def reload_adapters(self) -> None:
         settings = self._load_settings(quiet=True)
-        active = settings.model.adapter if settings else None
+        try:
+            active = settings.active_adapter(self.lib) if settings else None
+        except LibraryError:
+            active = None
         try:
             adapters = self.lib.adapters()
         except LibraryError as exc:

@@ -406,14 +406,18 @@ class ModelPanel(QFrame):
             else:
                 self.download.setText(d["message"])
 
-    @staticmethod
-    def _settings_label() -> str:
+    def _settings_label(self) -> str:
         from .model_worker import spec_label
         from .settings_dialog import load_settings, model_spec_from_settings
 
         s, _ = load_settings()
+        get_lib = getattr(self.controller, "_lib", None)  # the adapter is the library's own
         try:
-            return spec_label(model_spec_from_settings(s))
+            lib = get_lib() if get_lib is not None else None
+        except Exception:  # noqa: BLE001 - only the label's adapter part is lost
+            lib = None
+        try:
+            return spec_label(model_spec_from_settings(s, lib))
         except ValueError as exc:
             return f"Settings need attention: {exc}"
 

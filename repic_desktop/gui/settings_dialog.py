@@ -59,8 +59,8 @@ def extra(settings: Settings, key: str) -> Any:
     return settings.caption_default(key)
 
 
-def model_spec_from_settings(settings: Settings, **overrides: Any) -> ModelSpec:
-    return ModelSpec.from_user_settings(settings, **overrides)
+def model_spec_from_settings(settings: Settings, library: Any = None, **overrides: Any) -> ModelSpec:
+    return ModelSpec.from_user_settings(settings, library, **overrides)
 
 
 def is_demo_source(source: str | None) -> bool:
@@ -284,12 +284,22 @@ class SettingsDialog(QDialog):
 
         box2 = QGroupBox("Adapter", page)
         f2 = QFormLayout(box2)
-        self.adapter = QLineEdit(s.model.adapter or "", box2)
+        lib = self._library()
+        self.adapter = QLineEdit((s.active_adapter(lib) if lib is not None else s.model.adapter) or "", box2)
         self.adapter.setPlaceholderText("none — optional LoRA adapter folder, applied unmerged")
+        self.adapter.setToolTip("The adapter of this library only: another library never captions with it.")
         f2.addRow("LoRA adapter:", _folder_row(self.adapter, "LoRA adapter folder", box2))
         lay.addWidget(box2)
         lay.addStretch(1)
         return page
+
+    def _library(self):
+        """The controller's library (None for a controller without one)."""
+        get = getattr(self.controller, "_lib", None)
+        try:
+            return get() if get is not None else None
+        except Exception:  # noqa: BLE001 - a library that cannot open only loses the adapter row's scope
+            return None
 
     def _performance_tab(self, s: Settings) -> QWidget:
         page = QWidget(self)
@@ -625,7 +635,11 @@ class SettingsDialog(QDialog):
             source = str(demo_model_dir())
         s.model.source = source
         s.model.revision = (self.revision.text().strip() or None) if choice == "hub" else None
-        s.model.adapter = self.adapter.text().strip() or None
+        lib = self._library()
+        if lib is not None:  # an adapter belongs to the library it was chosen in
+            s.set_active_adapter(lib, self.adapter.text().strip() or None)
+        else:
+            s.model.adapter = self.adapter.text().strip() or None
         s.model.quantization = self.quantization.currentData()
         s.model.device = self.device.currentText().strip() or "auto"
         s.model.cache_dir = self.cache_dir.text().strip() or None

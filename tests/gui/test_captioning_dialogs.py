@@ -4,6 +4,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtWidgets import QWidget
 
+from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
 
 from .test_captioning_flows import WAIT, make_controller, window  # noqa: F401 - fixtures
@@ -44,7 +45,10 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     with qtbot.waitSignal(dlg.saved, timeout=WAIT):
         dlg.accept()
     s = Settings.load()
-    assert (s.model.source, s.model.revision, s.model.adapter, s.model.quantization, s.model.device,
+    with Library(env / "lib.sqlite") as lib:
+        own_adapter = s.active_adapter(lib)  # the adapter field belongs to the library the dialog was opened in
+    assert s.model.adapter is None
+    assert (s.model.source, s.model.revision, own_adapter, s.model.quantization, s.model.device,
             s.model.cache_dir) == ("Yeongtak/RePIC_Qwen2.5VL_7B", "abc123", str(adapter), "4bit", "cpu",
                                    str(env / "hf-cache"))
     assert s.extra["attention"] == "sdpa" and s.extra["batch_size"] == 8 and s.extra["max_pixels"] == 512 * 784
@@ -59,6 +63,7 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     # reopened, it shows what was saved; switching to a local folder and the demo model round-trips too
     dlg2 = ctrl.open_settings(window)
     assert dlg2.revision.text() == "abc123" and dlg2.quantization.currentData() == "4bit"
+    assert dlg2.adapter.text() == str(adapter)
     assert dlg2.device.currentText() == "cpu" and dlg2.batch_size.value() == 8 and dlg2.max_tokens.value() == 512
     assert dlg2.request_preset.currentData() == "short" and dlg2.system_preset.currentData() == "repic-no-duplication"
     dlg2.source_local.setChecked(True)

@@ -193,14 +193,15 @@ def test_a_successful_run(tagged_library, settings_dir, fake_trainer, qtbot):
     page.use_btn.click()
     s = Settings.load()
     path = str(settings_dir.parent / "adapters" / "family")
-    assert (s.model.adapter, s.model.source) == (path, BASE)
+    assert (s.active_adapter(tagged_library), s.model.source) == (path, BASE)   # this library's adapter
+    assert s.model.adapter is None                                     # not a global one
     assert activated == [path] and not page.use_btn.isEnabled()
     item = page.adapter_list.topLevelItem(0)
     assert item.text(0) == "family" and item.text(2) == "25% → 75%" and item.text(3) == "33% → 50%"
     assert item.text(5) == "✓ in use"
 
     page.no_adapter_btn.click()
-    assert Settings.load().model.adapter is None
+    assert Settings.load().active_adapter(tagged_library) is None
     assert page.adapter_list.topLevelItem(0).text(5) == ""
 
 
@@ -217,10 +218,10 @@ def test_a_flagged_adapter_needs_use_anyway(tagged_library, settings_dir, fake_t
     monkeypatch.setattr(personalize, "ask", lambda *a, **k: answers.pop(0))
     answers.append(False)
     page.use_anyway_btn.click()
-    assert Settings.load().model.adapter is None                       # declined: nothing changed
+    assert Settings.load().active_adapter(tagged_library) is None      # declined: nothing changed
     answers.append(True)
     page.use_anyway_btn.click()
-    assert Settings.load().model.adapter.endswith(os.path.join("adapters", "family"))
+    assert Settings.load().active_adapter(tagged_library).endswith(os.path.join("adapters", "family"))
     assert not answers
 
 
@@ -455,3 +456,51 @@ def test_people_and_personalize_count_the_photos_the_trainer_learns_from(importe
     assert "<th align='right' title='Photos to learn from (reference photos are not)'>Photos</th>" \
         in page.summary_label.text()
     assert "<tr><td>Grace</td><td align='right'>3</td>" in page.summary_label.text()
+
+
+def test_the_real_trainer_runs_with_the_pages_defaults_on_photos_of_mixed_sizes(gui_library, tmp_path, monkeypatch,
+                                                                               demo_model_dir, qtbot):
+    """issue 14: GUI training could never succeed with the defaults a user gets (gradient accumulation 2
+    on photos of different sizes crashed in get_rope_index). The real `python -m trainer` child, the demo
+    model chosen as the model, every setting of the page left as it is except the step count (Auto
+    means two epochs) and the group size (the issue's own `--num-generations 2`), which only make it fast."""
+    from PIL import Image, ImageDraw
+
+    from repic_desktop.core.scanner import scan_folder
+
+    monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
+    s = Settings()
+    s.model.source = str(demo_model_dir)          # what the welcome page's "demo model" choice stores
+    s.save()
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    sizes = [(640, 480), (480, 640), (1024, 300), (300, 300), (800, 600), (200, 500), (700, 350), (512, 512),
+             (333, 777), (900, 400), (256, 640), (640, 256)]
+    for i, (w, h) in enumerate(sizes):
+        im = Image.new("RGB", (w, h), ((40 * i) % 256, (90 * i) % 256, (150 + 7 * i) % 256))
+        ImageDraw.Draw(im).ellipse([w // 4, h // 4, w // 2, h // 2], fill=(200, 40, 90))
+        im.save(photos / f"p{i:02d}.jpg")
+    lib = gui_library
+    scan_folder(lib, photos)
+    ids = [p.id for p in sorted(lib.list_photos(), key=lambda p: p.filename)]
+    lib.add_concept("Anya", "person")
+    lib.add_concept_ref("Anya", photo_id=ids[0])
+    lib.add_concept("Bond", "pet")
+    lib.add_concept_ref("Bond", photo_id=ids[1])
+    for i in (2, 3, 4, 5, 6):
+        lib.tag_photo(ids[i], "Anya")
+    for i in (5, 6, 7, 8, 9, 10, 11):
+        lib.tag_photo(ids[i], "Bond")
+
+    page = make_page(qtbot, lib, None)
+    assert page.base_combo.currentText() == str(demo_model_dir)
+    page.steps_spin.setValue(2)
+    page.gens_spin.setValue(2)
+    assert page.start()
+    qtbot.waitUntil(lambda: not page.is_running(), timeout=300_000)
+    log = page.log_view.toPlainText()
+    assert page.progress.done, log[-3000:]
+    assert page.status_label.text().startswith("Done") and not page.error_box.isVisible()
+    assert "--max-steps=2" in log and "--num-generations=2" in log and "--grad-accum" not in log
+    name = page.progress.done["adapter"]
+    assert lib.adapter(name).path == page.progress.done["path"]
