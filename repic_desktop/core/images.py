@@ -15,6 +15,12 @@ Design notes (why, not what):
   cameras append trailers), PNG must reach its IEND chunk, WebP must be as long as its RIFF header says,
   HEIF's top-level boxes must all fit in the file, TIFF's first-page strips/tiles must lie inside the
   file. BMP and GIF are rare and cheap: their first frame is decoded fully.
+- PNG: the import never decodes pixels (Pillow's PngImageFile.getexif would, to reach an eXIf chunk
+  after the image data; we walk the chunks instead). A PNG of STREAM_DECODE_PIXELS or more wanted
+  small (thumbnails, the captioner) is decoded in row stripes, each reduced as it comes, so a 248 MP
+  panorama costs tens of MB instead of ~1 GB. Text chunks that Pillow refuses to inflate (over its
+  1 MB / 64 MB limits) make us reopen the file through a view without text chunks; Pillow's
+  process-wide limits are never raised, so a text-chunk bomb is never inflated.
 - HEIC/HEIF comes from pillow_heif, registered lazily once; if it is not installed HEIC files are
   reported unusable with a clear reason instead of crashing. libheif applies HEIF's own rotation while
   decoding (and pillow_heif resets the EXIF tag to 1), so for HEIF the reported size is already the
@@ -565,29 +571,31 @@ def _png_stream_factor(im: Image.Image, data: Buf, max_side: int | None, keep_pi
     return factor if factor >= 2 else 0
 
 
-def _stored_zlib(pieces: list[bytes]) -> bytes:
-    """The pieces as one zlib stream of stored (uncompressed) blocks: what Pillow's decoder reads, built
-    at memcpy speed (zlib.compress(level=0) is several times slower)."""
-    out = [b"\x78\x01"]
-    adler = 1
+def _stored_blocks(pieces: list[bytes]):
+    """The pieces as a zlib stream of stored (uncompressed) deflate blocks, in parts, for Pillow's decoder:
+    built at memcpy speed and never joined (zlib.compress(level=0) is several times slower). No final
+    block and no Adler-32: the decoder stops at its last row, before zlib would look for them."""
+    yield b"\x78\x01"
     for piece in pieces:
-        adler = zlib.adler32(piece, adler)
         view = memoryview(piece)
         for i in range(0, len(piece), 65535):
             block = view[i:i + 65535]
-            out += (struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF), block)
-    out += (b"\x01\x00\x00\xff\xff", struct.pack(">I", adler))  # an empty final block
-    return b"".join(out)
+            yield struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF)
+            yield block
 
 
-def _png_decode_rows(mode: str, rawmode: str, width: int, payload: bytes, k: int) -> Image.Image:
-    """Unfilter and unpack filtered rows with Pillow's PNG decoder. `payload` starts with the unfiltered
+def _png_decode_rows(mode: str, rawmode: str, width: int, pieces: list[bytes], k: int) -> Image.Image:
+    """Unfilter and unpack filtered rows with Pillow's PNG decoder. `pieces` start with the unfiltered
     row above the stripe as a row with filter 0, so the first real row's filter sees it: k+1 rows."""
     img = Image.new(mode, (width, k + 1), None)
     decoder = Image._getdecoder(mode, "zip", rawmode)
+    status = err = 0
     try:
         decoder.setimage(img.im, (0, 0, width, k + 1))
-        status, err = decoder.decode(payload)
+        for part in _stored_blocks(pieces):
+            status, err = decoder.decode(part)
+            if status < 0 or err < 0:
+                break
     finally:
         decoder.cleanup()
     if err < 0 or status >= 0:
@@ -658,11 +666,9 @@ def _png_stream_reduced(png: Image.Image, data: Buf, factor: int) -> Image.Image
             got += len(part)
             if inflate.eof and got < need:
                 raise _truncated("PNG", "the image data ends early")
-        payload = _stored_zlib(parts)
-        del parts
-        img = _png_decode_rows(id_mode, id_raw, id_width, payload, k)
+        img = _png_decode_rows(id_mode, id_raw, id_width, parts, k)
         if bpp in (6, 8):  # the low bytes, to rebuild the exact last row for the next stripe's filters
-            lo = _png_decode_rows(id_mode, id_raw[:-1] + "L", id_width, payload, k)
+            lo = _png_decode_rows(id_mode, id_raw[:-1] + "L", id_width, parts, k)
             last = bytearray(rowbytes)
             last[0::2] = img.crop((0, k, w, k + 1)).tobytes("raw", id_mode)
             last[1::2] = lo.crop((0, k, w, k + 1)).tobytes("raw", id_mode)
@@ -670,7 +676,7 @@ def _png_stream_reduced(png: Image.Image, data: Buf, factor: int) -> Image.Image
             prev = bytes(last)
         else:
             prev = img.crop((0, k, id_width, k + 1)).tobytes("raw", id_raw)[:rowbytes]
-        del payload
+        del parts
         if (png.mode, rawmode) == (id_mode, id_raw) or bpp in (6, 8):
             small = _png_stripe_to_common(img, png).reduce(factor, box=(0, 1, w, k + 1))
         else:
