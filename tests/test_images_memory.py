@@ -206,3 +206,11 @@ def test_png_exif_after_the_image_data_still_gives_the_orientation(tmp_path):
     info = inspect_image(path)
     assert (info.orientation, info.width, info.height) == (6, 48, 64)
     assert open_oriented(path).size == (48, 64)
+
+
+def test_huge_jpeg_for_the_captioner_decodes_at_reduced_dct_scale(tmp_path, monkeypatch):
+    path = tmp_path / "scan.jpg"
+    Image.new("RGB", (1200, 800), (90, 90, 90)).save(path, quality=90)
+    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)
+    assert open_oriented(path, keep_pixels=10_000).size == (150, 100)  # 1/8 DCT scale, >= 10,000 px
+    assert open_oriented(path).size == (1200, 800)
