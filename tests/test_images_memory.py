@@ -214,3 +214,16 @@ def test_huge_jpeg_for_the_captioner_decodes_at_reduced_dct_scale(tmp_path, monk
     monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)
     assert open_oriented(path, keep_pixels=10_000).size == (150, 100)  # 1/8 DCT scale, >= 10,000 px
     assert open_oriented(path).size == (1200, 800)
+
+
+def test_streamed_decode_of_a_png_reopened_without_its_text(tmp_path, monkeypatch):
+    path = tmp_path / "big_notes.png"
+    solid_png(path, 900, 600, color=(1, 2, 250), extra_chunks=ztxt(b"Comment", _text(2_400_000)))
+    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)
+    monkeypatch.setattr(images, "_STRIPE_BYTES", 50_000)
+    calls = []
+    real = images._png_stream_reduced
+    monkeypatch.setattr(images, "_png_stream_reduced", lambda *a: calls.append(a[2]) or real(*a))
+    im = open_oriented(path, max_side=100)
+    assert calls == [9]
+    assert im.size == (100, 67) and im.getpixel((50, 30)) == (1, 2, 250)
