@@ -591,7 +591,7 @@ class CaptionEngine:
     def _process_image(self, ref: ImageRef):
         """(pixel_values, grid) for one image, RePIC's way, with the pixel limits verified."""
         try:
-            img = fetch_image(ref)
+            img = fetch_image(ref, self.max_pixels)
         except Exception as exc:  # UnusableImage, PromptError (aspect ratio), OSError, ValueError, ...
             if isinstance(exc, MemoryError):
                 raise

@@ -271,15 +271,27 @@ def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR, min_pixels
     return h_bar, w_bar
 
 
-def fetch_image(ref: ImageRef) -> "Image.Image":
+def fetch_image(ref: ImageRef, max_pixels: int | None = None) -> "Image.Image":
     """Load an image the way RePIC's pipeline receives it: EXIF-oriented RGB, cropped to the box, then
     rounded to multiples of 28 px by qwen_vl_utils.fetch_image (PIL bicubic) *before* the processor's
-    own resize to the pixel limits. Reproducing that first resize keeps the pixels identical to RePIC's."""
+    own resize to the pixel limits. Reproducing that first resize keeps the pixels identical to RePIC's.
+
+    A very large photo (over images.STREAM_DECODE_PIXELS, e.g. a 248 MP panorama) is decoded at
+    reduced size instead of in full (~1 GB, 3.4 GB at peak when captioned), keeping at least
+    `max_pixels` in the box (the processor's limit, when the caller knows it: the processor shrinks the
+    image to that anyway), else at least the FETCH_MAX_PIXELS this resize keeps. Smaller photos decode
+    in full, as in RePIC."""
     from PIL import Image
 
-    from ..core.images import open_oriented
+    from ..core.images import STREAM_DECODE_PIXELS, inspect_image, open_oriented
 
-    img = open_oriented(ref.path)
+    keep, full = max_pixels or FETCH_MAX_PIXELS, None
+    if ref.box is not None:
+        info = inspect_image(ref.path)  # header only: the displayed size the box refers to
+        full = (info.width, info.height)
+        if info.width * info.height >= STREAM_DECODE_PIXELS:
+            keep = math.ceil(keep * info.width * info.height / max(1, ref.box[2] * ref.box[3]))
+    img = open_oriented(ref.path, keep_pixels=keep)
     if img.mode == "RGBA":  # qwen_vl_utils' to_rgb: composite on white
         bg = Image.new("RGB", img.size, (255, 255, 255))
         bg.paste(img, mask=img.split()[3])
@@ -288,6 +300,9 @@ def fetch_image(ref: ImageRef) -> "Image.Image":
         img = img.convert("RGB")
     if ref.box is not None:
         x, y, w, h = ref.box
+        if full is not None and img.size != full:  # decoded reduced: the box in the reduced pixels
+            sx, sy = img.width / full[0], img.height / full[1]
+            x, y, w, h = round(x * sx), round(y * sy), max(1, round(w * sx)), max(1, round(h * sy))
         img = img.crop((x, y, x + w, y + h))
     h, w = smart_resize(img.height, img.width, IMAGE_FACTOR, FETCH_MIN_PIXELS, FETCH_MAX_PIXELS)
     return img.resize((w, h), Image.Resampling.BICUBIC)

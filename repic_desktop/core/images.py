@@ -15,6 +15,12 @@ Design notes (why, not what):
   cameras append trailers), PNG must reach its IEND chunk, WebP must be as long as its RIFF header says,
   HEIF's top-level boxes must all fit in the file, TIFF's first-page strips/tiles must lie inside the
   file. BMP and GIF are rare and cheap: their first frame is decoded fully.
+- PNG: the import never decodes pixels (Pillow's PngImageFile.getexif would, to reach an eXIf chunk
+  after the image data; we walk the chunks instead). A PNG of STREAM_DECODE_PIXELS or more wanted
+  small (thumbnails, the captioner) is decoded in row stripes, each reduced as it comes, so a 248 MP
+  panorama costs tens of MB instead of ~1 GB. Text chunks that Pillow refuses to inflate (over its
+  1 MB / 64 MB limits) make us reopen the file through a view without text chunks; Pillow's
+  process-wide limits are never raised, so a text-chunk bomb is never inflated.
 - HEIC/HEIF comes from pillow_heif, registered lazily once; if it is not installed HEIC files are
   reported unusable with a clear reason instead of crashing. libheif applies HEIF's own rotation while
   decoding (and pillow_heif resets the EXIF tag to 1), so for HEIF the reported size is already the
@@ -24,13 +30,16 @@ Nothing here imports Qt or torch.
 """
 from __future__ import annotations
 
+import bisect
 import hashlib
 import io
+import math
 import os
 import re
 import stat
 import struct
 import threading
+import zlib
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Union
 
@@ -441,6 +450,248 @@ def _check_png(data: Buf) -> None:
     raise _truncated("PNG", "no IEND chunk")
 
 
+# --------------------------------------------------------------------------------------------------
+# PNG: chunks, late EXIF, oversized text, and decoding at reduced size in row stripes
+# --------------------------------------------------------------------------------------------------
+
+def _png_chunks(data: Buf):
+    """(type, data offset, length) of each chunk that starts inside the file (headers only are read)."""
+    n, pos = len(data), 8
+    while pos + 8 <= n:
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        yield ctype, pos + 8, length
+        if ctype == b"IEND":
+            return
+        pos += 12 + length
+
+
+def _png_late_exif(data: Buf) -> bytes | None:
+    """An eXIf chunk after the image data. Pillow's PngImageFile.getexif() decodes every pixel to reach
+    it (a 248 MP PNG took ~1 GB at import just to learn its orientation); the chunk walk reads headers."""
+    for ctype, start, length in _png_chunks(data):
+        if ctype == b"eXIf" and length <= 1 << 20 and start + length <= len(data):
+            return b"Exif\x00\x00" + bytes(data[start:start + length])
+    return None
+
+
+# Pillow refuses a PNG whose text chunks inflate beyond PngImagePlugin.MAX_TEXT_CHUNK (1 MB each) or
+# MAX_TEXT_MEMORY (64 MB in all) with these ValueErrors. The limits are right (a small zTXt chunk can
+# inflate to gigabytes) but the file is not corrupt: we reopen it through a view without its text
+# chunks (metadata is read by exiv2/exiftool, not from Pillow's text), so Pillow's process-wide limits
+# stay as they are.
+_PNG_TEXT_LIMIT_ERRORS = ("Decompressed data too large for PngImagePlugin.MAX_TEXT_CHUNK",
+                          "Too much memory used in text chunks")
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _is_png_text_limit(exc: BaseException) -> bool:
+    return isinstance(exc, ValueError) and str(exc).startswith(_PNG_TEXT_LIMIT_ERRORS)
+
+
+class _SkipChunks(io.RawIOBase):
+    """A read-only view of a PNG with some chunks left out (the file itself is never copied)."""
+
+    def __init__(self, fp: BinaryIO, data: Buf, skip: tuple[bytes, ...]):
+        super().__init__()
+        self._fp = fp
+        segments: list[list[int]] = [[0, 8]]  # [file offset, length]; the signature
+        for ctype, start, length in _png_chunks(data):
+            begin, size = start - 8, min(length + 12, len(data) - start + 8)
+            if ctype in skip:
+                continue
+            last = segments[-1]
+            if last[0] + last[1] == begin:
+                last[1] += size
+            else:
+                segments.append([begin, size])
+        self._segments = segments
+        self._starts = []
+        total = 0
+        for _, size in segments:
+            self._starts.append(total)
+            total += size
+        self._size, self._pos = total, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._pos, 2: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, b) -> int:
+        if self._pos >= self._size or not len(b):
+            return 0
+        i = bisect.bisect_right(self._starts, self._pos) - 1
+        begin, size = self._segments[i]
+        off = self._pos - self._starts[i]
+        self._fp.seek(begin + off)
+        got = self._fp.read(min(len(b), size - off))
+        b[:len(got)] = got
+        self._pos += len(got)
+        return len(got)
+
+
+def _open_png_without_text(fp: BinaryIO, data: Buf, filename: str | bytes) -> Image.Image:
+    view = io.BufferedReader(_SkipChunks(fp, data, _PNG_TEXT_CHUNKS), 1 << 16)
+    return PngImagePlugin.PngImageFile(view, filename)
+
+
+# PNG has no reduced decode (no JPEG-style DCT scaling), so a big PNG wanted small (thumbnails, the
+# captioner) is decoded in stripes of rows, each reduced as it comes: only the reduced image and one
+# stripe are ever held. Smaller PNGs are decoded in full as before (same pixels, no extra work).
+STREAM_DECODE_PIXELS = 32_000_000
+_STRIPE_BYTES = 8 << 20
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+# Per bytes-per-pixel (the unit PNG's row filters work in): a Pillow (mode, rawmode) whose pixels are
+# the unfiltered bytes themselves, so a stripe's last row can seed the next stripe's filters. 16-bit
+# RGB(A) has none: its high bytes and low bytes are decoded separately (";16B" and ";16L").
+_PNG_IDENTITY = {1: ("L", "L"), 2: ("LA", "LA"), 3: ("RGB", "RGB"), 4: ("RGBA", "RGBA"),
+                 6: ("RGB", "RGB;16B"), 8: ("RGBA", "RGBA;16B")}
+
+
+def _png_stream_factor(im: Image.Image, data: Buf, max_side: int | None, keep_pixels: int | None) -> int:
+    """The reduction factor for a streamed decode, or 0 where the PNG is decoded in full."""
+    w, h = im.size
+    if w * h < STREAM_DECODE_PIXELS or data[28] != 0 or len(im.tile) != 1:  # interlaced: passes span all rows
+        return 0
+    if max_side:
+        factor = max(w, h) // max_side
+    elif keep_pixels:
+        factor = math.isqrt(w * h // keep_pixels)
+    else:
+        return 0
+    return factor if factor >= 2 else 0
+
+
+def _stored_blocks(pieces: list[bytes]):
+    """The pieces as a zlib stream of stored (uncompressed) deflate blocks, in parts, for Pillow's decoder:
+    built at memcpy speed and never joined (zlib.compress(level=0) is several times slower). No final
+    block and no Adler-32: the decoder stops at its last row, before zlib would look for them."""
+    yield b"\x78\x01"
+    for piece in pieces:
+        view = memoryview(piece)
+        for i in range(0, len(piece), 65535):
+            block = view[i:i + 65535]
+            yield struct.pack("<BHH", 0, len(block), len(block) ^ 0xFFFF)
+            yield block
+
+
+def _png_decode_rows(mode: str, rawmode: str, width: int, pieces: list[bytes], k: int) -> Image.Image:
+    """Unfilter and unpack filtered rows with Pillow's PNG decoder. `pieces` start with the unfiltered
+    row above the stripe as a row with filter 0, so the first real row's filter sees it: k+1 rows."""
+    img = Image.new(mode, (width, k + 1), None)
+    decoder = Image._getdecoder(mode, "zip", rawmode)
+    status = err = 0
+    try:
+        decoder.setimage(img.im, (0, 0, width, k + 1))
+        for part in _stored_blocks(pieces):
+            status, err = decoder.decode(part)
+            if status < 0 or err < 0:
+                break
+    finally:
+        decoder.cleanup()
+    if err < 0 or status >= 0:
+        raise UnusableImage(f"corrupt PNG file: the image data cannot be decoded (error {err})")
+    return img
+
+
+def _png_stripe_to_common(stripe: Image.Image, png: Image.Image) -> Image.Image:
+    """One stripe in a mode Image.reduce handles, the same for every stripe of the image."""
+    if stripe.mode in ("RGB", "RGBA", "L", "LA"):
+        return stripe
+    if stripe.mode == "P":
+        stripe.palette = png.palette.copy()
+        if "transparency" in png.info:
+            stripe.info["transparency"] = png.info["transparency"]
+        alpha = "transparency" in png.info or png.palette.mode == "RGBA"
+        return stripe.convert("RGBA" if alpha else "RGB")
+    if stripe.mode == "1":
+        return stripe.convert("L")
+    return to_rgb_or_rgba(stripe, "PNG")  # 16-bit grey: the fixed 16-to-8-bit scale PNG always gets
+
+
+def _png_stream_reduced(png: Image.Image, data: Buf, factor: int) -> Image.Image:
+    """Decode a non-interlaced PNG at 1/factor size (box filter), holding one stripe of rows at a time."""
+    w, h = png.size
+    depth, color = data[24], data[25]
+    bits = depth * _PNG_CHANNELS[color]
+    bpp, rowbytes = max(1, bits // 8), (w * bits + 7) // 8
+    id_mode, id_raw = _PNG_IDENTITY[bpp]
+    id_width = w if bpp in (6, 8) else rowbytes // bpp
+    rawmode = png.tile[0].args if isinstance(png.tile[0].args, str) else png.tile[0].args[0]
+    k_max = factor * max(1, _STRIPE_BYTES // (factor * (rowbytes + 1)))
+    out: Image.Image | None = None
+    inflate = zlib.decompressobj()
+    src = png.fp  # the file as Pillow parsed it (a view without text chunks, when it needed one)
+    src.seek(png.tile[0].offset - 8)  # the first IDAT chunk
+    remaining = 0  # compressed bytes left in the current IDAT chunk
+    prev = bytes(rowbytes)
+    y = 0
+    while y < h:
+        k = min(k_max, h - y)
+        need = k * (rowbytes + 1)
+        parts = [b"\x00", prev]
+        got = 0
+        while got < need:
+            if inflate.unconsumed_tail:
+                piece = inflate.unconsumed_tail
+            else:
+                while remaining == 0:
+                    header = src.read(8)
+                    if len(header) < 8 or header[4:] != b"IDAT":
+                        raise _truncated("PNG", "the image data ends early")
+                    remaining = struct.unpack(">I", header[:4])[0]
+                    if remaining == 0:
+                        src.read(4)
+                take = min(remaining, 1 << 20)
+                piece = src.read(take)
+                if len(piece) < take:
+                    raise _truncated("PNG")
+                remaining -= take
+                if remaining == 0:
+                    src.read(4)  # CRC
+            try:
+                part = inflate.decompress(piece, need - got)
+            except zlib.error as exc:
+                raise UnusableImage(f"corrupt PNG file: {exc}") from exc
+            parts.append(part)
+            got += len(part)
+            if inflate.eof and got < need:
+                raise _truncated("PNG", "the image data ends early")
+        img = _png_decode_rows(id_mode, id_raw, id_width, parts, k)
+        if bpp in (6, 8):  # the low bytes, to rebuild the exact last row for the next stripe's filters
+            lo = _png_decode_rows(id_mode, id_raw[:-1] + "L", id_width, parts, k)
+            last = bytearray(rowbytes)
+            last[0::2] = img.crop((0, k, w, k + 1)).tobytes("raw", id_mode)
+            last[1::2] = lo.crop((0, k, w, k + 1)).tobytes("raw", id_mode)
+            del lo
+            prev = bytes(last)
+        else:
+            prev = img.crop((0, k, id_width, k + 1)).tobytes("raw", id_raw)[:rowbytes]
+        del parts
+        if (png.mode, rawmode) == (id_mode, id_raw) or bpp in (6, 8):
+            small = _png_stripe_to_common(img, png).reduce(factor, box=(0, 1, w, k + 1))
+        else:
+            stripe = Image.frombytes(png.mode, (w, k), img.tobytes("raw", id_raw)[id_width * bpp:], "raw", rawmode)
+            small = _png_stripe_to_common(stripe, png).reduce(factor)
+            del stripe
+        del img
+        if out is None:
+            out = Image.new(small.mode, (-(-w // factor), -(-h // factor)))
+        out.paste(small, (0, y // factor))
+        y += k
+    assert out is not None
+    return out
+
+
 def _check_webp(data: Buf) -> None:
     riff_size = struct.unpack("<I", data[4:8])[0]
     if len(data) < 8 + riff_size:
@@ -579,6 +830,17 @@ def _open_header(fmt: str, fp: BinaryIO, head: bytes, data: Buf, filename: str |
                             f"safety limit (decompression bomb?)") from exc
     except MemoryError as exc:
         raise UnusableImage("not enough memory to open this image") from exc
+    except ValueError as exc:
+        if not (fmt == "PNG" and _is_png_text_limit(exc)):
+            if _looks_truncated_header(fmt, data):
+                raise _truncated(fmt) from exc
+            raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc or type(exc).__name__}") from exc
+        try:
+            im = _open_png_without_text(fp, data, filename)
+        except Exception as exc2:
+            if _looks_truncated_header(fmt, data):
+                raise _truncated(fmt) from exc2
+            raise UnusableImage(f"corrupt PNG file: {exc2 or type(exc2).__name__}") from exc2
     except UnusableImage as exc:
         if _looks_truncated_header(fmt, data):
             raise _truncated(fmt) from exc
@@ -618,11 +880,16 @@ def _exif_date(value: Any, offset: Any = None) -> str | None:
     return iso
 
 
-def _exif_facts(im: Image.Image, fmt: str) -> tuple[int, str | None]:
+def _exif_facts(im: Image.Image, fmt: str, data: Buf | None = None) -> tuple[int, str | None]:
     """(orientation, date_taken); a broken EXIF block never makes a photo unusable."""
     orientation, date = 1, None
     try:
-        exif = im.getexif()
+        if fmt == "PNG" and data is not None:
+            if "exif" not in im.info and (late := _png_late_exif(data)):
+                im.info["exif"] = late
+            exif = Image.Image.getexif(im)  # PngImageFile.getexif would decode every pixel first
+        else:
+            exif = im.getexif()
         if fmt == "HEIF":
             orientation = im.info.get("original_orientation") or 1
         else:
@@ -693,7 +960,7 @@ def _inspect(fmt: str | None, head: bytes, data: Buf, fp: BinaryIO, filename: st
             _check_tiff(im, data)
         else:  # BMP, GIF: rare and cheap to decode
             _load_fully(im, fmt)
-        orientation, date = _exif_facts(im, fmt)
+        orientation, date = _exif_facts(im, fmt, data)
         w, h = im.size
         if orientation >= 5 and fmt != "HEIF":
             w, h = h, w
@@ -926,14 +1193,22 @@ def to_rgb_or_rgba(im: Image.Image, fmt: str | None = None) -> Image.Image:
     return im
 
 
-def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) -> Image.Image:
+def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None, *,
+                  keep_pixels: int | None = None) -> Image.Image:
     """Decode a photo as displayed: EXIF orientation applied, RGB (RGBA when transparency matters),
     at most `max_side` pixels on its longer side when given (JPEG and HEIF then decode at reduced size,
-    via JPEG DCT scaling / HEIF's embedded thumbnails). The file is closed when this returns.
+    via JPEG DCT scaling / HEIF's embedded thumbnails; PNGs of STREAM_DECODE_PIXELS or more are decoded
+    in reduced row stripes). The file is closed when this returns.
+
+    `keep_pixels` is for callers that resize the image themselves (the captioner): a JPEG or PNG of
+    STREAM_DECODE_PIXELS or more may then come back smaller than stored, but with at least that many
+    pixels; smaller photos decode in full, so their pixels stay exactly those of a full decode.
 
     Raises UnusableImage for anything unreadable, truncated or over MAX_PIXELS."""
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be a positive number of pixels")
+    if keep_pixels is not None and keep_pixels < 1:
+        raise ValueError("keep_pixels must be a positive number of pixels")
     if is_raw_name(path):
         return _open_raw(path, max_side)
     f, st = _open_readonly(path)
@@ -949,24 +1224,42 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None) 
             view = _FileView(fb, st.st_size)
             im = _open_header(fmt, fb, head, view, os.fspath(path))
             try:
-                orientation, _ = _exif_facts(im, fmt)
+                orientation, _ = _exif_facts(im, fmt, view)
                 if fmt == "HEIF":
                     orientation = 1  # libheif already applied it
                 if max_side and max(im.size) > max_side:
                     im.draft(None, _fit(im.size, max_side))
-                try:
-                    im.load()
-                except Image.DecompressionBombError as exc:
-                    raise _bomb(*im.size) from exc
-                except MemoryError as exc:
-                    raise UnusableImage("not enough memory to decode this image") from exc
-                except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
-                    if "truncated" in str(exc) or isinstance(exc, EOFError) or _looks_truncated_header(fmt, view):
-                        raise _truncated(fmt) from exc
-                    codec = _unsupported_tiff_codec(im) if fmt == "TIFF" else None
-                    if codec:
-                        raise _unsupported_codec(codec) from exc
-                    raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}") from exc
+                elif keep_pixels and fmt == "JPEG" and im.size[0] * im.size[1] >= STREAM_DECODE_PIXELS:
+                    scale = math.sqrt(keep_pixels / (im.size[0] * im.size[1]))
+                    if scale < 0.5:
+                        im.draft(None, (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+                factor = _png_stream_factor(im, view, max_side, keep_pixels) if fmt == "PNG" else 0
+                for attempt in (1, 2):
+                    try:
+                        if factor:
+                            reduced = _png_stream_reduced(im, view, factor)
+                            im.close()
+                            im = reduced
+                        else:
+                            im.load()
+                        break
+                    except Image.DecompressionBombError as exc:
+                        raise _bomb(*im.size) from exc
+                    except MemoryError as exc:
+                        raise UnusableImage("not enough memory to decode this image") from exc
+                    except (OSError, EOFError, ValueError, SyntaxError, struct.error, IndexError) as exc:
+                        if attempt == 1 and fmt == "PNG" and _is_png_text_limit(exc):
+                            # oversized text after the pixels (load() reads it last): again without text
+                            im.fp = im._fp = None  # frees the pixels but keeps our file open
+                            im.close()
+                            im = _open_png_without_text(fb, view, os.fspath(path))
+                            continue
+                        if "truncated" in str(exc) or isinstance(exc, EOFError) or _looks_truncated_header(fmt, view):
+                            raise _truncated(fmt) from exc
+                        codec = _unsupported_tiff_codec(im) if fmt == "TIFF" else None
+                        if codec:
+                            raise _unsupported_codec(codec) from exc
+                        raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}") from exc
                 try:
                     out = to_rgb_or_rgba(im, fmt)
                 except ValueError as exc:  # a mode Pillow decodes but cannot convert
