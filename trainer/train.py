@@ -167,7 +167,7 @@ def _human(event: str, d: dict[str, Any]) -> str:
         return (f"saved adapter {d['adapter']} at {d['path']}" + ("  [FLAGGED: did not beat the base model on "
                                                                   "held-out photos]" if d["flagged"] else ""))
     if event == "error":
-        return "error: " + d["message"]
+        return "repic-train: error: " + d["message"]
     return f"{event}: {d}"
 
 
