@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from . import APP_NAME, __version__
 from .cli_output import json_safe, terminal_safe
+from .cli_types import nonempty_text, record_id, text as one_line_text, whole_number
 from .core import paths
 from .core.concepts import ConceptError
 from .core.library import Box, Library, LibraryError, parse_box
@@ -318,7 +319,7 @@ def cmd_photo_show(args: argparse.Namespace) -> int:
 
 
 def cmd_photo_tag(args: argparse.Namespace) -> int:
-    box = parse_box(args.box) if args.box else None
+    box = parse_box(args.box) if args.box is not None else None
     with _open_library(args) as lib:
         p = lib.resolve_photo(args.photo)
         lib.tag_photo(p.id, args.name, box=box)
@@ -344,7 +345,7 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
     """REF is a library photo (id or path of an imported photo) or any image file (copied in)."""
     from .core.concepts import import_reference_file
 
-    if ref.isdigit() and not os.path.exists(ref):
+    if ref.isdecimal() and not os.path.exists(ref):  # isdigit() is true for '²', which int() refuses
         return lib.add_concept_ref(name, photo_id=lib.photo(int(ref)).id, box=box, primary=primary)
     photo = lib.photo_by_path(os.path.abspath(ref))
     if photo is not None:
@@ -427,7 +428,7 @@ def cmd_concept_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_add_ref(args: argparse.Namespace) -> int:
-    box = parse_box(args.box) if args.box else None
+    box = parse_box(args.box) if args.box is not None else None
     with _open_library(args) as lib:
         ref = _add_ref(lib, args.name, args.ref, box, args.primary)
         name = lib.concept(ref.concept_id).name
@@ -519,10 +520,10 @@ def build_parser() -> argparse.ArgumentParser:
     photos.required = True
     s = photos.add_parser("list", parents=[common], help="list photos with filters")
     s.add_argument("--uncaptioned", action="store_true")
-    s.add_argument("--concept", metavar="NAME")
-    s.add_argument("--search", metavar="TEXT", help="full-text search over current captions")
+    s.add_argument("--concept", type=nonempty_text, metavar="NAME")
+    s.add_argument("--search", type=one_line_text, metavar="TEXT", help="full-text search over current captions")
     s.add_argument("--missing", action="store_true", help="include photos whose file is missing")
-    s.add_argument("--limit", type=int)
+    s.add_argument("--limit", type=whole_number(1))
     s.set_defaults(func=cmd_photos_list)
 
     photo = sub.add_parser("photo", help="one photo: show, tag, untag").add_subparsers(dest="sub", metavar="SUBCOMMAND")
@@ -545,8 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = concept.add_parser("add", parents=[common], help="add a person, pet or thing")
     s.add_argument("name")
     s.add_argument("--kind", required=True, choices=["person", "pet", "other"])
-    s.add_argument("--info", help="one line about them, shown to the model")
-    s.add_argument("--ref", action="append", metavar="PATH_OR_PHOTO_ID", help="reference photo (repeatable)")
+    s.add_argument("--info", type=one_line_text, help="one line about them, shown to the model")
+    s.add_argument("--ref", action="append", type=nonempty_text, metavar="PATH_OR_PHOTO_ID",
+                   help="reference photo (repeatable)")
     s.set_defaults(func=cmd_concept_add)
     s = concept.add_parser("list", parents=[common], help="list concepts in library (= prompt) order")
     s.set_defaults(func=cmd_concept_list)
@@ -559,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_concept_rename)
     s = concept.add_parser("edit", parents=[common], help="change info text or kind")
     s.add_argument("name")
-    s.add_argument("--info")
+    s.add_argument("--info", type=one_line_text)
     s.add_argument("--kind", choices=["person", "pet", "other"])
     s.set_defaults(func=cmd_concept_edit)
     s = concept.add_parser("remove", parents=[common], help="delete a concept (its tags and references too)")
@@ -577,14 +579,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_concept_add_ref)
     s = concept.add_parser("remove-ref", parents=[common], help="remove a reference photo by its id")
     s.add_argument("name")
-    s.add_argument("ref_id", type=int)
+    s.add_argument("ref_id", type=record_id)
     s.set_defaults(func=cmd_concept_remove_ref)
     s = concept.add_parser("import-repic", parents=[common], help="import a RePIC/RAP database.json")
     s.add_argument("database")
     s.set_defaults(func=cmd_concept_import_repic)
     s = concept.add_parser("export-repic", parents=[common], help="export concepts as a RePIC database.json")
     s.add_argument("out")
-    s.add_argument("--images-dir", help="copy (cropped) reference images here and use relative paths")
+    s.add_argument("--images-dir", type=nonempty_text,
+                   help="copy (cropped) reference images here and use relative paths")
     s.set_defaults(func=cmd_concept_export_repic)
 
     s = sub.add_parser("demo-model", parents=[common], help="build the tiny random demo model into DIR")
