@@ -16,8 +16,8 @@ import sys
 from typing import Any, Callable
 
 from . import APP_NAME, __version__
-from .cli_output import json_safe, terminal_safe
-from .cli_types import nonempty_text, record_id, text as one_line_text, whole_number
+from .cli_output import error_line, json_safe, terminal_safe
+from .cli_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
 from .core import paths
 from .core.concepts import ConceptError
 from .core.library import Box, Library, LibraryError, parse_box
@@ -509,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("import", parents=[common], help="import (or rescan) a folder of photos")
-    s.add_argument("dir")
+    s.add_argument("dir", type=nonempty_path)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--read-metadata", action="store_true",
                    help="also read captions, people, face regions and keywords other tools wrote (digiKam, Lightroom, ...)")
@@ -585,13 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("database")
     s.set_defaults(func=cmd_concept_import_repic)
     s = concept.add_parser("export-repic", parents=[common], help="export concepts as a RePIC database.json")
-    s.add_argument("out")
+    s.add_argument("out", type=nonempty_text)  # a file we create: no control characters in its name
     s.add_argument("--images-dir", type=nonempty_text,
                    help="copy (cropped) reference images here and use relative paths")
     s.set_defaults(func=cmd_concept_export_repic)
 
     s = sub.add_parser("demo-model", parents=[common], help="build the tiny random demo model into DIR")
-    s.add_argument("dir")
+    s.add_argument("dir", type=nonempty_text)
     s.set_defaults(func=cmd_demo_model)
     add_caption_commands(sub, common)
     add_eval_command(sub, common)
@@ -613,7 +613,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (UserError, LibraryError, ConceptError, SettingsError) as exc:
-        print(terminal_safe(f"repic: error: {exc}"), file=sys.stderr)
+        print(error_line(f"repic: error: {exc}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except sqlite3.DatabaseError as exc:  # "database disk image is malformed" mid-command: say what to do
         if not _is_damage(exc):

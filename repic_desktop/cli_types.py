@@ -104,3 +104,14 @@ def max_pixels(value: str) -> int:
 
 
 max_pixels.__name__ = "pixel limit"
+
+
+def nonempty_path(value: str) -> str:
+    """An existing file or folder to read: any name a file system allows (control characters included),
+    but not empty, which would silently mean the working folder."""
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
+nonempty_path.__name__ = "path"

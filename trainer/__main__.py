@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from repic_desktop import __version__
+from repic_desktop.cli_output import error_line
 from repic_desktop.cli_types import SEED_MAX, device, max_pixels, nonempty_text, number, whole_number
 
 EXIT_ERROR = 1
@@ -196,7 +197,7 @@ def cmd_dataset(argv: list[str]) -> int:
         if args.json:
             print(json.dumps({"event": "error", "message": str(exc)}, ensure_ascii=False), flush=True)
         else:
-            print(f"repic-train: error: {exc}", file=sys.stderr)
+            print(error_line(f"repic-train: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     summary = ds.summary()
     if args.json:
@@ -269,7 +270,7 @@ def cmd_adapters(argv: list[str]) -> int:
                 out = ad.merge(library, args.name, args.dest)
                 print(f"merged {out['name']} into {out['path']} (float32 safetensors)")
     except (ad.AdapterError, LibraryError, ModelError, OSError) as exc:
-        print(f"repic-train: error: {exc}", file=sys.stderr)
+        print(error_line(f"repic-train: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     return 0
 
