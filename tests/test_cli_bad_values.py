@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from repic_desktop import cli as repic_cli
+from repic_desktop import cli_types
 from trainer import __main__ as train_cli
 
 BAD_VALUES = {
@@ -75,8 +76,6 @@ def _takes_value(action: argparse.Action) -> bool:
         return False
     if action.nargs == 0:
         return False
-    if not action.option_strings:  # positionals: only typed ones (free text is a name or path)
-        return action.type in (int, float) or (action.type is not None and action.type is not str)
     return True
 
 
@@ -91,7 +90,7 @@ def _cases():
             if opt in SKIPPED_OPTIONS:
                 continue
             for kind, value in BAD_VALUES.items():
-                yield pytest.param(cmd, opt, action, kind, value, id=f"{' '.join(cmd)}|{opt}|{kind}")
+                yield pytest.param(cmd, opt, parser, action, kind, value, id=f"{' '.join(cmd)}|{opt}|{kind}")
 
 
 # ---- what a command needs besides the fuzzed option -------------------------------------------------------
@@ -180,7 +179,12 @@ ACCEPTED: dict[tuple[tuple[str, ...], str], tuple[set[str], str]] = {
 }
 
 
-def _accepted(cmd, opt) -> set[str]:
+def _accepted(cmd, action, opt) -> set[str]:
+    if not action.option_strings and action.type in (None, str, cli_types.text, cli_types.nonempty_text,
+                                                     cli_types.nonempty_path):
+        # a name, photo path or file path given as a positional: any printable text may be one ('0', 'inf'
+        # and '-1' are valid names and file names); control characters and empty must still be refused
+        return TEXTISH
     return ACCEPTED.get((cmd, opt), (set(), ""))[0]
 
 
@@ -249,8 +253,8 @@ def _run(cmd, argv, capsys) -> tuple[int, str, str, bool]:
     return code, out, err, reached
 
 
-@pytest.mark.parametrize("cmd, opt, action, kind, value", list(_cases()))
-def test_bad_value(cmd, opt, action, kind, value, pristine, demo_model_dir, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("cmd, opt, parser, action, kind, value", list(_cases()))
+def test_bad_value(cmd, opt, parser, action, kind, value, pristine, demo_model_dir, tmp_path, monkeypatch, capsys):
     assert cmd in BASE, f"new command {' '.join(cmd)}: add what it needs to BASE"
     work, saved = pristine
     shutil.rmtree(work, ignore_errors=True)
@@ -278,8 +282,13 @@ def test_bad_value(cmd, opt, action, kind, value, pristine, demo_model_dir, tmp_
                 del base[i:i + 2]
         n = action.nargs if isinstance(action.nargs, int) else 1
         fuzz = [f"{opt}={value}"] if n == 1 else [opt] + [value] * n
-    else:  # a typed positional: replaces the first BASE word (they all take one photo/job/cluster id)
-        fuzz, base = [value], base[1:]
+    else:  # a positional: replaces its word in BASE (BASE lists positionals first, in order)
+        slot = [a for a in parser._actions if not a.option_strings and _takes_value(a)].index(action)
+        if slot < len(base) and not base[slot].startswith("--"):
+            base = base[:slot] + [value] + base[slot + 1:]
+        else:  # an optional positional (PHOTO ...) BASE leaves out
+            base = base[:slot] + [value] + base[slot:]
+        fuzz = []
     argv = ["--library", str(work / "lib.sqlite")] + list(cmd[1:]) + base + fuzz
     if cmd[0] == "repic-train" and len(cmd) > 1:  # `repic-train dataset --library P`
         argv = list(cmd[1:]) + ["--library", str(work / "lib.sqlite")] + base + fuzz
@@ -290,7 +299,7 @@ def test_bad_value(cmd, opt, action, kind, value, pristine, demo_model_dir, tmp_
     what = f"{' '.join(cmd)} {opt}={value!r}: exit {code}\nstdout: {out[-2000:]}\nstderr: {err[-3000:]}"
     assert "Traceback" not in err, what
     if code == 0:
-        assert kind in _accepted(cmd, opt), "accepted a bad value: " + what
+        assert kind in _accepted(cmd, action, opt), "accepted a bad value: " + what
         return
     assert code in (1, 2), what
     if code == 1:
