@@ -1,11 +1,12 @@
-"""Every option of every command given a bad value: negative, zero, huge, inf/NaN, wrong type, control
-characters, empty. The parsers of `repic` and `repic-train` are walked, so a new option is fuzzed without
-touching this file (it then needs a row in BASE only when its command is new).
+"""Every option (and positional) of every command given a bad value: negative, zero, huge, inf/NaN, wrong
+type, control characters, empty. The parsers of `repic` and `repic-train` are walked, so a new option is
+fuzzed without touching this file (it then needs a row in BASE only when its command is new).
 
 Each case runs in-process on a fresh copy of a small library (17 tiny photos, 3 concepts with references)
 and must end in a one-line user error (exit 1, `repic: error: ...`) or an argparse usage error (exit 2),
 never a traceback or a hang, and must leave every table's row count, the library's files and the settings
-as they were. A value the option legitimately takes is listed in ACCEPTED with the reason.
+as they were. A value the option legitimately takes is listed in ACCEPTED with the reason. (`repic-train`
+itself prints progress lines on stderr before a problem only the data reveals; those lines are allowed.)
 
 Nothing loads a real model: model loading is replaced by a sentinel, so a value that reaches it counts as
 accepted (`caption` and training validate everything before they load)."""
