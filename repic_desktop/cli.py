@@ -16,7 +16,8 @@ import sys
 from typing import Any, Callable
 
 from . import APP_NAME, __version__
-from .cli_output import json_safe, terminal_safe
+from .cli_output import error_line, json_safe, terminal_safe
+from .cli_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
 from .core import paths
 from .core.concepts import ConceptError
 from .core.library import Box, Library, LibraryError, parse_box
@@ -271,18 +272,6 @@ TEXT_PAGE = 50          # photos list prints this many unless --limit says other
 MAX_COUNT = 10 ** 12    # beyond any library, still inside SQLite's 64-bit integers
 
 
-def _count(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            n = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if not minimum <= n <= MAX_COUNT:
-            raise argparse.ArgumentTypeError(f"{n} is not between {minimum} and {MAX_COUNT:,}")
-        return n
-    return parse
-
-
 def cmd_photos_list(args: argparse.Namespace) -> int:
     """Streams: one SQL statement, each photo written as it is read, so 100k photos take flat memory.
     Text shows one page (TEXT_PAGE, or --limit) and says how many more there are; --json gives every
@@ -349,7 +338,7 @@ def cmd_photo_show(args: argparse.Namespace) -> int:
 
 
 def cmd_photo_tag(args: argparse.Namespace) -> int:
-    box = parse_box(args.box) if args.box else None
+    box = parse_box(args.box) if args.box is not None else None
     with _open_library(args) as lib:
         p = lib.resolve_photo(args.photo)
         replaced = lib.tag_photo(p.id, args.name, box=box)
@@ -379,7 +368,7 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
     """REF is a library photo (id or path of an imported photo) or any image file (copied in)."""
     from .core.concepts import import_reference_file
 
-    if ref.isdigit() and not os.path.exists(ref):
+    if ref.isdecimal() and not os.path.exists(ref):  # isdigit() is true for '²', which int() refuses
         return lib.add_concept_ref(name, photo_id=lib.photo(int(ref)).id, box=box, primary=primary)
     photo = lib.photo_by_path(os.path.abspath(ref))
     if photo is not None:
@@ -472,7 +461,7 @@ def cmd_concept_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_add_ref(args: argparse.Namespace) -> int:
-    box = parse_box(args.box) if args.box else None
+    box = parse_box(args.box) if args.box is not None else None
     with _open_library(args) as lib:
         ref = _add_ref(lib, args.name, args.ref, box, args.primary)
         name = lib.concept(ref.concept_id).name
@@ -553,7 +542,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_status)
 
     s = sub.add_parser("import", parents=[common], help="import (or rescan) a folder of photos")
-    s.add_argument("dir")
+    s.add_argument("dir", type=nonempty_path)
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.add_argument("--read-metadata", action="store_true",
                    help="also read captions, people, face regions and keywords other tools wrote (digiKam, Lightroom, ...)")
@@ -564,12 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     photos.required = True
     s = photos.add_parser("list", parents=[common], help="list photos with filters")
     s.add_argument("--uncaptioned", action="store_true")
-    s.add_argument("--concept", metavar="NAME")
-    s.add_argument("--search", metavar="TEXT", help="full-text search over current captions")
+    s.add_argument("--concept", type=nonempty_text, metavar="NAME")
+    s.add_argument("--search", type=one_line_text, metavar="TEXT", help="full-text search over current captions")
     s.add_argument("--missing", action="store_true", help="include photos whose file is missing")
-    s.add_argument("--limit", type=_count(1), metavar="N",
+    s.add_argument("--limit", type=whole_number(1, MAX_COUNT), metavar="N",
                    help=f"at most N photos (text default {TEXT_PAGE}; --json default all)")
-    s.add_argument("--offset", type=_count(0), default=0, metavar="N", help="skip the first N photos")
+    s.add_argument("--offset", type=whole_number(0, MAX_COUNT), default=0, metavar="N", help="skip the first N photos")
     s.set_defaults(func=cmd_photos_list)
 
     photo = sub.add_parser("photo", help="one photo: show, tag, untag").add_subparsers(dest="sub", metavar="SUBCOMMAND")
@@ -593,8 +582,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = concept.add_parser("add", parents=[common], help="add a person, pet or thing")
     s.add_argument("name")
     s.add_argument("--kind", required=True, choices=["person", "pet", "other"])
-    s.add_argument("--info", help="one line about them, shown to the model")
-    s.add_argument("--ref", action="append", metavar="PATH_OR_PHOTO_ID", help="reference photo (repeatable)")
+    s.add_argument("--info", type=one_line_text, help="one line about them, shown to the model")
+    s.add_argument("--ref", action="append", type=nonempty_text, metavar="PATH_OR_PHOTO_ID",
+                   help="reference photo (repeatable)")
     s.set_defaults(func=cmd_concept_add)
     s = concept.add_parser("list", parents=[common], help="list concepts in library (= prompt) order")
     s.set_defaults(func=cmd_concept_list)
@@ -607,7 +597,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_concept_rename)
     s = concept.add_parser("edit", parents=[common], help="change info text or kind")
     s.add_argument("name")
-    s.add_argument("--info")
+    s.add_argument("--info", type=one_line_text)
     s.add_argument("--kind", choices=["person", "pet", "other"])
     s.set_defaults(func=cmd_concept_edit)
     s = concept.add_parser("remove", parents=[common], help="delete a concept (its tags and references too)")
@@ -625,19 +615,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_concept_add_ref)
     s = concept.add_parser("remove-ref", parents=[common], help="remove a reference photo by its id")
     s.add_argument("name")
-    s.add_argument("ref_id", type=int)
+    s.add_argument("ref_id", type=record_id)
     s.set_defaults(func=cmd_concept_remove_ref)
     s = concept.add_parser("import-repic", parents=[common], help="import a RePIC/RAP database.json")
     s.add_argument("database")
     s.set_defaults(func=cmd_concept_import_repic)
     s = concept.add_parser("export-repic", parents=[common], help="export concepts as a RePIC database.json")
-    s.add_argument("out")
-    s.add_argument("--images-dir", help="copy (cropped) reference images here and use relative paths")
+    s.add_argument("out", type=nonempty_text)  # a file we create: no control characters in its name
+    s.add_argument("--images-dir", type=nonempty_text,
+                   help="copy (cropped) reference images here and use relative paths")
     s.add_argument("--force", action="store_true", help="replace the json and images if they exist")
     s.set_defaults(func=cmd_concept_export_repic)
 
     s = sub.add_parser("demo-model", parents=[common], help="build the tiny random demo model into DIR")
-    s.add_argument("dir")
+    s.add_argument("dir", type=nonempty_text)
     s.set_defaults(func=cmd_demo_model)
     add_caption_commands(sub, common)
     add_eval_command(sub, common)
@@ -659,7 +650,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except (UserError, LibraryError, ConceptError, SettingsError) as exc:
-        print(terminal_safe(f"repic: error: {exc}"), file=sys.stderr)
+        print(error_line(f"repic: error: {exc}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except sqlite3.DatabaseError as exc:  # "database disk image is malformed" mid-command: say what to do
         if not _is_damage(exc):

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .cli_output import json_safe, terminal_safe
+from .cli_types import max_pixels, nonempty_text, number, record_id, whole_number
 from .core import paths
 from .core.library import Library
 
@@ -295,27 +296,30 @@ def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> 
 # ---------------------------------------------------------------------------------------------- parser
 
 def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
+    from .captioning.jobs import MAX_REFS_RANGE
     from .captioning.prompt import MAX_PIXELS, REFERENCE_STYLES, SYSTEM_PROMPTS
 
     s = sub.add_parser("prompt", parents=[common], help="show the exact RePIC prompt for a photo")
     s.add_argument("photo", help="photo id or path")
-    s.add_argument("--concept", action="append", metavar="NAME", help="concept to include (default: the photo's own)")
-    s.add_argument("--request", help="caption request text")
-    s.add_argument("--request-preset", metavar="NAME")
+    s.add_argument("--concept", action="append", type=nonempty_text, metavar="NAME",
+                   help="concept to include (default: the photo's own)")
+    s.add_argument("--request", type=nonempty_text, help="caption request text")
+    s.add_argument("--request-preset", type=nonempty_text, metavar="NAME")
     s.add_argument("--system-preset", default="repic", choices=list(SYSTEM_PROMPTS))
     s.add_argument("--style", default="eval", choices=list(REFERENCE_STYLES))
-    s.add_argument("--max-refs", type=int, default=1, help="reference photos per concept (default 1, as RePIC)")
-    s.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
+    s.add_argument("--max-refs", type=whole_number(*MAX_REFS_RANGE), default=1,
+                   help="reference photos per concept (default 1, as RePIC)")
+    s.add_argument("--max-pixels", type=max_pixels, default=MAX_PIXELS)
     s.set_defaults(func=cmd_prompt)
 
     s = sub.add_parser("caption", parents=[common], help="caption photos (a durable job; --resume continues it)")
     s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")
     s.add_argument("--all", action="store_true", help="every photo in the library")
     s.add_argument("--uncaptioned", action="store_true", help="photos without a caption")
-    s.add_argument("--concept", action="append", metavar="NAME",
+    s.add_argument("--concept", action="append", type=nonempty_text, metavar="NAME",
                    help="use these concepts for every photo (default: each photo's own)")
-    s.add_argument("--model", metavar="SPEC", help="hub id or local folder (default: settings)")
-    s.add_argument("--adapter", metavar="NAME|DIR",
+    s.add_argument("--model", type=nonempty_text, metavar="SPEC", help="hub id or local folder (default: settings)")
+    s.add_argument("--adapter", type=nonempty_text, metavar="NAME|DIR",
                    help="LoRA adapter applied unmerged: a name from `repic-train adapters list` or a folder")
     s.add_argument("--quant", choices=["none", "4bit", "8bit"])
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
@@ -328,11 +332,12 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
                    help="each photo's confirmed people/pets (see `repic suggest`), closest match first")
     s.add_argument("--auto-include-suggestions", action="store_true",
                    help="with --auto (implied): also unconfirmed suggestions above the threshold")
-    s.add_argument("--auto-threshold", type=float, metavar="SIM", help="similarity a suggestion needs (default: "
-                   "settings, else every stored suggestion)")
-    s.add_argument("--auto-top-k", type=int, metavar="K", help="at most K concepts per photo with suggestions")
-    s.add_argument("--request", help="caption request text")
-    s.add_argument("--request-preset", metavar="NAME")
+    s.add_argument("--auto-threshold", type=number(0, 1, lo_open=True), metavar="SIM",
+                   help="similarity a suggestion needs (default: settings, else every stored suggestion)")
+    s.add_argument("--auto-top-k", type=whole_number(1, 1000), metavar="K",
+                   help="at most K concepts per photo with suggestions")
+    s.add_argument("--request", type=nonempty_text, help="caption request text")
+    s.add_argument("--request-preset", type=nonempty_text, metavar="NAME")
     s.add_argument("--system-preset", choices=list(SYSTEM_PROMPTS))
     s.add_argument("--resume", action="store_true", help="finish the last unfinished job")
     s.add_argument("--force", action="store_true", help="caption photos that already have a caption")
@@ -345,10 +350,10 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--kind", choices=["caption", "index"])
     s.set_defaults(func=cmd_jobs_list)
     s = jobs.add_parser("cancel", parents=[common], help="stop offering an unfinished job for resume")
-    s.add_argument("job", type=int)
+    s.add_argument("job", type=record_id)
     s.set_defaults(func=cmd_jobs_cancel)
     s = jobs.add_parser("remove", parents=[common], help="delete a job (its captions stay)")
-    s.add_argument("job", type=int)
+    s.add_argument("job", type=record_id)
     s.add_argument("--force", action="store_true", help="also a job marked running (its process is gone)")
     s.set_defaults(func=cmd_jobs_remove)
 

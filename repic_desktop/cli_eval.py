@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from .captioning.evaluate import RULE_HELP, RULES
+from .cli_types import nonempty_text
 
 
 def add_eval_command(subparsers, common_parent: argparse.ArgumentParser) -> None:
@@ -17,7 +18,7 @@ def add_eval_command(subparsers, common_parent: argparse.ArgumentParser) -> None
     s.add_argument("results", nargs="*", metavar="RESULTS.json", help="RePIC results file(s), scored one by one")
     s.add_argument("--rule", choices=RULES, default="name-aware",
                    help="; ".join(f"{k}: {v}" for k, v in RULE_HELP.items()) + " (default: name-aware)")
-    s.add_argument("--database", metavar="database.json",
+    s.add_argument("--database", type=nonempty_text, metavar="database.json",
                    help="RePIC database.json whose display names the name-aware rule also accepts")
     s.add_argument("--library-captions", action="store_true",
                    help="score the library's accepted/exported captions against the photos' tagged concepts")

@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from .cli_output import json_safe, terminal_safe
+from .cli_types import nonempty_text
 
 _CLEAR = {"none", "null", "-", ""}
 
@@ -264,9 +265,10 @@ def add_model_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
 
     s = sub.add_parser("download", parents=[common_parent],
                        help="download a model or LoRA adapter from the Hugging Face Hub (resumable)")
-    s.add_argument("id", nargs="?", help="Hugging Face id (default: the model in the settings)")
-    s.add_argument("--revision", help="branch, tag or commit to pin (default: main)")
-    s.add_argument("--cache-dir", help="Hugging Face cache folder (default: the settings' cache_dir)")
+    s.add_argument("id", nargs="?", type=nonempty_text, help="Hugging Face id (default: the model in the settings)")
+    s.add_argument("--revision", type=nonempty_text, help="branch, tag or commit to pin (default: main)")
+    s.add_argument("--cache-dir", type=nonempty_text,
+                   help="Hugging Face cache folder (default: the settings' cache_dir)")
     s.add_argument("--set-default", action="store_true",
                    help="afterwards make it the model used for captioning (source, revision, cache dir)")
     s.add_argument("--use-for", choices=["clip", "dinov2", "detector"],
@@ -276,22 +278,25 @@ def add_model_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
     s.set_defaults(func=cmd_model_download)
 
     s = sub.add_parser("list", parents=[common_parent], help="models and adapters in the Hugging Face cache")
-    s.add_argument("--cache-dir", help="Hugging Face cache folder (default: the settings' cache_dir)")
+    s.add_argument("--cache-dir", type=nonempty_text,
+                   help="Hugging Face cache folder (default: the settings' cache_dir)")
     s.add_argument("--all", action="store_true", help="also list cached repos that are not Qwen2.5-VL models")
     s.set_defaults(func=cmd_model_list)
 
     s = sub.add_parser("set", parents=[common_parent], help="change the model settings ('none' clears a value)")
-    s.add_argument("--source", help="Hugging Face id or local model folder")
-    s.add_argument("--revision", help="pinned revision, or 'none' for main")
-    s.add_argument("--adapter", help="LoRA adapter folder or Hugging Face id, or 'none'")
+    s.add_argument("--source", type=nonempty_text, help="Hugging Face id or local model folder")
+    s.add_argument("--revision", type=nonempty_text, help="pinned revision, or 'none' for main")
+    s.add_argument("--adapter", type=nonempty_text, help="LoRA adapter folder or Hugging Face id, or 'none'")
     s.add_argument("--quant", dest="quantization", choices=["none", "4bit", "8bit"],
                    help="bitsandbytes quantization (needs an NVIDIA GPU)")
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    s.add_argument("--cache-dir", help="Hugging Face cache folder, or 'none' for the default")
-    s.add_argument("--clip", metavar="DIR|ID", help="CLIP weights for suggestions: folder, downloaded id, or 'none'")
-    s.add_argument("--dinov2", metavar="DIR|ID",
+    s.add_argument("--cache-dir", type=nonempty_text, help="Hugging Face cache folder, or 'none' for the default")
+    s.add_argument("--clip", type=nonempty_text, metavar="DIR|ID",
+                   help="CLIP weights for suggestions: folder, downloaded id, or 'none'")
+    s.add_argument("--dinov2", type=nonempty_text, metavar="DIR|ID",
                    help="DINOv2 weights for suggestions: folder, downloaded id, or 'none'")
-    s.add_argument("--detector", metavar="DIR|ID", help="OWLv2 detector for suggestions: folder, downloaded id, "
+    s.add_argument("--detector", type=nonempty_text, metavar="DIR|ID",
+                   help="OWLv2 detector for suggestions: folder, downloaded id, "
                                                         "or 'none' (then whole photo + face boxes)")
     s.add_argument("--matcher", choices=["dlib-faces", "clip", "dinov2"], help="default matcher for suggestions")
     s.set_defaults(func=cmd_model_set)

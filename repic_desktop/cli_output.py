@@ -32,3 +32,9 @@ def terminal_safe(text: str) -> str:
 def json_safe(json_text: str) -> str:
     """JSON text (ensure_ascii=False) with lone surrogates as \\uXXXX escapes, so it can be written as UTF-8."""
     return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json_text)
+
+
+def error_line(text: str) -> str:
+    """An error message as the one terminal-safe line the CLIs promise: a newline or tab inside it (a file
+    name typed with one) is written as \\n / \\t."""
+    return terminal_safe(text).replace("\n", "\\n").replace("\t", "\\t")

@@ -5,6 +5,7 @@ import argparse
 from typing import Any
 
 from .core import paths
+from .cli_types import nonempty_text, record_id, whole_number
 from .core.library import Library
 
 
@@ -24,10 +25,13 @@ def _matcher(args: argparse.Namespace):
         raise _user_error(str(exc)) from None
 
 
+TOP_K_MAX = 1000  # concepts per photo; a larger K would overflow SQLite when the job stores it
+
+
 def _check_match_options(args: argparse.Namespace) -> None:
     """--top-k and --threshold, checked before anything is opened (one-line errors, no traceback)."""
-    if getattr(args, "top_k", None) is not None and args.top_k < 1:
-        raise _user_error(f"--top-k must be at least 1 (got {args.top_k})")
+    if getattr(args, "top_k", None) is not None and not 1 <= args.top_k <= TOP_K_MAX:
+        raise _user_error(f"--top-k must be from 1 to {TOP_K_MAX} (got {args.top_k})")
     thr = getattr(args, "threshold", None)
     if thr is not None and not 0 < thr <= 1:
         raise _user_error(f"--threshold is a cosine similarity above 0 and at most 1 (got {thr:g})")
@@ -253,7 +257,7 @@ def cmd_faces_ignored(args: argparse.Namespace) -> int:
 
 def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     def matcher_opts(s):
-        s.add_argument("--matcher", metavar="ID", help="dlib-faces (default), clip or dinov2")
+        s.add_argument("--matcher", type=nonempty_text, metavar="ID", help="dlib-faces (default), clip or dinov2")
         s.add_argument("--top-k", type=int, metavar="K",
                        help="at most K concepts per photo (default: Settings' top-K, else 5)")
         s.add_argument("--threshold", type=float, metavar="SIM",
@@ -281,22 +285,23 @@ def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     faces = sub.add_parser("faces", help="unknown faces").add_subparsers(dest="sub", metavar="SUBCOMMAND")
     faces.required = True
     s = faces.add_parser("clusters", parents=[common], help="groups of faces that match no one yet")
-    s.add_argument("--min-size", type=int, default=1, help="hide smaller clusters")
-    s.add_argument("--show", type=int, default=5, help="faces listed per cluster (text output)")
+    s.add_argument("--min-size", type=whole_number(1, 10 ** 6), default=1, help="hide smaller clusters")
+    s.add_argument("--show", type=whole_number(1, 10 ** 6), default=5, help="faces listed per cluster (text output)")
     s.set_defaults(func=cmd_faces_clusters)
     s = faces.add_parser("name", parents=[common], help="name a cluster: tags its photos, adds references")
-    s.add_argument("cluster", type=int)
+    s.add_argument("cluster", type=record_id)
     s.add_argument("name")
     s.add_argument("--kind", default="person", choices=["person", "pet", "other"])
     s.set_defaults(func=cmd_faces_name)
     s = faces.add_parser("ignore", parents=[common],
                          help="not a face, or a stranger: never suggest or group these faces again")
-    s.add_argument("cluster", type=int, nargs="?", help="a cluster id from `repic faces clusters`")
-    s.add_argument("--face", type=int, nargs="+", metavar="ID", help="single faces instead (ids from `faces clusters`)")
+    s.add_argument("cluster", type=record_id, nargs="?", help="a cluster id from `repic faces clusters`")
+    s.add_argument("--face", type=record_id, nargs="+", metavar="ID",
+                   help="single faces instead (ids from `faces clusters`)")
     s.set_defaults(func=cmd_faces_ignore)
     s = faces.add_parser("ignored", parents=[common], help="list the faces you ignored")
     s.set_defaults(func=cmd_faces_ignored)
     s = faces.add_parser("unignore", parents=[common], help="bring ignored faces back to the unknown faces")
-    s.add_argument("faces", type=int, nargs="*", metavar="FACE_ID")
+    s.add_argument("faces", type=record_id, nargs="*", metavar="FACE_ID")
     s.add_argument("--all", action="store_true", help="every ignored face")
     s.set_defaults(func=cmd_faces_unignore)

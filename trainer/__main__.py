@@ -20,6 +20,8 @@ import sys
 from typing import Any
 
 from repic_desktop import __version__
+from repic_desktop.cli_output import error_line
+from repic_desktop.cli_types import SEED_MAX, device, max_pixels, nonempty_text, number, whole_number
 
 EXIT_ERROR = 1
 EXIT_CANCELLED = 130
@@ -30,6 +32,14 @@ def _concepts(value: str | None) -> list[str] | None:
         return None
     names = [n.strip() for n in value.split(",") if n.strip()]
     return names or None
+
+
+def _concept_list(value: str) -> str:
+    """--concepts A,B: at least one name, no control characters (names are checked in the library)."""
+    nonempty_text(value)
+    if _concepts(value) is None:
+        raise argparse.ArgumentTypeError(f"names no concept (got {value!r})")
+    return value
 
 
 def _open_library(path: str | None):
@@ -48,36 +58,40 @@ def _train_parser() -> argparse.ArgumentParser:
                                             "Other commands: `repic-train dataset`, `repic-train adapters`.")
     p.add_argument("--version", action="version", version=f"repic-train {__version__}")
     p.add_argument("--library", help="library file (default: $REPIC_LIBRARY or the user data folder)")
-    p.add_argument("--base", required=True, help="base model: hub id (downloaded) or local folder")
-    p.add_argument("--revision", help="pinned hub revision of the base model")
-    p.add_argument("--concepts", help="comma-separated names to train on (default: all with enough photos)")
-    p.add_argument("--out", help="run folder (default: <library>-files/adapters/<name>)")
-    p.add_argument("--name", help="adapter name in the library (default: concepts + date)")
+    p.add_argument("--base", required=True, type=nonempty_text, help="base model: hub id (downloaded) or local folder")
+    p.add_argument("--revision", type=nonempty_text, help="pinned hub revision of the base model")
+    p.add_argument("--concepts", type=_concept_list,
+                   help="comma-separated names to train on (default: all with enough photos)")
+    p.add_argument("--out", type=nonempty_text, help="run folder (default: <library>-files/adapters/<name>)")
+    p.add_argument("--name", type=nonempty_text, help="adapter name in the library (default: concepts + date)")
     p.add_argument("--quant", choices=["4bit"], help="QLoRA: 4-bit base model (needs a CUDA GPU)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--cpu-threads", type=int, help="CPU training: torch threads (default: all cores but one)")
-    p.add_argument("--max-steps", type=int, default=-1, help="stop after N optimizer steps (overrides epochs)")
-    p.add_argument("--epochs", type=float, default=2.0)
-    p.add_argument("--num-generations", type=int, default=8, help="completions per prompt (GRPO group)")
-    p.add_argument("--grad-accum", type=int, default=2, help="prompts per optimizer step (RePIC: 2)")
-    p.add_argument("--per-device-batch", type=int,
+    p.add_argument("--device", default="auto", type=device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--cpu-threads", type=whole_number(1, 4096),
+                   help="CPU training: torch threads (default: all cores but one)")
+    p.add_argument("--max-steps", type=whole_number(1, 10 ** 9, also=(-1,)), default=-1,
+                   help="stop after N optimizer steps (overrides epochs)")
+    p.add_argument("--epochs", type=number(0, 10_000, lo_open=True), default=2.0)
+    p.add_argument("--num-generations", type=whole_number(2, 1024), default=8,
+                   help="completions per prompt (GRPO group)")
+    p.add_argument("--grad-accum", type=whole_number(1, 1024), default=2, help="prompts per optimizer step (RePIC: 2)")
+    p.add_argument("--per-device-batch", type=whole_number(1, 1024),
                    help="completions per device per micro-step (default: --num-generations; RePIC on 8 GPUs: 1)")
-    p.add_argument("--max-completion-length", type=int, default=256)
-    p.add_argument("--learning-rate", type=float, default=1e-5)
-    p.add_argument("--beta", type=float, default=0.04)
-    p.add_argument("--lora-r", type=int, default=64)
-    p.add_argument("--lora-alpha", type=int, default=128)
+    p.add_argument("--max-completion-length", type=whole_number(1, 8192), default=256)
+    p.add_argument("--learning-rate", type=number(0, 1, lo_open=True), default=1e-5)
+    p.add_argument("--beta", type=number(0, 100), default=0.04)  # 0: no KL term (TRL)
+    p.add_argument("--lora-r", type=whole_number(1, 1024), default=64)
+    p.add_argument("--lora-alpha", type=whole_number(1, 4096), default=128)
     p.add_argument("--lora-lm-head", action="store_true", help="also put LoRA on lm_head (as RePIC's code did)")
     p.add_argument("--reward-fix", action="append", default=[], choices=["word_boundary", "decimal_boxes"],
                    help="opt-in fixes of RePIC reward quirks (repeatable)")
-    p.add_argument("--max-pixels", type=int, default=1024 * 28 * 28, help="per-image pixel limit")
-    p.add_argument("--max-per-cell", type=int, help="cap on samples per concept and task")
-    p.add_argument("--heldout-fraction", type=float, default=0.2)
-    p.add_argument("--eval-max-new-tokens", type=int, default=256)
+    p.add_argument("--max-pixels", type=max_pixels, default=1024 * 28 * 28, help="per-image pixel limit")
+    p.add_argument("--max-per-cell", type=whole_number(1, 10 ** 6), help="cap on samples per concept and task")
+    p.add_argument("--heldout-fraction", type=number(0, 1, hi_open=True), default=0.2)
+    p.add_argument("--eval-max-new-tokens", type=whole_number(1, 8192), default=256)
     p.add_argument("--skip-eval", action="store_true", help="no before/after scoring (the adapter is then flagged)")
-    p.add_argument("--save-steps", type=int, default=100)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--data-seed", type=int, default=2024)
+    p.add_argument("--save-steps", type=whole_number(1, 10 ** 9), default=100)
+    p.add_argument("--seed", type=whole_number(0, SEED_MAX), default=42)
+    p.add_argument("--data-seed", type=whole_number(0, SEED_MAX), default=2024)
     p.add_argument("--resume", action="store_true", help="continue the run in --out / --name from its last checkpoint")
     p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout (for the GUI)")
     p.add_argument("--allow-cpu-quantization", action="store_true", help=argparse.SUPPRESS)
@@ -158,17 +172,21 @@ def cmd_train(argv: list[str]) -> int:
     return 0
 
 
+def _dataset_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="repic-train dataset", description="Build the training data and show its summary.")
+    p.add_argument("--library")
+    p.add_argument("--concepts", type=_concept_list)
+    p.add_argument("--max-pixels", type=max_pixels, default=1024 * 28 * 28)
+    p.add_argument("--max-per-cell", type=whole_number(1, 10 ** 6))
+    p.add_argument("--data-seed", type=whole_number(0, SEED_MAX), default=2024)
+    p.add_argument("--json", action="store_true")
+    return p
+
+
 def cmd_dataset(argv: list[str]) -> int:
     from .dataset import DatasetError, build_dataset
 
-    p = argparse.ArgumentParser(prog="repic-train dataset", description="Build the training data and show its summary.")
-    p.add_argument("--library")
-    p.add_argument("--concepts")
-    p.add_argument("--max-pixels", type=int, default=1024 * 28 * 28)
-    p.add_argument("--max-per-cell", type=int)
-    p.add_argument("--data-seed", type=int, default=2024)
-    p.add_argument("--json", action="store_true")
-    args = p.parse_args(argv)
+    args = _dataset_parser().parse_args(argv)
     try:
         from repic_desktop.core.library import LibraryError
 
@@ -179,7 +197,7 @@ def cmd_dataset(argv: list[str]) -> int:
         if args.json:
             print(json.dumps({"event": "error", "message": str(exc)}, ensure_ascii=False), flush=True)
         else:
-            print(f"repic-train: error: {exc}", file=sys.stderr)
+            print(error_line(f"repic-train: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     summary = ds.summary()
     if args.json:
@@ -196,9 +214,7 @@ def cmd_dataset(argv: list[str]) -> int:
     return 0
 
 
-def cmd_adapters(argv: list[str]) -> int:
-    from . import adapters as ad
-
+def _adapters_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="repic-train adapters", description="Trained LoRA adapters of a library.")
     p.add_argument("--library")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -216,7 +232,13 @@ def cmd_adapters(argv: list[str]) -> int:
     s = sub.add_parser("merge", help="merge into the base model (fp32) in a new folder")
     s.add_argument("name")
     s.add_argument("dest")
-    args = p.parse_args(argv)
+    return p
+
+
+def cmd_adapters(argv: list[str]) -> int:
+    from . import adapters as ad
+
+    args = _adapters_parser().parse_args(argv)
     try:
         from repic_desktop.captioning.model_manager import ModelError
         from repic_desktop.core.library import LibraryError
@@ -258,7 +280,7 @@ def cmd_adapters(argv: list[str]) -> int:
                 out = ad.merge(library, args.name, args.dest)
                 print(f"merged {out['name']} into {out['path']} (float32 safetensors)")
     except (ad.AdapterError, LibraryError, ModelError, OSError) as exc:
-        print(f"repic-train: error: {exc}", file=sys.stderr)
+        print(error_line(f"repic-train: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     return 0
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, TextIO
 
 from repic_desktop.captioning.cpu_threads import apply_cpu_thread_policy
+from repic_desktop.cli_output import error_line
 
 from .dataset import BuiltDataset, DatasetError, HeldOut, build_dataset
 from .rewards import FIXES
@@ -167,7 +168,7 @@ def _human(event: str, d: dict[str, Any]) -> str:
         return (f"saved adapter {d['adapter']} at {d['path']}" + ("  [FLAGGED: did not beat the base model on "
                                                                   "held-out photos]" if d["flagged"] else ""))
     if event == "error":
-        return "error: " + d["message"]
+        return error_line("repic-train: error: " + d["message"])
     return f"{event}: {d}"
 
 

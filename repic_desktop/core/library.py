@@ -577,6 +577,8 @@ class Library:
 
     # ---------------------------------------------------------------- photos
     def photo(self, photo_id: int) -> Photo:
+        if not -2 ** 63 <= photo_id < 2 ** 63:  # beyond SQLite's integers ("--ref 10**30"): no such photo
+            raise NotFound(f"no photo with id {photo_id}")
         row = self.conn.execute(f"SELECT {_PHOTO_COLS} FROM photos WHERE id = ?", (photo_id,)).fetchone()
         if row is None:
             raise NotFound(f"no photo with id {photo_id}")
@@ -589,7 +591,7 @@ class Library:
 
     def resolve_photo(self, ref: str | int) -> Photo:
         """A photo given as an id or a path (as users type them on the command line)."""
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit() and not os.path.exists(ref)):
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdecimal() and not os.path.exists(ref)):
             return self.photo(int(ref))
         p = self.photo_by_path(os.path.abspath(ref))
         if p is None:
@@ -1632,7 +1634,8 @@ class Library:
         return [self._adapter(r) for r in self.conn.execute(self._ADAPTER_SQL + " ORDER BY created_at, id")]
 
     def adapter(self, name_or_id: str | int) -> "Adapter":
-        if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdigit()):
+        if isinstance(name_or_id, int) or (isinstance(name_or_id, str) and name_or_id.isdecimal()
+                                           and int(name_or_id) < 2 ** 63):  # else a name, not an SQLite id
             row = self.conn.execute(self._ADAPTER_SQL + " WHERE id = ? OR name = ?",
                                     (int(name_or_id), str(name_or_id))).fetchone()
         else:
