@@ -157,6 +157,7 @@ ACCEPTED: dict[tuple[tuple[str, ...], str], tuple[set[str], str]] = {
     (("repic", "caption"), "--request"): _FREE_TEXT,
     (("repic", "prompt"), "--request"): _FREE_TEXT,
     (("repic", "caption"), "--min-new-tokens"): ({"zero"}, "0 is no minimum, the default"),
+    (("repic", "photos", "list"), "--offset"): ({"zero"}, "0 is the first photo, the default"),
     (("repic", "concept", "add"), "--info"): (TEXTISH | {"empty"}, "free text; empty is no info line"),
     (("repic", "concept", "edit"), "--info"): (TEXTISH | {"empty"}, "free text; empty clears the info line"),
     (("repic", "concept", "export-repic"), "--images-dir"): (TEXTISH, "a folder name (relative to the working folder)"),
