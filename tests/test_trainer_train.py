@@ -98,7 +98,7 @@ def test_event_stream_schema(trained):
     kinds = [e["event"] for e in ev]
     assert kinds[0] == "status" and "dataset" in kinds and kinds[-1] != "done"  # train() returns the payload
     ds = next(e for e in ev if e["event"] == "dataset")["summary"]
-    assert set(ds) == {"tasks", "concepts", "train", "heldout", "warnings"}
+    assert set(ds) == {"tasks", "concepts", "train", "heldout", "warnings", "photos"}  # photos: per concept
     evals = [e for e in ev if e["event"] == "eval"]
     assert [e["phase"] for e in evals] == ["before", "after"]
     steps = [e for e in ev if e["event"] == "step"]
