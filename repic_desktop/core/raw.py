@@ -31,6 +31,11 @@ from . import exiv2lib
 
 MAX_IFDS = 64
 MAX_SCAN_CANDIDATES = 64
+# The marker scan's work is bounded whatever the bytes are: a file of repeated FF D8 FF (102 KB) made the
+# old scan walk from every start marker to the end of the file (quadratic: minutes). A real JPEG header
+# has a few dozen segments before its scan; a real RAW has a handful of start markers outside previews.
+MAX_HEADER_SEGMENTS = 1024
+MAX_SCAN_STEPS = 1 << 16
 # An EXIF-size thumbnail (160x120) is the least that still shows who is in a photo; the 16-64 px icons
 # some RAWs also carry would give the captioner nothing to see.
 MIN_PREVIEW_SIDE = 160
@@ -133,19 +138,37 @@ def _tiff_walk(data: bytes) -> tuple[list[tuple[int, int]], int | None, str | No
     return found, orientation, date, offset_time
 
 
-def _jpeg_end(data: bytes, start: int) -> int | None:
-    """End (exclusive) of a complete JPEG starting at `start`, or None when it is cut short."""
+def _jpeg_end(data: bytes, start: int, steps: list[int] | None = None,
+              no_eoi_after: list[int] | None = None) -> int | None:
+    """End (exclusive) of a complete JPEG starting at `start`, or None when it is cut short or invalid.
+
+    `steps` (one-element list) is a budget of segments shared by a whole scan, spent here; when it runs
+    out the candidate counts as invalid. `no_eoi_after` (one-element list) remembers a position after
+    which the file holds no end marker, so many headers without one do not each search to the end."""
     n, pos = len(data), start + 2
+    segments = 0
     while True:
         if pos + 4 > n or data[pos] != 0xFF:
             return None
+        segments += 1
+        if segments > MAX_HEADER_SEGMENTS:
+            return None
+        if steps is not None:
+            steps[0] -= 1
+            if steps[0] < 0:
+                return None
+        fill = pos
         while pos < n and data[pos] == 0xFF:
             pos += 1
+        if steps is not None:
+            steps[0] -= (pos - fill) >> 6  # a long run of fill bytes costs too
         if pos >= n:
             return None
         marker = data[pos]
         pos += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+        if marker == 0xD8:  # a second start marker inside a header: not a JPEG (FF D8 FF D8 ... files)
+            return None
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:
             continue
         if marker == 0xD9 or pos + 2 > n:
             return None
@@ -154,17 +177,25 @@ def _jpeg_end(data: bytes, start: int) -> int | None:
             return None
         pos += length
         if marker == 0xDA:
+            if no_eoi_after is not None and pos >= no_eoi_after[0]:
+                return None
             end = data.find(b"\xff\xd9", pos)
-            return None if end < 0 else end + 2
+            if end < 0:
+                if no_eoi_after is not None:
+                    no_eoi_after[0] = min(no_eoi_after[0], pos)
+                return None
+            return end + 2
 
 
 def _scan_jpegs(data: bytes) -> list[tuple[int, int]]:
     out, pos = [], 0
-    while len(out) < MAX_SCAN_CANDIDATES:
+    steps, no_eoi_after = [MAX_SCAN_STEPS], [len(data) + 1]
+    while len(out) < MAX_SCAN_CANDIDATES and steps[0] > 0:
         i = data.find(b"\xff\xd8\xff", pos)
         if i < 0:
             break
-        end = _jpeg_end(data, i)
+        steps[0] -= 1
+        end = _jpeg_end(data, i, steps, no_eoi_after)
         if end is None:
             pos = i + 3
             continue

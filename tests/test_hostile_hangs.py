@@ -1,0 +1,138 @@
+"""Hostile files must not hang an import (issue 14, "Hangs"): every parser's work is bounded by the size of
+its input with a small constant, and an import commits as it goes.
+
+Work is measured with counters where the code allows it (deterministic on a loaded machine); where only
+the whole command shows the hang, a subprocess runs under a timeout far above the fixed time and far
+below the old one."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+
+from PIL import Image
+
+from repic_desktop.core import images, raw
+from tests.corpus import jpeg_bytes
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env(tmp_path) -> dict:
+    env = dict(os.environ, PYTHONPATH=REPO, REPIC_CONFIG_DIR=str(tmp_path / "cfg"),
+               REPIC_CACHE_DIR=str(tmp_path / "cache"), QT_QPA_PLATFORM="offscreen")
+    env.pop("REPIC_LIBRARY", None)
+    return env
+
+
+# ------------------------------------------------------------------ RAW preview scan (core/raw.py)
+
+class _CountingBytes(bytes):
+    """bytes that count single-byte reads: the scan's work, whatever the machine's speed."""
+    reads = 0
+
+    def __getitem__(self, key):
+        if isinstance(key, int):
+            type(self).reads += 1
+        return super().__getitem__(key)
+
+
+def _scan_work(data: bytes) -> int:
+    _CountingBytes.reads = 0
+    try:
+        raw.raw_facts(_CountingBytes(data), images.MAX_PIXELS)
+    except raw.NoPreview:
+        pass
+    return _CountingBytes.reads
+
+
+def test_raw_preview_scan_of_repeated_start_markers_is_linear():
+    # Every FF D8 FF starts a candidate; the old walk went from each one to the end of the file.
+    small, big = _scan_work(b"\xff\xd8\xff" * 1000), _scan_work(b"\xff\xd8\xff" * 2000)
+    assert big < 2.5 * small, (small, big)          # quadratic work quadruples
+    assert big < 40 * 6000, big                      # a few reads per byte, not thousands
+
+
+def test_raw_preview_scan_of_nested_headers_is_bounded():
+    # Start markers hidden in the payload of segments that chain to the end of the file: each candidate
+    # parses validly for the whole file, so only a work budget keeps the scan linear.
+    seg = b"\xff\xfe\x00\x04\xff\xd8"     # COM segment whose payload starts another header
+    small, big = _scan_work(b"\xff\xd8" + seg * 2000), _scan_work(b"\xff\xd8" + seg * 4000)
+    assert big < 2.5 * small, (small, big)
+
+
+def test_raw_preview_scan_still_finds_previews_after_hostile_bytes():
+    preview = jpeg_bytes((320, 240))
+    data = b"\xff\xd8\xff" * 5000 + b"\x00" * 16 + preview + b"\x00" * 16
+    facts = raw.raw_facts(data, images.MAX_PIXELS)
+    assert (facts.width, facts.height) == (320, 240)
+    assert facts.preview == (15016, len(preview))
+
+
+def test_import_of_a_102kb_dng_of_start_markers_finishes_quickly(tmp_path):
+    album = tmp_path / "album"
+    album.mkdir()
+    (album / "hostile.dng").write_bytes(b"\xff\xd8\xff" * 34_000)   # 102 KB; the old import took minutes
+    Image.new("RGB", (64, 48), (10, 120, 200)).save(album / "good.jpg")
+    out = subprocess.run([sys.executable, "-m", "repic_desktop", "--library", str(tmp_path / "l.sqlite"),
+                          "import", str(album), "--json"], env=_env(tmp_path), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["added"] == 1
+    assert [s["reason"] for s in report["skipped"]] == [
+        "camera RAW without a usable embedded JPEG preview (RAW decoding is not supported: export a JPEG or "
+        "TIFF from your RAW editor to caption it)"]
+
+
+# ------------------------------------------------------------------ JPEG header then zeros (core/images.py)
+
+class _CountingReader(io.BytesIO):
+    calls = 0
+
+    def read(self, *a):
+        type(self).calls += 1
+        return super().read(*a)
+
+
+def _inspect_reads(data: bytes) -> tuple[int, str]:
+    _CountingReader.calls = 0
+    head = data[:32]
+    try:
+        images._inspect(images.sniff_format(head), head, data, _CountingReader(data), "x.jpg")
+        return _CountingReader.calls, "ok"
+    except images.UnusableImage as exc:
+        return _CountingReader.calls, str(exc)
+
+
+def test_jpeg_start_followed_by_zeros_is_refused_without_a_byte_by_byte_walk():
+    app0 = jpeg_bytes((16, 16))[:20]
+    for data in (b"\xff\xd8\xff" + bytes(4 << 20), app0 + bytes(4 << 20)):
+        calls, reason = _inspect_reads(data)
+        assert calls < 100, calls      # Pillow read the 4 MB of zeros one byte at a time
+        assert reason.startswith("corrupt JPEG: zero bytes where a marker should be"), reason
+
+
+def _after_app0(jpeg: bytes) -> int:
+    assert jpeg[2:4] == b"\xff\xe0"
+    return 4 + int.from_bytes(jpeg[4:6], "big")
+
+
+def test_jpeg_with_endless_fill_bytes_or_junk_markers_is_refused_quickly():
+    good = jpeg_bytes((16, 16))
+    cut = _after_app0(good)
+    for filler in (b"\xff" * (2 << 20), b"\xff\x00" * (1 << 20), b"\xff\xd0" * (1 << 20),
+                   b"\xab" * (2 << 20), (b"\x00" * 60000 + b"\xff\xfe\x00\x02") * 40):
+        calls, reason = _inspect_reads(good[:cut] + filler + good[cut:])
+        assert calls < 100, (filler[:2], calls)
+        assert reason.startswith("corrupt JPEG:"), reason
+
+
+def test_jpeg_headers_with_a_little_junk_still_import():
+    good = jpeg_bytes((40, 30))
+    cut = _after_app0(good)                    # junk and fill bytes between two header segments
+    for data in (good, good[:cut] + b"\x00" * 100 + good[cut:], good[:cut] + b"\xff" * 100 + good[cut:]):
+        calls, reason = _inspect_reads(data)
+        assert reason == "ok", reason
