@@ -136,3 +136,101 @@ def test_jpeg_headers_with_a_little_junk_still_import():
     for data in (good, good[:cut] + b"\x00" * 100 + good[cut:], good[:cut] + b"\xff" * 100 + good[cut:]):
         calls, reason = _inspect_reads(data)
         assert reason == "ok", reason
+
+
+# ------------------------------------------------------------------ sidecar with thousands of regions
+
+def _sidecar(n: int, *, same_name: bool = False, people: int = 0) -> str:
+    items = "".join(
+        f'<rdf:li rdf:parseType="Resource"><mwg-rs:Name>{"Person" if same_name else f"Person {i}"}</mwg-rs:Name>'
+        f'<mwg-rs:Type>Face</mwg-rs:Type><mwg-rs:Area stArea:x="{i % 50 / 50 + 0.01:.4f}" '
+        f'stArea:y="{i // 50 % 50 / 50 + 0.01:.4f}" stArea:w="0.02" stArea:h="0.02" stArea:unit="normalized"/>'
+        f'</rdf:li>' for i in range(n))
+    pii = "".join(f"<rdf:li>Guest {i}</rdf:li>" for i in range(people))
+    return (
+        '<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?><x:xmpmeta xmlns:x="adobe:ns:meta/">'
+        '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+        'xmlns:mwg-rs="http://www.metadataworkinggroup.com/schemas/regions/" '
+        'xmlns:stArea="http://ns.adobe.com/xmp/sType/Area#" xmlns:stDim="http://ns.adobe.com/xap/1.0/sType/Dimensions#" '
+        'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/">'
+        + (f"<Iptc4xmpExt:PersonInImage><rdf:Bag>{pii}</rdf:Bag></Iptc4xmpExt:PersonInImage>" if people else "")
+        + '<mwg-rs:Regions rdf:parseType="Resource"><mwg-rs:AppliedToDimensions stDim:w="1000" stDim:h="1000" '
+        f'stDim:unit="pixel"/><mwg-rs:RegionList><rdf:Bag>{items}</rdf:Bag></mwg-rs:RegionList></mwg-rs:Regions>'
+        '</rdf:Description></rdf:RDF></x:xmpmeta><?xpacket end="w"?>')
+
+
+def _album_with_sidecar(tmp_path, xmp: str, name: str = "photo.jpg"):
+    album = tmp_path / "album"
+    album.mkdir(exist_ok=True)
+    Image.new("RGB", (1000, 1000), (200, 180, 160)).save(album / name)
+    (album / f"{name}.xmp").write_text(xmp)
+    return album
+
+
+def _count_tag_reads(monkeypatch) -> dict:
+    from repic_desktop.core.library import Library
+    calls = {"regions": 0, "photo_concepts": 0}
+    for meth in calls:
+        real = getattr(Library, meth)
+
+        def spy(self, *a, _real=real, _m=meth, **k):
+            calls[_m] += 1
+            return _real(self, *a, **k)
+        monkeypatch.setattr(Library, meth, spy)
+    return calls
+
+
+def test_reading_many_named_regions_reads_the_photos_tags_once(tmp_path, library, monkeypatch):
+    from repic_desktop.core.scanner import scan_folder
+    from repic_desktop.metadata import reader
+    monkeypatch.setattr(reader, "MAX_REGIONS_PER_PHOTO", 10_000, raising=False)  # the work, not the cap
+    monkeypatch.setattr(reader, "MAX_NAMES_PER_PHOTO", 10_000, raising=False)
+    album = _album_with_sidecar(tmp_path, _sidecar(300))
+    scan_folder(library, album)
+    ids = [p.id for p in library.list_photos()]
+    calls = _count_tag_reads(monkeypatch)
+    report = reader.read_metadata_into_library(library, ids, create_concepts=True)
+    assert (len(report.created), report.regions_added) == (300, 300)
+    assert calls["regions"] <= 2 and calls["photo_concepts"] <= 2, calls    # was one of each per name
+    calls["regions"] = calls["photo_concepts"] = 0
+    again = reader.read_metadata_into_library(library, ids)              # all names now concepts: tagged
+    assert (again.regions_added, again.tags_added) == (0, 0)
+    assert calls["regions"] <= 2 and calls["photo_concepts"] <= 2, calls
+
+
+def test_a_sidecar_with_thousands_of_regions_is_read_up_to_a_cap_with_a_note(tmp_path, library):
+    from repic_desktop.core.scanner import scan_folder
+    from repic_desktop.metadata import reader
+    album = _album_with_sidecar(tmp_path, _sidecar(2000, people=400))
+    scan_folder(library, album)
+    fm = reader.read_file_metadata(album / "photo.jpg")
+    assert len(fm.regions) == reader.MAX_REGIONS_PER_PHOTO
+    assert len(fm.names) == reader.MAX_NAMES_PER_PHOTO
+    assert "only the first 256 of 2000 regions were read (more than any photo has)" in fm.notes
+    report = reader.read_metadata_into_library(library, [p.id for p in library.list_photos()],
+                                               create_concepts=True)
+    assert report.regions_added == reader.MAX_REGIONS_PER_PHOTO
+    reasons = [p["reason"] for p in report.problems]
+    assert reasons[0] == "only the first 256 of 2000 regions were read (more than any photo has)"
+    assert reasons[1].startswith("only the first 256 names were read, ")
+
+
+def test_one_name_on_thousands_of_regions_is_bounded(tmp_path, library):
+    from repic_desktop.core.scanner import scan_folder
+    from repic_desktop.metadata import reader
+    album = _album_with_sidecar(tmp_path, _sidecar(2000, same_name=True))
+    scan_folder(library, album)
+    report = reader.read_metadata_into_library(library, [p.id for p in library.list_photos()],
+                                               create_concepts=True)
+    assert report.created == ["Person"] and report.regions_added <= reader.MAX_REGIONS_PER_PHOTO
+
+
+def test_import_read_metadata_of_a_sidecar_with_3000_regions_finishes(tmp_path):
+    album = _album_with_sidecar(tmp_path, _sidecar(3000))
+    out = subprocess.run([sys.executable, "-m", "repic_desktop", "--library", str(tmp_path / "l.sqlite"),
+                          "import", str(album), "--read-metadata", "--create-concepts", "--json"],
+                         env=_env(tmp_path), capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    meta = json.loads(out.stdout)["metadata"]
+    assert meta["regions_added"] == 256 and len(meta["created"]) == 256
+    assert meta["problems"][0]["reason"].startswith("only the first 256 of 3000 regions")
