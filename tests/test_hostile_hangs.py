@@ -234,3 +234,73 @@ def test_import_read_metadata_of_a_sidecar_with_3000_regions_finishes(tmp_path):
     meta = json.loads(out.stdout)["metadata"]
     assert meta["regions_added"] == 256 and len(meta["created"]) == 256
     assert meta["problems"][0]["reason"].startswith("only the first 256 of 3000 regions")
+
+
+# ------------------------------------------------------------------ an import commits as it goes
+
+_CHILD = r'''
+import os, sys, threading
+from contextlib import contextmanager
+from repic_desktop.core import images, scanner
+from repic_desktop.core.library import Library
+from repic_desktop.cli import main
+
+scanner.THREAD_MIN_BYTES = 0          # every file read by the worker threads, as real photos are
+scanner.BATCH_SECONDS = 3600.0        # no commit because a batch got old: only the one under test
+real_probe = images.probe_file
+
+def probe(path):
+    if os.path.basename(os.fsdecode(path)) == "zz-slow.jpg":   # a file whose read never ends
+        print("blocked", flush=True)
+        threading.Event().wait()
+    return real_probe(path)
+
+images.probe_file = probe
+real_tx = Library.transaction
+
+@contextmanager
+def tx(self):
+    with real_tx(self) as conn:
+        yield conn
+    if not self.conn.in_transaction:
+        n = self.conn.execute("SELECT count(*) FROM photos").fetchone()[0]
+        print(f"committed {n}", flush=True)
+
+Library.transaction = tx
+main(["--library", sys.argv[1], "import", sys.argv[2]])
+'''
+
+
+def test_an_import_killed_while_a_file_is_slow_keeps_the_photos_read_before_it(tmp_path):
+    import queue
+    import signal
+    import threading
+
+    from repic_desktop.core.library import Library
+    album = tmp_path / "album"
+    album.mkdir()
+    for i in range(5):
+        Image.new("RGB", (32 + i, 24), (i * 40, 100, 200)).save(album / f"a{i}.jpg")
+    Image.new("RGB", (32, 24)).save(album / "zz-slow.jpg")
+    lib_path = tmp_path / "l.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(lib_path), str(album)], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(x.strip()) for x in proc.stdout] and None, daemon=True).start()
+    seen = []
+    try:
+        while "committed 5" not in seen:
+            try:
+                seen.append(lines.get(timeout=30))   # the old scan never committed while it waited
+            except queue.Empty:
+                raise AssertionError(f"no commit of the 5 photos read before the slow file: {seen}") from None
+        assert "blocked" in seen
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    lib = Library(lib_path)
+    try:
+        assert sorted(os.path.basename(p.path) for p in lib.list_photos()) == [f"a{i}.jpg" for i in range(5)]
+    finally:
+        lib.close()
