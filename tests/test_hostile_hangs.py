@@ -71,6 +71,49 @@ def test_raw_preview_scan_still_finds_previews_after_hostile_bytes():
     assert facts.preview == (15016, len(preview))
 
 
+def test_raw_ifd_with_thousands_of_big_entries_is_read_in_bounded_memory():
+    import struct
+    import tracemalloc
+    n = 8000    # entries of 4096 LONGs each, all pointing at the same 16 KB: 112 KB of file
+    data_off = 8 + 2 + 12 * n + 4
+    entries = b"".join(struct.pack("<HHII", 0x8000 + i, 4, 4096, data_off) for i in range(n))
+    data = b"II*\x00" + struct.pack("<IH", 8, n) + entries + bytes(4) + bytes(16384)
+    tracemalloc.start()
+    try:
+        try:
+            raw.raw_facts(data, images.MAX_PIXELS)
+        except raw.NoPreview:
+            pass
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, peak >> 20      # every entry's 4096 values were decoded: 250 MB
+
+
+def test_many_ifd_candidates_at_one_preview_parse_it_once(monkeypatch):
+    import struct
+    preview = jpeg_bytes((320, 240))
+    # 64 chained IFDs, each pointing at the same preview with a different length
+    ifds, base = [], 8
+    size = 2 + 2 * 12 + 4
+    pre_off = base + 64 * size
+    for k in range(64):
+        nxt = base + (k + 1) * size if k < 63 else 0
+        ifds.append(struct.pack("<H", 2) + struct.pack("<HHII", 0x201, 4, 1, pre_off)
+                    + struct.pack("<HHII", 0x202, 4, 1, len(preview) + k) + struct.pack("<I", nxt))
+    data = b"II*\x00" + struct.pack("<I", base) + b"".join(ifds) + preview + bytes(64)
+    opened = []
+    real = raw.JpegImagePlugin.JpegImageFile
+
+    def spy(*a, **k):
+        opened.append(1)
+        return real(*a, **k)
+    monkeypatch.setattr(raw.JpegImagePlugin, "JpegImageFile", spy)
+    facts = raw.raw_facts(data, images.MAX_PIXELS)
+    assert (facts.width, facts.height, facts.preview[0]) == (320, 240, pre_off)
+    assert len(opened) == 1, len(opened)    # once per candidate, each on a copy of the preview
+
+
 def test_import_of_a_102kb_dng_of_start_markers_finishes_quickly(tmp_path):
     album = tmp_path / "album"
     album.mkdir()
