@@ -12,7 +12,8 @@ How previews are found, without trusting the file:
    checked against the file size) and collect JPEGInterchangeFormat/-Length pairs and single-strip
    JPEG-compressed images. The RAW's own orientation and date come from the same walk.
 2. Any RAW (and as a fallback): scan for JPEG start markers, walk each candidate's segments to its scan
-   and take the first end marker after it (0xFFD9 cannot occur inside entropy-coded data).
+   and take the first end marker after it (0xFFD9 cannot occur inside entropy-coded data). The scan's
+   work is bounded whatever the bytes (a shared segment budget, no repeated end-marker search).
 Each candidate must be a complete, decodable baseline header within the pixel limit; the one with the
 most pixels wins. A RAW without one is skipped with a reason ("no embedded preview"), like any other
 unusable file. Metadata for RAW photos goes to .xmp sidecars (metadata/writer.py); the RAW is only read.

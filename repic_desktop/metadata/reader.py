@@ -330,8 +330,6 @@ def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report
     tagged = c.id in tagged_ids
     existing = by_concept.setdefault(c.id, [])
     new_boxes = [b for b in boxes if not any(_iou(b, e) > 0.8 for e in existing)]
-    tagged_ids.add(c.id)
-    existing.extend(new_boxes)
     if not tagged and not new_boxes:
         library.tag_photo(photo_id, c.name, source="import")
         report.tags_added += 1
@@ -340,6 +338,8 @@ def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report
         report.regions_added += 1
         if i == 0 and not tagged:
             report.tags_added += 1
+    tagged_ids.add(c.id)
+    existing.extend(new_boxes)
 
 
 def _store_caption(library: Library, photo, fm: FileMetadata, report: ReadReport) -> None:
