@@ -347,3 +347,11 @@ def test_an_import_killed_while_a_file_is_slow_keeps_the_photos_read_before_it(t
         assert sorted(os.path.basename(p.path) for p in lib.list_photos()) == [f"a{i}.jpg" for i in range(5)]
     finally:
         lib.close()
+
+
+def test_import_prints_what_it_left_out_of_a_photos_metadata(tmp_path, isolated_env, capsys):
+    from repic_desktop.cli import main
+    album = _album_with_sidecar(tmp_path, _sidecar(300))
+    assert main(["--library", str(tmp_path / "l.sqlite"), "import", str(album), "--read-metadata"]) == 0
+    out = capsys.readouterr().out
+    assert "photo.jpg: only the first 256 of 300 regions were read (more than any photo has)" in out
