@@ -262,6 +262,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         if meta is not None:
             lines.append(f"metadata: {meta.captions_added} captions, {meta.tags_added} tags, "
                          f"{len(meta.proposals)} new names")
+            for pr in meta.problems:
+                lines.append(f"  metadata of {pr.get('path') or pr.get('name')}: {pr['reason']}")
         return "\n".join(lines)
 
     _emit(args, data, text)

@@ -431,6 +431,55 @@ def _check_jpeg(data: Buf) -> None:
     raise _truncated("JPEG")
 
 
+# Pillow walks a JPEG header one byte at a time wherever a marker should be (junk, fill bytes, FF00,
+# standalone markers) and without a limit, so a JPEG start followed by megabytes of zeros took 0.1-0.3 s
+# per MB to reject. Real headers have a few dozen segments and at most a few junk bytes between them.
+_JPEG_HEADER_MAX_SEGMENTS = 4096
+_JPEG_HEADER_MAX_JUNK = 64 * 1024
+
+
+def _check_jpeg_header(data: Buf) -> None:
+    """Before Pillow parses a JPEG header: bounded walk to the first scan, refusing what would make
+    Pillow crawl. Everything else (cut short, bad lengths) is left to Pillow and _check_jpeg."""
+    n, pos, junk, segments = len(data), 2, 0, 0
+    while pos < n:
+        if data[pos] != 0xFF:
+            window = data[pos:pos + _JPEG_HEADER_MAX_JUNK - junk + 1]
+            nxt = window.find(b"\xff")
+            if nxt < 0 and len(window) <= _JPEG_HEADER_MAX_JUNK - junk:
+                return  # the file ends inside the junk: cut short, worded by the callers
+            if nxt < 0:
+                if not window.strip(b"\x00"):
+                    raise UnusableImage("corrupt JPEG: zero bytes where a marker should be (the rest of the "
+                                        "file was never written?)")
+                raise UnusableImage("corrupt JPEG: garbage where a marker should be")
+            junk += nxt
+            pos += nxt
+            continue
+        start = pos
+        while pos < n and data[pos] == 0xFF and pos - start <= _JPEG_HEADER_MAX_JUNK:
+            pos += 1
+        junk += pos - start - 1
+        segments += 1
+        if junk > _JPEG_HEADER_MAX_JUNK or segments > _JPEG_HEADER_MAX_SEGMENTS:
+            raise UnusableImage("corrupt JPEG: garbage where a marker should be")
+        if pos + 3 > n:
+            return
+        marker = data[pos]
+        pos += 1
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD8:  # no segment length follows
+            junk += 2
+            continue
+        if marker == 0xD9:
+            return
+        length = (data[pos] << 8) | data[pos + 1]
+        if length < 2:
+            return
+        pos += length
+        if marker == 0xDA:
+            return
+
+
 _IEND = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
@@ -820,6 +869,8 @@ def _open_header(fmt: str, fp: BinaryIO, head: bytes, data: Buf, filename: str |
         size = _webp_header_size(head)
         if size:
             _check_pixels(*size)
+    if fmt == "JPEG":
+        _check_jpeg_header(data)
     cls = _heif_class() if fmt == "HEIF" else _CLASSES[fmt]
     fp.seek(0)
     try:

@@ -47,7 +47,8 @@ content hash and marks vanished ones missing. Decisions (why, not what):
   does all library work; results are applied in walk order, so reports and progress are deterministic.
 - Library writes happen in batches (about 200 files or one second of work, whichever comes first),
   each in one short transaction taken *after* the batch's files were read, so the write lock is never
-  held while the disk is busy and the GUI process never waits long for it.
+  held while the disk is busy and the GUI process never waits long for it. A batch is also committed
+  when the next file's read is slow (BLOCKED_FLUSH_SECONDS), so a killed import keeps what it read.
 - Nothing under `root` is written or modified: files are opened read-only, nothing is created there.
   The one exception: a hidden temp file our export left behind when it was killed (a full copy of a
   photo, named by metadata/safety.py with the writer's pid) is removed once that writer is dead, so
@@ -62,6 +63,7 @@ import stat
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Callable
@@ -73,6 +75,9 @@ from .temp_files import TEMP_PREFIX, cleanup_stale_temps
 
 BATCH_FILES = 200
 BATCH_SECONDS = 1.0
+# When the next file's read takes longer than this (a huge file, a slow share, a hostile file) the files
+# read before it are committed first: a kill or a crash meanwhile must not lose them.
+BLOCKED_FLUSH_SECONDS = 0.5
 # Files are read, hashed and probed by a few worker threads (hashing and file reads release the GIL, so
 # disk, hashing and the library writes on the calling thread overlap); results are consumed in walk
 # order. A handful of threads suits SSDs and network shares without thrashing a spinning disk.
@@ -447,6 +452,10 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                     break
                 kind, c, payload, state = pending.popleft()
                 if kind == "probe":
+                    if payload is not None and batch and not wait_futures([payload], BLOCKED_FLUSH_SECONDS)[0]:
+                        apply(batch)
+                        batch = []
+                        last_flush = time.monotonic()
                     kind, payload = payload.result() if payload is not None else _probe(c.path)
                 batch.append((kind, c, payload, state))
                 nxt = next(todo, None)

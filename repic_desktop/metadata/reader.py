@@ -41,6 +41,10 @@ _BOILERPLATE = re.compile(
     r"kodak .*|minolta dsc|samsung( .*)?|lead technologies.*|created with .*|ascii|unicode|undefined|"
     r"[\s._-]*|\d+)$", re.I)
 MAX_REFS = 3
+# What one photo's metadata may bring in. A group photo has tens of faces; a sidecar with 20,000 regions
+# (hostile or broken) made `import --read-metadata` run for 15+ minutes. The rest is left out with a note.
+MAX_REGIONS_PER_PHOTO = 256
+MAX_NAMES_PER_PHOTO = 256
 
 
 @dataclass
@@ -138,12 +142,18 @@ def interpret(fm: FileMetadata) -> FileMetadata:
         fm.title = v.get("IPTC:ObjectName") or xmp_title
     names: dict[str, FoundName] = {}
 
+    names_left_out = 0
+
     def add(name: str | None, kind: str, source: str) -> None:
+        nonlocal names_left_out
         if not name or fold(name) in NOT_A_NAME:
             return
         name = name.strip()
         f = names.get(fold(name))
         if f is None:
+            if len(names) >= MAX_NAMES_PER_PHOTO:
+                names_left_out += 1
+                return
             f = names[fold(name)] = FoundName(name, kind)
         if kind == "pet":
             f.kind = "pet"
@@ -152,7 +162,13 @@ def interpret(fm: FileMetadata) -> FileMetadata:
 
     mwg = v.get("XMP-mwg-rs:RegionInfo") or {}
     mwg_names = set()
-    for r in mwg.get("RegionList", []):
+    mwg_list, mp_list = mwg.get("RegionList", []), (v.get("XMP-MP:RegionInfoMP") or {}).get("Regions", [])
+    if len(mwg_list) + len(mp_list) > MAX_REGIONS_PER_PHOTO:
+        fm.notes.append(f"only the first {MAX_REGIONS_PER_PHOTO} of {len(mwg_list) + len(mp_list)} regions "
+                        "were read (more than any photo has)")
+        mwg_list = mwg_list[:MAX_REGIONS_PER_PHOTO]
+        mp_list = mp_list[:MAX_REGIONS_PER_PHOTO - len(mwg_list)]
+    for r in mwg_list:
         a = r.get("Area")
         if not a or a.get("Unit", "normalized") != "normalized":
             continue
@@ -163,7 +179,7 @@ def interpret(fm: FileMetadata) -> FileMetadata:
         if r.get("Name") and t in ("Face", "Pet"):
             add(r["Name"], "pet" if t == "Pet" else "person", f"MWG {t} region")
             mwg_names.add(fold(r["Name"]))
-    for r in (v.get("XMP-MP:RegionInfoMP") or {}).get("Regions", []):
+    for r in mp_list:
         n, rect = r.get("PersonDisplayName"), r.get("Rectangle")
         if rect and (not n or fold(n) not in mwg_names):  # MP is the fallback for the same face
             box = geometry.clamp01(geometry.stored_to_display(tuple(rect), fm.orientation))
@@ -178,6 +194,9 @@ def interpret(fm: FileMetadata) -> FileMetadata:
                 add(leaf, "person", key.split(":")[1])
             elif root and fold(root) in ("pets", "pet", "animals"):
                 add(leaf, "pet", key.split(":")[1])
+    if names_left_out:
+        fm.notes.append(f"only the first {MAX_NAMES_PER_PHOTO} names were read, {names_left_out} more were "
+                        "left out (more than any photo has)")
     fm.names = list(names.values())
     name_set = set(names)
     kws: dict[str, str] = {}
@@ -279,21 +298,37 @@ def _iou(a: Box, b: Box) -> float:
     return inter / union if union else 0.0
 
 
-def _boxes_for(fm: FileMetadata, name: str, w: int | None, h: int | None) -> list[Box]:
-    out = []
+def _boxes_by_name(fm: FileMetadata, w: int | None, h: int | None) -> dict[str, list[Box]]:
+    """Folded name -> its face/pet boxes in pixels (near-duplicates dropped); one pass over the regions."""
+    out: dict[str, list[Box]] = {}
     for r in fm.regions:
-        if r.name and fold(r.name) == fold(name) and r.type in ("Face", "Pet"):
+        if r.name and r.type in ("Face", "Pet"):
             b = _pixel_box(r.box, w, h)
-            if b is not None and not any(_iou(b, o) > 0.8 for o in out):
-                out.append(b)
+            boxes = out.setdefault(fold(r.name), [])
+            if b is not None and not any(_iou(b, o) > 0.8 for o in boxes):
+                boxes.append(b)
     return out
 
 
-def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report: ReadReport) -> None:
-    """Tag a photo with a concept and its boxes; nothing is added twice on a re-read."""
+_PhotoTags = tuple[set[int], dict[int, list[Box]]]
+
+
+def _photo_tags(library: Library, photo_id: int) -> _PhotoTags:
+    """(concept ids tagged, concept id -> its region boxes) of a photo, read once for all its names."""
+    by_concept: dict[int, list[Box]] = {}
+    for r in library.regions(photo_id):
+        by_concept.setdefault(r.concept_id, []).append(r.box)
+    return {x.id for x in library.photo_concepts(photo_id)}, by_concept
+
+
+def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report: ReadReport,
+         state: _PhotoTags | None = None) -> None:
+    """Tag a photo with a concept and its boxes; nothing is added twice on a re-read. `state` is the
+    photo's _photo_tags, kept up to date here (reading them per name was quadratic in the names)."""
     c = library.concept(concept)
-    tagged = any(x.id == c.id for x in library.photo_concepts(photo_id))
-    existing = [r.box for r in library.regions(photo_id) if r.concept_id == c.id]
+    tagged_ids, by_concept = state if state is not None else _photo_tags(library, photo_id)
+    tagged = c.id in tagged_ids
+    existing = by_concept.setdefault(c.id, [])
     new_boxes = [b for b in boxes if not any(_iou(b, e) > 0.8 for e in existing)]
     if not tagged and not new_boxes:
         library.tag_photo(photo_id, c.name, source="import")
@@ -303,6 +338,8 @@ def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report
         report.regions_added += 1
         if i == 0 and not tagged:
             report.tags_added += 1
+    tagged_ids.add(c.id)
+    existing.extend(new_boxes)
 
 
 def _store_caption(library: Library, photo, fm: FileMetadata, report: ReadReport) -> None:
@@ -347,8 +384,12 @@ def _collect(library: Library, photo_ids: Iterable[int], backends: Backends, rep
             if store:
                 with library.transaction():
                     _store_caption(library, photo, fm, report)
+            report.problems += [{"photo_id": str(pid), "path": photo.path, "reason": n} for n in fm.notes
+                                if n.startswith("only the first")]
+            by_name = _boxes_by_name(fm, photo.width, photo.height)
+            state: _PhotoTags | None = None
             for found in fm.names:
-                boxes = _boxes_for(fm, found.name, photo.width, photo.height)
+                boxes = by_name.get(fold(found.name), [])
                 try:
                     library.concept(found.name)
                     exists = True
@@ -357,7 +398,9 @@ def _collect(library: Library, photo_ids: Iterable[int], backends: Backends, rep
                 if exists:
                     if store:
                         with library.transaction():
-                            _tag(library, pid, found.name, boxes, report)
+                            if state is None:
+                                state = _photo_tags(library, pid)
+                            _tag(library, pid, found.name, boxes, report, state)
                     continue
                 p = proposals.get(fold(found.name))
                 if p is None:
@@ -398,6 +441,7 @@ def apply_concept_proposals(library: Library, proposals: Iterable[ConceptProposa
     source "import") and add up to `max_refs` face regions as reference boxes, largest first."""
     report = report or ReadReport()
     wanted = {fold(n) for n in names} if names is not None else None
+    states: dict[int, _PhotoTags] = {}  # per photo, across concepts: its tags read once
     for p in proposals:
         if wanted is not None and fold(p.name) not in wanted:
             continue
@@ -413,7 +457,9 @@ def apply_concept_proposals(library: Library, proposals: Iterable[ConceptProposa
                     if occ.get("box"):
                         boxes.append(Box(*occ["box"]))
                 for pid, boxes in by_photo.items():
-                    _tag(library, pid, c.name, boxes, report)
+                    if pid not in states:
+                        states[pid] = _photo_tags(library, pid)
+                    _tag(library, pid, c.name, boxes, report, states[pid])
                 refs = sorted(((b.w * b.h, pid, b) for pid, bs in by_photo.items() for b in bs), key=lambda t: -t[0])
                 used: set[int] = set()
                 for _, pid, b in refs:
@@ -426,6 +472,7 @@ def apply_concept_proposals(library: Library, proposals: Iterable[ConceptProposa
                     report.references_added += 1
             report.created.append(c.name)
         except (LibraryError, ConceptError) as exc:
+            states.clear()  # the transaction was rolled back: what they recorded may not be there
             report.problems.append({"name": p.name, "reason": str(exc)})
     return report
 
