@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from PySide6.QtCore import QProcess, QProcessEnvironment, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
@@ -139,6 +139,11 @@ class PersonalizePage(QWidget):
         self._started_at = 0.0
         self._run_base = ""
         self._summary_proc: QProcess | None = None
+        # A QProcess destroyed while running (the app quits during a dataset count) still emits
+        # readyRead/finished into callbacks whose objects are half gone: stop it while everything lives.
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.aboutToQuit.connect(self._drop_summary_proc)
         self._summary_out = bytearray()
         self._summary_err = TailBuffer(5)
         self._summary_wanted = False
@@ -503,6 +508,7 @@ class PersonalizePage(QWidget):
         if self._summary_proc is None:
             return
         old, self._summary_proc = self._summary_proc, None   # _summary_done ignores it from now on
+        old.blockSignals(True)      # no output or finished callbacks from a process we dropped
         old.kill()                  # read-only: stopping it early is harmless
         old.waitForFinished(1000)
         old.deleteLater()

@@ -504,3 +504,24 @@ def test_the_real_trainer_runs_with_the_pages_defaults_on_photos_of_mixed_sizes(
     assert "--max-steps=2" in log and "--num-generations=2" in log and "--grad-accum" not in log
     name = page.progress.done["adapter"]
     assert lib.adapter(name).path == page.progress.done["path"]
+
+
+def test_quitting_while_the_dataset_count_runs_stops_it_cleanly(tagged_library, settings_dir, qtbot, monkeypatch):
+    """`repic gui --screenshot … --page personalize` quit while the count's child ran: the QProcess, destroyed
+    running, still emitted output/finished into a half-deleted page ("Internal C++ object already deleted")."""
+    from PySide6.QtCore import QObject, QProcess, Signal
+
+    from repic_desktop.gui import personalize
+
+    class App(QObject):  # only the page hears this quit (the real signal would also stop other tests' workers)
+        aboutToQuit = Signal()
+
+    app = App()
+    monkeypatch.setattr(personalize.QCoreApplication, "instance", staticmethod(lambda: app))
+    slow = [sys.executable, "-c", "import time; time.sleep(60)"]
+    page = make_page(qtbot, tagged_library, slow)
+    qtbot.waitUntil(lambda: page._summary_proc is not None
+                    and page._summary_proc.state() == QProcess.ProcessState.Running, timeout=10_000)
+    proc = page._summary_proc
+    app.aboutToQuit.emit()
+    assert page._summary_proc is None and proc.state() == QProcess.ProcessState.NotRunning
