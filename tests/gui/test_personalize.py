@@ -517,7 +517,7 @@ def test_quitting_while_the_dataset_count_runs_stops_it_cleanly(tagged_library, 
         aboutToQuit = Signal()
 
     app = App()
-    monkeypatch.setattr(personalize.QCoreApplication, "instance", staticmethod(lambda: app))
+    monkeypatch.setattr(personalize, "QCoreApplication", type("Core", (), {"instance": staticmethod(lambda: app)}))
     slow = [sys.executable, "-c", "import time; time.sleep(60)"]
     page = make_page(qtbot, tagged_library, slow)
     qtbot.waitUntil(lambda: page._summary_proc is not None
