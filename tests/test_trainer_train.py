@@ -491,19 +491,12 @@ def test_training_with_the_users_defaults_on_photos_of_mixed_sizes(tmp_path, dem
     different sizes: TRL laid right-padded image-token types over left-padded prompts. Everything here is
     the default a user gets (gradient accumulation, pixel limits, held-out split) except the step count and
     the completion length, which only make it fast."""
-    from PIL import Image, ImageDraw
-
     from repic_desktop.cli import main as repic
+    from tests.mixed_photos import make_mixed_size_photos
     from trainer.__main__ import main as repic_train
 
     photos = tmp_path / "photos"
-    photos.mkdir()
-    sizes = [(640, 480), (480, 640), (1024, 300), (300, 300), (800, 600), (200, 500), (700, 350), (512, 512),
-             (333, 777), (900, 400), (256, 640), (640, 256)]
-    for i, (w, h) in enumerate(sizes):
-        im = Image.new("RGB", (w, h), ((40 * i) % 256, (90 * i) % 256, (150 + 7 * i) % 256))
-        ImageDraw.Draw(im).ellipse([w // 4, h // 4, w // 2, h // 2], fill=(200, 40, 90))
-        im.save(photos / f"p{i:02d}.jpg")
+    make_mixed_size_photos(photos)
     lib = ["--library", str(tmp_path / "lib.sqlite")]
     assert repic([*lib, "import", str(photos)]) == 0
     assert repic([*lib, "concept", "add", "Anya", "--kind", "person", "--ref", "1"]) == 0

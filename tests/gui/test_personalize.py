@@ -464,22 +464,15 @@ def test_the_real_trainer_runs_with_the_pages_defaults_on_photos_of_mixed_sizes(
     on photos of different sizes crashed in get_rope_index). The real `python -m trainer` child, the demo
     model chosen as the model, every setting of the page left as it is except the step count (Auto
     means two epochs) and the group size (the issue's own `--num-generations 2`), which only make it fast."""
-    from PIL import Image, ImageDraw
-
     from repic_desktop.core.scanner import scan_folder
+    from tests.mixed_photos import make_mixed_size_photos
 
     monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
     s = Settings()
     s.model.source = str(demo_model_dir)          # what the welcome page's "demo model" choice stores
     s.save()
     photos = tmp_path / "photos"
-    photos.mkdir()
-    sizes = [(640, 480), (480, 640), (1024, 300), (300, 300), (800, 600), (200, 500), (700, 350), (512, 512),
-             (333, 777), (900, 400), (256, 640), (640, 256)]
-    for i, (w, h) in enumerate(sizes):
-        im = Image.new("RGB", (w, h), ((40 * i) % 256, (90 * i) % 256, (150 + 7 * i) % 256))
-        ImageDraw.Draw(im).ellipse([w // 4, h // 4, w // 2, h // 2], fill=(200, 40, 90))
-        im.save(photos / f"p{i:02d}.jpg")
+    make_mixed_size_photos(photos)
     lib = gui_library
     scan_folder(lib, photos)
     ids = [p.id for p in sorted(lib.list_photos(), key=lambda p: p.filename)]
