@@ -41,6 +41,7 @@ from typing import Any, Iterable
 
 from ..core import exiv2lib
 from . import iim
+from .containers import tiff_start
 from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
 from .safety import Refused, write_bytes_exclusive
 
@@ -673,14 +674,7 @@ def _ifd0_bytes(buf: bytes | None, fmt: str, tag: int) -> bytes | None:
     """The raw bytes of a BYTE/UNDEFINED tag in IFD0 of a JPEG's EXIF or a TIFF (None: not found)."""
     if not buf:
         return None
-    base = 0 if fmt == "TIFF" else None
-    if fmt == "JPEG":
-        i = 2
-        while i + 4 <= len(buf) and buf[i] == 0xFF and buf[i + 1] not in (0xDA, 0xD9):
-            if buf[i + 1] == 0xE1 and buf[i + 4:i + 10] == b"Exif\0\0":
-                base = i + 10
-                break
-            i += 2 + int.from_bytes(buf[i + 2:i + 4], "big")
+    base = tiff_start(buf, fmt) if fmt in ("JPEG", "TIFF") else None
     if base is None:
         return None
     order = {b"II": "little", b"MM": "big"}.get(buf[base:base + 2])

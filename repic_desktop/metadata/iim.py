@@ -31,7 +31,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-PS_HEADER = b"Photoshop 3.0\x00"
+from .containers import PHOTOSHOP_APP13, jpeg_segments
+
+PS_HEADER = PHOTOSHOP_APP13
 RES_IPTC, RES_DIGEST = 0x0404, 0x0425
 UTF8_DECL = b"\x1b%G"
 # Exiftool key -> IIM (record, dataset) for the datasets we write (fields.py).
@@ -56,28 +58,12 @@ class _Block:
 
 
 def _photoshop_segments(buf: bytes) -> list[tuple[int, int]] | None:
-    if buf[:2] != b"\xff\xd8":
+    """(start, end) of the APP13 Photoshop segments; None when the header is not one we can rewrite."""
+    segs, ok = jpeg_segments(buf)
+    if not ok:
         return None
-    i, out = 2, []
-    while i + 4 <= len(buf):
-        if buf[i] != 0xFF:
-            return None
-        m = buf[i + 1]
-        if m == 0xFF:
-            i += 1
-            continue
-        if m == 0x01 or 0xD0 <= m <= 0xD7:
-            i += 2
-            continue
-        if m in (0xDA, 0xD9):
-            break
-        n = int.from_bytes(buf[i + 2:i + 4], "big")
-        if n < 2 or i + 2 + n > len(buf):
-            return None
-        if m == 0xED and buf[i + 4:i + 4 + len(PS_HEADER)] == PS_HEADER:
-            out.append((i, i + 2 + n))
-        i += 2 + n
-    return out
+    return [(start, end) for m, start, end in segs
+            if m == 0xED and buf[start + 4:start + 4 + len(PS_HEADER)] == PS_HEADER]
 
 
 def _find(buf: bytes) -> _Block | None | bool:

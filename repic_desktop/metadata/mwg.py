@@ -19,6 +19,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
+from .containers import PHOTOSHOP_APP13, jpeg_payloads
+
 
 @dataclass(frozen=True)
 class IptcDigests:
@@ -50,19 +52,7 @@ def _irb_resources(irb: bytes) -> dict[int, bytes]:
 
 def _jpeg_irb(data: bytes) -> bytes:
     """The Photoshop IRB of a JPEG (APP13 "Photoshop 3.0" segments, joined in order)."""
-    parts, pos, n = [], 2, len(data)
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in (0xD9, 0xDA):  # EOI, SOS: no more metadata segments
-            break
-        length = struct.unpack_from(">H", data, pos + 2)[0]
-        if marker == 0xED and data[pos + 4:pos + 18] == b"Photoshop 3.0\x00":
-            parts.append(data[pos + 18:pos + 2 + length])
-        pos += 2 + length
-    return b"".join(parts)
+    return b"".join(data[start:end] for start, end in jpeg_payloads(data, 0xED, PHOTOSHOP_APP13))
 
 
 _TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}

@@ -30,6 +30,7 @@ from typing import Any, Iterable
 from .backends import (
     MP, MWG, BackendError, ExifTool, _LENIENT, _pyexiv2, _read_exif, _under, guard_namespaces,
 )
+from .containers import tiff_start
 from .fields import BY_KEY
 
 
@@ -80,44 +81,6 @@ def pyexiv2_snapshot(data: bytes, fmt: str) -> dict[str, Any]:
 
 # ---- where the maker note sits in the TIFF structure -------------------------------------------------
 
-def _tiff_start(data: bytes, fmt: str) -> int | None:
-    if fmt == "TIFF":
-        return 0
-    if fmt == "JPEG":
-        i, n = 2, len(data)
-        while i + 4 <= n and data[i] == 0xFF:
-            marker = data[i + 1]
-            if marker in (0xD8, 0x01, 0xFF) or 0xD0 <= marker <= 0xD7:
-                i += 1 if marker == 0xFF else 2
-                continue
-            if marker == 0xDA:
-                return None
-            length = struct.unpack(">H", data[i + 2:i + 4])[0]
-            if marker == 0xE1 and data[i + 4:i + 10] == b"Exif\0\0":
-                return i + 10
-            i += 2 + length
-        return None
-    if fmt == "PNG":
-        i = 8
-        while i + 8 <= len(data):
-            length, kind = struct.unpack(">I4s", data[i:i + 8])
-            if kind == b"eXIf":
-                return i + 8
-            if kind == b"IDAT":
-                return None
-            i += 12 + length
-        return None
-    if fmt == "WEBP":
-        i = 12
-        while i + 8 <= len(data):
-            kind, length = struct.unpack("<4sI", data[i:i + 8])
-            if kind == b"EXIF":
-                return i + 8 + (6 if data[i + 8:i + 14] == b"Exif\0\0" else 0)
-            i += 8 + length + (length & 1)
-        return None
-    return None
-
-
 def _ifd_entry(data: bytes, base: int, ifd: int, tag: int, bo: str) -> tuple[int, int, int] | None:
     """(type, count, value/offset field) of `tag` in the IFD at `ifd` (offsets from `base`)."""
     p = base + ifd
@@ -136,7 +99,7 @@ def _ifd_entry(data: bytes, base: int, ifd: int, tag: int, bo: str) -> tuple[int
 
 def maker_note_place(data: bytes, fmt: str) -> tuple[int, int] | None:
     """(offset from the TIFF header, byte count) of the EXIF MakerNote, or None when there is none."""
-    base = _tiff_start(data, fmt)
+    base = tiff_start(data, fmt)
     if base is None or base + 8 > len(data):
         return None
     bo = {b"II": "<", b"MM": ">"}.get(data[base:base + 2])
@@ -276,7 +239,7 @@ def maker_note_offsets(data: bytes, fmt: str) -> str | None:
     move: Apple, Olympus), "absolute" (from the TIFF header, so moving it breaks it: FLIR), "blob" (no IFD
     at all: text or binary records such as Kodak's, JVC's, Ricoh's, nothing to break), or None when its
     IFD fits both readings (cannot tell, so it must not move)."""
-    base = _tiff_start(data, fmt)
+    base = tiff_start(data, fmt)
     place = maker_note_place(data, fmt)
     if base is None or place is None:
         return None

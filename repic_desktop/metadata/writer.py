@@ -53,6 +53,7 @@ from typing import Any, Callable, Iterable
 from ..core.images import UnusableImage, inspect_image
 from . import geometry, iim
 from .backends import EMPTY_PACKET, BackendError, Backends, no_backend_reason
+from .containers import XMP_APP1, jpeg_payloads
 from .fields import (
     BY_KEY, CONTAINERS, GROUPS, HIERARCHY_ROOTS, IPTC_KEYWORD_MAX_BYTES, LIST_KEYS, PRIMARY, SECONDARY,
     clean_text, fields_for, fold, truncate_utf8,
@@ -550,26 +551,14 @@ def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
     return lost
 
 
-_XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
 _ABOUT_VALUE = re.compile(rb'rdf:about=(["\'])([^"\']+)\1')
 _ABOUT_EMPTY = re.compile(rb'rdf:about=(["\'])\1')
 
 
 def _jpeg_xmp_segment(data: bytes) -> tuple[int, int] | None:
     """(start, end) of the standard XMP APP1 segment's packet in a JPEG, or None."""
-    pos, n = 2, len(data)
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
-        if marker in (0xD9, 0xDA):
-            return None
-        end = pos + 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-        if marker == 0xE1 and data[pos + 4:pos + 4 + len(_XMP_APP1)] == _XMP_APP1:
-            return pos + 4 + len(_XMP_APP1), end
-        pos = end
-    return None
+    found = jpeg_payloads(data, 0xE1, XMP_APP1)
+    return found[0] if found else None
 
 
 def _jpeg_keep_about(old: bytes, new: bytes) -> bytes:
@@ -579,10 +568,10 @@ def _jpeg_keep_about(old: bytes, new: bytes) -> bytes:
     if not m or not w:
         return new
     packet = _ABOUT_EMPTY.sub(lambda _: b'rdf:about="' + m.group(2) + b'"', new[w[0]:w[1]])
-    length = 2 + len(_XMP_APP1) + len(packet)  # the length field counts itself
+    length = 2 + len(XMP_APP1) + len(packet)  # the length field counts itself
     if length > 0xFFFF:
         return new
-    at = w[0] - len(_XMP_APP1) - 2  # the segment's length field
+    at = w[0] - len(XMP_APP1) - 2  # the segment's length field
     return new[:at] + length.to_bytes(2, "big") + new[at + 2:w[0]] + packet + new[w[1]:]
 
 
