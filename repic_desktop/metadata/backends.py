@@ -41,7 +41,7 @@ from typing import Any, Iterable
 
 from ..core import exiv2lib
 from . import iim
-from .containers import tiff_start
+from .containers import ifd0_offset, ifd_entry, tiff_order, tiff_start
 from .fields import BY_KEY, FIELDS, IPTC_UTF8, canonical_dict, fmt_num, mp_rect_text
 from .safety import Refused, write_bytes_exclusive
 
@@ -677,24 +677,13 @@ def _ifd0_bytes(buf: bytes | None, fmt: str, tag: int) -> bytes | None:
     base = tiff_start(buf, fmt) if fmt in ("JPEG", "TIFF") else None
     if base is None:
         return None
-    order = {b"II": "little", b"MM": "big"}.get(buf[base:base + 2])
-    if order is None:
+    bo = tiff_order(buf, base)
+    ifd0 = ifd0_offset(buf, base, bo) if bo is not None else None
+    entry = ifd_entry(buf, base, ifd0, tag, bo) if ifd0 is not None else None
+    if entry is None or entry.type not in (1, 7):
         return None
-
-    def num(o: int, n: int) -> int:
-        return int.from_bytes(buf[o:o + n], order)
-    ifd = base + num(base + 4, 4)
-    if ifd + 2 > len(buf):
-        return None
-    for k in range(num(ifd, 2)):
-        p = ifd + 2 + 12 * k
-        if p + 12 > len(buf):
-            return None
-        if num(p, 2) == tag:
-            typ, count = num(p + 2, 2), num(p + 4, 4)
-            off = p + 8 if count <= 4 else base + num(p + 8, 4)
-            return buf[off:off + count] if typ in (1, 7) and off + count <= len(buf) else None
-    return None
+    raw = entry.raw(buf, base)
+    return raw if len(raw) == entry.count else None
 
 
 class ExifToolEdit(Edit):

@@ -9,6 +9,7 @@ and truncated segments.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 SOI = b"\xff\xd8"
 XMP_APP1 = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -80,4 +81,49 @@ def tiff_start(data: bytes, fmt: str) -> int | None:
                 return i + 8 + (6 if data[i + 8:i + 14] == EXIF_APP1 else 0)
             i += 8 + length + (length & 1)
         return None
+    return None
+
+
+# ---- TIFF directories (an EXIF block is a TIFF) ---------------------------------------------------------
+
+TIFF_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+
+
+class IfdEntry(NamedTuple):
+    type: int
+    count: int
+    value: int   # the 4-byte value/offset field read as a number (an offset from the TIFF header when > 4 bytes)
+    at: int      # where that field is in the data
+
+    def raw(self, data: bytes, base: int) -> bytes:
+        """The value's bytes as they lie in the file (inline, or at its offset)."""
+        size = TIFF_TYPE_SIZES.get(self.type, 1) * self.count
+        start = self.at if size <= 4 else base + self.value
+        return data[start:start + size]
+
+
+def tiff_order(data: bytes, base: int) -> str | None:
+    """The struct byte order of the TIFF header at `base` ("<" or ">"), or None."""
+    return {b"II": "<", b"MM": ">"}.get(data[base:base + 2])
+
+
+def ifd0_offset(data: bytes, base: int, bo: str) -> int | None:
+    if base + 8 > len(data):
+        return None
+    return struct.unpack(bo + "I", data[base + 4:base + 8])[0]
+
+
+def ifd_entry(data: bytes, base: int, ifd: int, tag: int, bo: str) -> IfdEntry | None:
+    """The entry of `tag` in the IFD at `ifd` (offsets from the TIFF header at `base`), or None."""
+    p = base + ifd
+    if p + 2 > len(data):
+        return None
+    n = struct.unpack(bo + "H", data[p:p + 2])[0]
+    for i in range(n):
+        e = p + 2 + 12 * i
+        if e + 12 > len(data):
+            return None
+        t, typ, count, val = struct.unpack(bo + "HHII", data[e:e + 12])
+        if t == tag:
+            return IfdEntry(typ, count, val, e + 8)
     return None

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from .containers import PHOTOSHOP_APP13, jpeg_payloads
+from .containers import PHOTOSHOP_APP13, ifd0_offset, ifd_entry, jpeg_payloads, tiff_order
 
 
 @dataclass(frozen=True)
@@ -55,27 +55,15 @@ def _jpeg_irb(data: bytes) -> bytes:
     return b"".join(data[start:end] for start, end in jpeg_payloads(data, 0xED, PHOTOSHOP_APP13))
 
 
-_TIFF_TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
-
-
 def _tiff_ifd0_raw(data: bytes, wanted: tuple[int, ...]) -> dict[int, bytes]:
     """The raw value bytes (file order) of some IFD0 tags of a classic TIFF. IPTC is often typed LONG,
     but its bytes are the IIM stream, so they are taken as they lie in the file."""
-    if data[:4] not in (b"II*\x00", b"MM\x00*"):
+    bo = tiff_order(data, 0) if data[:4] in (b"II*\x00", b"MM\x00*") else None
+    ifd0 = ifd0_offset(data, 0, bo) if bo is not None else None
+    if ifd0 is None:
         return {}
-    e = "<" if data[:2] == b"II" else ">"
-    ifd = struct.unpack_from(e + "I", data, 4)[0]
-    count = struct.unpack_from(e + "H", data, ifd)[0]
-    out: dict[int, bytes] = {}
-    for i in range(count):
-        tag, typ, n = struct.unpack_from(e + "HHI", data, ifd + 2 + 12 * i)
-        if tag in wanted:
-            size = _TIFF_TYPE_SIZE.get(typ, 1) * n
-            at = ifd + 2 + 12 * i + 8
-            if size > 4:
-                at = struct.unpack_from(e + "I", data, at)[0]
-            out[tag] = data[at:at + size]
-    return out
+    entries = {tag: ifd_entry(data, 0, ifd0, tag, bo) for tag in wanted}
+    return {tag: e.raw(data, 0) for tag, e in entries.items() if e is not None}
 
 
 def iptc_digests(data: bytes | None, fmt: str) -> IptcDigests:

@@ -30,7 +30,7 @@ from typing import Any, Iterable
 from .backends import (
     MP, MWG, BackendError, ExifTool, _LENIENT, _pyexiv2, _read_exif, _under, guard_namespaces,
 )
-from .containers import tiff_start
+from .containers import TIFF_TYPE_SIZES, ifd0_offset, ifd_entry, tiff_order, tiff_start
 from .fields import BY_KEY
 
 
@@ -81,38 +81,20 @@ def pyexiv2_snapshot(data: bytes, fmt: str) -> dict[str, Any]:
 
 # ---- where the maker note sits in the TIFF structure -------------------------------------------------
 
-def _ifd_entry(data: bytes, base: int, ifd: int, tag: int, bo: str) -> tuple[int, int, int] | None:
-    """(type, count, value/offset field) of `tag` in the IFD at `ifd` (offsets from `base`)."""
-    p = base + ifd
-    if p + 2 > len(data):
-        return None
-    n = struct.unpack(bo + "H", data[p:p + 2])[0]
-    for i in range(n):
-        e = p + 2 + 12 * i
-        if e + 12 > len(data):
-            return None
-        t, typ, count, val = struct.unpack(bo + "HHII", data[e:e + 12])
-        if t == tag:
-            return typ, count, val
-    return None
-
-
 def maker_note_place(data: bytes, fmt: str) -> tuple[int, int] | None:
     """(offset from the TIFF header, byte count) of the EXIF MakerNote, or None when there is none."""
     base = tiff_start(data, fmt)
-    if base is None or base + 8 > len(data):
+    bo = tiff_order(data, base) if base is not None else None
+    ifd0 = ifd0_offset(data, base, bo) if bo is not None else None
+    if ifd0 is None:
         return None
-    bo = {b"II": "<", b"MM": ">"}.get(data[base:base + 2])
-    if bo is None:
-        return None
-    ifd0 = struct.unpack(bo + "I", data[base + 4:base + 8])[0]
-    exif = _ifd_entry(data, base, ifd0, 0x8769, bo)
+    exif = ifd_entry(data, base, ifd0, 0x8769, bo)
     if exif is None:
         return None
-    mn = _ifd_entry(data, base, exif[2], 0x927C, bo)
-    if mn is None or mn[1] <= 4:
+    mn = ifd_entry(data, base, exif.value, 0x927C, bo)
+    if mn is None or mn.count <= 4:
         return None
-    return mn[2], mn[1]
+    return mn.value, mn.count
 
 
 # ---- the comparisons ---------------------------------------------------------------------------------
@@ -231,7 +213,6 @@ def new_structure_warnings(before: list[str], after: list[str]) -> list[str]:
             and not (maker_note_was_broken and str(w).startswith("[minor] Invalid Canon"))]
 
 
-_TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 
 
 def maker_note_offsets(data: bytes, fmt: str) -> str | None:
@@ -252,9 +233,9 @@ def maker_note_offsets(data: bytes, fmt: str) -> str | None:
             if not 1 <= n <= 500 or start + 2 + 12 * n > len(note):
                 continue
             entries = [struct.unpack(order + "HHII", note[start + 2 + 12 * i:start + 14 + 12 * i]) for i in range(n)]
-            if any(typ not in _TYPE_SIZES for _, typ, _, _ in entries):
+            if any(typ not in TIFF_TYPE_SIZES for _, typ, _, _ in entries):
                 continue
-            far = [(val, _TYPE_SIZES[typ] * cnt) for _, typ, cnt, val in entries if _TYPE_SIZES[typ] * cnt > 4]
+            far = [(val, TIFF_TYPE_SIZES[typ] * cnt) for _, typ, cnt, val in entries if TIFF_TYPE_SIZES[typ] * cnt > 4]
             if not far:
                 return "relative"  # every value sits in its entry: nothing to break
             rel = all(val + size <= count for val, size in far)
