@@ -7,7 +7,6 @@ points to stderr, so not even a C library can write into the JSON).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shlex
@@ -16,7 +15,7 @@ import sys
 from typing import Any, Callable
 
 from . import APP_NAME, __version__
-from .cli_output import error_line, json_safe, terminal_safe
+from .cli_output import emit, error_line, json_safe, json_stream, stdout_for_json_only, terminal_safe
 from .cli_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
 from .core import paths
 from .core.concepts import ConceptError
@@ -31,59 +30,8 @@ class UserError(Exception):
     pass
 
 
-def _json_text(data: Any) -> str:
-    return json_safe(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-_JSON_OUT: list[Any] = []  # the stream --json output goes to while fd 1 is pointed at stderr (see main)
-
-
-def json_stream():
-    """Where --json output goes: the real stdout, even while fd 1 is redirected during a command."""
-    return _JSON_OUT[-1] if _JSON_OUT else sys.stdout
-
-
-@contextlib.contextmanager
-def _stdout_for_json_only(args: argparse.Namespace):
-    """With --json, nothing but our JSON may reach stdout: a C library (exiv2, libtiff, a CUDA runtime)
-    writes to file descriptor 1 behind Python's back. During the command fd 1 points to stderr, and the
-    JSON goes to a duplicate of the original stdout. (Only when sys.stdout is fd 1: an in-process caller
-    that captured sys.stdout gets the JSON there.)"""
-    try:
-        real = getattr(args, "json", False) and sys.stdout.fileno() == 1
-    except (AttributeError, ValueError, OSError):
-        real = False
-    if not real:
-        yield
-        return
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    out = open(saved, "w", encoding="utf-8", closefd=False)
-    _JSON_OUT.append(out)
-    try:
-        yield
-    finally:
-        _JSON_OUT.pop()
-        try:
-            out.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        try:
-            sys.stdout.flush()
-        except (BrokenPipeError, OSError):
-            pass
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _emit(args: argparse.Namespace, data: Any, text: Callable[[], str] | str) -> None:
-    if getattr(args, "json", False):
-        json_stream().write(_json_text(data) + "\n")
-    else:
-        out = text() if callable(text) else text
-        if out:
-            print(terminal_safe(out))
+# --json output and the terminal-safe text output live in cli_output (the command groups use them too)
+_emit = emit
 
 
 def progress_bar(args: argparse.Namespace, desc: str):
@@ -644,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    with _stdout_for_json_only(args):
+    with stdout_for_json_only(args):
         return _run(args)
 
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from typing import Any
 
-from .cli_output import json_safe, terminal_safe
+from .cli_output import terminal_safe, write_json
 from .cli_types import max_pixels, nonempty_text, number, record_id, whole_number
 from .core import paths
 from .core.library import Library
@@ -20,11 +19,7 @@ def _user_error(msg: str) -> Exception:
 
 
 def _emit_json(data: Any) -> None:
-    from .cli import json_stream
-
-    out = json_stream()
-    out.write(json_safe(json.dumps(data, ensure_ascii=False)) + "\n")
-    out.flush()
+    write_json(data, indent=None)  # one line per photo: a run streams its results
 
 
 # ---------------------------------------------------------------------------------------------- prompt

@@ -14,12 +14,10 @@ Registered by ``repic_desktop.cli.build_parser`` through ``add_model_command``. 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 from typing import Any
 
-from .cli_output import json_safe, terminal_safe
+from .cli_output import emit as _emit
 from .cli_types import nonempty_text
 
 _CLEAR = {"none", "null", "-", ""}
@@ -31,13 +29,6 @@ def _user_error(message: str) -> Exception:
     return UserError(message)
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, "json", False):
-        from .cli import json_stream
-
-        json_stream().write(json_safe(json.dumps(data, ensure_ascii=False, indent=2)) + "\n")
-    elif text:
-        print(terminal_safe(text))
 
 
 def _human_size(n: int) -> str:
