@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 from .cpu_threads import apply_cpu_thread_policy
 from .model_manager import ModelError, ModelNotAvailable, resolve_local
+from .prompt import FETCH_MAX_PIXELS
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",
@@ -70,7 +71,7 @@ DEFAULT_SOURCE = "Yeongtak/RePIC_Qwen2.5VL_7B"
 DEFAULT_MIN_PIXELS = 4 * 28 * 28  # 3136, the checkpoint default
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # 802,816: at most 1024 visual tokens per image (RePIC's setting)
 DEFAULT_MAX_NEW_TOKENS = 1024
-PIXELS_CEILING = 16384 * 28 * 28  # 12.8 MP: RePIC's fetch_image upper limit
+PIXELS_CEILING = FETCH_MAX_PIXELS  # 12.8 MP: RePIC's fetch_image upper limit
 PATCH_SIZE = 14
 SKIP_QUANT_MODULES = ["model.visual", "lm_head"]
 
