@@ -651,10 +651,8 @@ class Library:
 
     def photos_added_at(self, photo_ids: Iterable[int]) -> dict[int, float]:
         """photo id -> when it was first imported (the rescan tells an unplugged drive by it)."""
-        ids = list(photo_ids)
         out: dict[int, float] = {}
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
+        for chunk in _chunks(photo_ids):
             marks = ",".join("?" * len(chunk))
             out.update(self.conn.execute(f"SELECT id, added_at FROM photos WHERE id IN ({marks})", chunk).fetchall())
         return out
