@@ -51,7 +51,7 @@ content hash and marks vanished ones missing. Decisions (why, not what):
   when the next file's read is slow (BLOCKED_FLUSH_SECONDS), so a killed import keeps what it read.
 - Nothing under `root` is written or modified: files are opened read-only, nothing is created there.
   The one exception: a hidden temp file our export left behind when it was killed (a full copy of a
-  photo, named by metadata/safety.py with the writer's pid) is removed once that writer is dead, so
+  photo, named by core/temp_files.py with the writer's pid) is removed once that writer is dead, so
   an import cleans up after a crash even where no export runs again.
 - Paths are bytes end to end (os.fsencode), so non-UTF-8 file names survive; reports show them as
   display strings (undecodable bytes replaced).
@@ -483,8 +483,9 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             and not _under_any(pb, walk.unreadable_dirs)]
     held: dict[bytes, int] = {}
     under_empty: dict[bytes, list[int]] = {}
+    empty_dirs = sorted(walk.empty_dirs, key=len)   # the outermost empty folder counts
     for pb, pid in gone:
-        top = next((d for d in sorted(walk.empty_dirs, key=len) if _under_any(pb, [d])), None)
+        top = next((d for d in empty_dirs if _under_any(pb, [d])), None)
         if top is not None:
             under_empty.setdefault(top, []).append(pid)
     if under_empty:
@@ -495,7 +496,8 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             if walk.empty_dirs[d] < min(added.get(i, 0.0) for i in ids) - HELD_MARGIN_SECONDS:
                 held[d] = len(ids)
     if held:
-        gone = [(pb, pid) for pb, pid in gone if not _under_any(pb, list(held))]
+        held_dirs = list(held)
+        gone = [(pb, pid) for pb, pid in gone if not _under_any(pb, held_dirs)]
         for d, n in held.items():
             report.held += n
             report.skipped.append({"path": display_path(d), "reason": f"the folder is empty or not mounted "
