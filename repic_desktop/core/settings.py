@@ -130,7 +130,8 @@ class Settings:
 
 
 def library_key(path: str | os.PathLike) -> str:
-    """The key of a library in ``library_adapters``: its file's resolved, case-normalised path."""
+    """A path as this module compares paths: resolved and case-normalised (a library's key in
+    ``library_adapters``, and what same_folder compares)."""
     return os.path.normcase(str(Path(path).expanduser().resolve()))
 
 
@@ -138,8 +139,7 @@ def same_folder(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
     try:
-        return os.path.normcase(str(Path(a).expanduser().resolve())) == os.path.normcase(
-            str(Path(b).expanduser().resolve()))
+        return library_key(a) == library_key(b)
     except (OSError, RuntimeError, ValueError):
         return a == b
 
