@@ -191,7 +191,7 @@ STANDARD_NS = {
     "MPRI": "http://ns.microsoft.com/photo/1.2/t/RegionInfo#",
     "MPReg": "http://ns.microsoft.com/photo/1.2/t/Region#",
 }
-_XMLNS_RE = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
+XMLNS_RE = re.compile(rb"""xmlns:([A-Za-z_][\w.-]*)\s*=\s*["']([^"']*)["']""")
 _ns_aliases: dict[str, str] = {}
 
 
@@ -206,7 +206,7 @@ def guard_namespaces(data: bytes) -> None:
         px.registerNs(uri, prefix)
     if b"xmlns:" not in data:
         return
-    for m in _XMLNS_RE.finditer(data):
+    for m in XMLNS_RE.finditer(data):
         prefix = m.group(1).decode("ascii", "replace")
         std = STANDARD_NS.get(prefix)
         if std is None:

@@ -52,7 +52,7 @@ from typing import Any, Callable, Iterable
 
 from ..core.images import UnusableImage, inspect_image
 from . import geometry, iim
-from .backends import EMPTY_PACKET, BackendError, Backends, no_backend_reason
+from .backends import EMPTY_PACKET, XMLNS_RE, BackendError, Backends, no_backend_reason
 from .containers import XMP_APP1, jpeg_payloads
 from .fields import (
     BY_KEY, CONTAINERS, GROUPS, HIERARCHY_ROOTS, IPTC_KEYWORD_MAX_BYTES, LIST_KEYS, PRIMARY, SECONDARY,
@@ -515,9 +515,6 @@ def _verify_sidecar(new: bytes) -> None:
 # tags it thinks only TIFF may carry), although Photoshop and others put them in JPEG's IFD0.
 _EXIV2_DROPS_OUTSIDE_TIFF = {"Exif.Image.PhotometricInterpretation": "IFD0 PhotometricInterpretation"}
 # exiv2 re-serialises XMP from its own data model, which has no rdf:about: a non-empty one is lost.
-# exiftool writes MicrosoftPhoto as http://ns.microsoft.com/photo/1.0 (no slash); exiv2's XMP toolkit
-# serialises every namespace URI with a trailing "/", which is another namespace to every XMP reader.
-_XMLNS_URI = re.compile(rb"""xmlns:[A-Za-z_][\w.-]*\s*=\s*["']([^"']*)["']""")
 _ABOUT_TEXT = re.compile(r"""(?<![\w:.-])(?:rdf:)?about\s*=\s*(["'])(?!\1)""")  # a non-empty (rdf:)about
 
 
@@ -544,7 +541,9 @@ def _pyexiv2_losses(cf: CheckedFile, edit: Any) -> list[str]:
     if cf.data and _xmp_has_about(cf.data):
         lost.append("the XMP rdf:about")
     if cf.data:
-        bare = sorted({u.decode("utf-8", "replace") for u in _XMLNS_URI.findall(cf.data)
+        # exiftool writes MicrosoftPhoto as http://ns.microsoft.com/photo/1.0 (no slash); exiv2's XMP toolkit
+        # serialises every namespace URI with a trailing "/", which is another namespace to every XMP reader.
+        bare = sorted({u.decode("utf-8", "replace") for _prefix, u in XMLNS_RE.findall(cf.data)
                        if u and not u.endswith((b"/", b"#"))})
         if bare:
             lost.append(f"the namespace URI {bare[0]} (exiv2 adds a trailing slash: another namespace to readers)")
