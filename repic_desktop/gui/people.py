@@ -585,12 +585,13 @@ class ConceptListModel(QAbstractListModel):
 
         # the photos training learns from (not references): the count Personalize and the trainer show
         counts = photo_counts(self.lib)
+        tagged = self.lib.concept_photo_counts()
         self.rows = []
         for c in self.lib.concepts():
             refs = self.lib.concept_refs(c.id)
             n = counts.get(c.id) or PhotoCounts(0, len(refs), 0)
             self.rows.append({"concept": c, "refs": refs, "photos": n.photos, "counts": n,
-                              "tagged": self.lib.concept_photo_count(c.id)})
+                              "tagged": tagged.get(c.id, 0)})
         self.icons.clear()
         self.broken.clear()
         self.endResetModel()
