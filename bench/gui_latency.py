@@ -165,8 +165,8 @@ def make_grid(lib_path: Path, parent):
 
     lib = Library(lib_path)
     try:
-        from repic_desktop.gui.browser import Browser
-        from repic_desktop.gui.thumbnail_loader import TaskRunner, ThumbnailLoader
+        from repic_desktop.gui.pages.browser import Browser
+        from repic_desktop.gui.widgets.thumbnails import TaskRunner, ThumbnailLoader
         from repic_desktop.core.thumbnails import ThumbnailCache
     except ImportError:
         return make_minimal_grid(lib, parent)
@@ -261,7 +261,7 @@ def main() -> int:
         check_binding()
         from repic_desktop.captioning.demo_model import build_demo_model
         from repic_desktop.core.settings import Settings
-        from repic_desktop.gui.model_worker import demo_model_dir
+        from repic_desktop.gui.captioning.model_worker import demo_model_dir
 
         build_demo_model(demo_model_dir())  # outside the measured phases (the app does this in a worker)
         s = Settings()
@@ -278,7 +278,7 @@ def main() -> int:
         win.show()
         spin_for(app, 0.3)
         try:  # imports are not "opening the library": done before the clock starts
-            import repic_desktop.gui.browser  # noqa: F401
+            import repic_desktop.gui.pages.browser  # noqa: F401
         except ImportError:
             pass
         probe.start()
@@ -299,7 +299,7 @@ def main() -> int:
         results["scroll"] = probe.stop()
 
         # caption ----------------------------------------------------------------------------------
-        from repic_desktop.gui.captioning_controller import CaptioningController
+        from repic_desktop.gui.captioning.controller import CaptioningController
 
         ctrl = CaptioningController(lib_path)
         dock = ctrl.queue_dock()

@@ -161,7 +161,8 @@ def make_listing_library(lib_path: Path, n: int, seed: int = 0) -> None:
 
 def old_cmd_photos_list(args) -> int:
     """`repic photos list` before issue #14, verbatim."""
-    from repic_desktop.cli import _emit, _open_library
+    from repic_desktop.cli.common import open_library as _open_library
+    from repic_desktop.cli.output import emit as _emit
 
     with _open_library(args) as lib:
         photos = lib.list_photos(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
@@ -196,7 +197,7 @@ def old_cmd_photos_list(args) -> int:
 
 def listing_child(variant: str, lib_path: str, trace: bool) -> None:
     """One measurement in a fresh process: seconds, peak RSS growth (KB) over the imports, statements."""
-    from repic_desktop import cli
+    from repic_desktop.cli import app as cli
 
     impl, as_json = variant.split(":")
     statements = []

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from repic_desktop import cli as repic_cli
-from repic_desktop import cli_types
+from repic_desktop.cli import app as repic_cli
+from repic_desktop.core import arg_types as cli_types
 from trainer import __main__ as train_cli
 
 BAD_VALUES = {

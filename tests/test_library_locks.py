@@ -16,7 +16,7 @@ import threading
 import pytest
 from PIL import Image
 
-from repic_desktop import cli
+from repic_desktop.cli import app as cli, common as cli_common
 from repic_desktop.cli import main
 from repic_desktop.core.concepts import import_reference_file
 from repic_desktop.core.library import Library, LibraryError
@@ -122,7 +122,7 @@ def _damaged_library(path) -> None:
 @pytest.fixture
 def no_torch(monkeypatch):
     """`repic status` without its multi-second torch import (the GPU line is not what is tested here)."""
-    monkeypatch.setattr(cli, "_device_summary", lambda: {"torch": None, "cuda": False, "summary": "not probed"})
+    monkeypatch.setattr(cli, "device_summary", lambda: {"torch": None, "cuda": False, "summary": "not probed"})
 
 
 def test_status_reports_a_library_that_fails_quick_check(isolated_env, no_torch, tmp_path, capsys):
@@ -131,14 +131,14 @@ def test_status_reports_a_library_that_fails_quick_check(isolated_env, no_torch,
 
     code = main(["--library", str(lib_path), "status"])
     out, err = capsys.readouterr()
-    assert code == cli.EXIT_DAMAGED != 0
+    assert code == cli_common.EXIT_DAMAGED != 0
     assert "DAMAGED" in out and "Page" in out                    # SQLite's own words for the problem
     assert ".recover" in out and "--read-metadata" in out        # and what the user can do about it
     assert "photos:" not in out                                  # no counts as if all were well
 
     code = main(["--library", str(lib_path), "status", "--json"])
     data = json.loads(capsys.readouterr().out)
-    assert code == cli.EXIT_DAMAGED
+    assert code == cli_common.EXIT_DAMAGED
     assert data["integrity"]["ok"] is False and data["integrity"]["problems"]
     assert any(".recover" in step for step in data["recovery"])
 

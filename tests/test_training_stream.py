@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from repic_desktop.gui.training_stream import (
+from repic_desktop.gui.pages.training_stream import (
     LineSplitter, TailBuffer, TrainingProgress, parse_progress_line, resume_arguments, summary_from_output,
     trainer_arguments,
 )
@@ -131,6 +131,6 @@ def test_values_that_look_like_options_stay_values():
 def test_the_module_does_not_import_qt():
     import subprocess
 
-    code = ("import sys, repic_desktop.gui.training_stream; "
+    code = ("import sys, repic_desktop.gui.pages.training_stream; "
             "sys.exit(1 if any(m.startswith('PySide6') for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -20,8 +20,9 @@ import sys
 from typing import Any
 
 from repic_desktop import __version__
-from repic_desktop.cli_output import error_line
-from repic_desktop.cli_types import SEED_MAX, device, max_pixels, nonempty_text, number, whole_number
+from repic_desktop.core.terminal import error_line
+from repic_desktop.captioning.prompt import max_pixels
+from repic_desktop.core.arg_types import SEED_MAX, device, nonempty_text, number, whole_number
 
 EXIT_ERROR = 1
 EXIT_CANCELLED = 130

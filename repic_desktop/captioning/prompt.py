@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from ..core.arg_types import whole_number
 from ..core.concepts import CONTROL_TOKEN_RE, TAG_RE, control_token_problem
 from .chat_template import QWEN25VL_CHAT_TEMPLATE, TOOL_TOKENS
 
@@ -342,3 +343,12 @@ def parse_tags(caption: str, expected: Iterable[str], known: Iterable[str] = ())
             report.found.append(name)
     report.missing = [n for n in expected if n not in report.found]
     return report
+
+
+def max_pixels(value: str) -> int:
+    """argparse type of a per-image pixel limit (`repic` and `repic-train`): from one 28x28 patch to RePIC's
+    fetch ceiling (captioning.models.PIXELS_CEILING)."""
+    return whole_number(28 * 28, FETCH_MAX_PIXELS)(value)
+
+
+max_pixels.__name__ = "pixel limit"

@@ -22,15 +22,15 @@ from PySide6.QtWidgets import (
 from .. import APP_NAME
 from ..core.library import Library, LibraryError
 from ..core.temp_files import cleanup_library_folders
-from .browser import Browser, PhotoFilter, query_photo_ids
-from .dialogs import AboutDialog, LogView, log_handler, show_error
-from .faces_page import FacesPage
-from .file_dialogs import choose_folder
-from .index_controller import IndexController
-from .people import PeopleManager
-from .personalize import PersonalizePage
-from .photo_panel import PhotoPanel, TagCommand
-from .thumbnail_loader import TaskRunner, ThumbnailLoader
+from .pages.browser import Browser, PhotoFilter, query_photo_ids
+from .dialogs.errors import AboutDialog, LogView, log_handler, show_error
+from .pages.faces import FacesPage
+from .dialogs.files import choose_folder
+from .captioning.index_controller import IndexController
+from .pages.people import PeopleManager
+from .pages.personalize import PersonalizePage
+from .widgets.photo_panel import PhotoPanel, TagCommand
+from .widgets.thumbnails import TaskRunner, ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ SETTINGS_VERSION = 1
 
 
 def _controller_factory_default(library_path: Path, parent):
-    from .captioning_controller import CaptioningController  # part of the app, but optional at run time
+    from .captioning.controller import CaptioningController  # part of the app, but optional at run time
     return CaptioningController(library_path, parent)
 
 
@@ -104,7 +104,7 @@ class MainWindow(QMainWindow):
                 self.controller_error = f"Captioning is not available in this build ({exc.name} is missing)."
                 log.warning("%s", self.controller_error)
             except Exception as exc:  # never let captioning take the album down
-                from .thumbnail_loader import user_message
+                from .widgets.thumbnails import user_message
                 self.controller_error = f"Captioning could not start: {user_message(exc)}"
                 log.exception("captioning controller failed to start")
         else:
@@ -123,7 +123,7 @@ class MainWindow(QMainWindow):
         if self.queue_dock is not None and hasattr(self.queue_dock, "add_index_controller"):
             self.queue_dock.add_index_controller(self.index)
         else:  # no captioning dock: the face-index job gets a dock of its own
-            from .queue_dock import IndexDock
+            from .captioning.queue_dock import IndexDock
             self.index_dock = IndexDock(self.index, self)
             self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.index_dock)
             self.index_dock.hide()
@@ -574,7 +574,7 @@ class MainWindow(QMainWindow):
 
     def write_to_files(self):
         """Preview and write library metadata into the selected photos' files (or all accepted ones)."""
-        from .export_dialog import ExportDialog
+        from .dialogs.export import ExportDialog
 
         self.panel.save_edit()
         dlg = ExportDialog(self.library_path, self.tasks, self.browser.selected_ids(), self)
@@ -645,7 +645,7 @@ class MainWindow(QMainWindow):
 
     def _startup_prompts(self) -> None:
         try:
-            from .welcome import maybe_show_welcome
+            from .dialogs.welcome import maybe_show_welcome
         except ImportError:
             maybe_show_welcome = None
         if maybe_show_welcome is not None and self.controller is not None:
@@ -657,7 +657,7 @@ class MainWindow(QMainWindow):
             try:
                 self.controller.resume_unfinished(self)
             except Exception as exc:
-                from .thumbnail_loader import user_message
+                from .widgets.thumbnails import user_message
                 log.exception("resuming unfinished jobs failed")
                 show_error(self, "Cannot resume captioning", user_message(exc), modal=False)
 

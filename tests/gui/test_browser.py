@@ -169,7 +169,7 @@ def test_thumbnails_load_in_the_pool_with_placeholder_first(make_window, importe
 
 
 def test_loader_drops_requests_that_scrolled_away(gui_app, qtbot, thumb_cache):
-    from repic_desktop.gui.thumbnail_loader import ThumbnailLoader
+    from repic_desktop.gui.widgets.thumbnails import ThumbnailLoader
     from PySide6.QtGui import QImage
 
     loader = ThumbnailLoader(thumb_cache, threads=1)

@@ -18,7 +18,7 @@ def env(tmp_path, monkeypatch):
 
 
 def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
-    from repic_desktop.gui.settings_dialog import SettingsDialog
+    from repic_desktop.gui.dialogs.settings import SettingsDialog
 
     ctrl = make_controller(env / "lib.sqlite")
     dlg = ctrl.open_settings(window)
@@ -55,7 +55,7 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     assert s.extra["max_new_tokens"] == 256 and s.extra["system_preset"] == "repic-no-duplication"
     assert s.extra["request_presets"] == {"short": "Give a one-line personalized caption of this image."}
     assert s.extra["request_preset"] == "short"
-    from repic_desktop.gui.settings_dialog import model_spec_from_settings
+    from repic_desktop.gui.dialogs.settings import model_spec_from_settings
 
     spec = model_spec_from_settings(s)
     assert spec.attention == "sdpa" and spec.max_pixels == 512 * 784 and spec.quantization == "4bit"
@@ -73,7 +73,7 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     dlg2.source_demo.setChecked(True)
     with qtbot.waitSignal(dlg2.saved, timeout=WAIT):
         dlg2.accept()
-    from repic_desktop.gui.model_worker import demo_model_dir
+    from repic_desktop.gui.captioning.model_worker import demo_model_dir
 
     assert Settings.load().model.source == str(demo_model_dir())
     dlg3 = ctrl.open_settings(window)
@@ -100,8 +100,8 @@ def test_download_error_is_reported_readably(qtbot, env, window, make_controller
 
 def test_welcome_with_the_demo_model(qtbot, env, make_controller):
     from repic_desktop.captioning.demo_model import is_demo_model
-    from repic_desktop.gui.model_worker import demo_model_dir
-    from repic_desktop.gui.welcome import WelcomeDialog, maybe_show_welcome
+    from repic_desktop.gui.captioning.model_worker import demo_model_dir
+    from repic_desktop.gui.dialogs.welcome import WelcomeDialog, maybe_show_welcome
 
     class Main(QWidget):
         def __init__(self):
@@ -133,7 +133,7 @@ def test_welcome_with_the_demo_model(qtbot, env, make_controller):
 
 
 def test_welcome_local_folder_is_checked(qtbot, env, make_controller, demo_model_dir):
-    from repic_desktop.gui.welcome import maybe_show_welcome, suggested_quantization
+    from repic_desktop.gui.dialogs.welcome import maybe_show_welcome, suggested_quantization
 
     ctrl = make_controller(env / "lib.sqlite")
     main = QWidget()

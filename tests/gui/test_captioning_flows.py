@@ -64,7 +64,7 @@ def window(qtbot):
 
 @pytest.fixture
 def make_controller(qtbot):
-    from repic_desktop.gui.captioning_controller import CaptioningController
+    from repic_desktop.gui.captioning.controller import CaptioningController
 
     made = []
 
@@ -81,7 +81,7 @@ def make_controller(qtbot):
 
 def start_job(qtbot, ctrl, ids, window, configure=None) -> int:
     """caption_photos → accept the dialog programmatically → the job id once it is created and queued."""
-    from repic_desktop.gui.caption_dialog import CaptionDialog
+    from repic_desktop.gui.dialogs.caption import CaptionDialog
 
     ctrl.caption_photos(ids, window)
     dlg = ctrl.active_dialog

@@ -15,7 +15,7 @@ import pytest
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QFileDialog, QFileSystemModel
 
-from repic_desktop.gui.file_dialogs import choose_open_file, choose_open_files
+from repic_desktop.gui.dialogs.files import choose_open_file, choose_open_files
 from tests.lock_harness import Holder, holds_db_lock
 
 from ._app_fixtures import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
@@ -57,8 +57,10 @@ def test_add_photo_folder_dialog_listing_the_library_keeps_it_shared(tmp_path, m
 def test_every_file_dialog_of_the_app_goes_through_file_dialogs():
     """A stock QFileDialog (static helpers, a native dialog) would sniff file contents again."""
     gui = Path(__file__).resolve().parents[2] / "repic_desktop" / "gui"
-    offenders = [p.name for p in gui.glob("*.py")
-                 if p.name != "file_dialogs.py" and re.search(r"\bQFileDialog\b", p.read_text(encoding="utf-8"))]
+    modules = list(gui.rglob("*.py"))
+    assert len(modules) > 20  # the whole GUI package, subpackages included
+    offenders = [str(p.relative_to(gui)) for p in modules
+                 if p.relative_to(gui).as_posix() != "dialogs/files.py" and re.search(r"\bQFileDialog\b", p.read_text(encoding="utf-8"))]
     assert offenders == []
 
 

@@ -120,8 +120,8 @@ def test_resume_is_offered_once_after_show(imported_library, gui_app, qtbot, fak
 
 def test_without_a_controller_captioning_is_disabled_with_a_reason(imported_library, make_window):
     def broken(path, parent):
-        raise ModuleNotFoundError("No module named 'repic_desktop.gui.captioning_controller'",
-                                  name="repic_desktop.gui.captioning_controller")
+        raise ModuleNotFoundError("No module named 'repic_desktop.gui.captioning.controller'",
+                                  name="repic_desktop.gui.captioning.controller")
 
     win = make_window(imported_library, controller_factory=broken)
     win.browser.view.selectAll()
@@ -132,7 +132,7 @@ def test_without_a_controller_captioning_is_disabled_with_a_reason(imported_libr
 
 
 def test_real_controller_starts_and_stops_if_present(imported_library, make_window):
-    pytest.importorskip("repic_desktop.gui.captioning_controller")
+    pytest.importorskip("repic_desktop.gui.captioning.controller")
     from repic_desktop.gui.main_window import _controller_factory_default
 
     win = make_window(imported_library, controller_factory=_controller_factory_default)
@@ -208,8 +208,8 @@ def test_about_shows_versions_and_gpu(imported_library, make_window, fake_ctl):
 
 
 def test_errors_are_readable_with_details_behind_a_button(gui_app):
-    from repic_desktop.gui.dialogs import show_error
-    from repic_desktop.gui.thumbnail_loader import user_message
+    from repic_desktop.gui.dialogs.errors import show_error
+    from repic_desktop.gui.widgets.thumbnails import user_message
     from repic_desktop.core.library import LibraryError
 
     box = show_error(None, "Cannot open the library", "the file is not a RePIC library", "Traceback ...")

@@ -13,9 +13,9 @@ from PySide6.QtCore import QProcess
 from PySide6.QtGui import QColor, QImage
 
 from repic_desktop.core.settings import Settings
-from repic_desktop.gui import personalize
-from repic_desktop.gui.charts import LineChart
-from repic_desktop.gui.personalize import PersonalizePage
+from repic_desktop.gui.pages import personalize
+from repic_desktop.gui.widgets.charts import LineChart
+from repic_desktop.gui.pages.personalize import PersonalizePage
 
 from ._app_fixtures import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
@@ -406,7 +406,7 @@ def test_line_chart_draws_its_series():
 
 def test_tick_labels_stay_readable_near_zero():
     """A GRPO loss hovers around 1e-9 on the demo model: every tick printed "-0.0000" before."""
-    from repic_desktop.gui.charts import nice_ticks, tick_label
+    from repic_desktop.gui.widgets.charts import nice_ticks, tick_label
 
     def labels(lo, hi):
         t = nice_ticks(lo, hi, 4)
@@ -424,7 +424,7 @@ def test_people_and_personalize_count_the_photos_the_trainer_learns_from(importe
     someone the trainer found 0 of. Every list counts what the trainer counts (reference photos are not
     training photos), and says when a person's tagged photos are references only."""
     from repic_desktop.core.library import Box
-    from repic_desktop.gui.people import concept_meta
+    from repic_desktop.gui.pages.people import concept_meta
     from trainer.dataset import build_dataset
 
     lib = imported_library
@@ -504,7 +504,7 @@ def test_quitting_while_the_dataset_count_runs_stops_it_cleanly(tagged_library, 
     running, still emitted output/finished into a half-deleted page ("Internal C++ object already deleted")."""
     from PySide6.QtCore import QObject, QProcess, Signal
 
-    from repic_desktop.gui import personalize
+    from repic_desktop.gui.pages import personalize
 
     class App(QObject):  # only the page hears this quit (the real signal would also stop other tests' workers)
         aboutToQuit = Signal()

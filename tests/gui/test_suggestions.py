@@ -236,7 +236,7 @@ def _runs(flags: list[bool]) -> int:
 
 
 def test_suggestion_boxes_are_drawn_dashed_in_their_own_colour(squares, make_window, qtbot):
-    from repic_desktop.gui.photo_panel import SUGGESTION_COLOR, WEAK_COLOR
+    from repic_desktop.gui.widgets.photo_panel import SUGGESTION_COLOR, WEAK_COLOR
 
     lib, ids, matcher = squares
     service.run_index_job(lib, matcher)
@@ -374,8 +374,8 @@ def test_index_job_without_a_matcher_says_why(squares, make_window, qtbot, monke
 
 
 def test_queue_dock_shows_the_index_card(squares, gui_app, qtbot, tmp_path, monkeypatch):
-    from repic_desktop.gui.captioning_controller import CaptioningController
-    from repic_desktop.gui.index_controller import IndexController
+    from repic_desktop.gui.captioning.controller import CaptioningController
+    from repic_desktop.gui.captioning.index_controller import IndexController
 
     lib, ids, matcher = squares
     monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))

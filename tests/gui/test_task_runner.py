@@ -7,7 +7,7 @@ import pytest
 import shiboken6
 from PySide6.QtWidgets import QLabel
 
-from repic_desktop.gui.thumbnail_loader import TaskRunner
+from repic_desktop.gui.widgets.thumbnails import TaskRunner
 
 from ._app_fixtures import gui_app, qsettings_tmp  # noqa: F401
 

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import argparse
 
-from .core import paths
+from ..core import paths
 
 PAGES = ("browser", "people", "faces", "personalize", "queue")
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from .cli import UserError
+    from .common import UserError
 
     try:
-        from .gui.app import run_gui
+        from ..gui.app import run_gui
     except ImportError as exc:  # PySide6 missing or its system libraries absent
         raise UserError(f"the desktop app cannot start: {exc}. Install the app's requirements "
                         "(PySide6-Essentials) and, on Linux, the Qt xcb libraries (see README).") from None

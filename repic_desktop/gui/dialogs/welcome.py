@@ -17,14 +17,14 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QVBoxLayout, QWidget,
 )
 
-from ..captioning.models import DEFAULT_SOURCE
-from ..core.settings import Settings
-from .model_worker import demo_model_dir
-from .page_layout import heading
-from .settings_dialog import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row, load_settings
+from ...captioning.models import DEFAULT_SOURCE
+from ...core.settings import Settings
+from ..captioning.model_worker import demo_model_dir
+from ..pages.layout import heading
+from .settings import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row, load_settings
 
 if TYPE_CHECKING:
-    from .captioning_controller import CaptioningController
+    from ..captioning.controller import CaptioningController
 
 
 def suggested_quantization(gpu_info: dict[str, Any] | None) -> str:
@@ -223,7 +223,7 @@ class WelcomeDialog(QDialog):
 
         def work():
             if demo:
-                from ..captioning.demo_model import build_demo_model, is_demo_model
+                from ...captioning.demo_model import build_demo_model, is_demo_model
 
                 folder = demo_model_dir()
                 if not is_demo_model(folder):

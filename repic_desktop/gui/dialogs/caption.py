@@ -14,7 +14,7 @@ from PySide6.QtWidgets import (
     QLineEdit, QListWidget, QListWidgetItem, QPushButton, QRadioButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
-from .page_layout import heading
+from ..pages.layout import heading
 
 
 @dataclass(frozen=True)

@@ -26,15 +26,15 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QThread, Signal
 
-from ..core.library import Library, LibraryError
-from .thumbnail_loader import user_message
+from ...core.library import Library, LibraryError
+from ..widgets.thumbnails import user_message
 
 log = logging.getLogger(__name__)
 
 
 def load_service():
     """The retrieval service module (raises ImportError when this build has none)."""
-    from ..retrieval import service
+    from ...retrieval import service
     return service
 
 

@@ -29,9 +29,9 @@ log = logging.getLogger(__name__)
 
 def user_message(exc: BaseException) -> str:
     """A one-line, user-facing description of an exception (no traceback)."""
-    from ..core.concepts import ConceptError
-    from ..core.images import UnusableImage
-    from ..core.library import LibraryError
+    from ...core.concepts import ConceptError
+    from ...core.images import UnusableImage
+    from ...core.library import LibraryError
 
     if isinstance(exc, (LibraryError, ConceptError, UnusableImage)):
         return str(exc)
@@ -180,7 +180,7 @@ class ThumbnailLoader(QObject):
     def __init__(self, cache=None, display_size: int = 160, threads: int | None = None,
                  parent: QObject | None = None):
         super().__init__(parent)
-        from ..core.thumbnails import ThumbnailCache
+        from ...core.thumbnails import ThumbnailCache
 
         self.cache = cache if cache is not None else ThumbnailCache()
         self.display_size = display_size
@@ -209,7 +209,7 @@ class ThumbnailLoader(QObject):
         cache = self.cache
 
         def make() -> QImage:
-            from ..core.thumbnails import DEFAULT_SIZE
+            from ...core.thumbnails import DEFAULT_SIZE
             thumb = cache.get_or_create(path, content_hash, DEFAULT_SIZE if side <= DEFAULT_SIZE else 512)
             img = QImage(str(thumb))
             if img.isNull():
@@ -272,7 +272,7 @@ def load_image_scaled(path: str, max_side: int | None, box=None,
                       full_size: tuple[int, int] | None = None) -> tuple[QImage, int, int]:
     """Worker helper: decode a photo as displayed (EXIF-oriented), optionally crop to `box` (pixels of the
     full-size displayed photo), scale to `max_side`. Returns (image, full_width, full_height)."""
-    from ..core.images import open_oriented
+    from ...core.images import open_oriented
 
     if box is None:
         im = open_oriented(path, max_side=max_side)
@@ -280,7 +280,7 @@ def load_image_scaled(path: str, max_side: int | None, box=None,
         if full_size and all(full_size):
             full_w, full_h = full_size
         elif max_side:
-            from ..core.images import inspect_image
+            from ...core.images import inspect_image
             info = inspect_image(path)
             full_w, full_h = info.width, info.height
         return pil_to_qimage(im), full_w, full_h

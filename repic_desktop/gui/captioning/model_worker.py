@@ -46,15 +46,15 @@ LOAD_STAGES = {
 
 def demo_model_dir() -> Path:
     """Where the app builds its demo model (the user's data dir; rebuilt on demand)."""
-    from ..core import paths
+    from ...core import paths
 
     return paths.data_dir() / "demo-model"
 
 
 def user_message(exc: BaseException) -> str:
     """One readable line for an exception: our own errors are written for users; others get their type."""
-    from ..captioning.model_manager import ModelError
-    from ..core.library import LibraryError
+    from ...captioning.model_manager import ModelError
+    from ...core.library import LibraryError
 
     if isinstance(exc, (ModelError, LibraryError)):
         return str(exc)
@@ -87,7 +87,7 @@ def _leave_a_core_for_the_gui() -> None:
     """torch's spinning CPU threads starve the GUI thread when they take every core (measured: 60-70 ms
     stalls every few hundred ms on a 2-core machine while the demo model captions): the shared policy."""
     try:
-        from ..captioning.cpu_threads import apply_cpu_thread_policy
+        from ...captioning.cpu_threads import apply_cpu_thread_policy
 
         apply_cpu_thread_policy()
     except Exception:
@@ -359,7 +359,7 @@ class ModelWorker(QThread):
         """This thread's own connection, opened at the first job (by then the library exists: opening a
         brand-new file from two threads at once can fail to switch it to WAL)."""
         if self._lib is None:
-            from ..core.library import Library
+            from ...core.library import Library
 
             self._lib = Library(self.library_path)
         return self._lib
@@ -370,7 +370,7 @@ class ModelWorker(QThread):
 
     def _ensure_model(self, spec, seq: int) -> bool:
         """Load `spec` unless it is the loaded model. Emits load_finished; returns True when loaded."""
-        from ..captioning import models
+        from ...captioning import models
 
         if self._loaded is not None and self._loaded.spec == spec:
             return True
@@ -416,7 +416,7 @@ class ModelWorker(QThread):
 
     @staticmethod
     def _build_demo_if_needed(spec, progress) -> None:
-        from ..captioning.demo_model import build_demo_model, is_demo_model
+        from ...captioning.demo_model import build_demo_model, is_demo_model
 
         folder = demo_model_dir()
         if Path(spec.source).expanduser() == folder and not is_demo_model(folder):
@@ -426,7 +426,7 @@ class ModelWorker(QThread):
     def _unload(self, quiet: bool = False) -> None:
         if self._loaded is None:
             return
-        from ..captioning import models
+        from ...captioning import models
 
         loaded, self._loaded = self._loaded, None
         models.unload(loaded)  # gc.collect(): walks only what is not frozen (the model), see _freeze_the_heap
@@ -448,11 +448,11 @@ class ModelWorker(QThread):
 
     # jobs -------------------------------------------------------------------------------------------
     def _run_job(self, job_id: int, seq: int) -> None:
-        from ..captioning.engine import CaptionEngine
-        from ..captioning.jobs import run_caption_job
-        from ..core.jobs import JobStore
-        from ..captioning.models import ModelSpec
-        from ..core.library import LibraryError
+        from ...captioning.engine import CaptionEngine
+        from ...captioning.jobs import run_caption_job
+        from ...core.jobs import JobStore
+        from ...captioning.models import ModelSpec
+        from ...core.library import LibraryError
 
         try:
             lib = self._library()
@@ -560,8 +560,8 @@ def _seconds_text(seconds: float) -> str:
 
 def spec_label(spec) -> str:
     """A short, human name for a ModelSpec."""
-    from ..captioning.demo_model import is_demo_model
-    from ..captioning.models import DEFAULT_SOURCE
+    from ...captioning.demo_model import is_demo_model
+    from ...captioning.models import DEFAULT_SOURCE
 
     src = spec.source
     if Path(src).expanduser() == demo_model_dir() or is_demo_model(Path(src).expanduser()):
@@ -581,7 +581,7 @@ def spec_label(spec) -> str:
 
 def load_error_text(exc: BaseException) -> str:
     """The model layer's one-sentence message, with the GUI's way out instead of the CLI's."""
-    from ..captioning.model_manager import ModelNotAvailable
+    from ...captioning.model_manager import ModelNotAvailable
 
     msg = user_message(exc)
     if isinstance(exc, ModelNotAvailable):

@@ -4,20 +4,20 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .core import paths
-from .cli_types import nonempty_text, record_id, whole_number
-from .core.library import Library
+from ..core import paths
+from ..core.arg_types import nonempty_text, record_id, whole_number
+from ..core.library import Library
 
 
 def _user_error(msg: str) -> Exception:
-    from .cli import UserError
+    from .common import UserError
 
     return UserError(msg)
 
 
 def _matcher(args: argparse.Namespace):
-    from .retrieval.base import MatcherUnavailable
-    from .retrieval.service import get_matcher
+    from ..retrieval.base import MatcherUnavailable
+    from ..retrieval.service import get_matcher
 
     try:
         return get_matcher(args.matcher)
@@ -50,9 +50,9 @@ def _suggestion_line(s) -> str:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .core.images import UnusableImage
-    from .retrieval import service
+    from .output import emit as _emit
+    from ..core.images import UnusableImage
+    from ..retrieval import service
 
     if args.confirm or args.reject or args.reset:
         if args.photos:
@@ -119,8 +119,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .cli import _emit, bar_progress, progress_bar
-    from .retrieval import service
+    from .output import emit as _emit, bar_progress, progress_bar
+    from ..retrieval import service
 
     _check_match_options(args)
     with _open(args) as lib:
@@ -158,8 +158,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_clusters(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .retrieval import service
+    from .output import emit as _emit
+    from ..retrieval import service
 
     with _open(args) as lib:
         clusters = service.face_clusters(lib, min_size=args.min_size)
@@ -186,10 +186,10 @@ def cmd_faces_clusters(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_name(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .retrieval import service
+    from .output import emit as _emit
+    from ..retrieval import service
 
-    from .core.training_photos import photo_counts
+    from ..core.training_photos import photo_counts
 
     with _open(args) as lib:
         size = len(lib.face_cluster_members(args.cluster))
@@ -205,8 +205,8 @@ def cmd_faces_name(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_ignore(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .retrieval import service
+    from .output import emit as _emit
+    from ..retrieval import service
 
     if (args.cluster is None) == (not args.face):
         raise _user_error("say what to ignore: a CLUSTER, or --face ID ... (not both)")
@@ -223,8 +223,8 @@ def cmd_faces_ignore(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_unignore(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .retrieval import service
+    from .output import emit as _emit
+    from ..retrieval import service
 
     if bool(args.faces) == args.all:
         raise _user_error("say which faces: FACE_ID ... or --all")
@@ -235,8 +235,8 @@ def cmd_faces_unignore(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_ignored(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .retrieval import service
+    from .output import emit as _emit
+    from ..retrieval import service
 
     with _open(args) as lib:
         faces = service.ignored_faces(lib)

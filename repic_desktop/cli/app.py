@@ -12,50 +12,24 @@ import os
 import shlex
 import sqlite3
 import sys
-from typing import Any, Callable
+from typing import Any
 
-from . import APP_NAME, __version__
-from .cli_output import emit, error_line, json_safe, json_stream, stdout_for_json_only, terminal_safe
-from .cli_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
-from .core import paths
-from .core.concepts import ConceptError
-from .core.library import Box, Library, LibraryError, parse_box
-from .core.settings import Settings, SettingsError
-
-EXIT_USER_ERROR = 1
-EXIT_DAMAGED = 3  # `repic status`: the library file fails SQLite's quick_check
-
-
-class UserError(Exception):
-    pass
-
-
-# --json output and the terminal-safe text output live in cli_output (the command groups use them too)
-_emit = emit
-
-
-def progress_bar(args: argparse.Namespace, desc: str):
-    """A tqdm bar on stderr, or None with --json/--quiet (stdout stays machine-readable)."""
-    if getattr(args, "json", False) or getattr(args, "quiet", False):
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=0, unit="photo", desc=desc, file=sys.stderr, disable=None)
-
-
-def bar_progress(bar) -> Callable[[int, int, str], None]:
-    """The `progress(done, total, path)` callback of scans and exports, drawing on `bar` (may be None)."""
-    def progress(done: int, total: int, path: str) -> None:
-        if bar is not None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
-    return progress
-
-
-def _open_library(args: argparse.Namespace) -> Library:
-    return Library(paths.resolve_library_path(args.library))
-
+from .. import APP_NAME, __version__
+from ..captioning.device import device_summary
+from ..core import paths
+from ..core.arg_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
+from ..core.concepts import ConceptError
+from ..core.library import Box, Library, LibraryError, parse_box
+from ..core.settings import Settings, SettingsError
+from ..core.terminal import error_line, json_safe, terminal_safe
+from .caption import add_caption_commands
+from .common import EXIT_DAMAGED, EXIT_USER_ERROR, UserError, open_library as _open_library
+from .eval import add_eval_command
+from .gui import add_gui_command
+from .metadata import add_metadata_commands
+from .model import add_model_command
+from .output import bar_progress, emit as _emit, json_stream, progress_bar, stdout_for_json_only
+from .retrieval import add_retrieval_commands
 
 # ------------------------------------------------------------------------------------------------ commands
 
@@ -71,7 +45,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "model": dict(vars(settings.model)),
         "cache_dir": str(paths.cache_dir()),
     }
-    from .retrieval.service import available_matchers, retrieval_settings
+    from ..retrieval.service import available_matchers, retrieval_settings
 
     cfg = retrieval_settings(settings)
     data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or "dlib-faces",
@@ -106,7 +80,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         data["integrity"] = {"ok": not damage, "problems": damage}
         if damage:
             data["recovery"] = damaged_library_advice(lib_path)
-    data["device"] = _device_summary()
+    data["device"] = device_summary()
 
     def text() -> str:
         lines = [f"{APP_NAME} {__version__}", f"library:   {lib_path}" + ("" if exists else "  (new, empty)")]
@@ -163,25 +137,8 @@ def damaged_library_advice(lib_path) -> list[str]:
     ]
 
 
-def _device_summary() -> dict[str, Any]:
-    # Imported here: torch takes seconds to import and nothing else in the CLI's library commands needs it.
-    try:
-        import torch
-    except Exception as exc:  # a broken torch install must not break `repic status`
-        return {"torch": None, "cuda": False, "summary": f"PyTorch not usable ({exc.__class__.__name__})"}
-    info: dict[str, Any] = {"torch": torch.__version__, "cuda": bool(torch.cuda.is_available())}
-    if info["cuda"]:
-        names = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        info["gpus"] = names
-        info["summary"] = f"CUDA GPU: {', '.join(names)} (torch {torch.__version__})"
-    else:
-        info["summary"] = (f"no NVIDIA GPU found: captioning runs on the CPU (slow) or with the demo model "
-                           f"(torch {torch.__version__})")
-    return info
-
-
 def cmd_import(args: argparse.Namespace) -> int:
-    from .core.scanner import scan_folder
+    from ..core.scanner import scan_folder
 
     root = os.path.abspath(args.dir)
     if not os.path.isdir(root):
@@ -195,7 +152,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 bar.close()
         meta = None
         if args.read_metadata:
-            from .metadata import photo_ids_under, read_metadata_into_library
+            from ..metadata import photo_ids_under, read_metadata_into_library
 
             meta = read_metadata_into_library(lib, photo_ids_under(lib, root), create_concepts=args.create_concepts)
     data = report.as_dict()
@@ -316,7 +273,7 @@ def cmd_photo_untag(args: argparse.Namespace) -> int:
 
 def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
     """REF is a library photo (id or path of an imported photo) or any image file (copied in)."""
-    from .core.concepts import import_reference_file
+    from ..core.concepts import import_reference_file
 
     if ref.isdecimal() and not os.path.exists(ref):  # isdigit() is true for '²', which int() refuses
         return lib.add_concept_ref(name, photo_id=lib.photo(int(ref)).id, box=box, primary=primary)
@@ -329,7 +286,7 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
 
 
 def _concept_dict(lib: Library, c, counts=None) -> dict[str, Any]:
-    from .core.training_photos import photo_counts
+    from ..core.training_photos import photo_counts
 
     n = (counts if counts is not None else photo_counts(lib)).get(c.id)
     d = c.as_dict()
@@ -354,7 +311,7 @@ def cmd_concept_add(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_list(args: argparse.Namespace) -> int:
-    from .core.training_photos import photo_counts
+    from ..core.training_photos import photo_counts
 
     with _open_library(args) as lib:
         counts = photo_counts(lib)
@@ -430,7 +387,7 @@ def cmd_concept_remove_ref(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_import_repic(args: argparse.Namespace) -> int:
-    from .core.concepts import import_repic_database
+    from ..core.concepts import import_repic_database
 
     with _open_library(args) as lib:
         report = import_repic_database(lib, args.database)
@@ -446,7 +403,7 @@ def cmd_concept_import_repic(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_export_repic(args: argparse.Namespace) -> int:
-    from .core.concepts import export_repic_database
+    from ..core.concepts import export_repic_database
 
     with _open_library(args) as lib:
         data = export_repic_database(lib, args.out, images_dir=args.images_dir, force=args.force)
@@ -455,7 +412,7 @@ def cmd_concept_export_repic(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
-    from .captioning.demo_model import build_demo_model
+    from ..captioning.demo_model import build_demo_model
 
     try:
         info = build_demo_model(args.dir)
@@ -470,13 +427,6 @@ def cmd_demo_model(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ parser
 
 def build_parser() -> argparse.ArgumentParser:
-    from .cli_model import add_model_command
-    from .cli_caption import add_caption_commands
-    from .cli_eval import add_eval_command
-    from .cli_gui import add_gui_command
-    from .cli_metadata import add_metadata_commands
-    from .cli_retrieval import add_retrieval_commands
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="machine-readable JSON on stdout")
     common.add_argument("--library", default=argparse.SUPPRESS,

@@ -1,50 +1,17 @@
-"""Text the command line prints: nothing in it may act on a terminal, and all of it is valid UTF-8.
-
-File names, captions and names come from other people's files and libraries; printed raw, an ESC sequence
-in one could clear the screen, retitle the window or hide text, and a right-to-left override could make
-a file name read backwards. A file name that is not UTF-8 reaches us as text with lone surrogates
-(os.fsdecode), which a UTF-8 stdout refuses: JSON gets them as \\uXXXX escapes (what json's ensure_ascii
-writes; Python reads the exact name back), text gets the original byte as \\xNN.
+"""What `repic` prints (--json streams, emit, progress bars); the terminal-safety rules are in core.terminal.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
-import re
 import sys
 from typing import Any, Callable
 
+from ..core.terminal import json_safe, terminal_safe
+
 # C0/C1 controls except newline and tab, text-direction marks/overrides/isolates, line/paragraph separators.
-_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
-
-
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _surrogate_escape(ch: str) -> str:
-    n = ord(ch)
-    return f"\\x{n - 0xDC00:02x}" if n >= 0xDC80 else f"\\u{n:04x}"
-
-
-def terminal_safe(text: str) -> str:
-    """`text` with everything a terminal would interpret written as a visible escape (\\x1b, \\u202e), and
-    the undecodable bytes of a non-UTF-8 file name as \\xNN."""
-    text = _LONE_SURROGATE.sub(lambda m: _surrogate_escape(m.group(0)), text)
-    return _TERMINAL_UNSAFE.sub(lambda m: ascii(m.group(0))[1:-1], text)
-
-
-def json_safe(json_text: str) -> str:
-    """JSON text (ensure_ascii=False) with lone surrogates as \\uXXXX escapes, so it can be written as UTF-8."""
-    return _LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json_text)
-
-
-def error_line(text: str) -> str:
-    """An error message as the one terminal-safe line the CLIs promise: a newline or tab inside it (a file
-    name typed with one) is written as \\n / \\t."""
-    return terminal_safe(text).replace("\n", "\\n").replace("\t", "\\t")
-
-
 # ---- --json: nothing but our JSON on stdout -------------------------------------------------------------
 
 _JSON_OUT: list[Any] = []  # the stream --json output goes to while fd 1 is pointed at stderr
@@ -104,3 +71,22 @@ def emit(args, data: Any, text: Callable[[], str] | str) -> None:
         out = text() if callable(text) else text
         if out:
             print(terminal_safe(out))
+
+
+def progress_bar(args: argparse.Namespace, desc: str):
+    """A tqdm bar on stderr, or None with --json/--quiet (stdout stays machine-readable)."""
+    if getattr(args, "json", False) or getattr(args, "quiet", False):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=0, unit="photo", desc=desc, file=sys.stderr, disable=None)
+
+
+def bar_progress(bar) -> Callable[[int, int, str], None]:
+    """The `progress(done, total, path)` callback of scans and exports, drawing on `bar` (may be None)."""
+    def progress(done: int, total: int, path: str) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+    return progress

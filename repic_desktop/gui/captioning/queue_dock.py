@@ -18,10 +18,10 @@ from PySide6.QtWidgets import (
 )
 
 from .model_worker import LOAD_STAGES
-from .page_layout import heading
+from ..pages.layout import heading
 
 if TYPE_CHECKING:
-    from .captioning_controller import CaptioningController, JobView
+    from .controller import CaptioningController, JobView
     from .index_controller import IndexController
 
 STATUS_TEXT = {
@@ -408,7 +408,7 @@ class ModelPanel(QFrame):
 
     def _settings_label(self) -> str:
         from .model_worker import spec_label
-        from .settings_dialog import load_settings, model_spec_from_settings
+        from ..dialogs.settings import load_settings, model_spec_from_settings
 
         s, _ = load_settings()
         get_lib = getattr(self.controller, "_lib", None)  # the adapter is the library's own

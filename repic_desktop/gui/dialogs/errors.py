@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QPushButton, QVBoxLayout, QWidget,
 )
 
-from .. import APP_NAME, __version__
+from ... import APP_NAME, __version__
 
 log = logging.getLogger("repic_desktop.gui")
 
@@ -44,7 +44,7 @@ def show_error(parent: QWidget | None, title: str, message: str, details: str | 
 
 
 def describe_exception(exc: BaseException) -> str:
-    from .thumbnail_loader import user_message
+    from ..widgets.thumbnails import user_message
     return user_message(exc)
 
 
@@ -207,8 +207,8 @@ def versions() -> list[tuple[str, str]]:
 
 def gpu_summary_slow() -> str:
     """What GPU torch finds (imports torch: call from a worker)."""
-    from ..cli import _device_summary
-    return _device_summary()["summary"]
+    from ...captioning.device import device_summary
+    return device_summary()["summary"]
 
 
 class AboutDialog(QDialog):

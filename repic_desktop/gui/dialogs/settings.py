@@ -22,14 +22,14 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ..captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
-from ..captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
-from ..core.settings import CAPTION_DEFAULTS, Settings, SettingsError
-from .file_dialogs import choose_folder
-from .model_worker import demo_model_dir
+from ...captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
+from ...captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
+from ...core.settings import CAPTION_DEFAULTS, Settings, SettingsError
+from .files import choose_folder
+from ..captioning.model_worker import demo_model_dir
 
 if TYPE_CHECKING:
-    from .captioning_controller import CaptioningController
+    from ..captioning.controller import CaptioningController
 
 HUB_MODEL_SIZE_TEXT = "≈16 GB"
 TOKEN_PIXELS = 28 * 28  # one visual token = one 28x28 block
@@ -66,7 +66,7 @@ def model_spec_from_settings(settings: Settings, library: Any = None, **override
 def is_demo_source(source: str | None) -> bool:
     if not source:
         return False
-    from ..captioning.demo_model import is_demo_model
+    from ...captioning.demo_model import is_demo_model
 
     p = Path(source).expanduser()
     return p == demo_model_dir() or is_demo_model(p)
@@ -392,8 +392,8 @@ class SettingsDialog(QDialog):
         return page
 
     def _suggestions_tab(self, s: Settings) -> QWidget:
-        from ..captioning.model_manager import MATCHER_MODELS
-        from ..retrieval.service import DEFAULT_MATCHER, MATCHER_NAMES, retrieval_settings
+        from ...captioning.model_manager import MATCHER_MODELS
+        from ...retrieval.service import DEFAULT_MATCHER, MATCHER_NAMES, retrieval_settings
 
         cfg = retrieval_settings(s)
         page = QWidget(self)
@@ -462,8 +462,8 @@ class SettingsDialog(QDialog):
 
     def _retrieval_values(self) -> dict[str, Any]:
         """Settings.extra["retrieval"] as edited; keys this dialog does not show are kept."""
-        from ..captioning.model_manager import MATCHER_MODELS
-        from ..retrieval.service import retrieval_settings
+        from ...captioning.model_manager import MATCHER_MODELS
+        from ...retrieval.service import retrieval_settings
 
         r = retrieval_settings(self.settings)
         for use, m in MATCHER_MODELS.items():
@@ -494,7 +494,7 @@ class SettingsDialog(QDialog):
         probe = SimpleNamespace(extra={"retrieval": self._retrieval_values()})
 
         def check():
-            from ..retrieval.service import available_matchers
+            from ...retrieval.service import available_matchers
 
             return available_matchers(probe)
 
@@ -606,7 +606,7 @@ class SettingsDialog(QDialog):
         repo, revision, cache = self._download_target()
 
         def check() -> str:
-            from ..captioning.model_manager import ModelError, resolve_local
+            from ...captioning.model_manager import ModelError, resolve_local
 
             try:
                 resolve_local(repo, revision=revision, cache_dir=cache)
@@ -663,7 +663,7 @@ class SettingsDialog(QDialog):
             "system_preset": self.system_preset.currentData(),
         })
         s.extra["retrieval"] = self._retrieval_values()
-        from ..captioning.model_manager import MATCHER_MODELS
+        from ...captioning.model_manager import MATCHER_MODELS
 
         for use, m in MATCHER_MODELS.items():
             folder = s.extra["retrieval"].get(m.settings_key)

@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from .cli import bar_progress, progress_bar
+from .output import bar_progress, progress_bar
 
 FIELD_CHOICES = ("caption", "title", "people", "regions", "keywords")
 
@@ -84,16 +84,17 @@ def add_metadata_commands(subparsers, common_parent: argparse.ArgumentParser) ->
 # ------------------------------------------------------------------------------------------------ helpers
 
 def _change_line(c: dict[str, Any]) -> str:
-    from .metadata.fields import summarize
+    from ..metadata.fields import summarize
     return f"      {c['key']}: {summarize(c['key'], c['old'])} -> {summarize(c['key'], c['new'])}"
 
 
 # ------------------------------------------------------------------------------------------------ export
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .cli import UserError, _emit, _open_library
-    from .core.settings import Settings
-    from .metadata import Backends, ExportOptions, accepted_photo_ids, available_backends, export_photos
+    from .common import UserError, open_library as _open_library
+    from .output import emit as _emit
+    from ..core.settings import Settings
+    from ..metadata import Backends, ExportOptions, accepted_photo_ids, available_backends, export_photos
     if not args.photos and not args.all_accepted:
         raise UserError("nothing to export: give PHOTO ids/paths or --all-accepted")
     if not available_backends():
@@ -158,15 +159,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ metadata
 
 def cmd_metadata_show(args: argparse.Namespace) -> int:
-    from .cli import UserError, _emit
-    from .core import paths
-    from .core.images import UnusableImage
-    from .core.library import Library, LibraryError
-    from .metadata import Backends, available_backends, read_file_metadata
-    from .metadata.backends import BackendError
-    from .metadata.fields import summarize
-    from .metadata.geometry import norm_to_pixels
-    from .metadata.writer import sidecar_path
+    from .common import UserError
+    from .output import emit as _emit
+    from ..core import paths
+    from ..core.images import UnusableImage
+    from ..core.library import Library, LibraryError
+    from ..metadata import Backends, available_backends, read_file_metadata
+    from ..metadata.backends import BackendError
+    from ..metadata.fields import summarize
+    from ..metadata.geometry import norm_to_pixels
+    from ..metadata.writer import sidecar_path
 
     if not available_backends():
         raise UserError("no metadata library is installed: `pip install pyexiv2` (or install exiftool)")
@@ -224,8 +226,9 @@ def cmd_metadata_show(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_read(args: argparse.Namespace) -> int:
-    from .cli import UserError, _emit, _open_library
-    from .metadata import Backends, available_backends, read_metadata_into_library
+    from .common import UserError, open_library as _open_library
+    from .output import emit as _emit
+    from ..metadata import Backends, available_backends, read_metadata_into_library
 
     if not args.photos and not args.all:
         raise UserError("nothing to read: give PHOTO ids/paths or --all")
@@ -269,8 +272,8 @@ def cmd_metadata_read(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_fields(args: argparse.Namespace) -> int:
-    from .cli import _emit
-    from .metadata import available_backends, field_table
+    from .output import emit as _emit
+    from ..metadata import available_backends, field_table
 
     rows = field_table()
     data = {"fields": rows, "backends": available_backends()}

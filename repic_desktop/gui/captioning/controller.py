@@ -28,14 +28,14 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ..captioning.jobs import job_params, resumable_jobs
-from ..core.jobs import JobStore
-from ..retrieval.service import auto_params
-from ..captioning.prompt import PromptError, resolve_request
-from ..core.library import Library, LibraryError
-from .caption_dialog import CaptionChoice, CaptionDialog, ConceptEntry
+from ...captioning.jobs import job_params, resumable_jobs
+from ...core.jobs import JobStore
+from ...retrieval.service import auto_params
+from ...captioning.prompt import PromptError, resolve_request
+from ...core.library import Library, LibraryError
+from ..dialogs.caption import CaptionChoice, CaptionDialog, ConceptEntry
 from .model_worker import BackgroundTasks, ModelWorker, gpu_text, spec_label
-from .settings_dialog import extra, load_settings, model_spec_from_settings, request_presets
+from ..dialogs.settings import extra, load_settings, model_spec_from_settings, request_presets
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class JobView:
 
 
 def _preset_name(request: str) -> str:
-    from ..captioning.prompt import REQUEST_PRESETS
+    from ...captioning.prompt import REQUEST_PRESETS
 
     for name, text in REQUEST_PRESETS.items():
         if text == request:
@@ -99,7 +99,7 @@ def _preset_name(request: str) -> str:
 
 def suggestion_options(settings) -> dict[str, Any]:
     """What "each photo's own people & pets" adds from suggestions (Settings → Suggestions)."""
-    from ..retrieval.service import retrieval_settings
+    from ...retrieval.service import retrieval_settings
 
     cfg = retrieval_settings(settings)
     threshold, top_k = cfg.get("threshold"), cfg.get("top_k")
@@ -130,7 +130,7 @@ def job_view(job, errors: list[tuple[str, str]] | None = None) -> JobView:
         parts.append(gui["model_label"])
     elif isinstance(p.get("model"), dict):
         try:
-            from ..captioning.models import ModelSpec
+            from ...captioning.models import ModelSpec
 
             parts.append(spec_label(ModelSpec(**p["model"])))
         except Exception:
@@ -288,7 +288,7 @@ class CaptioningController(QObject):
         return self._dock
 
     def open_settings(self, parent_widget: QWidget):
-        from .settings_dialog import SettingsDialog
+        from ..dialogs.settings import SettingsDialog
 
         dlg = SettingsDialog(self, parent_widget)
         self._show_dialog(dlg)
@@ -400,7 +400,7 @@ class CaptioningController(QObject):
         last = [0.0]
 
         def work(report: Callable[[Any], None]):
-            from ..captioning import model_manager as mm
+            from ...captioning import model_manager as mm
 
             def progress(desc: str, done: int, total: int | None) -> None:
                 now = time.monotonic()
@@ -415,7 +415,7 @@ class CaptioningController(QObject):
             problem = mm.matcher_folder_problem(path, use_for)
             if problem:
                 raise mm.DownloadError(f"{repo_id} cannot be used as {mm.MATCHER_MODELS[use_for].label}: {problem}.")
-            from ..core.settings import Settings
+            from ...core.settings import Settings
 
             settings = Settings.load()  # not load_settings(): an unreadable file must not be replaced here
             mm.set_matcher_folder(settings, use_for, str(path))

@@ -96,16 +96,6 @@ def device(value: str) -> str:
 device.__name__ = "device"
 
 
-def max_pixels(value: str) -> int:
-    """A per-image pixel limit: from one 28x28 patch to RePIC's fetch ceiling."""
-    from .captioning.models import PIXELS_CEILING
-
-    return whole_number(28 * 28, PIXELS_CEILING)(value)
-
-
-max_pixels.__name__ = "pixel limit"
-
-
 def nonempty_path(value: str) -> str:
     """An existing file or folder to read: any name a file system allows (control characters included),
     but not empty, which would silently mean the working folder."""

@@ -37,11 +37,11 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
-from ..captioning.prompt import TAG_RE, parse_tags
-from ..core.library import Box, Caption, Library, LibraryError, NotFound
-from .index_controller import service_or_none, shared_matcher, unavailable_type
-from .page_layout import heading
-from .thumbnail_loader import TaskRunner, load_image_scaled
+from ...captioning.prompt import TAG_RE, parse_tags
+from ...core.library import Box, Caption, Library, LibraryError, NotFound
+from ..captioning.index_controller import service_or_none, shared_matcher, unavailable_type
+from ..pages.layout import heading
+from .thumbnails import TaskRunner, load_image_scaled
 
 log = logging.getLogger(__name__)
 
@@ -1103,7 +1103,7 @@ class PhotoPanel(QWidget):
         tag the photo with that region; "Use whole photo" tags without a region, Cancel does nothing."""
         if self.photo_id is None:
             return None
-        from .people import BoxDialog  # people.py does not import this module; keep it lazy anyway
+        from ..pages.people import BoxDialog  # people.py does not import this module; keep it lazy anyway
         pid = self.photo_id
         photo, name = self.lib.photo(pid), self.lib.concept(concept_id).name
         dlg = BoxDialog(self.tasks, photo.fs_path, f"Where is {name}?", (photo.width, photo.height), None,

@@ -24,14 +24,14 @@ from PySide6.QtWidgets import (
     QPushButton, QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
-from ..core.concepts import ConceptError, validate_name
-from ..core.library import Box, Library
+from ...core.concepts import ConceptError, validate_name
+from ...core.library import Box, Library
 from .browser import EmptyState
-from .index_controller import IndexController, service_or_none
-from .painting import begin_row, draw_round_pixmap
+from ..captioning.index_controller import IndexController, service_or_none
+from ..widgets.painting import begin_row, draw_round_pixmap
 from .people import KIND_LABELS
-from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
-from .page_layout import heading, split_page
+from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
+from .layout import heading, split_page
 
 log = logging.getLogger(__name__)
 

@@ -113,7 +113,7 @@ def _not_the_library(parent: QWidget | None, paths: list[str], library) -> list[
             keep.append(p)
             continue
         if (st.st_dev, st.st_ino) in own:
-            from .dialogs import show_error
+            from .errors import show_error
 
             show_error(parent, "Not a photo", f"{p} is this library's own database file, not a photo.")
         else:

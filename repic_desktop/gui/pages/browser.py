@@ -37,10 +37,10 @@ from PySide6.QtWidgets import (
     QToolButton, QTreeView, QVBoxLayout, QWidget,
 )
 
-from ..core.library import Library, LibraryError, fts_query
-from ..core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
-from .page_layout import heading, split_page
-from .thumbnail_loader import TaskRunner, ThumbnailLoader
+from ...core.library import Library, LibraryError, fts_query
+from ...core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
+from .layout import heading, split_page
+from ..widgets.thumbnails import TaskRunner, ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
@@ -1034,7 +1034,7 @@ class Browser(QWidget):
         name = os.path.basename(folder.rstrip("/")) or folder
 
         def work(progress):
-            from ..core.scanner import scan_folder
+            from ...core.scanner import scan_folder
             last = [0.0]
 
             def on_progress(done: int, total: int, p: str) -> None:

@@ -23,11 +23,11 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
 )
 
-from ..core.library import Library
-from ..core.settings import Settings, SettingsError
-from ..metadata.export import ExportOptions, ExportReport, accepted_photo_ids, export_photos
-from ..metadata.fields import DEFAULT_GROUPS
-from ..metadata.writer import WriteOptions
+from ...core.library import Library
+from ...core.settings import Settings, SettingsError
+from ...metadata.export import ExportOptions, ExportReport, accepted_photo_ids, export_photos
+from ...metadata.fields import DEFAULT_GROUPS
+from ...metadata.writer import WriteOptions
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .captioning.evaluate import RULE_HELP, RULES
-from .cli_types import nonempty_text
+from ..captioning.evaluate import RULE_HELP, RULES
+from ..core.arg_types import nonempty_text
 
 
 def add_eval_command(subparsers, common_parent: argparse.ArgumentParser) -> None:
@@ -27,10 +27,11 @@ def add_eval_command(subparsers, common_parent: argparse.ArgumentParser) -> None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .captioning.evaluate import EvalError, evaluate_file, evaluate_library, load_database
-    from .cli import UserError, _emit
-    from .core import paths
-    from .core.library import Library
+    from ..captioning.evaluate import EvalError, evaluate_file, evaluate_library, load_database
+    from .common import UserError
+    from .output import emit as _emit
+    from ..core import paths
+    from ..core.library import Library
 
     results = []
     try:

@@ -26,14 +26,14 @@ from PySide6.QtWidgets import (
     QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
 )
 
-from ..core.concepts import KINDS, MAX_INFO_LENGTH, ConceptError, validate_info, validate_name
-from ..core.images import SUPPORTED_EXTENSIONS
-from ..core.library import Box, Library, LibraryError, check_box
-from .file_dialogs import choose_open_file, choose_open_files
+from ...core.concepts import KINDS, MAX_INFO_LENGTH, ConceptError, validate_info, validate_name
+from ...core.images import SUPPORTED_EXTENSIONS
+from ...core.library import Box, Library, LibraryError, check_box
+from ..dialogs.files import choose_open_file, choose_open_files
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
-from .painting import begin_row, draw_round_pixmap
-from .thumbnail_loader import TaskRunner, ThumbnailLoader, load_image_scaled
-from .page_layout import heading, split_page
+from ..widgets.painting import begin_row, draw_round_pixmap
+from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
+from .layout import heading, split_page
 
 log = logging.getLogger(__name__)
 
@@ -495,7 +495,7 @@ class ConceptDialog(QDialog):
         tag_photo = self.tag_photo_id
 
         def work():
-            from ..core.concepts import import_reference_file
+            from ...core.concepts import import_reference_file
             with Library(path) as lib:
                 with lib.transaction():
                     c = lib.add_concept(name, kind, info)
@@ -581,7 +581,7 @@ class ConceptListModel(QAbstractListModel):
 
     def reload(self) -> None:
         self.beginResetModel()
-        from ..core.training_photos import PhotoCounts, photo_counts
+        from ...core.training_photos import PhotoCounts, photo_counts
 
         # the photos training learns from (not references): the count Personalize and the trainer show
         counts = photo_counts(self.lib)
@@ -619,7 +619,7 @@ class ConceptListModel(QAbstractListModel):
             if pm is None and r["refs"] and c.id not in self.broken:
                 ref = r["refs"][0]
                 try:
-                    from ..core.concepts import reference_path
+                    from ...core.concepts import reference_path
                     path = reference_path(self.lib, ref)
                 except LibraryError:
                     self.broken.add(c.id)
@@ -939,7 +939,7 @@ class PeopleManager(QWidget):
             self.photo_activated.emit(cid, self.photos_model.photo_id(index.row()))
 
     def _fill_refs(self, concept_id: int, refs) -> None:
-        from ..core.concepts import reference_path
+        from ...core.concepts import reference_path
         self.refs.clear()
         for i, ref in enumerate(refs):
             try:
@@ -1045,7 +1045,7 @@ class PeopleManager(QWidget):
         path = self.lib.path
 
         def work():
-            from ..core.concepts import import_reference_file
+            from ...core.concepts import import_reference_file
             with Library(path) as lib:
                 import_reference_file(lib, name, file_path, box=box)
 

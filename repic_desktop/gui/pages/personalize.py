@@ -35,11 +35,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
-from ..core.library import Library, LibraryError, NotFound
-from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
-from .charts import LineChart
-from .file_dialogs import choose_folder
-from .page_layout import heading, split_page
+from ...core.library import Library, LibraryError, NotFound
+from ...core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
+from ..widgets.charts import LineChart
+from ..dialogs.files import choose_folder
+from .layout import heading, split_page
 from .training_stream import (
     TASKS, TailBuffer, TrainingProgress, duration_text, metric_text, resume_arguments, step_point,
     summary_from_output, trainer_arguments,
@@ -397,7 +397,7 @@ class PersonalizePage(QWidget):
         known = {self.concept_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.concept_list.count())}
         # the trainer's own rule (core/training_photos.py): confirmed tags and accepted captions, never
         # reference photos, so the number here is the one `repic-train dataset` counts
-        from ..core.training_photos import photo_counts
+        from ...core.training_photos import photo_counts
 
         counts = photo_counts(self.lib)
         self.concept_list.blockSignals(True)

@@ -1,0 +1,1 @@
+"""Dialogs: caption, export (Write to Files), settings, welcome, file pickers, errors and About."""

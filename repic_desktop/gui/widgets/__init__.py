@@ -1,0 +1,1 @@
+"""Widgets shared by pages: the photo panel, charts, thumbnails, painting helpers."""
