@@ -11,7 +11,7 @@ interval, is the longest *stall* (the time a click or a repaint would have waite
 
 The grid is part A's `gui.browser.Browser` (PhotoListModel: ids in memory, rows paged in by primary key,
 thumbnails on a thread pool) when it exists, else a minimal QAbstractListModel over
-`Library.list_photos` pages (the output says which). Photos are inserted with plain SQL (`executemany`)
+`lib.photos.list` pages (the output says which). Photos are inserted with plain SQL (`executemany`)
 for speed; their files are hard links to a few hundred generated 320x240 JPEGs, so thumbnails are real.
 
 Goals (issue 5): max stall <= 50 ms in every phase; opening the 100k library <= 2 s.
@@ -109,6 +109,7 @@ def make_library(root: Path, n_photos: int, n_files: int = 300) -> tuple[Path, l
     from PIL import Image, ImageDraw
 
     from repic_desktop.core.library import Library
+    from repic_desktop.core.stores.photos import PhotoStore
 
     src = root / "sources"
     src.mkdir(parents=True)
@@ -135,16 +136,16 @@ def make_library(root: Path, n_photos: int, n_files: int = 300) -> tuple[Path, l
             os.link(s, p)
         except OSError:
             shutil.copyfile(s, p)
-        rows.append(Library._photo_insert_row(p, size=s.stat().st_size, mtime_ns=0, content_hash=f"c{i % n_files:05d}",
-                                              format="JPEG", width=320, height=240))
+        rows.append(PhotoStore._insert_row(p, size=s.stat().st_size, mtime_ns=0, content_hash=f"c{i % n_files:05d}",
+                                          format="JPEG", width=320, height=240))
     with Library(lib_path) as lib:
         with lib.transaction():
-            lib.conn.executemany(Library._INSERT_PHOTO, rows)
+            lib.conn.executemany(PhotoStore._INSERT, rows)
         ids = [r[0] for r in lib.conn.execute("SELECT id FROM photos ORDER BY id")]
-        lib.add_concept("Anya", "person", "A girl with pink hair.")
-        lib.add_concept_ref("Anya", photo_id=ids[0])
-        lib.add_concept("Bond", "pet", "A big white dog.")
-        lib.add_concept_ref("Bond", photo_id=ids[1])
+        lib.concepts.add("Anya", "person", "A girl with pink hair.")
+        lib.concepts.add_ref("Anya", photo_id=ids[0])
+        lib.concepts.add("Bond", "pet", "A big white dog.")
+        lib.concepts.add_ref("Bond", photo_id=ids[1])
         t = time.time()
         with lib.transaction():
             lib.conn.executemany("INSERT INTO photo_concepts (photo_id, concept_id, source, created_at)"
@@ -199,7 +200,7 @@ def make_minimal_grid(lib, parent):
                 return None
             page = index.row() // self.PAGE
             if page not in self.pages:
-                self.pages[page] = lib.list_photos(limit=self.PAGE, offset=page * self.PAGE)
+                self.pages[page] = lib.photos.list(limit=self.PAGE, offset=page * self.PAGE)
             rows = self.pages[page]
             i = index.row() - page * self.PAGE
             return rows[i].filename if i < len(rows) else None
@@ -209,7 +210,7 @@ def make_minimal_grid(lib, parent):
     view.setUniformItemSizes(True)
     view.setGridSize(QSize(160, 160))
     view.setModel(Model())
-    return view, view, lambda: True, lambda pid: None, "a minimal QAbstractListModel over Library.list_photos pages"
+    return view, view, lambda: True, lambda pid: None, "a minimal QAbstractListModel over lib.photos.list pages"
 
 
 # ------------------------------------------------------------------------------------------ phases

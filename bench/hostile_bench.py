@@ -77,7 +77,7 @@ def worker(case: str, folder: Path, bare: bool) -> float:
         lib = Library(folder / f"lib-{os.getpid()}.sqlite")
         scan_folder(lib, folder / "sidecar")
         t0 = time.perf_counter()
-        read_metadata_into_library(lib, [p.id for p in lib.list_photos()], create_concepts=True)
+        read_metadata_into_library(lib, [p.id for p in lib.photos.list()], create_concepts=True)
         return time.perf_counter() - t0
     path = folder / {"dng_start_markers": "dng/hostile.dng", "jpeg_start_then_zeros": "zeros/hostile.jpg",
                      "raw_ifd_big_entries": "ifd/hostile.dng"}[case]

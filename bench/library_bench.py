@@ -119,9 +119,9 @@ def fts_latency(lib_path: Path, rows: int, queries: int = 50) -> dict[str, tuple
     qs = [" ".join(rnd.sample(WORDS, 2)) if rnd.random() < 0.7 else rnd.choice(NAMES) for _ in range(queries)]
     results = {}
     with Library(lib_path) as lib:
-        lib.search_captions("warmup")
-        for label, fn in [("search_captions", lambda q: lib.search_captions(q, limit=100)),
-                          ("list_photos(search=)", lambda q: lib.list_photos(search=q, limit=100))]:
+        lib.captions.search("warmup")
+        for label, fn in [("search_captions", lambda q: lib.captions.search(q, limit=100)),
+                          ("list_photos(search=)", lambda q: lib.photos.list(search=q, limit=100))]:
             timings = []
             for q in qs:
                 t = time.perf_counter()
@@ -136,8 +136,8 @@ def make_listing_library(lib_path: Path, n: int, seed: int = 0) -> None:
     rnd = random.Random(seed)
     with Library(lib_path) as lib:
         for name in NAMES:
-            lib.add_concept(name, "pet" if name in ("Bond", "Bruno", "Luna") else "person")
-        cids = [c.id for c in lib.concepts()]
+            lib.concepts.add(name, "pet" if name in ("Bond", "Bruno", "Luna") else "person")
+        cids = [c.id for c in lib.concepts.all()]
         with lib.transaction():
             rows = []
             for i in range(n):
@@ -165,15 +165,15 @@ def old_cmd_photos_list(args) -> int:
     from repic_desktop.cli.output import emit as _emit
 
     with _open_library(args) as lib:
-        photos = lib.list_photos(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
+        photos = lib.photos.list(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
                                  include_missing=args.missing, limit=args.limit)
         rows = []
         for p in photos:
             d = p.as_dict()
-            cap = lib.current_caption(p.id)
+            cap = lib.captions.current(p.id)
             d["caption"] = cap.text if cap else None
             d["caption_status"] = cap.status if cap else None
-            d["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
+            d["concepts"] = [c.name for c in lib.concepts.of_photo(p.id)]
             rows.append(d)
         any_photos = bool(rows) or lib.counts()["photos"] > 0
 

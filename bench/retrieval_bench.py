@@ -286,11 +286,11 @@ def bench_index_load(concepts: int, refs: int) -> None:
         rng = np.random.default_rng(1)
         with lib.transaction():
             for c in range(concepts):
-                lib.add_concept(f"Person {c:04d}", "person")
+                lib.concepts.add(f"Person {c:04d}", "person")
                 for r in range(refs):
-                    ref = lib.add_concept_ref(f"Person {c:04d}", file_path=f"/refs/{c}_{r}.jpg")
-                    lib.put_ref_embedding(ref.id, "bench", "sig", dim=128,
-                                          vec=to_blob(rng.normal(size=128).astype(np.float32)))
+                    ref = lib.concepts.add_ref(f"Person {c:04d}", file_path=f"/refs/{c}_{r}.jpg")
+                    lib.retrieval.put_ref_embedding(ref.id, "bench", "sig", dim=128,
+                                                    vec=to_blob(rng.normal(size=128).astype(np.float32)))
         load_ms = median_ms(lambda: load_index(lib, M()), 5)
         raw_ms = median_ms(lambda: lib.conn.execute("SELECT vec FROM ref_embeddings").fetchall(), 5)
         lib.close()

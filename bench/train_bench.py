@@ -62,13 +62,13 @@ def make_library(root: Path, photos_per_concept: int = 5, size: int = 112) -> Pa
     lib_path = root / "lib.sqlite"
     with Library(lib_path) as lib:
         scan_folder(lib, folder)
-        pid = {Path(p.path).stem: p.id for p in lib.list_photos()}
+        pid = {Path(p.path).stem: p.id for p in lib.photos.list()}
         for name, kind, info in CONCEPTS:
-            lib.add_concept(name, kind, info)
-            lib.add_concept_ref(name, photo_id=pid[f"ref_{name}"])
+            lib.concepts.add(name, kind, info)
+            lib.concepts.add_ref(name, photo_id=pid[f"ref_{name}"])
         for stem, names in plan.items():
             for j, n in enumerate(names):
-                lib.tag_photo(pid[stem], n, box=Box(10 + 30 * j, 10, 50, 60) if stem.endswith("_0") else None)
+                lib.concepts.tag(pid[stem], n, box=Box(10 + 30 * j, 10, 50, 60) if stem.endswith("_0") else None)
     return lib_path
 
 

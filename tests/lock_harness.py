@@ -23,8 +23,8 @@ import json, sys
 from repic_desktop.core.library import Library
 lib = Library(sys.argv[1], create=False)
 if sys.argv[2]:
-    lib.add_concept(sys.argv[2], "person")
-names = sorted(c.name for c in lib.concepts())
+    lib.concepts.add(sys.argv[2], "person")
+names = sorted(c.name for c in lib.concepts.all())
 check = [r[0] for r in lib.conn.execute("PRAGMA integrity_check").fetchall()]
 lib.close()
 print(json.dumps({"names": names, "check": check}))
@@ -71,7 +71,7 @@ class Holder:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.lib = Library(self.path)
-        self.lib.add_concept("Held", "person")
+        self.lib.concepts.add("Held", "person")
         self.files = side_files(self.path)
         assert None not in self.files.values()
 
@@ -87,14 +87,14 @@ class Holder:
         if side_files(self.path) != self.files:
             problems.append(f"-wal/-shm deleted or replaced under the holder: {self.files} -> "
                             f"{side_files(self.path)}")
-        seen = {c.name for c in self.lib.concepts()}
+        seen = {c.name for c in self.lib.concepts.all()}
         if not {"Held", "Child"} <= seen:
             problems.append(f"the holder does not see the child's write: {sorted(seen)}")
-        self.lib.add_concept("HeldAfter", "person")
+        self.lib.concepts.add("HeldAfter", "person")
         second = run_child(self.path, "Child2")
         if not {"Held", "Child", "HeldAfter"} <= set(second["names"]):
             problems.append(f"a new process does not see the holder's write: {second['names']}")
-        seen = {c.name for c in self.lib.concepts()}
+        seen = {c.name for c in self.lib.concepts.all()}
         if "Child2" not in seen:
             problems.append(f"the holder does not see the second child's write: {sorted(seen)}")
         for who, check in (("first child", first["check"]), ("second child", second["check"]),

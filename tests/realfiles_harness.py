@@ -283,14 +283,14 @@ def run_corpus(work: Path) -> CorpusRun:
             name = Path(s["path"]).name
             if name in results:
                 results[name].skipped = s["reason"]
-        lib.add_concept(PERSON, "person")
-        for p in lib.list_photos():
+        lib.concepts.add(PERSON, "person")
+        for p in lib.photos.list():
             r = results[Path(p.path).name]
             r.photo_id = p.id
             w, h = p.width or 1, p.height or 1
             box = Box(w // 4, h // 4, max(1, w // 2), max(1, h // 2))
-            lib.tag_photo(p.id, PERSON, box=box)
-            lib.add_caption(p.id, CAPTION, status="accepted")
+            lib.concepts.tag(p.id, PERSON, box=box)
+            lib.captions.add(p.id, CAPTION, status="accepted")
         t["import"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         ids = accepted_photo_ids(lib)

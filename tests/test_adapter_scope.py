@@ -41,7 +41,7 @@ def test_a_new_library_never_captions_with_another_librarys_adapter(tmp_path, is
     lib_b = _one_photo_library(tmp_path / "b.sqlite", tmp_path / "pb")
     family = _adapter_folder(tmp_path / "a-files" / "adapters" / "family" / "adapter")
     with Library(tmp_path / "a.sqlite") as lib:
-        lib.register_adapter("family", family, base_model=str(demo_model_dir))
+        lib.adapters.register("family", family, base_model=str(demo_model_dir))
     assert repic_train(["adapters", *lib_a, "activate", "family"]) == 0
     capsys.readouterr()
 
@@ -83,8 +83,8 @@ def test_an_older_global_adapter_setting_stays_with_the_library_that_registered_
     s.model.adapter = str(family)  # what older versions stored, for every library
     s.save()
     with Library(tmp_path / "a.sqlite") as a, Library(tmp_path / "b.sqlite") as b:
-        a.register_adapter("family", family, base_model="m")
-        a.register_adapter("other", other, base_model="m")
+        a.adapters.register("family", family, base_model="m")
+        a.adapters.register("other", other, base_model="m")
         assert Settings.load().active_adapter(a) == str(family)
         assert Settings.load().active_adapter(b) is None
         assert ModelSpec.from_user_settings(Settings.load(), b).adapter is None
@@ -95,7 +95,7 @@ def test_an_older_global_adapter_setting_stays_with_the_library_that_registered_
         assert s.model.adapter is None and s.active_adapter(a) == str(other)
         # a top-level key: an older version, which keeps unknown top-level keys, does not lose it on save
         assert list(json.loads(Settings.path().read_text())["library_adapters"].values()) == [str(other)]
-        b.register_adapter("family", family, base_model="m")
+        b.adapters.register("family", family, base_model="m")
         assert Settings.load().active_adapter(b) is None
         # removing the active adapter deactivates it in its own library only
         ad.activate(b, "family")
@@ -143,7 +143,7 @@ def test_failed_runs_are_listed_and_removed(lib, tmp_path, isolated_env, capsys)
     capsys.readouterr()
     with Library(lib) as l2:
         run = l2.data_dir / "adapters" / "broken"
-        assert l2.adapters() == []
+        assert l2.adapters.all() == []
     assert (run / "run_config.json").is_file()
     (run / "notes.txt").write_text("the user's own file")  # never deleted
 

@@ -138,8 +138,8 @@ def test_search_and_uncaptioned_filters(isolated_env, album, capsys, tmp_path):
     path = tmp_path / "album.sqlite"
     run_json(capsys, "--library", str(path), "import", str(album))
     with Library(path) as lib:
-        first = lib.list_photos()[0]
-        lib.add_caption(first.id, "<Anya> builds a sandcastle at the beach.")
+        first = lib.photos.list()[0]
+        lib.captions.add(first.id, "<Anya> builds a sandcastle at the beach.")
     found = run_json(capsys, "--library", str(path), "photos", "list", "--search", "sandcastle")
     assert [p["id"] for p in found] == [first.id] and found[0]["caption"].startswith("<Anya>")
     uncaptioned = run_json(capsys, "--library", str(path), "photos", "list", "--uncaptioned")

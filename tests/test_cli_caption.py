@@ -62,9 +62,9 @@ def test_prompt_command_shows_repics_exact_layout(family, capsys):
 
 def test_captions_list_shows_history(family, capsys):
     with Library(family["path"]) as lib:
-        pid = lib.list_photos()[0].id
-        first = lib.add_caption(pid, "<Anya> smiles.", model_id="m", provenance={"quantization": "4bit"})
-        lib.add_caption(pid, "<Anya> smiles at <Bond>.", source="user", parent_id=first)
+        pid = lib.photos.list()[0].id
+        first = lib.captions.add(pid, "<Anya> smiles.", model_id="m", provenance={"quantization": "4bit"})
+        lib.captions.add(pid, "<Anya> smiles at <Bond>.", source="user", parent_id=first)
     capsys.readouterr()
     code, out, _ = run(capsys, *family["lib"], "captions", "list", str(pid))
     assert code == 0
@@ -100,7 +100,7 @@ def test_caption_with_demo_model_end_to_end(family, demo_model_dir, capsys):
     assert prov["demo"] is True and prov["quantization"] == "none" and prov["source"] == str(demo_model_dir)
     assert prov["request"] == "Give a personalized caption of this image." and len(prov["prompt_hash"]) == 16
     with Library(family["path"]) as l2:
-        assert all(len(l2.caption_history(p.id)) == 1 for p in l2.list_photos())
+        assert all(len(l2.captions.history(p.id)) == 1 for p in l2.photos.list())
     # Already captioned photos are skipped unless --force.
     code, out, _ = run(capsys, *lib, "caption", "--all", "--model", str(demo_model_dir), "--json")
     assert code == 0 and len(out.splitlines()) == 6 and all("skipped" in json.loads(x) for x in out.splitlines())
@@ -157,7 +157,7 @@ def test_killed_run_resumes_without_losing_or_duplicating(family, demo_model_dir
     assert resumed.returncode == 0, resumed.stderr
     assert len(resumed.stdout.splitlines()) == total - done_before  # only the photos still pending
     with Library(family["path"]) as l2:
-        assert [len(l2.caption_history(p.id)) for p in l2.list_photos()] == [1] * total
+        assert [len(l2.captions.history(p.id)) for p in l2.photos.list()] == [1] * total
         from repic_desktop.core.jobs import JobStore
 
         job = JobStore(l2).get(1)

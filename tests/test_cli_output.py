@@ -36,8 +36,8 @@ def test_export_batch_with_a_latin1_file_name(tmp_path, as_json):
     lib_path = str(tmp_path / "lib.sqlite")
     with Library(lib_path) as lib:
         scan_folder(lib, os.fsdecode(album))
-        for p in lib.list_photos():
-            lib.add_caption(p.id, "a day at the beach", status="accepted")
+        for p in lib.photos.list():
+            lib.captions.add(p.id, "a day at the beach", status="accepted")
     r = repic("export", "--library", lib_path, "--all-accepted", *(["--json"] if as_json else []))
     out, err = r.stdout.decode("utf-8"), r.stderr.decode("utf-8")  # stdout is valid UTF-8
     assert r.returncode == 0, err
@@ -50,9 +50,9 @@ def test_export_batch_with_a_latin1_file_name(tmp_path, as_json):
         assert out.startswith("3 written, 0 unchanged, 0 refused, 0 failed")
         assert "caf\\xe9.jpg: written" in out
     with Library(lib_path) as lib:  # every photo's export was recorded
-        assert [lib.current_caption(p.id).status for p in lib.list_photos()] == ["exported"] * 3
-        for p in lib.list_photos():
-            assert lib.current_caption(p.id).provenance["export"]["status"] == "written"
+        assert [lib.captions.current(p.id).status for p in lib.photos.list()] == ["exported"] * 3
+        for p in lib.photos.list():
+            assert lib.captions.current(p.id).provenance["export"]["status"] == "written"
 
 
 REAL = Path(__file__).parent / "realfiles"

@@ -32,19 +32,20 @@ def test_tagging_a_tagged_person_with_a_box_moves_their_box(tmp_path):
     make_image(tmp_path / "a.jpg", size=(96, 64))
     with Library(tmp_path / "lib.sqlite") as lib:
         scan_folder(lib, str(tmp_path))
-        pid = lib.list_photos()[0].id
-        lib.add_concept("Anya", "person")
-        lib.add_concept("Bond", "pet")
-        assert lib.tag_photo(pid, "Anya", box=Box(1, 2, 10, 10)) == []
-        lib.tag_photo(pid, "Bond", box=Box(50, 20, 30, 30))
-        assert lib.tag_photo(pid, "Anya", box=Box(40, 5, 12, 14)) == [Box(1, 2, 10, 10)]   # moved, not added
-        lib.tag_photo(pid, "Anya")                           # a tag without a box keeps where she is
-        got = {lib.concept(r.concept_id).name: (r.box, r.source) for r in lib.regions(pid)}
-        assert len(lib.regions(pid)) == 2 and got == {"Anya": (Box(40, 5, 12, 14), "manual"),
-                                                      "Bond": (Box(50, 20, 30, 30), "manual")}
+        pid = lib.photos.list()[0].id
+        lib.concepts.add("Anya", "person")
+        lib.concepts.add("Bond", "pet")
+        assert lib.concepts.tag(pid, "Anya", box=Box(1, 2, 10, 10)) == []
+        lib.concepts.tag(pid, "Bond", box=Box(50, 20, 30, 30))
+        assert lib.concepts.tag(pid, "Anya", box=Box(40, 5, 12, 14)) == [Box(1, 2, 10, 10)]   # moved, not added
+        lib.concepts.tag(pid, "Anya")                           # a tag without a box keeps where she is
+        got = {lib.concepts.get(r.concept_id).name: (r.box, r.source) for r in lib.concepts.regions(pid)}
+        assert len(lib.concepts.regions(pid)) == 2 and got == {"Anya": (Box(40, 5, 12, 14), "manual"),
+                                                               "Bond": (Box(50, 20, 30, 30), "manual")}
         # Several boxes of one person only when asked for (another tool's metadata, undo)
-        lib.tag_photo(pid, "Anya", box=Box(0, 40, 10, 10), source="import", replace=False)
-        assert sorted(r.box.x for r in lib.regions(pid) if r.concept_id == lib.concept("Anya").id) == [0, 40]
+        lib.concepts.tag(pid, "Anya", box=Box(0, 40, 10, 10), source="import", replace=False)
+        anya = lib.concepts.get("Anya").id
+        assert sorted(r.box.x for r in lib.concepts.regions(pid) if r.concept_id == anya) == [0, 40]
 
 
 @needs_pyexiv2
@@ -79,8 +80,8 @@ def _library_of(path, n: int) -> list[int]:
     seventh missing. Returns the ids of the present photos in path order."""
     with Library(path) as lib:
         for name, kind in (("Zoë", "person"), ("Anya", "person"), ("Rex", "pet")):
-            lib.add_concept(name, kind)
-        cids = [c.id for c in lib.concepts()]
+            lib.concepts.add(name, kind)
+        cids = [c.id for c in lib.concepts.all()]
         with lib.transaction():
             for i in range(n):
                 p = f"/album/{i % 4}/IMG_{i:05d}.jpg"
@@ -94,9 +95,9 @@ def _library_of(path, n: int) -> list[int]:
                                      (i + 1, c))
         for i in range(n):
             if i % 3:
-                lib.add_caption(i + 1, f"<Anya> at the beach, picture {i}", provenance={"seconds": 0.1},
-                                status="accepted" if i % 2 else "draft")
-        return [p.id for p in lib.list_photos()]
+                lib.captions.add(i + 1, f"<Anya> at the beach, picture {i}", provenance={"seconds": 0.1},
+                                 status="accepted" if i % 2 else "draft")
+        return [p.id for p in lib.photos.list()]
 
 
 @pytest.fixture
@@ -134,18 +135,18 @@ def test_photo_listing_rows_are_the_photos_with_caption_and_names(tmp_path):
         for kw in ({}, {"include_missing": True}, {"uncaptioned": True}, {"concept": "Rex"}, {"search": "beach"},
                    {"limit": 4, "offset": 5}, {"offset": 25}):
             want = []
-            for p in lib.list_photos(**{"limit": 10 ** 6, **kw}):
+            for p in lib.photos.list(**{"limit": 10 ** 6, **kw}):
                 d = p.as_dict()
-                cap = lib.current_caption(p.id)
+                cap = lib.captions.current(p.id)
                 d.update(caption=cap.text if cap else None, caption_status=cap.status if cap else None,
-                         concepts=[c.name for c in lib.photo_concepts(p.id)])
+                         concepts=[c.name for c in lib.concepts.of_photo(p.id)])
                 want.append(d)
-            got = list(lib.photo_listing(**kw))
+            got = list(lib.photos.listing(**kw))
             assert got == want and list(got[0]) == list(want[0]), kw
-        assert [d["id"] for d in lib.photo_listing()] == ids
-        assert lib.count_photos() == len(ids) and lib.count_photos(include_missing=True) == 30
+        assert [d["id"] for d in lib.photos.listing()] == ids
+        assert lib.photos.count() == len(ids) and lib.photos.count(include_missing=True) == 30
         with pytest.raises(Exception, match="Nobody"):
-            lib.photo_listing(concept="Nobody")          # before any row is written
+            lib.photos.listing(concept="Nobody")          # before any row is written
 
 
 def test_photos_list_text_is_one_page_and_says_how_to_get_the_next(tmp_path, capsys):

@@ -42,17 +42,17 @@ def test_kind_from_repic_category():
 
 def test_reference_file_is_copied_into_the_library_once(library, tmp_path):
     src = jpeg(tmp_path / "downloads" / "anya.jpg")
-    library.add_concept("Anya", "person")
+    library.concepts.add("Anya", "person")
     r1 = import_reference_file(library, "Anya", src, box=Box(10, 10, 40, 40))
     r2 = import_reference_file(library, "Anya", src)
     assert r1.file_path == r2.file_path and r1.file_path.startswith(str(library.data_dir))
     src.unlink()  # the user tidies their downloads: the reference survives
     assert os.path.exists(reference_path(library, r1))
-    assert library.concept_refs("Anya")[0].box == Box(10, 10, 40, 40)
+    assert library.concepts.refs("Anya")[0].box == Box(10, 10, 40, 40)
 
 
 def test_unusable_reference_files_are_refused_clearly(library, tmp_path):
-    library.add_concept("Anya", "person")
+    library.concepts.add("Anya", "person")
     bad = tmp_path / "notes.jpg"
     bad.write_text("not a photo")
     with pytest.raises(LibraryError, match="cannot be used as a reference photo"):
@@ -61,7 +61,7 @@ def test_unusable_reference_files_are_refused_clearly(library, tmp_path):
         import_reference_file(library, "Anya", tmp_path / "nope.jpg")
     with pytest.raises(LibraryError, match="outside"):
         import_reference_file(library, "Anya", jpeg(tmp_path / "ok.jpg"), box=Box(70, 0, 20, 20))
-    assert library.concept_refs("Anya") == []
+    assert library.concepts.refs("Anya") == []
 
 
 def make_repic_checkout(root):
@@ -97,11 +97,11 @@ def test_import_repic_database_keeps_file_order_and_reports_problems(library, tm
     problems = {p["concept"]: p["problem"] for p in report.problems}
     assert "reference image not found" in problems["<ghost>"]  # all or nothing: no concept without its photo
     assert "control token" in problems["<evil>"]
-    concepts = library.concepts()
+    concepts = library.concepts.all()
     assert [c.name for c in concepts] == ["Bond", "Anya", "Iron Man"]  # DB order = prompt order
-    bond = library.concept("Bond")
+    bond = library.concepts.get("Bond")
     assert (bond.kind, bond.category, bond.repic_key) == ("pet", "dog", "<Bond>")
-    assert library.concept("Iron Man").repic_key == "<ironman>"
+    assert library.concepts.get("Iron Man").repic_key == "<ironman>"
     again = import_repic_database(library, db_json)
     assert again.added == [] and again.existing == ["Bond", "Anya", "Iron Man"]
     jpeg(db_json.parent / "ghost.jpg")  # the missing photo turns up: importing again completes the set
@@ -120,11 +120,11 @@ def test_import_rejects_files_that_are_not_repic_databases(library, tmp_path):
 
 def test_export_then_import_round_trips(library, tmp_path):
     import_repic_database(library, make_repic_checkout(tmp_path / "RePIC"))
-    library.add_concept("Ghost", "other", "Nobody has a photo of it.", category="other", repic_key="<ghost>")
+    library.concepts.add("Ghost", "other", "Nobody has a photo of it.", category="other", repic_key="<ghost>")
     photo = jpeg(tmp_path / "album" / "beach.jpg", size=(120, 90))
-    pid = library.add_photo(photo, size=photo.stat().st_size, mtime_ns=photo.stat().st_mtime_ns,
-                            content_hash="x", format="JPEG", width=120, height=90)
-    library.add_concept_ref("Anya", photo_id=pid, box=Box(10, 20, 30, 40))
+    pid = library.photos.add(photo, size=photo.stat().st_size, mtime_ns=photo.stat().st_mtime_ns,
+                             content_hash="x", format="JPEG", width=120, height=90)
+    library.concepts.add_ref("Anya", photo_id=pid, box=Box(10, 20, 30, 40))
 
     plain = export_repic_database(library, tmp_path / "out" / "plain.json")
     data = json.loads((tmp_path / "out" / "plain.json").read_text())
@@ -147,8 +147,8 @@ def test_export_then_import_round_trips(library, tmp_path):
         rep = import_repic_database(other, out)
         assert rep.added == ["Bond", "Anya", "Iron Man", "Ghost"]
         assert rep.references == 4
-        assert [(c.name, c.kind, c.info) for c in other.concepts()] == \
-            [(c.name, c.kind, c.info) for c in library.concepts()]
+        assert [(c.name, c.kind, c.info) for c in other.concepts.all()] == \
+            [(c.name, c.kind, c.info) for c in library.concepts.all()]
 
 
 @pytest.mark.parametrize("bad, reason", [
@@ -179,7 +179,7 @@ def test_names_are_normalised_so_lookalikes_are_one_person():
 
 def test_library_and_repic_import_refuse_an_injecting_name(library, tmp_path):
     with pytest.raises(ConceptError, match="'|'"):
-        library.add_concept("|im_end|", "person")
+        library.concepts.add("|im_end|", "person")
     db = tmp_path / "db" / "database.json"
     db.parent.mkdir()
     jpeg(db.parent / "a.jpg")
@@ -187,4 +187,4 @@ def test_library_and_repic_import_refuse_an_injecting_name(library, tmp_path):
                                                               "info": "x", "category": "person"}}}))
     report = import_repic_database(library, db)
     assert "'|'" in report.problems[0]["problem"]
-    assert library.concepts() == []
+    assert library.concepts.all() == []

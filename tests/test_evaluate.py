@@ -206,12 +206,12 @@ def test_unreadable_files_give_clear_errors(tmp_path):
 # ---------------------------------------------------------------------------------------- library mode
 
 def _photo(lib, tmp_path, name, concepts, captions):
-    pid = lib.add_photo(str(tmp_path / name), size=1, mtime_ns=1, content_hash="h1", format="JPEG",
-                        width=10, height=10)
+    pid = lib.photos.add(str(tmp_path / name), size=1, mtime_ns=1, content_hash="h1", format="JPEG",
+                         width=10, height=10)
     for c in concepts:
-        lib.tag_photo(pid, c)
+        lib.concepts.tag(pid, c)
     for text, status in captions:
-        lib.add_caption(pid, text, status=status)
+        lib.captions.add(pid, text, status=status)
     return pid
 
 
@@ -219,7 +219,7 @@ def _photo(lib, tmp_path, name, concepts, captions):
 def album_lib(tmp_path):
     lib = Library(tmp_path / "lib.sqlite")
     for name in ("Anya", "Bond", "Grandma Rose", "Loid"):
-        lib.add_concept(name, "person")
+        lib.concepts.add(name, "person")
     _photo(lib, tmp_path, "1.jpg", ["Anya", "Bond"], [("<Anya> and <Bond>'s ball with <Loid>.", "accepted")])
     _photo(lib, tmp_path, "2.jpg", ["Grandma Rose"], [("<Grandma Rose> knits.", "exported")])
     _photo(lib, tmp_path, "3.jpg", ["Anya"], [("<Anya>", "draft")])                        # draft: skipped
@@ -247,7 +247,7 @@ def test_library_mode_scores_accepted_and_exported_captions_only(album_lib):
 
 def test_library_mode_name_aware_accepts_an_imported_repic_key(tmp_path):
     with Library(tmp_path / "lib.sqlite") as lib:
-        lib.add_concept("Iron Man", "person", repic_key="<ironman>")
+        lib.concepts.add("Iron Man", "person", repic_key="<ironman>")
         _photo(lib, tmp_path, "1.jpg", ["Iron Man"], [("ironman waves", "accepted")])
         assert evaluate_library(lib).recall == 1.0
         assert evaluate_library(lib, "repic-4").recall == 0.0

@@ -231,9 +231,9 @@ def _export_album(tmp_path, ext: str, bad_exif: bool = False):
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(album))
     caption = f"Sunset\n-if\n{perl_touch(marker)}\n-all=\n.\n#x $HOME @y\r\u2028 end"
-    for p in lib.list_photos():
+    for p in lib.photos.list():
         if p.path_bytes in paths:
-            lib.add_caption(p.id, caption, status="accepted")
+            lib.captions.add(p.id, caption, status="accepted")
     lib.close()
     return album, marker, paths, caption
 

@@ -230,7 +230,7 @@ def test_reading_many_named_regions_reads_the_photos_tags_once(tmp_path, library
     monkeypatch.setattr(reader, "MAX_NAMES_PER_PHOTO", 10_000, raising=False)
     album = _album_with_sidecar(tmp_path, _sidecar(300))
     scan_folder(library, album)
-    ids = [p.id for p in library.list_photos()]
+    ids = [p.id for p in library.photos.list()]
     calls = _count_tag_reads(monkeypatch)
     report = reader.read_metadata_into_library(library, ids, create_concepts=True)
     assert (len(report.created), report.regions_added) == (300, 300)
@@ -250,7 +250,7 @@ def test_a_sidecar_with_thousands_of_regions_is_read_up_to_a_cap_with_a_note(tmp
     assert len(fm.regions) == reader.MAX_REGIONS_PER_PHOTO
     assert len(fm.names) == reader.MAX_NAMES_PER_PHOTO
     assert "only the first 256 of 2000 regions were read (more than any photo has)" in fm.notes
-    report = reader.read_metadata_into_library(library, [p.id for p in library.list_photos()],
+    report = reader.read_metadata_into_library(library, [p.id for p in library.photos.list()],
                                                create_concepts=True)
     assert report.regions_added == reader.MAX_REGIONS_PER_PHOTO
     reasons = [p["reason"] for p in report.problems]
@@ -263,7 +263,7 @@ def test_one_name_on_thousands_of_regions_is_bounded(tmp_path, library):
     from repic_desktop.metadata import reader
     album = _album_with_sidecar(tmp_path, _sidecar(2000, same_name=True))
     scan_folder(library, album)
-    report = reader.read_metadata_into_library(library, [p.id for p in library.list_photos()],
+    report = reader.read_metadata_into_library(library, [p.id for p in library.photos.list()],
                                                create_concepts=True)
     assert report.created == ["Person"] and report.regions_added <= reader.MAX_REGIONS_PER_PHOTO
 
@@ -344,7 +344,7 @@ def test_an_import_killed_while_a_file_is_slow_keeps_the_photos_read_before_it(t
     assert proc.returncode == -signal.SIGKILL
     lib = Library(lib_path)
     try:
-        assert sorted(os.path.basename(p.path) for p in lib.list_photos()) == [f"a{i}.jpg" for i in range(5)]
+        assert sorted(os.path.basename(p.path) for p in lib.photos.list()) == [f"a{i}.jpg" for i in range(5)]
     finally:
         lib.close()
 

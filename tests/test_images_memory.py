@@ -63,7 +63,7 @@ def test_import_of_a_48_megapixel_png_reads_headers_only(big_png, tmp_path):
     rise, result = peak_mb(
         "from repic_desktop.core.library import Library\nfrom repic_desktop.core.scanner import scan_folder\n"
         f"lib = Library({str(tmp_path / 'lib.sqlite')!r})",
-        f"scan_folder(lib, {str(big_png.parent)!r}) and [(p.width, p.height) for p in lib.list_photos()]")
+        f"scan_folder(lib, {str(big_png.parent)!r}) and [(p.width, p.height) for p in lib.photos.list()]")
     assert result == "[(8000, 6000)]"
     assert rise < BOUND_MB, f"importing a 48 MP PNG raised peak memory by {rise:.0f} MB"
 

@@ -55,14 +55,14 @@ def setup(library, tmp_path):
     for i in range(5):
         p = tmp_path / f"p{i}.jpg"
         Image.new("RGB", (40, 30), (i * 40, 0, 0)).save(p)
-        ids.append(library.add_photo(p, size=1, mtime_ns=1, content_hash=f"h{i}", format="JPEG", width=40, height=30))
+        ids.append(library.photos.add(p, size=1, mtime_ns=1, content_hash=f"h{i}", format="JPEG", width=40, height=30))
     ref = tmp_path / "ref.jpg"
     Image.new("RGB", (30, 30), (0, 0, 200)).save(ref)
-    rid = library.add_photo(ref, size=1, mtime_ns=1, content_hash="ref", format="JPEG", width=30, height=30)
-    library.add_concept("Anya", "person", "Pink hair.")
-    library.add_concept_ref("Anya", photo_id=rid)
+    rid = library.photos.add(ref, size=1, mtime_ns=1, content_hash="ref", format="JPEG", width=30, height=30)
+    library.concepts.add("Anya", "person", "Pink hair.")
+    library.concepts.add_ref("Anya", photo_id=rid)
     for pid in ids:
-        library.tag_photo(pid, "Anya")
+        library.concepts.tag(pid, "Anya")
     return ids
 
 
@@ -82,7 +82,7 @@ def test_job_items_keep_order_and_completion_is_idempotent(library, setup):
                              provenance={"x": 1})
     c2 = store.complete_item(job.id, setup[0], "<Anya> waves again.", tags=["Anya"], concept_set=["Anya"],
                              provenance={"x": 2})
-    assert c1 == c2 and len(library.caption_history(setup[0])) == 1
+    assert c1 == c2 and len(library.captions.history(setup[0])) == 1
     store.fail_item(job.id, setup[0], "late failure")  # never un-does a done item
     store.fail_item(job.id, setup[1], "broken")
     assert store.get(job.id).counts == {"done": 1, "failed": 1, "pending": 1}
@@ -98,11 +98,11 @@ def test_run_commits_each_caption_with_provenance(library, setup):
     summary = run_caption_job(library, job.id, FakeEngine(), model_provenance=MODEL, on_outcome=outcomes.append)
     assert (summary.done, summary.failed, summary.remaining) == (5, 0, 0)
     assert store.get(job.id).status == "done"
-    cap = library.current_caption(setup[0])
+    cap = library.captions.current(setup[0])
     assert cap.text.startswith("<Anya> at the beach") and cap.tags == ["Anya"] and cap.job_id == job.id
     prov = cap.provenance
     assert prov["request"] == "Give a personalized caption of this image." and prov["system_preset"] == "repic"
-    assert prov["concepts"] == ["Anya"] and prov["concept_ids"] == [library.concept("Anya").id]
+    assert prov["concepts"] == ["Anya"] and prov["concept_ids"] == [library.concepts.get("Anya").id]
     assert prov["quantization"] == "none" and prov["seconds"] == 0.01 and len(prov["prompt_hash"]) == 16
     assert [o.photo_id for o in outcomes] == setup and outcomes[0].tags_found == ["Anya"]
 
@@ -123,14 +123,14 @@ def test_cancel_then_resume_captions_every_photo_exactly_once(library, setup):
     second = run_caption_job(library, job.id, engine, model_provenance=MODEL)
     assert engine.seen == setup[2:]  # done photos are not sent again
     assert second.done == 3 and store.get(job.id).status == "done"
-    assert all(len(library.caption_history(pid)) == 1 for pid in setup)
+    assert all(len(library.captions.history(pid)) == 1 for pid in setup)
 
 
 def test_bad_photos_fail_with_reasons_and_the_rest_go_on(library, setup, tmp_path):
     store = JobStore(library)
-    library.add_concept("Ghost", "other")  # no reference photo
-    library.tag_photo(setup[1], "Ghost")
-    library.mark_missing([setup[2]])
+    library.concepts.add("Ghost", "other")  # no reference photo
+    library.concepts.tag(setup[1], "Ghost")
+    library.photos.mark_missing([setup[2]])
     job = store.create(setup, params())
     summary = run_caption_job(library, job.id, FakeEngine(fail_keys={setup[3]}), model_provenance=MODEL)
     items = {i["photo_id"]: i for i in store.items(job.id)}
@@ -142,9 +142,9 @@ def test_bad_photos_fail_with_reasons_and_the_rest_go_on(library, setup, tmp_pat
 
 
 def test_explicit_concepts_apply_to_every_photo(library, setup):
-    library.add_concept("Bond", "pet")
-    library.add_concept_ref("Bond", photo_id=setup[4])
+    library.concepts.add("Bond", "pet")
+    library.concepts.add_ref("Bond", photo_id=setup[4])
     store = JobStore(library)
     job = store.create(setup[:2], params(concepts=["Bond", "Anya"]))
     run_caption_job(library, job.id, FakeEngine(), model_provenance=MODEL)
-    assert library.current_caption(setup[0]).concept_set == ["Anya", "Bond"]  # library order
+    assert library.captions.current(setup[0]).concept_set == ["Anya", "Bond"]  # library order

@@ -108,7 +108,7 @@ def _damaged_library(path) -> None:
     with Library(path) as lib:
         with lib.transaction():
             for i in range(200):
-                lib.add_concept(f"Person {i}", "person", info="a few words about them " * 8)
+                lib.concepts.add(f"Person {i}", "person", info="a few words about them " * 8)
     con = sqlite3.connect(path)
     root, page_size = con.execute("SELECT rootpage FROM sqlite_master WHERE name = 'concepts'").fetchone()[0], \
         con.execute("PRAGMA page_size").fetchone()[0]

@@ -46,21 +46,21 @@ def lib(tmp_path, album):
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(album))
     for name, kind in (("Anya", "person"), ("Zoë", "person"), ("小明", "person"), ("Rex", "pet"), ("Teddy", "other")):
-        lib.add_concept(name, kind)
-    ids = {Path(p.path).name: p.id for p in lib.list_photos()}
+        lib.concepts.add(name, kind)
+    ids = {Path(p.path).name: p.id for p in lib.photos.list()}
     a = ids["a.jpg"]
-    lib.tag_photo(a, "Anya", box=Box(5, 10, 20, 30))
-    lib.tag_photo(a, "Zoë", box=Box(40, 10, 20, 30))
-    lib.tag_photo(a, "小明", box=Box(10, 60, 20, 20))
-    lib.tag_photo(a, "Rex", box=Box(40, 70, 30, 40))
-    lib.tag_photo(a, "Teddy")
-    lib.add_caption(a, "<Anya>, <Zoë> and <小明> with <Rex> and <Teddy> on the sofa", status="accepted")
-    lib.tag_photo(ids["b.png"], "Anya")
-    lib.tag_photo(ids["b.png"], "Rex")
-    lib.add_caption(ids["b.png"], "<Anya> and <Bob> at the park", status="accepted")
-    lib.tag_photo(ids["c.heic"], "Zoë", box=Box(10, 10, 30, 30))
-    lib.add_caption(ids["c.heic"], "<Zoë> smiling", status="accepted")
-    lib.add_caption(ids["d.webp"], "<Anya> draft", status="draft")
+    lib.concepts.tag(a, "Anya", box=Box(5, 10, 20, 30))
+    lib.concepts.tag(a, "Zoë", box=Box(40, 10, 20, 30))
+    lib.concepts.tag(a, "小明", box=Box(10, 60, 20, 20))
+    lib.concepts.tag(a, "Rex", box=Box(40, 70, 30, 40))
+    lib.concepts.tag(a, "Teddy")
+    lib.captions.add(a, "<Anya>, <Zoë> and <小明> with <Rex> and <Teddy> on the sofa", status="accepted")
+    lib.concepts.tag(ids["b.png"], "Anya")
+    lib.concepts.tag(ids["b.png"], "Rex")
+    lib.captions.add(ids["b.png"], "<Anya> and <Bob> at the park", status="accepted")
+    lib.concepts.tag(ids["c.heic"], "Zoë", box=Box(10, 10, 30, 30))
+    lib.captions.add(ids["c.heic"], "<Zoë> smiling", status="accepted")
+    lib.captions.add(ids["d.webp"], "<Anya> draft", status="draft")
     lib.ids = ids
     yield lib
     lib.close()
@@ -70,18 +70,18 @@ def test_consistency_is_checked_both_ways(lib):
     assert check_consistency(lib, lib.ids["a.jpg"]) == []
     issues = {(i.kind, i.name) for i in check_consistency(lib, lib.ids["b.png"])}
     assert issues == {("unknown_name", "Bob"), ("not_in_caption", "Rex")}
-    lib.untag_photo(lib.ids["c.heic"], "Zoë")
+    lib.concepts.untag(lib.ids["c.heic"], "Zoë")
     assert [(i.kind, i.name) for i in check_consistency(lib, lib.ids["c.heic"])] == [("caption_name_not_tagged", "Zoë")]
 
 
 def test_photo_values_strip_brackets_and_normalise_boxes(lib):
-    p = lib.photo(lib.ids["a.jpg"])
-    v = photo_values(lib, p, lib.current_caption(p.id))
+    p = lib.photos.get(lib.ids["a.jpg"])
+    v = photo_values(lib, p, lib.captions.current(p.id))
     assert v.caption == "Anya, Zoë and 小明 with Rex and Teddy on the sofa"
     assert [(x.name, x.kind) for x in v.people] == [("Anya", "person"), ("Zoë", "person"), ("小明", "person"), ("Rex", "pet")]
     assert v.keywords == ["Teddy"] and v.display_size == (80, 120)
     assert v.regions[0].box == (5 / 80, 10 / 120, 20 / 80, 30 / 120)
-    assert photo_values(lib, p, lib.current_caption(p.id), keep_brackets=True).caption.startswith("<Anya>")
+    assert photo_values(lib, p, lib.captions.current(p.id), keep_brackets=True).caption.startswith("<Anya>")
 
 
 def test_export_all_accepted_writes_records_and_stays_in_sync_with_the_library(lib, album):
@@ -92,7 +92,7 @@ def test_export_all_accepted_writes_records_and_stays_in_sync_with_the_library(l
     dry = export_photos(lib, ids, dry_run=True, backends=default_backends())
     assert dry.counts == {"would-write": 3}
     assert {n: sha(album / n) for n in lib.ids} == before
-    assert lib.current_caption(lib.ids["a.jpg"]).status == "accepted"
+    assert lib.captions.current(lib.ids["a.jpg"]).status == "accepted"
     a_changes = {c["key"]: c for c in dry.photos[0].as_dict()["changes"]}
     assert a_changes["XMP-dc:Description"]["old"] is None
     assert a_changes["XMP-dc:Description"]["new"] == "Anya, Zoë and 小明 with Rex and Teddy on the sofa"
@@ -105,12 +105,12 @@ def test_export_all_accepted_writes_records_and_stays_in_sync_with_the_library(l
     assert by["c.heic"].result.target == expected_target
     for n in ("a.jpg", "b.png", "c.heic"):
         assert pixel_hash(album / n) == pix[n] and exif_facts(album / n)[0] == "2021:07:04 12:34:56"
-        cap = lib.current_caption(lib.ids[n])
+        cap = lib.captions.current(lib.ids[n])
         assert cap.status == "exported"
         rec = cap.provenance["export"]
         assert rec["status"] == "written" and rec["caption"] and rec["owned"]
     # the photo rows follow the rewritten files, so a rescan sees nothing changed
-    a = lib.photo(lib.ids["a.jpg"])
+    a = lib.photos.get(lib.ids["a.jpg"])
     assert a.content_hash == sha(album / "a.jpg") and a.size == os.path.getsize(album / "a.jpg")
     report = scan_folder(lib, str(album))
     assert report.updated == 0 and report.unchanged == 5
@@ -125,8 +125,8 @@ def test_export_all_accepted_writes_records_and_stays_in_sync_with_the_library(l
     # a second export changes nothing; untagging Rex removes only what we wrote
     again = export_photos(lib, [lib.ids["a.jpg"]], backends=default_backends())
     assert again.counts == {"unchanged": 1}
-    lib.untag_photo(lib.ids["a.jpg"], "Rex")
-    lib.add_caption(lib.ids["a.jpg"], "<Anya>, <Zoë> and <小明> with <Teddy>", status="accepted")
+    lib.concepts.untag(lib.ids["a.jpg"], "Rex")
+    lib.captions.add(lib.ids["a.jpg"], "<Anya>, <Zoë> and <小明> with <Teddy>", status="accepted")
     assert export_photos(lib, [lib.ids["a.jpg"]], backends=default_backends()).counts == {"written": 1}
     v = read_with("auto", album / "a.jpg")
     assert "Rex" not in v["XMP-dc:Subject"] and [r["Name"] for r in v["XMP-mwg-rs:RegionInfo"]["RegionList"]] == \
@@ -157,7 +157,7 @@ def test_sidecar_only_export_never_touches_originals(lib, album):
     assert rep.counts == {"written": 3}
     assert {n: sha(album / n) for n in lib.ids} == before
     assert sorted(p.name for p in album.glob("*.xmp")) == ["a.jpg.xmp", "b.png.xmp", "c.heic.xmp"]
-    assert lib.photo(lib.ids["a.jpg"]).content_hash == before["a.jpg"]   # the photo row did not change
+    assert lib.photos.get(lib.ids["a.jpg"]).content_hash == before["a.jpg"]   # the photo row did not change
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -225,17 +225,17 @@ def _kill_album(tmp_path, n):
     db = tmp_path / "lib.sqlite"
     with Library(db) as lib:
         scan_folder(lib, str(folder))
-        lib.add_concept("Zoë", "person")
-        lib.add_concept("Rex", "pet")
+        lib.concepts.add("Zoë", "person")
+        lib.concepts.add("Rex", "pet")
         with lib.transaction():
-            for p in lib.list_photos():
-                lib.tag_photo(p.id, "Zoë", box=Box(4, 4, 20, 20))
-                lib.tag_photo(p.id, "Rex", box=Box(30, 20, 20, 20))
-                lib.add_caption(p.id, "<Zoë> with <Rex>", status="accepted")
-        one = lib.list_photos()[0]
+            for p in lib.photos.list():
+                lib.concepts.tag(p.id, "Zoë", box=Box(4, 4, 20, 20))
+                lib.concepts.tag(p.id, "Rex", box=Box(30, 20, 20, 20))
+                lib.captions.add(p.id, "<Zoë> with <Rex>", status="accepted")
+        one = lib.photos.list()[0]
         ref = tmp_path / "ref.jpg"
         shutil.copy(src, ref)
-        assert write_metadata(ref, photo_values(lib, one, lib.current_caption(one.id))).status == "written"
+        assert write_metadata(ref, photo_values(lib, one, lib.captions.current(one.id))).status == "written"
     return db, folder, sha(src), sha(ref)
 
 
@@ -267,7 +267,7 @@ def test_sigkill_during_a_200_file_export_leaves_no_broken_file(tmp_path):
         rep = export_photos(lib, accepted_photo_ids(lib))
         assert not rep.failed
         assert all(sha(f) == complete for f in folder.iterdir())
-        assert {lib.current_caption(p.id).status for p in lib.list_photos()} == {"exported"}
+        assert {lib.captions.current(p.id).status for p in lib.photos.list()} == {"exported"}
 
 
 POINT_SCRIPT = textwrap.dedent("""
@@ -305,7 +305,7 @@ def test_sigkill_just_before_and_just_after_the_replace(tmp_path, where):
     leftovers = [f.name for f in folder.iterdir() if f.name.startswith(".")]
     assert len(leftovers) == (1 if where == "before" else 0)
     with Library(db) as lib:
-        statuses = [lib.current_caption(p.id).status for p in lib.list_photos()]
+        statuses = [lib.captions.current(p.id).status for p in lib.photos.list()]
         assert statuses == ["exported"] * 2 + ["accepted"] * 3
         rep = export_photos(lib, accepted_photo_ids(lib))
         assert [p.status for p in rep.photos] == (["unchanged", "written", "written"] if where == "after"

@@ -45,20 +45,20 @@ def pair(tmp_path):
     os.utime(root / "b.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(root))
-    lib.add_concept("Anya", "person")
-    lib.add_concept("Ben", "person")
-    ids = {Path(p.path).name: p.id for p in lib.list_photos()}
-    lib.tag_photo(ids["a.jpg"], "Anya", box=Box(2, 2, 20, 20))
-    lib.add_caption(ids["a.jpg"], "<Anya> on the left", status="accepted")
-    lib.tag_photo(ids["b.jpg"], "Ben", box=Box(30, 20, 20, 20))
-    lib.add_caption(ids["b.jpg"], "<Ben> on the right", status="accepted")
+    lib.concepts.add("Anya", "person")
+    lib.concepts.add("Ben", "person")
+    ids = {Path(p.path).name: p.id for p in lib.photos.list()}
+    lib.concepts.tag(ids["a.jpg"], "Anya", box=Box(2, 2, 20, 20))
+    lib.captions.add(ids["a.jpg"], "<Anya> on the left", status="accepted")
+    lib.concepts.tag(ids["b.jpg"], "Ben", box=Box(30, 20, 20, 20))
+    lib.captions.add(ids["b.jpg"], "<Ben> on the right", status="accepted")
     lib.ids = ids
     yield lib, root
     lib.close()
 
 
 def _rows(lib):
-    return {p.filename: (p.size, p.mtime_ns, p.content_hash) for p in lib.list_photos()}
+    return {p.filename: (p.size, p.mtime_ns, p.content_hash) for p in lib.photos.list()}
 
 
 def test_photos_swapped_by_rename_are_both_refused(pair):
@@ -75,7 +75,7 @@ def test_photos_swapped_by_rename_are_both_refused(pair):
     assert reasons["b.jpg"].startswith(f"the file is now the photo imported as {root / 'a.jpg'} (swapped")
     assert {n: sha(root / n) for n in before} == before          # nothing written
     assert _rows(lib) == rows                                     # the library still knows the real photos
-    assert {lib.current_caption(i).status for i in lib.ids.values()} == {"accepted"}
+    assert {lib.captions.current(i).status for i in lib.ids.values()} == {"accepted"}
     if HAVE_EXIFTOOL:
         for n in before:
             tags = exiftool_json(root / n)
@@ -149,7 +149,7 @@ def test_a_sidecar_saved_by_another_program_during_the_export_is_not_overwritten
     opts = ExportOptions(write=WriteOptions(sidecar="always"))
     assert export_photos(lib, [lib.ids["a.jpg"]], opts, backends=default_backends()).counts == {"written": 1}
     side = root / "a.jpg.xmp"
-    lib.add_caption(lib.ids["a.jpg"], "<Anya> on the left, laughing", status="accepted")
+    lib.captions.add(lib.ids["a.jpg"], "<Anya> on the left, laughing", status="accepted")
     real = writer.atomic_replace
     digikam = side.read_bytes().replace(b"on the left", b"digiKam!!!!")
 
@@ -191,7 +191,7 @@ def test_a_read_only_photo_gets_a_writable_sidecar_and_exports_again(pair):
     mode = stat.S_IMODE(os.stat(side).st_mode)
     assert mode == safety.new_file_mode() and mode & stat.S_IWUSR, oct(mode)
     assert export_photos(lib, [lib.ids["a.jpg"]], backends=default_backends()).counts == {"unchanged": 1}
-    lib.add_caption(lib.ids["a.jpg"], "<Anya> again", status="accepted")
+    lib.captions.add(lib.ids["a.jpg"], "<Anya> again", status="accepted")
     assert export_photos(lib, [lib.ids["a.jpg"]], backends=default_backends()).counts == {"written": 1}
     assert sha(photo) == before and stat.S_IMODE(os.stat(photo).st_mode) == 0o444
     if HAVE_EXIFTOOL:
@@ -203,7 +203,7 @@ def test_a_read_only_sidecar_is_refused_with_a_reason(pair):
     opts = ExportOptions(write=WriteOptions(sidecar="always"))
     assert export_photos(lib, [lib.ids["a.jpg"]], opts, backends=default_backends()).counts == {"written": 1}
     os.chmod(root / "a.jpg.xmp", 0o444)    # the user protected it (root ignores the bit: we do not)
-    lib.add_caption(lib.ids["a.jpg"], "<Anya> again", status="accepted")
+    lib.captions.add(lib.ids["a.jpg"], "<Anya> again", status="accepted")
     rep = export_photos(lib, [lib.ids["a.jpg"]], opts, backends=default_backends())
     assert rep.photos[0].status == "refused" and "read-only" in rep.photos[0].reason
 
@@ -284,13 +284,13 @@ def test_a_digikam_raw_sidecar_keeps_its_applied_to_dimensions(tmp_path):
     assert before["XMP-mwg-rs:RegionInfo"]["AppliedToDimensions"] == {"W": 6246, "H": 4170, "Unit": "pixel"}
     with Library(tmp_path / "lib.sqlite") as lib:
         scan_folder(lib, str(album))
-        photo = lib.list_photos()[0]
+        photo = lib.photos.list()[0]
         assert (photo.width, photo.height) == (1620, 1080)
-        lib.add_concept("Anya Smith", "person")
-        lib.add_concept("Zoë", "person")
-        lib.tag_photo(photo.id, "Anya Smith", box=Box(162, 108, 324, 324))
-        lib.tag_photo(photo.id, "Zoë", box=Box(810, 540, 162, 216))
-        lib.add_caption(photo.id, "<Anya Smith> and <Zoë> by the lake", status="accepted")
+        lib.concepts.add("Anya Smith", "person")
+        lib.concepts.add("Zoë", "person")
+        lib.concepts.tag(photo.id, "Anya Smith", box=Box(162, 108, 324, 324))
+        lib.concepts.tag(photo.id, "Zoë", box=Box(810, 540, 162, 216))
+        lib.captions.add(photo.id, "<Anya Smith> and <Zoë> by the lake", status="accepted")
         rep = export_photos(lib, [photo.id], backends=default_backends())
         assert rep.counts == {"written": 1}, rep.photos[0].as_dict()
         after = exiftool_json(side)

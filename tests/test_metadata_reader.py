@@ -86,21 +86,21 @@ def test_a_phones_bare_maker_name_is_not_a_caption():
 def test_read_into_library_tags_known_people_and_proposes_the_rest(tmp_path, digikam_album):
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(digikam_album))
-    lib.add_concept("Ben", "person")
-    ids = {Path(p.path).name: p.id for p in lib.list_photos()}
-    lib.add_caption(ids["grandpa.jpg"], "<Grandpa Joe> blowing out candles", status="accepted")  # our own caption
+    lib.concepts.add("Ben", "person")
+    ids = {Path(p.path).name: p.id for p in lib.photos.list()}
+    lib.captions.add(ids["grandpa.jpg"], "<Grandpa Joe> blowing out candles", status="accepted")  # our own caption
     rep = read_metadata_into_library(lib, photo_ids_under(lib, digikam_album))
     assert rep.photos == 4 and rep.problems == []
     assert rep.captions_added == 2   # picnic and immich; grandpa keeps the library's caption
     assert [k["path"].endswith("grandpa.jpg") for k in rep.captions_kept] == [True]
-    cap = lib.current_caption(ids["picnic.jpg"])
+    cap = lib.captions.current(ids["picnic.jpg"])
     assert (cap.text, cap.source, cap.status) == ("Picnic by the lake", "import", "accepted")
     assert cap.provenance["import"]["writer"] == "digiKam-8.2.0" and cap.provenance["import"]["keywords"] == ["Lake"]
     # Ben exists: tagged where he appears, with his face box in displayed pixels of the rotated photo
-    ben = lib.concept("Ben")
-    regions = [r for r in lib.regions(ids["picnic.jpg"]) if r.concept_id == ben.id]
+    ben = lib.concepts.get("Ben")
+    regions = [r for r in lib.concepts.regions(ids["picnic.jpg"]) if r.concept_id == ben.id]
     assert [(r.box.as_list(), r.source) for r in regions] == [([22, 58, 20, 19], "import")]
-    assert ben.id in {c.id for c in lib.photo_concepts(ids["immich.webp"])}
+    assert ben.id in {c.id for c in lib.concepts.of_photo(ids["immich.webp"])}
     props = {p.name: p for p in rep.proposals}
     assert set(props) == {"Anya Smith", "Fido", "Grandpa Joe"}
     assert props["Fido"].kind == "pet" and props["Anya Smith"].photos == [{"photo_id": ids["picnic.jpg"],
@@ -111,9 +111,9 @@ def test_read_into_library_tags_known_people_and_proposes_the_rest(tmp_path, dig
     # creating the proposed concepts: face regions become reference boxes
     made = apply_concept_proposals(lib, propose_concepts(lib, list(ids.values())), names=["Anya Smith", "Fido"])
     assert sorted(made.created) == ["Anya Smith", "Fido"] and made.references_added == 2
-    refs = lib.concept_refs("Anya Smith")
+    refs = lib.concepts.refs("Anya Smith")
     assert [(r.photo_id, r.box.as_list()) for r in refs] == [(ids["picnic.jpg"], [38, 14, 20, 20])]
-    assert lib.concept("Fido").kind == "pet"
+    assert lib.concepts.get("Fido").kind == "pet"
     lib.close()
 
 
@@ -124,21 +124,21 @@ def test_export_then_import_into_a_new_library_gives_the_same_boxes(tmp_path):
     make_image(album / "r.jpg", size=(120, 80), orientation=8)
     with Library(tmp_path / "one.sqlite") as one:
         scan_folder(one, str(album))
-        pid = one.list_photos()[0].id
-        one.add_concept("Zoë", "person")
-        one.add_concept("小明", "person")
-        one.tag_photo(pid, "Zoë", box=Box(3, 7, 30, 40))
-        one.tag_photo(pid, "小明", box=Box(41, 60, 25, 33))
-        one.add_caption(pid, "<Zoë> and <小明>", status="accepted")
+        pid = one.photos.list()[0].id
+        one.concepts.add("Zoë", "person")
+        one.concepts.add("小明", "person")
+        one.concepts.tag(pid, "Zoë", box=Box(3, 7, 30, 40))
+        one.concepts.tag(pid, "小明", box=Box(41, 60, 25, 33))
+        one.captions.add(pid, "<Zoë> and <小明>", status="accepted")
         assert export_photos(one, accepted_photo_ids(one)).counts == {"written": 1}
     with Library(tmp_path / "two.sqlite") as two:
         scan_folder(two, str(album))
-        rep = read_metadata_into_library(two, [two.list_photos()[0].id], create_concepts=True)
+        rep = read_metadata_into_library(two, [two.photos.list()[0].id], create_concepts=True)
         assert sorted(rep.created) == ["Zoë", "小明"]
-        p = two.list_photos()[0]
-        got = {two.concept(r.concept_id).name: r.box.as_list() for r in two.regions(p.id)}
+        p = two.photos.list()[0]
+        got = {two.concepts.get(r.concept_id).name: r.box.as_list() for r in two.concepts.regions(p.id)}
         assert got == {"Zoë": [3, 7, 30, 40], "小明": [41, 60, 25, 33]}
-        assert two.current_caption(p.id).text == "Zoë and 小明"
+        assert two.captions.current(p.id).text == "Zoë and 小明"
 
 
 def test_cli_metadata_read_with_create_concepts(tmp_path, digikam_album, capsys):
@@ -160,7 +160,7 @@ def test_invalid_names_are_proposals_with_a_problem(tmp_path):
     write_metadata(p, MetadataValues(people=[Person("A <B>"), Person("Okay")]))
     with Library(tmp_path / "l.sqlite") as lib:
         scan_folder(lib, str(tmp_path))
-        rep = read_metadata_into_library(lib, [lib.list_photos()[0].id], create_concepts=True)
+        rep = read_metadata_into_library(lib, [lib.photos.list()[0].id], create_concepts=True)
         assert rep.created == ["Okay"]
         assert rep.problems and "cannot contain" in rep.problems[0]["reason"]
 
@@ -182,5 +182,5 @@ def test_a_nan_region_coordinate_drops_that_box_not_the_names(tmp_path, capsys):
     assert "Pierre Curie Face 537,83,81,169" in capsys.readouterr().out
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(tmp_path))
-    rep = read_metadata_into_library(lib, [p.id for p in lib.list_photos()], create_concepts=True)
-    assert sorted(c.name for c in lib.concepts()) == ["Marie Curie", "Pierre Curie"] and rep.problems == []
+    rep = read_metadata_into_library(lib, [p.id for p in lib.photos.list()], create_concepts=True)
+    assert sorted(c.name for c in lib.concepts.all()) == ["Marie Curie", "Pierre Curie"] and rep.problems == []

@@ -111,16 +111,16 @@ def test_build_prompt_uses_library_order_and_primary_reference(library, tmp_path
     def photo(name, size=(60, 40)):
         path = tmp_path / name
         Image.new("RGB", size, (9, 9, 9)).save(path)
-        return library.add_photo(path, size=1, mtime_ns=1, content_hash=name, format="JPEG", width=size[0],
-                                 height=size[1])
+        return library.photos.add(path, size=1, mtime_ns=1, content_hash=name, format="JPEG", width=size[0],
+                                  height=size[1])
     q, a1, a2, b1 = photo("q.jpg"), photo("a1.jpg"), photo("a2.jpg"), photo("b1.jpg")
-    library.add_concept("Bond", "pet", "A white dog.")
-    library.add_concept("Anya", "person", "Pink hair.")
-    library.add_concept_ref("Anya", photo_id=a1)
-    library.add_concept_ref("Anya", photo_id=a2, box=Box(1, 1, 10, 10), primary=True)
-    library.add_concept_ref("Bond", photo_id=b1)
-    library.tag_photo(q, "Anya")
-    library.tag_photo(q, "Bond")
+    library.concepts.add("Bond", "pet", "A white dog.")
+    library.concepts.add("Anya", "person", "Pink hair.")
+    library.concepts.add_ref("Anya", photo_id=a1)
+    library.concepts.add_ref("Anya", photo_id=a2, box=Box(1, 1, 10, 10), primary=True)
+    library.concepts.add_ref("Bond", photo_id=b1)
+    library.concepts.tag(q, "Anya")
+    library.concepts.tag(q, "Bond")
     p = build_prompt(library, q)
     assert p.expected_names() == ["Bond", "Anya"]  # library order, not tagging order
     assert [r.path for r in p.images()] == [str(tmp_path / "b1.jpg"), str(tmp_path / "a2.jpg"), str(tmp_path / "q.jpg")]

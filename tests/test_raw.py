@@ -111,19 +111,19 @@ def test_raw_photo_end_to_end_import_caption_export(tmp_path, demo_model_dir, ca
     report = json.loads(capsys.readouterr().out)
     assert report["added"] == 1 and report["skipped"] == []
     with Library(libp) as library:
-        photo = library.list_photos()[0]
+        photo = library.photos.list()[0]
         assert (photo.format, photo.width, photo.height) == ("RAW", 160, 240)
         thumb = ThumbnailCache(tmp_path / "thumbs").get_or_create(photo.fs_path, photo.content_hash, 64)
         assert max(Image.open(thumb).size) == 64
-        library.add_concept("Anya", "person")
-        library.tag_photo(photo.id, "Anya", box=Box(10, 20, 60, 80))
-        library.add_concept_ref("Anya", photo_id=photo.id, box=Box(10, 20, 60, 80))  # a RAW crop as reference
+        library.concepts.add("Anya", "person")
+        library.concepts.tag(photo.id, "Anya", box=Box(10, 20, 60, 80))
+        library.concepts.add_ref("Anya", photo_id=photo.id, box=Box(10, 20, 60, 80))  # a RAW crop as reference
     assert main([*lib, "caption", "--all", "--model", str(demo_model_dir), "--max-new-tokens", "4",
                  "--max-pixels", str(112 * 112), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
     assert row["caption"] and "error" not in row
     with Library(libp) as library:
-        library.add_caption(photo.id, "<Anya> in the garden", status="accepted")
+        library.captions.add(photo.id, "<Anya> in the garden", status="accepted")
     assert main([*lib, "export", "--all-accepted", "--json"]) == 0
     capsys.readouterr()
     sidecar = album / "DSC_0042.NEF.xmp"

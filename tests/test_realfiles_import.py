@@ -46,7 +46,7 @@ def test_import_takes_every_image_or_says_why_not(tmp_path, album, capsys):
         assert why in skipped[name]
     assert data["added"] == len(corpus_files()) - len(EXPECTED_SKIPS)
     with Library(tmp_path / "l.sqlite") as lib:
-        photos = {p.filename: p for p in lib.list_photos()}
+        photos = {p.filename: p for p in lib.photos.list()}
     assert set(photos) == set(corpus_files()) - set(EXPECTED_SKIPS)
     # sizes after EXIF orientation (the digiKam portrait is stored 700x840 with Orientation=6)
     assert (photos["portrait-orientation-6.jpg"].width, photos["portrait-orientation-6.jpg"].height) == (840, 700)
@@ -69,17 +69,17 @@ def test_import_read_metadata_brings_in_names_and_regions(read_import):
     data, path = read_import
     assert data["metadata"]["problems"] == []
     with Library(path) as lib:
-        photos = {p.filename: p for p in lib.list_photos()}
-        names = {c.name for c in lib.concepts()}
+        photos = {p.filename: p for p in lib.photos.list()}
+        names = {c.name for c in lib.concepts.all()}
         # digiKam-style MWG+MP regions (Immich's portraits) and Exiv2's MWG test photo (one face, "America")
         assert {"Marie Curie", "Pierre Curie", "America"} <= names
         sony = photos["DSC_3079.jpg"]
-        assert [lib.concept(r.concept_id).name for r in lib.regions(sony.id)] == ["America"]
+        assert [lib.concepts.get(r.concept_id).name for r in lib.concepts.regions(sony.id)] == ["America"]
         boxes = {}
         for name in ("portrait.jpg", "portrait-orientation-6.jpg"):
             pid = photos[name].id
-            boxes[name] = {lib.concept(r.concept_id).name: r.box.as_list() for r in lib.regions(pid)}
-            assert {c.name for c in lib.photo_concepts(pid)} >= {"Marie Curie", "Pierre Curie"}
+            boxes[name] = {lib.concepts.get(r.concept_id).name: r.box.as_list() for r in lib.concepts.regions(pid)}
+            assert {c.name for c in lib.concepts.of_photo(pid)} >= {"Marie Curie", "Pierre Curie"}
     # the same two faces, once stored upright and once stored rotated (Orientation=6): the library's
     # displayed-frame boxes must agree (to a pixel of rounding)
     assert set(boxes["portrait.jpg"]) == set(boxes["portrait-orientation-6.jpg"]) == {"Marie Curie", "Pierre Curie"}
@@ -92,8 +92,8 @@ def test_import_read_metadata_brings_in_names_and_regions(read_import):
 def test_import_reads_the_mwg_test_image_by_the_mwg_rules(read_import):
     """exiftool's MWG.jpg says RIGHT/WRONG in every value; `exiftool -use MWG` reads the RIGHT ones."""
     with Library(read_import[1]) as lib:
-        pid = next(p.id for p in lib.list_photos() if p.filename == "MWG.jpg")
-        cap = lib.current_caption(pid)
+        pid = next(p.id for p in lib.photos.list() if p.filename == "MWG.jpg")
+        cap = lib.captions.current(pid)
     assert cap is not None and cap.text == "RIGHT-EXIF-Description"
 
 

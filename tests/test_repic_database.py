@@ -52,7 +52,7 @@ def test_absolute_path_to_an_image_outside_the_folder_is_refused(library, tmp_pa
     report = import_repic_database(library, db)
     assert report.added == ["Ok"] and report.references == 1
     assert "outside the database's folder" in problems_of(report)["<Spy>"]
-    assert [c.name for c in library.concepts()] == ["Ok"]  # no concept without its reference
+    assert [c.name for c in library.concepts.all()] == ["Ok"]  # no concept without its reference
 
 
 @pytest.mark.parametrize("raw", ["../../home/private/passport.jpg", "./../../home/private/passport.jpg",
@@ -64,7 +64,7 @@ def test_paths_climbing_out_of_the_folder_are_refused(library, tmp_path, raw):
     (db.parent / "sub").mkdir()
     report = import_repic_database(library, db)
     assert report.added == [] and report.references == 0
-    assert library.concepts() == []
+    assert library.concepts.all() == []
     assert "<Spy>" in problems_of(report)
     refs = library.data_dir / "references"
     assert not refs.exists() or not any(refs.iterdir())
@@ -141,7 +141,7 @@ def test_entries_of_the_wrong_json_types_are_reported_not_raised(library, tmp_pa
     report = import_repic_database(library, db)
     assert report.added == ["Bond"] and report.references == 1  # the good entry still comes in
     assert "<bad>" in problems_of(report)
-    assert [c.name for c in library.concepts()] == ["Bond"]
+    assert [c.name for c in library.concepts.all()] == ["Bond"]
 
 
 def test_deep_nesting_is_one_error_and_nothing_is_imported(library, tmp_path):
@@ -150,7 +150,7 @@ def test_deep_nesting_is_one_error_and_nothing_is_imported(library, tmp_path):
                  + "]" * 100_000 + "}}}")
     with pytest.raises(LibraryError, match="nested too deeply"):
         import_repic_database(library, p)
-    assert library.concepts() == []
+    assert library.concepts.all() == []
 
 
 def test_cli_prints_one_line_for_hostile_files(tmp_path, capsys):
@@ -174,8 +174,8 @@ def test_cli_prints_one_line_for_hostile_files(tmp_path, capsys):
 @pytest.fixture
 def two_marys(library, tmp_path):
     src = tmp_path / "src"
-    library.add_concept("Mary Ann", "person")
-    library.add_concept("Mary_Ann", "person")
+    library.concepts.add("Mary Ann", "person")
+    library.concepts.add("Mary_Ann", "person")
     from repic_desktop.core.concepts import import_reference_file
     import_reference_file(library, "Mary Ann", jpeg(src / "1.jpg", color=(255, 0, 0)))
     import_reference_file(library, "Mary_Ann", jpeg(src / "2.jpg", color=(0, 0, 255)))

@@ -123,8 +123,8 @@ def test_cli_index_suggest_confirm_reject_and_faces(tmp_path, real_faces, capsys
     assert code == 0, err
     assert json.loads(out)["concepts"] == ["Eileen"]
     with Library(tmp_path / "lib.sqlite") as db:
-        pid = db.resolve_photo(str(album / "party_e1.jpg")).id
-        region = db.regions(pid)[0]
+        pid = db.photos.resolve(str(album / "party_e1.jpg")).id
+        region = db.concepts.regions(pid)[0]
         assert region.source == "suggestion" and region.box.as_list() == e1["box"]
     # Grace is rejected on both party photos: those faces become unknown and cluster together.
     for name in ("party_g2.jpg", "party_g4.jpg"):
@@ -175,9 +175,9 @@ def test_naming_a_group_of_four_faces_leaves_photos_to_train_on_and_every_count_
     named = json.loads(out)
     assert named["faces"] == 4 and named["references"] == 1 and named["photos"] == 3
     with Library(tmp_path / "lib.sqlite") as db:
-        ref = db.concept_refs("Grace")[0]
+        ref = db.concepts.refs("Grace")[0]
         assert ref.box is not None                                  # the face, not the whole photo
-        assert len(db.list_photos(concept="Grace")) == 4            # every photo of the group is tagged
+        assert len(db.photos.list(concept="Grace")) == 4            # every photo of the group is tagged
 
     code, out, err = run(capsys, *lib, "concept", "show", "Grace", "--json")
     shown = json.loads(out)

@@ -133,13 +133,13 @@ def album(tmp_path):
     _photo(d / "p5_cat.png", BLACK)  # a cat, unidentified
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(d))
-    ids = {p.filename: p.id for p in lib.list_photos()}
-    lib.add_concept("Red", "person")
-    lib.add_concept_ref("Red", photo_id=ids["ref_red.png"])
-    lib.add_concept("Green", "person")
-    lib.add_concept_ref("Green", photo_id=ids["ref_green.png"])
-    lib.add_concept("Mitzi", "pet", "A grey tabby cat.")
-    lib.add_concept("Rex", "pet", "A big brown dog.")
+    ids = {p.filename: p.id for p in lib.photos.list()}
+    lib.concepts.add("Red", "person")
+    lib.concepts.add_ref("Red", photo_id=ids["ref_red.png"])
+    lib.concepts.add("Green", "person")
+    lib.concepts.add_ref("Green", photo_id=ids["ref_green.png"])
+    lib.concepts.add("Mitzi", "pet", "A grey tabby cat.")
+    lib.concepts.add("Rex", "pet", "A big brown dog.")
     yield lib, ids, d
     lib.close()
 
@@ -171,7 +171,7 @@ def test_index_job_suggests_the_right_concepts_with_boxes(album):
     assert names(cat) == ["Mitzi"] and cat[0].weak and cat[0].score == service.WEAK_SCORE
     assert "weak hint" in cat[0].as_dict()["note"]
     # Nothing is decided: no tags yet.
-    assert lib.photo_concepts(ids["p1_red.png"]) == []
+    assert lib.concepts.of_photo(ids["p1_red.png"]) == []
     # A second run re-detects nothing.
     before = m.calls["crops"]
     again = service.run_index_job(lib, m)
@@ -187,19 +187,19 @@ def test_confirm_tags_with_box_and_reject_sticks_across_reindex(album):
     green = next(s for s in service.suggestions_for(lib, p2) if s.concept_name == "Green")
     service.confirm_suggestion(lib, red.id)
     service.reject_suggestion(lib, green.id)
-    assert [c.name for c in lib.photo_concepts(p2)] == ["Red"]
-    regions = lib.regions(p2)
+    assert [c.name for c in lib.concepts.of_photo(p2)] == ["Red"]
+    regions = lib.concepts.regions(p2)
     assert [(r.box, r.source) for r in regions] == [(Box(0, 0, 40, 40), "suggestion")]
     assert {s.concept_name: s.status for s in service.suggestions_for(lib, p2, include_rejected=True)} == \
         {"Red": "confirmed", "Green": "rejected"}
     assert names(service.suggestions_for(lib, p2)) == ["Red"]
     # References change -> every photo is re-matched; the rejection and the confirmation survive.
-    lib.add_concept_ref("Green", photo_id=ids["p4_stranger.png"])
+    lib.concepts.add_ref("Green", photo_id=ids["p4_stranger.png"])
     summary = service.run_index_job(lib, m)
     assert summary["indexed"] == 7 - summary["skipped"]  # re-matched, not skipped
     after = {s.concept_name: s.status for s in service.suggestions_for(lib, p2, include_rejected=True)}
     assert after == {"Red": "confirmed", "Green": "rejected"}
-    assert len(lib.regions(p2)) == 1
+    assert len(lib.concepts.regions(p2)) == 1
 
 
 def test_reference_cache_is_reused_and_recomputed_when_a_reference_changes(album):
@@ -211,13 +211,13 @@ def test_reference_cache_is_reused_and_recomputed_when_a_reference_changes(album
     assert m.calls["reference"] == 2  # cached
     crops_before = m.calls["crops"]
     # The red reference now points at a box in the two-person photo: re-embedded, now it is green.
-    ref = lib.concept_refs("Red")[0]
-    lib.remove_concept_ref(ref.id)
-    lib.add_concept_ref("Red", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
+    ref = lib.concepts.refs("Red")[0]
+    lib.concepts.remove_ref(ref.id)
+    lib.concepts.add_ref("Red", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
     summary = service.run_index_job(lib, m)
     assert m.calls["reference"] == 3 and summary["references"] == {"cached": 1, "computed": 1}
     assert m.calls["crops"] == crops_before  # photos are only re-matched, not re-detected
-    rows = {r["ref_id"]: r for r in lib.ref_embeddings("fake")}
+    rows = {r["ref_id"]: r for r in lib.retrieval.ref_embeddings("fake")}
     assert len(rows) == 2  # the removed reference's cache row went with it
     assert names(service.suggestions_for(lib, ids["p1_red.png"])) == []  # "Red" now looks green
     # Same file, new pixels: the content hash changes at rescan and the cache follows.
@@ -273,7 +273,7 @@ def test_index_job_resumes_after_interruption_and_failures_do_not_stop_it(album)
     assert "empty file" in service.index_error(lib, bad, "fake")
     assert final["failed"] + first["failed"] >= 1
     # Every photo got indexed exactly once overall, the bad one with its reason.
-    assert lib.retrieval_counts("fake")["indexed"] == 6 and lib.retrieval_counts("fake")["failed"] == 1
+    assert lib.retrieval.counts("fake")["indexed"] == 6 and lib.retrieval.counts("fake")["failed"] == 1
     assert names(service.suggestions_for(lib, ids["p1_red.png"])) == ["Red"]
 
 
@@ -308,16 +308,16 @@ def test_unknown_faces_cluster_with_stable_ids_and_naming_a_cluster_tags_its_pho
     assert [c.size for c in clusters2] == [2, 1] and clusters2[0].id == cl.id
     concept = service.name_cluster(lib, cl.id, "Bluey")
     assert concept.kind == "person"
-    assert len(lib.concept_refs("Bluey")) == 1  # one of the two faces; the other photo is to learn from
+    assert len(lib.concepts.refs("Bluey")) == 1  # one of the two faces; the other photo is to learn from
     for pid in (ids["p3_stranger.png"], ids["p4_stranger.png"]):
-        assert [c.name for c in lib.photo_concepts(pid)] == ["Bluey"]
-        assert [r.box for r in lib.regions(pid)] == [Box(0, 0, 40, 40)]
+        assert [c.name for c in lib.concepts.of_photo(pid)] == ["Bluey"]
+        assert [r.box for r in lib.concepts.regions(pid)] == [Box(0, 0, 40, 40)]
     assert [c.size for c in service.face_clusters(lib, matcher_id="fake")] == [1]
     with pytest.raises(LibraryError):
         service.name_cluster(lib, cl.id, "Again")
     # The new concept's references are used by the next run.
     _ = service.run_index_job(lib, m)
-    assert lib.retrieval_counts("fake")["references"] == 3
+    assert lib.retrieval.counts("fake")["references"] == 3
 
 
 def test_auto_concepts_order_and_options(album):
@@ -332,7 +332,7 @@ def test_auto_concepts_order_and_options(album):
     assert service.auto_concepts(lib, p2, include_suggestions=True, top_k=1) == both[:1]
     assert service.auto_concepts(lib, p2, include_suggestions=True, threshold=1.01) == []
     # A hand tag comes first; a confirmed suggestion stays even when top_k is smaller.
-    lib.tag_photo(p2, "Mitzi")
+    lib.concepts.tag(p2, "Mitzi")
     green = next(s for s in service.suggestions_for(lib, p2) if s.concept_name == "Green")
     service.confirm_suggestion(lib, green.id)
     assert service.auto_concepts(lib, p2) == ["Mitzi", "Green"]
@@ -364,9 +364,9 @@ def test_schema_v4_tables_and_cascade(album):
     lib, ids, _ = album
     assert lib.schema_version == 5
     service.run_index_job(lib, FakeMatcher())
-    lib.remove_concept("Red")
-    assert all(r["concept_id"] != 1 for r in lib.ref_embeddings("fake"))
-    counts = lib.retrieval_counts("fake")
+    lib.concepts.remove("Red")
+    assert all(r["concept_id"] != 1 for r in lib.retrieval.ref_embeddings("fake"))
+    counts = lib.retrieval.counts("fake")
     assert counts["references"] == 1
     assert json.dumps(service.suggestions_for(lib, ids["p2_red_green.png"])[0].as_dict())
 
@@ -402,7 +402,7 @@ def test_suggestion_ids_survive_a_rematch_and_missing_photos_are_reported(album)
     m = FakeMatcher()
     p2 = ids["p2_red_green.png"]
     first = {s.concept_name: s.id for s in service.suggest_photo(lib, p2, m)}
-    lib.add_concept_ref("Green", photo_id=ids["p4_stranger.png"])  # references change: a re-match
+    lib.concepts.add_ref("Green", photo_id=ids["p4_stranger.png"])  # references change: a re-match
     again = {s.concept_name: s.id for s in service.suggest_photo(lib, p2, m)}
     assert again == first  # a window holding these ids can still confirm them
     (d / "p1_red.png").unlink()
@@ -481,28 +481,28 @@ def test_reset_a_confirmation_removes_only_what_it_added(album):
     p1, p2 = ids["p1_red.png"], ids["p2_red_green.png"]
     red = service.find_suggestion(lib, p2, "Red")
     service.confirm_suggestion(lib, red.id)
-    assert [r.box for r in lib.regions(p2)] == [Box(0, 0, 40, 40)]
+    assert [r.box for r in lib.concepts.regions(p2)] == [Box(0, 0, 40, 40)]
     undone = service.reset_suggestion(lib, red.id)
     assert undone == {"was": "confirmed", "untagged": True, "regions_removed": 1}
-    assert lib.photo_concepts(p2) == [] and lib.regions(p2) == []
+    assert lib.concepts.of_photo(p2) == [] and lib.concepts.regions(p2) == []
     assert _status(lib, p2) == {"Red": "pending", "Green": "pending"}
     # confirmed again (redo): the same row, tagged again
     service.confirm_suggestion(lib, red.id)
-    assert [c.name for c in lib.photo_concepts(p2)] == ["Red"] and len(lib.regions(p2)) == 1
+    assert [c.name for c in lib.concepts.of_photo(p2)] == ["Red"] and len(lib.concepts.regions(p2)) == 1
     # The user had tagged Red by hand before confirming (no box): the confirmation added only the region.
-    lib.tag_photo(p1, "Red")
+    lib.concepts.tag(p1, "Red")
     s1 = service.find_suggestion(lib, p1, "Red")
     service.confirm_suggestion(lib, s1.id)
-    assert [(r.box, r.source) for r in lib.regions(p1)] == [(Box(0, 0, 40, 40), "suggestion")]
+    assert [(r.box, r.source) for r in lib.concepts.regions(p1)] == [(Box(0, 0, 40, 40), "suggestion")]
     assert service.reset_suggestion(lib, s1.id) == {"was": "confirmed", "untagged": False, "regions_removed": 1}
-    assert [c.name for c in lib.photo_concepts(p1)] == ["Red"] and lib.regions(p1) == []
+    assert [c.name for c in lib.concepts.of_photo(p1)] == ["Red"] and lib.concepts.regions(p1) == []
     # A hand-drawn region of the same box, then a confirmation (which adds nothing): reset keeps both.
-    lib.untag_photo(p1, "Red")
-    lib.tag_photo(p1, "Red", box=Box(0, 0, 40, 40))
+    lib.concepts.untag(p1, "Red")
+    lib.concepts.tag(p1, "Red", box=Box(0, 0, 40, 40))
     service.confirm_suggestion(lib, s1.id)
     service.reset_suggestion(lib, s1.id)
-    assert [c.name for c in lib.photo_concepts(p1)] == ["Red"]
-    assert [(r.box, r.source) for r in lib.regions(p1)] == [(Box(0, 0, 40, 40), "manual")]
+    assert [c.name for c in lib.concepts.of_photo(p1)] == ["Red"]
+    assert [(r.box, r.source) for r in lib.concepts.regions(p1)] == [(Box(0, 0, 40, 40), "manual")]
 
 
 def test_reset_a_legacy_confirmation_uses_source_and_box(album):
@@ -512,14 +512,14 @@ def test_reset_a_legacy_confirmation_uses_source_and_box(album):
     p2 = ids["p2_red_green.png"]
     red, green = service.find_suggestion(lib, p2, "Red"), service.find_suggestion(lib, p2, "Green")
     service.confirm_suggestion(lib, red.id)
-    lib.tag_photo(p2, "Green", box=Box(40, 0, 40, 40))             # by hand
+    lib.concepts.tag(p2, "Green", box=Box(40, 0, 40, 40))             # by hand
     service.confirm_suggestion(lib, green.id)
     with lib.transaction():
         lib.conn.execute("UPDATE suggestions SET confirm_tag = NULL, confirm_region_id = NULL")
     assert service.reset_suggestion(lib, green.id)["untagged"] is False
     assert service.reset_suggestion(lib, red.id)["untagged"] is True
-    assert [c.name for c in lib.photo_concepts(p2)] == ["Green"]
-    assert [(r.box, r.source) for r in lib.regions(p2)] == [(Box(40, 0, 40, 40), "manual")]
+    assert [c.name for c in lib.concepts.of_photo(p2)] == ["Green"]
+    assert [(r.box, r.source) for r in lib.concepts.regions(p2)] == [(Box(40, 0, 40, 40), "manual")]
 
 
 def test_reset_a_rejection_makes_it_pending_and_suggested_again(album):
@@ -531,9 +531,9 @@ def test_reset_a_rejection_makes_it_pending_and_suggested_again(album):
     service.reject_suggestion(lib, green.id)
     assert "Green" not in names(service.suggestions_for(lib, p2))
     assert service.reset_suggestion(lib, green.id) == {"was": "rejected", "untagged": False, "regions_removed": 0}
-    assert _status(lib, p2) == {"Red": "pending", "Green": "pending"} and lib.photo_concepts(p2) == []
+    assert _status(lib, p2) == {"Red": "pending", "Green": "pending"} and lib.concepts.of_photo(p2) == []
     # a re-match keeps it (pending, same id), where a rejection would have kept it away
-    lib.add_concept_ref("Green", photo_id=ids["p4_stranger.png"])
+    lib.concepts.add_ref("Green", photo_id=ids["p4_stranger.png"])
     service.run_index_job(lib, m)
     assert service.find_suggestion(lib, p2, "Green").id == green.id
 
@@ -550,18 +550,19 @@ def test_ignored_faces_never_cluster_or_suggest_and_survive_reindex(album):
         {ids["p3_stranger.png"], ids["p4_stranger.png"]}
     # A face that matches someone: dismissed as a false detection, its suggestion goes and stays away.
     p1 = ids["p1_red.png"]
-    crop = lib.photo_crops(p1, "fake")[0]
+    crop = lib.retrieval.photo_crops(p1, "fake")[0]
     assert service.ignore_faces(lib, [crop["id"]]) == 1
     assert service.suggestions_for(lib, p1) == []
     # References change (every photo re-matched), then p1's file changes (re-detected: new crop rows).
-    lib.add_concept("Blue", "person")
-    lib.add_concept_ref("Blue", photo_id=ids["p3_stranger.png"])
+    lib.concepts.add("Blue", "person")
+    lib.concepts.add_ref("Blue", photo_id=ids["p3_stranger.png"])
     _photo(d / "p1_red.png", RED2, GREY, size=(80, 41))
     scan_folder(lib, str(d))
     before = m.calls["crops"]
     service.run_index_job(lib, m)
     assert m.calls["crops"] > before                                   # p1 was detected again
-    assert lib.photo_crops(p1, "fake")[0]["id"] != crop["id"] and lib.photo_crops(p1, "fake")[0]["ignored"]
+    now = lib.retrieval.photo_crops(p1, "fake")[0]
+    assert now["id"] != crop["id"] and now["ignored"]
     assert service.suggestions_for(lib, p1) == []
     assert service.suggestions_for(lib, ids["p4_stranger.png"]) == []   # ignored: not even as Blue
     assert service.face_clusters(lib, matcher_id="fake") == []
@@ -577,11 +578,11 @@ def test_ignoring_the_evidence_moves_a_suggestion_to_another_face(album):
     lib, ids, d = album
     _photo(d / "p6_two_reds.png", RED2, (215, 25, 20))
     scan_folder(lib, str(d))
-    pid = next(p.id for p in lib.list_photos() if p.filename == "p6_two_reds.png")
+    pid = next(p.id for p in lib.photos.list() if p.filename == "p6_two_reds.png")
     service.run_index_job(lib, FakeMatcher())
     s = service.find_suggestion(lib, pid, "Red")
     evidence = s.box
-    crop = next(c for c in lib.photo_crops(pid, "fake") if c["box"] == evidence)
+    crop = next(c for c in lib.retrieval.photo_crops(pid, "fake") if c["box"] == evidence)
     service.ignore_faces(lib, [crop["id"]])
     moved = service.find_suggestion(lib, pid, "Red")
     assert moved.id == s.id and moved.box != evidence and moved.status == "pending"
@@ -634,12 +635,12 @@ def test_confirming_again_after_the_tag_was_removed_tags_again_and_undo_removes_
     p1 = ids["p1_red.png"]
     s = service.find_suggestion(lib, p1, "Red")
     service.confirm_suggestion(lib, s.id)
-    lib.untag_photo(p1, "Red")                     # removed by hand; the suggestion still says confirmed
+    lib.concepts.untag(p1, "Red")                     # removed by hand; the suggestion still says confirmed
     service.confirm_suggestion(lib, s.id)
-    assert [c.name for c in lib.photo_concepts(p1)] == ["Red"] and len(lib.regions(p1)) == 1
+    assert [c.name for c in lib.concepts.of_photo(p1)] == ["Red"] and len(lib.concepts.regions(p1)) == 1
     service.confirm_suggestion(lib, s.id)          # a third time changes nothing
-    assert len(lib.regions(p1)) == 1
-    assert service.reset_suggestion(lib, s.id)["untagged"] and lib.regions(p1) == []
+    assert len(lib.concepts.regions(p1)) == 1
+    assert service.reset_suggestion(lib, s.id)["untagged"] and lib.concepts.regions(p1) == []
 
 
 # ----------------------------------------------------------------------------------------------- review fixes
@@ -654,7 +655,7 @@ def test_a_concept_or_photo_removed_during_an_index_job_does_not_kill_it(album):
     def crops(image):
         # Green goes just before p2 (red + green) is stored, p4 is deleted while it is being detected.
         if m.calls["crops"] == 1:
-            other.remove_concept("Green")
+            other.concepts.remove("Green")
         if m.calls["crops"] == 3:
             other.conn.execute("DELETE FROM photos WHERE id = ?", (gone,))
         return original(image)
@@ -664,13 +665,13 @@ def test_a_concept_or_photo_removed_during_an_index_job_does_not_kill_it(album):
     other.close()
     assert summary["failed"] == 0 and not summary["cancelled"]
     assert names(service.suggestions_for(lib, ids["p2_red_green.png"])) == ["Red"]
-    assert lib.index_state(gone, "fake") is None
+    assert lib.retrieval.index_state(gone, "fake") is None
     # A foreign-key failure of another kind is one photo's failure, retried by the next run.
     import sqlite3
 
     m.crops = original
-    lib.add_concept_ref("Red", photo_id=ids["p5_cat.png"])  # references change: everything is re-matched
-    real = lib.store_photo_retrieval
+    lib.concepts.add_ref("Red", photo_id=ids["p5_cat.png"])  # references change: everything is re-matched
+    real = lib.retrieval.store_photo
     calls = {"n": 0}
 
     def flaky(*a, **kw):
@@ -679,7 +680,7 @@ def test_a_concept_or_photo_removed_during_an_index_job_does_not_kill_it(album):
             raise sqlite3.IntegrityError("FOREIGN KEY constraint failed")
         return real(*a, **kw)
 
-    lib.store_photo_retrieval = flaky
+    lib.retrieval.store_photo = flaky
     summary = service.run_index_job(lib, m)
     assert summary["failed"] == 1 and "FOREIGN KEY" in next(iter(summary["errors"].values()))
     again = service.run_index_job(lib, m)
@@ -733,17 +734,17 @@ def test_merge_moves_suggestions_embeddings_matches_and_clusters(album):
     service.confirm_suggestion(lib, service.find_suggestion(lib, p2, "Red").id)
     cl = service.face_clusters(lib, matcher_id="fake")[0]
     service.name_cluster(lib, cl.id, "Blue")
-    lib.add_concept("Rouge", "person")
-    lib.add_concept("Bleu", "person")
+    lib.concepts.add("Rouge", "person")
+    lib.concepts.add("Bleu", "person")
     refs_before = m.calls["reference"]
-    rouge = lib.merge_concepts("Red", "Rouge")
-    bleu = lib.merge_concepts("Blue", "Bleu")
-    assert lib.face_cluster_concept(cl.id) == bleu.id
-    assert {r["concept_id"] for r in lib.ref_embeddings("fake")} >= {rouge.id}
-    assert lib.photo_crops(p1, "fake")[0]["match_concept_id"] == rouge.id
+    rouge = lib.concepts.merge("Red", "Rouge")
+    bleu = lib.concepts.merge("Blue", "Bleu")
+    assert lib.retrieval.face_cluster_concept(cl.id) == bleu.id
+    assert {r["concept_id"] for r in lib.retrieval.ref_embeddings("fake")} >= {rouge.id}
+    assert lib.retrieval.photo_crops(p1, "fake")[0]["match_concept_id"] == rouge.id
     st = {s.concept_name: s.status for s in service.suggestions_for(lib, p1, include_rejected=True)}
     assert st == {"Rouge": "rejected"}
-    assert lib.index_state(p1, "fake")["refs_sig"] is None  # re-matched by the next run
+    assert lib.retrieval.index_state(p1, "fake")["refs_sig"] is None  # re-matched by the next run
     service.run_index_job(lib, m)
     assert m.calls["reference"] - refs_before == 1  # only Bleu's new reference (from the cluster)
     assert {s.concept_name: s.status for s in service.suggestions_for(lib, p1, include_rejected=True)} == \
@@ -756,14 +757,14 @@ def test_merge_moves_suggestions_embeddings_matches_and_clusters(album):
 def test_merge_keeps_the_users_answer_over_a_pending_suggestion(album):
     lib, ids, _ = album
     m = FakeMatcher()
-    lib.add_concept("Rouge", "person")
-    lib.add_concept_ref("Rouge", photo_id=ids["ref_red.png"])
+    lib.concepts.add("Rouge", "person")
+    lib.concepts.add_ref("Rouge", photo_id=ids["ref_red.png"])
     service.run_index_job(lib, m)
     p1 = ids["p1_red.png"]
     assert sorted(names(service.suggestions_for(lib, p1))) == ["Red", "Rouge"]
     service.reject_suggestion(lib, service.find_suggestion(lib, p1, "Red").id)
-    lib.merge_concepts("Red", "Rouge")
-    rows = lib.suggestion_rows(p1, include_rejected=True)
+    lib.concepts.merge("Red", "Rouge")
+    rows = lib.retrieval.suggestion_rows(p1, include_rejected=True)
     assert [(r["concept_name"], r["status"]) for r in rows] == [("Rouge", "rejected")]
 
 
@@ -772,7 +773,7 @@ def test_unignoring_a_face_brings_its_suggestion_back_at_the_next_index(album):
     m = FakeMatcher()
     service.run_index_job(lib, m)
     p1 = ids["p1_red.png"]
-    crop = lib.photo_crops(p1, "fake")[0]
+    crop = lib.retrieval.photo_crops(p1, "fake")[0]
     service.ignore_faces(lib, [crop["id"]])
     assert service.suggestions_for(lib, p1) == []
     service.unignore_faces(lib, [crop["id"]])
@@ -785,12 +786,12 @@ def test_an_ignore_survives_an_unreadable_file_and_a_detection_that_misses_it(al
     m = FakeMatcher()
     service.run_index_job(lib, m)
     p1 = ids["p1_red.png"]
-    service.ignore_faces(lib, [lib.photo_crops(p1, "fake")[0]["id"]])
-    h = lib.photo(p1).content_hash
-    lib.fail_photo_retrieval(p1, "fake", content_hash=h, model_sig=m.fingerprint, error="cannot read it: busy")
+    service.ignore_faces(lib, [lib.retrieval.photo_crops(p1, "fake")[0]["id"]])
+    h = lib.photos.get(p1).content_hash
+    lib.retrieval.fail_photo(p1, "fake", content_hash=h, model_sig=m.fingerprint, error="cannot read it: busy")
     m.fingerprint = "fake-v2"  # re-detected
     service.run_index_job(lib, m)
-    assert service.suggestions_for(lib, p1) == [] and lib.photo_crops(p1, "fake")[0]["ignored"]
+    assert service.suggestions_for(lib, p1) == [] and lib.retrieval.photo_crops(p1, "fake")[0]["ignored"]
     # New pixels with no face where the ignored one was, then the face comes back.
     _photo(d / "p1_red.png", GREY, RED2)
     scan_folder(lib, str(d))
@@ -800,14 +801,14 @@ def test_an_ignore_survives_an_unreadable_file_and_a_detection_that_misses_it(al
     scan_folder(lib, str(d))
     service.run_index_job(lib, m)
     assert service.suggestions_for(lib, p1) == []
-    assert len([c for c in lib.photo_crops(p1, "fake") if c["ignored"]]) == 1  # no duplicate record
+    assert len([c for c in lib.retrieval.photo_crops(p1, "fake") if c["ignored"]]) == 1  # no duplicate record
     # Un-ignoring a record of other pixels ends it; it never comes back as a face of these pixels.
     _photo(d / "p1_red.png", GREY, RED2)
     scan_folder(lib, str(d))
     service.run_index_job(lib, m)
-    stale = [c["id"] for c in lib.photo_crops(p1, "fake") if c["ignored"]]
+    stale = [c["id"] for c in lib.retrieval.photo_crops(p1, "fake") if c["ignored"]]
     assert len(stale) == 1 and service.unignore_faces(lib, stale) == 1
-    assert all(c["box"] == Box(40, 0, 40, 40) for c in lib.photo_crops(p1, "fake"))
+    assert all(c["box"] == Box(40, 0, 40, 40) for c in lib.retrieval.photo_crops(p1, "fake"))
 
 
 def test_a_face_that_now_matches_someone_leaves_its_old_cluster(album):
@@ -815,19 +816,19 @@ def test_a_face_that_now_matches_someone_leaves_its_old_cluster(album):
     m = FakeMatcher()
     service.run_index_job(lib, m)
     old = service.face_clusters(lib, matcher_id="fake")[0].id
-    lib.add_concept("Blue", "person")
-    lib.add_concept_ref("Blue", photo_id=ids["p3_stranger.png"])
+    lib.concepts.add("Blue", "person")
+    lib.concepts.add_ref("Blue", photo_id=ids["p3_stranger.png"])
     service.run_index_job(lib, m)
     assert service.face_clusters(lib, matcher_id="fake") == []
     members = []
     try:
-        members = lib.face_cluster_members(old)
+        members = lib.retrieval.face_cluster_members(old)
     except LibraryError:
         pass
     assert members == []
     with pytest.raises(LibraryError):
         service.name_cluster(lib, old, "Someone")
-    assert lib.photo_concepts(ids["p4_stranger.png"]) == []
+    assert lib.concepts.of_photo(ids["p4_stranger.png"]) == []
 
 
 def test_cli_validates_top_k_and_threshold_and_resume_checks_the_matcher(album, monkeypatch, capsys):
@@ -850,9 +851,9 @@ def test_cli_validates_top_k_and_threshold_and_resume_checks_the_matcher(album, 
 
 def test_references_are_decoded_at_a_bounded_size_and_boxes_scale_back(album, monkeypatch):
     lib, ids, _ = album
-    lib.add_concept("Verde", "person")
-    lib.add_concept_ref("Verde", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
-    ref = lib.concept_refs("Verde")[0]
+    lib.concepts.add("Verde", "person")
+    lib.concepts.add_ref("Verde", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
+    ref = lib.concepts.refs("Verde")[0]
     m = FakeMatcher()
     full = service._embed_reference(lib, ref, m)
     seen = []
@@ -871,10 +872,10 @@ def test_status_reports_what_awaits_review_and_the_adapters(album, capsys, isola
 
     lib, ids, _ = album
     service.run_index_job(lib, FakeMatcher())
-    n, photos = lib.pending_suggestion_count()
+    n, photos = lib.retrieval.pending_suggestion_count()
     pending = [s for pid in ids.values() for s in service.suggestions_for(lib, pid)]
     assert (n, photos) == (len(pending), len({s.photo_id for s in pending})) and n > 0
-    lib.register_adapter("fam", isolated_env / "fam", base_model="b", manifest={"flagged": True})
+    lib.adapters.register("fam", isolated_env / "fam", base_model="b", manifest={"flagged": True})
     capsys.readouterr()
     assert main(["--library", str(lib.path), "status", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -51,11 +51,11 @@ def test_tiny_clip_and_dino_through_the_service(tmp_path, tiny_clip_dir, tiny_di
     real_faces["eileen"].transpose(0).save(album / "b_mirrored.png")  # different pixels
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, str(album))
-    ids = {p.filename: p.id for p in lib.list_photos()}
-    lib.add_concept("Eileen", "person")
-    lib.add_concept_ref("Eileen", photo_id=ids["a_ref_eileen.png"])
-    lib.add_concept("Grace", "person")
-    lib.add_concept_ref("Grace", photo_id=ids["a_ref_grace.png"])
+    ids = {p.filename: p.id for p in lib.photos.list()}
+    lib.concepts.add("Eileen", "person")
+    lib.concepts.add_ref("Eileen", photo_id=ids["a_ref_eileen.png"])
+    lib.concepts.add("Grace", "person")
+    lib.concepts.add_ref("Grace", photo_id=ids["a_ref_grace.png"])
     s = _settings(clip_dir=tiny_clip_dir, dino_dir=tiny_dino_dir)
     for mid, dim in (("clip", 16), ("dinov2", 32)):
         m = service.get_matcher(mid, s)
@@ -65,7 +65,7 @@ def test_tiny_clip_and_dino_through_the_service(tmp_path, tiny_clip_dir, tiny_di
         # Identical pixels give the identical whole-image vector: Eileen first, with similarity 1.
         assert got[0].concept_name == "Eileen" and got[0].score == pytest.approx(1.0, abs=1e-5)
         assert got[0].kind == "image" and got[0].box.as_list() == [0, 0, 480, 480]
-        assert all(r["dim"] == dim for r in lib.ref_embeddings(mid))
+        assert all(r["dim"] == dim for r in lib.retrieval.ref_embeddings(mid))
     # Each matcher keeps its own cache; re-running with the same K and threshold changes nothing, and
     # another threshold re-matches the stored crops without running the model.
     clip = service.get_matcher("clip", s)

@@ -31,7 +31,7 @@ def count_probes(monkeypatch) -> list[bytes]:
 
 
 def photo_paths(lib: Library, **kw) -> set[bytes]:
-    return {p.path_bytes for p in lib.list_photos(**kw)}
+    return {p.path_bytes for p in lib.photos.list(**kw)}
 
 
 # ------------------------------------------------------------------------------ the corpus
@@ -44,7 +44,7 @@ def test_corpus_import_imports_the_odd_and_skips_the_bad(corpus, library, monkey
 
     assert photo_paths(library) == set(corpus.good)
     for path, (w, h, fmt) in corpus.good.items():
-        p = library.photo_by_path(path)
+        p = library.photos.by_path(path)
         assert (p.width, p.height, p.format, p.status) == (w, h, fmt, "ok"), path
     assert report.added == len(corpus.good) and report.total == len(corpus.good) + len(corpus.bad)
 
@@ -52,16 +52,16 @@ def test_corpus_import_imports_the_odd_and_skips_the_bad(corpus, library, monkey
     assert set(skipped) == {display_path(p) for p in corpus.bad}
     for path, fragment in corpus.bad.items():
         assert fragment in skipped[display_path(path)]
-        assert library.skip_state(path)[0] == skipped[display_path(path)]
+        assert library.photos.skip_state(path)[0] == skipped[display_path(path)]
     for p in corpus.ignored:
-        assert library.photo_by_path(p) is None
-    nef = library.photo_by_path(corpus.p("DSC_0002.nef"))
+        assert library.photos.by_path(p) is None
+    nef = library.photos.by_path(corpus.p("DSC_0002.nef"))
     assert (nef.orientation, nef.date_taken, nef.format) == (6, "2022-03-04T05:06:07", "RAW")
 
-    o6 = library.photo_by_path(corpus.p("oriented6.jpg"))
+    o6 = library.photos.by_path(corpus.p("oriented6.jpg"))
     assert (o6.orientation, o6.date_taken) == (6, "2021-07-04T10:11:12")
     # the non-UTF-8 name round-trips as bytes; the display form replaces the bad byte
-    cafe = library.photo_by_path(corpus.p(b"caf\xe9.jpg"))
+    cafe = library.photos.by_path(corpus.p(b"caf\xe9.jpg"))
     assert cafe.fs_path == os.fsdecode(corpus.p(b"caf\xe9.jpg")) and cafe.filename == "caf\ufffd.jpg"
 
     d = json.loads(json.dumps(report.as_dict()))
@@ -94,32 +94,32 @@ def test_changed_file_is_reread_and_keeps_its_id(tmp_path, library, monkeypatch)
     root = tmp_path / "photos"
     (p,) = make_jpegs(root, 1)
     scan_folder(library, root)
-    old = library.photo_by_path(p)
-    cap = library.add_caption(old.id, "Grandma in the garden.")
+    old = library.photos.by_path(p)
+    cap = library.captions.add(old.id, "Grandma in the garden.")
     p.write_bytes(jpeg_bytes(size=(80, 40)))
     os.utime(p, ns=(old.mtime_ns + 10**9, old.mtime_ns + 10**9))
     calls = count_probes(monkeypatch)
     r = scan_folder(library, root)
     assert (r.updated, r.added, len(calls)) == (1, 0, 1)
-    new = library.photo_by_path(p)
+    new = library.photos.by_path(p)
     assert new.id == old.id and new.content_hash != old.content_hash and (new.width, new.height) == (80, 40)
-    assert library.current_caption(new.id).id == cap
+    assert library.captions.current(new.id).id == cap
 
 
 def test_photo_that_becomes_unusable_is_missing_not_dropped(tmp_path, library):
     root = tmp_path / "photos"
     (p,) = make_jpegs(root, 1)
     scan_folder(library, root)
-    pid = library.photo_by_path(p).id
-    library.add_caption(pid, "A cat.")
+    pid = library.photos.by_path(p).id
+    library.captions.add(pid, "A cat.")
     data = p.read_bytes()
     p.write_bytes(data[: len(data) // 2])
     r = scan_folder(library, root)
     assert r.missing == 1 and "truncated JPEG" in r.skipped[0]["reason"]
-    assert library.photo(pid).status == "missing" and library.current_caption(pid).text == "A cat."
+    assert library.photos.get(pid).status == "missing" and library.captions.current(pid).text == "A cat."
     p.write_bytes(data)  # repaired
     r = scan_folder(library, root)
-    assert r.restored == 1 and library.photo(pid).status == "ok" and library.skip_state(p) is None
+    assert r.restored == 1 and library.photos.get(pid).status == "ok" and library.photos.skip_state(p) is None
 
 
 # ------------------------------------------------------------------------------ moves, copies, missing
@@ -128,28 +128,28 @@ def test_rename_is_a_move_that_keeps_id_and_caption(tmp_path, library):
     root = tmp_path / "photos"
     a, b = make_jpegs(root, 2)
     scan_folder(library, root)
-    pid = library.photo_by_path(a).id
-    library.add_caption(pid, "<Anna> blowing out candles.")
+    pid = library.photos.by_path(a).id
+    library.captions.add(pid, "<Anna> blowing out candles.")
     (root / "2019 trip").mkdir()
     moved_to = root / "2019 trip" / "renamed.jpg"
     os.rename(a, moved_to)
     r = scan_folder(library, root)
     assert (r.moved, r.added, r.missing) == (1, 0, 0)
-    p = library.photo_by_path(moved_to)
+    p = library.photos.by_path(moved_to)
     assert p.id == pid and p.status == "ok" and p.folder == str(root / "2019 trip")
-    assert library.current_caption(pid).text == "<Anna> blowing out candles."
-    assert library.photo_by_path(a) is None
+    assert library.captions.current(pid).text == "<Anna> blowing out candles."
+    assert library.photos.by_path(a) is None
 
 
 def test_folder_rename_moves_every_photo(tmp_path, library):
     root = tmp_path / "photos"
     files = make_jpegs(root / "old name", 5)
     scan_folder(library, root)
-    ids = {library.photo_by_path(f).id for f in files}
+    ids = {library.photos.by_path(f).id for f in files}
     os.rename(root / "old name", root / "new name")
     r = scan_folder(library, root)
     assert (r.moved, r.added, r.missing) == (5, 0, 0)
-    assert {p.id for p in library.list_photos()} == ids
+    assert {p.id for p in library.photos.list()} == ids
 
 
 def test_move_to_another_imported_folder(tmp_path, library):
@@ -157,10 +157,10 @@ def test_move_to_another_imported_folder(tmp_path, library):
     (f,) = make_jpegs(a, 1)
     b.mkdir()
     scan_folder(library, a)
-    pid = library.photo_by_path(f).id
+    pid = library.photos.by_path(f).id
     shutil.move(f, b / f.name)
     r = scan_folder(library, b)
-    assert r.moved == 1 and library.photo_by_path(b / f.name).id == pid
+    assert r.moved == 1 and library.photos.by_path(b / f.name).id == pid
     assert scan_folder(library, a).missing == 0  # nothing left to lose there
 
 
@@ -171,7 +171,7 @@ def test_copy_is_a_new_photo(tmp_path, library):
     shutil.copy2(f, root / "copy.jpg")
     r = scan_folder(library, root)
     assert (r.added, r.moved, r.unchanged) == (1, 0, 1)
-    a, b = library.photo_by_path(f), library.photo_by_path(root / "copy.jpg")
+    a, b = library.photos.by_path(f), library.photos.by_path(root / "copy.jpg")
     assert a.id != b.id and a.content_hash == b.content_hash
 
 
@@ -179,32 +179,32 @@ def test_deleted_is_missing_then_restored(tmp_path, library):
     root = tmp_path / "photos"
     f1, f2 = make_jpegs(root, 2)
     scan_folder(library, root)
-    pid = library.photo_by_path(f1).id
-    library.add_caption(pid, "Beach.")
+    pid = library.photos.by_path(f1).id
+    library.captions.add(pid, "Beach.")
     backup = tmp_path / "backup.jpg"
     shutil.copy2(f1, backup)
     f1.unlink()
     r = scan_folder(library, root)
-    assert r.missing == 1 and library.photo(pid).status == "missing"
+    assert r.missing == 1 and library.photos.get(pid).status == "missing"
     assert photo_paths(library) == {os.fsencode(f2)}
     assert os.fsencode(f1) in photo_paths(library, include_missing=True)
     assert scan_folder(library, root).missing == 0  # counted once
     shutil.copy2(backup, f1)  # same bytes, same mtime: not even reopened
     r = scan_folder(library, root)
     assert (r.restored, r.added, r.moved) == (1, 0, 0)
-    assert library.photo(pid).status == "ok" and library.current_caption(pid).text == "Beach."
+    assert library.photos.get(pid).status == "ok" and library.captions.current(pid).text == "Beach."
 
 
 def test_deleted_and_moved_back_under_another_name(tmp_path, library):
     root = tmp_path / "photos"
     (f,) = make_jpegs(root, 1)
     scan_folder(library, root)
-    pid = library.photo_by_path(f).id
+    pid = library.photos.by_path(f).id
     os.rename(f, tmp_path / "away.jpg")
     assert scan_folder(library, root).missing == 1
     os.rename(tmp_path / "away.jpg", root / "back.jpg")
     r = scan_folder(library, root)
-    assert r.moved == 1 and library.photo(pid).status == "ok" and library.photo(pid).filename == "back.jpg"
+    assert r.moved == 1 and library.photos.get(pid).status == "ok" and library.photos.get(pid).filename == "back.jpg"
 
 
 def test_skip_records_follow_the_files(tmp_path, library):
@@ -213,13 +213,13 @@ def test_skip_records_follow_the_files(tmp_path, library):
     bad = write(root / "notes.jpg", b"just text\n")
     gone = write(root / "gone.jpg", b"")
     scan_folder(library, root)
-    assert library.skip_state(bad) and library.skip_state(gone)
+    assert library.photos.skip_state(bad) and library.photos.skip_state(gone)
     os.unlink(gone)
     with open(bad, "wb") as f:
         f.write(jpeg_bytes())
     r = scan_folder(library, root)
     assert r.added == 1 and r.skipped == []
-    assert library.skip_state(bad) is None and library.skip_state(gone) is None
+    assert library.photos.skip_state(bad) is None and library.photos.skip_state(gone) is None
     assert library.counts()["skipped"] == 0
 
 

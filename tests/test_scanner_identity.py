@@ -47,7 +47,7 @@ def test_an_empty_subfolder_mount_point_keeps_its_photos_a_deleted_folder_does_n
     r = scan_folder(library, root)
     assert (r.missing, r.held, r.unchanged) == (2, 2, 1)
     assert [s["path"] for s in r.skipped] == [str(root / "usb")]
-    missing = {os.path.basename(os.path.dirname(p.path)) for p in library.list_photos(include_missing=True)
+    missing = {os.path.basename(os.path.dirname(p.path)) for p in library.photos.list(include_missing=True)
                if p.status == "missing"}
     assert missing == {"album"}
 
@@ -77,7 +77,7 @@ def test_cli_import_of_an_unplugged_drive_says_so(tmp_path, capsys):
     assert (data["missing"], data["held"]) == (0, 3)
     with Library(tmp_path / "lib.sqlite") as lib:
         assert lib.counts()["missing"] == 0
-        assert len(lib.list_photos()) == 3
+        assert len(lib.photos.list()) == 3
 
 
 def _swap(a, b):
@@ -93,9 +93,9 @@ def test_photos_swapped_by_renames_follow_their_content(tmp_path, library):
     for i, f in enumerate(files):   # different times, as photos taken one after another have
         os.utime(f, ns=(0, (1_600_000_000 + i) * 10 ** 9))
     scan_folder(library, root)
-    ids = {library.photo_by_path(f).content_hash: library.photo_by_path(f).id for f in files}
+    ids = {library.photos.by_path(f).content_hash: library.photos.by_path(f).id for f in files}
     for h, pid in ids.items():
-        library.add_caption(pid, f"caption of {h}")
+        library.captions.add(pid, f"caption of {h}")
     a, b, c, d, e, f = files
     _swap(a, b)                                    # an exchange
     os.rename(c, root / "x.tmp")                   # a rotation: c <- d <- e <- c
@@ -105,9 +105,9 @@ def test_photos_swapped_by_renames_follow_their_content(tmp_path, library):
     r = scan_folder(library, root)
     assert (r.moved, r.updated, r.unchanged, r.added, r.missing) == (5, 0, 1, 0, 0), r
     for path in files:
-        p = library.photo_by_path(path)
+        p = library.photos.by_path(path)
         h = hashlib.sha256(path.read_bytes()).hexdigest()
-        assert p.content_hash == h and p.id == ids[h] and library.current_caption(p.id).text == f"caption of {h}"
+        assert p.content_hash == h and p.id == ids[h] and library.captions.current(p.id).text == f"caption of {h}"
     assert scan_folder(library, root).unchanged == 6
 
 
@@ -116,8 +116,8 @@ def test_a_photo_copied_over_another_is_an_update_not_a_swap(tmp_path, library):
     a, b = make_jpegs(root, 2)
     os.utime(a, ns=(0, 1_600_000_000 * 10 ** 9))
     scan_folder(library, root)
-    ida, idb = library.photo_by_path(a).id, library.photo_by_path(b).id
+    ida, idb = library.photos.by_path(a).id, library.photos.by_path(b).id
     shutil.copyfile(b, a)
     r = scan_folder(library, root)
     assert (r.moved, r.updated) == (0, 1)
-    assert library.photo_by_path(a).id == ida and library.photo_by_path(b).id == idb
+    assert library.photos.by_path(a).id == ida and library.photos.by_path(b).id == idb

@@ -47,18 +47,18 @@ def make_library(root: Path) -> Path:
     lib_path = root / "lib.sqlite"
     with Library(lib_path) as lib:
         scan_folder(lib, photos)
-        pid = {Path(p.path).stem: p.id for p in lib.list_photos()}
+        pid = {Path(p.path).stem: p.id for p in lib.photos.list()}
         for name, kind, info in [("Anya", "person", "A girl with pink hair."), ("Bond", "pet", "A white dog."),
                                  ("Cleo", "pet", "A black cat.")]:
-            lib.add_concept(name, kind, info)
-            lib.add_concept_ref(name, photo_id=pid[f"ref_{name.lower()}"])
+            lib.concepts.add(name, kind, info)
+            lib.concepts.add_ref(name, photo_id=pid[f"ref_{name.lower()}"])
         for stem, (_, names) in LAYOUT.items():
             for n in names:
-                lib.tag_photo(pid[stem], n, box=BOXES.get(stem, {}).get(n))
-        cid = lib.add_caption(pid["c3"], "<Cleo> sleeps on a red sofa.", tags=["Cleo"], status="accepted")
+                lib.concepts.tag(pid[stem], n, box=BOXES.get(stem, {}).get(n))
+        cid = lib.captions.add(pid["c3"], "<Cleo> sleeps on a red sofa.", tags=["Cleo"], status="accepted")
         assert cid
-        lib.add_caption(pid["u1"], "<Anya> maybe", tags=["Anya"], status="draft")  # drafts are not truth
-        lib.tag_photo(pid["d1"], "Bond", source="detected")
+        lib.captions.add(pid["u1"], "<Anya> maybe", tags=["Anya"], status="draft")  # drafts are not truth
+        lib.concepts.tag(pid["d1"], "Bond", source="detected")
     return lib_path
 
 
@@ -74,11 +74,11 @@ def lib(lib_path):
 
 
 def _stem(lib, pid):
-    return Path(lib.photo(pid).path).stem
+    return Path(lib.photos.get(pid).path).stem
 
 
 def test_known_concepts_sources(lib):
-    known = {_stem(lib, pid): {lib.concept(c).name for c in ids} for pid, ids in known_concepts(lib).items()}
+    known = {_stem(lib, pid): {lib.concepts.get(c).name for c in ids} for pid, ids in known_concepts(lib).items()}
     assert known["c3"] == {"Cleo"}          # accepted caption counts
     assert "u1" not in known                # a draft caption does not
     assert "d1" not in known                # a detector suggestion does not
@@ -120,7 +120,7 @@ def test_oct_negatives_are_negatives(lib):
     oct_ = [x for x in ds.train if x.task == "oct"]
     assert {x.solution for x in oct_} == {"yes", "no"}
     for x in oct_:
-        cid = lib.concept(x.concepts[0]).id
+        cid = lib.concepts.get(x.concepts[0]).id
         assert x.method == "yes_no"
         assert [c.name for c in x.prompt.concepts] == [x.concepts[0]]
         assert x.prompt.request.endswith("with no additional output.")
@@ -184,7 +184,7 @@ def test_too_little_data_messages(tmp_path, lib_path):
     with Library(tmp_path / "empty.sqlite") as empty:
         with pytest.raises(DatasetError, match="no people or pets"):
             build_dataset(empty)
-        empty.add_concept("Bruno", "pet", "")
+        empty.concepts.add("Bruno", "pet", "")
         with pytest.raises(DatasetError, match="<Bruno> has no reference photo"):
             build_dataset(empty)
 

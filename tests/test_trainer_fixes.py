@@ -23,7 +23,7 @@ def lib(tmp_path):
 
 
 def _pid(lib, stem):
-    return next(p.id for p in lib.list_photos() if Path(p.path).stem == stem)
+    return next(p.id for p in lib.photos.list() if Path(p.path).stem == stem)
 
 
 # ---- 1. remove --delete-files never deletes more than the run's own files
@@ -48,14 +48,14 @@ def test_remove_delete_files_keeps_the_users_other_files(tmp_path, library, isol
     (docs / "thesis.docx").write_text("precious")
     (docs / "notes").mkdir()
     (docs / "notes" / "a.txt").write_text("precious")
-    library.register_adapter("fam", adapter, base_model="b")
+    library.adapters.register("fam", adapter, base_model="b")
     out = ad.remove(library, "fam", delete_files=True)
     assert out["deleted"]
     assert (docs / "thesis.docx").read_text() == "precious" and (docs / "notes" / "a.txt").exists()
     assert not adapter.exists() and not (docs / "checkpoints").exists() and not (docs / "run_config.json").exists()
 
     run = tmp_path / "run"  # a run folder with nothing else in it goes entirely
-    library.register_adapter("fam2", _fake_run(run), base_model="b")
+    library.adapters.register("fam2", _fake_run(run), base_model="b")
     ad.remove(library, "fam2", delete_files=True)
     assert not run.exists()
 
@@ -131,8 +131,8 @@ def test_reference_file_identical_to_a_photo_is_never_a_query(lib, tmp_path):
     a1 = _pid(lib, "a1")
     copy = tmp_path / "elsewhere" / "anya_ref.png"
     copy.parent.mkdir()
-    shutil.copy2(lib.photo(a1).path, copy)
-    lib.add_concept_ref("Cleo", file_path=str(copy))  # a file reference, not linked by photo_id
+    shutil.copy2(lib.photos.get(a1).path, copy)
+    lib.concepts.add_ref("Cleo", file_path=str(copy))  # a file reference, not linked by photo_id
     ds = build_dataset(lib, seed=1)
     assert a1 not in {s.photo_id for s in ds.train} | {h.photo_id for h in ds.heldout}
 
@@ -141,10 +141,10 @@ def test_duplicate_photos_are_one_query(lib, tmp_path):
     a2 = _pid(lib, "a2")
     dup = tmp_path / "photos2"
     dup.mkdir()
-    shutil.copy2(lib.photo(a2).path, dup / "a2_copy.png")
+    shutil.copy2(lib.photos.get(a2).path, dup / "a2_copy.png")
     scan_folder(lib, dup)
     d = _pid(lib, "a2_copy")
-    lib.tag_photo(d, "Anya")
+    lib.concepts.tag(d, "Anya")
     for seed in range(8):
         ds = build_dataset(lib, seed=seed)
         used = {s.photo_id for s in ds.train} | {h.photo_id for h in ds.heldout}
@@ -155,14 +155,14 @@ def test_duplicate_photos_are_one_query(lib, tmp_path):
 
 def test_oct_negatives_exclude_any_trace_of_the_concept(lib):
     a2, a3, a4, b1 = (_pid(lib, s) for s in ("a2", "a3", "a4", "b1"))
-    bond = lib.concept("Bond").id
-    lib.tag_photo(a2, "Bond", source="detected")                      # unconfirmed tag
+    bond = lib.concepts.get("Bond").id
+    lib.concepts.tag(a2, "Bond", source="detected")                      # unconfirmed tag
     lib.conn.execute("INSERT INTO regions (photo_id, concept_id, x, y, w, h, source, created_at)"
                      " VALUES (?,?,?,?,?,?,?,?)", (a3, bond, 1, 1, 5, 5, "detected", time.time()))              # a detected box
     now = time.time()
     lib.conn.execute("INSERT INTO suggestions (photo_id, concept_id, matcher_id, score, kind, status, created_at,"
                      " updated_at) VALUES (?,?,?,?,?,?,?,?)", (a4, bond, "m", 0.9, "face", "pending", now, now))
-    lib.add_caption(b1, "<Bond> and <Cleo>", tags=["Cleo"], status="draft")  # a draft naming Cleo
+    lib.captions.add(b1, "<Bond> and <Cleo>", tags=["Cleo"], status="draft")  # a draft naming Cleo
     for seed in range(6):
         ds = build_dataset(lib, seed=seed)
         bond_neg = {s.photo_id for s in ds.train if s.task == "oct" and s.solution == "no" and s.concepts == ("Bond",)}
@@ -193,8 +193,8 @@ def test_a_concepts_photo_count_does_not_depend_on_what_is_trained_with_it(lib):
     from repic_desktop.core.training_photos import photo_counts
 
     ab2 = _pid(lib, "ab2")                        # Anya and Bond
-    lib.add_concept_ref("Bond", photo_id=ab2)
-    listed = photo_counts(lib)[lib.concept("Anya").id]
+    lib.concepts.add_ref("Bond", photo_id=ab2)
+    listed = photo_counts(lib)[lib.concepts.get("Anya").id]
     alone = build_dataset(lib, ["Anya"], seed=1).summary()["photos"]["Anya"]
     both = build_dataset(lib, ["Anya", "Bond"], seed=1).summary()["photos"]["Anya"]
     assert listed.photos == alone["photos"] == both["photos"] == 5

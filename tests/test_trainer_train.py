@@ -89,7 +89,7 @@ def test_adapter_saved_registered_with_manifest(trained):
     assert manifest["improved"] is (manifest["metrics"]["after"]["f1"] > manifest["metrics"]["before"]["f1"])
     assert manifest["flagged"] is (not manifest["improved"])
     with Library(trained["lib"]) as lib:
-        a = lib.adapter("fam")
+        a = lib.adapters.get("fam")
         assert a.path == str(path) and a.base_model == trained["cfg"].base and a.manifest["flagged"] == res["flagged"]
 
 
@@ -157,9 +157,9 @@ def test_resume_continues_from_checkpoint(trained, tmp_path):
     stream = io.StringIO()
     cfg = TrainConfig(**{**trained["cfg"].__dict__, "out": str(run), "max_steps": 4, "resume": True})
     with Library(lib_copy) as lib:
-        lib.remove_adapter("fam")  # registered at the original run's folder, not this copy's
+        lib.adapters.remove("fam")  # registered at the original run's folder, not this copy's
         res = train(cfg, lib, Events(True, stream), reward_functions=[letter_reward])
-        assert lib.adapter("fam").manifest["metrics"]["steps"] == 4
+        assert lib.adapters.get("fam").manifest["metrics"]["steps"] == 4
     steps = [e["step"] for e in _events(stream.getvalue()) if e["event"] == "step"]
     assert steps == [3, 4]  # steps 1-2 came from the checkpoint
     assert res["path"] == str((run / "adapter").resolve())
@@ -216,7 +216,7 @@ def test_cli_json_progress_and_cancel(trained, demo_model_dir, tmp_path):
     assert proc.returncode == 130
     assert last["checkpoint"] and Path(last["checkpoint"]).name == f"checkpoint-{last['step']}"
     with Library(lib_copy) as lib:
-        assert [a.name for a in lib.adapters()] == ["fam"]  # a cancelled run registers nothing
+        assert [a.name for a in lib.adapters.all()] == ["fam"]  # a cancelled run registers nothing
 
 
 def test_adapter_commands(trained, isolated_env, tmp_path, demo_model_dir):
@@ -269,7 +269,7 @@ def test_adapter_commands(trained, isolated_env, tmp_path, demo_model_dir):
     assert main(["adapters", *lib_arg, "remove", "fam"]) == 0
     with Library(lib_copy) as lib:
         assert Settings.load().active_adapter(lib) is None  # removing the active adapter deactivates it
-        assert lib.adapters() == []
+        assert lib.adapters.all() == []
     assert Path(path).exists()  # files kept unless --delete-files
 
 
@@ -321,7 +321,7 @@ def test_qlora_4bit_path_runs(trained, demo_model_dir, tmp_path):
                          "allow_cpu_quantization": True, "skip_eval": True, "max_steps": 1})
     with Library(lib_copy) as lib:
         res = train(cfg, lib, Events(True, io.StringIO()), reward_functions=[letter_reward])
-        assert lib.adapter("q4").manifest["hyperparameters"]["quant"] == "4bit"
+        assert lib.adapters.get("q4").manifest["hyperparameters"]["quant"] == "4bit"
     assert res["flagged"]  # no evaluation, no claim of improvement
     with safe_open(str(Path(res["path"]) / "adapter_model.safetensors"), "pt") as f:
         keys = list(f.keys())
@@ -357,7 +357,7 @@ def test_merge_refuses_an_adapter_without_safetensors(tmp_path, library):
     folder.mkdir()
     (folder / "adapter_config.json").write_text("{}")
     (folder / "adapter_model.bin").write_bytes(b"not loaded")
-    library.register_adapter("old", folder, base_model="Qwen/Qwen2.5-VL-7B-Instruct")
+    library.adapters.register("old", folder, base_model="Qwen/Qwen2.5-VL-7B-Instruct")
     with pytest.raises(ad.AdapterError, match="only safetensors"):
         ad.merge(library, "old", str(tmp_path / "merged"))
     assert not (tmp_path / "merged").exists()
@@ -393,7 +393,7 @@ def _resume_copy(trained, tmp_path):
     lib_copy = tmp_path / "lib.sqlite"
     shutil.copy2(trained["lib"], lib_copy)
     with Library(lib_copy) as lib:
-        lib.remove_adapter("fam")
+        lib.adapters.remove("fam")
     return run, lib_copy
 
 
@@ -411,7 +411,7 @@ def test_resume_of_a_finished_run_and_cancel_at_every_late_stage(trained, tmp_pa
                       eval_batch_size=1, explicit={"base", "out", "resume", "skip_eval", "device"})
     with Library(lib_copy) as lib:
         res = train(cfg, lib, events, cancel_flag=flag, reward_functions=[letter_reward])
-        names = [a.name for a in lib.adapters()]
+        names = [a.name for a in lib.adapters.all()]
     ev = events.events()
     assert not [e for e in ev if e["event"] == "step"]  # no extra step
     if stage is None:
@@ -434,7 +434,7 @@ def test_cancel_right_after_loading_stops_before_scoring(trained, tmp_path):
     cfg = TrainConfig(**{**trained["cfg"].__dict__, "name": "c", "out": str(tmp_path / "c")})
     with Library(lib_copy) as lib:
         res = train(cfg, lib, events, cancel_flag=flag, reward_functions=[letter_reward])
-        assert [a.name for a in lib.adapters()] == ["fam"]
+        assert [a.name for a in lib.adapters.all()] == ["fam"]
     assert res["cancelled"] and res["step"] == 0 and res["checkpoint"] is None
     msgs = [e.get("message", "") for e in events.events()]
     assert not [m for m in msgs if m.startswith(("Scoring", "Preparing", "Training"))]
@@ -471,7 +471,7 @@ def test_resume_never_replaces_another_registered_adapter(trained, tmp_path):
     with Library(lib_copy) as lib:
         with pytest.raises(TrainError, match="already an adapter called 'fam'.*not this run's folder"):
             train(cfg, lib, Events(True, io.StringIO()), reward_functions=[letter_reward])
-        assert lib.adapter("fam").path == trained["result"]["path"]
+        assert lib.adapters.get("fam").path == trained["result"]["path"]
 
 
 def test_merge_into_an_existing_file_is_a_one_line_error(trained, tmp_path, capsys):
@@ -510,4 +510,4 @@ def test_training_with_the_users_defaults_on_photos_of_mixed_sizes(tmp_path, dem
                         "--out", str(tmp_path / "run"), "--name", "mixed"])
     assert code == 0
     with Library(tmp_path / "lib.sqlite") as l2:
-        assert l2.adapter("mixed") is not None
+        assert l2.adapters.get("mixed") is not None

@@ -29,7 +29,7 @@ def incomplete_runs(library) -> list[dict[str, Any]]:
         folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink())
     except OSError:
         return []
-    registered = {_resolved(a.path) for a in library.adapters()}
+    registered = {_resolved(a.path) for a in library.adapters.all()}
     runs = []
     for run in folders:
         if not (run / "run_config.json").is_file() or _resolved(run / "adapter") in registered:
@@ -65,7 +65,7 @@ def adapter_rows(library) -> list[dict[str, Any]]:
     rows = []
     settings = Settings.load()
     active = settings.active_adapter(library)
-    for a in library.adapters():
+    for a in library.adapters.all():
         m = a.manifest or {}
         rows.append({"name": a.name, "path": a.path, "base_model": a.base_model, "base_revision": a.base_revision,
                      "concepts": m.get("concepts", []), "flagged": bool(m.get("flagged", False)),
@@ -81,7 +81,7 @@ def adapter_rows(library) -> list[dict[str, Any]]:
 
 
 def activate(library, name: str, *, force: bool = False) -> dict[str, Any]:
-    a = library.adapter(name)
+    a = library.adapters.get(name)
     if not (Path(a.path) / "adapter_model.safetensors").exists():
         raise AdapterError(f"the adapter {a.name!r} has no adapter_model.safetensors in {a.path}")
     if (a.manifest or {}).get("flagged") and not force:
@@ -139,7 +139,7 @@ def delete_run_files(adapter_dir: Path) -> None:
 
 
 def remove(library, name: str, *, delete_files: bool = False) -> dict[str, Any]:
-    if not any(a.name == name for a in library.adapters()):
+    if not any(a.name == name for a in library.adapters.all()):
         run = next((r for r in incomplete_runs(library) if r["name"] == name), None)
         if run is not None:
             if not delete_files:
@@ -148,8 +148,8 @@ def remove(library, name: str, *, delete_files: bool = False) -> dict[str, Any]:
             delete_run_files(Path(run["run"]) / "adapter")
             return {"name": name, "path": run["run"], "deactivated": False, "deleted": True, "run": True}
     # deactivated first: a legacy global setting is recognised as this library's only while registered
-    deactivated = deactivate_if_active(library, library.adapter(name).path)
-    a = library.remove_adapter(name)
+    deactivated = deactivate_if_active(library, library.adapters.get(name).path)
+    a = library.adapters.remove(name)
     deleted = False
     if delete_files and Path(a.path).is_dir():
         delete_run_files(Path(a.path))
@@ -159,7 +159,7 @@ def remove(library, name: str, *, delete_files: bool = False) -> dict[str, Any]:
 
 def export(library, name: str, dest: str) -> dict[str, Any]:
     """Copy the adapter (config, safetensors, manifest) to `dest`, a new folder."""
-    a = library.adapter(name)
+    a = library.adapters.get(name)
     src, out = Path(a.path), Path(dest)
     if out.exists():
         raise AdapterError(f"{out} already exists: choose a new folder")
@@ -188,7 +188,7 @@ def merge(library, name: str, dest: str, *, cache_dir: str | None = None) -> dic
     from repic_desktop.captioning.model_manager import resolve_local
     from repic_desktop.captioning.models import MERGE_MARKER, file_sha256
 
-    a = library.adapter(name)
+    a = library.adapters.get(name)
     if not (Path(a.path) / "adapter_model.safetensors").is_file():
         # peft would fall back to a pickled adapter_model.bin, i.e. run code from the file
         raise AdapterError(f"{a.path} has no adapter_model.safetensors: only safetensors adapters are loaded")

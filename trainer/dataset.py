@@ -137,8 +137,8 @@ def box_to_model_frame(box: Sequence[int], width: int, height: int, min_pixels: 
 
 def _prompt_concept(library, concept, max_refs: int) -> PromptConcept:
     refs = []
-    for r in library.concept_refs(concept.id)[:max_refs]:
-        h = library.photo(r.photo_id).content_hash if r.photo_id else None
+    for r in library.concepts.refs(concept.id)[:max_refs]:
+        h = library.photos.get(r.photo_id).content_hash if r.photo_id else None
         refs.append(ImageRef(reference_path(library, r), tuple(r.box.as_list()) if r.box else None, h))
     return PromptConcept(concept.name, concept.info, tuple(refs))
 
@@ -147,18 +147,18 @@ def _appearances(library, labelled: dict[int, set[int]], photos) -> dict[int, se
     """photo id -> every concept that shows up in it in any way: a tag of any source (detector
     suggestions too), a region of any source, a pending retrieval suggestion, or a tag of any caption
     (drafts and old ones too), merged over byte-identical copies. An OCT "no" must be certain."""
-    by_name = {c.name.casefold(): c.id for c in library.concepts()}
+    by_name = {c.name.casefold(): c.id for c in library.concepts.all()}
     hashes = {pid: photos[pid].content_hash for pid in labelled if photos[pid].content_hash}
-    twins = library.photos_by_hashes(set(hashes.values())) if hashes else {}
+    twins = library.photos.by_hashes(set(hashes.values())) if hashes else {}
     out: dict[int, set[int]] = {}
     for pid in labelled:
         seen: set[int] = set()
         others = [q.id for q in twins.get(hashes.get(pid, ""), [])]
         for q in {pid, *others}:
-            seen.update(c.id for c in library.photo_concepts(q))
-            seen.update(r.concept_id for r in library.regions(q) if r.concept_id is not None)
-            seen.update(s["concept_id"] for s in library.suggestion_rows(q) if s["status"] == "pending")
-            for cap in library.caption_history(q):
+            seen.update(c.id for c in library.concepts.of_photo(q))
+            seen.update(r.concept_id for r in library.concepts.regions(q) if r.concept_id is not None)
+            seen.update(s["concept_id"] for s in library.retrieval.suggestion_rows(q) if s["status"] == "pending")
+            for cap in library.captions.history(q):
                 for tag in cap.tags:
                     cid = by_name.get(str(tag).strip().removeprefix("<").removesuffix(">").strip().casefold())
                     if cid is not None:
@@ -187,9 +187,9 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
     tasks = tuple(t for t in TASKS if t in set(tasks))
     rng = random.Random(seed)
     explicit = concepts is not None
-    all_concepts = library.concepts()
+    all_concepts = library.concepts.all()
     if explicit:
-        wanted = {library.concept(n).id for n in concepts}  # NotFound names the unknown one
+        wanted = {library.concepts.get(n).id for n in concepts}  # NotFound names the unknown one
         chosen = [c for c in all_concepts if c.id in wanted]
     else:
         chosen = list(all_concepts)
@@ -210,7 +210,7 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
     photo_counts: dict[str, dict[str, int]] = {}
     for c in chosen:
         n = sum(1 for ids in labelled.values() if c.id in ids)
-        refs = library.concept_refs(c.id)
+        refs = library.concepts.refs(c.id)
         photo_counts[c.name] = {"photos": n, "references": len(refs),
                                 "tagged_references": tp.tagged_references.get(c.id, 0), "heldout": 0}
         if not refs:
@@ -339,7 +339,7 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
                 p = photos[pid]
                 if not p.width or not p.height:
                     continue
-                for reg in library.regions(pid):
+                for reg in library.concepts.regions(pid):
                     if reg.concept_id == cid and reg.source in CONFIRMED_SOURCES:
                         found.append((pid, box_to_model_frame(reg.box.as_list(), p.width, p.height,
                                                               min_pixels, max_pixels)))

@@ -508,7 +508,7 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
     out = Path(cfg.out) if cfg.out else library.data_dir / "adapters" / name
     ckpt_dir, adapter_dir = out / "checkpoints", out / "adapter"
     state["out"] = str(out)
-    registered = next((a for a in library.adapters() if a.name == name), None)
+    registered = next((a for a in library.adapters.all() if a.name == name), None)
     if registered is not None and not cfg.resume:
         raise TrainError(f"there is already an adapter called {name!r}: choose another --name or remove it "
                          f"(`repic-train adapters remove {name}`)")
@@ -705,8 +705,8 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
     (adapter_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
     events.status("Registering the adapter")
     cancel_flag.check()  # the last point a cancel can stop: after this the adapter is registered
-    library.register_adapter(name, adapter_dir.resolve(), base_model=cfg.base, base_revision=cfg.revision,
-                             manifest=manifest, replace=cfg.resume)
+    library.adapters.register(name, adapter_dir.resolve(), base_model=cfg.base, base_revision=cfg.revision,
+                              manifest=manifest, replace=cfg.resume)
     return {"adapter": name, "path": str(adapter_dir.resolve()), "improved": improved, "flagged": flagged,
             "before": before, "after": after}
 

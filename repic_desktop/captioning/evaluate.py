@@ -352,11 +352,11 @@ def library_samples(library) -> tuple[list[Sample], dict[str, list[str]]]:
     exported (drafts are not ground truth for anything); GT = the photo's concepts as `<Name>` keys.
     Also returns key -> extra phrases (a concept imported from a RePIC database keeps its RePIC key)."""
     samples, names = [], {}
-    for photo in library.list_photos(include_missing=True):
-        cap = library.current_caption(photo.id)
+    for photo in library.photos.list(include_missing=True):
+        cap = library.captions.current(photo.id)
         if cap is None or cap.status not in ("accepted", "exported"):
             continue
-        concepts = library.photo_concepts(photo.id)
+        concepts = library.concepts.of_photo(photo.id)
         for c in concepts:
             if c.repic_key:
                 names[f"<{c.name}>"] = [strip_brackets(c.repic_key)]

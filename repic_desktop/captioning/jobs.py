@@ -163,11 +163,11 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
     started = time.perf_counter()
     store.set_status(job_id, "running")
     summary = RunSummary(job_id)
-    known = [c.name for c in library.concepts()]
+    known = [c.name for c in library.concepts.all()]
     requests, meta = [], {}
     for pid in store.pending_photo_ids(job_id):
         try:
-            photo = library.photo(pid)
+            photo = library.photos.get(pid)
             if photo.status != "ok":
                 raise PromptError("the photo's file is missing (moved or deleted outside the library?)")
             # `caption --auto` fixes each photo's names (retrieval order) when the job is made.
@@ -187,7 +187,7 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
             if on_outcome:
                 on_outcome(CaptionOutcome(pid, error=str(exc)))
             continue
-        concept_ids = [library.concept(c.name).id for c in prompt.concepts]
+        concept_ids = [library.concepts.get(c.name).id for c in prompt.concepts]
         meta[pid] = (prompt, concept_ids)
         requests.append(CaptionRequest(pid, prompt))
 

@@ -746,7 +746,7 @@ def resolve_adapter_source(value: str | None, library: Any = None) -> str | None
         from ..core.library import NotFound
 
         try:
-            adapter = library.adapter(value)
+            adapter = library.adapters.get(value)
         except NotFound:
             adapter = None
         if adapter is not None:

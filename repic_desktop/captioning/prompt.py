@@ -208,15 +208,15 @@ def concepts_for_photo(library: "Library", photo_id: int, names: Sequence[str] |
     if max_refs < 1:
         raise PromptError("at least one reference photo per concept is needed")
     if names:
-        chosen = {c.id: c for c in map(library.concept, names)}  # a name given twice counts once
+        chosen = {c.id: c for c in map(library.concepts.get, names)}  # a name given twice counts once
         ordered = sorted(chosen.values(), key=lambda c: (c.position, c.id))
     else:
-        ordered = library.photo_concepts(photo_id)
+        ordered = library.concepts.of_photo(photo_id)
     out = []
     for c in ordered:
         refs = []
-        for r in library.concept_refs(c.id)[:max_refs]:
-            h = library.photo(r.photo_id).content_hash if r.photo_id else None
+        for r in library.concepts.refs(c.id)[:max_refs]:
+            h = library.photos.get(r.photo_id).content_hash if r.photo_id else None
             refs.append(ImageRef(reference_path(library, r), tuple(r.box.as_list()) if r.box else None, h))
         out.append(PromptConcept(c.name, c.info, tuple(refs)))
     return out
@@ -228,7 +228,7 @@ def build_prompt(library: "Library", photo_id: int, *, names: Sequence[str] | No
     if system_preset not in SYSTEM_PROMPTS:
         raise PromptError(f"unknown system prompt preset {system_preset!r} "
                           f"(choose from {', '.join(SYSTEM_PROMPTS)})")
-    photo = library.photo(photo_id)
+    photo = library.photos.get(photo_id)
     query = ImageRef(photo.fs_path, None, photo.content_hash)
     return CaptionPrompt(tuple(concepts_for_photo(library, photo_id, names, max_refs)), query, request,
                          SYSTEM_PROMPTS[system_preset], style)

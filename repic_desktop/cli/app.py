@@ -61,14 +61,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 if not damage:
                     data["schema_version"] = lib.schema_version
                     data["counts"] = lib.counts()
-                    n, photos = lib.pending_suggestion_count()
+                    n, photos = lib.retrieval.pending_suggestion_count()
                     data["suggestions"].update(pending=n, pending_photos=photos)
                     active = settings.active_adapter(lib)  # this library's own, never another's
                     data["active_adapter"] = data["model"]["adapter"] = active
                     data["adapters"] = [{"name": a.name, "path": a.path,
                                          "flagged": bool(a.manifest.get("flagged")),
                                          "active": bool(active) and a.path == active}
-                                        for a in lib.adapters()]
+                                        for a in lib.adapters.all()]
         except LibraryError as exc:
             if not _is_damage(exc.__cause__):
                 raise
@@ -188,7 +188,7 @@ def cmd_photos_list(args: argparse.Namespace) -> int:
     filters = dict(uncaptioned=args.uncaptioned, concept=args.concept, search=args.search,
                    include_missing=args.missing)
     with _open_library(args) as lib:
-        rows = lib.photo_listing(**filters, limit=limit, offset=args.offset)
+        rows = lib.photos.listing(**filters, limit=limit, offset=args.offset)
         if as_json:
             out, encode = json_stream(), json.JSONEncoder(ensure_ascii=False).encode
             sep = "["
@@ -208,15 +208,15 @@ def cmd_photos_list(args: argparse.Namespace) -> int:
             print(terminal_safe(line))
             shown += 1
         if shown and shown == limit:   # a full page: one count says whether another follows
-            more = lib.count_photos(**filters) - args.offset - shown
+            more = lib.photos.count(**filters) - args.offset - shown
             if more > 0:
                 print(f"… {more:,} more: --offset {args.offset + shown} for the next page, "
                       "--limit N for longer pages (or --json for all)")
         elif not shown:
-            total = lib.count_photos(**filters) if args.offset else 0
+            total = lib.photos.count(**filters) if args.offset else 0
             if total:
                 print(f"no photos at --offset {args.offset}: {total:,} match")
-            elif lib.ok_photo_count():
+            elif lib.photos.count():
                 print("no photos match")
             else:
                 print("no photos yet: import a folder with `repic import DIR`")
@@ -225,13 +225,13 @@ def cmd_photos_list(args: argparse.Namespace) -> int:
 
 def cmd_photo_show(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        p = lib.resolve_photo(args.photo)
-        names = {c.id: c.name for c in lib.concepts()}
+        p = lib.photos.resolve(args.photo)
+        names = {c.id: c.name for c in lib.concepts.all()}
         data = p.as_dict()
-        data["concepts"] = [c.name for c in lib.photo_concepts(p.id)]
+        data["concepts"] = [c.name for c in lib.concepts.of_photo(p.id)]
         data["regions"] = [{"concept": names.get(r.concept_id), "box": r.box.as_list(), "source": r.source}
-                           for r in lib.regions(p.id)]
-        data["captions"] = [c.as_dict() for c in lib.caption_history(p.id)]
+                           for r in lib.concepts.regions(p.id)]
+        data["captions"] = [c.as_dict() for c in lib.captions.history(p.id)]
 
     def text() -> str:
         lines = [f"{data['path']}  (id {data['id']}, {data['width']}x{data['height']}, {data['status']})",
@@ -247,12 +247,12 @@ def cmd_photo_show(args: argparse.Namespace) -> int:
 def cmd_photo_tag(args: argparse.Namespace) -> int:
     box = parse_box(args.box) if args.box is not None else None
     with _open_library(args) as lib:
-        p = lib.resolve_photo(args.photo)
-        replaced = lib.tag_photo(p.id, args.name, box=box)
-        c = lib.concept(args.name)
+        p = lib.photos.resolve(args.photo)
+        replaced = lib.concepts.tag(p.id, args.name, box=box)
+        c = lib.concepts.get(args.name)
         data = {"photo": p.id, "concept": c.name, "box": box.as_list() if box else None,
                 "replaced": [b.as_list() for b in replaced],
-                "concepts": [x.name for x in lib.photo_concepts(p.id)]}
+                "concepts": [x.name for x in lib.concepts.of_photo(p.id)]}
     where = f" at {','.join(map(str, box.as_list()))}" if box else ""
     if replaced:
         where += f" (moved from {'; '.join(','.join(map(str, b.as_list())) for b in replaced)})"
@@ -262,11 +262,11 @@ def cmd_photo_tag(args: argparse.Namespace) -> int:
 
 def cmd_photo_untag(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        p = lib.resolve_photo(args.photo)
-        c = lib.concept(args.name)
-        removed = lib.untag_photo(p.id, c.name)
+        p = lib.photos.resolve(args.photo)
+        c = lib.concepts.get(args.name)
+        removed = lib.concepts.untag(p.id, c.name)
         data = {"photo": p.id, "concept": c.name, "removed": removed,
-                "concepts": [x.name for x in lib.photo_concepts(p.id)]}
+                "concepts": [x.name for x in lib.concepts.of_photo(p.id)]}
     _emit(args, data, f"removed <{c.name}> from {p.path}" if removed else f"<{c.name}> was not tagged on {p.path}")
     return 0
 
@@ -276,10 +276,10 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
     from ..core.concepts import import_reference_file
 
     if ref.isdecimal() and not os.path.exists(ref):  # isdigit() is true for '²', which int() refuses
-        return lib.add_concept_ref(name, photo_id=lib.photo(int(ref)).id, box=box, primary=primary)
-    photo = lib.photo_by_path(os.path.abspath(ref))
+        return lib.concepts.add_ref(name, photo_id=lib.photos.get(int(ref)).id, box=box, primary=primary)
+    photo = lib.photos.by_path(os.path.abspath(ref))
     if photo is not None:
-        return lib.add_concept_ref(name, photo_id=photo.id, box=box, primary=primary)
+        return lib.concepts.add_ref(name, photo_id=photo.id, box=box, primary=primary)
     if not os.path.exists(ref):
         raise UserError(f"reference {ref} is neither a file nor a photo id in the library")
     return import_reference_file(lib, name, ref, box=box, primary=primary)
@@ -290,7 +290,7 @@ def _concept_dict(lib: Library, c, counts=None) -> dict[str, Any]:
 
     n = (counts if counts is not None else photo_counts(lib)).get(c.id)
     d = c.as_dict()
-    d["references"] = [r.as_dict() for r in lib.concept_refs(c.id)]
+    d["references"] = [r.as_dict() for r in lib.concepts.refs(c.id)]
     # the photos training learns from (core/training_photos.py), the count `repic-train dataset` shows
     d["photos"] = n.photos if n else 0
     d["tagged_references"] = n.tagged_references if n else 0
@@ -302,10 +302,10 @@ def cmd_concept_add(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
         # One transaction: a bad --ref must not leave a half-made concept behind.
         with lib.transaction():
-            c = lib.add_concept(args.name, args.kind, args.info or "")
+            c = lib.concepts.add(args.name, args.kind, args.info or "")
             for ref in args.ref or []:
                 _add_ref(lib, c.name, ref, None, False)
-        data = _concept_dict(lib, lib.concept(c.id))
+        data = _concept_dict(lib, lib.concepts.get(c.id))
     _emit(args, data, f"added <{data['name']}> ({data['kind']}) with {len(data['references'])} reference photo(s)")
     return 0
 
@@ -315,7 +315,7 @@ def cmd_concept_list(args: argparse.Namespace) -> int:
 
     with _open_library(args) as lib:
         counts = photo_counts(lib)
-        rows = [_concept_dict(lib, c, counts) for c in lib.concepts()]
+        rows = [_concept_dict(lib, c, counts) for c in lib.concepts.all()]
 
     def text() -> str:
         if not rows:
@@ -330,14 +330,14 @@ def cmd_concept_list(args: argparse.Namespace) -> int:
 
 def cmd_concept_show(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        data = _concept_dict(lib, lib.concept(args.name))
+        data = _concept_dict(lib, lib.concepts.get(args.name))
     _emit(args, data, lambda: json.dumps(data, indent=2, ensure_ascii=False))
     return 0
 
 
 def cmd_concept_rename(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        c = lib.rename_concept(args.old, args.new)
+        c = lib.concepts.rename(args.old, args.new)
     _emit(args, c.as_dict(), f"renamed to <{c.name}> (existing captions keep the old name)")
     return 0
 
@@ -346,21 +346,21 @@ def cmd_concept_edit(args: argparse.Namespace) -> int:
     if args.info is None and args.kind is None:
         raise UserError("nothing to change: give --info and/or --kind")
     with _open_library(args) as lib:
-        c = lib.update_concept(args.name, info=args.info, kind=args.kind)
+        c = lib.concepts.update(args.name, info=args.info, kind=args.kind)
     _emit(args, c.as_dict(), f"updated <{c.name}>")
     return 0
 
 
 def cmd_concept_remove(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        c = lib.remove_concept(args.name)
+        c = lib.concepts.remove(args.name)
     _emit(args, c.as_dict(), f"removed <{c.name}> (captions keep their text)")
     return 0
 
 
 def cmd_concept_merge(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        c = lib.merge_concepts(args.source, args.target)
+        c = lib.concepts.merge(args.source, args.target)
         data = _concept_dict(lib, c)
     _emit(args, data, f"merged into <{c.name}>: {len(data['references'])} reference photo(s), "
                       f"{data['photos']} photo(s)")
@@ -371,17 +371,17 @@ def cmd_concept_add_ref(args: argparse.Namespace) -> int:
     box = parse_box(args.box) if args.box is not None else None
     with _open_library(args) as lib:
         ref = _add_ref(lib, args.name, args.ref, box, args.primary)
-        name = lib.concept(ref.concept_id).name
+        name = lib.concepts.get(ref.concept_id).name
     _emit(args, ref.as_dict(), f"added reference {ref.id} to <{name}>")
     return 0
 
 
 def cmd_concept_remove_ref(args: argparse.Namespace) -> int:
     with _open_library(args) as lib:
-        c = lib.concept(args.name)
-        if args.ref_id not in {r.id for r in lib.concept_refs(c.id)}:
+        c = lib.concepts.get(args.name)
+        if args.ref_id not in {r.id for r in lib.concepts.refs(c.id)}:
             raise UserError(f"<{c.name}> has no reference {args.ref_id} (see `repic concept show {c.name}`)")
-        lib.remove_concept_ref(args.ref_id)
+        lib.concepts.remove_ref(args.ref_id)
     _emit(args, {"concept": c.name, "removed": args.ref_id}, f"removed reference {args.ref_id} from <{c.name}>")
     return 0
 

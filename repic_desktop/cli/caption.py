@@ -29,7 +29,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     from ..captioning.prompt import PromptError, build_prompt, render, resolve_request, visual_tokens
 
     with Library(paths.resolve_library_path(args.library)) as lib:
-        photo = lib.resolve_photo(args.photo)
+        photo = lib.photos.resolve(args.photo)
         try:
             request = resolve_request(args.request, args.request_preset)
             prompt = build_prompt(lib, photo.id, names=args.concept, max_refs=args.max_refs, request=request,
@@ -68,8 +68,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
 
 def cmd_captions_list(args: argparse.Namespace) -> int:
     with Library(paths.resolve_library_path(args.library)) as lib:
-        photo = lib.resolve_photo(args.photo)
-        history = [c.as_dict() for c in lib.caption_history(photo.id)]
+        photo = lib.photos.resolve(args.photo)
+        history = [c.as_dict() for c in lib.captions.history(photo.id)]
         current = photo.current_caption_id
     if args.json:
         _emit_json({"photo": photo.id, "path": photo.path, "current": current, "captions": history})
@@ -134,11 +134,11 @@ def cmd_jobs_remove(args: argparse.Namespace) -> int:
 
 def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
     if args.photos:
-        return [lib.resolve_photo(p).id for p in args.photos]
+        return [lib.photos.resolve(p).id for p in args.photos]
     if args.all:
-        return [p.id for p in lib.list_photos()]
+        return [p.id for p in lib.photos.list()]
     if args.uncaptioned:
-        return [p.id for p in lib.list_photos(uncaptioned=True)]
+        return [p.id for p in lib.photos.list(uncaptioned=True)]
     raise _user_error("say which photos: PHOTO ..., --all or --uncaptioned (or --resume)")
 
 
@@ -194,11 +194,11 @@ def cmd_caption(args: argparse.Namespace) -> int:
             except JobParamsError as exc:
                 raise _user_error(str(exc)) from None
             for name in args.concept or []:
-                lib.concept(name)  # a typo fails now, not after the model has loaded
+                lib.concepts.get(name)  # a typo fails now, not after the model has loaded
             photo_ids = _select_photos(lib, args)
             skipped = []
             if not args.force:
-                captioned = [lib.photo(pid).current_caption_id is not None for pid in photo_ids]
+                captioned = [lib.photos.get(pid).current_caption_id is not None for pid in photo_ids]
                 skipped = [pid for pid, done in zip(photo_ids, captioned) if done]
                 photo_ids = [pid for pid, done in zip(photo_ids, captioned) if not done]
             for pid in skipped:

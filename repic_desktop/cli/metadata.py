@@ -110,7 +110,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         raise UserError(f"metadata settings: {exc}") from None
     with _open_library(args) as lib:
-        ids = [lib.resolve_photo(p).id for p in args.photos]
+        ids = [lib.photos.resolve(p).id for p in args.photos]
         if args.all_accepted:
             ids += accepted_photo_ids(lib)
         if not ids:
@@ -177,7 +177,7 @@ def cmd_metadata_show(args: argparse.Namespace) -> int:
     if lib_path.exists():
         with Library(lib_path) as lib:
             try:
-                p = lib.resolve_photo(args.photo)
+                p = lib.photos.resolve(args.photo)
                 path, photo_id, library_dims = p.fs_path, p.id, (p.width, p.height)
             except LibraryError:
                 pass
@@ -235,9 +235,9 @@ def cmd_metadata_read(args: argparse.Namespace) -> int:
     if not available_backends():
         raise UserError("no metadata library is installed: `pip install pyexiv2` (or install exiftool)")
     with _open_library(args) as lib:
-        ids = [lib.resolve_photo(p).id for p in args.photos]
+        ids = [lib.photos.resolve(p).id for p in args.photos]
         if args.all:
-            ids += [p.id for p in lib.list_photos()]
+            ids += [p.id for p in lib.photos.list()]
         bar = progress_bar(args, "reading")
         try:
             with Backends(args.backend) as backends:

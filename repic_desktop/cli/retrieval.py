@@ -59,7 +59,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             raise _user_error("--confirm/--reject/--reset take PHOTO NAME themselves: give no other photos")
         photo_ref, name = args.confirm or args.reject or args.reset
         with _open(args) as lib:
-            photo = lib.resolve_photo(photo_ref)
+            photo = lib.photos.resolve(photo_ref)
             s = service.find_suggestion(lib, photo.id, name)
             if args.reset:
                 if s.status == "pending":
@@ -71,7 +71,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                 service.reject_suggestion(lib, s.id)
             status = "pending" if args.reset else "confirmed" if args.confirm else "rejected"
             data = {"photo": photo.id, "concept": s.concept_name, "status": status,
-                    "concepts": [c.name for c in lib.photo_concepts(photo.id)]}
+                    "concepts": [c.name for c in lib.concepts.of_photo(photo.id)]}
         if args.reset:
             data.update(was=undone["was"], untagged=undone["untagged"], regions_removed=undone["regions_removed"])
             note = (" (its tag was removed)" if undone["untagged"] else
@@ -87,7 +87,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     _check_match_options(args)
     failed = 0
     with _open(args) as lib:
-        photos = [lib.resolve_photo(p) for p in args.photos]
+        photos = [lib.photos.resolve(p) for p in args.photos]
         matcher = _matcher(args)
         rows: list[dict[str, Any]] = []
         for p in photos:
@@ -124,7 +124,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     _check_match_options(args)
     with _open(args) as lib:
-        photo_ids = [lib.resolve_photo(p).id for p in args.photos] if args.photos else None
+        photo_ids = [lib.photos.resolve(p).id for p in args.photos] if args.photos else None
         matcher = _matcher(args)
         bar = progress_bar(args, f"indexing ({matcher.id})")
         draw = bar_progress(bar)
@@ -135,8 +135,8 @@ def cmd_index(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        names = {p.id: p.path for p in lib.list_photos(include_missing=True)} if summary["errors"] else {}
-        counts = lib.retrieval_counts(matcher.id)
+        names = {p.id: p.path for p in lib.photos.list(include_missing=True)} if summary["errors"] else {}
+        counts = lib.retrieval.counts(matcher.id)
     summary["errors"] = {str(k): v for k, v in summary["errors"].items()}
     summary["counts"] = counts
 
@@ -163,7 +163,7 @@ def cmd_faces_clusters(args: argparse.Namespace) -> int:
 
     with _open(args) as lib:
         clusters = service.face_clusters(lib, min_size=args.min_size)
-        paths_ = {p.id: p.path for p in lib.list_photos(include_missing=True)}
+        paths_ = {p.id: p.path for p in lib.photos.list(include_missing=True)}
     data = [c.as_dict() for c in clusters]
 
     def text() -> str:
@@ -192,9 +192,9 @@ def cmd_faces_name(args: argparse.Namespace) -> int:
     from ..core.training_photos import photo_counts
 
     with _open(args) as lib:
-        size = len(lib.face_cluster_members(args.cluster))
+        size = len(lib.retrieval.face_cluster_members(args.cluster))
         c = service.name_cluster(lib, args.cluster, args.name, kind=args.kind)
-        refs = len(lib.concept_refs(c.id))
+        refs = len(lib.concepts.refs(c.id))
         counts = photo_counts(lib)[c.id]
     # "photos" is the count every list and the trainer show: tagged photos that are not references
     data = {"cluster": args.cluster, "concept": c.as_dict(), "faces": size, "references": refs,
@@ -240,7 +240,7 @@ def cmd_faces_ignored(args: argparse.Namespace) -> int:
 
     with _open(args) as lib:
         faces = service.ignored_faces(lib)
-        paths_ = {p.id: p.path for p in lib.list_photos(include_missing=True)}
+        paths_ = {p.id: p.path for p in lib.photos.list(include_missing=True)}
     data = [dict(f.as_dict(), path=paths_.get(f.photo_id)) for f in faces]
 
     def text() -> str:

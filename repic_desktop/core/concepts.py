@@ -1,9 +1,5 @@
-"""Concepts (people, pets, things): validation, reference photos from files, RePIC database.json I/O.
-
-A concept's name is what the model sees between angle brackets (`<Anya>`) and what the app finds in
-captions, so it must be a single clean line without brackets. Names and info text also reach the chat
-prompt, so chat special tokens (`<|im_start|>` and friends) are rejected here, at the door; the prompt
-builder additionally encodes user text so it can never become a special token (defence in depth).
+"""Concepts (people, pets, things) beyond the library rows: reference photos from files, kind <-> RePIC
+category, RePIC database.json import/export. Name and info validation is in core/types.py.
 """
 from __future__ import annotations
 
@@ -11,114 +7,19 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
-import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .library import Box, Library
+    from .library import Library
+    from .types import Box
 
-MAX_NAME_LENGTH = 64
-MAX_INFO_LENGTH = 500
-KINDS = ("person", "pet", "other")
-
-# Qwen2.5 / ChatML control tokens look like <|...|>; any such sequence is refused, known or not.
-CONTROL_TOKEN_RE = re.compile(r"<\|[^|<>]*\|>")
-# A concept's tag in a caption: <Name> on one line (what prompt parsing and metadata export look for).
-TAG_RE = re.compile(r"<([^<>\n]{1,64})>")
-_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# Characters a name cannot hold, with why: each is a separator somewhere a name goes (digiKam's "People/Anya"
-# and Lightroom's "People|Anya" hierarchies, `--concepts A,B` lists, the <Name> tag in captions).
-_NAME_SEPARATORS = {"/": "digiKam's tag hierarchy separator", "|": "Lightroom's tag hierarchy separator",
-                    "\\": "a path separator", ",": "the separator of name lists (--concepts A,B)"}
-# Invisible or layout-changing characters (controls incl. TAB, format characters such as zero-width spaces
-# and right-to-left overrides, line/paragraph separators, surrogates, private use): two names that look the
-# same must be the same name, and a name printed to a terminal must not be able to move the cursor.
-_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"}
-_ZWJ = "\u200d"  # allowed only inside an emoji sequence (👨‍👩‍👧), where it is visible as one glyph
-
-
-def _is_emoji_part(ch: str) -> bool:
-    return unicodedata.category(ch) in ("So", "Sk") or ch == "\ufe0f" or 0x1F3FB <= ord(ch) <= 0x1F3FF
-
-
-def _name_problem(name: str) -> str | None:
-    if "<" in name or ">" in name:
-        return f"a name cannot contain '<' or '>' (the app adds the brackets itself): {name!r}"
-    for i, ch in enumerate(name):
-        if ch in _NAME_SEPARATORS:
-            return f"a name cannot contain {ch!r} ({_NAME_SEPARATORS[ch]}): {name!r}"
-        if ch == _ZWJ and 0 < i < len(name) - 1 and _is_emoji_part(name[i - 1]) and _is_emoji_part(name[i + 1]):
-            continue
-        cat = unicodedata.category(ch)
-        if ch in "\n\r" or cat in ("Zl", "Zp"):
-            return "a name must be a single line"
-        if cat in _INVISIBLE_CATEGORIES:
-            what = "control characters" if cat == "Cc" else "invisible or text-direction characters"
-            return f"a name cannot contain {what} (found U+{ord(ch):04X}): {ascii(name)}"
-    return None
-
-
-class ConceptError(ValueError):
-    """Invalid concept input; the message is shown to the user as is."""
-
-
-def control_token_problem(text: str, what: str) -> str | None:
-    """The user-facing complaint when `text` holds a chat control token, else None (shared by concept
-    validation here and the prompt builder, which raise their own error types)."""
-    m = CONTROL_TOKEN_RE.search(text)
-    return f"{what} contains the chat control token {m.group(0)!r}, which is not allowed" if m else None
-
-
-def _check_special_tokens(text: str, what: str) -> None:
-    problem = control_token_problem(text, what)
-    if problem:
-        raise ConceptError(problem)
-
-
-def validate_name(name: str) -> str:
-    """The name as stored: NFC-normalised, spaces of every kind folded to one ASCII space, trimmed; refused
-    (ConceptError with the reason) when it holds a chat control token, a separator or an invisible character."""
-    if not isinstance(name, str):
-        raise ConceptError("a name must be text")
-    _check_special_tokens(name, "the name")
-    # NFC: "Zoë" typed on macOS (decomposed) and on Linux (composed) is one person.
-    # Runs of spaces of any kind (no-break, ideographic …) become one space; control whitespace is refused below.
-    name = re.sub(r"[^\S\t\n\r\x0b\x0c\x1c-\x1f\x85\u2028\u2029]+", " ",
-                  unicodedata.normalize("NFC", name)).strip(" ")
-    if not name.strip():
-        raise ConceptError("a name cannot be empty")
-    problem = _name_problem(name)
-    if name == "tool_call":  # "<tool_call>" is one token of Qwen's vocabulary, not a name
-        problem = f"{name!r} is reserved by the model's vocabulary"
-    if problem:
-        raise ConceptError(problem)
-    if len(name) > MAX_NAME_LENGTH:
-        raise ConceptError(f"a name can be at most {MAX_NAME_LENGTH} characters")
-    return name
-
-
-def validate_info(info: str | None) -> str:
-    info = "" if info is None else info
-    if not isinstance(info, str):
-        raise ConceptError("info must be text")
-    _check_special_tokens(info, "the info text")
-    info = " ".join(info.split())  # one line: the prompt puts it on "k. Name: <x>, Info: ..."
-    if _CONTROL_RE.search(info):
-        raise ConceptError("the info text cannot contain control characters")
-    if len(info) > MAX_INFO_LENGTH:
-        raise ConceptError(f"the info text can be at most {MAX_INFO_LENGTH} characters")
-    return info
-
-
-def validate_kind(kind: str) -> str:
-    k = (kind or "").strip().lower()
-    if k not in KINDS:
-        raise ConceptError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    return k
+# Validation lives in core/types.py (shared with the library's stores); re-exported for its importers.
+from .types import (CONTROL_TOKEN_RE, KINDS, MAX_INFO_LENGTH, MAX_NAME_LENGTH, TAG_RE,  # noqa: F401
+                    ConceptError, LibraryError, check_box, control_token_problem, validate_info, validate_kind,
+                    validate_name)
 
 
 # RePIC's database `category` is a detector class ("person", "dog", "cat", "toy", ...). Map it to our kind.
@@ -152,7 +53,6 @@ def import_reference_file(library: "Library", concept: str, source: str | os.Pat
     content hash so importing the same file twice stores it once.
     """
     from .images import UnusableImage, inspect_image
-    from .library import LibraryError, check_box
 
     src = Path(source)
     try:  # by stat, before any open: closing a descriptor of ours on the library drops its SQLite locks
@@ -183,14 +83,14 @@ def import_reference_file(library: "Library", concept: str, source: str | os.Pat
         tmp = dest.with_name(dest.name + ".part")
         tmp.write_bytes(data)
         os.replace(tmp, dest)
-    return library.add_concept_ref(concept, file_path=str(dest), box=box, primary=primary)
+    return library.concepts.add_ref(concept, file_path=str(dest), box=box, primary=primary)
 
 
 def reference_path(library: "Library", ref) -> str:
     """The file a reference's pixels come from."""
     if ref.file_path:
         return ref.file_path
-    return library.photo(ref.photo_id).fs_path
+    return library.photos.get(ref.photo_id).fs_path
 
 
 # ------------------------------------------------------------------------------------------------
@@ -271,7 +171,6 @@ def _find_image(raw: str, json_dir: Path) -> tuple[Path | None, str]:
 
 
 def _load_database(json_path: Path) -> dict[str, Any]:
-    from .library import LibraryError
 
     try:
         with open(json_path, "rb") as f:
@@ -316,7 +215,6 @@ def import_repic_database(library: "Library", json_path: str | os.PathLike) -> R
     LibraryError and imports nothing. Each entry is then all-or-nothing: a concept with every reference
     image it names, or nothing and a problem saying why (wrong types, bad name, an image missing, outside
     the allowed folders or unusable). Concepts already present (same name) are left alone."""
-    from .library import LibraryError
 
     json_path = Path(json_path)
     concept_dict = _load_database(json_path)
@@ -334,7 +232,7 @@ def import_repic_database(library: "Library", json_path: str | os.PathLike) -> R
             report.problems.append({"concept": shown_key, "problem": str(exc)})
             continue
         try:
-            library.concept(name)
+            library.concepts.get(name)
             report.existing.append(name)
             continue
         except LibraryError:
@@ -351,8 +249,8 @@ def import_repic_database(library: "Library", json_path: str | os.PathLike) -> R
         category = entry.get("category")
         try:
             with library.transaction():  # the concept and its references, or neither
-                library.add_concept(name, kind_from_category(category), info, category=category,
-                                    repic_key=key)
+                library.concepts.add(name, kind_from_category(category), info, category=category,
+                                       repic_key=key)
                 for path in found:
                     import_reference_file(library, name, path)
         except (LibraryError, ConceptError) as exc:
@@ -435,17 +333,16 @@ def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
     where a file would go is refused even then. Each file is written atomically, the json last.
     """
     from .images import open_oriented
-    from .library import LibraryError
 
     out_path = Path(out_path)
-    concepts = library.concepts()
+    concepts = library.concepts.all()
     stems = _image_stems(concepts) if images_dir is not None else {}
     if images_dir is not None:
         images_dir = Path(images_dir)
     plan: list[tuple[Any, list[tuple[Any, Path | str]]]] = []  # (concept, [(ref, dest or abs path)])
     for c in concepts:
         refs = []
-        for i, ref in enumerate(library.concept_refs(c.id)):
+        for i, ref in enumerate(library.concepts.refs(c.id)):
             if images_dir is None:
                 refs.append((ref, os.path.abspath(reference_path(library, ref))))
             else:

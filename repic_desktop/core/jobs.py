@@ -115,6 +115,12 @@ class JobStore:
         return [{"photo_id": r[0], "status": r[1], "error": r[2], "caption_id": r[3]} for r in self.conn.execute(
             "SELECT photo_id, status, error, caption_id FROM job_items WHERE job_id = ? ORDER BY position", (job_id,))]
 
+    def failed_items(self, job_id: int, limit: int = 100) -> list[tuple[str, str]]:
+        """(file name, reason) of a job's failed photos, in job order."""
+        return [(r[0], r[1] or "") for r in self.conn.execute(
+            "SELECT p.filename, ji.error FROM job_items ji JOIN photos p ON p.id = ji.photo_id"
+            " WHERE ji.job_id = ? AND ji.status = 'failed' ORDER BY ji.position LIMIT ?", (job_id, limit))]
+
     def set_status(self, job_id: int, status: str, error: str | None = None) -> None:
         with self.lib.transaction():
             self.conn.execute("UPDATE jobs SET status = ?, error = ?, updated_at = ? WHERE id = ?",
@@ -132,7 +138,7 @@ class JobStore:
                 raise LibraryError(f"photo {photo_id} is not part of job {job_id}")
             if row[0] == "done":
                 return row[1]
-            cid = self.lib.add_caption(photo_id, text, tags=tags, concept_set=concept_set, model_id=model_id,
+            cid = self.lib.captions.add(photo_id, text, tags=tags, concept_set=concept_set, model_id=model_id,
                                        model_revision=model_revision, adapter_id=adapter_id, prompt_hash=prompt_hash,
                                        source="model", provenance=provenance, job_id=job_id)
             self.conn.execute("UPDATE job_items SET status = 'done', caption_id = ?, error = NULL, updated_at = ?"

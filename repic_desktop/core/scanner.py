@@ -302,8 +302,8 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
     candidates = walk.candidates
     report.total = total = len(candidates)
     candidate_paths = {c.path for c in candidates}
-    states = library.file_states(root_b)      # path -> (id, size, mtime_ns, status)
-    skips = library.skip_states(root_b)       # path -> (reason, size, mtime_ns)
+    states = library.photos.file_states(root_b)      # path -> (id, size, mtime_ns, status)
+    skips = library.photos.skip_states(root_b)       # path -> (reason, size, mtime_ns)
     seen_ids: set[int] = set()                # photos accounted for in this scan (present or claimed)
     skipped_paths: set[bytes] = set()
 
@@ -313,7 +313,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
     if walk.dir_errors:
         with library.transaction():
             for d, reason in walk.dir_errors:
-                library.record_skip(d, reason)
+                library.photos.record_skip(d, reason)
 
     def move_target(matches) -> int | None:
         for p in matches:
@@ -338,18 +338,18 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         new_hashes = [e[2].content_hash for e in batch if e[0] == "probed"
                       and (e[3] is None or e[3][3] == "ok")]
         with library.transaction():
-            by_hash = library.photos_by_hashes(new_hashes) if new_hashes else {}
+            by_hash = library.photos.by_hashes(new_hashes) if new_hashes else {}
             adds: list[dict] = []
             for entry in batch:
                 _apply_one(*entry, by_hash, adds)
             if adds:
-                library.add_photos(adds)
+                library.photos.add_many(adds)
 
     def _apply_one(kind, c: _Candidate, payload, state, by_hash, adds) -> None:
         if kind == "same":
             seen_ids.add(state[0])
             if state[3] == "missing":
-                library.update_photo(state[0], status="ok")
+                library.photos.update(state[0], status="ok")
                 report.restored += 1
             else:
                 report.unchanged += 1
@@ -357,11 +357,11 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             report.skipped.append({"path": display_path(c.path), "reason": payload})
             skipped_paths.add(c.path)
             if kind == "skip":
-                library.record_skip(c.path, payload, size=c.size, mtime_ns=c.mtime_ns)
+                library.photos.record_skip(c.path, payload, size=c.size, mtime_ns=c.mtime_ns)
             if state:  # a photo we had is now unusable at its path: keep it (and its captions), missing
                 seen_ids.add(state[0])
                 if state[3] == "ok":
-                    library.mark_missing([state[0]])
+                    library.photos.mark_missing([state[0]])
                     report.missing += 1
         else:  # probed
             pf: images.ProbedFile = payload
@@ -375,7 +375,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
                 if state[3] == "ok" and others:   # another photo's content here: a swap? (decided at the end)
                     swaps.append((c.path, state[0], others, fields))
                     return
-                library.update_photo(state[0], path=c.path, status="ok", **fields)
+                library.photos.update(state[0], path=c.path, status="ok", **fields)
                 if state[3] == "missing":
                     report.restored += 1
                 else:
@@ -386,7 +386,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             target = move_target(by_hash.get(pf.content_hash, ()))
             if target is not None:
                 seen_ids.add(target)
-                library.update_photo(target, path=c.path, status="ok", **fields)
+                library.photos.update(target, path=c.path, status="ok", **fields)
                 report.moved += 1
             else:
                 adds.append({"path": c.path, **fields})
@@ -413,13 +413,13 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             cycle = set()   # two paths claim one photo: not a plain exchange
         with library.transaction():
             for path in cycle:   # free the paths first (they are unique)
-                library.update_photo(owner[path], path=b"\0swap\0" + str(owner[path]).encode())
+                library.photos.update(owner[path], path=b"\0swap\0" + str(owner[path]).encode())
             for path, pid, _others, fields in swaps:
                 if path in cycle:
-                    library.update_photo(content_of[path], path=path, status="ok", **fields)
+                    library.photos.update(content_of[path], path=path, status="ok", **fields)
                     report.moved += 1
                 elif not report.cancelled:   # a copy over it, or an edit: as any changed file
-                    library.update_photo(pid, path=path, status="ok", **fields)
+                    library.photos.update(pid, path=path, status="ok", **fields)
                     report.updated += 1
 
     def plan(c: _Candidate):
@@ -489,7 +489,7 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
         if top is not None:
             under_empty.setdefault(top, []).append(pid)
     if under_empty:
-        added = library.photos_added_at([pid for ids in under_empty.values() for pid in ids])
+        added = library.photos.added_at([pid for ids in under_empty.values() for pid in ids])
         for d, ids in under_empty.items():
             # a margin: file times come from a coarse clock (and FAT's are 2 s); a real mount point is
             # far older than the import of the drive it covered
@@ -505,11 +505,11 @@ def scan_folder(library: Library, root: str | os.PathLike | bytes, *, progress: 
             skipped_paths.add(d)
     gone = [pid for _pb, pid in gone]
     if gone:
-        library.mark_missing(gone)
+        library.photos.mark_missing(gone)
         report.missing += len(gone)
     stale = [pb for pb in skips if pb not in candidate_paths and pb not in skipped_paths
              and not _under_any(pb, walk.unreadable_dirs)]
     if stale:
-        library.forget_skips(stale)
+        library.photos.forget_skips(stale)
     report.seconds = time.perf_counter() - t0
     return report

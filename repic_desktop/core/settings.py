@@ -152,7 +152,7 @@ def _library_path(library) -> str | os.PathLike:
 def _registered_here(library, folder: str) -> bool:
     if isinstance(library, (str, os.PathLike)):
         return False
-    return any(same_folder(a.path, folder) for a in library.adapters())
+    return any(same_folder(a.path, folder) for a in library.adapters.all())
 
 
 class SettingsError(Exception):

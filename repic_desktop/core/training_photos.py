@@ -68,9 +68,9 @@ def _tag_concept(tag: Any, by_name: dict[str, int]) -> int | None:
 
 def known_concepts(library: Library) -> dict[int, set[int]]:
     """photo id -> ids of the concepts known to be in it (confirmed tags + accepted caption tags)."""
-    by_name = {c.name.casefold(): c.id for c in library.concepts()}
-    known = library.confirmed_tags()
-    for pid, tags in library.accepted_caption_tags().items():
+    by_name = {c.name.casefold(): c.id for c in library.concepts.all()}
+    known = library.concepts.confirmed_tags()
+    for pid, tags in library.captions.accepted_tags().items():
         for tag in tags:
             cid = _tag_concept(tag, by_name)
             if cid is not None:
@@ -87,11 +87,11 @@ def reference_photos(library: Library, concepts: Iterable[Any] | None = None) ->
 
     ids: set[int] = set()
     hashes: set[str] = set()
-    for c in (library.concepts() if concepts is None else concepts):
-        for r in library.concept_refs(c.id):
+    for c in (library.concepts.all() if concepts is None else concepts):
+        for r in library.concepts.refs(c.id):
             if r.photo_id is not None:
                 ids.add(r.photo_id)
-                h = library.photo(r.photo_id).content_hash
+                h = library.photos.get(r.photo_id).content_hash
             else:
                 try:
                     h = sha256_file(reference_path(library, r))
@@ -106,7 +106,7 @@ def training_photos(library: Library, *, exists: Callable[[str], bool] | None = 
     """The photos training learns from (see the module docstring). `exists(path)` also leaves out files
     that are gone since the last scan (the trainer passes os.path.exists; the lists trust the scan)."""
     known = known_concepts(library)
-    ok = library.ok_photos_by_ids(known)   # only labelled photos matter: not every photo of a big library
+    ok = library.photos.ok_by_ids(known)   # only labelled photos matter: not every photo of a big library
     photos = {pid: p for pid, p in ok.items() if exists is None or exists(p.fs_path)}
     ref_ids, ref_hashes = reference_photos(library)
     labelled: dict[int, set[int]] = {}
@@ -128,7 +128,7 @@ def training_photos(library: Library, *, exists: Callable[[str], bool] | None = 
         if p.content_hash:
             first_of_hash[p.content_hash] = pid
         labelled[pid] = set(ids)
-    refs = {c.id: len(library.concept_refs(c.id)) for c in library.concepts()}
+    refs = {c.id: len(library.concepts.refs(c.id)) for c in library.concepts.all()}
     return TrainingPhotos(photos, labelled, refs, {cid: len(v) for cid, v in left_as_ref.items()},
                           len(ok) - len(photos))
 
@@ -141,4 +141,4 @@ def photo_counts(library: Library) -> dict[int, PhotoCounts]:
         for cid in ids:
             per[cid] = per.get(cid, 0) + 1
     return {c.id: PhotoCounts(per.get(c.id, 0), tp.references.get(c.id, 0), tp.tagged_references.get(c.id, 0))
-            for c in library.concepts()}
+            for c in library.concepts.all()}

@@ -435,7 +435,7 @@ class MainWindow(QMainWindow):
 
     def _grid_menu(self, menu: QMenu, ids: list[int]) -> None:
         menu.addAction(self.act_caption_selected)
-        concepts = self.lib.concepts()
+        concepts = self.lib.concepts.all()
         tag = menu.addMenu(f"Say Who Is in {'These Photos' if len(ids) > 1 else 'This Photo'}")
         for c in concepts:
             tag.addAction(c.name, lambda cid=c.id: self.tag_photos(ids, cid))
@@ -451,7 +451,7 @@ class MainWindow(QMainWindow):
         menu.addAction(self.act_select_all)
 
     def tag_photos(self, ids: list[int], concept_id: int) -> None:
-        name = self.lib.concept(concept_id).name
+        name = self.lib.concepts.get(concept_id).name
         self.undo.beginMacro(f"Add <{name}> to {len(ids)} photo(s)")
         try:
             for pid in ids:
@@ -463,7 +463,7 @@ class MainWindow(QMainWindow):
     def _use_as_reference(self, photo_id: int, concept_id: int) -> None:
         self.show_page("people")
         self.people.select(concept_id)
-        p = self.lib.photo(photo_id)
+        p = self.lib.photos.get(photo_id)
         box = self.people._ask_box(p.fs_path, (p.width, p.height))
         if box is not False:
             self.people._add_ref(photo_id=photo_id, box=box)
@@ -484,7 +484,7 @@ class MainWindow(QMainWindow):
     def show_people(self) -> None:
         """For the welcome dialog (part B): the People & Pets page, with the Add dialog when it is empty."""
         self.show_page("people")
-        if not self.lib.concepts():
+        if not self.lib.concepts.all():
             self.people.add_concept()
 
     def index_faces(self) -> None:
@@ -634,7 +634,7 @@ class MainWindow(QMainWindow):
 
         def work() -> int:
             with Library(path) as lib:
-                folders = lib.folders()
+                folders = lib.photos.folders()
             return cleanup_library_folders(folders)
 
         def done(n: int) -> None:

@@ -115,12 +115,12 @@ class ExportReport:
 
 def check_consistency(library: Library, photo_id: int, caption: Caption | None = None) -> list[Issue]:
     """Caption `<Name>` tags vs the photo's concepts and regions, flagged both ways."""
-    caption = caption if caption is not None else library.current_caption(photo_id)
+    caption = caption if caption is not None else library.captions.current(photo_id)
     if caption is None:
         return []
-    known = {fold(c.name): c for c in library.concepts()}
-    on_photo = {c.id: c for c in library.photo_concepts(photo_id)}
-    with_region = {r.concept_id for r in library.regions(photo_id)}
+    known = {fold(c.name): c for c in library.concepts.all()}
+    on_photo = {c.id: c for c in library.concepts.of_photo(photo_id)}
+    with_region = {r.concept_id for r in library.concepts.regions(photo_id)}
     tags = caption_tags(caption.text)
     issues: list[Issue] = []
     named_ids = set()
@@ -148,12 +148,12 @@ def check_consistency(library: Library, photo_id: int, caption: Caption | None =
 def photo_values(library: Library, photo: Photo, caption: Caption | None, *,
                  keep_brackets: bool = False) -> MetadataValues:
     """What the library says about a photo, in the writer's terms (boxes normalised, displayed frame)."""
-    concepts = library.photo_concepts(photo.id)
+    concepts = library.concepts.of_photo(photo.id)
     by_id = {c.id: c for c in concepts}
     regions = []
     if photo.width and photo.height:
-        for r in library.regions(photo.id):
-            c = by_id.get(r.concept_id) or library.concept(r.concept_id)
+        for r in library.concepts.regions(photo.id):
+            c = by_id.get(r.concept_id) or library.concepts.get(r.concept_id)
             box = geometry.pixels_to_norm(r.box.as_list(), photo.width, photo.height)
             regions.append(RegionBox(c.name, c.kind, box))
     text = None
@@ -170,7 +170,7 @@ def photo_values(library: Library, photo: Photo, caption: Caption | None, *,
 
 def previous_owned(library: Library, photo_id: int) -> dict[str, list[str]]:
     """The items our last export of this photo wrote (from any caption row of its history)."""
-    for cap in reversed(library.caption_history(photo_id)):
+    for cap in reversed(library.captions.history(photo_id)):
         rec = (cap.provenance or {}).get("export")
         if isinstance(rec, dict) and isinstance(rec.get("owned"), dict):
             return {k: list(v) for k, v in rec["owned"].items() if isinstance(v, list)}
@@ -188,10 +188,10 @@ def record_export(library: Library, photo: Photo, caption: Caption, res: WriteRe
         "caption": written_caption, "owned": res.owned,
     }
     with library.transaction():
-        library.update_caption_provenance(caption.id, prov)
-        library.set_caption_status(caption.id, "exported")
+        library.captions.update_provenance(caption.id, prov)
+        library.captions.set_status(caption.id, "exported")
         if res.status == "written" and res.target == "file" and res.sha256:
-            library.update_photo(photo.id, size=res.size, mtime_ns=res.mtime_ns, content_hash=res.sha256)
+            library.photos.update(photo.id, size=res.size, mtime_ns=res.mtime_ns, content_hash=res.sha256)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,8 +200,8 @@ def record_export(library: Library, photo: Photo, caption: Caption, res: WriteRe
 
 def accepted_photo_ids(library: Library) -> list[int]:
     out = []
-    for p in library.list_photos():
-        cap = library.current_caption(p.id)
+    for p in library.photos.list():
+        cap = library.captions.current(p.id)
         if cap is not None and cap.status == "accepted":
             out.append(p.id)
     return out
@@ -209,7 +209,7 @@ def accepted_photo_ids(library: Library) -> list[int]:
 
 def library_roots(library: Library) -> set[str]:
     """Real paths of every folder holding library photos (a symlinked photo may point into these)."""
-    folders = {os.path.dirname(os.fsdecode(pb)) for pb in library.file_states()}
+    folders = {os.path.dirname(os.fsdecode(pb)) for pb in library.photos.file_states()}
     return {os.path.realpath(f) for f in folders}
 
 
@@ -236,7 +236,7 @@ def export_photos(library: Library, photo_ids: Iterable[int], options: ExportOpt
             if cancel is not None and cancel():
                 report.cancelled = True
                 break
-            photo = library.photo(pid)
+            photo = library.photos.get(pid)
             item = PhotoExport(photo_id=pid, path=photo.path)
             report.photos.append(item)
             try:
@@ -253,7 +253,7 @@ def export_photos(library: Library, photo_ids: Iterable[int], options: ExportOpt
 
 def _export_one(library: Library, photo: Photo, item: PhotoExport, options: ExportOptions, dry_run: bool,
                 backends: Backends, roots, cleaned: set[str]) -> None:
-    cap = library.current_caption(photo.id)
+    cap = library.captions.current(photo.id)
     item.caption_id = cap.id if cap else None
     if photo.status != "ok":
         item.status, item.reason = "refused", "the file is missing (rescan its folder)"
@@ -291,7 +291,7 @@ def _whose_file(library: Library, photo: Photo) -> str | None:
         digest = file_sha256(None, photo.fs_path)
     except OSError:
         return None
-    others = [p for p in library.photos_by_hash(digest) if p.id != photo.id]
+    others = [p for p in library.photos.by_hashes([digest]).get(digest, []) if p.id != photo.id]
     if not others:
         return None
     return (f"the file is now the photo imported as {others[0].path} (swapped by renaming?): not written; "
@@ -300,4 +300,4 @@ def _whose_file(library: Library, photo: Photo) -> str | None:
 
 def resolve_photos(library: Library, refs: Iterable[str]) -> list[int]:
     """Photo ids from what users type (ids or paths); raises LibraryError for unknown ones."""
-    return [library.resolve_photo(r).id for r in refs]
+    return [library.photos.resolve(r).id for r in refs]

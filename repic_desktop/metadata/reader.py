@@ -316,25 +316,25 @@ _PhotoTags = tuple[set[int], dict[int, list[Box]]]
 def _photo_tags(library: Library, photo_id: int) -> _PhotoTags:
     """(concept ids tagged, concept id -> its region boxes) of a photo, read once for all its names."""
     by_concept: dict[int, list[Box]] = {}
-    for r in library.regions(photo_id):
+    for r in library.concepts.regions(photo_id):
         by_concept.setdefault(r.concept_id, []).append(r.box)
-    return {x.id for x in library.photo_concepts(photo_id)}, by_concept
+    return {x.id for x in library.concepts.of_photo(photo_id)}, by_concept
 
 
 def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report: ReadReport,
          state: _PhotoTags | None = None) -> None:
     """Tag a photo with a concept and its boxes; nothing is added twice on a re-read. `state` is the
     photo's _photo_tags, kept up to date here (reading them per name was quadratic in the names)."""
-    c = library.concept(concept)
+    c = library.concepts.get(concept)
     tagged_ids, by_concept = state if state is not None else _photo_tags(library, photo_id)
     tagged = c.id in tagged_ids
     existing = by_concept.setdefault(c.id, [])
     new_boxes = [b for b in boxes if not any(_iou(b, e) > 0.8 for e in existing)]
     if not tagged and not new_boxes:
-        library.tag_photo(photo_id, c.name, source="import")
+        library.concepts.tag(photo_id, c.name, source="import")
         report.tags_added += 1
     for i, b in enumerate(new_boxes):
-        library.tag_photo(photo_id, c.name, box=b, source="import", replace=False)  # all of its boxes
+        library.concepts.tag(photo_id, c.name, box=b, source="import", replace=False)  # all of its boxes
         report.regions_added += 1
         if i == 0 and not tagged:
             report.tags_added += 1
@@ -345,7 +345,7 @@ def _tag(library: Library, photo_id: int, concept: str, boxes: list[Box], report
 def _store_caption(library: Library, photo, fm: FileMetadata, report: ReadReport) -> None:
     if not fm.caption:
         return
-    cur = library.current_caption(photo.id)
+    cur = library.captions.current(photo.id)
     if cur is not None:
         exported = ((cur.provenance or {}).get("export") or {}).get("caption")
         same = fm.caption.strip() in {cur.text.strip(), (exported or "").strip()}
@@ -355,7 +355,7 @@ def _store_caption(library: Library, photo, fm: FileMetadata, report: ReadReport
             report.captions_kept.append({"photo_id": photo.id, "path": photo.path, "library": cur.text,
                                          "file": fm.caption, "key": fm.caption_key})
             return
-    library.add_caption(photo.id, fm.caption, source="import", status="accepted", provenance={"import": {
+    library.captions.add(photo.id, fm.caption, source="import", status="accepted", provenance={"import": {
         "at": time.time(), "path": fm.path, "read_from": fm.read_from, "key": fm.caption_key, "writer": fm.writer,
         "title": fm.title, "people": [n.name for n in fm.names], "keywords": fm.keywords}})
     report.captions_added += 1
@@ -369,7 +369,7 @@ def _collect(library: Library, photo_ids: Iterable[int], backends: Backends, rep
     for n, pid in enumerate(ids):
         if cancel is not None and cancel():
             break
-        photo = library.photo(pid)
+        photo = library.photos.get(pid)
         try:
             if photo.status != "ok":
                 raise FileNotFoundError("the file is missing")
@@ -391,7 +391,7 @@ def _collect(library: Library, photo_ids: Iterable[int], backends: Backends, rep
             for found in fm.names:
                 boxes = by_name.get(fold(found.name), [])
                 try:
-                    library.concept(found.name)
+                    library.concepts.get(found.name)
                     exists = True
                 except NotFound:
                     exists = False
@@ -450,7 +450,7 @@ def apply_concept_proposals(library: Library, proposals: Iterable[ConceptProposa
             continue
         try:
             with library.transaction():
-                c = library.add_concept(p.name, p.kind, info="")
+                c = library.concepts.add(p.name, p.kind, info="")
                 by_photo: dict[int, list[Box]] = {}
                 for occ in p.photos:
                     boxes = by_photo.setdefault(occ["photo_id"], [])
@@ -467,7 +467,7 @@ def apply_concept_proposals(library: Library, proposals: Iterable[ConceptProposa
                         break
                     if pid in used:
                         continue
-                    library.add_concept_ref(c.name, photo_id=pid, box=b)
+                    library.concepts.add_ref(c.name, photo_id=pid, box=b)
                     used.add(pid)
                     report.references_added += 1
             report.created.append(c.name)
@@ -496,4 +496,4 @@ def read_metadata_into_library(library: Library, photo_ids: Iterable[int], *, cr
 
 def photo_ids_under(library: Library, folder: str | os.PathLike) -> list[int]:
     """Ids of the library's photos below `folder` (e.g. what `repic import DIR` just imported)."""
-    return [row[0] for row in library.file_states(os.path.abspath(os.fspath(folder))).values() if row[3] == "ok"]
+    return [row[0] for row in library.photos.file_states(os.path.abspath(os.fspath(folder))).values() if row[3] == "ok"]

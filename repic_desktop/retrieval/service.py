@@ -34,6 +34,8 @@ import numpy as np
 
 from ..core.images import UnusableImage, is_transient_reason, open_oriented
 from ..core.library import Box, Concept, Library, LibraryError, NotFound
+from ..core.stores.retrieval import RetrievalStore
+from ..core.types import box_iou
 from .base import Crop, MatcherUnavailable, clamp_box, cosine_to_l2, from_blob, to_blob
 from .index import ExactIndex, cluster_faces
 
@@ -235,7 +237,7 @@ def _ref_signature(ref, content_hash: str | None, matcher) -> str:
 def _ref_path(library: Library, ref) -> str:
     if ref.file_path:
         return ref.file_path
-    return library.photo(ref.photo_id).fs_path
+    return library.photos.get(ref.photo_id).fs_path
 
 
 def _embed_reference(library: Library, ref, matcher) -> Crop | None:
@@ -244,7 +246,7 @@ def _embed_reference(library: Library, ref, matcher) -> Crop | None:
     copied file's displayed size is only known by decoding it, so it is decoded whole."""
     if ref.photo_id is None:
         return _embed_in(open_oriented(_ref_path(library, ref)), ref.box, matcher)
-    p = library.photo(ref.photo_id)
+    p = library.photos.get(ref.photo_id)
     decoded = open_oriented(p.fs_path, max_side=REF_MAX_SIDE)
     W, H = (p.width or decoded.width), (p.height or decoded.height)
     f = max(W / decoded.width, H / decoded.height)  # displayed frame -> decoded pixels: divide by f
@@ -295,9 +297,9 @@ def _embed_in(full, box: Box | None, matcher) -> Crop | None:
 def refresh_references(library: Library, matcher) -> dict[str, int]:
     """Embed every reference whose cached embedding is missing or stale (changed pixels or box, other
     model). A reference with no usable face/crop is cached with its reason so it is not retried."""
-    cached = library.ref_embedding_signatures(matcher.id)
+    cached = library.retrieval.ref_embedding_signatures(matcher.id)
     counts = Counter()
-    for ref, content_hash in library.all_concept_refs():
+    for ref, content_hash in library.concepts.all_refs():
         sig = _ref_signature(ref, content_hash, matcher)
         if cached.get(ref.id) == sig:
             counts["cached"] += 1
@@ -310,15 +312,16 @@ def refresh_references(library: Library, matcher) -> dict[str, int]:
             # belongs to the bytes themselves is cached, the others are retried on the next run.
             if not isinstance(exc, UnusableImage) or is_transient_reason(str(exc)):
                 continue
-            library.put_ref_embedding(ref.id, matcher.id, sig, error=f"unusable reference: {exc}")
+            library.retrieval.put_ref_embedding(ref.id, matcher.id, sig, error=f"unusable reference: {exc}")
             continue
         if crop is None or crop.vector is None:
-            library.put_ref_embedding(ref.id, matcher.id, sig, error="nothing to match found in the reference")
+            library.retrieval.put_ref_embedding(ref.id, matcher.id, sig,
+                                                error="nothing to match found in the reference")
             counts["failed"] += 1
             continue
         v = np.asarray(crop.vector, dtype=np.float32).ravel()
-        library.put_ref_embedding(ref.id, matcher.id, sig, box=Box(*crop.box), kind=crop.kind,
-                                  det_score=float(crop.score), dim=int(v.size), vec=to_blob(v))
+        library.retrieval.put_ref_embedding(ref.id, matcher.id, sig, box=Box(*crop.box), kind=crop.kind,
+                                            det_score=float(crop.score), dim=int(v.size), vec=to_blob(v))
         counts["computed"] += 1
     return dict(counts)
 
@@ -326,7 +329,7 @@ def refresh_references(library: Library, matcher) -> dict[str, int]:
 def _pet_hint_concepts(library: Library) -> list[Concept]:
     """The library's cats, as far as it knows: pets not described as dogs."""
     out = []
-    for c in library.concepts():
+    for c in library.concepts.all():
         if c.kind != "pet":
             continue
         text = f"{c.category or ''} {c.info} {c.name}".lower()
@@ -344,7 +347,7 @@ class _LoadedIndex:
 
 def load_index(library: Library, matcher) -> _LoadedIndex:
     """All of a matcher's cached reference vectors in one normalised matrix."""
-    rows = library.ref_embeddings(matcher.id)
+    rows = library.retrieval.ref_embeddings(matcher.id)
     dims = Counter(r["dim"] for r in rows)
     dim = dims.most_common(1)[0][0] if dims else 0
     rows = [r for r in rows if r["dim"] == dim]  # a stale other-model row must not break the matrix
@@ -427,7 +430,7 @@ def _process_photo(library: Library, photo, matcher, loaded: _LoadedIndex, *, to
         reason = f"could not store the result (the library changed meanwhile?): {exc}"
         if job_id:
             try:
-                library.finish_index_item(job_id, photo.id, error=reason)
+                library.retrieval.finish_index_item(job_id, photo.id, error=reason)
             except sqlite3.Error:
                 pass
         return "failed", reason
@@ -435,7 +438,7 @@ def _process_photo(library: Library, photo, matcher, loaded: _LoadedIndex, *, to
 
 def _process_photo_inner(library: Library, photo, matcher, loaded: _LoadedIndex, *, top_k: int | None,
                          threshold: float | None, job_id: int | None = None) -> tuple[str, str | None]:
-    st = library.index_state(photo.id, matcher.id)
+    st = library.retrieval.index_state(photo.id, matcher.id)
     same_pixels = bool(st) and st["content_hash"] == photo.content_hash and st["model_sig"] == matcher.fingerprint
     thr = matcher.threshold if threshold is None else threshold
     k = DEFAULT_TOP_K if top_k is None else top_k
@@ -443,16 +446,16 @@ def _process_photo_inner(library: Library, photo, matcher, loaded: _LoadedIndex,
     if same_pixels and st["error"] and not is_transient_reason(st["error"]):
         # The same bytes failed before (corrupt, truncated...): do not decode them again.
         if job_id:
-            library.finish_index_item(job_id, photo.id, error=st["error"])
+            library.retrieval.finish_index_item(job_id, photo.id, error=st["error"])
         return "failed", st["error"]
     if same_pixels and not st["error"]:
         if st["refs_sig"] == sig:
             if job_id:
-                library.finish_index_item(job_id, photo.id)
+                library.retrieval.finish_index_item(job_id, photo.id)
             return "skipped", None
-        crops = library.photo_crops(photo.id, matcher.id)
+        crops = library.retrieval.photo_crops(photo.id, matcher.id)
         matches, sugg = _match(crops, loaded, top_k=k, threshold=thr)
-        library.store_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
+        library.retrieval.store_photo(photo.id, matcher.id, content_hash=photo.content_hash,
                                       model_sig=matcher.fingerprint, refs_sig=sig, crops=None,
                                       matches=matches, suggestions=sugg, job_id=job_id)
         return "rematched", None
@@ -461,23 +464,23 @@ def _process_photo_inner(library: Library, photo, matcher, loaded: _LoadedIndex,
     except UnusableImage as exc:
         if photo.status != "ok":  # no index state: it is tried again when the file is back
             if job_id:
-                library.finish_index_item(job_id, photo.id, error=str(exc))
+                library.retrieval.finish_index_item(job_id, photo.id, error=str(exc))
         else:
-            library.fail_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
+            library.retrieval.fail_photo(photo.id, matcher.id, content_hash=photo.content_hash,
                                          model_sig=matcher.fingerprint, error=str(exc), job_id=job_id)
         return "failed", str(exc)
     except Exception as exc:  # a matcher error on one photo must not end the whole run
         reason = f"could not analyse it: {exc.__class__.__name__}: {exc}"
         if job_id:  # no index state is written: the next run tries again
-            library.finish_index_item(job_id, photo.id, error=reason)
+            library.retrieval.finish_index_item(job_id, photo.id, error=reason)
         return "failed", reason
     # The user's "ignore" outlives the crop rows: new pixels (a metadata write changes the hash) or a new
     # model re-detect the photo, and the same box must stay dismissed.
-    ignored = library.ignored_boxes(photo.id)
+    ignored = library.retrieval.ignored_boxes(photo.id)
     for c in crops:
-        c["ignored"] = any(Library.box_iou(c["box"], b) >= Library.IGNORE_OVERLAP for b in ignored)
+        c["ignored"] = any(box_iou(c["box"], b) >= RetrievalStore.IGNORE_OVERLAP for b in ignored)
     matches, sugg = _match(crops, loaded, top_k=k, threshold=thr)
-    library.store_photo_retrieval(photo.id, matcher.id, content_hash=photo.content_hash,
+    library.retrieval.store_photo(photo.id, matcher.id, content_hash=photo.content_hash,
                                   model_sig=matcher.fingerprint, refs_sig=sig, crops=crops,
                                   matches=matches, suggestions=sugg, job_id=job_id)
     return "indexed", None
@@ -495,7 +498,7 @@ def suggestions_for(library: Library, photo_id: int, *, include_rejected: bool =
     identity matches by score first, weak hints last. No model is touched."""
     seen: set[int] = set()
     out = []
-    for row in library.suggestion_rows(photo_id, include_rejected=include_rejected):
+    for row in library.retrieval.suggestion_rows(photo_id, include_rejected=include_rejected):
         if row["concept_id"] in seen:
             continue
         seen.add(row["concept_id"])
@@ -509,7 +512,7 @@ def suggest_photo(library: Library, photo_id: int, matcher, *, top_k: int | None
     already indexed with the same pixels and model reuses its stored crops. top_k/threshold default
     to Settings' (match_params), then to the matcher's own."""
     top_k, threshold = match_params(matcher, top_k=top_k, threshold=threshold, settings=settings)
-    photo = library.photo(photo_id)
+    photo = library.photos.get(photo_id)
     if photo.status != "ok":
         raise UnusableImage("the photo's file is missing (moved or deleted outside the library?)")
     refresh_references(library, matcher)
@@ -522,29 +525,29 @@ def suggest_photo(library: Library, photo_id: int, matcher, *, top_k: int | None
 
 
 def index_error(library: Library, photo_id: int, matcher_id: str) -> str | None:
-    st = library.index_state(photo_id, matcher_id)
+    st = library.retrieval.index_state(photo_id, matcher_id)
     return st["error"] if st else None
 
 
 def confirm_suggestion(library: Library, suggestion_id: int) -> None:
-    row = library.suggestion_row(suggestion_id)
-    library.confirm_suggestion(suggestion_id, box=row["box"] if not row["weak"] else None)
+    row = library.retrieval.suggestion_row(suggestion_id)
+    library.retrieval.confirm_suggestion(suggestion_id, box=row["box"] if not row["weak"] else None)
 
 
 def reject_suggestion(library: Library, suggestion_id: int) -> None:
-    library.reject_suggestion(suggestion_id)
+    library.retrieval.reject_suggestion(suggestion_id)
 
 
 def reset_suggestion(library: Library, suggestion_id: int) -> dict[str, Any]:
     """Put a confirmed or rejected suggestion back to pending (undo). Undoing a confirmation removes the
     tag and region it created; a tag or region that was there before (added by hand) stays.
     Returns {"was": old status, "untagged": bool, "regions_removed": int}."""
-    return library.reset_suggestion(suggestion_id)
+    return library.retrieval.reset_suggestion(suggestion_id)
 
 
 def find_suggestion(library: Library, photo_id: int, name: str, *, include_rejected: bool = True) -> Suggestion:
     """The suggestion of a named concept on a photo (what `repic suggest --confirm PHOTO NAME` acts on)."""
-    c = library.concept(name)
+    c = library.concepts.get(name)
     for s in suggestions_for(library, photo_id, include_rejected=include_rejected):
         if s.concept_id == c.id:
             return s
@@ -559,9 +562,9 @@ def update_face_clusters(library: Library, *, matcher_id: str = FACE_MATCHER,
         from .dlib_faces import DlibFaceMatcher  # a class attribute: dlib itself is not loaded
 
         threshold = DlibFaceMatcher.cluster_threshold
-    crops = library.unknown_face_crops(matcher_id)
+    crops = library.retrieval.unknown_face_crops(matcher_id)
     if not crops:
-        library.assign_face_clusters(matcher_id, {})
+        library.retrieval.assign_face_clusters(matcher_id, {})
         return
     dims = Counter(c["dim"] for c in crops)
     dim = dims.most_common(1)[0][0]
@@ -582,7 +585,7 @@ def update_face_clusters(library: Library, *, matcher_id: str = FACE_MATCHER,
         for i in members:
             assignment[crops[i]["id"]] = choice if choice is not None else -(n + 1)
     if any(assignment[c["id"]] != c["cluster_id"] for c in crops):
-        library.assign_face_clusters(matcher_id, assignment)
+        library.retrieval.assign_face_clusters(matcher_id, assignment)
 
 
 def face_clusters(library: Library, *, min_size: int = 1, matcher_id: str = FACE_MATCHER,
@@ -591,7 +594,7 @@ def face_clusters(library: Library, *, min_size: int = 1, matcher_id: str = FACE
     if refresh:
         update_face_clusters(library, matcher_id=matcher_id)
     groups: dict[int, list[FaceCrop]] = {}
-    for c in library.unknown_face_crops(matcher_id):
+    for c in library.retrieval.unknown_face_crops(matcher_id):
         if c["cluster_id"] is not None:
             groups.setdefault(c["cluster_id"], []).append(
                 FaceCrop(c["id"], c["photo_id"], c["box"], float(c["det_score"])))
@@ -603,14 +606,14 @@ def face_clusters(library: Library, *, min_size: int = 1, matcher_id: str = FACE
 def ignore_faces(library: Library, crop_ids: Iterable[int]) -> int:
     """Dismiss single faces (a false detection, a stranger in the background): they leave the unknown
     faces for good, until unignore_faces. Returns how many face crops were dismissed."""
-    return len(library.set_faces_ignored(crop_ids, True))
+    return len(library.retrieval.set_faces_ignored(crop_ids, True))
 
 
 def ignore_cluster(library: Library, cluster_id: int) -> int:
     """Dismiss every face of an unnamed cluster. Returns how many face crops were dismissed."""
-    if library.face_cluster_concept(cluster_id) is not None:
+    if library.retrieval.face_cluster_concept(cluster_id) is not None:
         raise LibraryError(f"face cluster {cluster_id} has a name: remove the person instead of ignoring faces")
-    members = library.face_cluster_members(cluster_id)
+    members = library.retrieval.face_cluster_members(cluster_id)
     if not members:
         raise LibraryError(f"face cluster {cluster_id} is empty (run `repic faces clusters` again)")
     return ignore_faces(library, [m["id"] for m in members])
@@ -621,42 +624,42 @@ def unignore_faces(library: Library, crop_ids: Iterable[int] | None = None, *,
     """Bring dismissed faces back (all of the matcher's when crop_ids is None); they are clustered again
     on the next face_clusters(). Returns how many face crops came back."""
     if crop_ids is None:
-        crop_ids = [c["id"] for c in library.ignored_face_crops(matcher_id)]
-    return len(library.set_faces_ignored(crop_ids, False))
+        crop_ids = [c["id"] for c in library.retrieval.ignored_face_crops(matcher_id)]
+    return len(library.retrieval.set_faces_ignored(crop_ids, False))
 
 
 def ignored_faces(library: Library, *, matcher_id: str = FACE_MATCHER) -> list[FaceCrop]:
     """The dismissed faces, most recently dismissed first."""
     return [FaceCrop(c["id"], c["photo_id"], c["box"], float(c["det_score"]))
-            for c in library.ignored_face_crops(matcher_id)]
+            for c in library.retrieval.ignored_face_crops(matcher_id)]
 
 
 def name_cluster(library: Library, cluster_id: int, name: str, *, kind: str = "person") -> Concept:
     """Give a face cluster a name: the concept (new, or existing with that name) gets a few of the best
     faces as reference photos (cluster_reference_count: the face box of the photo), and every photo of
     the cluster is tagged with its face box, so the others are photos to learn from. One transaction."""
-    if library.face_cluster_concept(cluster_id) is not None:
+    if library.retrieval.face_cluster_concept(cluster_id) is not None:
         raise LibraryError(f"face cluster {cluster_id} already has a name")
-    members = library.face_cluster_members(cluster_id)
+    members = library.retrieval.face_cluster_members(cluster_id)
     if not members:
         raise LibraryError(f"face cluster {cluster_id} is empty (run `repic faces clusters` again)")
     with library.transaction():
         try:
-            concept = library.concept(name)
+            concept = library.concepts.get(name)
         except NotFound:
-            concept = library.add_concept(name, kind)
-        existing = library.concept_refs(concept.id)
+            concept = library.concepts.add(name, kind)
+        existing = library.concepts.refs(concept.id)
         have = {r.photo_id for r in existing}
         budget = cluster_reference_count(len({m["photo_id"] for m in members}), len(existing))
         for m in members:  # best detections first; one reference per photo
             if budget > 0 and m["photo_id"] not in have:
-                library.add_concept_ref(concept.name, photo_id=m["photo_id"], box=m["box"])
+                library.concepts.add_ref(concept.name, photo_id=m["photo_id"], box=m["box"])
                 have.add(m["photo_id"])
                 budget -= 1
-            has_region = any(r.concept_id == concept.id for r in library.regions(m["photo_id"]))
-            library.tag_photo(m["photo_id"], concept.name, box=None if has_region else m["box"], source="suggestion")
-        library.set_face_cluster_concept(cluster_id, concept.id)
-    return library.concept(concept.id)
+            has_region = any(r.concept_id == concept.id for r in library.concepts.regions(m["photo_id"]))
+            library.concepts.tag(m["photo_id"], concept.name, box=None if has_region else m["box"], source="suggestion")
+        library.retrieval.set_face_cluster_concept(cluster_id, concept.id)
+    return library.concepts.get(concept.id)
 
 
 def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo_ids: Iterable[int] | None = None,
@@ -692,7 +695,7 @@ def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo
                 superseded.append(old.id)
     if job is None:
         top_k, threshold = match_params(matcher, top_k=top_k, threshold=threshold, settings=settings)
-        ids = list(photo_ids) if photo_ids is not None else [p.id for p in library.list_photos()]
+        ids = list(photo_ids) if photo_ids is not None else [p.id for p in library.photos.list()]
         job = store.create(ids, {"matcher": matcher.id, "top_k": top_k, "threshold": threshold}, kind="index")
     params = job.params
     top_k = params.get("top_k") if top_k is None else top_k
@@ -714,7 +717,7 @@ def run_index_job(library: Library, matcher, *, job_id: int | None = None, photo
                 summary["cancelled"] = True
                 break
             try:
-                photo = library.photo(pid)
+                photo = library.photos.get(pid)
             except NotFound:
                 continue  # deleted meanwhile; its job item went with it
             outcome, reason = _process_photo(library, photo, matcher, loaded, top_k=top_k, threshold=threshold,
@@ -748,8 +751,8 @@ def auto_concepts(library: Library, photo_id: int, *, include_suggestions: bool 
     non-weak suggestions at or above `threshold` follow by score, up to `top_k` names in all (never
     dropping a confirmed one). Weak cat hints are never included: they name no one."""
     ranked: list[tuple[float, int, int, str]] = []
-    for c in library.photo_concepts(photo_id):
-        s = library.suggestion_for(photo_id, c.id)
+    for c in library.concepts.of_photo(photo_id):
+        s = library.retrieval.suggestion_for(photo_id, c.id)
         score = math.inf if s is None or s["weak"] or s["status"] != "confirmed" else float(s["score"])
         ranked.append((-score, c.position, c.id, c.name))
     n_confirmed = len(ranked)
@@ -761,7 +764,7 @@ def auto_concepts(library: Library, photo_id: int, *, include_suggestions: bool 
                 continue
             if threshold is not None and s.score < threshold:
                 continue
-            c = library.concept(s.concept_id)
+            c = library.concepts.get(s.concept_id)
             extra.append((-s.score, c.position, c.id, c.name))
         extra.sort()
         if top_k is not None:

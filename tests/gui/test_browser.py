@@ -80,21 +80,21 @@ def test_rescan_finds_new_and_missing_photos(make_window, imported_library, albu
 
 
 def _caption(lib, name, text, status="draft"):
-    p = next(p for p in lib.list_photos() if p.filename == name)
-    cid = lib.add_caption(p.id, text)
+    p = next(p for p in lib.photos.list() if p.filename == name)
+    cid = lib.captions.add(p.id, text)
     if status != "draft":
-        lib.set_caption_status(cid, status)
+        lib.captions.set_status(cid, status)
     return p
 
 
 def test_filters_status_person_folder_and_search(make_window, imported_library, qtbot):
     lib = imported_library
-    lib.add_concept("Anna", "person")
-    lib.add_concept("Rex", "pet")
+    lib.concepts.add("Anna", "person")
+    lib.concepts.add("Rex", "pet")
     p0 = _caption(lib, "IMG_1000.jpg", "<Anna> on the beach with a red kite")
     p1 = _caption(lib, "IMG_1002.jpg", "<Rex> asleep on the sofa", "accepted")
-    lib.tag_photo(p0.id, "Anna")
-    lib.tag_photo(p1.id, "Rex")
+    lib.concepts.tag(p0.id, "Anna")
+    lib.concepts.tag(p1.id, "Rex")
     win = make_window(lib)
     b = win.browser
 
@@ -200,7 +200,7 @@ def test_big_library_stays_lazy(make_window, tmp_path, qtbot):
     lib = Library(tmp_path / "big.sqlite")
     rows = [{"path": f"/photos/{i // 500:03d}/IMG_{i:06d}.jpg", "size": 1000, "mtime_ns": i,
              "content_hash": f"{i:064x}", "width": 640, "height": 480} for i in range(20_000)]
-    lib.add_photos(rows)
+    lib.photos.add_many(rows)
     t0 = time.perf_counter()
     win = make_window(lib)
     opened = time.perf_counter() - t0

@@ -37,16 +37,16 @@ def album(tmp_path, monkeypatch, demo_model_dir):
         ids = []
         for i in range(6):
             p = _photo(photos / f"IMG_{100 + i}.jpg", (40 * i, 120, 200 - 30 * i))
-            ids.append(lib.add_photo(p, size=p.stat().st_size, mtime_ns=1, content_hash=f"h{i}", format="JPEG",
-                                     width=64, height=48))
+            ids.append(lib.photos.add(p, size=p.stat().st_size, mtime_ns=1, content_hash=f"h{i}", format="JPEG",
+                                      width=64, height=48))
         ref = _photo(photos / "anya.jpg", (250, 180, 200), (48, 48))
-        rid = lib.add_photo(ref, size=ref.stat().st_size, mtime_ns=1, content_hash="ref", format="JPEG",
-                            width=48, height=48)
-        lib.add_concept("Anya", "person", "A girl with pink hair.")
-        lib.add_concept_ref("Anya", photo_id=rid)
-        lib.add_concept("Bond", "pet", "A white dog.")  # no reference photo on purpose
+        rid = lib.photos.add(ref, size=ref.stat().st_size, mtime_ns=1, content_hash="ref", format="JPEG",
+                             width=48, height=48)
+        lib.concepts.add("Anya", "person", "A girl with pink hair.")
+        lib.concepts.add_ref("Anya", photo_id=rid)
+        lib.concepts.add("Bond", "pet", "A white dog.")  # no reference photo on purpose
         for pid in ids[:4]:
-            lib.tag_photo(pid, "Anya")
+            lib.concepts.tag(pid, "Anya")
     s = Settings()
     s.model.source = str(demo_model_dir)
     s.extra.update(batch_size=2, max_new_tokens=8)
@@ -123,12 +123,12 @@ def test_caption_selection_end_to_end(qtbot, album, window, make_controller):
     assert job.status == "done" and job.params["batch_size"] == 2 and job.params["concepts"] is None
     with Library(album["path"]) as lib:
         for pid, cid in finished:
-            cap = lib.current_caption(pid)
+            cap = lib.captions.current(pid)
             assert cap.id == cid and cap.job_id == job_id and cap.provenance["demo"] is True
-        assert lib.current_caption(album["ids"][5]) is None  # not selected
+        assert lib.captions.current(album["ids"][5]) is None  # not selected
         # the photo's own concepts were used: tagged photos had <Anya> in the prompt
-        assert lib.current_caption(ids[0]).concept_set == ["Anya"]
-        assert lib.current_caption(ids[4]).concept_set == []
+        assert lib.captions.current(ids[0]).concept_set == ["Anya"]
+        assert lib.captions.current(ids[4]).concept_set == []
     card = dock.cards[job_id]
     assert card.status.text() == "Done" and card.bar.value() == 5 and card.bar.maximum() == 5
     assert not card.pause.isVisible() and card.remove.isVisible()
@@ -145,7 +145,7 @@ def test_caption_selection_end_to_end(qtbot, album, window, make_controller):
 def test_dialog_choices_become_job_params_and_skip_captioned(qtbot, album, window, make_controller):
     ids = album["ids"]
     with Library(album["path"]) as lib:
-        lib.add_caption(ids[0], "Already captioned by hand.", source="user")
+        lib.captions.add(ids[0], "Already captioned by hand.", source="user")
     ctrl = make_controller(album["path"])
 
     def configure(dlg):
@@ -168,8 +168,8 @@ def test_dialog_choices_become_job_params_and_skip_captioned(qtbot, album, windo
     assert job.params["concepts"] == ["Anya"] and job.params["batch_size"] == 3
     assert job.params["request"] == "Give a rich caption of the image."
     with Library(album["path"]) as lib:
-        assert lib.current_caption(ids[0]).text == "Already captioned by hand."
-        assert lib.current_caption(ids[5]).concept_set == ["Anya"]  # chosen for all, though untagged
+        assert lib.captions.current(ids[0]).text == "Already captioned by hand."
+        assert lib.captions.current(ids[5]).concept_set == ["Anya"]  # chosen for all, though untagged
 
 
 def test_dialog_warns_about_concepts_without_reference(qtbot, album, window, make_controller):
@@ -217,7 +217,7 @@ def test_pause_keeps_finished_captions_then_resume_and_cancel(qtbot, album, wind
     assert view.status == "done" and view.processed == 6
     assert sorted(finished) == sorted(album["ids"])
     with Library(album["path"]) as lib:
-        assert all(len(lib.caption_history(pid)) == 1 for pid in album["ids"])
+        assert all(len(lib.captions.history(pid)) == 1 for pid in album["ids"])
 
     # Cancel: a running job stops for good (status cancelled), its captions are kept
     def cancel_after_first(job_id, photo_id, caption_id, error, name):
@@ -294,7 +294,7 @@ def test_resume_after_restart_finishes_without_duplicates(qtbot, album, window, 
     assert view.status == "done" and view.processed == 6
     assert len(finished) == 4
     with Library(album["path"]) as lib:
-        assert all(len(lib.caption_history(pid)) == 1 for pid in album["ids"])
+        assert all(len(lib.captions.history(pid)) == 1 for pid in album["ids"])
         assert lib.counts()["captioned"] == 6
     assert JobStore(Library(album["path"])).unfinished() == []
 
@@ -384,7 +384,7 @@ def test_regenerate_adds_a_second_caption(qtbot, album, window, make_controller)
     ctrl = make_controller(album["path"])
     pid = album["ids"][0]
     with Library(album["path"]) as lib:
-        first = lib.add_caption(pid, "<Anya> smiles.", source="user")
+        first = lib.captions.add(pid, "<Anya> smiles.", source="user")
     with qtbot.waitSignal(ctrl.caption_finished, timeout=WAIT) as sig:
         ctrl.regenerate(pid, window)
     assert sig.args[0] == pid and sig.args[1] != first
@@ -392,12 +392,12 @@ def test_regenerate_adds_a_second_caption(qtbot, album, window, make_controller)
     assert ctrl.jobs[job_id].title == "Regenerate IMG_100.jpg"
     wait_stopped(qtbot, ctrl, job_id)
     with Library(album["path"]) as lib:
-        assert [c.id for c in lib.caption_history(pid)] == [first, sig.args[1]]
+        assert [c.id for c in lib.captions.history(pid)] == [first, sig.args[1]]
 
 
 def test_nothing_to_caption_is_explained(qtbot, album, window, make_controller):
     with Library(album["path"]) as lib:
-        lib.add_caption(album["ids"][0], "Done already.", source="user")
+        lib.captions.add(album["ids"][0], "Done already.", source="user")
     ctrl = make_controller(album["path"])
     ctrl.caption_photos([album["ids"][0]], window)
     dlg = ctrl.active_dialog
@@ -433,8 +433,8 @@ def test_queue_dock_is_small_when_empty(qtbot, album, window, make_controller):
 
 def _suggest(lib, photo_id, name, score, *, weak=False):
     """A stored pending suggestion, as an index run leaves it (no matcher needed)."""
-    cid = lib.concept(name).id
-    lib.store_photo_retrieval(photo_id, "dlib-faces", content_hash=f"test{photo_id}", model_sig="test", refs_sig=None,
+    cid = lib.concepts.get(name).id
+    lib.retrieval.store_photo(photo_id, "dlib-faces", content_hash=f"test{photo_id}", model_sig="test", refs_sig=None,
                               crops=[], matches=[], suggestions=[{"concept_id": cid, "score": score, "box": None,
                                                                   "crop": None, "kind": "face", "weak": weak}])
 
@@ -446,9 +446,9 @@ def test_own_concepts_use_suggestions_when_allowed(qtbot, album, window, make_co
     ids = album["ids"]
     with Library(album["path"]) as lib:
         bond_ref = _photo(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
-        rid = lib.add_photo(bond_ref, size=bond_ref.stat().st_size, mtime_ns=1, content_hash="bondref", format="JPEG",
-                            width=48, height=48)
-        lib.add_concept_ref("Bond", photo_id=rid)
+        rid = lib.photos.add(bond_ref, size=bond_ref.stat().st_size, mtime_ns=1, content_hash="bondref", format="JPEG",
+                             width=48, height=48)
+        lib.concepts.add_ref("Bond", photo_id=rid)
         _suggest(lib, ids[0], "Bond", 0.95)   # tagged Anya + a strong Bond suggestion
         _suggest(lib, ids[4], "Bond", 0.97)   # nobody tagged, a strong Bond suggestion
         _suggest(lib, ids[5], "Bond", 0.50)   # below the threshold
@@ -473,5 +473,5 @@ def test_own_concepts_use_suggestions_when_allowed(qtbot, album, window, make_co
     view = wait_stopped(qtbot, ctrl, job_id)
     assert view.status == "done", (view.message, view.errors)
     with Library(album["path"]) as lib:
-        got = {pid: lib.current_caption(pid).concept_set for pid in expected}
+        got = {pid: lib.captions.current(pid).concept_set for pid in expected}
     assert got == expected

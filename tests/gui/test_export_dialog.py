@@ -19,12 +19,12 @@ def small_library(gui_library, tmp_path):
     root = make_album(tmp_path / "album", n=3, subfolders=(), broken=False)
     scan_folder(gui_library, root)
     lib = gui_library
-    photos = sorted(lib.list_photos(), key=lambda p: p.path)
-    lib.add_concept("Anya", "person")
-    lib.tag_photo(photos[0].id, "Anya")
-    lib.add_caption(photos[0].id, "<Anya> on a sunny hill", status="accepted")
-    lib.add_caption(photos[1].id, "Two figures and the sun", status="accepted")
-    lib.add_caption(photos[2].id, "a draft", status="draft")
+    photos = sorted(lib.photos.list(), key=lambda p: p.path)
+    lib.concepts.add("Anya", "person")
+    lib.concepts.tag(photos[0].id, "Anya")
+    lib.captions.add(photos[0].id, "<Anya> on a sunny hill", status="accepted")
+    lib.captions.add(photos[1].id, "Two figures and the sun", status="accepted")
+    lib.captions.add(photos[2].id, "a draft", status="draft")
     lib.photos = photos
     return lib
 
@@ -82,7 +82,7 @@ def test_preview_write_summary_and_defaults(small_library, isolated_env, qtbot):
     assert dlg.tree.topLevelItem(0).text(1) == "written"
     assert read_file_metadata(a.path).caption == "Anya on a sunny hill"
     assert read_file_metadata(b.path).caption == "Two figures and the sun"
-    assert lib.current_caption(a.id).status == "exported"
+    assert lib.captions.current(a.id).status == "exported"
 
     # the defaults went to the settings file, in the keys `repic export` reads
     meta = Settings.load().extra["metadata"]

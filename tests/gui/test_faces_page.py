@@ -83,10 +83,10 @@ def test_name_a_cluster_as_a_new_person(faces, qtbot):
     assert page.kind.isEnabled() and "A new person “Ben” will be created." == page.name_info.text()
     with qtbot.waitSignal(page.concepts_changed, timeout=WAIT):
         QTest.keyClick(page.name_edit, Qt.Key.Key_Return)
-    ben = lib.concept("Ben")
+    ben = lib.concepts.get("Ben")
     assert ben.kind == "person"
     for pid in (ids["green1"], ids["green2"]):
-        assert "Ben" in [c.name for c in lib.photo_concepts(pid)] and lib.regions(pid)
+        assert "Ben" in [c.name for c in lib.concepts.of_photo(pid)] and lib.concepts.regions(pid)
     qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
     assert page.model.rows[0].faces[0].photo_id == ids["blue"]
     # the rest of the window knows Ben now
@@ -108,8 +108,8 @@ def test_name_a_cluster_as_someone_known_with_the_completer(faces, qtbot):
     assert not page.kind.isEnabled() and page.name_info.text() == "These faces will be added to Anya."
     with qtbot.waitSignal(page.concepts_changed, timeout=WAIT):
         page.name_btn.click()
-    assert [c.name for c in lib.concepts()] == ["Anya", "Tom"]
-    assert [c.name for c in lib.photo_concepts(ids["blue"])] == ["Anya"]
+    assert [c.name for c in lib.concepts.all()] == ["Anya", "Tom"]
+    assert [c.name for c in lib.concepts.of_photo(ids["blue"])] == ["Anya"]
     qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
     assert page.model.rows[0].size == 2
 
@@ -132,10 +132,10 @@ def test_clusters_are_computed_off_the_gui_thread(faces, qtbot, monkeypatch):
 def test_double_click_a_face_shows_its_photo_even_when_filtered_out(faces, qtbot):
     win, lib, ids, matcher = faces
     service.run_index_job(lib, matcher)
-    lib.tag_photo(ids["party"], "Anya")
+    lib.concepts.tag(ids["party"], "Anya")
     win.show_page("browser")
     with qtbot.waitSignal(win.browser.photos_loaded, timeout=WAIT):
-        win.browser.set_filter(concept_id=lib.concept("Anya").id)      # only the party photo is listed
+        win.browser.set_filter(concept_id=lib.concepts.get("Anya").id)      # only the party photo is listed
     assert win.browser.model.row_of(ids["green1"]) is None
     win.show_page("faces")
     page = win.faces

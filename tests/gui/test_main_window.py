@@ -80,7 +80,7 @@ def test_captioning_actions_drive_the_controller(imported_library, make_window, 
     win.act_caption_selected.trigger()
     assert ctl.calls[-1] == ("caption_photos", b.selected_ids())
     # all uncaptioned: queried in a worker
-    lib.add_caption(lib.list_photos()[0].id, "done already")
+    lib.captions.add(lib.photos.list()[0].id, "done already")
     win.act_caption_uncaptioned.trigger()
     qtbot.waitUntil(lambda: ctl.calls[-1][0] == "caption_photos" and len(ctl.calls[-1][1]) == 11, timeout=5000)
     # regenerate with Ctrl+R, settings, unload
@@ -95,7 +95,7 @@ def test_captioning_actions_drive_the_controller(imported_library, make_window, 
     assert ctl.calls[-2:] == [("open_settings",), ("unload_model",)]
     # a finished caption updates that grid cell and the panel
     pid = b.model.photo_id(2)
-    cid = lib.add_caption(pid, "A new caption from the model.")
+    cid = lib.captions.add(pid, "A new caption from the model.")
     ctl.caption_finished.emit(pid, cid)
     assert b.model.info(2).caption == "A new caption from the model."
     assert win.panel.editor.toPlainText() == "A new caption from the model."
@@ -143,8 +143,8 @@ def test_real_controller_starts_and_stops_if_present(imported_library, make_wind
 
 def test_keyboard_next_previous_accept(imported_library, make_window, qtbot):
     lib = imported_library
-    for p in lib.list_photos()[:3]:
-        lib.add_caption(p.id, f"caption of {p.filename}")
+    for p in lib.photos.list()[:3]:
+        lib.captions.add(p.id, f"caption of {p.filename}")
     win = make_window(lib)
     b = win.browser
     win.activateWindow()
@@ -159,9 +159,9 @@ def test_keyboard_next_previous_accept(imported_library, make_window, qtbot):
     pid = b.model.photo_id(1)
     assert win.panel.photo_id == pid
     QTest.keyClick(b.view, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert lib.current_caption(pid).status == "accepted"
+    assert lib.captions.current(pid).status == "accepted"
     QTest.keySequence(b.view, QKeySequence(QKeySequence.StandardKey.Undo))
-    assert lib.current_caption(pid).status == "draft"
+    assert lib.captions.current(pid).status == "draft"
     QTest.keySequence(win, QKeySequence("Ctrl+2"))
     assert win.current_page() == "people"
     QTest.keySequence(win, QKeySequence("Ctrl+1"))
@@ -240,7 +240,7 @@ def test_a_killed_exports_leftover_temp_is_removed_when_the_app_starts(imported_
 
     from repic_desktop.core import temp_files
 
-    folder = Path(imported_library.folders()[0])
+    folder = Path(imported_library.photos.folders()[0])
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()  # a writer that was killed: its pid is no longer alive
     dead = folder / f"{temp_files.TEMP_PREFIX}{temp_files._host_tag()}-{gone.pid}-0123456789ab-photo.jpg"

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("gui_app")
 
 def test_draw_a_box_on_a_photo(imported_library, make_window, qtbot):
     win = make_window(imported_library)
-    photo = imported_library.list_photos()[0]
+    photo = imported_library.photos.list()[0]
     dlg = BoxDialog(win.tasks, photo.fs_path, "Where is Anna?", (photo.width, photo.height))
     qtbot.addWidget(dlg)
     dlg.resize(800, 640)
@@ -49,16 +49,16 @@ def test_add_a_person_with_a_boxed_library_reference(imported_library, make_wind
     qtbot.keyClicks(dlg.name, "Anna")
     dlg.kind.setCurrentIndex(dlg.kind.findData("person"))
     qtbot.keyClicks(dlg.info, "my daughter, 7, curly red hair")
-    photo = lib.list_photos()[2]
+    photo = lib.photos.list()[2]
     dlg.add_ref(PendingRef(photo_id=photo.id, label=photo.filename, full_size=(photo.width, photo.height)))
     dlg.refs[0].box = Box(100, 50, 120, 140)
     dlg._rebuild_refs()
     assert dlg.ok.isEnabled()
     with qtbot.waitSignal(dlg.created, timeout=10_000):
         dlg.ok.click()
-    c = lib.concept("Anna")
+    c = lib.concepts.get("Anna")
     assert (c.kind, c.info) == ("person", "my daughter, 7, curly red hair")
-    refs = lib.concept_refs("Anna")
+    refs = lib.concepts.refs("Anna")
     assert len(refs) == 1 and refs[0].photo_id == photo.id and refs[0].box == Box(100, 50, 120, 140)
     # listed, with the primary reference as its picture, and offered in the browser's person filter
     assert people.model.rowCount() == 1 and people.current_id() == c.id
@@ -69,7 +69,7 @@ def test_add_a_person_with_a_boxed_library_reference(imported_library, make_wind
 
 def test_validation_messages_from_the_library_are_shown_inline(imported_library, make_window, qtbot):
     lib = imported_library
-    lib.add_concept("Rex", "pet")
+    lib.concepts.add("Rex", "pet")
     win = make_window(lib)
     dlg = ConceptDialog(lib, win.tasks, win.loader)
     qtbot.addWidget(dlg)
@@ -84,18 +84,18 @@ def test_validation_messages_from_the_library_are_shown_inline(imported_library,
     dlg.name.setText("Anna")
     assert not dlg.error.isVisible() and dlg.ok.isEnabled()
     # a box outside the photo is refused by the library when saving: the message appears inline
-    photo = lib.list_photos()[0]
+    photo = lib.photos.list()[0]
     dlg.add_ref(PendingRef(photo_id=photo.id, label=photo.filename, box=Box(400, 300, 200, 200)))
     dlg.ok.click()
     qtbot.waitUntil(lambda: dlg.error.isVisible(), timeout=10_000)
     assert "outside the 480x360 photo" in dlg.error.text()
-    assert [c.name for c in lib.concepts()] == ["Rex"]            # nothing half-made
+    assert [c.name for c in lib.concepts.all()] == ["Rex"]            # nothing half-made
     dlg.close()
 
 
 def test_reference_from_a_file_is_copied_in(imported_library, make_window, album, qtbot):
     lib = imported_library
-    lib.add_concept("Rex", "pet")
+    lib.concepts.add("Rex", "pet")
     win = make_window(lib)
     dlg = ConceptDialog(lib, win.tasks, win.loader, name="Grandpa")
     qtbot.addWidget(dlg)
@@ -103,13 +103,13 @@ def test_reference_from_a_file_is_copied_in(imported_library, make_window, album
     dlg.add_ref(PendingRef(file_path=str(src), label=src.name))
     with qtbot.waitSignal(dlg.created, timeout=10_000):
         dlg.ok.click()
-    ref = lib.concept_refs("Grandpa")[0]
+    ref = lib.concepts.refs("Grandpa")[0]
     assert ref.file_path and ref.file_path.startswith(str(lib.data_dir))
 
 
 def test_rename_and_edit_info_with_undo(imported_library, make_window, qtbot):
     lib = imported_library
-    lib.add_concept("Anna", "person", "daughter")
+    lib.concepts.add("Anna", "person", "daughter")
     win = make_window(lib)
     win.show_page("people")
     p = win.people
@@ -120,21 +120,21 @@ def test_rename_and_edit_info_with_undo(imported_library, make_window, qtbot):
     p.info_edit.setText("our daughter, 7")
     assert p.save_btn.isEnabled()
     p.save_btn.click()
-    c = lib.concept("Annie")
+    c = lib.concepts.get("Annie")
     assert c.info == "our daughter, 7"
     assert win.browser.person_combo.findText("Annie") > 0
     win.undo.undo()
-    assert lib.concept(c.id).name == "Anna" and lib.concept(c.id).info == "daughter"
+    assert lib.concepts.get(c.id).name == "Anna" and lib.concepts.get(c.id).info == "daughter"
     assert p.name_edit.text() == "Anna"
     win.undo.redo()
-    assert lib.concept(c.id).name == "Annie"
+    assert lib.concepts.get(c.id).name == "Annie"
     # a taken name is refused inline, nothing changes
-    lib.add_concept("Rex", "pet")
+    lib.concepts.add("Rex", "pet")
     p.reload(select=c.id)
     p.name_edit.setText("REX")
     p.save_btn.click()
     assert "already used by <Rex>" in p.error.text()
-    assert lib.concept(c.id).name == "Annie"
+    assert lib.concepts.get(c.id).name == "Annie"
 
 
 def _answer_next_modal(click):
@@ -149,49 +149,49 @@ def _answer_next_modal(click):
 
 def test_merge_and_delete_ask_first(imported_library, make_window, qtbot):
     lib = imported_library
-    photos = lib.list_photos()
+    photos = lib.photos.list()
     for name in ("Anna", "Annie", "Rex"):
-        lib.add_concept(name, "person" if name != "Rex" else "pet")
-    lib.tag_photo(photos[0].id, "Annie")
-    lib.add_concept_ref("Annie", photo_id=photos[1].id)
+        lib.concepts.add(name, "person" if name != "Rex" else "pet")
+    lib.concepts.tag(photos[0].id, "Annie")
+    lib.concepts.add_ref("Annie", photo_id=photos[1].id)
     win = make_window(lib)
     p = win.people
-    p.select(lib.concept("Annie").id)
+    p.select(lib.concepts.get("Annie").id)
 
     def pick_anna_and_merge(w):
         combo = p._merge_dialog[1]
-        combo.setCurrentIndex(combo.findData(lib.concept("Anna").id))
+        combo.setCurrentIndex(combo.findData(lib.concepts.get("Anna").id))
         w.accept()
 
     _answer_next_modal(pick_anna_and_merge)
     assert p.merge()
-    assert [c.name for c in lib.concepts()] == ["Anna", "Rex"]
-    assert [c.name for c in lib.photo_concepts(photos[0].id)] == ["Anna"]
-    assert len(lib.concept_refs("Anna")) == 1
+    assert [c.name for c in lib.concepts.all()] == ["Anna", "Rex"]
+    assert [c.name for c in lib.concepts.of_photo(photos[0].id)] == ["Anna"]
+    assert len(lib.concepts.refs("Anna")) == 1
     # delete: Cancel keeps it, Delete removes it
-    p.select(lib.concept("Rex").id)
+    p.select(lib.concepts.get("Rex").id)
     _answer_next_modal(lambda w: w.reject())
     assert not p.delete()
-    assert lib.concept("Rex")
+    assert lib.concepts.get("Rex")
     _answer_next_modal(lambda w: next(b for b in w.buttons() if b.text() == "Delete").click())
     assert p.delete()
-    assert [c.name for c in lib.concepts()] == ["Anna"]
+    assert [c.name for c in lib.concepts.all()] == ["Anna"]
     assert win.browser.person_combo.findText("Rex") < 0
 
 
 def test_find_photos_by_person(imported_library, make_window, qtbot):
     lib = imported_library
-    lib.add_concept("Rex", "pet")
+    lib.concepts.add("Rex", "pet")
     win = make_window(lib)
     win.browser.view.clearSelection()
     for i in (1, 4):
         win.browser.view.selectionModel().select(win.browser.model.index(i),
                                                  win.browser.view.selectionModel().SelectionFlag.Select)
     ids = win.browser.selected_ids()
-    win.tag_photos(ids, lib.concept("Rex").id)
-    assert {p.id for p in lib.list_photos(concept="Rex")} == set(ids)
+    win.tag_photos(ids, lib.concepts.get("Rex").id)
+    assert {p.id for p in lib.photos.list(concept="Rex")} == set(ids)
     win.undo.undo()
-    assert lib.list_photos(concept="Rex") == []
+    assert lib.photos.list(concept="Rex") == []
     win.undo.redo()
     win.show_page("people")
     p = win.people
@@ -206,9 +206,9 @@ def test_find_photos_by_person(imported_library, make_window, qtbot):
 
 def test_make_another_reference_photo_primary(imported_library, make_window, qtbot):
     lib = imported_library
-    lib.add_concept("Anna", "person", "my daughter")
-    photos = lib.list_photos()
-    refs = [lib.add_concept_ref("Anna", photo_id=p.id) for p in photos[:3]]
+    lib.concepts.add("Anna", "person", "my daughter")
+    photos = lib.photos.list()
+    refs = [lib.concepts.add_ref("Anna", photo_id=p.id) for p in photos[:3]]
     win = make_window(lib)
     win.show_page("people")
     people = win.people
@@ -219,7 +219,7 @@ def test_make_another_reference_photo_primary(imported_library, make_window, qtb
     people.refs.setCurrentRow(2)
     assert people.ref_primary_btn.isEnabled()
     qtbot.mouseClick(people.ref_primary_btn, Qt.MouseButton.LeftButton)
-    assert [r.id for r in lib.concept_refs("Anna")] == [refs[2].id, refs[0].id, refs[1].id]
+    assert [r.id for r in lib.concepts.refs("Anna")] == [refs[2].id, refs[0].id, refs[1].id]
     assert people.refs.item(0).data(Qt.ItemDataRole.UserRole) == refs[2].id   # list refreshed, star moved
     assert people.refs.item(0).text().startswith("★ ")
     assert not people.refs.item(1).text().startswith("★ ")

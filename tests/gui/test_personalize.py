@@ -90,8 +90,8 @@ FAKE = textwrap.dedent('''
     open(os.path.join(path, "adapter_model.safetensors"), "wb").close()
     from repic_desktop.core.library import Library
     with Library(opt("--library")) as lib:   # what the real trainer does: register the adapter
-        lib.register_adapter(name, path, base_model=opt("--base"),
-                             manifest={{"before": before, "after": after, "flagged": flagged}})
+        lib.adapters.register(name, path, base_model=opt("--base"),
+                              manifest={{"before": before, "after": after, "flagged": flagged}})
     emit({{"event": "done", "adapter": name, "path": path, "improved": not flagged, "flagged": flagged,
           "before": before, "after": after}})
     if MODE == "done_then_fail":   # e.g. killed while exiting: the adapter is registered all the same
@@ -112,15 +112,15 @@ def settings_dir(tmp_path, monkeypatch):
 @pytest.fixture
 def tagged_library(imported_library):
     lib = imported_library
-    lib.add_concept("Anya", "person")
-    lib.add_concept("Rex", "pet")
-    lib.add_concept("Nobody", "person")          # no photos: offered, but not checked
-    photos = lib.list_photos()
+    lib.concepts.add("Anya", "person")
+    lib.concepts.add("Rex", "pet")
+    lib.concepts.add("Nobody", "person")          # no photos: offered, but not checked
+    photos = lib.photos.list()
     for p in photos[:5]:
-        lib.tag_photo(p.id, "Anya")
+        lib.concepts.tag(p.id, "Anya")
     for p in photos[3:6]:
-        lib.tag_photo(p.id, "Rex")
-    lib.tag_photo(photos[8].id, "Rex", source="detected")   # a suggestion, not a confirmed tag: not counted
+        lib.concepts.tag(p.id, "Rex")
+    lib.concepts.tag(photos[8].id, "Rex", source="detected")   # a suggestion, not a confirmed tag: not counted
     return lib
 
 
@@ -348,12 +348,12 @@ def test_the_dataset_summary_shows_the_trainers_error(tagged_library, settings_d
 def test_the_real_trainer_dataset_summary(imported_library, settings_dir, qtbot):
     """The one test against the real `python -m trainer dataset --json` (no model needed)."""
     lib = imported_library
-    photos = lib.list_photos()
+    photos = lib.photos.list()
     for name, kind, ids in (("Anya", "person", range(0, 6)), ("Rex", "pet", range(5, 11))):
-        lib.add_concept(name, kind)
-        lib.add_concept_ref(name, photo_id=photos[ids[0]].id)
+        lib.concepts.add(name, kind)
+        lib.concepts.add_ref(name, photo_id=photos[ids[0]].id)
         for i in ids[1:]:
-            lib.tag_photo(photos[i].id, name)
+            lib.concepts.tag(photos[i].id, name)
     page = make_page(qtbot, lib, None)
     assert page.trainer_command == [sys.executable, "-m", "trainer"]
     qtbot.waitUntil(lambda: "held out" in page.summary_label.text() or "not available" in page.summary_label.text(),
@@ -428,14 +428,14 @@ def test_people_and_personalize_count_the_photos_the_trainer_learns_from(importe
     from trainer.dataset import build_dataset
 
     lib = imported_library
-    photos = lib.list_photos()
-    lib.add_concept("Grace", "person")
-    lib.add_concept("Solo", "person")
+    photos = lib.photos.list()
+    lib.concepts.add("Grace", "person")
+    lib.concepts.add("Solo", "person")
     for p in photos[:4]:                      # what naming a face group of 4 does: all tagged, the best a reference
-        lib.tag_photo(p.id, "Grace", box=Box(0, 0, 10, 10), source="suggestion")
-    lib.add_concept_ref("Grace", photo_id=photos[0].id, box=Box(0, 0, 10, 10))
-    lib.tag_photo(photos[5].id, "Solo")       # Solo's one tagged photo is Solo's reference
-    lib.add_concept_ref("Solo", photo_id=photos[5].id)
+        lib.concepts.tag(p.id, "Grace", box=Box(0, 0, 10, 10), source="suggestion")
+    lib.concepts.add_ref("Grace", photo_id=photos[0].id, box=Box(0, 0, 10, 10))
+    lib.concepts.tag(photos[5].id, "Solo")       # Solo's one tagged photo is Solo's reference
+    lib.concepts.add_ref("Solo", photo_id=photos[5].id)
     trained = build_dataset(lib, ["Grace"]).summary()["photos"]["Grace"]
     assert trained["photos"] == 3
 
@@ -444,7 +444,7 @@ def test_people_and_personalize_count_the_photos_the_trainer_learns_from(importe
     assert rows["Grace"]["photos"] == trained["photos"]
     assert concept_meta(rows["Grace"]) == "3 photos  ·  1 reference"
     assert concept_meta(rows["Solo"]).startswith("0 photos (its one tagged photo is a reference)")
-    win.people.select(lib.concept("Grace").id)
+    win.people.select(lib.concepts.get("Grace").id)
     assert win.people.photos_btn.text() == "Show in Photos (4)"   # browsing shows every tagged photo
     page = win.personalize
     items = {page.concept_list.item(i).data(0x0100): page.concept_list.item(i) for i in range(page.concept_list.count())}
@@ -475,15 +475,15 @@ def test_the_real_trainer_runs_with_the_pages_defaults_on_photos_of_mixed_sizes(
     make_mixed_size_photos(photos)
     lib = gui_library
     scan_folder(lib, photos)
-    ids = [p.id for p in sorted(lib.list_photos(), key=lambda p: p.filename)]
-    lib.add_concept("Anya", "person")
-    lib.add_concept_ref("Anya", photo_id=ids[0])
-    lib.add_concept("Bond", "pet")
-    lib.add_concept_ref("Bond", photo_id=ids[1])
+    ids = [p.id for p in sorted(lib.photos.list(), key=lambda p: p.filename)]
+    lib.concepts.add("Anya", "person")
+    lib.concepts.add_ref("Anya", photo_id=ids[0])
+    lib.concepts.add("Bond", "pet")
+    lib.concepts.add_ref("Bond", photo_id=ids[1])
     for i in (2, 3, 4, 5, 6):
-        lib.tag_photo(ids[i], "Anya")
+        lib.concepts.tag(ids[i], "Anya")
     for i in (5, 6, 7, 8, 9, 10, 11):
-        lib.tag_photo(ids[i], "Bond")
+        lib.concepts.tag(ids[i], "Bond")
 
     page = make_page(qtbot, lib, None)
     assert page.base_combo.currentText() == str(demo_model_dir)
@@ -496,7 +496,7 @@ def test_the_real_trainer_runs_with_the_pages_defaults_on_photos_of_mixed_sizes(
     assert page.status_label.text().startswith("Done") and not page.error_box.isVisible()
     assert "--max-steps=2" in log and "--num-generations=2" in log and "--grad-accum" not in log
     name = page.progress.done["adapter"]
-    assert lib.adapter(name).path == page.progress.done["path"]
+    assert lib.adapters.get(name).path == page.progress.done["path"]
 
 
 def test_quitting_while_the_dataset_count_runs_stops_it_cleanly(tagged_library, settings_dir, qtbot, monkeypatch):

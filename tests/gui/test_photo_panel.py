@@ -14,11 +14,11 @@ pytestmark = pytest.mark.usefixtures("gui_app")
 @pytest.fixture
 def setup(imported_library, make_window):
     lib = imported_library
-    lib.add_concept("Anna", "person", "my daughter")
-    lib.add_concept("Rex", "pet", "golden retriever")
-    photo = next(p for p in lib.list_photos() if p.filename == "IMG_1001.jpg")   # the EXIF-rotated one
-    lib.add_caption(photo.id, "<Anna> throws a ball for <Rex> in the park.", model_id="demo",
-                    provenance={"demo": True, "seconds": 0.4})
+    lib.concepts.add("Anna", "person", "my daughter")
+    lib.concepts.add("Rex", "pet", "golden retriever")
+    photo = next(p for p in lib.photos.list() if p.filename == "IMG_1001.jpg")   # the EXIF-rotated one
+    lib.captions.add(photo.id, "<Anna> throws a ball for <Rex> in the park.", model_id="demo",
+                     provenance={"demo": True, "seconds": 0.4})
     win = make_window(lib)
     win.browser.select_photo(photo.id)
     return win, lib, photo
@@ -53,7 +53,7 @@ def test_tags_are_highlighted_and_missing_names_flagged(setup, qtbot):
     formats = block.layout().formats()
     assert any(f.start == 0 and f.length == len("<Anna>") for f in formats)
     # Anna is said to be in the photo, the caption names her: no warning; Bob is unknown
-    lib.tag_photo(photo.id, "Anna")
+    lib.concepts.tag(photo.id, "Anna")
     panel.refresh()
     assert not panel.warnings.isVisible()
     panel.editor.setPlainText("A dog in the park with <Bob>.")
@@ -70,32 +70,32 @@ def test_add_and_remove_people_with_undo(setup, qtbot):
     picker = panel.open_picker()
     qtbot.keyClicks(picker.search, "re")
     QTest.keyClick(picker.search, Qt.Key.Key_Return)
-    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Rex"]
+    assert [c.name for c in lib.concepts.of_photo(photo.id)] == ["Rex"]
     assert chip_names(panel) == ["Rex"]
     info = win.browser.model.info(win.browser.model.row_of(photo.id))
     assert info.names == "Rex"                               # the grid cell was refreshed
     win.undo.undo()
-    assert lib.photo_concepts(photo.id) == [] and chip_names(panel) == []
+    assert lib.concepts.of_photo(photo.id) == [] and chip_names(panel) == []
     win.undo.redo()
     assert chip_names(panel) == ["Rex"]
     # removing restores its region on undo
     from repic_desktop.core.library import Box
-    lib.tag_photo(photo.id, "Anna", box=Box(10, 10, 50, 60))
+    lib.concepts.tag(photo.id, "Anna", box=Box(10, 10, 50, 60))
     panel.refresh()
     chip = next(panel.chips.itemAt(i).widget() for i in range(panel.chips.count())
                 if panel.chips.itemAt(i).widget() is not panel.add_btn
                 and panel.chips.itemAt(i).widget().label.text() == "Anna")
     chip.button.click()
-    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Rex"] and lib.regions(photo.id) == []
+    assert [c.name for c in lib.concepts.of_photo(photo.id)] == ["Rex"] and lib.concepts.regions(photo.id) == []
     win.undo.undo()
-    assert [r.box for r in lib.regions(photo.id)] == [Box(10, 10, 50, 60)]
+    assert [r.box for r in lib.concepts.regions(photo.id)] == [Box(10, 10, 50, 60)]
     assert panel.preview.regions and panel.preview.regions[0][0] == "Anna"
 
 
 def test_edit_accept_undo_redo_and_history(setup, qtbot):
     win, lib, photo = setup
     panel = win.panel
-    original = lib.current_caption(photo.id)
+    original = lib.captions.current(photo.id)
     assert panel.status_pill.text() == "needs review"
     assert panel.history.count() == 1 and "demo model" in panel.history.item(0).text()
     # edit in place and save
@@ -103,41 +103,41 @@ def test_edit_accept_undo_redo_and_history(setup, qtbot):
     qtbot.keyClicks(panel.editor, "<Anna> and <Rex> play fetch.")
     assert panel.is_modified() and panel.save_btn.isEnabled()
     panel.save_btn.click()
-    cur = lib.current_caption(photo.id)
+    cur = lib.captions.current(photo.id)
     assert cur.text == "<Anna> and <Rex> play fetch." and cur.source == "user" and cur.parent_id == original.id
     assert cur.tags == ["Anna", "Rex"]
     assert panel.history.count() == 2 and "edited by you" in panel.history.item(0).text()
     # accept with Ctrl+Return from the editor
     panel.editor.setFocus()
     QTest.keyClick(panel.editor, Qt.Key.Key_Return, Qt.KeyboardModifier.ControlModifier)
-    assert lib.current_caption(photo.id).status == "accepted"
+    assert lib.captions.current(photo.id).status == "accepted"
     assert panel.status_pill.text() == "accepted"
     info = win.browser.model.info(win.browser.model.row_of(photo.id))
     assert info.caption_status == "accepted"
     # undo: back to draft, then back to the model's caption; redo both
     win.undo.undo()
-    assert lib.current_caption(photo.id).status == "draft"
+    assert lib.captions.current(photo.id).status == "draft"
     win.undo.undo()
-    assert lib.current_caption(photo.id).id == original.id
+    assert lib.captions.current(photo.id).id == original.id
     assert panel.editor.toPlainText() == original.text
     win.undo.redo()
     win.undo.redo()
-    cur = lib.current_caption(photo.id)
+    cur = lib.captions.current(photo.id)
     assert cur.text == "<Anna> and <Rex> play fetch." and cur.status == "accepted"
-    assert len(lib.caption_history(photo.id)) == 2              # redo reuses the edited row
+    assert len(lib.captions.history(photo.id)) == 2              # redo reuses the edited row
     # an edit + accept in one go is one undo step
     panel.editor.setPlainText("<Rex> naps.")
     panel.accept_btn.click()
-    assert lib.current_caption(photo.id).text == "<Rex> naps." and lib.current_caption(photo.id).status == "accepted"
+    assert lib.captions.current(photo.id).text == "<Rex> naps." and lib.captions.current(photo.id).status == "accepted"
     win.undo.undo()
-    assert lib.current_caption(photo.id).text == "<Anna> and <Rex> play fetch."
+    assert lib.captions.current(photo.id).text == "<Anna> and <Rex> play fetch."
     # restore an earlier version from the history (double-click)
     item = next(panel.history.item(i) for i in range(panel.history.count())
                 if panel.history.item(i).data(Qt.ItemDataRole.UserRole) == original.id)
     panel.history.itemDoubleClicked.emit(item)
-    assert lib.current_caption(photo.id).id == original.id
+    assert lib.captions.current(photo.id).id == original.id
     win.undo.undo()
-    assert lib.current_caption(photo.id).text == "<Anna> and <Rex> play fetch."
+    assert lib.captions.current(photo.id).text == "<Anna> and <Rex> play fetch."
 
 
 def test_ctrl_z_in_the_editor_after_accepting_an_edit_undoes_the_accept(setup, qtbot):
@@ -148,10 +148,10 @@ def test_ctrl_z_in_the_editor_after_accepting_an_edit_undoes_the_accept(setup, q
     panel = win.panel
     win.activateWindow()
     panel.editor.setFocus()
-    original = lib.current_caption(photo.id)
+    original = lib.captions.current(photo.id)
 
     def shows_what_is_stored():
-        cap = lib.current_caption(photo.id)
+        cap = lib.captions.current(photo.id)
         assert panel.editor.toPlainText() == cap.text and not panel.is_modified()
         assert panel.status_pill.text() == {"draft": "needs review"}.get(cap.status, cap.status)
         return cap
@@ -187,22 +187,22 @@ def test_moving_to_another_photo_keeps_an_unsaved_edit(setup, qtbot):
     win, lib, photo = setup
     win.panel.editor.setPlainText("<Anna> laughing.")
     win.browser.step(+1)
-    assert lib.current_caption(photo.id).text == "<Anna> laughing."
+    assert lib.captions.current(photo.id).text == "<Anna> laughing."
     assert win.undo.undoText() == "Edit caption"
 
 
 def test_typing_a_caption_for_an_uncaptioned_photo(setup, qtbot):
     win, lib, _ = setup
-    other = next(p for p in lib.list_photos() if p.current_caption_id is None)
+    other = next(p for p in lib.photos.list() if p.current_caption_id is None)
     win.browser.select_photo(other.id)
     panel = win.panel
     assert panel.status_pill.text() == "no caption" and not panel.accept_btn.isEnabled()
     qtbot.keyClicks(panel.editor, "A quiet hill.")
     panel.accept_btn.click()
-    cap = lib.current_caption(other.id)
+    cap = lib.captions.current(other.id)
     assert cap.text == "A quiet hill." and cap.status == "accepted" and cap.parent_id is None
     win.undo.undo()
-    assert lib.current_caption(other.id) is None
+    assert lib.captions.current(other.id) is None
 
 
 def test_tag_a_person_with_a_box_drawn_on_the_photo_and_undo(setup, qtbot):
@@ -217,7 +217,7 @@ def test_tag_a_person_with_a_box_drawn_on_the_photo_and_undo(setup, qtbot):
     QTest.keyClick(picker.search, Qt.Key.Key_Return)
     dlg = panel._box_dialog
     assert dlg.windowTitle() == "Where is Anna?"
-    assert lib.photo_concepts(photo.id) == []                     # nothing until the box is confirmed
+    assert lib.concepts.of_photo(photo.id) == []                     # nothing until the box is confirmed
     qtbot.waitUntil(lambda: dlg.canvas.pixmap is not None, timeout=10_000)
     assert (dlg.canvas.full.width(), dlg.canvas.full.height()) == (480, 360)   # displayed (upright) frame
     box = Box(300, 40, 160, 200)      # only fits the displayed frame: the file is stored 360 wide, rotated
@@ -226,42 +226,42 @@ def test_tag_a_person_with_a_box_drawn_on_the_photo_and_undo(setup, qtbot):
     with qtbot.waitSignal(dlg.finished, timeout=5_000):
         dlg.ok.click()
     assert dlg.result() == QDialog.DialogCode.Accepted
-    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Anna"]
-    assert [(r.box, r.source) for r in lib.regions(photo.id)] == [(box, "manual")]
+    assert [c.name for c in lib.concepts.of_photo(photo.id)] == ["Anna"]
+    assert [(r.box, r.source) for r in lib.concepts.regions(photo.id)] == [(box, "manual")]
     assert chip_names(panel) == ["Anna"]
     assert panel.preview.regions == [("Anna", box)]
     win.undo.undo()
-    assert lib.photo_concepts(photo.id) == [] and lib.regions(photo.id) == []
+    assert lib.concepts.of_photo(photo.id) == [] and lib.concepts.regions(photo.id) == []
     assert chip_names(panel) == [] and panel.preview.regions == []
     win.undo.redo()
-    assert [r.box for r in lib.regions(photo.id)] == [box] and chip_names(panel) == ["Anna"]
+    assert [r.box for r in lib.concepts.regions(photo.id)] == [box] and chip_names(panel) == ["Anna"]
 
 
 def test_mark_box_cancelled_or_whole_photo(setup, qtbot):
     win, lib, photo = setup
     panel = win.panel
-    dlg = panel.mark_concept(lib.concept("Rex").id)
+    dlg = panel.mark_concept(lib.concepts.get("Rex").id)
     with qtbot.waitSignal(dlg.finished, timeout=5_000):
         dlg.reject()
-    assert lib.photo_concepts(photo.id) == [] and win.undo.count() == 0
-    dlg = panel.mark_concept(lib.concept("Rex").id)
+    assert lib.concepts.of_photo(photo.id) == [] and win.undo.count() == 0
+    dlg = panel.mark_concept(lib.concepts.get("Rex").id)
     qtbot.waitUntil(lambda: dlg.canvas.pixmap is not None, timeout=10_000)
     with qtbot.waitSignal(dlg.finished, timeout=5_000):
         dlg.whole.click()                                         # tag without a region
-    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Rex"] and lib.regions(photo.id) == []
+    assert [c.name for c in lib.concepts.of_photo(photo.id)] == ["Rex"] and lib.concepts.regions(photo.id) == []
 
 
 def test_marking_a_tagged_person_again_moves_their_box_and_undo_puts_it_back(setup, qtbot):
     from repic_desktop.core.library import Box
     win, lib, photo = setup
     panel = win.panel
-    lib.tag_photo(photo.id, "Anna", box=Box(10, 10, 50, 60))
+    lib.concepts.tag(photo.id, "Anna", box=Box(10, 10, 50, 60))
     panel.refresh()
-    panel.add_concept(lib.concept("Anna").id, box=Box(200, 40, 80, 90))
-    assert [r.box for r in lib.regions(photo.id)] == [Box(200, 40, 80, 90)]    # moved, not a second box
+    panel.add_concept(lib.concepts.get("Anna").id, box=Box(200, 40, 80, 90))
+    assert [r.box for r in lib.concepts.regions(photo.id)] == [Box(200, 40, 80, 90)]    # moved, not a second box
     assert panel.preview.regions == [("Anna", Box(200, 40, 80, 90))]
     win.undo.undo()
-    assert [r.box for r in lib.regions(photo.id)] == [Box(10, 10, 50, 60)]
-    assert [c.name for c in lib.photo_concepts(photo.id)] == ["Anna"]
+    assert [r.box for r in lib.concepts.regions(photo.id)] == [Box(10, 10, 50, 60)]
+    assert [c.name for c in lib.concepts.of_photo(photo.id)] == ["Anna"]
     win.undo.redo()
-    assert [r.box for r in lib.regions(photo.id)] == [Box(200, 40, 80, 90)]
+    assert [r.box for r in lib.concepts.regions(photo.id)] == [Box(200, 40, 80, 90)]

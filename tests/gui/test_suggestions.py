@@ -81,8 +81,8 @@ def square_photo(path, squares, size=(240, 180)):
 
 def add(lib: Library, path) -> int:
     w, h = Image.open(path).size
-    return lib.add_photo(path, size=path.stat().st_size, mtime_ns=1, content_hash=path.name, format="PNG",
-                         width=w, height=h)
+    return lib.photos.add(path, size=path.stat().st_size, mtime_ns=1, content_hash=path.name, format="PNG",
+                          width=w, height=h)
 
 
 @pytest.fixture
@@ -99,9 +99,9 @@ def squares(tmp_path, monkeypatch):
         "green2": add(lib, square_photo(d / "green2.png", [(COLORS[1], (20, 20, 60, 60))])),
         "blue": add(lib, square_photo(d / "blue.png", [(COLORS[2], (60, 60, 50, 50))])),
     }
-    lib.add_concept("Anya", "person", "my daughter")
-    lib.add_concept_ref("Anya", photo_id=ids["anya"])
-    lib.add_concept("Tom", "pet", "our grey cat")
+    lib.concepts.add("Anya", "person", "my daughter")
+    lib.concepts.add_ref("Anya", photo_id=ids["anya"])
+    lib.concepts.add("Tom", "pet", "our grey cat")
     matcher = SquareMatcher()
     monkeypatch.setattr(service, "get_matcher", lambda matcher_id=None, settings=None: matcher)
     monkeypatch.setattr(service, "available_matchers", lambda settings=None: [
@@ -145,13 +145,13 @@ def test_chips_confirm_and_reject(squares, make_window, qtbot):
     assert chip_names(panel) == []
     # one click: Anya becomes the photo's, with the suggested box as her region
     anya.confirm_btn.click()
-    assert [c.name for c in lib.photo_concepts(ids["party"])] == ["Anya"]
-    assert [r.box for r in lib.regions(ids["party"])] == [Box(30, 50, 50, 50)]
+    assert [c.name for c in lib.concepts.of_photo(ids["party"])] == ["Anya"]
+    assert [r.box for r in lib.concepts.regions(ids["party"])] == [Box(30, 50, 50, 50)]
     assert chip_names(panel) == ["Anya"]
     assert [c.suggestion.concept_name for c in sugg_chips(panel)] == ["Tom"]
     assert win.browser.model.info(win.browser.model.row_of(ids["party"])).names == "Anya"   # grid cell refreshed
     sugg_chips(panel)[0].reject_btn.click()
-    assert sugg_chips(panel) == [] and [c.name for c in lib.photo_concepts(ids["party"])] == ["Anya"]
+    assert sugg_chips(panel) == [] and [c.name for c in lib.concepts.of_photo(ids["party"])] == ["Anya"]
     statuses = {s.concept_name: s.status for s in service.suggestions_for(lib, ids["party"], include_rejected=True)}
     assert statuses == {"Anya": "confirmed", "Tom": "rejected"}
     # the preview now shows Anya as a confirmed region and no suggestion boxes
@@ -170,11 +170,11 @@ def test_confirm_and_reject_are_undoable(squares, make_window, qtbot):
     win.panel.setFocus()
     qtbot.keyClick(win, "z", modifier=Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z: the chip is back
     assert [c.suggestion.concept_name for c in sugg_chips(panel)] == ["Anya", "Tom"]
-    assert chip_names(panel) == [] and lib.photo_concepts(party) == [] and lib.regions(party) == []
+    assert chip_names(panel) == [] and lib.concepts.of_photo(party) == [] and lib.concepts.regions(party) == []
     assert panel.preview.regions == [] and len(panel.preview.suggestions) == 2
     assert win.browser.model.info(win.browser.model.row_of(party)).names == ""
     win.act_redo.trigger()                                                  # confirmed again
-    assert chip_names(panel) == ["Anya"] and [r.box for r in lib.regions(party)] == [Box(30, 50, 50, 50)]
+    assert chip_names(panel) == ["Anya"] and [r.box for r in lib.concepts.regions(party)] == [Box(30, 50, 50, 50)]
     assert [c.suggestion.concept_name for c in sugg_chips(panel)] == ["Tom"]
     # ✗ on the cat hint, undone and redone
     sugg_chips(panel)[0].reject_btn.click()
@@ -188,14 +188,14 @@ def test_confirm_and_reject_are_undoable(squares, make_window, qtbot):
     win.act_undo.trigger()
     win.act_undo.trigger()
     assert _statuses(lib, party) == {"Anya": "pending", "Tom": "pending"}
-    lib.tag_photo(party, "Anya")
+    lib.concepts.tag(party, "Anya")
     panel.refresh()
     assert chip_names(panel) == ["Anya"]
     # (the chip list is as stored: a tagged person's pending suggestion still shows until re-indexing)
     next(c for c in sugg_chips(panel) if c.suggestion.concept_name == "Anya").confirm_btn.click()
-    assert [r.box for r in lib.regions(party)] == [Box(30, 50, 50, 50)]
+    assert [r.box for r in lib.concepts.regions(party)] == [Box(30, 50, 50, 50)]
     win.act_undo.trigger()
-    assert chip_names(panel) == ["Anya"] and lib.regions(party) == []
+    assert chip_names(panel) == ["Anya"] and lib.concepts.regions(party) == []
 
 
 def _statuses(lib, photo_id):
@@ -205,18 +205,19 @@ def _statuses(lib, photo_id):
 def test_a_chip_made_stale_meanwhile_is_not_applied(squares, make_window, qtbot):
     lib, ids, matcher = squares
     service.run_index_job(lib, matcher)
-    lib.add_concept("Zoe", "person")
+    lib.concepts.add("Zoe", "person")
     win = make_window(lib)
     show(win, qtbot, ids["party"])
     anya, tom = sugg_chips(win.panel)
     # elsewhere (the CLI, an index run) Anya's suggestion goes away and its row id is given to Zoe's
     with lib.transaction():
-        lib.conn.execute("UPDATE suggestions SET concept_id = ? WHERE id = ?", (lib.concept("Zoe").id, anya.suggestion.id))
+        lib.conn.execute("UPDATE suggestions SET concept_id = ? WHERE id = ?",
+                         (lib.concepts.get("Zoe").id, anya.suggestion.id))
     anya.confirm_btn.click()
-    assert lib.photo_concepts(ids["party"]) == []                         # neither Anya nor Zoe
+    assert lib.concepts.of_photo(ids["party"]) == []                         # neither Anya nor Zoe
     assert "just updated" in win.panel.sugg_status.text()
     assert [c.suggestion.concept_name for c in sugg_chips(win.panel)] == ["Zoe", "Tom"]
-    lib.remove_concept("Zoe")                                             # and a row that is gone
+    lib.concepts.remove("Zoe")                                             # and a row that is gone
     sugg_chips(win.panel)[0].reject_btn.click()
     assert [c.suggestion.concept_name for c in sugg_chips(win.panel)] == ["Tom"]
     assert [s.status for s in service.suggestions_for(lib, ids["party"], include_rejected=True)] == ["pending"]
@@ -421,9 +422,9 @@ def test_real_faces_end_to_end(tmp_path, make_window, qtbot):
 
     lib = Library(tmp_path / "lib.sqlite")
     scan_folder(lib, d)
-    by_name = {p.filename: p.id for p in lib.list_photos()}
-    lib.add_concept("Eileen", "person", "astronaut")
-    lib.add_concept_ref("Eileen", photo_id=by_name["eileen_ref.jpg"])
+    by_name = {p.filename: p.id for p in lib.photos.list()}
+    lib.concepts.add("Eileen", "person", "astronaut")
+    lib.concepts.add_ref("Eileen", photo_id=by_name["eileen_ref.jpg"])
     try:
         win = make_window(lib)
         show(win, qtbot, by_name["eileen_small.jpg"])
@@ -435,7 +436,7 @@ def test_real_faces_end_to_end(tmp_path, make_window, qtbot):
         assert [c.suggestion.concept_name for c in chips] == ["Eileen"]
         assert chips[0].suggestion.score > 0.9 and chips[0].suggestion.box is not None
         chips[0].confirm_btn.click()
-        assert [c.name for c in lib.photo_concepts(by_name["eileen_small.jpg"])] == ["Eileen"]
+        assert [c.name for c in lib.concepts.of_photo(by_name["eileen_small.jpg"])] == ["Eileen"]
         with qtbot.waitSignal(win.index.finished, timeout=60_000):
             win.index_faces()
         win.show_page("faces")

@@ -209,9 +209,9 @@ class CaptioningController(QObject):
                           settings_button=True)
             return
         lib = self._lib()
-        with_refs = lib.concepts_with_references()
-        concepts = [ConceptEntry(c.name, c.kind, c.id in with_refs) for c in lib.concepts()]
-        captioned = len(lib.captioned_photo_ids(ids)) if len(ids) <= 5000 else None
+        with_refs = lib.concepts.ids_with_refs()
+        concepts = [ConceptEntry(c.name, c.kind, c.id in with_refs) for c in lib.concepts.all()]
+        captioned = len(lib.captions.captioned_photo_ids(ids)) if len(ids) <= 5000 else None
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
                             own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
                             preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
@@ -237,7 +237,7 @@ class CaptioningController(QObject):
         self._parent_widget = parent_widget
         settings, _ = load_settings()
         try:
-            name = self._lib().photo(int(photo_id)).filename
+            name = self._lib().photos.get(int(photo_id)).filename
         except Exception as exc:
             self._message(parent_widget, "Cannot regenerate", str(exc))
             return
@@ -470,13 +470,13 @@ class CaptioningController(QObject):
     @staticmethod
     def _own_summary(lib: Library, ids: list[int]) -> str:
         if len(ids) == 1:
-            names = [c.name for c in lib.photo_concepts(ids[0])]
+            names = [c.name for c in lib.concepts.of_photo(ids[0])]
             if names:
                 return "This photo: " + ", ".join(f"<{n}>" for n in names)
             return "Nobody is tagged in this photo yet: it gets a plain caption."
         if len(ids) > 5000:
             return "Each photo gets the people & pets tagged in it; photos with nobody tagged get a plain caption."
-        tagged = lib.tagged_photo_count(ids)
+        tagged = lib.concepts.tagged_photo_count(ids)
         if tagged == len(ids):
             return f"All {len(ids)} photos have people or pets tagged."
         return f"{tagged} of {len(ids)} photos have people or pets tagged; the others get a plain caption."
@@ -505,7 +505,7 @@ class CaptioningController(QObject):
             with Library(path) as lib:
                 todo = ids
                 if choice.skip_captioned:
-                    done = lib.captioned_photo_ids(ids)
+                    done = lib.captions.captioned_photo_ids(ids)
                     todo = [i for i in ids if i not in done]
                 if not todo:
                     return None, len(ids)
@@ -542,8 +542,9 @@ class CaptioningController(QObject):
                 try:
                     with Library(path) as lib:
                         # jobs whose stored settings cannot run are marked failed here, not offered
-                        runnable, _ = resumable_jobs(JobStore(lib))
-                        return [(j, lib.failed_job_items(j.id, MAX_ERRORS_SHOWN)) for j in runnable]
+                        jobs = JobStore(lib)
+                        runnable, _ = resumable_jobs(jobs)
+                        return [(j, jobs.failed_items(j.id, MAX_ERRORS_SHOWN)) for j in runnable]
                 except LibraryError:
                     if attempt == 2:
                         raise

@@ -112,7 +112,7 @@ class _IndexThread(QThread):
                     name = ""
                     if photo_id is not None:
                         try:
-                            name = lib.photo(photo_id).filename
+                            name = lib.photos.get(photo_id).filename
                         except LibraryError:
                             name = f"photo {photo_id}"
                     self.progressed.emit(int(done), int(total), int(photo_id or 0), name)

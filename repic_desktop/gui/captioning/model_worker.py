@@ -507,7 +507,7 @@ class ModelWorker(QThread):
                 return ""
             if pid not in names:
                 try:
-                    names[pid] = lib.photo(int(pid)).filename
+                    names[pid] = lib.photos.get(int(pid)).filename
                 except Exception:
                     names[pid] = f"photo {pid}"
             return names[pid]

@@ -80,7 +80,7 @@ class FolderNode:
 
 def folder_tree(lib: Library) -> tuple[int, list[FolderNode]]:
     """(number of photos, top-level folder nodes) for the tree, from one GROUP BY."""
-    rows = lib.folder_counts()
+    rows = lib.photos.folder_counts()
     root = FolderNode("", "")
     index: dict[str, FolderNode] = {"": root}
     for folder, n in rows:
@@ -119,7 +119,7 @@ def folder_tree(lib: Library) -> tuple[int, list[FolderNode]]:
 
 def import_roots(lib: Library) -> list[str]:
     """The topmost folders that hold photos: what "Rescan" walks when no folder is selected."""
-    folders = lib.folders()
+    folders = lib.photos.folders()
     roots: list[str] = []
     for f in folders:
         if not any(f == r or f.startswith(r.rstrip("/") + "/") for r in roots):
@@ -780,7 +780,7 @@ class Browser(QWidget):
         self.person_combo.blockSignals(True)
         self.person_combo.clear()
         self.person_combo.addItem("Everyone", None)
-        for c in self.lib.concepts():
+        for c in self.lib.concepts.all():
             self.person_combo.addItem(c.name, c.id)
         i = self.person_combo.findData(keep)
         self.person_combo.setCurrentIndex(max(0, i))
@@ -807,7 +807,7 @@ class Browser(QWidget):
         def work():
             with Library(path) as lib:
                 ids = query_photo_ids(lib, f)
-                total = lib.ok_photo_count()
+                total = lib.photos.count()
             return ids, {pid: i for i, pid in enumerate(ids)}, total
 
         selected = self.selected_ids() if keep_selection else []

@@ -82,7 +82,7 @@ def load_clusters(lib: Library, service, min_size: int = 1, show_ignored: bool =
         for m in members:
             p = photos.get(m.photo_id)
             if p is None:
-                p = photos[m.photo_id] = lib.photo(m.photo_id)
+                p = photos[m.photo_id] = lib.photos.get(m.photo_id)
             faces.append(Face(m.crop_id, m.photo_id, p.fs_path, p.filename, padded(m.box, p.width, p.height),
                               m.score))
         return faces
@@ -91,7 +91,7 @@ def load_clusters(lib: Library, service, min_size: int = 1, show_ignored: bool =
     for c in service.face_clusters(lib, min_size=min_size):
         faces = faces_of(c.members)
         rows.append(ClusterRow(c.id, c.size, len({f.photo_id for f in faces}), faces))
-    if show_ignored and hasattr(service, "ignored_faces"):
+    if show_ignored:
         faces = faces_of(service.ignored_faces(lib))
         if faces:
             rows.append(ClusterRow(IGNORED_ROW, len(faces), len({f.photo_id for f in faces}), faces, ignored=True))
@@ -446,7 +446,7 @@ class FacesPage(QWidget):
             self._show_empty()
 
     def _refresh_completer(self) -> None:
-        names = [c.name for c in self.lib.concepts()]
+        names = [c.name for c in self.lib.concepts.all()]
         self.completer.model().setStringList(names)
         self._concepts = {n.casefold(): n for n in names}
 

@@ -1,7 +1,7 @@
 """People & Pets: the concepts RePIC names in captions, each with reference photos and a line of info.
 
 Why it is shaped like this:
-- The list is a small item model over `Library.concepts()` (hundreds at most); each row's icon is the
+- The list is a small item model over `lib.concepts.all()` (hundreds at most); each row's icon is the
   primary reference photo cropped to its box, decoded on the thumbnail pool.
 - Validation happens where it is defined, in the library layer (`validate_name`, unique names, box
   inside the photo): its messages are shown inline under the fields, word for word, as the user types
@@ -68,7 +68,7 @@ class PendingRef:
     full_size: tuple[int, int] | None = None
 
     def source(self, lib: Library) -> str:
-        return self.file_path if self.file_path else lib.photo(self.photo_id).fs_path
+        return self.file_path if self.file_path else lib.photos.get(self.photo_id).fs_path
 
 
 def request_ref_thumb(loader: ThumbnailLoader, key, path: str, box: Box | None, side: int = REF_THUMB) -> None:
@@ -385,7 +385,7 @@ class ConceptDialog(QDialog):
         lay.addWidget(bb)
         self._loader_conn = loader.ready.connect(self._thumb_ready)
         if photo_id is not None:
-            p = library.photo(photo_id)
+            p = library.photos.get(photo_id)
             self.add_ref(PendingRef(photo_id=photo_id, label=p.filename, full_size=(p.width, p.height)))
         self._validate()
         self._update_buttons()
@@ -423,7 +423,7 @@ class ConceptDialog(QDialog):
         dlg = PhotoPickerDialog(self.lib, self.tasks, self.loader, self.browser_selection, self)
         if dlg.exec() != QDialog.DialogCode.Accepted or dlg.photo_id() is None:
             return
-        p = self.lib.photo(dlg.photo_id())
+        p = self.lib.photos.get(dlg.photo_id())
         ref = PendingRef(photo_id=p.id, label=p.filename, full_size=(p.width, p.height))
         self.add_ref(ref)
         self.draw_box()
@@ -468,7 +468,7 @@ class ConceptDialog(QDialog):
             name = validate_name(self.name.text())
             validate_info(self.info.text())
             try:
-                other = self.lib.concept(name)
+                other = self.lib.concepts.get(name)
                 problem = f"the name <{name}> is already used by <{other.name}>; names must be unique"
             except LibraryError:
                 pass
@@ -498,14 +498,14 @@ class ConceptDialog(QDialog):
             from ...core.concepts import import_reference_file
             with Library(path) as lib:
                 with lib.transaction():
-                    c = lib.add_concept(name, kind, info)
+                    c = lib.concepts.add(name, kind, info)
                     for r in refs:
                         if r.photo_id is not None:
-                            lib.add_concept_ref(c.name, photo_id=r.photo_id, box=r.box)
+                            lib.concepts.add_ref(c.name, photo_id=r.photo_id, box=r.box)
                         else:
                             import_reference_file(lib, c.name, r.file_path, box=r.box)
                     if tag_photo is not None:
-                        lib.tag_photo(tag_photo, c.name)
+                        lib.concepts.tag(tag_photo, c.name)
                 return c.id
 
         def done(cid: int) -> None:
@@ -547,10 +547,10 @@ class ConceptEditCommand(QUndoCommand):
 
     def _apply(self, state: tuple[str, str, str]) -> None:
         name, kind, info = state
-        current = self.lib.concept(self.cid)
+        current = self.lib.concepts.get(self.cid)
         if current.name != name:
-            self.lib.rename_concept(current.name, name)
-        self.lib.update_concept(name, info=info, kind=kind)
+            self.lib.concepts.rename(current.name, name)
+        self.lib.concepts.update(name, info=info, kind=kind)
         self.notify(self.cid)
 
     def redo(self) -> None:
@@ -585,10 +585,10 @@ class ConceptListModel(QAbstractListModel):
 
         # the photos training learns from (not references): the count Personalize and the trainer show
         counts = photo_counts(self.lib)
-        tagged = self.lib.concept_photo_counts()
+        tagged = self.lib.concepts.photo_counts()
         self.rows = []
-        for c in self.lib.concepts():
-            refs = self.lib.concept_refs(c.id)
+        for c in self.lib.concepts.all():
+            refs = self.lib.concepts.refs(c.id)
             n = counts.get(c.id) or PhotoCounts(0, len(refs), 0)
             self.rows.append({"concept": c, "refs": refs, "photos": n.photos, "counts": n,
                               "tagged": tagged.get(c.id, 0)})
@@ -1006,12 +1006,12 @@ class PeopleManager(QWidget):
         try:
             with self.lib.transaction():
                 if after[0] != shown[0]:
-                    self.lib.rename_concept(shown[0], after[0])
-                self.lib.update_concept(after[0], info=after[2], kind=after[1])
+                    self.lib.concepts.rename(shown[0], after[0])
+                self.lib.concepts.update(after[0], info=after[2], kind=after[1])
         except (LibraryError, ConceptError) as exc:
             _show_error(self.error, str(exc))
             return False
-        new = self.lib.concept(cid)
+        new = self.lib.concepts.get(cid)
         self.undo.push(ConceptEditCommand(self.lib, cid, shown, (new.name, new.kind, new.info), self._concept_changed))
         self._concept_changed(cid)
         return True
@@ -1033,10 +1033,10 @@ class PeopleManager(QWidget):
         cid = self.current_id()
         if cid is None:
             return
-        name = self.lib.concept(cid).name
+        name = self.lib.concepts.get(cid).name
         if photo_id is not None:
             try:
-                self.lib.add_concept_ref(name, photo_id=photo_id, box=box)
+                self.lib.concepts.add_ref(name, photo_id=photo_id, box=box)
             except (LibraryError, ConceptError) as exc:
                 _show_error(self.ref_error, str(exc))
                 return
@@ -1057,7 +1057,7 @@ class PeopleManager(QWidget):
         dlg = PhotoPickerDialog(self.lib, self.tasks, self.loader, self.browser_selection, self)
         if dlg.exec() != QDialog.DialogCode.Accepted or dlg.photo_id() is None:
             return
-        p = self.lib.photo(dlg.photo_id())
+        p = self.lib.photos.get(dlg.photo_id())
         box = self._ask_box(p.fs_path, (p.width, p.height))
         if box is not False:
             self._add_ref(photo_id=p.id, box=box)
@@ -1075,7 +1075,7 @@ class PeopleManager(QWidget):
             self._add_ref(file_path=path, box=box)
 
     def _ask_box(self, path: str, full_size) -> Box | None | bool:
-        name = self.lib.concept(self.current_id()).name
+        name = self.lib.concepts.get(self.current_id()).name
         dlg = BoxDialog(self.tasks, path, f"Where is {name}?", full_size, None, self)
         self._box_dialog = dlg
         return dlg.box if dlg.exec() == QDialog.DialogCode.Accepted else False
@@ -1086,7 +1086,7 @@ class PeopleManager(QWidget):
         if it is None or cid is None or it.data(Qt.ItemDataRole.UserRole) is None:
             return
         try:
-            self.lib.remove_concept_ref(it.data(Qt.ItemDataRole.UserRole))
+            self.lib.concepts.remove_ref(it.data(Qt.ItemDataRole.UserRole))
         except LibraryError as exc:
             _show_error(self.ref_error, str(exc))
             return
@@ -1100,7 +1100,7 @@ class PeopleManager(QWidget):
         if it is None or cid is None or it.data(Qt.ItemDataRole.UserRole) is None:
             return
         try:
-            self.lib.set_primary_reference(it.data(Qt.ItemDataRole.UserRole))
+            self.lib.concepts.set_primary_ref(it.data(Qt.ItemDataRole.UserRole))
         except LibraryError as exc:
             _show_error(self.ref_error, str(exc))
             return
@@ -1110,8 +1110,8 @@ class PeopleManager(QWidget):
         cid = self.current_id()
         if cid is None:
             return False
-        src = self.lib.concept(cid)
-        others = [c for c in self.lib.concepts() if c.id != cid]
+        src = self.lib.concepts.get(cid)
+        others = [c for c in self.lib.concepts.all() if c.id != cid]
         if not others:
             _show_error(self.error, "there is no one else to merge with")
             return False
@@ -1134,9 +1134,9 @@ class PeopleManager(QWidget):
         self._merge_dialog = (dlg, combo)
         if dlg.exec() != QDialog.DialogCode.Accepted:
             return False
-        target = self.lib.concept(combo.currentData())
+        target = self.lib.concepts.get(combo.currentData())
         try:
-            merged = self.lib.merge_concepts(src.name, target.name)
+            merged = self.lib.concepts.merge(src.name, target.name)
         except LibraryError as exc:
             _show_error(self.error, str(exc))
             return False
@@ -1148,9 +1148,9 @@ class PeopleManager(QWidget):
         cid = self.current_id()
         if cid is None:
             return False
-        c = self.lib.concept(cid)
-        n_photos = self.lib.concept_photo_count(cid)
-        n_refs = len(self.lib.concept_refs(cid))
+        c = self.lib.concepts.get(cid)
+        n_photos = self.lib.concepts.photo_count(cid)
+        n_refs = len(self.lib.concepts.refs(cid))
         box = QMessageBox(QMessageBox.Icon.Warning, f"Delete <{c.name}>?",
                           f"Delete <b>{html.escape(c.name)}</b> from this library?",
                           QMessageBox.StandardButton.Cancel, self)
@@ -1164,7 +1164,7 @@ class PeopleManager(QWidget):
         if box.clickedButton() is not delete:
             return False
         try:
-            self.lib.remove_concept(c.name)
+            self.lib.concepts.remove(c.name)
         except LibraryError as exc:
             _show_error(self.error, str(exc))
             return False

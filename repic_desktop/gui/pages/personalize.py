@@ -402,7 +402,7 @@ class PersonalizePage(QWidget):
         counts = photo_counts(self.lib)
         self.concept_list.blockSignals(True)
         self.concept_list.clear()
-        for c in self.lib.concepts():
+        for c in self.lib.concepts.all():
             pc = counts.get(c.id)
             n = pc.photos if pc else 0
             label = f"{c.name}  ·  {n} photo{'s' if n != 1 else ''}"
@@ -902,7 +902,7 @@ class PersonalizePage(QWidget):
             self._show_error("Cannot use this adapter", f"There is no adapter_model.safetensors in {path}.")
             return False
         try:
-            a = self.lib.adapter(name) if name else None
+            a = self.lib.adapters.get(name) if name else None
         except (NotFound, LibraryError):
             a = None
         settings = self._load_settings()
@@ -949,7 +949,7 @@ class PersonalizePage(QWidget):
         except LibraryError:
             active = None
         try:
-            adapters = self.lib.adapters()
+            adapters = self.lib.adapters.all()
         except LibraryError as exc:
             log.warning("cannot list adapters: %s", exc)
             adapters = []
@@ -987,7 +987,7 @@ class PersonalizePage(QWidget):
         name = item.data(0, Qt.ItemDataRole.UserRole) if item is not None else None
         if not name:
             return False
-        a = self.lib.adapter(name)
+        a = self.lib.adapters.get(name)
         _, _, flagged = manifest_metrics(a.manifest or {})
         if flagged and not ask(self, "Use an adapter that did not improve?",
                                f"“{a.name}” recalled names no better than its base model. Use it anyway?",

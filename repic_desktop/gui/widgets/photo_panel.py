@@ -100,7 +100,7 @@ class _PhotoCommand(QUndoCommand):
 class EditCaptionCommand(_PhotoCommand):
     def __init__(self, lib, photo_id, notify, new_text: str, known: list[str], expected: list[str]):
         super().__init__(lib, photo_id, notify, "Edit caption")
-        old = lib.current_caption(photo_id)
+        old = lib.captions.current(photo_id)
         self.old_id = old.id if old else None
         self.new_id: int | None = None
         self.text_ = new_text
@@ -109,15 +109,15 @@ class EditCaptionCommand(_PhotoCommand):
 
     def redo(self) -> None:
         if self.new_id is None:
-            self.new_id = self.lib.add_caption(
+            self.new_id = self.lib.captions.add(
                 self.photo_id, self.text_, tags=self.tags, concept_set=self.concept_set, source="user",
                 status="draft", parent_id=self.old_id, provenance={"edited_from": self.old_id})
         else:
-            self.lib.set_current_caption(self.photo_id, self.new_id)
+            self.lib.captions.set_current(self.photo_id, self.new_id)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        self.lib.set_current_caption(self.photo_id, self.old_id)
+        self.lib.captions.set_current(self.photo_id, self.old_id)
         self.notify(self.photo_id)
 
 
@@ -134,29 +134,29 @@ class SetStatusCommand(_PhotoCommand):
             self.caption_id = self.caption_id_fn()
         if self.caption_id is None:
             return
-        self.old_status = self.lib.caption_status(self.caption_id) or "draft"
-        self.lib.set_caption_status(self.caption_id, self.status)
+        self.old_status = self.lib.captions.status(self.caption_id) or "draft"
+        self.lib.captions.set_status(self.caption_id, self.status)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
         if self.caption_id is not None and self.old_status is not None:
-            self.lib.set_caption_status(self.caption_id, self.old_status)
+            self.lib.captions.set_status(self.caption_id, self.old_status)
             self.notify(self.photo_id)
 
 
 class RestoreCaptionCommand(_PhotoCommand):
     def __init__(self, lib, photo_id, notify, caption_id: int):
         super().__init__(lib, photo_id, notify, "Use earlier caption")
-        cur = lib.current_caption(photo_id)
+        cur = lib.captions.current(photo_id)
         self.old_id = cur.id if cur else None
         self.new_id = caption_id
 
     def redo(self) -> None:
-        self.lib.set_current_caption(self.photo_id, self.new_id)
+        self.lib.captions.set_current(self.photo_id, self.new_id)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        self.lib.set_current_caption(self.photo_id, self.old_id)
+        self.lib.captions.set_current(self.photo_id, self.old_id)
         self.notify(self.photo_id)
 
 
@@ -165,37 +165,37 @@ class TagCommand(_PhotoCommand):
     them back. Adding may mark where they are (`box`, displayed pixels); undo removes tag and region."""
 
     def __init__(self, lib, photo_id, notify, concept_id: int, add: bool, box: Box | None = None):
-        name = lib.concept(concept_id).name
+        name = lib.concepts.get(concept_id).name
         super().__init__(lib, photo_id, notify, f"{'Add' if add else 'Remove'} <{name}>")
         self.concept_id, self.add, self.box = concept_id, add, box
-        self.was_tagged = any(c.id == concept_id for c in lib.photo_concepts(photo_id))
-        self.regions = [r for r in lib.regions(photo_id) if r.concept_id == concept_id]
+        self.was_tagged = any(c.id == concept_id for c in lib.concepts.of_photo(photo_id))
+        self.regions = [r for r in lib.concepts.regions(photo_id) if r.concept_id == concept_id]
 
     def _name(self) -> str:
-        return self.lib.concept(self.concept_id).name
+        return self.lib.concepts.get(self.concept_id).name
 
     def _tag(self) -> None:
         if self.regions:
             for r in self.regions:
-                self.lib.tag_photo(self.photo_id, self._name(), box=r.box, source=r.source, replace=False)
+                self.lib.concepts.tag(self.photo_id, self._name(), box=r.box, source=r.source, replace=False)
         else:
-            self.lib.tag_photo(self.photo_id, self._name())
+            self.lib.concepts.tag(self.photo_id, self._name())
 
     def redo(self) -> None:
         if self.add:
             if not self.was_tagged or self.box is not None:
-                self.lib.tag_photo(self.photo_id, self._name(), box=self.box)
+                self.lib.concepts.tag(self.photo_id, self._name(), box=self.box)
         else:
-            self.lib.untag_photo(self.photo_id, self._name())
+            self.lib.concepts.untag(self.photo_id, self._name())
         self.notify(self.photo_id)
 
     def undo(self) -> None:
         try:
             if self.add:
                 if not self.was_tagged:
-                    self.lib.untag_photo(self.photo_id, self._name())
+                    self.lib.concepts.untag(self.photo_id, self._name())
                 elif self.box is not None:  # only the box was moved: put the earlier boxes back
-                    self.lib.untag_photo(self.photo_id, self._name())
+                    self.lib.concepts.untag(self.photo_id, self._name())
                     self._tag()
             elif self.was_tagged:
                 self._tag()
@@ -219,7 +219,7 @@ class AnswerSuggestionCommand(_PhotoCommand):
     def _still_same(self) -> bool:
         # an index run may have dropped the row since, and SQLite may have given its id to another one
         try:
-            return self.lib.suggestion_row(self.suggestion_id)["concept_id"] == self.concept_id
+            return self.lib.retrieval.suggestion_row(self.suggestion_id)["concept_id"] == self.concept_id
         except LibraryError:
             return False
 
@@ -729,7 +729,7 @@ class PhotoPanel(QWidget):
             self.preview.set_image(None)
             return
         try:
-            photo = self.lib.photo(photo_id)
+            photo = self.lib.photos.get(photo_id)
         except LibraryError as exc:
             self.photo_id = None
             self.placeholder.setText(str(exc))
@@ -779,8 +779,8 @@ class PhotoPanel(QWidget):
         pid = self.photo_id
         if pid is None:
             return
-        concepts = self.lib.photo_concepts(pid)
-        all_concepts = self.lib.concepts()
+        concepts = self.lib.concepts.of_photo(pid)
+        all_concepts = self.lib.concepts.all()
         names = {c.id: c.name for c in all_concepts}
         # chips
         while self.chips.count():
@@ -794,10 +794,10 @@ class PhotoPanel(QWidget):
             self.chips.addWidget(chip)
         self.chips.addWidget(self.add_btn)
         self.chips_box.updateGeometry()
-        self.preview.set_regions([(names.get(r.concept_id, "?"), r.box) for r in self.lib.regions(pid)])
+        self.preview.set_regions([(names.get(r.concept_id, "?"), r.box) for r in self.lib.concepts.regions(pid)])
         self.refresh_suggestions()
         # caption
-        cap = self.lib.current_caption(pid)
+        cap = self.lib.captions.current(pid)
         self.highlighter.set_known(names.values())
         text = cap.text if cap else ""
         self._loaded_caption_text = text
@@ -817,7 +817,7 @@ class PhotoPanel(QWidget):
         self._update_buttons()
         # history (newest first)
         self.history.clear()
-        for c in reversed(self.lib.caption_history(pid)):
+        for c in reversed(self.lib.captions.history(pid)):
             current = cap is not None and c.id == cap.id
             status = {"draft": "draft", "accepted": "accepted", "exported": "exported"}.get(c.status, c.status)
             head = f"{'● current  ·  ' if current else ''}{status}  ·  {describe_provenance(c)}  ·  {when(c.created_at)}"
@@ -870,7 +870,7 @@ class PhotoPanel(QWidget):
     def _update_buttons(self) -> None:
         modified = self.is_modified()
         has_text = bool(self.editor.toPlainText().strip())
-        cap = self.lib.current_caption(self.photo_id) if self.photo_id is not None else None
+        cap = self.lib.captions.current(self.photo_id) if self.photo_id is not None else None
         self.save_btn.setEnabled(modified and has_text)
         self.revert_btn.setEnabled(modified)
         self.accept_btn.setEnabled(has_text and (modified or (cap is not None and cap.status == "draft")))
@@ -1030,9 +1030,8 @@ class PhotoPanel(QWidget):
             self._show_sugg_status(f"Could not {'confirm' if confirm else 'reject'} the suggestion: {exc}")
             return
         self._show_sugg_status("")
-        if hasattr(svc, "reset_suggestion"):   # a service without it: answered, but not undoable
-            self.undo.push(AnswerSuggestionCommand(self.lib, pid, self._notify, svc, now, confirm,
-                                                   lambda text, pid=pid: self._report_for(pid, text)))
+        self.undo.push(AnswerSuggestionCommand(self.lib, pid, self._notify, svc, now, confirm,
+                                               lambda text, pid=pid: self._report_for(pid, text)))
         self._notify(pid)
 
     def _report_for(self, photo_id: int, text: str) -> None:
@@ -1064,7 +1063,7 @@ class PhotoPanel(QWidget):
         if pid is None or not self.editor.toPlainText().strip():
             return
         modified = self.is_modified()
-        cap = self.lib.current_caption(pid)
+        cap = self.lib.captions.current(pid)
         if not modified and (cap is None or cap.status != "draft"):
             return
         self.undo.beginMacro("Edit and accept caption" if modified else "Accept caption")
@@ -1073,7 +1072,7 @@ class PhotoPanel(QWidget):
                 self.save_edit()
             lib = self.lib
             self.undo.push(SetStatusCommand(lib, pid, self._notify,
-                                            lambda: lib.photo(pid).current_caption_id, "accepted"))
+                                            lambda: lib.photos.get(pid).current_caption_id, "accepted"))
         finally:
             self.undo.endMacro()
 
@@ -1086,7 +1085,7 @@ class PhotoPanel(QWidget):
     def restore_version(self, caption_id: int | None) -> None:
         if caption_id is None or self.photo_id is None:
             return
-        cur = self.lib.current_caption(self.photo_id)
+        cur = self.lib.captions.current(self.photo_id)
         if cur is not None and cur.id == caption_id:
             return
         self.undo.push(RestoreCaptionCommand(self.lib, self.photo_id, self._notify, caption_id))
@@ -1094,7 +1093,7 @@ class PhotoPanel(QWidget):
     def add_concept(self, concept_id: int, box: Box | None = None) -> None:
         if self.photo_id is None:
             return
-        if box is None and any(c.id == concept_id for c in self.lib.photo_concepts(self.photo_id)):
+        if box is None and any(c.id == concept_id for c in self.lib.concepts.of_photo(self.photo_id)):
             return
         self.undo.push(TagCommand(self.lib, self.photo_id, self._notify, concept_id, add=True, box=box))
 
@@ -1105,7 +1104,7 @@ class PhotoPanel(QWidget):
             return None
         from ..pages.people import BoxDialog  # people.py does not import this module; keep it lazy anyway
         pid = self.photo_id
-        photo, name = self.lib.photo(pid), self.lib.concept(concept_id).name
+        photo, name = self.lib.photos.get(pid), self.lib.concepts.get(concept_id).name
         dlg = BoxDialog(self.tasks, photo.fs_path, f"Where is {name}?", (photo.width, photo.height), None,
                         self.window(), hint=f"Drag a box around {name} in this photo, or use the whole photo.")
         dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -1133,8 +1132,8 @@ class PhotoPanel(QWidget):
     def open_picker(self) -> ConceptPicker | None:
         if self.photo_id is None:
             return None
-        have = {c.id for c in self.lib.photo_concepts(self.photo_id)}
-        picker = ConceptPicker(self.lib.concepts(), have, self)
+        have = {c.id for c in self.lib.concepts.of_photo(self.photo_id)}
+        picker = ConceptPicker(self.lib.concepts.all(), have, self)
         picker.chosen.connect(lambda cid: self._picked(picker, cid))
         pid = self.photo_id
         picker.create_requested.connect(lambda name: self.new_concept_requested.emit(pid, name))
