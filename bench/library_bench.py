@@ -120,8 +120,8 @@ def fts_latency(lib_path: Path, rows: int, queries: int = 50) -> dict[str, tuple
     results = {}
     with Library(lib_path) as lib:
         lib.captions.search("warmup")
-        for label, fn in [("search_captions", lambda q: lib.captions.search(q, limit=100)),
-                          ("list_photos(search=)", lambda q: lib.photos.list(search=q, limit=100))]:
+        for label, fn in [("captions.search", lambda q: lib.captions.search(q, limit=100)),
+                          ("photos.list(search=)", lambda q: lib.photos.list(search=q, limit=100))]:
             timings = []
             for q in qs:
                 t = time.perf_counter()

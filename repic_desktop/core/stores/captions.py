@@ -13,17 +13,6 @@ from .common import Store, chunks
 
 
 class CaptionStore(Store):
-
-    def captioned_photo_ids(self, photo_ids: Sequence[int]) -> set[int]:
-        """Which of these photos have a current caption."""
-        out: set[int] = set()
-        for chunk in chunks(photo_ids):
-            q = ",".join("?" * len(chunk))
-            out.update(r[0] for r in self.conn.execute(
-                f"SELECT id FROM photos WHERE id IN ({q}) AND current_caption_id IS NOT NULL", tuple(chunk)))
-        return out
-
-    # ---------------------------------------------------------------- captions
     def add(self, photo_id: int, text: str, *, tags: list[str] | None = None,
             concept_set: list[str] | None = None, model_id: str | None = None,
             model_revision: str | None = None, adapter_id: str | None = None,
@@ -69,7 +58,7 @@ class CaptionStore(Store):
                               (json.dumps(provenance, ensure_ascii=False), caption_id))
 
     _SQL = ("SELECT id, photo_id, text, tags, concept_set, model_id, model_revision, adapter_id,"
-                    " prompt_hash, source, status, parent_id, created_at, provenance, job_id FROM captions")
+            " prompt_hash, source, status, parent_id, created_at, provenance, job_id FROM captions")
 
     @staticmethod
     def _row(r) -> Caption:
@@ -100,3 +89,12 @@ class CaptionStore(Store):
         return {pid: json.loads(tags) for pid, tags in self.conn.execute(
             "SELECT p.id, c.tags FROM photos p JOIN captions c ON c.id = p.current_caption_id"
             " WHERE p.status = 'ok' AND c.status IN ('accepted', 'exported') AND c.tags != '[]'")}
+
+    def captioned_photo_ids(self, photo_ids: Sequence[int]) -> set[int]:
+        """Which of these photos have a current caption."""
+        out: set[int] = set()
+        for chunk in chunks(photo_ids):
+            q = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.conn.execute(
+                f"SELECT id FROM photos WHERE id IN ({q}) AND current_caption_id IS NOT NULL", tuple(chunk)))
+        return out

@@ -6,7 +6,7 @@ import sqlite3
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-from ..types import Photo, fs_bytes
+from ..types import fs_bytes
 
 if TYPE_CHECKING:
     from ..library import Library
@@ -28,10 +28,6 @@ class Store:
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         return self.lib.transaction()
-
-
-def photo_from_row(row: Sequence) -> Photo:
-    return Photo(*row)
 
 
 def chunks(ids: Iterable[int], n: int = SQL_CHUNK) -> Iterable[Sequence[int]]:

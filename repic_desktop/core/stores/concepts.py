@@ -14,26 +14,12 @@ from .common import Store, chunks
 
 
 class ConceptStore(Store):
-
-    def tagged_photo_count(self, photo_ids: Sequence[int]) -> int:
-        """How many of these photos have at least one concept."""
-        n = 0
-        for chunk in chunks(photo_ids):
-            q = ",".join("?" * len(chunk))
-            n += self.conn.execute(f"SELECT count(DISTINCT photo_id) FROM photo_concepts WHERE photo_id IN ({q})",
-                                   tuple(chunk)).fetchone()[0]
-        return n
-
-    # ---------------------------------------------------------------- concepts
-    def _row(self, row) -> Concept:
-        return Concept(*row)
-
     _SQL = ("SELECT c.id, c.name, c.kind, c.info, c.position, m.category, m.repic_key FROM concepts c"
-                    " LEFT JOIN concept_meta m ON m.concept_id = c.id")
+            " LEFT JOIN concept_meta m ON m.concept_id = c.id")
 
     def all(self) -> list[Concept]:
         """All concepts in library order (the order RePIC's skip-retrieval puts references in)."""
-        return [self._row(r) for r in self.conn.execute(self._SQL + " ORDER BY c.position, c.id")]
+        return [Concept(*r) for r in self.conn.execute(self._SQL + " ORDER BY c.position, c.id")]
 
     def get(self, name_or_id: str | int) -> Concept:
         if isinstance(name_or_id, int):
@@ -43,7 +29,7 @@ class ConceptStore(Store):
                                     (name_or_id.strip().removeprefix("<").removesuffix(">").strip(),)).fetchone()
         if row is None:
             raise NotFound(f"no person, pet or thing called {name_or_id!r} in this library")
-        return self._row(row)
+        return Concept(*row)
 
     def _check_unique(self, name: str, except_id: int | None = None) -> None:
         row = self.conn.execute("SELECT id, name FROM concepts WHERE name = ? COLLATE NOCASE", (name,)).fetchone()
@@ -231,7 +217,7 @@ class ConceptStore(Store):
 
     def of_photo(self, photo_id: int) -> list[Concept]:
         """The photo's concepts in library order (= RePIC prompt order)."""
-        return [self._row(r) for r in self.conn.execute(
+        return [Concept(*r) for r in self.conn.execute(
             self._SQL + " JOIN photo_concepts pc ON pc.concept_id = c.id WHERE pc.photo_id = ?"
             " ORDER BY c.position, c.id", (photo_id,))]
 
@@ -246,3 +232,12 @@ class ConceptStore(Store):
             "SELECT r.id, r.concept_id, r.photo_id, r.file_path, r.box_x, r.box_y, r.box_w, r.box_h, r.position,"
             " p.content_hash FROM concept_refs r JOIN concepts c ON c.id = r.concept_id"
             " LEFT JOIN photos p ON p.id = r.photo_id ORDER BY c.position, c.id, r.position, r.id")]
+
+    def tagged_photo_count(self, photo_ids: Sequence[int]) -> int:
+        """How many of these photos have at least one concept."""
+        n = 0
+        for chunk in chunks(photo_ids):
+            q = ",".join("?" * len(chunk))
+            n += self.conn.execute(f"SELECT count(DISTINCT photo_id) FROM photo_concepts WHERE photo_id IN ({q})",
+                                   tuple(chunk)).fetchone()[0]
+        return n

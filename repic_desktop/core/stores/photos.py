@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any, Iterable, Iterator
 
 from ..types import NotFound, Photo, display_path, fs_bytes, fts_query, now
-from .common import PHOTO_COLS, Store, chunks, photo_from_row, under_folder
+from .common import PHOTO_COLS, Store, chunks, under_folder
 
 
 class PhotoStore(Store):
@@ -22,12 +22,12 @@ class PhotoStore(Store):
         row = self.conn.execute(f"SELECT {PHOTO_COLS} FROM photos WHERE id = ?", (photo_id,)).fetchone()
         if row is None:
             raise NotFound(f"no photo with id {photo_id}")
-        return photo_from_row(row)
+        return Photo(*row)
 
     def by_path(self, path: str | os.PathLike | bytes) -> Photo | None:
         row = self.conn.execute(f"SELECT {PHOTO_COLS} FROM photos WHERE path_bytes = ?",
                                 (fs_bytes(path),)).fetchone()
-        return photo_from_row(row) if row else None
+        return Photo(*row) if row else None
 
     def resolve(self, ref: str | int) -> Photo:
         """A photo given as an id or a path (as users type them on the command line)."""
@@ -46,8 +46,8 @@ class PhotoStore(Store):
         return {r[0]: (r[1], r[2], r[3], r[4]) for r in self.conn.execute(sql, args)}
 
     _INSERT = ("INSERT INTO photos (path, path_bytes, folder, filename, size, mtime_ns, content_hash, format,"
-                     " width, height, orientation, date_taken, status, added_at, updated_at)"
-                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'ok',?,?)")
+               " width, height, orientation, date_taken, status, added_at, updated_at)"
+               " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,'ok',?,?)")
 
     @staticmethod
     def _insert_row(path, *, size: int, mtime_ns: int, content_hash: str, format: str | None = None,
@@ -129,7 +129,7 @@ class PhotoStore(Store):
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
-        return [photo_from_row(r) for r in self.conn.execute(sql, args)]
+        return [Photo(*r) for r in self.conn.execute(sql, args)]
 
     def count(self, *, uncaptioned: bool = False, concept: str | None = None, search: str | None = None,
               folder: str | None = None, include_missing: bool = False) -> int:
@@ -221,7 +221,7 @@ class PhotoStore(Store):
         for chunk in chunks(sorted(set(photo_ids))):
             for r in self.conn.execute(f"SELECT {PHOTO_COLS} FROM photos WHERE status = 'ok' AND id IN"
                                        f" ({','.join('?' * len(chunk))})", list(chunk)):
-                p = photo_from_row(r)
+                p = Photo(*r)
                 out[p.id] = p
         return out
 
@@ -233,7 +233,7 @@ class PhotoStore(Store):
             chunk = hs[i:i + 500]
             for r in self.conn.execute(f"SELECT {PHOTO_COLS} FROM photos WHERE content_hash IN"
                                        f" ({','.join('?' * len(chunk))}) ORDER BY id", chunk):
-                p = photo_from_row(r)
+                p = Photo(*r)
                 out.setdefault(p.content_hash, []).append(p)
         return out
 
