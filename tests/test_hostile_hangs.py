@@ -211,15 +211,15 @@ def _album_with_sidecar(tmp_path, xmp: str, name: str = "photo.jpg"):
 
 
 def _count_tag_reads(monkeypatch) -> dict:
-    from repic_desktop.core.library import Library
-    calls = {"regions": 0, "photo_concepts": 0}
+    from repic_desktop.core.stores.concepts import ConceptStore
+    calls = {"regions": 0, "of_photo": 0}
     for meth in calls:
-        real = getattr(Library, meth)
+        real = getattr(ConceptStore, meth)
 
         def spy(self, *a, _real=real, _m=meth, **k):
             calls[_m] += 1
             return _real(self, *a, **k)
-        monkeypatch.setattr(Library, meth, spy)
+        monkeypatch.setattr(ConceptStore, meth, spy)
     return calls
 
 
@@ -234,11 +234,11 @@ def test_reading_many_named_regions_reads_the_photos_tags_once(tmp_path, library
     calls = _count_tag_reads(monkeypatch)
     report = reader.read_metadata_into_library(library, ids, create_concepts=True)
     assert (len(report.created), report.regions_added) == (300, 300)
-    assert calls["regions"] <= 2 and calls["photo_concepts"] <= 2, calls    # was one of each per name
-    calls["regions"] = calls["photo_concepts"] = 0
+    assert calls["regions"] <= 2 and calls["of_photo"] <= 2, calls    # was one of each per name
+    calls["regions"] = calls["of_photo"] = 0
     again = reader.read_metadata_into_library(library, ids)              # all names now concepts: tagged
     assert (again.regions_added, again.tags_added) == (0, 0)
-    assert calls["regions"] <= 2 and calls["photo_concepts"] <= 2, calls
+    assert calls["regions"] <= 2 and calls["of_photo"] <= 2, calls
 
 
 def test_a_sidecar_with_thousands_of_regions_is_read_up_to_a_cap_with_a_note(tmp_path, library):

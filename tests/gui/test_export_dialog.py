@@ -25,7 +25,7 @@ def small_library(gui_library, tmp_path):
     lib.captions.add(photos[0].id, "<Anya> on a sunny hill", status="accepted")
     lib.captions.add(photos[1].id, "Two figures and the sun", status="accepted")
     lib.captions.add(photos[2].id, "a draft", status="draft")
-    lib.photos = photos
+    lib.sorted_photos = photos  # the test photos, by path
     return lib
 
 
@@ -44,7 +44,7 @@ def test_preview_write_summary_and_defaults(small_library, isolated_env, qtbot):
     from repic_desktop.metadata.reader import read_file_metadata
 
     lib = small_library
-    a, b, _draft = lib.photos
+    a, b, _draft = lib.sorted_photos
     tasks = TaskRunner(threads=2)
     dlg = ExportDialog(lib.path, tasks, [a.id, b.id], settings=None)
     qtbot.addWidget(dlg)
@@ -104,7 +104,7 @@ def test_all_accepted_scope_and_refusals(small_library, isolated_env, qtbot):
     from repic_desktop.gui.widgets.thumbnails import TaskRunner
 
     lib = small_library
-    a, b, draft = lib.photos
+    a, b, draft = lib.sorted_photos
     tasks = TaskRunner(threads=2)
     dlg = ExportDialog(lib.path, tasks, [draft.id])
     qtbot.addWidget(dlg)
