@@ -30,7 +30,8 @@ from .captioning.index_controller import IndexController
 from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
 from .widgets.photo_panel import PhotoPanel, TagCommand
-from .widgets.thumbnails import TaskRunner, ThumbnailLoader
+from .tasks import TaskRunner
+from .widgets.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,8 @@ from PySide6.QtWidgets import (
 from ...core.library import Library, LibraryError, fts_query
 from ...core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
 from .layout import heading, split_page
-from ..widgets.thumbnails import TaskRunner, ThumbnailLoader
+from ..tasks import TaskRunner
+from ..widgets.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,9 @@ from .browser import EmptyState
 from ..captioning.index_controller import IndexController, service_or_none
 from ..widgets.painting import begin_row, draw_round_pixmap
 from .people import KIND_LABELS
-from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
+from ..tasks import TaskRunner
+from ..widgets.images import load_image_scaled
+from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
 
 log = logging.getLogger(__name__)

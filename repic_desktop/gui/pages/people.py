@@ -32,7 +32,9 @@ from ...core.library import Box, Library, LibraryError, check_box
 from ..dialogs.files import choose_open_file, choose_open_files
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
 from ..widgets.painting import begin_row, draw_round_pixmap
-from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
+from ..tasks import TaskRunner
+from ..widgets.images import load_image_scaled
+from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
 
 log = logging.getLogger(__name__)

@@ -41,7 +41,8 @@ from ...captioning.prompt import TAG_RE, parse_tags
 from ...core.library import Box, Caption, Library, LibraryError, NotFound
 from ..captioning.index_controller import service_or_none, shared_matcher, unavailable_type
 from ..pages.layout import heading
-from .thumbnails import TaskRunner, load_image_scaled
+from ..tasks import TaskRunner
+from .images import load_image_scaled
 
 log = logging.getLogger(__name__)
 
