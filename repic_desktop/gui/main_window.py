@@ -23,7 +23,8 @@ from .. import APP_NAME
 from ..core.library import Library, LibraryError
 from ..core.temp_files import cleanup_library_folders
 from .pages.browser import Browser, PhotoFilter, query_photo_ids
-from .dialogs.errors import AboutDialog, LogView, log_handler, show_error
+from .dialogs.about import AboutDialog
+from .dialogs.errors import show_error
 from .pages.faces import FacesPage
 from .dialogs.files import choose_folder
 from .captioning.index_controller import IndexController
@@ -31,6 +32,7 @@ from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
 from .widgets.photo_panel import PhotoPanel, TagCommand
 from .tasks import TaskRunner
+from .widgets.log_view import LogView, log_handler
 from .widgets.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)

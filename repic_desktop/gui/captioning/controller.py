@@ -36,7 +36,7 @@ from ...core.library import Library, LibraryError
 from ..dialogs.caption import CaptionChoice, CaptionDialog, ConceptEntry
 from ..tasks import TaskRunner
 from .model_worker import ModelWorker, gpu_text, spec_label, user_message
-from ..dialogs.settings import extra, load_settings, model_spec_from_settings, request_presets
+from ..settings_access import extra, load_settings, model_spec_from_settings, request_presets
 
 log = logging.getLogger(__name__)
 
