@@ -120,10 +120,9 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(self.queue_dock, self.log_dock)
             self.queue_dock.raise_()
             self.controller.caption_finished.connect(self._caption_finished)
-            if hasattr(self.controller, "job_changed"):
-                self.controller.job_changed.connect(lambda _job: self._update_counts_later())
+            self.controller.job_changed.connect(lambda _job: self._update_counts_later())
         self.index_dock = None
-        if self.queue_dock is not None and hasattr(self.queue_dock, "add_index_controller"):
+        if self.queue_dock is not None:
             self.queue_dock.add_index_controller(self.index)
         else:  # no captioning dock: the face-index job gets a dock of its own
             from .captioning.queue_dock import IndexDock
@@ -605,7 +604,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> AboutDialog:
         gpu = None
-        if self.controller is not None and hasattr(self.controller, "gpu_summary"):
+        if self.controller is not None:
             try:
                 gpu = self.controller.gpu_summary()
             except Exception as exc:

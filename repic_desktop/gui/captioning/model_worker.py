@@ -198,10 +198,6 @@ class ModelWorker(CommandThread):
             self._queue = deque(item for item in self._queue if item[0] != "job")
         return ids
 
-    def queued_jobs(self) -> list[int]:
-        with self._cond:
-            return [item[1] for item in self._queue if item[0] == "job"]
-
     @property
     def current_job(self) -> int | None:
         return self._current_job

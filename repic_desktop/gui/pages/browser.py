@@ -342,7 +342,7 @@ class PhotoDelegate(QStyledItemDelegate):
             ph = box.adjusted(box.width() * 0.08, box.height() * 0.16, -box.width() * 0.08, -box.height() * 0.16)
             p.drawRoundedRect(ph, 6, 6)
             img_rect = ph
-            broken = info is not None and index.model().is_broken(info.id) if hasattr(index.model(), "is_broken") else None
+            broken = info is not None and index.model().is_broken(info.id)
             if broken:
                 p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
                 p.drawText(ph, Qt.AlignmentFlag.AlignCenter, "cannot show")
@@ -766,9 +766,6 @@ class Browser(QWidget):
         self.tree.setCurrentIndex(self.folder_model.index(0, 0))
         self.set_filter(status="all", concept_id=None, search="", folder=None)
 
-    def show_concept(self, concept_id: int) -> None:
-        self.set_filter(concept_id=concept_id)
-
     def _person_chosen(self, i: int) -> None:
         self.set_filter(concept_id=self.person_combo.itemData(i))
 
@@ -1090,7 +1087,3 @@ class Browser(QWidget):
         dlg.show()
         self._report_dialog = dlg
         return dlg
-
-    @property
-    def last_import_reports(self) -> list[dict]:
-        return list(self._import_reports)

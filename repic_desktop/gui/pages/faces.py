@@ -93,7 +93,7 @@ def load_clusters(lib: Library, service, min_size: int = 1, show_ignored: bool =
     for c in service.face_clusters(lib, min_size=min_size):
         faces = faces_of(c.members)
         rows.append(ClusterRow(c.id, c.size, len({f.photo_id for f in faces}), faces))
-    if show_ignored and hasattr(service, "ignored_faces"):
+    if show_ignored:
         faces = faces_of(service.ignored_faces(lib))
         if faces:
             rows.append(ClusterRow(IGNORED_ROW, len(faces), len({f.photo_id for f in faces}), faces, ignored=True))
