@@ -382,11 +382,10 @@ class MainWindow(QMainWindow):
     def _update_counts(self) -> None:
         path = self.library_path
 
-        def work():
-            with Library(path) as lib:
-                return lib.counts()
+        def work(lib):
+            return lib.counts()
 
-        self.tasks.run(work, self._show_counts)
+        self.tasks.run(work, self._show_counts, library=path)
 
     def _update_counts_later(self) -> None:
         if not hasattr(self, "_counts_timer"):
@@ -557,9 +556,8 @@ class MainWindow(QMainWindow):
             return
         path = self.library_path
 
-        def work():
-            with Library(path) as lib:
-                return list(query_photo_ids(lib, PhotoFilter(status="uncaptioned")))
+        def work(lib):
+            return list(query_photo_ids(lib, PhotoFilter(status="uncaptioned")))
 
         def done(ids):
             if not ids:
@@ -567,7 +565,7 @@ class MainWindow(QMainWindow):
                 return
             self.controller.caption_photos(ids, self)
 
-        self.tasks.run(work, done, lambda m, d: show_error(self, "Cannot list photos", m, d))
+        self.tasks.run(work, done, lambda m, d: show_error(self, "Cannot list photos", m, d), library=path)
 
     def regenerate(self, photo_id: int | None = None) -> None:
         pid = photo_id if isinstance(photo_id, int) else self.panel.photo_id
@@ -634,16 +632,14 @@ class MainWindow(QMainWindow):
         those of dead processes in every photo folder once at start, in the background."""
         path = self.library_path
 
-        def work() -> int:
-            with Library(path) as lib:
-                folders = lib.folders()
-            return cleanup_library_folders(folders)
+        def work(lib) -> int:
+            return cleanup_library_folders(lib.folders())
 
         def done(n: int) -> None:
             if n:
                 log.info("removed %d leftover temp file(s) of a killed export", n)
 
-        self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m))
+        self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m), library=path)
 
     def _startup_prompts(self) -> None:
         try:

@@ -415,9 +415,8 @@ class FacesPage(QWidget):
 
         show_ignored = self.show_ignored.isChecked()
 
-        def work():
-            with Library(path) as lib:
-                return load_clusters(lib, svc, show_ignored=show_ignored)
+        def work(lib):
+            return load_clusters(lib, svc, show_ignored=show_ignored)
 
         def done(rows):
             if gen == self._gen:
@@ -429,7 +428,7 @@ class FacesPage(QWidget):
                 self.summary.setText(f"Cannot list unknown faces: {message}")
 
         self.summary.setText("Looking for unknown faces…")
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
 
     def _set_rows(self, rows: list[ClusterRow]) -> None:
         keep = self.current_cluster()
@@ -546,9 +545,8 @@ class FacesPage(QWidget):
         self.name_btn.setEnabled(False)
         self._info(f"Naming {row.size} faces {name}…")
 
-        def work():
-            with Library(path) as lib:
-                return svc.name_cluster(lib, cid, name, kind=kind)
+        def work(lib):
+            return svc.name_cluster(lib, cid, name, kind=kind)
 
         def done(concept):
             self._info("")
@@ -561,7 +559,7 @@ class FacesPage(QWidget):
             self._info(message, error=True)
             self.name_btn.setEnabled(True)
 
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
         return True
 
     # ------------------------------------------------------------------ ignoring
@@ -598,11 +596,10 @@ class FacesPage(QWidget):
         svc, path = self.service, self.lib.path
         self.ignore_btn.setEnabled(False)
 
-        def work():
-            with Library(path) as lib:
-                if cluster_id is not None:
-                    return svc.ignore_cluster(lib, cluster_id)
-                return (svc.ignore_faces if ignore else svc.unignore_faces)(lib, crop_ids)
+        def work(lib):
+            if cluster_id is not None:
+                return svc.ignore_cluster(lib, cluster_id)
+            return (svc.ignore_faces if ignore else svc.unignore_faces)(lib, crop_ids)
 
         def done(n):
             self.ignored_changed.emit()
@@ -613,5 +610,5 @@ class FacesPage(QWidget):
             self._info(message, error=True)
             self.ignore_btn.setEnabled(True)
 
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
         return True
