@@ -178,6 +178,7 @@ class TaskRunner(QObject):
             on_error: Callable[[str, str], None] | None = None,
             on_progress: Callable[[Any], None] | None = None, *, library: str | Path | None = None,
             cancel: threading.Event | None = None, name: str = "repic-task") -> Task:
+        """Run `fn` off the GUI thread (see the module docstring); `name` names a daemon thread."""
         task = Task(next(self._ids), cancel)
         relay = _Relay(self, task, on_done, on_error, on_progress)
         self._live.add(relay)

@@ -249,10 +249,9 @@ class SettingsDialog(QDialog):
         return page
 
     def _library(self):
-        """The controller's library (None for a controller without one)."""
-        get = getattr(self.controller, "_lib", None)
+        """The controller's library (None when it cannot be opened)."""
         try:
-            return get() if get is not None else None
+            return self.controller._lib()
         except Exception:  # noqa: BLE001 - a library that cannot open only loses the adapter row's scope
             return None
 
