@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.png_builder import solid_png  # noqa: E402
+from tests.helpers.png_builder import solid_png  # noqa: E402
 
 _PROBE = """
 import json, time

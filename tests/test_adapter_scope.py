@@ -129,7 +129,7 @@ def test_a_lora_is_refused_on_a_model_it_is_merged_into(tmp_path, demo_model_dir
 
 @pytest.fixture
 def lib(tmp_path):
-    from tests.test_trainer_dataset import make_library
+    from tests.helpers.trainer_library import make_library
 
     return make_library(tmp_path / "lib")
 
@@ -166,12 +166,12 @@ def test_failed_runs_are_listed_and_removed(lib, tmp_path, isolated_env, capsys)
 
 
 def test_a_killed_run_is_listed_as_incomplete(lib, isolated_env, capsys):
-    from tests.test_trainer_fixes import _fake_run
+    from tests.helpers.trainer_library import fake_run
     from trainer.__main__ import main as repic_train
 
     with Library(lib) as l2:
         run = l2.data_dir / "adapters" / "killed"
-    _fake_run(run)  # checkpoints and run_config.json, no recorded end: the process was killed
+    fake_run(run)  # checkpoints and run_config.json, no recorded end: the process was killed
     (run / "adapter" / "adapter_model.safetensors").unlink()
     assert repic_train(["adapters", "--library", str(lib), "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

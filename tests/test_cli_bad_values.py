@@ -195,7 +195,7 @@ def _accepted(cmd, action, opt) -> set[str]:
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
     """A prepared work folder; each case gets an exact copy at the same path (photo paths are absolute)."""
-    from tests.test_trainer_dataset import make_library
+    from tests.helpers.trainer_library import make_library
 
     base = tmp_path_factory.mktemp("fuzz")
     work = base / "work"

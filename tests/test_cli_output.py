@@ -13,7 +13,7 @@ import pytest
 from repic_desktop.core.library import Library
 from repic_desktop.core.scanner import scan_folder
 
-from .test_metadata_helpers import make_image, needs_pyexiv2
+from tests.helpers.metadata_files import make_image, needs_pyexiv2
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from repic_desktop.core.library import Box, Library
 from repic_desktop.core.scanner import scan_folder
 from repic_desktop.metadata import MetadataValues, RegionBox, WriteOptions, write_metadata
 
-from .test_metadata_helpers import make_image, needs_pyexiv2
+from tests.helpers.metadata_files import make_image, needs_pyexiv2
 
 
 def run(capsys, *argv):

@@ -25,7 +25,7 @@ from repic_desktop.metadata.fields import clean_text
 from repic_desktop.metadata.writer import MetadataValues, Person, RegionBox, WriteOptions, default_backends, \
     write_metadata
 
-from .test_metadata_helpers import HAVE_PYEXIV2, make_image, needs_exiftool
+from tests.helpers.metadata_files import HAVE_PYEXIV2, make_image, needs_exiftool
 
 pytestmark = needs_exiftool
 

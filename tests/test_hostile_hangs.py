@@ -15,7 +15,7 @@ import sys
 from PIL import Image
 
 from repic_desktop.core import images, raw
-from tests.corpus import jpeg_bytes
+from tests.helpers.corpus import jpeg_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

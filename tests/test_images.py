@@ -13,7 +13,7 @@ from repic_desktop.core import images
 from repic_desktop.core.images import (
     MAX_PIXELS, RAW_EXTENSIONS, SUPPORTED_EXTENSIONS, UnusableImage, inspect_image, open_oriented, probe_file,
 )
-from tests.corpus import (
+from tests.helpers.corpus import (
     H, W, build_corpus, encode, gradient, gray16_png, heic_bytes, jpeg_bytes, palette_png, rgba_png, write,
 )
 

@@ -1,7 +1,7 @@
 """Big PNGs: import reads headers only, captioning and thumbnails decode them reduced (issue #14,
 "Memory"), and PNGs with large text chunks are not "corrupt".
 
-The files are built by hand (tests/png_builder.py): a 48-megapixel solid PNG is ~150 KB on disk but
+The files are built by hand (tests/helpers/png_builder.py): a 48-megapixel solid PNG is ~150 KB on disk but
 192 MB once decoded (Pillow keeps RGB as 4 bytes a pixel). Peak memory is measured in a fresh
 subprocess from /proc/self/status VmHWM (the high-water mark of its resident memory), less the
 mark after the imports, so one test's allocations never hide another's."""
@@ -21,7 +21,7 @@ from PIL import Image
 
 from repic_desktop.core import images
 from repic_desktop.core.images import inspect_image, open_oriented, probe_file
-from tests.png_builder import chunk, itxt_compressed, solid_png, ztxt
+from tests.helpers.png_builder import chunk, itxt_compressed, solid_png, ztxt
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIG = (8000, 6000)  # 48 MP: a full decode holds 192 MB

@@ -21,7 +21,7 @@ from repic_desktop.cli import main
 from repic_desktop.core.concepts import import_reference_file
 from repic_desktop.core.library import Library, LibraryError
 from repic_desktop.core.scanner import scan_folder
-from tests.lock_harness import Holder
+from tests.helpers.lock_harness import Holder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX advisory locks")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,11 +19,12 @@ from repic_desktop.core.scanner import scan_folder
 from repic_desktop.metadata import ExportOptions, WriteOptions, check_consistency, export_photos
 from repic_desktop.metadata.export import accepted_photo_ids, photo_values
 from repic_desktop.metadata.safety import cleanup_stale_temps
-from repic_desktop.metadata.writer import default_backends, write_metadata
+from repic_desktop.metadata.writer import default_backends
 
-from .test_metadata_helpers import (
+from tests.helpers.metadata_files import (
     HAVE_EXIFTOOL, exif_facts, make_image, needs_pyexiv2, pixel_hash, read_with, sha,
 )
+from tests.helpers.killed_export import POINT_SCRIPT, kill_album
 
 pytestmark = needs_pyexiv2
 
@@ -214,33 +214,8 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _kill_album(tmp_path, n):
-    """n identical small photos, each with Zoë + Rex regions and an accepted caption; returns the
-    library file, the folder, and the sha256 of a photo before and after a complete export."""
-    folder = tmp_path / "album"
-    folder.mkdir()
-    src = make_image(tmp_path / "src.jpg", size=(64, 48))
-    for i in range(n):
-        shutil.copy(src, folder / f"{i:03d}.jpg")
-    db = tmp_path / "lib.sqlite"
-    with Library(db) as lib:
-        scan_folder(lib, str(folder))
-        lib.concepts.add("Zoë", "person")
-        lib.concepts.add("Rex", "pet")
-        with lib.transaction():
-            for p in lib.photos.list():
-                lib.concepts.tag(p.id, "Zoë", box=Box(4, 4, 20, 20))
-                lib.concepts.tag(p.id, "Rex", box=Box(30, 20, 20, 20))
-                lib.captions.add(p.id, "<Zoë> with <Rex>", status="accepted")
-        one = lib.photos.list()[0]
-        ref = tmp_path / "ref.jpg"
-        shutil.copy(src, ref)
-        assert write_metadata(ref, photo_values(lib, one, lib.captions.current(one.id))).status == "written"
-    return db, folder, sha(src), sha(ref)
-
-
 def test_sigkill_during_a_200_file_export_leaves_no_broken_file(tmp_path):
-    db, folder, original, complete = _kill_album(tmp_path, 200)
+    db, folder, original, complete = kill_album(tmp_path, 200)
     repo = Path(__file__).resolve().parents[1]
     for stop_at, extra_delay in ((25, 0.0), (90, 0.0013), (160, 0.0007)):
         proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, str(db)], stdout=subprocess.PIPE, text=True,
@@ -270,31 +245,12 @@ def test_sigkill_during_a_200_file_export_leaves_no_broken_file(tmp_path):
         assert {lib.captions.current(p.id).status for p in lib.photos.list()} == {"exported"}
 
 
-POINT_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
-    from repic_desktop.core.library import Library
-    from repic_desktop.metadata import export_photos, accepted_photo_ids
-    where, nth = sys.argv[2], int(sys.argv[3])
-    real, calls = os.replace, [0]
-    def replace(a, b):
-        calls[0] += 1
-        if calls[0] == nth and where == "before":
-            os.kill(os.getpid(), signal.SIGKILL)
-        real(a, b)
-        if calls[0] == nth and where == "after":
-            os.kill(os.getpid(), signal.SIGKILL)
-    os.replace = replace
-    lib = Library(sys.argv[1])
-    export_photos(lib, accepted_photo_ids(lib))
-""")
-
-
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_sigkill_just_before_and_just_after_the_replace(tmp_path, where):
     """The two worst moments, hit exactly: the temp file is complete but not yet renamed (the original
     must be intact), and the file is replaced but the library has not recorded it yet (a re-run
     must find it unchanged and record it)."""
-    db, folder, original, complete = _kill_album(tmp_path, 5)
+    db, folder, original, complete = kill_album(tmp_path, 5)
     out = subprocess.run([sys.executable, "-c", POINT_SCRIPT, str(db), where, "3"], cwd=Path(__file__).parents[1],
                          capture_output=True, text=True)
     assert out.returncode == -signal.SIGKILL, out.stderr

@@ -19,8 +19,8 @@ from repic_desktop.metadata import safety, writer
 from repic_desktop.metadata.export import accepted_photo_ids
 from repic_desktop.metadata.writer import default_backends
 
-from .test_metadata_export import POINT_SCRIPT, _kill_album
-from .test_metadata_helpers import HAVE_EXIFTOOL, make_image, needs_exiftool, needs_pyexiv2, sha
+from tests.helpers.killed_export import POINT_SCRIPT, kill_album
+from tests.helpers.metadata_files import HAVE_EXIFTOOL, make_image, needs_exiftool, needs_pyexiv2, sha
 
 pytestmark = needs_pyexiv2
 
@@ -250,7 +250,7 @@ def test_an_import_removes_a_dead_writers_temps_too(pair):
 
 
 def test_the_leftover_of_a_real_killed_export_is_removed_by_the_next_one(tmp_path):
-    db, folder, original, complete = _kill_album(tmp_path, 3)
+    db, folder, original, complete = kill_album(tmp_path, 3)
     out = subprocess.run([sys.executable, "-c", POINT_SCRIPT, str(db), "before", "2"],
                          cwd=Path(__file__).parents[1], capture_output=True, text=True)
     assert out.returncode == -signal.SIGKILL, out.stderr
@@ -270,14 +270,13 @@ def test_a_digikam_raw_sidecar_keeps_its_applied_to_dimensions(tmp_path):
     preview (1620x1080). Our regions go into the frame the sidecar already uses, normalised boxes
     unchanged (same aspect), instead of relabelling every region with the preview's size. The sidecar
     is built here in digiKam 8's layout (no public RAW sidecar with regions was found)."""
-    from .corpus import gradient, tiff_raw_bytes
-    from .test_metadata_helpers import digikam_packet
-    from .test_raw import _jpeg
+    from tests.helpers.corpus import encode_jpeg, gradient, tiff_raw_bytes
+    from tests.helpers.metadata_files import digikam_packet
 
     album = tmp_path / "album"
     album.mkdir()
     nef = album / "DSC_0042.NEF"
-    nef.write_bytes(tiff_raw_bytes(_jpeg(gradient(size=(1620, 1080))), date="2023:08:01 12:00:00"))
+    nef.write_bytes(tiff_raw_bytes(encode_jpeg(gradient(size=(1620, 1080))), date="2023:08:01 12:00:00"))
     side = album / "DSC_0042.NEF.xmp"
     side.write_text(digikam_packet(6246, 4170), encoding="utf-8")
     before = exiftool_json(side)

@@ -17,7 +17,7 @@ from repic_desktop.metadata import (
 )
 from repic_desktop.metadata.export import accepted_photo_ids
 
-from .test_metadata_helpers import digikam_packet, inject_xmp, lightroom_packet, make_image, needs_pyexiv2
+from tests.helpers.metadata_files import digikam_packet, inject_xmp, lightroom_packet, make_image, needs_pyexiv2
 
 pytestmark = needs_pyexiv2
 

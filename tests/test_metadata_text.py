@@ -15,7 +15,7 @@ from repic_desktop.metadata import iim
 from repic_desktop.metadata.fields import clean_text
 from repic_desktop.metadata.writer import MetadataValues, Person, WriteOptions, write_metadata
 
-from .test_metadata_helpers import backend_params, needs_exiftool, shared
+from tests.helpers.metadata_files import backend_params, needs_exiftool, shared
 
 REAL = Path(__file__).parent / "realfiles"
 pytestmark = needs_exiftool  # exiftool is the second reader of every test here

@@ -14,7 +14,7 @@ import pytest
 from repic_desktop.metadata.backends import Backends
 from repic_desktop.metadata.writer import MetadataValues, Person, RegionBox, WriteOptions, write_metadata
 
-from .test_metadata_helpers import inject_xmp, make_image, needs_exiftool, needs_pyexiv2, sha, shared
+from tests.helpers.metadata_files import inject_xmp, make_image, needs_exiftool, needs_pyexiv2, sha, shared
 
 REAL = Path(__file__).parent / "realfiles"
 CANON = "Canon PowerShot S330.jpg"

@@ -22,7 +22,7 @@ from repic_desktop.metadata.reader import read_file_metadata
 from repic_desktop.metadata.safety import TEMP_PREFIX
 from repic_desktop.metadata.writer import MetadataValues, Person, RegionBox, WriteOptions, write_metadata
 
-from .test_metadata_helpers import (
+from tests.helpers.metadata_files import (
     DATE, HAVE_EXIFTOOL, HAVE_PYEXIV2, backend_params, digikam_packet, exif_facts, inject_xmp, lightroom_packet, make_image,
     needs_exiftool, needs_pyexiv2, other, pixel_hash, read_with, sha, shared,
 )

@@ -3,9 +3,7 @@ without network, and the `repic model` commands.  HF_HUB_OFFLINE=1 is set by con
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -23,28 +21,10 @@ from repic_desktop.captioning.model_manager import (
     snapshot_complete,
 )
 from repic_desktop.cli import main
+from tests.helpers.hub_cache import fake_hub_repo
 
 COMMIT_A = "a" * 40
 COMMIT_B = "0123456789abcdef0123456789abcdef01234567"
-
-
-def fake_hub_repo(cache: Path, repo_id: str, folder: Path, commit: str, refs=("main",)) -> Path:
-    """Put ``folder``'s files into ``cache`` in the real hub layout: blobs + snapshot symlinks + refs."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snap = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    snap.mkdir(parents=True, exist_ok=True)
-    for f in sorted(p for p in folder.rglob("*") if p.is_file()):
-        data = f.read_bytes()
-        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
-        blob.write_bytes(data)
-        link = snap / f.relative_to(folder)
-        link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
-    for ref in refs:
-        (repo / "refs").mkdir(exist_ok=True)
-        (repo / "refs" / ref).write_text(commit)
-    return snap
 
 
 @pytest.fixture(scope="module")

@@ -475,7 +475,7 @@ def test_adapter_is_applied_unmerged(demo_model_dir, demo, tmp_path):
     assert out.shape[1] > ids.shape[1]
 
     # The same adapter as a hub id, found in the local cache (offline).
-    from tests.test_model_manager import fake_hub_repo
+    from tests.helpers.hub_cache import fake_hub_repo
 
     cache = tmp_path / "hub"
     fake_hub_repo(cache, "me/my-lora", adapter_dir, "b" * 40)

@@ -4,7 +4,6 @@ with the RAW itself never modified."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 
@@ -18,14 +17,8 @@ from repic_desktop.core.library import Box, Library
 from repic_desktop.core.scanner import scan_folder
 from repic_desktop.core.thumbnails import ThumbnailCache
 
-from .corpus import gradient, jpeg_bytes, raf_like_bytes, tiff_raw_bytes
-from .test_metadata_helpers import HAVE_EXIFTOOL, needs_pyexiv2
-
-
-def _jpeg(im: Image.Image) -> bytes:
-    b = io.BytesIO()
-    im.save(b, "JPEG", quality=95)
-    return b.getvalue()
+from tests.helpers.corpus import encode_jpeg, gradient, jpeg_bytes, raf_like_bytes, tiff_raw_bytes
+from tests.helpers.metadata_files import HAVE_EXIFTOOL, needs_pyexiv2
 
 
 def test_the_biggest_complete_preview_wins_and_orientation_comes_from_the_raw(tmp_path):
@@ -44,7 +37,7 @@ def test_the_biggest_complete_preview_wins_and_orientation_comes_from_the_raw(tm
 def test_displayed_pixels_follow_the_raw_orientation(tmp_path):
     src = gradient(size=(240, 160))                 # red grows to the right, green downwards
     p = tmp_path / "o6.nef"
-    p.write_bytes(tiff_raw_bytes(_jpeg(src), orientation=6))
+    p.write_bytes(tiff_raw_bytes(encode_jpeg(src), orientation=6))
     im = open_oriented(p)
     assert im.size == (160, 240)
     expected = src.transpose(Image.Transpose.ROTATE_270)
@@ -102,7 +95,7 @@ def test_raw_photo_end_to_end_import_caption_export(tmp_path, demo_model_dir, ca
     album = tmp_path / "album"
     album.mkdir()
     nef = album / "DSC_0042.NEF"
-    nef.write_bytes(tiff_raw_bytes(_jpeg(gradient(size=(240, 160))), orientation=6, date="2023:08:01 12:00:00",
+    nef.write_bytes(tiff_raw_bytes(encode_jpeg(gradient(size=(240, 160))), orientation=6, date="2023:08:01 12:00:00",
                                    sensor=os.urandom(4000)))
     before = nef.read_bytes()
     libp = tmp_path / "lib.sqlite"

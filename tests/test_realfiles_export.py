@@ -14,23 +14,12 @@ import pytest
 
 from repic_desktop.metadata.backends import exiftool_available, pyexiv2_available
 
-from .realfiles_harness import CAPTION_WRITTEN, corpus_files, run_corpus
+from tests.helpers.realfiles_harness import CAPTION_WRITTEN, EXPECTED_SKIPS, corpus_files, run_corpus
 
 pytestmark = [
     pytest.mark.skipif(not exiftool_available(), reason="exiftool is not installed: it is the second reader here"),
     pytest.mark.skipif(not pyexiv2_available(), reason="pyexiv2 is not installed"),
 ]
-
-# Files `repic import` rightly does not take, with the reason it must give (see test_realfiles_import).
-EXPECTED_SKIPS = {
-    "Nikon.nef": "without a usable embedded JPEG preview",   # exiftool's test NEF has its image data stripped
-    # libtiff's and tlnagy/exampletiffs' test TIFFs in pixel formats or codecs nothing here decodes
-    "flower-rgb-contig-4.tif": "unsupported TIFF pixel format: 4-bit RGB",
-    "logluv-3c-16b.tiff": "unsupported TIFF pixel format: 16-bit signed integer LogLuv",
-    "shapes_lzw_12bps.tif": "unsupported TIFF pixel format: 12-bit RGB",
-    "shapes_lzw_predictor3.tif": "unsupported TIFF pixel format: 32-bit floating-point RGB",
-    "webp_lossless_rgba_alpha_fully_opaque.tif": "unsupported TIFF compression: WebP",
-}
 
 RAW_SUFFIXES = (".nef",)
 
@@ -98,7 +87,7 @@ def test_second_export_reports_unchanged_and_writes_nothing(corpus_run, name):
 
 
 def test_corpus_is_small_and_every_file_has_a_source():
-    from .realfiles_harness import CORPUS
+    from tests.helpers.realfiles_harness import CORPUS
     files = corpus_files()
     assert len(files) >= 25
     sizes = {n: (CORPUS / n).stat().st_size for n in files}
@@ -111,7 +100,7 @@ def test_corpus_is_small_and_every_file_has_a_source():
 def test_the_comparison_ignores_only_our_fields_and_derived_keys():
     from repic_desktop.metadata.fields import WRITABLE
 
-    from .realfiles_harness import tag_damage
+    from tests.helpers.realfiles_harness import tag_damage
     mn = {"bytes": 10, "sha256": "a"}
     before = {"System:FileSize": 1, "XMP-dc:Description": "old", "XMP-dc:Description-de": "alt",
               "Canon:LensModel": "EF", "ExifIFD:MakerNoteCanon": mn, "ExifIFD:MakerNoteUnknown": mn,

@@ -18,8 +18,7 @@ from repic_desktop.cli import main
 from repic_desktop.core.library import Library
 from repic_desktop.metadata.backends import exiftool_available, pyexiv2_available
 
-from .realfiles_harness import CORPUS, corpus_files
-from .test_realfiles_export import EXPECTED_SKIPS
+from tests.helpers.realfiles_harness import CORPUS, EXPECTED_SKIPS, corpus_files
 
 needs_a_backend = pytest.mark.skipif(not (pyexiv2_available() or exiftool_available()),
                                      reason="neither pyexiv2 nor exiftool is installed")

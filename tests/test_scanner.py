@@ -11,7 +11,7 @@ from repic_desktop.core import images, scanner
 from repic_desktop.core.images import is_transient_reason
 from repic_desktop.core.library import Library, display_path
 from repic_desktop.core.scanner import ScanError, scan_folder
-from tests.corpus import build_corpus, jpeg_bytes, make_jpegs, write
+from tests.helpers.corpus import build_corpus, jpeg_bytes, make_jpegs, write
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import shutil
 from repic_desktop.cli import main
 from repic_desktop.core.library import Library
 from repic_desktop.core.scanner import scan_folder
-from tests.corpus import make_jpegs
+from tests.helpers.corpus import make_jpegs
 
 
 def _unplug(folder):

@@ -11,7 +11,7 @@ from PIL import Image
 from repic_desktop.core import paths, thumbnails
 from repic_desktop.core.images import UnusableImage
 from repic_desktop.core.thumbnails import ThumbnailCache
-from tests.corpus import H, W, gray16_png, jpeg_bytes, make_jpegs, rgba_png, write
+from tests.helpers.corpus import H, W, gray16_png, jpeg_bytes, make_jpegs, rgba_png, write
 
 
 def sha(path) -> str:

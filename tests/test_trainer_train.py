@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from repic_desktop.core.library import Library
-from tests.test_trainer_dataset import make_library
+from tests.helpers.trainer_library import make_library
 
 TINY = dict(num_generations=2, grad_accum=1, max_completion_length=16, eval_max_new_tokens=12, lora_r=8,
             lora_alpha=16, learning_rate=5e-2, max_pixels=56 * 56, device="cpu", eval_batch_size=4)
@@ -492,7 +492,7 @@ def test_training_with_the_users_defaults_on_photos_of_mixed_sizes(tmp_path, dem
     the default a user gets (gradient accumulation, pixel limits, held-out split) except the step count and
     the completion length, which only make it fast."""
     from repic_desktop.cli import main as repic
-    from tests.mixed_photos import make_mixed_size_photos
+    from tests.helpers.mixed_photos import make_mixed_size_photos
     from trainer.__main__ import main as repic_train
 
     photos = tmp_path / "photos"

@@ -161,7 +161,8 @@ def run_gui(library_path: str | os.PathLike, screenshot: str | os.PathLike | Non
     from PySide6.QtCore import QTimer
 
     from ..core.library import Library, LibraryError
-    from .dialogs.errors import install_excepthook, install_qt_message_handler, log_handler, show_error
+    from .dialogs.errors import install_excepthook, show_error
+    from .widgets.log_view import install_qt_message_handler, log_handler
     from .main_window import MainWindow
 
     log_handler()

@@ -23,14 +23,17 @@ from .. import APP_NAME
 from ..core.library import Library, LibraryError
 from ..core.temp_files import cleanup_library_folders
 from .pages.browser import Browser, PhotoFilter, query_photo_ids
-from .dialogs.errors import AboutDialog, LogView, log_handler, show_error
+from .dialogs.about import AboutDialog
+from .dialogs.errors import show_error
 from .pages.faces import FacesPage
 from .dialogs.files import choose_folder
 from .captioning.index_controller import IndexController
 from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
 from .widgets.photo_panel import PhotoPanel, TagCommand
-from .widgets.thumbnails import TaskRunner, ThumbnailLoader
+from .tasks import TaskRunner
+from .widgets.log_view import LogView, log_handler
+from .widgets.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +120,9 @@ class MainWindow(QMainWindow):
             self.tabifyDockWidget(self.queue_dock, self.log_dock)
             self.queue_dock.raise_()
             self.controller.caption_finished.connect(self._caption_finished)
-            if hasattr(self.controller, "job_changed"):
-                self.controller.job_changed.connect(lambda _job: self._update_counts_later())
+            self.controller.job_changed.connect(lambda _job: self._update_counts_later())
         self.index_dock = None
-        if self.queue_dock is not None and hasattr(self.queue_dock, "add_index_controller"):
+        if self.queue_dock is not None:
             self.queue_dock.add_index_controller(self.index)
         else:  # no captioning dock: the face-index job gets a dock of its own
             from .captioning.queue_dock import IndexDock
@@ -380,11 +382,10 @@ class MainWindow(QMainWindow):
     def _update_counts(self) -> None:
         path = self.library_path
 
-        def work():
-            with Library(path) as lib:
-                return lib.counts()
+        def work(lib):
+            return lib.counts()
 
-        self.tasks.run(work, self._show_counts)
+        self.tasks.run(work, self._show_counts, library=path)
 
     def _update_counts_later(self) -> None:
         if not hasattr(self, "_counts_timer"):
@@ -555,9 +556,8 @@ class MainWindow(QMainWindow):
             return
         path = self.library_path
 
-        def work():
-            with Library(path) as lib:
-                return list(query_photo_ids(lib, PhotoFilter(status="uncaptioned")))
+        def work(lib):
+            return list(query_photo_ids(lib, PhotoFilter(status="uncaptioned")))
 
         def done(ids):
             if not ids:
@@ -565,7 +565,7 @@ class MainWindow(QMainWindow):
                 return
             self.controller.caption_photos(ids, self)
 
-        self.tasks.run(work, done, lambda m, d: show_error(self, "Cannot list photos", m, d))
+        self.tasks.run(work, done, lambda m, d: show_error(self, "Cannot list photos", m, d), library=path)
 
     def regenerate(self, photo_id: int | None = None) -> None:
         pid = photo_id if isinstance(photo_id, int) else self.panel.photo_id
@@ -602,7 +602,7 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> AboutDialog:
         gpu = None
-        if self.controller is not None and hasattr(self.controller, "gpu_summary"):
+        if self.controller is not None:
             try:
                 gpu = self.controller.gpu_summary()
             except Exception as exc:
@@ -632,16 +632,14 @@ class MainWindow(QMainWindow):
         those of dead processes in every photo folder once at start, in the background."""
         path = self.library_path
 
-        def work() -> int:
-            with Library(path) as lib:
-                folders = lib.photos.folders()
-            return cleanup_library_folders(folders)
+        def work(lib) -> int:
+            return cleanup_library_folders(lib.photos.folders())
 
         def done(n: int) -> None:
             if n:
                 log.info("removed %d leftover temp file(s) of a killed export", n)
 
-        self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m))
+        self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m), library=path)
 
     def _startup_prompts(self) -> None:
         try:

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QWidget
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
 
-from .test_captioning_flows import WAIT, make_controller, window  # noqa: F401 - fixtures
+from tests.helpers.gui_captioning import WAIT, make_controller, window  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     assert s.extra["max_new_tokens"] == 256 and s.extra["system_preset"] == "repic-no-duplication"
     assert s.extra["request_presets"] == {"short": "Give a one-line personalized caption of this image."}
     assert s.extra["request_preset"] == "short"
-    from repic_desktop.gui.dialogs.settings import model_spec_from_settings
+    from repic_desktop.gui.settings_access import model_spec_from_settings
 
     spec = model_spec_from_settings(s)
     assert spec.attention == "sdpa" and spec.max_pixels == 512 * 784 and spec.quantization == "4bit"

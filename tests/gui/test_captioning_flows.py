@@ -10,14 +10,12 @@ import threading
 import pytest
 from PIL import Image
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QMainWindow, QMessageBox
+from PySide6.QtWidgets import QMessageBox
 
 from repic_desktop.core.jobs import JobStore
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
-
-WAIT = 30_000  # ms: generous upper bound for slow CI machines; the waits end as soon as the condition holds
-
+from tests.helpers.gui_captioning import WAIT, make_controller, window  # noqa: F401 - fixtures
 
 def _photo(path, color, size=(64, 48)):
     Image.new("RGB", size, color).save(path)
@@ -52,31 +50,6 @@ def album(tmp_path, monkeypatch, demo_model_dir):
     s.extra.update(batch_size=2, max_new_tokens=8)
     s.save()
     return {"path": lib_path, "ids": ids, "tmp": tmp_path}
-
-
-@pytest.fixture
-def window(qtbot):
-    w = QMainWindow()
-    w.resize(900, 600)
-    qtbot.addWidget(w)
-    return w
-
-
-@pytest.fixture
-def make_controller(qtbot):
-    from repic_desktop.gui.captioning.controller import CaptioningController
-
-    made = []
-
-    def make(path):
-        c = CaptioningController(path)
-        made.append(c)
-        qtbot.waitUntil(lambda: c.jobs_loaded, timeout=WAIT)
-        return c
-
-    yield make
-    for c in made:
-        c.shutdown()
 
 
 def start_job(qtbot, ctrl, ids, window, configure=None) -> int:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ._app_fixtures import gui_app, gui_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from tests.helpers.gui_app import gui_app, gui_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytest.importorskip("pyexiv2")
 pytestmark = pytest.mark.usefixtures("gui_app")
@@ -40,7 +40,7 @@ def _caption_change(top) -> tuple[str, str] | None:
 def test_preview_write_summary_and_defaults(small_library, isolated_env, qtbot):
     from repic_desktop.core.settings import Settings
     from repic_desktop.gui.dialogs.export import ExportDialog
-    from repic_desktop.gui.widgets.thumbnails import TaskRunner
+    from repic_desktop.gui.tasks import TaskRunner
     from repic_desktop.metadata.reader import read_file_metadata
 
     lib = small_library
@@ -101,7 +101,7 @@ def test_preview_write_summary_and_defaults(small_library, isolated_env, qtbot):
 
 def test_all_accepted_scope_and_refusals(small_library, isolated_env, qtbot):
     from repic_desktop.gui.dialogs.export import ExportDialog
-    from repic_desktop.gui.widgets.thumbnails import TaskRunner
+    from repic_desktop.gui.tasks import TaskRunner
 
     lib = small_library
     a, b, draft = lib.sorted_photos

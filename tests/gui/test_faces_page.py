@@ -14,8 +14,8 @@ from PySide6.QtTest import QTest
 
 from repic_desktop.gui.pages.faces import FACE_THUMB
 
-from ._app_fixtures import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
-from .test_suggestions import COLORS, WAIT, service, squares  # noqa: F401
+from tests.helpers.gui_app import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from tests.helpers.square_faces import COLORS, WAIT, service, show, squares, sugg_chips  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 
@@ -205,7 +205,6 @@ def test_ignore_a_single_face_from_its_context_menu(faces, qtbot):
 
 def test_ignoring_the_evidence_of_a_shown_chip_refreshes_the_photo_panel(faces, qtbot):
     """The faces page and the photo panel are wired: a chip whose only face was ignored disappears."""
-    from .test_suggestions import show, sugg_chips
 
     win, lib, ids, matcher = faces
     service.run_index_job(lib, matcher)

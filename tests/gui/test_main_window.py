@@ -14,9 +14,21 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDockWidget, QLabel
 
-from ._app_fixtures import album, gui_app, gui_library, imported_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from tests.helpers.gui_app import album, gui_app, gui_library, imported_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
+
+
+class FakeQueueDock(QDockWidget):
+    """The queue dock's contract as the window uses it: it also shows the face-index job."""
+
+    def __init__(self):
+        super().__init__("Caption queue")
+        self.setWidget(QLabel("no jobs"))
+        self.index_controllers = []
+
+    def add_index_controller(self, index):
+        self.index_controllers.append(index)
 
 
 class FakeController(QObject):
@@ -28,8 +40,7 @@ class FakeController(QObject):
         super().__init__(parent)
         self.library_path = library_path
         self.calls = []
-        self.dock = QDockWidget("Caption queue")
-        self.dock.setWidget(QLabel("no jobs"))
+        self.dock = FakeQueueDock()
 
     def caption_photos(self, photo_ids, parent_widget):
         self.calls.append(("caption_photos", list(photo_ids)))
@@ -74,6 +85,7 @@ def test_captioning_actions_drive_the_controller(imported_library, make_window, 
     ctl = fake_ctl.made[0]
     assert ctl.library_path == lib.path
     assert win.queue_dock is ctl.dock and win.dockWidgetArea(ctl.dock) == Qt.DockWidgetArea.BottomDockWidgetArea
+    assert ctl.dock.index_controllers == [win.index] and win.index_dock is None  # one dock shows both jobs
     b = win.browser
     b.view.selectAll()
     assert win.act_caption_selected.isEnabled() and win.act_caption_selected.text() == "Caption 12 Selected"

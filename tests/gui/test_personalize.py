@@ -17,7 +17,7 @@ from repic_desktop.gui.pages import personalize
 from repic_desktop.gui.widgets.charts import LineChart
 from repic_desktop.gui.pages.personalize import PersonalizePage
 
-from ._app_fixtures import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from tests.helpers.gui_app import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 
@@ -465,7 +465,7 @@ def test_the_real_trainer_runs_with_the_pages_defaults_on_photos_of_mixed_sizes(
     model chosen as the model, every setting of the page left as it is except the step count (Auto
     means two epochs) and the group size (the issue's own `--num-generations 2`), which only make it fast."""
     from repic_desktop.core.scanner import scan_folder
-    from tests.mixed_photos import make_mixed_size_photos
+    from tests.helpers.mixed_photos import make_mixed_size_photos
 
     monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
     s = Settings()

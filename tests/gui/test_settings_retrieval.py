@@ -8,7 +8,7 @@ import pytest
 
 from repic_desktop.core.settings import Settings
 
-from .test_captioning_flows import WAIT, make_controller, window  # noqa: F401 - fixtures
+from tests.helpers.gui_captioning import WAIT, make_controller, window  # noqa: F401 - fixtures
 
 
 @pytest.fixture

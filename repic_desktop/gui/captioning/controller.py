@@ -5,7 +5,7 @@ What runs where:
   (`JobView`), small reads for the dialogs (concept list, how many selected photos are tagged/captioned).
 - `ModelWorker` (one QThread): the model — load with progress and cancel, caption jobs with
   `run_caption_job` (each caption committed as it is made), unload. Its own Library connection.
-- `BackgroundTasks` (short daemon threads): creating a job (one transaction, possibly 100k rows),
+- `tasks.TaskRunner` (daemon threads, gui/tasks.py): creating a job (one transaction, possibly 100k rows),
   marking a job cancelled, loading the job list at start, saving settings, downloads, the demo build.
 
 A job is durable from the moment it is created: quitting pauses the running job (the worker stops at its
@@ -34,8 +34,9 @@ from ...retrieval.service import auto_params
 from ...captioning.prompt import PromptError, resolve_request
 from ...core.library import Library, LibraryError
 from ..dialogs.caption import CaptionChoice, CaptionDialog, ConceptEntry
-from .model_worker import BackgroundTasks, ModelWorker, gpu_text, spec_label
-from ..dialogs.settings import extra, load_settings, model_spec_from_settings, request_presets
+from ..tasks import TaskRunner
+from .model_worker import ModelWorker, gpu_text, spec_label, user_message
+from ..settings_access import extra, load_settings, model_spec_from_settings, request_presets
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ class CaptioningController(QObject):
     def __init__(self, library_path: Path, parent: QObject | None = None):
         super().__init__(parent)
         self.library_path = Path(library_path)
-        self.tasks = BackgroundTasks(self)
+        # daemon threads: a download or a big job's creation must never keep the app from quitting
+        self.tasks = TaskRunner(self, daemon=True, describe=user_message)
         self.jobs: dict[int, JobView] = {}
         self.jobs_loaded = False
         self.model_state = "unloaded"      # unloaded | loading | loaded

@@ -1,9 +1,10 @@
 """Face indexing from the GUI ("Index Faces in Library") and the shared face-matcher for "Find people".
 
 Why it is shaped like this:
-- Indexing means detecting and embedding every photo: minutes of model work. It runs on one QThread of
-  its own with its own `Library` (a connection belongs to one thread) and reports by signals, which Qt
-  queues to the GUI thread; the worker never sees a widget or an item model.
+- Indexing means detecting and embedding every photo: minutes of model work. It runs as one
+  `tasks.TaskRunner` task on a daemon thread (quitting never waits for a photo in flight longer than
+  `shutdown` allows) with its own `Library` (a connection belongs to one thread); progress and the
+  outcome come back on the GUI thread; the worker never sees a widget or an item model.
 - The core job is durable (`run_index_job` stores each photo as it finishes), so Cancel only asks the
   job to stop before its next photo, and Resume runs the same job id again: done photos are skipped.
   Starting over after a crash is also cheap, because the core skips photos it has already indexed.
@@ -21,13 +22,12 @@ import functools
 import logging
 import threading
 import time
-import traceback
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
 
-from ...core.library import Library, LibraryError
-from ..widgets.thumbnails import user_message
+from ...core.library import LibraryError
+from ..tasks import TaskError, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ def unavailable_type(service) -> type[BaseException]:
     return getattr(service, "MatcherUnavailable", None) or RuntimeError
 
 
-_orphans: list[QThread] = []
 _locks: dict[int, threading.Lock] = {}
 _locks_guard = threading.Lock()
 
@@ -87,45 +86,38 @@ def shared_matcher(service, matcher_id: str | None = None, settings=None) -> Loc
     return LockedMatcher(service.get_matcher(matcher_id, settings))
 
 
-class _IndexThread(QThread):
-    loaded = Signal(str)                      # matcher name
-    progressed = Signal(int, int, int, str)   # done, total, photo id, file name
-    ended = Signal(object)                    # the job's summary dict
-    failed = Signal(str, str)                 # message, details
+def _index_work(service, matcher_id: str | None, settings, job_id: int | None, photo_ids: list[int] | None,
+                stop: threading.Event):
+    """The worker side of one indexing run: returns a (lib, progress) function for `TaskRunner.run`.
+    Progress values: ("loaded", matcher name) once, then ("photo", done, total, photo id, file name)."""
 
-    def __init__(self, library_path: Path, service, matcher_id: str | None, settings, job_id: int | None,
-                 photo_ids: list[int] | None, stop: threading.Event):
-        super().__init__()
-        self.library_path, self.service, self.matcher_id, self.settings = library_path, service, matcher_id, settings
-        self.job_id, self.photo_ids, self.stop = job_id, photo_ids, stop
-
-    def run(self) -> None:
-        svc = self.service
+    def work(lib, progress) -> dict:
         try:
-            matcher = shared_matcher(svc, self.matcher_id, self.settings)
-            if self.stop.is_set():
-                self.ended.emit({"job_id": self.job_id, "indexed": 0, "skipped": 0, "failed": 0, "cancelled": True})
-                return
-            self.loaded.emit(str(getattr(matcher, "name", "") or getattr(matcher, "id", "") or ""))
-            with Library(self.library_path) as lib:
-                def progress(done: int, total: int, photo_id: int | None) -> None:
-                    name = ""
-                    if photo_id is not None:
-                        try:
-                            name = lib.photos.get(photo_id).filename
-                        except LibraryError:
-                            name = f"photo {photo_id}"
-                    self.progressed.emit(int(done), int(total), int(photo_id or 0), name)
+            matcher = shared_matcher(service, matcher_id, settings)
+        except unavailable_type(service) as exc:
+            raise TaskError(str(exc) or "no face matcher is ready") from None
+        if stop.is_set():
+            return {"job_id": job_id, "indexed": 0, "skipped": 0, "failed": 0, "cancelled": True}
+        progress(("loaded", str(getattr(matcher, "name", "") or getattr(matcher, "id", "") or "")))
 
-                # K and threshold: Settings' (service.match_params), fixed in the job's params.
-                summary = svc.run_index_job(lib, matcher, job_id=self.job_id, photo_ids=self.photo_ids,
-                                            progress=progress, should_stop=self.stop.is_set,
-                                            settings=self.settings)
-            self.ended.emit(dict(summary or {}))
-        except unavailable_type(svc) as exc:
-            self.failed.emit(str(exc) or "no face matcher is ready", "")
-        except Exception as exc:  # reported in the queue dock; the thread must never die silently
-            self.failed.emit(user_message(exc), traceback.format_exc())
+        def photo_progress(done: int, total: int, photo_id: int | None) -> None:
+            name = ""
+            if photo_id is not None:
+                try:
+                    name = lib.photos.get(photo_id).filename
+                except LibraryError:
+                    name = f"photo {photo_id}"
+            progress(("photo", int(done), int(total), int(photo_id or 0), name))
+
+        try:
+            # K and threshold: Settings' (service.match_params), fixed in the job's params.
+            summary = service.run_index_job(lib, matcher, job_id=job_id, photo_ids=photo_ids,
+                                            progress=photo_progress, should_stop=stop.is_set, settings=settings)
+        except unavailable_type(service) as exc:
+            raise TaskError(str(exc) or "no face matcher is ready") from None
+        return dict(summary or {})
+
+    return work
 
 
 class IndexController(QObject):
@@ -152,10 +144,9 @@ class IndexController(QObject):
         self.job_id: int | None = None
         self.summary: dict | None = None
         self.started_at = 0.0
-        self._thread: _IndexThread | None = None
-        # Every thread until it has really ended: the job's last signal comes just before run() returns,
-        # and a resume may start the next thread meanwhile; a QThread destroyed while running aborts.
-        self._threads: set[_IndexThread] = set()
+        # One daemon thread per run: a resume may start the next run while the last one's thread is
+        # still returning, and quitting never blocks on it beyond `shutdown`'s wait.
+        self._runner = TaskRunner(self, daemon=True)
         self._stop = threading.Event()
         self._photo_ids: list[int] | None = None
         self._first: tuple[int, float] | None = None
@@ -204,16 +195,10 @@ class IndexController(QObject):
         self.current, self.summary, self.details = "", None, ""
         self._first: tuple[int, float] | None = None
         self.started_at = time.monotonic()
-        t = self._thread = _IndexThread(self.library_path, svc, self.matcher_id, self.settings, self.job_id,
-                                        self._photo_ids, self._stop)
-        t.loaded.connect(self._on_loaded)
-        t.progressed.connect(self._on_progress)
-        t.ended.connect(self._on_ended)
-        t.failed.connect(self._on_failed)
-        t.finished.connect(lambda t=t: self._on_thread_finished(t))
-        self._threads.add(t)
         self._set("starting", "Loading the face matcher…")
-        t.start()
+        self._runner.run(_index_work(svc, self.matcher_id, self.settings, self.job_id, self._photo_ids, self._stop),
+                         self._on_ended, self._on_failed, self._on_progress, library=self.library_path,
+                         cancel=self._stop, name="repic-face-index")
         return True
 
     def resume(self) -> bool:
@@ -231,24 +216,24 @@ class IndexController(QObject):
             self._set("idle")
 
     def shutdown(self, wait_ms: int = 10_000) -> None:
-        """Stop the job (resumable next time) and wait for the thread (window close)."""
+        """Stop the job (resumable next time) and wait for its thread (window close)."""
         self._stop.set()
-        for t in list(self._threads):
-            if t.isRunning() and not t.wait(wait_ms):
-                log.warning("the face-index job did not stop within %.0f s", wait_ms / 1000)
-                _orphans.append(t)  # never destroyed while running; it ends after the photo in flight
+        if not self._runner.wait(wait_ms):
+            # a daemon thread: it ends after the photo in flight, or with the process
+            log.warning("the face-index job did not stop within %.0f s", wait_ms / 1000)
 
     # ------------------------------------------------------------------ from the worker (queued)
     def _set(self, state: str, message: str = "") -> None:
         self.state, self.message = state, message
         self.changed.emit()
 
-    def _on_loaded(self, name: str) -> None:
-        self.matcher_name = name
-        if self.state == "starting":
-            self._set("running", "")
-
-    def _on_progress(self, done: int, total: int, photo_id: int, name: str) -> None:
+    def _on_progress(self, report: tuple) -> None:
+        if report[0] == "loaded":
+            self.matcher_name = report[1]
+            if self.state == "starting":
+                self._set("running", "")
+            return
+        _, done, total, photo_id, name = report
         if self._first is None:
             self._first = (done, time.monotonic())
         self.done, self.total, self.current = done, total, name
@@ -277,11 +262,3 @@ class IndexController(QObject):
         if details:
             log.error("face indexing failed: %s\n%s", message, details)
         self._set("failed", message)
-
-    def _on_thread_finished(self, t: _IndexThread) -> None:
-        self._threads.discard(t)
-        t.deleteLater()
-        if t is self._thread:
-            self._thread = None
-            if self.active:  # the thread ended without a word (should not happen): never stay "running"
-                self._set("failed", "The indexing stopped unexpectedly.")

@@ -13,9 +13,8 @@ Why it is shaped like this (docs/ARCHITECTURE.md, "Concurrency"):
 - A cancel of a model load is matched to the loads that were asked for before it (sequence numbers),
   so "queue a job, cancel at once" is deterministic and a later request is never cancelled by accident.
 
-`BackgroundTasks` runs short plain-Python chores (create a job, save settings, build the demo model,
-download a model) on daemon threads and calls back on the GUI thread, so those file writes and network
-waits stay off the GUI thread too.
+The command queue and its stop flag are `tasks.CommandThread`'s; short chores (create a job, save
+settings, download a model) run on the controller's `tasks.TaskRunner` (daemon threads).
 """
 from __future__ import annotations
 
@@ -23,13 +22,14 @@ import gc
 import itertools
 import logging
 import sys
-import threading
 import traceback
 from collections import deque
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Qt, Signal, Slot
+from PySide6.QtCore import QObject, Signal
+
+from ..tasks import CommandThread
 
 log = logging.getLogger(__name__)
 
@@ -125,93 +125,10 @@ def gpu_text(info: dict[str, Any] | None, used_gb: float | None = None) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------
-# background chores
-# ------------------------------------------------------------------------------------------------------
-
-class BackgroundTasks(QObject):
-    """Run `fn` on a daemon thread; `on_done(result)` / `on_error(message, details)` / `on_progress(value)`
-    are called on the GUI thread. Daemon threads, so a long download never blocks quitting."""
-
-    _done = Signal(int, object)
-    _failed = Signal(int, str, str)
-    _progress = Signal(int, object)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._ids = itertools.count(1)
-        self._callbacks: dict[int, tuple] = {}
-        self._closed = False
-        self._done.connect(self._on_done, Qt.ConnectionType.QueuedConnection)
-        self._failed.connect(self._on_failed, Qt.ConnectionType.QueuedConnection)
-        self._progress.connect(self._on_progress, Qt.ConnectionType.QueuedConnection)
-
-    def run(self, fn: Callable[..., Any], on_done: Callable[[Any], None] | None = None,
-            on_error: Callable[[str, str], None] | None = None,
-            on_progress: Callable[[Any], None] | None = None, *, name: str = "repic-task") -> int:
-        tid = next(self._ids)
-        self._callbacks[tid] = (on_done, on_error, on_progress)
-
-        def emit(sig, *args) -> None:
-            try:
-                if not self._closed:
-                    sig.emit(tid, *args)
-            except RuntimeError:  # the relay is gone (app quitting): nobody is listening any more
-                pass
-
-        def body() -> None:
-            try:
-                result = fn(lambda v: emit(self._progress, v)) if on_progress is not None else fn()
-            except Exception as exc:
-                emit(self._failed, user_message(exc), traceback.format_exc())
-            else:
-                emit(self._done, result)
-
-        threading.Thread(target=body, name=name, daemon=True).start()
-        return tid
-
-    @property
-    def busy(self) -> bool:
-        return bool(self._callbacks)
-
-    def close(self) -> None:
-        self._closed = True
-        self._callbacks.clear()
-
-    @staticmethod
-    def _call(cb: Callable, *args: Any) -> None:
-        try:
-            cb(*args)
-        except RuntimeError as exc:  # the dialog that asked was closed (its C++ object is gone) meanwhile
-            if "already deleted" not in str(exc):
-                raise
-            log.debug("background task callback dropped: %s", exc)
-
-    @Slot(int, object)
-    def _on_done(self, tid: int, result: Any) -> None:
-        cbs = self._callbacks.pop(tid, None)
-        if cbs and cbs[0]:
-            self._call(cbs[0], result)
-
-    @Slot(int, str, str)
-    def _on_failed(self, tid: int, message: str, details: str) -> None:
-        cbs = self._callbacks.pop(tid, None)
-        if cbs and cbs[1]:
-            self._call(cbs[1], message, details)
-        else:
-            log.error("background task failed: %s\n%s", message, details)
-
-    @Slot(int, object)
-    def _on_progress(self, tid: int, value: Any) -> None:
-        cbs = self._callbacks.get(tid)
-        if cbs and cbs[2]:
-            self._call(cbs[2], value)
-
-
-# ------------------------------------------------------------------------------------------------------
 # the worker
 # ------------------------------------------------------------------------------------------------------
 
-class ModelWorker(QThread):
+class ModelWorker(CommandThread):
     """Owns the model. Public methods are called from the GUI thread and are thread-safe; signals are
     emitted from the worker thread (receivers in the GUI thread get them queued)."""
 
@@ -229,13 +146,10 @@ class ModelWorker(QThread):
         super().__init__(parent)
         self.setObjectName("repic-model-worker")
         self.library_path = Path(library_path)
-        self._cond = threading.Condition()
-        self._queue: deque[tuple[str, Any, int]] = deque()  # (kind, arg, seq)
         self._seq = itertools.count(1)
         self._cancel_loads_upto = 0
         self._stop_requests: dict[int, str] = {}
         self._current_job: int | None = None
-        self._stopping = False
         # worker-thread state
         self._loaded = None
         self._lib = None
@@ -284,38 +198,22 @@ class ModelWorker(QThread):
             self._queue = deque(item for item in self._queue if item[0] != "job")
         return ids
 
-    def queued_jobs(self) -> list[int]:
-        with self._cond:
-            return [item[1] for item in self._queue if item[0] == "job"]
-
     @property
     def current_job(self) -> int | None:
         return self._current_job
 
-    def stop(self) -> None:
-        """Ask the thread to finish: the running job is paused (resumable), a load is cancelled."""
-        with self._cond:
-            self._stopping = True
-            if self._current_job is not None:
-                self._stop_requests.setdefault(self._current_job, "pause")
-            self._cond.notify_all()
-
     def _put(self, kind: str, arg: Any) -> None:
-        with self._cond:
-            self._queue.append((kind, arg, next(self._seq)))
-            self._cond.notify_all()
+        self.put((kind, arg, next(self._seq)))  # every queued command is (kind, arg, seq)
 
-    def _take(self) -> tuple[str, Any, int] | None:
-        with self._cond:
-            while not self._queue and not self._stopping:
-                self._cond.wait()
-            if self._stopping:
-                return None
-            item = self._queue.popleft()
-            if item[0] == "job":
-                self._current_job = item[1]
-                self._stop_requests.pop(item[1], None)  # a stale request from an earlier run of this job
-            return item
+    def _stop_requested(self) -> None:
+        """stop(): the running job is paused (resumable), a load is cancelled (`_stopping` is polled)."""
+        if self._current_job is not None:
+            self._stop_requests.setdefault(self._current_job, "pause")
+
+    def _took(self, item: tuple[str, Any, int]) -> None:
+        if item[0] == "job":
+            self._current_job = item[1]
+            self._stop_requests.pop(item[1], None)  # a stale request from an earlier run of this job
 
     # ---------------------------------------------------------------- worker thread
     def run(self) -> None:  # noqa: C901 - the thread's whole life, kept in one place on purpose
@@ -328,7 +226,7 @@ class ModelWorker(QThread):
             self.gpu_info.emit(dict(self._gpu))
             _leave_a_core_for_the_gui()
             while True:
-                item = self._take()
+                item = self.take()
                 if item is None:
                     break
                 kind, arg, seq = item

@@ -408,12 +408,11 @@ class ModelPanel(QFrame):
 
     def _settings_label(self) -> str:
         from .model_worker import spec_label
-        from ..dialogs.settings import load_settings, model_spec_from_settings
+        from ..settings_access import load_settings, model_spec_from_settings
 
         s, _ = load_settings()
-        get_lib = getattr(self.controller, "_lib", None)  # the adapter is the library's own
         try:
-            lib = get_lib() if get_lib is not None else None
+            lib = self.controller._lib()  # the adapter is the library's own
         except Exception:  # noqa: BLE001 - only the label's adapter part is lost
             lib = None
         try:

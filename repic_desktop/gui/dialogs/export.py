@@ -23,7 +23,6 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QTreeWidget, QTreeWidgetItem, QVBoxLayout,
 )
 
-from ...core.library import Library
 from ...core.settings import Settings, SettingsError
 from ...metadata.export import ExportOptions, ExportReport, accepted_photo_ids, export_photos
 from ...metadata.fields import DEFAULT_GROUPS
@@ -220,12 +219,11 @@ class ExportDialog(QDialog):
         self.summary.setText("Preparing the preview…")
         path, opts, pick = self.library_path, self.options(), self._ids_fn()
 
-        def work():
-            with Library(path) as lib:
-                return export_photos(lib, pick(lib), opts, dry_run=True)
+        def work(lib):
+            return export_photos(lib, pick(lib), opts, dry_run=True)
 
         self.tasks.run(work, lambda rep: self._preview_done(gen, rep),
-                       lambda m, dt: self._preview_failed(gen, m))
+                       lambda m, dt: self._preview_failed(gen, m), library=path)
 
     def _preview_done(self, gen: int, rep: ExportReport) -> None:
         if not shiboken6.isValid(self) or gen != self._generation or self._running:
@@ -287,12 +285,11 @@ class ExportDialog(QDialog):
         self.summary.setText("Writing…")
         path, opts, pick, cancel = self.library_path, self.options(), self._ids_fn(), self._cancel
 
-        def work(progress):
-            with Library(path) as lib:
-                return export_photos(lib, pick(lib), opts, dry_run=False,
-                                     progress=lambda n, total, p: progress((n, total, p)), cancel=cancel.is_set)
+        def work(lib, progress):
+            return export_photos(lib, pick(lib), opts, dry_run=False,
+                                 progress=lambda n, total, p: progress((n, total, p)), cancel=cancel.is_set)
 
-        self.tasks.run(work, self._write_done, self._write_failed, on_progress=self._write_progress)
+        self.tasks.run(work, self._write_done, self._write_failed, on_progress=self._write_progress, library=path)
 
     def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)

@@ -3,10 +3,11 @@ the "who is in this photo?" suggestions (matcher, its weights, threshold, whethe
 
 Stored per user in the platform config dir through `core.settings.Settings` (the same file the CLI
 reads): the model fields in `Settings.model`, everything else under `Settings.extra` with the keys in
-`EXTRA_DEFAULTS`, the suggestions under `Settings.extra["retrieval"]` (read by
+`core.settings.CAPTION_DEFAULTS`, the suggestions under `Settings.extra["retrieval"]` (read by
 `retrieval.service.retrieval_settings`). Saving (a file write with fsync), the "is it downloaded?" check
 (cache scan) and the matchers' readiness check (it looks at folders) run on background threads; downloads
-go through the controller, which keeps them going after the dialog closes.
+go through the controller, which keeps them going after the dialog closes. Reading the settings
+(`load_settings`, the model spec, the presets) is `gui/settings_access.py`'s.
 """
 from __future__ import annotations
 
@@ -22,11 +23,12 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ...captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
+from ...captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE
 from ...captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
-from ...core.settings import CAPTION_DEFAULTS, Settings, SettingsError
-from .files import choose_folder
+from ...core.settings import Settings
 from ..captioning.model_worker import demo_model_dir
+from ..settings_access import extra, load_settings, model_choice, model_spec_from_settings
+from .files import choose_folder
 
 if TYPE_CHECKING:
     from ..captioning.controller import CaptioningController
@@ -34,57 +36,10 @@ if TYPE_CHECKING:
 HUB_MODEL_SIZE_TEXT = "≈16 GB"
 TOKEN_PIXELS = 28 * 28  # one visual token = one 28x28 block
 
-# Keys under Settings.extra that the captioning GUI owns (the CLI reads "request_presets" too).
-EXTRA_DEFAULTS = CAPTION_DEFAULTS
-
 QUANT_CHOICES = [("none", "None — bfloat16 (≈16 GB of GPU memory)"), ("8bit", "8-bit (≈9 GB)"),
                  ("4bit", "4-bit (≈6 GB; best for 8–12 GB cards)")]
 ATTENTION_CHOICES = [("auto", "Auto (flash-attention 2 when installed, else SDPA)"),
                      ("flash_attention_2", "Flash-attention 2"), ("sdpa", "SDPA (PyTorch)")]
-
-
-# ------------------------------------------------------------------------------------------------------
-# settings helpers (shared by the controller, the caption dialog and the welcome)
-# ------------------------------------------------------------------------------------------------------
-
-def load_settings() -> tuple[Settings, str | None]:
-    """The user's settings, or defaults plus a readable reason when the file cannot be read."""
-    try:
-        return Settings.load(), None
-    except SettingsError as exc:
-        return Settings(), f"{exc}. Defaults are shown; saving replaces the file."
-
-
-def extra(settings: Settings, key: str) -> Any:
-    return settings.caption_default(key)
-
-
-def model_spec_from_settings(settings: Settings, library: Any = None, **overrides: Any) -> ModelSpec:
-    return ModelSpec.from_user_settings(settings, library, **overrides)
-
-
-def is_demo_source(source: str | None) -> bool:
-    if not source:
-        return False
-    from ...captioning.demo_model import is_demo_model
-
-    p = Path(source).expanduser()
-    return p == demo_model_dir() or is_demo_model(p)
-
-
-def model_choice(settings: Settings) -> str:
-    """"demo" | "local" | "hub" — which radio button the stored source belongs to."""
-    src = settings.model.source or DEFAULT_SOURCE
-    if is_demo_source(src):
-        return "demo"
-    p = Path(src).expanduser()
-    return "local" if p.is_absolute() or src.startswith(("~", ".")) or p.is_dir() else "hub"
-
-
-def request_presets(settings: Settings) -> dict[str, str]:
-    """Built-in presets, then the user's own (a user preset may replace a built-in one)."""
-    user = extra(settings, "request_presets")
-    return {**REQUEST_PRESETS, **(user if isinstance(user, dict) else {})}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -294,10 +249,9 @@ class SettingsDialog(QDialog):
         return page
 
     def _library(self):
-        """The controller's library (None for a controller without one)."""
-        get = getattr(self.controller, "_lib", None)
+        """The controller's library (None when it cannot be opened)."""
         try:
-            return get() if get is not None else None
+            return self.controller._lib()
         except Exception:  # noqa: BLE001 - a library that cannot open only loses the adapter row's scope
             return None
 

@@ -21,7 +21,8 @@ from ...captioning.models import DEFAULT_SOURCE
 from ...core.settings import Settings
 from ..captioning.model_worker import demo_model_dir
 from ..pages.layout import heading
-from .settings import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row, load_settings
+from ..settings_access import load_settings
+from .settings import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row
 
 if TYPE_CHECKING:
     from ..captioning.controller import CaptioningController

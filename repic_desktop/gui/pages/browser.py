@@ -40,7 +40,8 @@ from PySide6.QtWidgets import (
 from ...core.library import Library, LibraryError, fts_query
 from ...core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
 from .layout import heading, split_page
-from ..widgets.thumbnails import TaskRunner, ThumbnailLoader
+from ..tasks import TaskRunner
+from ..widgets.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
 
@@ -341,7 +342,7 @@ class PhotoDelegate(QStyledItemDelegate):
             ph = box.adjusted(box.width() * 0.08, box.height() * 0.16, -box.width() * 0.08, -box.height() * 0.16)
             p.drawRoundedRect(ph, 6, 6)
             img_rect = ph
-            broken = info is not None and index.model().is_broken(info.id) if hasattr(index.model(), "is_broken") else None
+            broken = info is not None and index.model().is_broken(info.id)
             if broken:
                 p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
                 p.drawText(ph, Qt.AlignmentFlag.AlignCenter, "cannot show")
@@ -765,9 +766,6 @@ class Browser(QWidget):
         self.tree.setCurrentIndex(self.folder_model.index(0, 0))
         self.set_filter(status="all", concept_id=None, search="", folder=None)
 
-    def show_concept(self, concept_id: int) -> None:
-        self.set_filter(concept_id=concept_id)
-
     def _person_chosen(self, i: int) -> None:
         self.set_filter(concept_id=self.person_combo.itemData(i))
 
@@ -804,17 +802,16 @@ class Browser(QWidget):
             except LibraryError:
                 f = replace(f, search="")
 
-        def work():
-            with Library(path) as lib:
-                ids = query_photo_ids(lib, f)
-                total = lib.photos.count()
+        def work(lib):
+            ids = query_photo_ids(lib, f)
+            total = lib.photos.count()
             return ids, {pid: i for i, pid in enumerate(ids)}, total
 
         selected = self.selected_ids() if keep_selection else []
         current = self.current_id() if keep_selection else None
         self._last_reload = time.monotonic()
         self.tasks.run(work, lambda r: self._photos_loaded(gen, r, selected, current),
-                       lambda m, d: self._query_failed(gen, m, d))
+                       lambda m, d: self._query_failed(gen, m, d), library=path)
 
     def _photos_loaded(self, gen: int, result, selected: list[int], current: int | None) -> None:
         if gen != self._generation:
@@ -888,11 +885,10 @@ class Browser(QWidget):
         gen = self._folder_generation
         path = self.library_path
 
-        def work():
-            with Library(path) as lib:
-                return folder_tree(lib)
+        def work(lib):
+            return folder_tree(lib)
 
-        self.tasks.run(work, lambda r: self._folders_loaded(gen, r))
+        self.tasks.run(work, lambda r: self._folders_loaded(gen, r), library=path)
 
     def _folders_loaded(self, gen: int, result) -> None:
         if gen != self._folder_generation:
@@ -1005,9 +1001,8 @@ class Browser(QWidget):
             return
         path = self.library_path
 
-        def work():
-            with Library(path) as lib:
-                return import_roots(lib)
+        def work(lib):
+            return import_roots(lib)
 
         def done(roots: list[str]) -> None:
             if roots:
@@ -1015,7 +1010,7 @@ class Browser(QWidget):
             else:
                 self.banner.show_message("Nothing to rescan yet: add a photo folder first.")
 
-        self.tasks.run(work, done)
+        self.tasks.run(work, done, library=path)
 
     def cancel_import(self) -> None:
         if self._importing is not None:
@@ -1033,7 +1028,7 @@ class Browser(QWidget):
         path = self.library_path
         name = os.path.basename(folder.rstrip("/")) or folder
 
-        def work(progress):
+        def work(lib, progress):
             from ...core.scanner import scan_folder
             last = [0.0]
 
@@ -1044,8 +1039,7 @@ class Browser(QWidget):
                     progress((done, total))
 
             progress((0, 0))
-            with Library(path) as lib:
-                return scan_folder(lib, folder, progress=on_progress, cancel=cancel.is_set).as_dict()
+            return scan_folder(lib, folder, progress=on_progress, cancel=cancel.is_set).as_dict()
 
         def on_progress(value) -> None:
             done, total = value
@@ -1066,7 +1060,7 @@ class Browser(QWidget):
 
         self.banner.show_message(f"Importing <b>{_esc(name)}</b>…", (0, 0), "Cancel", self.cancel_import,
                                  closable=False)
-        self.tasks.run(work, on_done, on_error, on_progress)
+        self.tasks.run(work, on_done, on_error, on_progress, library=path)
 
     def _import_finished(self) -> None:
         reports = self._import_reports
@@ -1089,7 +1083,3 @@ class Browser(QWidget):
         dlg.show()
         self._report_dialog = dlg
         return dlg
-
-    @property
-    def last_import_reports(self) -> list[dict]:
-        return list(self._import_reports)

@@ -30,7 +30,9 @@ from .browser import EmptyState
 from ..captioning.index_controller import IndexController, service_or_none
 from ..widgets.painting import begin_row, draw_round_pixmap
 from .people import KIND_LABELS
-from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
+from ..tasks import TaskRunner
+from ..widgets.images import load_image_scaled
+from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
 
 log = logging.getLogger(__name__)
@@ -413,9 +415,8 @@ class FacesPage(QWidget):
 
         show_ignored = self.show_ignored.isChecked()
 
-        def work():
-            with Library(path) as lib:
-                return load_clusters(lib, svc, show_ignored=show_ignored)
+        def work(lib):
+            return load_clusters(lib, svc, show_ignored=show_ignored)
 
         def done(rows):
             if gen == self._gen:
@@ -427,7 +428,7 @@ class FacesPage(QWidget):
                 self.summary.setText(f"Cannot list unknown faces: {message}")
 
         self.summary.setText("Looking for unknown faces…")
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
 
     def _set_rows(self, rows: list[ClusterRow]) -> None:
         keep = self.current_cluster()
@@ -544,9 +545,8 @@ class FacesPage(QWidget):
         self.name_btn.setEnabled(False)
         self._info(f"Naming {row.size} faces {name}…")
 
-        def work():
-            with Library(path) as lib:
-                return svc.name_cluster(lib, cid, name, kind=kind)
+        def work(lib):
+            return svc.name_cluster(lib, cid, name, kind=kind)
 
         def done(concept):
             self._info("")
@@ -559,7 +559,7 @@ class FacesPage(QWidget):
             self._info(message, error=True)
             self.name_btn.setEnabled(True)
 
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
         return True
 
     # ------------------------------------------------------------------ ignoring
@@ -596,11 +596,10 @@ class FacesPage(QWidget):
         svc, path = self.service, self.lib.path
         self.ignore_btn.setEnabled(False)
 
-        def work():
-            with Library(path) as lib:
-                if cluster_id is not None:
-                    return svc.ignore_cluster(lib, cluster_id)
-                return (svc.ignore_faces if ignore else svc.unignore_faces)(lib, crop_ids)
+        def work(lib):
+            if cluster_id is not None:
+                return svc.ignore_cluster(lib, cluster_id)
+            return (svc.ignore_faces if ignore else svc.unignore_faces)(lib, crop_ids)
 
         def done(n):
             self.ignored_changed.emit()
@@ -611,5 +610,5 @@ class FacesPage(QWidget):
             self._info(message, error=True)
             self.ignore_btn.setEnabled(True)
 
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
         return True

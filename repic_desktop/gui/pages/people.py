@@ -32,7 +32,9 @@ from ...core.library import Box, Library, LibraryError, check_box
 from ..dialogs.files import choose_open_file, choose_open_files
 from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
 from ..widgets.painting import begin_row, draw_round_pixmap
-from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
+from ..tasks import TaskRunner
+from ..widgets.images import load_image_scaled
+from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
 
 log = logging.getLogger(__name__)
@@ -281,13 +283,12 @@ class PhotoPickerDialog(QDialog):
         text = self.search.text()
         path = self.lib.path
 
-        def work():
+        def work(lib):
             f = PhotoFilter(search=text)
-            with Library(path) as lib:
-                try:
-                    return query_photo_ids(lib, f)
-                except LibraryError:  # "empty search" while typing spaces
-                    return query_photo_ids(lib, PhotoFilter())
+            try:
+                return query_photo_ids(lib, f)
+            except LibraryError:  # "empty search" while typing spaces
+                return query_photo_ids(lib, PhotoFilter())
 
         def done(ids):
             if gen != self._gen:
@@ -302,7 +303,7 @@ class PhotoPickerDialog(QDialog):
             if len(ids) and self._preselect and not text:
                 self.view.setCurrentIndex(self.model.index(0))
 
-        self.tasks.run(work, done)
+        self.tasks.run(work, done, library=path)
 
     def photo_id(self) -> int | None:
         idx = self.view.currentIndex()
@@ -494,19 +495,18 @@ class ConceptDialog(QDialog):
         path = self.lib.path
         tag_photo = self.tag_photo_id
 
-        def work():
+        def work(lib):
             from ...core.concepts import import_reference_file
-            with Library(path) as lib:
-                with lib.transaction():
-                    c = lib.concepts.add(name, kind, info)
-                    for r in refs:
-                        if r.photo_id is not None:
-                            lib.concepts.add_ref(c.name, photo_id=r.photo_id, box=r.box)
-                        else:
-                            import_reference_file(lib, c.name, r.file_path, box=r.box)
-                    if tag_photo is not None:
-                        lib.concepts.tag(tag_photo, c.name)
-                return c.id
+            with lib.transaction():
+                c = lib.concepts.add(name, kind, info)
+                for r in refs:
+                    if r.photo_id is not None:
+                        lib.concepts.add_ref(c.name, photo_id=r.photo_id, box=r.box)
+                    else:
+                        import_reference_file(lib, c.name, r.file_path, box=r.box)
+                if tag_photo is not None:
+                    lib.concepts.tag(tag_photo, c.name)
+            return c.id
 
         def done(cid: int) -> None:
             self.concept_id = cid
@@ -521,7 +521,7 @@ class ConceptDialog(QDialog):
         self.ok.setEnabled(False)
         self.ok.setText("Adding…")
         _show_error(self.error, None)
-        self.tasks.run(work, done, failed)
+        self.tasks.run(work, done, failed, library=path)
 
     def done(self, r: int) -> None:
         try:
@@ -916,9 +916,8 @@ class PeopleManager(QWidget):
         gen = self._photos_gen
         path = self.lib.path
 
-        def work():
-            with Library(path) as lib:
-                return query_photo_ids(lib, PhotoFilter(concept_id=concept_id))
+        def work(lib):
+            return query_photo_ids(lib, PhotoFilter(concept_id=concept_id))
 
         def done(ids):
             if gen != self._photos_gen:
@@ -931,7 +930,7 @@ class PeopleManager(QWidget):
                                           "photos and use “Add person or pet” or the right-click menu.")
                 self.photos_stack.setCurrentWidget(self.photos_empty)
 
-        self.tasks.run(work, done)
+        self.tasks.run(work, done, library=path)
 
     def _photo_double_clicked(self, index) -> None:
         cid = self.current_id()
@@ -1044,12 +1043,11 @@ class PeopleManager(QWidget):
             return
         path = self.lib.path
 
-        def work():
+        def work(lib):
             from ...core.concepts import import_reference_file
-            with Library(path) as lib:
-                import_reference_file(lib, name, file_path, box=box)
+            import_reference_file(lib, name, file_path, box=box)
 
-        self.tasks.run(work, lambda _: self._concept_changed(cid), lambda m, d: _show_error(self.ref_error, m))
+        self.tasks.run(work, lambda _: self._concept_changed(cid), lambda m, d: _show_error(self.ref_error, m), library=path)
 
     def add_ref_from_library(self) -> None:
         if self.current_id() is None:

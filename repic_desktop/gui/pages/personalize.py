@@ -673,17 +673,6 @@ class PersonalizePage(QWidget):
             log.warning("killing the trainer (pid %s)", self.proc.processId())
             self.proc.kill()
 
-    def stop_and_wait(self, timeout_ms: int | None = None) -> None:
-        """Stop the child and block until it has ended (at most ~2× the timeout): for scripts, not the GUI."""
-        if not self.is_running():
-            return
-        timeout_ms = self.kill_timeout_ms if timeout_ms is None else timeout_ms
-        self._cancelling = True
-        self.proc.terminate()
-        if not self.proc.waitForFinished(timeout_ms):
-            self.proc.kill()
-            self.proc.waitForFinished(timeout_ms)
-
     def confirm_close(self, window: QWidget) -> bool:
         """True when `window` may close now. While training runs, ask; on "stop", cancel the run and close
         `window` again once the child has ended (False until then)."""

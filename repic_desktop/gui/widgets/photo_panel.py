@@ -41,7 +41,8 @@ from ...captioning.prompt import TAG_RE, parse_tags
 from ...core.library import Box, Caption, Library, LibraryError, NotFound
 from ..captioning.index_controller import service_or_none, shared_matcher, unavailable_type
 from ..pages.layout import heading
-from .thumbnails import TaskRunner, load_image_scaled
+from ..tasks import TaskRunner
+from .images import load_image_scaled
 
 log = logging.getLogger(__name__)
 
@@ -290,20 +291,6 @@ class CaptionHighlighter(QSyntaxHighlighter):
         for m in TAG_RE.finditer(text):
             fmt = known if m.group(1).strip().casefold() in self.known else unknown
             self.setFormat(m.start(), m.end() - m.start(), fmt)
-
-
-def caption_html(text: str, known, palette: QPalette) -> str:
-    """Caption text as HTML with tags highlighted (for the history list and tooltips)."""
-    fg, bg, warn = tag_colors(palette)
-    known_cf = {n.casefold() for n in known}
-    out, pos = [], 0
-    for m in TAG_RE.finditer(text):
-        out.append(html.escape(text[pos:m.start()]))
-        color = fg if m.group(1).strip().casefold() in known_cf else warn
-        out.append(f'<b style="color:{color.name()}">{html.escape(m.group(0))}</b>')
-        pos = m.end()
-    out.append(html.escape(text[pos:]))
-    return "".join(out)
 
 
 class FlowLayout(QLayout):
@@ -887,11 +874,6 @@ class PhotoPanel(QWidget):
     def service(self):
         """The retrieval service, imported on first use (None when this build has none)."""
         return service_or_none(self._service)
-
-    def set_service(self, service) -> None:
-        self._service = service
-        self._matcher_why = None
-        self.refresh_suggestions()
 
     def pending_suggestions(self) -> list:
         svc = self.service

@@ -292,3 +292,10 @@ def make_jpegs(folder: Path, n: int, size=(64, 48)) -> list[Path]:
         im.save(p, "JPEG", quality=85, comment=f"#{i}".encode())
         out.append(p)
     return out
+
+
+def encode_jpeg(im: Image.Image) -> bytes:
+    """An image as JPEG bytes (quality 95), e.g. to embed as a RAW's preview."""
+    b = io.BytesIO()
+    im.save(b, "JPEG", quality=95)
+    return b.getvalue()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from repic_desktop.core.library import Library
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 _CHILD = r"""
 import json, sys

@@ -1,5 +1,5 @@
-"""Review fixes of the GRPO trainer that need no training run: safe `remove --delete-files`, the
---out guard, the cancel flag, reference duplicates, OCT negatives, complete checkpoints only."""
+"""The GRPO trainer's guards that need no training run: safe `remove --delete-files`, the --out guard,
+the cancel flag, reference duplicates, OCT negatives, complete checkpoints only."""
 from __future__ import annotations
 
 import io
@@ -12,7 +12,7 @@ import pytest
 
 from repic_desktop.core.library import Library
 from repic_desktop.core.scanner import scan_folder
-from tests.test_trainer_dataset import make_library
+from tests.helpers.trainer_library import fake_run, make_library
 from trainer.dataset import build_dataset
 
 
@@ -28,23 +28,11 @@ def _pid(lib, stem):
 
 # ---- 1. remove --delete-files never deletes more than the run's own files
 
-def _fake_run(folder: Path) -> Path:
-    adapter = folder / "adapter"
-    adapter.mkdir(parents=True)
-    for f in ("adapter_config.json", "adapter_model.safetensors", "manifest.json", "README.md"):
-        (adapter / f).write_text("x")
-    cp = folder / "checkpoints" / "checkpoint-2"
-    cp.mkdir(parents=True)
-    (cp / "trainer_state.json").write_text("{}")
-    (folder / "run_config.json").write_text("{}")
-    return adapter
-
-
 def test_remove_delete_files_keeps_the_users_other_files(tmp_path, library, isolated_env):
     from trainer import adapters as ad
 
     docs = tmp_path / "Documents"
-    adapter = _fake_run(docs)
+    adapter = fake_run(docs)
     (docs / "thesis.docx").write_text("precious")
     (docs / "notes").mkdir()
     (docs / "notes" / "a.txt").write_text("precious")
@@ -55,7 +43,7 @@ def test_remove_delete_files_keeps_the_users_other_files(tmp_path, library, isol
     assert not adapter.exists() and not (docs / "checkpoints").exists() and not (docs / "run_config.json").exists()
 
     run = tmp_path / "run"  # a run folder with nothing else in it goes entirely
-    library.adapters.register("fam2", _fake_run(run), base_model="b")
+    library.adapters.register("fam2", fake_run(run), base_model="b")
     ad.remove(library, "fam2", delete_files=True)
     assert not run.exists()
 

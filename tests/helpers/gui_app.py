@@ -1,6 +1,6 @@
 """Shared set-up for the desktop-app tests: generated photos, a library, an isolated QSettings, a window.
 
-(Not a conftest.py, so part B's tests can have their own; test modules import the fixtures they use.)
+(Not a conftest.py: test modules import the fixtures they use, by name.)
 """
 from __future__ import annotations
 

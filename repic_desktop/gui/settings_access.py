@@ -1,0 +1,55 @@
+"""Reading the user's settings for the GUI (no widgets): the settings file with a readable fallback, the
+captioning defaults under `Settings.extra`, the model spec and the prompt presets they describe.
+
+Shared by the captioning controller, the queue dock, the caption and settings dialogs and the welcome;
+the dialogs that edit the settings live in `dialogs/settings.py`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..captioning.models import DEFAULT_SOURCE, ModelSpec
+from ..captioning.prompt import REQUEST_PRESETS
+from ..core.settings import Settings, SettingsError
+from .captioning.model_worker import demo_model_dir
+
+
+def load_settings() -> tuple[Settings, str | None]:
+    """The user's settings, or defaults plus a readable reason when the file cannot be read."""
+    try:
+        return Settings.load(), None
+    except SettingsError as exc:
+        return Settings(), f"{exc}. Defaults are shown; saving replaces the file."
+
+
+def extra(settings: Settings, key: str) -> Any:
+    return settings.caption_default(key)
+
+
+def model_spec_from_settings(settings: Settings, library: Any = None, **overrides: Any) -> ModelSpec:
+    return ModelSpec.from_user_settings(settings, library, **overrides)
+
+
+def is_demo_source(source: str | None) -> bool:
+    if not source:
+        return False
+    from ..captioning.demo_model import is_demo_model
+
+    p = Path(source).expanduser()
+    return p == demo_model_dir() or is_demo_model(p)
+
+
+def model_choice(settings: Settings) -> str:
+    """"demo" | "local" | "hub" — which radio button the stored source belongs to."""
+    src = settings.model.source or DEFAULT_SOURCE
+    if is_demo_source(src):
+        return "demo"
+    p = Path(src).expanduser()
+    return "local" if p.is_absolute() or src.startswith(("~", ".")) or p.is_dir() else "hub"
+
+
+def request_presets(settings: Settings) -> dict[str, str]:
+    """Built-in presets, then the user's own (a user preset may replace a built-in one)."""
+    user = extra(settings, "request_presets")
+    return {**REQUEST_PRESETS, **(user if isinstance(user, dict) else {})}
