@@ -95,6 +95,14 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-seed", type=whole_number(0, SEED_MAX), default=2024)
     p.add_argument("--resume", action="store_true", help="continue the run in --out / --name from its last checkpoint")
     p.add_argument("--json-progress", action="store_true", help="JSON lines on stdout (for the GUI)")
+    p.add_argument("--processes", type=whole_number(1, 1024),
+                   help="train with N processes (one per GPU; on a CPU, N CPU processes) through `accelerate launch`")
+    p.add_argument("--distributed", choices=["ddp", "zero2"], default="ddp",
+                   help="with --processes on GPUs: DDP, or DeepSpeed ZeRO-2 (RePIC's setting; needs deepspeed)")
+    p.add_argument("--vllm", choices=["colocate", "server"],
+                   help="generate with vLLM through TRL (CUDA; colocate: on the training GPUs; server: `trl vllm-serve`)")
+    p.add_argument("--vllm-server-url", type=nonempty_text, help="with --vllm server: its address (default "
+                   "TRL's, http://0.0.0.0:8000)")
     p.add_argument("--allow-cpu-quantization", action="store_true", help=argparse.SUPPRESS)
     return p
 
@@ -122,6 +130,7 @@ def _json_out():
 
 def cmd_train(argv: list[str]) -> int:
     from .dataset import DatasetError
+    from .launch import run as run_launch, under_launcher, watch_launcher, world_size
     from .train import CancelFlag, Events, TrainConfig, TrainError, train
 
     args = _train_parser().parse_args(argv)
@@ -140,7 +149,17 @@ def cmd_train(argv: list[str]) -> int:
         heldout_fraction=args.heldout_fraction, eval_max_new_tokens=args.eval_max_new_tokens,
         skip_eval=args.skip_eval, save_steps=args.save_steps, seed=args.seed, data_seed=args.data_seed,
         resume=args.resume, allow_cpu_quantization=args.allow_cpu_quantization, cpu_threads=args.cpu_threads,
-        explicit=explicit)
+        vllm=args.vllm, vllm_server_url=args.vllm_server_url, explicit=explicit)
+    if under_launcher():
+        if args.processes is not None and args.processes != world_size():
+            events.emit("error", message=f"--processes {args.processes} does not match the {world_size()} processes "
+                                         "`accelerate launch` started")
+            return EXIT_ERROR
+        watch_launcher()
+    elif (args.processes or 1) > 1:
+        # this process launches the ranks (each runs this same command) and waits for them
+        return run_launch(argv, processes=args.processes, device=args.device, distributed=args.distributed,
+                          cpu_threads=args.cpu_threads, events=events, json_mode=args.json_progress, stream=stream)
     flag = CancelFlag()
     flag.install()  # once, for the whole run: train() checks the flag between every stage
     try:
@@ -162,8 +181,10 @@ def cmd_train(argv: list[str]) -> int:
         return EXIT_ERROR
     finally:
         flag.restore()
-    if "rank" in result:  # a non-zero rank of a multi-GPU run: rank 0 reports
-        return EXIT_CANCELLED if result.get("cancelled") else 0
+    if "rank" in result:
+        # another rank of a multi-process run: rank 0 reports, and a non-zero code here would make the
+        # launcher stop rank 0 before it has (a cancel included)
+        return 0
     if result.get("cancelled"):
         saved = "checkpoint saved, continue with --resume" if result["checkpoint"] else "nothing was saved"
         events.emit("error", message=f"cancelled at step {result['step']}; {saved}",

@@ -29,7 +29,7 @@ import re
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
@@ -37,6 +37,7 @@ from repic_desktop.captioning.cpu_threads import apply_cpu_thread_policy
 from repic_desktop.core.terminal import error_line
 
 from .dataset import BuiltDataset, DatasetError, HeldOut, build_dataset
+from .launch import default_per_device_batch, world_size
 from .rewards import FIXES
 
 log = logging.getLogger("repic.trainer")
@@ -98,6 +99,9 @@ class TrainConfig:
     resume: bool = False
     allow_cpu_quantization: bool = False  # tests only: bitsandbytes 4-bit does run on a CPU, slowly
     cpu_threads: int | None = None  # CPU training: torch threads; None = all cores but one
+    processes: int = 1  # set by the run: the processes `accelerate launch` started (WORLD_SIZE)
+    vllm: str | None = None  # TRL's vLLM generation: "colocate" or "server" (None: transformers' generate)
+    vllm_server_url: str | None = None  # vllm="server": the `trl vllm-serve` address
     # the fields the user set (the CLI's explicit flags); None = every field counts as set (Python API),
     # except those left None. On --resume a set field that differs from the run's is an error.
     explicit: set[str] | None = None
@@ -113,7 +117,10 @@ class TrainConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         hp = {k: v for k, v in self.run_values().items() if k not in ("base", "revision")}
-        hp["per_device_batch"] = self.per_device_batch or self.num_generations
+        hp["per_device_batch"] = self.per_device_batch or default_per_device_batch(self.num_generations,
+                                                                                    self.processes)
+        hp["processes"] = self.processes
+        hp["vllm"] = self.vllm
         hp["loss_type"], hp["scale_rewards"] = LOSS_TYPE, SCALE_REWARDS
         return hp
 
@@ -131,6 +138,9 @@ class Events:
 
     def emit(self, event: str, **data: Any) -> None:
         if not self.enabled:
+            if event == "error":  # rank 0 reports; another rank's own error still belongs in the log
+                print(error_line(f"[rank {os.environ.get('RANK')}] repic-train: error: {data.get('message')}"),
+                      file=sys.stderr, flush=True)
             return
         if self.json_mode:
             self.stream.write(json.dumps({"event": event, **data}, ensure_ascii=False, allow_nan=False,
@@ -196,7 +206,13 @@ def _progress_callback(events: Events, cancel_flag: "CancelFlag"):
             self.start_step = state.global_step
 
         def on_step_end(self, args, state, control, **kw):
-            if cancel_flag.set:
+            stop = cancel_flag.set
+            if world_size() > 1:
+                # every rank must stop at the same step (the save and the next step are collective): a
+                # signal that reached one rank during the step stops them all here
+                stop = _any_rank(stop, args.device)
+                cancel_flag.set = cancel_flag.set or stop
+            if stop:
                 control.should_save = True
                 control.should_training_stop = True
             return control
@@ -215,6 +231,32 @@ def _progress_callback(events: Events, cancel_flag: "CancelFlag"):
                         eta_s=None if eta is None else round(eta, 1))
 
     return ProgressCallback()
+
+
+def _any_rank(flag: bool, device) -> bool:
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def _distributed(use_cpu: bool):
+    """The process group of a multi-process run, set up now (the trainer would do it when it starts,
+    with the same settings: use_cpu gives gloo, GPUs NCCL, DeepSpeed its own)."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=use_cpu)
+
+
+def _end_distributed() -> None:
+    """Without this a rank aborts at exit ("terminate called without an active exception"), and the
+    launcher then stops the other ranks, rank 0 in the middle of saving included."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 class Cancelled(Exception):
@@ -444,6 +486,8 @@ def train(cfg: TrainConfig, library, events: Events, *, cancel_flag: CancelFlag 
     finally:
         if owned:
             cancel_flag.restore()
+        if world_size() > 1:
+            _end_distributed()
 
 
 def _record_end(state: dict[str, Any], how: str, reason: str) -> None:
@@ -474,6 +518,14 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
     bad = set(cfg.reward_fixes) - set(FIXES)
     if bad:
         raise TrainError(f"unknown reward fix {sorted(bad)[0]!r}; choose from {', '.join(FIXES)}")
+    if cfg.vllm is not None:
+        import importlib.util
+
+        if cfg.vllm not in ("colocate", "server"):
+            raise TrainError(f"--vllm must be colocate or server (got {cfg.vllm!r})")
+        if importlib.util.find_spec("vllm") is None:
+            raise TrainError("--vllm needs vLLM (`pip install vllm`, CUDA GPUs only); leave it out to generate "
+                             "with transformers")
 
     # ---- a resumed run takes its settings and held-out photos from its run_config.json
     run_config = None
@@ -504,7 +556,19 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
     if not dataset.train:
         raise DatasetError("no training samples could be built from this library")
 
-    name = check_name(cfg.name or default_name(cfg, dataset.concepts))
+    name = cfg.name or default_name(cfg, dataset.concepts)
+    if world_size() > 1:
+        import torch
+
+        from accelerate.utils import broadcast_object_list
+
+        cfg = replace(cfg, processes=world_size())
+        _distributed(use_cpu=cfg.device == "cpu" or not torch.cuda.is_available())
+        # the default name holds the time: every rank must use rank 0's (one run folder, one adapter)
+        shared = [name]
+        broadcast_object_list(shared, from_process=0)
+        name = shared[0]
+    name = check_name(name)
     out = Path(cfg.out) if cfg.out else library.data_dir / "adapters" / name
     ckpt_dir, adapter_dir = out / "checkpoints", out / "adapter"
     state["out"] = str(out)
@@ -546,8 +610,8 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
     set_seed(cfg.seed)
     events.status("Loading the base model")
     device = cfg.device
-    if device == "auto" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
-        device = f"cuda:{int(os.environ['LOCAL_RANK'])}"  # accelerate launch: one GPU per process
+    if device in ("auto", "cuda") and world_size() > 1 and torch.cuda.is_available():
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"  # accelerate launch: one GPU per process
     spec = ModelSpec(source=cfg.base, revision=cfg.revision, quantization=cfg.quant, device=device,
                      min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, dtype="auto")
     if cfg.quant != "none" and not torch.cuda.is_available() and not cfg.allow_cpu_quantization:
@@ -584,45 +648,8 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
     from .dataset import to_hf_dataset
     from .rewards import reward_funcs
 
-    args = GRPOConfig(
-        output_dir=str(ckpt_dir),
-        # One GPU: one prompt's G completions per micro-batch. On 8 GPUs RePIC used 1 per device (the
-        # group spans the GPUs): pass --per-device-batch 1 there.
-        per_device_train_batch_size=cfg.per_device_batch or cfg.num_generations,
-        gradient_accumulation_steps=cfg.grad_accum,
-        num_generations=cfg.num_generations,
-        max_completion_length=cfg.max_completion_length,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        weight_decay=0.0,
-        max_grad_norm=1.0,
-        beta=cfg.beta,
-        epsilon=cfg.epsilon,
-        loss_type=LOSS_TYPE,
-        scale_rewards=SCALE_REWARDS,
-        temperature=cfg.temperature,
-        top_k=cfg.top_k,
-        top_p=1.0,
-        repetition_penalty=1.0,
-        seed=cfg.seed,
-        data_seed=cfg.data_seed,
-        logging_steps=1,
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=2,
-        report_to="none",
-        bf16=on_cuda and torch.cuda.is_bf16_supported(),
-        fp16=False,
-        gradient_checkpointing=on_cuda,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if on_cuda else None,
-        use_cpu=not on_cuda,
-        dataloader_num_workers=0,
-        disable_tqdm=events.json_mode,
-        remove_unused_columns=False,
-    )
+    args = GRPOConfig(**grpo_arguments(cfg, ckpt_dir, on_cuda=on_cuda,
+                                       bf16=on_cuda and torch.cuda.is_bf16_supported(), quiet=events.json_mode))
     events.status("Preparing LoRA")
     # GRPO pads prompts on the left; TRL re-runs the processor on the prompts to get each token's
     # image/text type and lays it over those left-padded ids. With Qwen's default right padding the two
@@ -658,6 +685,8 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
         except torch.cuda.OutOfMemoryError as exc:
             raise TrainError("the GPU ran out of memory: try --quant 4bit, fewer --num-generations or a smaller "
                              "--max-pixels") from exc
+    if world_size() > 1:
+        _distributed(use_cpu=not on_cuda).wait_for_everyone()  # the last checkpoint is complete on every rank
     state["step"] = trainer.state.global_step
     cp = _latest_checkpoint(ckpt_dir)
     state["checkpoint"] = str(cp) if cp else None
@@ -709,6 +738,60 @@ def _train(cfg: TrainConfig, library, events: Events, cancel_flag: CancelFlag, d
                               manifest=manifest, replace=cfg.resume)
     return {"adapter": name, "path": str(adapter_dir.resolve()), "improved": improved, "flagged": flagged,
             "before": before, "after": after}
+
+
+def grpo_arguments(cfg: TrainConfig, ckpt_dir: Path, *, on_cuda: bool, bf16: bool, quiet: bool) -> dict[str, Any]:
+    """TRL GRPOConfig keyword arguments for this run (RePIC's recipe, see the module docstring)."""
+    kwargs = dict(
+        output_dir=str(ckpt_dir),
+        # One process: one prompt's G completions per micro-batch. Over N processes the group is split
+        # between them when N divides G (RePIC on 8 GPUs: 1 each), so each generates its share.
+        per_device_train_batch_size=cfg.per_device_batch or default_per_device_batch(
+            cfg.num_generations, cfg.processes),
+        gradient_accumulation_steps=cfg.grad_accum,
+        num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        beta=cfg.beta,
+        epsilon=cfg.epsilon,
+        loss_type=LOSS_TYPE,
+        scale_rewards=SCALE_REWARDS,
+        temperature=cfg.temperature,
+        top_k=cfg.top_k,
+        top_p=1.0,
+        repetition_penalty=1.0,
+        seed=cfg.seed,
+        data_seed=cfg.data_seed,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=2,
+        report_to="none",
+        bf16=bf16,
+        fp16=False,
+        gradient_checkpointing=on_cuda,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if on_cuda else None,
+        use_cpu=not on_cuda,
+        dataloader_num_workers=0,
+        disable_tqdm=quiet,
+        remove_unused_columns=False,
+        # LoRA is on every language-model layer and all of them run in every forward: DDP's search for
+        # unused parameters would only cost an extra pass over the autograd graph per step
+        ddp_find_unused_parameters=False,
+    )
+    if cfg.vllm:
+        # TRL generates with vLLM instead of transformers' generate: "colocate" shares each training GPU,
+        # "server" sends the prompts to `trl vllm-serve` on other GPUs (docs/training.md, Several GPUs)
+        kwargs.update(use_vllm=True, vllm_mode=cfg.vllm)
+        if cfg.vllm_server_url:
+            kwargs["vllm_server_base_url"] = cfg.vllm_server_url
+    return kwargs
 
 
 def _finished_checkpoint(checkpoint: Path, cfg: TrainConfig) -> Path | None:

@@ -5,6 +5,9 @@ Why it is shaped like this:
   process: an out-of-memory or a crash in torch ends the child, not the album, and the GPU memory is
   returned when it exits. The page only reads the child's JSON lines (`training_stream`) and draws them.
 - The command is `trainer_command` (program + leading arguments), so tests run a scripted fake trainer.
+- `python -m trainer` finds `trainer` by import like any package (installed; an editable install includes
+  it), or in a source checkout from the working folder, which the child inherits with the environment:
+  no path is put on PYTHONPATH, which would shadow an installed copy.
 - Cancel is SIGTERM first: the trainer then stops after the current step and saves a checkpoint, which
   "Resume" continues. A GRPO step can take a minute on a small GPU, so SIGKILL follows only after
   `kill_timeout_ms`, or at once when the user presses "Stop Now".
@@ -19,7 +22,6 @@ Why it is shaped like this:
 from __future__ import annotations
 
 import html
-import importlib.util
 import logging
 import os
 import sys
@@ -64,21 +66,6 @@ def ask(parent: QWidget | None, title: str, text: str, yes: str, no: str = "Canc
     box.setDefaultButton(yes_b)
     box.exec()
     return box.clickedButton() is yes_b
-
-
-def trainer_root() -> str | None:
-    """The folder that holds the `trainer` package, so the child finds it from any working directory
-    (find_spec locates it without importing torch)."""
-    try:
-        spec = importlib.util.find_spec("trainer")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.origin:
-        return None
-    root = Path(spec.origin).resolve().parent.parent
-    # an installed package is found anyway; putting site-packages on PYTHONPATH would put it before the
-    # standard library in the child's sys.path
-    return None if root.name in ("site-packages", "dist-packages") else str(root)
 
 
 def manifest_metrics(manifest: dict) -> tuple[dict | None, dict | None, bool | None]:
@@ -576,10 +563,6 @@ class PersonalizePage(QWidget):
         env = QProcessEnvironment.systemEnvironment()
         env.insert("PYTHONUNBUFFERED", "1")       # a JSON line must arrive when it is printed
         env.insert("PYTHONIOENCODING", "utf-8")
-        root = trainer_root()
-        if root:
-            old = env.value("PYTHONPATH", "")
-            env.insert("PYTHONPATH", root + (os.pathsep + old if old else ""))
         proc.setProcessEnvironment(env)
 
     def build_arguments(self) -> list[str]:
