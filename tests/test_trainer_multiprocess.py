@@ -97,7 +97,7 @@ def test_two_processes_make_one_adapter_and_one_progress_stream(tmp_path, mp_lib
     # the group of 2 generations is split between the 2 ranks: 1 each, and 1 prompt per step as with 1
     assert manifest["hyperparameters"]["processes"] == 2 and manifest["hyperparameters"]["per_device_batch"] == 1
     with Library(lib) as library:
-        assert [a.name for a in library.adapters()] == [done["adapter"]]
+        assert [a.name for a in library.adapters.all()] == [done["adapter"]]
     # both ranks trained: each saved its random state into the (single) checkpoint
     assert sorted(p.name for p in (run / "checkpoints" / "checkpoint-2").glob("rng_state_*.pth")) == [
         "rng_state_0.pth", "rng_state_1.pth"]
@@ -139,7 +139,7 @@ def test_sigterm_to_the_launcher_cancels_every_rank_at_one_step(tmp_path, mp_lib
     assert _all_gone(ranks, timeout=5) == []
     assert not (tmp_path / "run" / "adapter").exists()
     with Library(lib) as library:
-        assert library.adapters() == []
+        assert library.adapters.all() == []
 
 
 def test_killing_the_launcher_ends_every_rank(tmp_path, mp_library, demo_model_dir):
