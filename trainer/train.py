@@ -38,6 +38,7 @@ from repic_desktop.core.terminal import error_line
 
 from .dataset import BuiltDataset, DatasetError, HeldOut, build_dataset
 from .rewards import FIXES
+from repic_desktop.core.errors import RepicError
 
 log = logging.getLogger("repic.trainer")
 
@@ -53,7 +54,7 @@ RUN_ENTRIES = ("adapter", "checkpoints", RUN_CONFIG)  # all a run folder ever ho
 RESUME_MAY_CHANGE = ("epochs", "max_steps", "save_steps")
 
 
-class TrainError(RuntimeError):
+class TrainError(RepicError, RuntimeError):
     """Training cannot go on; the message is for the user."""
 
 

@@ -17,6 +17,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from .errors import RepicError
 
 if TYPE_CHECKING:
     from .library import Box, Library
@@ -62,7 +63,7 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-class ConceptError(ValueError):
+class ConceptError(RepicError, ValueError):
     """Invalid concept input; the message is shown to the user as is."""
 
 

@@ -28,6 +28,8 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
+from .errors import RepicError
+
 BUSY_TIMEOUT_MS = 15_000
 CONCEPT_KINDS = ("person", "pet", "other")
 CAPTION_STATUSES = ("draft", "accepted", "exported")
@@ -37,7 +39,7 @@ REGION_SOURCES = ("manual", "detected", "model", "import", "suggestion")
 CONFIRMED_SOURCES = ("manual", "import", "suggestion")
 
 
-class LibraryError(Exception):
+class LibraryError(RepicError):
     """A user-facing problem with a library operation (message is shown as is)."""
 
 
@@ -734,22 +736,12 @@ class Library:
 
     def _photo_filter(self, uncaptioned: bool, concept: str | None, search: str | None, folder: str | None,
                       include_missing: bool) -> tuple[str, list[Any]]:
-        where, args = [], []
-        if not include_missing:
-            where.append("p.status = 'ok'")
-        if uncaptioned:
-            where.append("p.current_caption_id IS NULL")
-        if concept is not None:
-            c = self.concept(concept)
-            where.append("p.id IN (SELECT photo_id FROM photo_concepts WHERE concept_id = ?)")
-            args.append(c.id)
-        if folder is not None:
-            where.append("p.folder = ?")
-            args.append(folder)
-        if search:
-            where.append("p.current_caption_id IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
-            args.append(fts_query(search))
-        return (" WHERE " + " AND ".join(where) if where else ""), args
+        # the grid's filter (core/photo_queries.py): one rule set, e.g. a folder means it and its subfolders
+        from .photo_queries import PhotoFilter, filter_sql
+
+        return filter_sql(PhotoFilter(status="uncaptioned" if uncaptioned else "all",
+                                      concept_id=self.concept(concept).id if concept is not None else None,
+                                      search=search or "", folder=folder, include_missing=include_missing))
 
     def counts(self) -> dict[str, int]:
         q = lambda sql: self.conn.execute(sql).fetchone()[0]  # noqa: E731

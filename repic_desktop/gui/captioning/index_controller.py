@@ -27,7 +27,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, QThread, Signal
 
 from ...core.library import Library, LibraryError
-from ..widgets.thumbnails import user_message
+from ...core.errors import user_message
 
 log = logging.getLogger(__name__)
 

@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from ... import APP_NAME, __version__
+from ...core.errors import user_message
 
 log = logging.getLogger("repic_desktop.gui")
 
@@ -43,11 +44,6 @@ def show_error(parent: QWidget | None, title: str, message: str, details: str | 
     return box
 
 
-def describe_exception(exc: BaseException) -> str:
-    from ..widgets.thumbnails import user_message
-    return user_message(exc)
-
-
 def install_excepthook(parent_fn=lambda: None) -> None:
     """Uncaught exceptions in slots become a readable dialog (and a log entry) instead of a dead app."""
     showing = [False]
@@ -63,7 +59,7 @@ def install_excepthook(parent_fn=lambda: None) -> None:
         showing[0] = True
         try:
             show_error(parent_fn(), "Something went wrong",
-                       f"{describe_exception(value)}\n\nYour library is safe: every change is saved as it is made. "
+                       f"{user_message(value)}\n\nYour library is safe: every change is saved as it is made. "
                        "If this keeps happening, the details below help to report it.", details)
         finally:
             showing[0] = False

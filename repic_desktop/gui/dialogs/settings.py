@@ -22,9 +22,9 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ...captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE, ModelSpec
+from ...captioning.models import DEFAULT_MAX_PIXELS, ModelSpec
 from ...captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
-from ...core.settings import CAPTION_DEFAULTS, Settings, SettingsError
+from ...core.settings import CAPTION_DEFAULTS, DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from .files import choose_folder
 from ..captioning.model_worker import demo_model_dir
 
@@ -74,17 +74,11 @@ def is_demo_source(source: str | None) -> bool:
 
 def model_choice(settings: Settings) -> str:
     """"demo" | "local" | "hub" — which radio button the stored source belongs to."""
-    src = settings.model.source or DEFAULT_SOURCE
+    src = settings.model.source or DEFAULT_MODEL_SOURCE
     if is_demo_source(src):
         return "demo"
     p = Path(src).expanduser()
     return "local" if p.is_absolute() or src.startswith(("~", ".")) or p.is_dir() else "hub"
-
-
-def request_presets(settings: Settings) -> dict[str, str]:
-    """Built-in presets, then the user's own (a user preset may replace a built-in one)."""
-    user = extra(settings, "request_presets")
-    return {**REQUEST_PRESETS, **(user if isinstance(user, dict) else {})}
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -248,9 +242,9 @@ class SettingsDialog(QDialog):
         for i, b in enumerate((self.source_hub, self.source_local, self.source_demo)):
             self.source_group.addButton(b, i)
         choice = model_choice(s)
-        src = s.model.source or DEFAULT_SOURCE
-        self.hub_id = QLineEdit(src if choice == "hub" else DEFAULT_SOURCE, box)
-        self.hub_id.setPlaceholderText(DEFAULT_SOURCE)
+        src = s.model.source or DEFAULT_MODEL_SOURCE
+        self.hub_id = QLineEdit(src if choice == "hub" else DEFAULT_MODEL_SOURCE, box)
+        self.hub_id.setPlaceholderText(DEFAULT_MODEL_SOURCE)
         self.local_path = QLineEdit(src if choice == "local" else "", box)
         self.local_path.setPlaceholderText("folder with config.json and *.safetensors")
         form.addWidget(self.source_hub)
@@ -599,7 +593,7 @@ class SettingsDialog(QDialog):
         return "hub" if self.source_hub.isChecked() else ("local" if self.source_local.isChecked() else "demo")
 
     def _download_target(self) -> tuple[str, str | None, str | None]:
-        return (self.hub_id.text().strip() or DEFAULT_SOURCE, self.revision.text().strip() or None,
+        return (self.hub_id.text().strip() or DEFAULT_MODEL_SOURCE, self.revision.text().strip() or None,
                 self.cache_dir.text().strip() or None)
 
     def _check_cached(self) -> None:
@@ -624,7 +618,7 @@ class SettingsDialog(QDialog):
         s = copy.deepcopy(self.settings)
         choice = self.source_choice()
         if choice == "hub":
-            source = self.hub_id.text().strip() or DEFAULT_SOURCE
+            source = self.hub_id.text().strip() or DEFAULT_MODEL_SOURCE
         elif choice == "local":
             source = self.local_path.text().strip()
             if not source:

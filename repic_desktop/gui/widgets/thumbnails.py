@@ -24,25 +24,9 @@ import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
+from ...core.errors import user_message
+
 log = logging.getLogger(__name__)
-
-
-def user_message(exc: BaseException) -> str:
-    """A one-line, user-facing description of an exception (no traceback)."""
-    from ...core.concepts import ConceptError
-    from ...core.images import UnusableImage
-    from ...core.library import LibraryError
-
-    if isinstance(exc, (LibraryError, ConceptError, UnusableImage)):
-        return str(exc)
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
-    if isinstance(exc, FileNotFoundError):
-        return f"file not found: {exc.filename or exc}"
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-    text = str(exc) or exc.__class__.__name__
-    return f"unexpected error ({exc.__class__.__name__}): {text}"
 
 
 def pil_to_qimage(image) -> QImage:
