@@ -155,6 +155,13 @@ def _prompt_params(library: "Library", settings: "Settings", options: CaptionOpt
             "max_refs": max_refs}
 
 
+def _check_suggestion_options(options: CaptionOptions) -> None:
+    if options.concepts and (options.include_suggestions or options.threshold is not None
+                             or options.top_k is not None):
+        raise UserError("suggestion options apply to each photo's own people & pets: "
+                        "do not combine them with chosen concepts")
+
+
 def _own_concepts(library: "Library", settings: "Settings", options: CaptionOptions,
                   photo_ids: Sequence[int]) -> dict[str, Any]:
     from ..retrieval.service import auto_params
@@ -171,10 +178,7 @@ def plan_caption_job(library: "Library", settings: "Settings", photo_ids: Sequen
     for the user; a bad value never becomes a job."""
     from ..captioning.jobs import job_params
 
-    if options.concepts and (options.include_suggestions or options.threshold is not None
-                             or options.top_k is not None):
-        raise UserError("suggestion options apply to each photo's own people & pets: "
-                        "do not combine them with chosen concepts")
+    _check_suggestion_options(options)
     ids = list(dict.fromkeys(int(i) for i in photo_ids))  # ids the library gave (the CLI resolves its own)
     spec = model_spec(library, settings, options)
     prompt = _prompt_params(library, settings, options)
@@ -211,17 +215,12 @@ def plan_prompt(library: "Library", settings: "Settings", photo_id: int,
                 options: CaptionOptions = CaptionOptions(), *, style: str = "eval") -> "CaptionPrompt":
     """The prompt a caption job planned with these options and settings sends for this photo (what
     `repic prompt` shows). No model is resolved: a prompt can be inspected before any model is there."""
-    from ..captioning.jobs import JobParamsError, job_prompt
-    from ..captioning.prompt import REFERENCE_STYLES, SYSTEM_PROMPTS
+    from ..captioning.jobs import job_prompt
+    from ..captioning.prompt import REFERENCE_STYLES
 
+    _check_suggestion_options(options)
     library.photo(photo_id)
     params = _prompt_params(library, settings, options)
-    if params["system_preset"] not in SYSTEM_PROMPTS:
-        raise JobParamsError(f"unknown system preset {params['system_preset']!r} (known: {', '.join(SYSTEM_PROMPTS)})")
-    if options.concepts and (options.include_suggestions or options.threshold is not None
-                             or options.top_k is not None):
-        raise UserError("suggestion options apply to each photo's own people & pets: "
-                        "do not combine them with chosen concepts")
     if params["concepts"] is None:
         params.update(_own_concepts(library, settings, options, [photo_id]))
     prompt = job_prompt(library, params, photo_id)

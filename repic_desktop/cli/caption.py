@@ -133,10 +133,8 @@ def cmd_captions_accept(args: argparse.Namespace) -> int:
         for pid in ids:  # every photo checked before any is changed: a typo changes nothing
             if lib.current_caption(pid) is None:
                 raise _user_error(f"photo {pid} has no caption to accept (caption it first: `repic caption {pid}`)")
-        n = 0
         for pid in dict.fromkeys(ids):
             change = review.accept_caption(lib, pid)
-            n += change.changed
             if args.json:
                 _emit_json(_review_row(lib, change))
             else:
