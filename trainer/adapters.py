@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from repic_desktop.core.settings import Settings, same_folder
+from repic_desktop.app.adapters import read_manifest
+from repic_desktop.core.errors import RepicError
 
 
-class AdapterError(RuntimeError):
+class AdapterError(RepicError, RuntimeError):
     """The message is for the user."""
 
 
@@ -66,11 +68,10 @@ def adapter_rows(library) -> list[dict[str, Any]]:
     settings = Settings.load()
     active = settings.active_adapter(library)
     for a in library.adapters.all():
-        m = a.manifest or {}
+        m = read_manifest(a.manifest)
         rows.append({"name": a.name, "path": a.path, "base_model": a.base_model, "base_revision": a.base_revision,
-                     "concepts": m.get("concepts", []), "flagged": bool(m.get("flagged", False)),
-                     "improved": bool(m.get("improved", False)), "metrics": (m.get("metrics") or {}),
-                     "created": m.get("created"), "active": same_folder(active, a.path),
+                     "concepts": m.concepts, "flagged": m.flagged, "improved": m.improved, "metrics": m.metrics,
+                     "created": m.created, "active": same_folder(active, a.path),
                      "exists": Path(a.path).is_dir(), "status": "ready", "reason": None})
     for r in incomplete_runs(library):
         rows.append({"name": r["name"], "path": str(Path(r["run"]) / "adapter"), "base_model": r["base_model"],
@@ -84,7 +85,7 @@ def activate(library, name: str, *, force: bool = False) -> dict[str, Any]:
     a = library.adapters.get(name)
     if not (Path(a.path) / "adapter_model.safetensors").exists():
         raise AdapterError(f"the adapter {a.name!r} has no adapter_model.safetensors in {a.path}")
-    if (a.manifest or {}).get("flagged") and not force:
+    if read_manifest(a.manifest).flagged and not force:
         raise AdapterError(f"the adapter {a.name!r} is flagged: it did not beat the base model on your held-out "
                            "photos, so it may make captions worse. Activate it anyway with --force")
     settings = Settings.load()

@@ -57,6 +57,7 @@ from repic_desktop.core.concepts import reference_path
 from repic_desktop.core.library import CONFIRMED_SOURCES
 # one rule for which photos are training photos, shared with the lists that count them
 from repic_desktop.core.training_photos import known_concepts, training_photos  # noqa: F401 (re-exported)
+from repic_desktop.core.errors import RepicError
 
 TASKS = ("ict", "oct", "vlt")
 MIN_PHOTOS = 3
@@ -66,7 +67,7 @@ VLT_SUFFIX = " For bounding box coordinates, return the final answer in JSON for
 ICT_REQUESTS = tuple(REQUEST_PRESETS[k] for k in ("personalized", "caption", "personalized-photo", "provide"))
 
 
-class DatasetError(ValueError):
+class DatasetError(RepicError, ValueError):
     """The library has too little data to train on; the message says what to add."""
 
 

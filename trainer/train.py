@@ -39,6 +39,7 @@ from repic_desktop.core.terminal import error_line
 from .dataset import BuiltDataset, DatasetError, HeldOut, build_dataset
 from .launch import default_per_device_batch, world_size
 from .rewards import FIXES
+from repic_desktop.core.errors import RepicError
 
 log = logging.getLogger("repic.trainer")
 
@@ -54,7 +55,7 @@ RUN_ENTRIES = ("adapter", "checkpoints", RUN_CONFIG)  # all a run folder ever ho
 RESUME_MAY_CHANGE = ("epochs", "max_steps", "save_steps")
 
 
-class TrainError(RuntimeError):
+class TrainError(RepicError, RuntimeError):
     """Training cannot go on; the message is for the user."""
 
 

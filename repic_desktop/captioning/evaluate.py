@@ -45,6 +45,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
+from ..core.errors import RepicError
 
 RULES = ("repic-single", "repic-2", "repic-4", "name-aware")
 RULE_HELP = {
@@ -59,7 +60,7 @@ _POSSESSIVES = ("'s", "\u2019s")
 MISS = "MISS"                              # RePIC's sentinel prediction, compared as a string like RePIC does
 
 
-class EvalError(ValueError):
+class EvalError(RepicError, ValueError):
     """Unreadable or malformed input (results file, database); the message is shown to the user as is."""
 
 

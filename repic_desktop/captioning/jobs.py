@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from ..core.jobs import JobStore
 from ..core.library import Library, LibraryError, now
 from .prompt import PromptError, build_prompt
+from ..core.errors import RepicError
 
 if TYPE_CHECKING:
     from .engine import CaptionResult
+    from .prompt import CaptionPrompt
 
 # ------------------------------------------------------------------------------------------------------
 # running a caption job
@@ -69,7 +71,7 @@ MAX_NEW_TOKENS_RANGE = (1, 8192)
 MAX_REFS_RANGE = (1, 8)
 
 
-class JobParamsError(ValueError):
+class JobParamsError(RepicError, ValueError):
     """A caption job's parameters cannot run; the message names the setting and the allowed values."""
 
 
@@ -149,6 +151,23 @@ def resumable_jobs(store: JobStore) -> tuple[list, list[tuple[Any, str]]]:
     return runnable, failed
 
 
+def job_prompt(library: Library, params: dict[str, Any], photo_id: int) -> "CaptionPrompt":
+    """The prompt a caption job with these stored parameters sends for one photo (`repic prompt` shows
+    this same prompt: app/caption_jobs.py)."""
+    # Jobs fix each photo's own names (retrieval order) when they are made: app/caption_jobs.py.
+    auto_names = (params.get("photo_concepts") or {}).get(str(photo_id))
+    names = auto_names or params.get("concepts")
+    prompt = build_prompt(library, photo_id, names=names, max_refs=params.get("max_refs", 1),
+                          request=params["request"], system_preset=params["system_preset"])
+    if auto_names:
+        # build_prompt puts names in library order (RePIC's skip-retrieval); retrieved concepts
+        # are numbered closest match first, as RePIC's retriever does.
+        rank = {n.casefold(): i for i, n in enumerate(auto_names)}
+        prompt = dataclasses.replace(prompt, concepts=tuple(sorted(
+            prompt.concepts, key=lambda c: rank.get(c.name.casefold(), len(rank)))))
+    return prompt
+
+
 def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: dict[str, Any],
                     progress: Callable[[int, int, float | None, int | None], None] | None = None,
                     cancel: Callable[[], bool] | None = None,
@@ -170,17 +189,7 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
             photo = library.photos.get(pid)
             if photo.status != "ok":
                 raise PromptError("the photo's file is missing (moved or deleted outside the library?)")
-            # `caption --auto` fixes each photo's names (retrieval order) when the job is made.
-            auto_names = (p.get("photo_concepts") or {}).get(str(pid))
-            names = auto_names or p.get("concepts")
-            prompt = build_prompt(library, pid, names=names, max_refs=p.get("max_refs", 1),
-                                  request=p["request"], system_preset=p["system_preset"])
-            if auto_names:
-                # build_prompt puts names in library order (RePIC's skip-retrieval); retrieved concepts
-                # are numbered closest match first, as RePIC's retriever does.
-                rank = {n.casefold(): i for i, n in enumerate(auto_names)}
-                prompt = dataclasses.replace(prompt, concepts=tuple(sorted(
-                    prompt.concepts, key=lambda c: rank.get(c.name.casefold(), len(rank)))))
+            prompt = job_prompt(library, p, pid)
         except (PromptError, LibraryError) as exc:
             store.fail_item(job_id, pid, str(exc))
             summary.failed += 1

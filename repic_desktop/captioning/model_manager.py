@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+from ..core.errors import RepicError
 
 # What a Qwen2.5-VL checkpoint or a LoRA adapter needs: weights (safetensors only), configs, tokenizer
 # (tokenizer.json / vocab.json / merges.txt), processor configs and chat templates.
@@ -55,7 +56,7 @@ DownloadProgress = Callable[[str, int, "int | None"], None]
 """``progress(description, done, total)``: bytes (or files) done so far; ``total`` may be unknown (None)."""
 
 
-class ModelError(Exception):
+class ModelError(RepicError):
     """Base class of the model layer's user-facing errors (their message is one sentence for the user)."""
 
 

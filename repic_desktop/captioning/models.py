@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.settings import DEFAULT_MODEL_SOURCE
 from .cpu_threads import apply_cpu_thread_policy
 from .model_manager import ModelError, ModelNotAvailable, resolve_local
 from .prompt import FETCH_MAX_PIXELS
@@ -67,7 +68,6 @@ __all__ = [
     "verify_pixel_limits",
 ]
 
-DEFAULT_SOURCE = "Yeongtak/RePIC_Qwen2.5VL_7B"
 DEFAULT_MIN_PIXELS = 4 * 28 * 28  # 3136, the checkpoint default
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # 802,816: at most 1024 visual tokens per image (RePIC's setting)
 DEFAULT_MAX_NEW_TOKENS = 1024
@@ -112,7 +112,7 @@ class LoadCancelled(Exception):
 class ModelSpec:
     """What to load.  Immutable and hashable, so it can key caches and be compared to the loaded one."""
 
-    source: str = DEFAULT_SOURCE  # hub id or local folder
+    source: str = DEFAULT_MODEL_SOURCE  # hub id or local folder
     revision: str | None = None  # pinned commit or tag; None = the cached "main"
     adapter: str | None = None  # LoRA folder or hub id, applied unmerged
     dtype: str = "auto"  # auto | bfloat16 | float16 | float32 (bf16/fp16/fp32 accepted)

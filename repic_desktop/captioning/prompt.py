@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 from ..core.arg_types import whole_number
 from ..core.concepts import CONTROL_TOKEN_RE, TAG_RE, control_token_problem
 from .chat_template import QWEN25VL_CHAT_TEMPLATE, TOOL_TOKENS
+from ..core.errors import RepicError
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -69,7 +70,7 @@ FETCH_MIN_PIXELS = 4 * 28 * 28
 FETCH_MAX_PIXELS = 16384 * 28 * 28
 IMAGE_FACTOR = 28
 
-class PromptError(ValueError):
+class PromptError(RepicError, ValueError):
     """The prompt cannot be built; the message is for the user."""
 
 
@@ -234,6 +235,13 @@ def build_prompt(library: "Library", photo_id: int, *, names: Sequence[str] | No
                          SYSTEM_PROMPTS[system_preset], style)
 
 
+def request_presets(user_presets: Any = None) -> dict[str, str]:
+    """Built-in presets, then the user's own (Settings' "request_presets"; one may replace a built-in).
+    The one merge: the CLI, the caption dialog and job planning all list and resolve presets with it."""
+    user = user_presets if isinstance(user_presets, dict) else {}
+    return {**REQUEST_PRESETS, **{k: v for k, v in user.items() if isinstance(k, str) and isinstance(v, str)}}
+
+
 def resolve_request(request: str | None = None, preset: str | None = None,
                     user_presets: dict[str, str] | None = None) -> str:
     if request is not None and preset is not None:
@@ -245,7 +253,7 @@ def resolve_request(request: str | None = None, preset: str | None = None,
         return check_user_text(text, "the caption request")
     if preset is None:
         return DEFAULT_REQUEST
-    presets = {**REQUEST_PRESETS, **(user_presets or {})}
+    presets = request_presets(user_presets)
     if preset not in presets:
         raise PromptError(f"unknown request preset {preset!r} (choose from {', '.join(presets)})")
     return check_user_text(presets[preset], f"request preset {preset!r}")

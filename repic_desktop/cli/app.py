@@ -15,15 +15,15 @@ import sys
 from typing import Any
 
 from .. import APP_NAME, __version__
+from ..app.adapters import read_manifest
 from ..captioning.device import device_summary
 from ..core import paths
 from ..core.arg_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
-from ..core.concepts import ConceptError
 from ..core.library import Box, Library, LibraryError, parse_box
-from ..core.settings import Settings, SettingsError
+from ..core.settings import Settings
 from ..core.terminal import error_line, json_safe, terminal_safe
 from .caption import add_caption_commands
-from .common import EXIT_DAMAGED, EXIT_USER_ERROR, UserError, open_library as _open_library
+from .common import EXIT_DAMAGED, EXIT_USER_ERROR, RepicError, UserError, open_library as _open_library
 from .eval import add_eval_command
 from .gui import add_gui_command
 from .metadata import add_metadata_commands
@@ -66,7 +66,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     active = settings.active_adapter(lib)  # this library's own, never another's
                     data["active_adapter"] = data["model"]["adapter"] = active
                     data["adapters"] = [{"name": a.name, "path": a.path,
-                                         "flagged": bool(a.manifest.get("flagged")),
+                                         "flagged": read_manifest(a.manifest).flagged,
                                          "active": bool(active) and a.path == active}
                                         for a in lib.adapters.all()]
         except LibraryError as exc:
@@ -539,9 +539,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+REVIEW_VERBS = ("accept", "edit", "revert")  # `repic caption VERB ...` = `repic captions VERB ...`
+
+
+def _review_alias(argv: list[str]) -> list[str]:
+    """`repic caption accept|edit|revert ...` is `repic captions ...`: argparse cannot give `caption` both
+    PHOTO positionals and subcommands. A photo file named like a verb is still reachable as ./accept."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):  # the top-level options before the command
+        i += 2 if argv[i] == "--library" else 1
+    if i + 1 < len(argv) and argv[i] == "caption" and argv[i + 1] in REVIEW_VERBS:
+        return argv[:i] + ["captions"] + argv[i + 1:]
+    return argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_review_alias(list(sys.argv[1:] if argv is None else argv)))
     with stdout_for_json_only(args):
         return _run(args)
 
@@ -549,7 +563,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
-    except (UserError, LibraryError, ConceptError, SettingsError) as exc:
+    except RepicError as exc:  # every error written for the user (core/errors.py): one line
         print(error_line(f"repic: error: {exc}"), file=sys.stderr)
         return EXIT_USER_ERROR
     except sqlite3.DatabaseError as exc:  # "database disk image is malformed" mid-command: say what to do

@@ -1,8 +1,13 @@
-"""`repic prompt`, `repic caption`, `repic captions list`: the captioning commands of the CLI."""
+"""`repic prompt`, `repic caption`, `repic captions list|accept|edit|revert`: the captioning commands of the CLI.
+
+Jobs are planned by app/caption_jobs.py and review steps are app/caption_review.py's, the same code the
+GUI's caption dialog and photo panel run, so both fronts make the same jobs and keep the same history."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
+import shlex
+import subprocess
 import sys
 from typing import Any
 
@@ -25,18 +30,35 @@ def _emit_json(data: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------- prompt
 
-def cmd_prompt(args: argparse.Namespace) -> int:
-    from ..captioning.prompt import PromptError, build_prompt, render, resolve_request, visual_tokens
+def _options(args: argparse.Namespace, **extra: Any):
+    """The command line's choices as app.caption_jobs options (None: the user's settings)."""
+    from ..app.caption_jobs import CaptionOptions
 
+    auto = {"include_suggestions": True if args.auto_include_suggestions else None,
+            "threshold": args.auto_threshold, "top_k": args.auto_top_k}
+    return CaptionOptions(concepts=args.concept, request=args.request, request_preset=args.request_preset,
+                          system_preset=args.system_preset, max_refs=args.max_refs, **auto, **extra)
+
+
+def _check_auto(args: argparse.Namespace) -> None:
+    if args.concept and (getattr(args, "auto", False) or args.auto_include_suggestions
+                         or args.auto_threshold is not None or args.auto_top_k is not None):
+        raise _user_error("--auto picks each photo's own concepts: do not combine it with --concept")
+
+
+def cmd_prompt(args: argparse.Namespace) -> int:
+    """What `repic caption` with the same options would send for this photo (app/caption_jobs.py)."""
+    from ..app.caption_jobs import plan_prompt
+    from ..captioning.prompt import render, visual_tokens
+    from ..core.settings import Settings
+
+    _check_auto(args)
+    settings = Settings.load()
+    pixels = args.max_pixels if args.max_pixels is not None else int(settings.caption_default("max_pixels"))
     with Library(paths.resolve_library_path(args.library)) as lib:
         photo = lib.photos.resolve(args.photo)
-        try:
-            request = resolve_request(args.request, args.request_preset)
-            prompt = build_prompt(lib, photo.id, names=args.concept, max_refs=args.max_refs, request=request,
-                                  system_preset=args.system_preset, style=args.style)
-            text = render(prompt)
-        except PromptError as exc:
-            raise _user_error(str(exc)) from None
+        prompt = plan_prompt(lib, settings, photo.id, _options(args), style=args.style)
+        text = render(prompt)
         images = []
         for ref in prompt.images():
             size = None
@@ -46,7 +68,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
                 info = inspect_image(ref.path)
                 w, h = (ref.box[2], ref.box[3]) if ref.box else (info.width, info.height)
                 size = [w, h]
-                tokens = visual_tokens(h, w, max_pixels=args.max_pixels)
+                tokens = visual_tokens(h, w, max_pixels=pixels)
             except Exception as exc:  # shown, not fatal: the point of this command is inspection
                 tokens = f"unreadable: {exc}"
             images.append({"path": ref.path, "box": list(ref.box) if ref.box else None, "size": size,
@@ -84,6 +106,93 @@ def cmd_captions_list(args: argparse.Namespace) -> int:
         if prov.get("quantization") not in (None, "none"):
             who += f" ({prov['quantization']})"
         print(terminal_safe(f"{mark} {c['id']:>5} [{c['status']}] {who}: {c['text']}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- review
+
+def _review_line(lib: Library, change, verb: str) -> str:
+    cap = lib.captions.current(change.photo_id)
+    text = f"photo {change.photo_id}: {verb} caption {change.current_after}"
+    return text + (f": {cap.text}" if cap is not None else "")
+
+
+def _review_row(lib: Library, change) -> dict[str, Any]:
+    cap = lib.captions.current(change.photo_id)
+    return {**change.as_dict(), "caption": cap.id if cap else None, "text": cap.text if cap else None,
+            "caption_status": cap.status if cap else None}
+
+
+def cmd_captions_accept(args: argparse.Namespace) -> int:
+    from ..app import caption_review as review
+
+    if bool(args.photos) == bool(args.all_drafts):
+        raise _user_error("say which captions: PHOTO ... or --all-drafts")
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        ids = ([lib.photos.resolve(p).id for p in args.photos] if args.photos else review.draft_photo_ids(lib))
+        for pid in ids:  # every photo checked before any is changed: a typo changes nothing
+            if lib.captions.current(pid) is None:
+                raise _user_error(f"photo {pid} has no caption to accept (caption it first: `repic caption {pid}`)")
+        for pid in dict.fromkeys(ids):
+            change = review.accept_caption(lib, pid)
+            if args.json:
+                _emit_json(_review_row(lib, change))
+            else:
+                print(terminal_safe(_review_line(lib, change, "accepted" if change.changed else "already accepted")))
+    if not args.json and not ids:
+        print("no draft captions to accept", file=sys.stderr)
+    return 0
+
+
+def _edit_in_editor(initial: str) -> str:
+    """$VISUAL or $EDITOR on a temporary file holding the caption; what is saved is the new text."""
+    import tempfile
+    from pathlib import Path
+
+    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
+    if not editor:
+        raise _user_error("--editor needs $VISUAL or $EDITOR (or give the text with --text)")
+    with tempfile.TemporaryDirectory(prefix="repic-caption-") as folder:  # private (0700), removed after
+        path = Path(folder) / "caption.txt"
+        path.write_text(initial + "\n", encoding="utf-8")
+        try:
+            done = subprocess.run([*shlex.split(editor), str(path)])
+        except OSError as exc:
+            raise _user_error(f"cannot start the editor {editor!r}: {exc.strerror or exc}") from None
+        if done.returncode != 0:
+            raise _user_error(f"the editor exited with status {done.returncode}: the caption was not changed")
+        return path.read_text(encoding="utf-8", errors="replace")
+
+
+def cmd_captions_edit(args: argparse.Namespace) -> int:
+    from ..app import caption_review as review
+
+    if (args.text is None) == (not args.editor):
+        raise _user_error("give the new caption with --text TEXT or --editor")
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        photo = lib.photos.resolve(args.photo)
+        text = args.text
+        if args.editor:
+            cur = lib.captions.current(photo.id)
+            text = _edit_in_editor(cur.text if cur else "")
+        change = review.edit_caption(lib, photo.id, text)
+        if args.json:
+            _emit_json(_review_row(lib, change))
+        else:
+            print(terminal_safe(_review_line(lib, change, "new" if change.changed else "unchanged")))
+    return 0
+
+
+def cmd_captions_revert(args: argparse.Namespace) -> int:
+    from ..app import caption_review as review
+
+    with Library(paths.resolve_library_path(args.library)) as lib:
+        photo = lib.photos.resolve(args.photo)
+        change = review.revert_caption(lib, photo.id, args.to)
+        if args.json:
+            _emit_json(_review_row(lib, change))
+        else:
+            print(terminal_safe(_review_line(lib, change, "back to" if change.changed else "already at")))
     return 0
 
 
@@ -143,16 +252,15 @@ def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from ..captioning.jobs import JobParamsError, job_params, resumable_jobs
-    from ..core.jobs import JobStore
+    from ..app.caption_jobs import create_caption_job, plan_caption_job
+    from ..captioning.jobs import resumable_jobs
     from ..captioning.models import ModelSpec
-    from ..captioning.prompt import PromptError, resolve_request
+    from ..core.jobs import JobStore
     from ..core.settings import Settings
 
     lib = Library(paths.resolve_library_path(args.library))
     try:
         store = JobStore(lib)
-        settings = Settings.load()
         if args.resume:
             if args.photos or args.all or args.uncaptioned:
                 raise _user_error("--resume continues the last unfinished job: give no photos with it")
@@ -163,90 +271,38 @@ def cmd_caption(args: argparse.Namespace) -> int:
             if not jobs:
                 raise _user_error("no unfinished captioning job to resume")
             job = jobs[0]
-            spec = ModelSpec(**job.params["model"])
-        else:
-            from ..captioning.models import ModelLoadError, resolve_adapter_source
-            try:  # a folder, or the name of an adapter repic-train registered in this library
-                adapter = resolve_adapter_source(args.adapter, lib)
-            except ModelLoadError as exc:
-                raise _user_error(str(exc)) from None
-            overrides = {k: v for k, v in dict(source=args.model, adapter=adapter, quantization=args.quant,
-                                               device=args.device, max_pixels=args.max_pixels).items()
-                         if v is not None}
             try:
-                spec = ModelSpec.from_user_settings(settings, lib, **overrides)
-            except ValueError as exc:
-                raise _user_error(str(exc)) from None
-            try:  # an explicit --request wins over the user's default preset
-                preset = args.request_preset or (None if args.request else settings.caption_default("request_preset"))
-                request = resolve_request(args.request, preset, settings.caption_default("request_presets"))
-            except PromptError as exc:
-                raise _user_error(str(exc)) from None
-            # `is None`, not `or`: an explicit 0 is a mistake to report, not "use the default"
-            batch_size = args.batch_size if args.batch_size is not None else int(settings.caption_default("batch_size"))
-            max_new_tokens = (args.max_new_tokens if args.max_new_tokens is not None
-                              else int(settings.caption_default("max_new_tokens")))
-            try:
-                params = job_params(model=dataclasses.asdict(spec), concepts=args.concept, request=request,
-                                    system_preset=args.system_preset or settings.caption_default("system_preset"),
-                                    max_refs=args.max_refs, batch_size=batch_size, max_pixels=spec.max_pixels,
-                                    max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens)
-            except JobParamsError as exc:
-                raise _user_error(str(exc)) from None
-            for name in args.concept or []:
-                lib.concepts.get(name)  # a typo fails now, not after the model has loaded
-            photo_ids = _select_photos(lib, args)
-            skipped = []
-            if not args.force:
-                captioned = [lib.photos.get(pid).current_caption_id is not None for pid in photo_ids]
-                skipped = [pid for pid, done in zip(photo_ids, captioned) if done]
-                photo_ids = [pid for pid, done in zip(photo_ids, captioned) if not done]
-            for pid in skipped:
-                if args.json:
-                    _emit_json({"photo": pid, "skipped": "already captioned (use --force to caption again)"})
-            if not photo_ids:
-                msg = "nothing to caption" + (f": {len(skipped)} photo(s) already captioned (use --force)"
-                                              if skipped else "")
-                if not args.json:
-                    print(msg, file=sys.stderr)
-                return 0
-            if args.auto or args.auto_include_suggestions:
-                params.update(_auto_params(lib, photo_ids, args, settings))
-            # Load before creating the job: a model that cannot load leaves no job behind to "resume".
-            loaded = _load(spec)
-            job = store.create(photo_ids, params)
-        if args.resume:
-            try:
-                loaded = _load(spec)
+                loaded = _load(ModelSpec(**job.params["model"]))
             except Exception as exc:
                 store.set_status(job.id, "paused", str(exc))
                 raise
+            return _run(lib, store, job.id, loaded, args)
+        _check_auto(args)
+        # The same plan the GUI's caption dialog makes: presets, skip rule, max_refs, suggestion options.
+        plan = plan_caption_job(lib, Settings.load(), _select_photos(lib, args), _options(
+            args, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
+            model=args.model, adapter=args.adapter, quantization=args.quant, device=args.device,
+            max_pixels=args.max_pixels, skip_captioned=not args.force))
+        for pid in plan.skipped:
+            if args.json:
+                _emit_json({"photo": pid, "skipped": "already captioned (use --force to caption again)"})
+        if plan.empty:
+            if not args.json:
+                print("nothing to caption" + (f": {len(plan.skipped)} photo(s) already captioned (use --force)"
+                                              if plan.skipped else ""), file=sys.stderr)
+            return 0
+        # Load before creating the job: a model that cannot load leaves no job behind to "resume".
+        loaded = _load(plan.spec)
+        job = create_caption_job(lib, plan)
         return _run(lib, store, job.id, loaded, args)
     finally:
         lib.close()
 
 
-def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, settings) -> dict[str, Any]:
-    """--auto: each photo's concepts are its confirmed ones plus, when allowed, its pending suggestions,
-    in RePIC's order. Fixed when the job is created, so `--resume` captions with the same names."""
-    from ..retrieval.service import auto_params, retrieval_settings
-
-    if args.concept:
-        raise _user_error("--auto picks each photo's own concepts: do not combine it with --concept")
-    cfg = retrieval_settings(settings)
-    include = bool(args.auto_include_suggestions or cfg.get("auto_include_suggestions"))
-    threshold = args.auto_threshold if args.auto_threshold is not None else cfg.get("threshold")
-    top_k = args.auto_top_k if args.auto_top_k is not None else cfg.get("top_k")
-    return auto_params(lib, photo_ids, include_suggestions=include, threshold=threshold, top_k=top_k)
-
-
 def _load(spec):
-    from ..captioning.models import ModelError, QuantizationUnavailable, load_model
+    from ..captioning.models import load_model
 
-    try:
-        return load_model(spec)
-    except (ModelError, QuantizationUnavailable) as exc:
-        raise _user_error(str(exc)) from None
+    return load_model(spec)  # its errors are ModelErrors (RepicError): one line from main()
 
 
 def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> int:
@@ -291,21 +347,33 @@ def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> 
 
 # ---------------------------------------------------------------------------------------------- parser
 
+def _add_suggestion_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--auto-include-suggestions", action="store_true",
+                   help="each photo's own: also unconfirmed suggestions above the threshold (default: settings)")
+    s.add_argument("--auto-threshold", type=number(0, 1, lo_open=True), metavar="SIM",
+                   help="similarity a suggestion needs (default: settings, else every stored suggestion)")
+    s.add_argument("--auto-top-k", type=whole_number(1, 1000), metavar="K",
+                   help="at most K concepts per photo with suggestions")
+
+
 def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     from ..captioning.jobs import MAX_REFS_RANGE
     from ..captioning.prompt import MAX_PIXELS, REFERENCE_STYLES, SYSTEM_PROMPTS
 
-    s = sub.add_parser("prompt", parents=[common], help="show the exact RePIC prompt for a photo")
+    s = sub.add_parser("prompt", parents=[common],
+                       help="show the exact prompt `repic caption` with the same options sends for a photo")
     s.add_argument("photo", help="photo id or path")
     s.add_argument("--concept", action="append", type=nonempty_text, metavar="NAME",
                    help="concept to include (default: the photo's own)")
     s.add_argument("--request", type=nonempty_text, help="caption request text")
-    s.add_argument("--request-preset", type=nonempty_text, metavar="NAME")
-    s.add_argument("--system-preset", default="repic", choices=list(SYSTEM_PROMPTS))
-    s.add_argument("--style", default="eval", choices=list(REFERENCE_STYLES))
-    s.add_argument("--max-refs", type=whole_number(*MAX_REFS_RANGE), default=1,
-                   help="reference photos per concept (default 1, as RePIC)")
-    s.add_argument("--max-pixels", type=max_pixels, default=MAX_PIXELS)
+    s.add_argument("--request-preset", type=nonempty_text, metavar="NAME", help="default: settings")
+    s.add_argument("--system-preset", choices=list(SYSTEM_PROMPTS), help="default: settings")
+    s.add_argument("--style", default="eval", choices=list(REFERENCE_STYLES),
+                   help="reference lines as RePIC's eval scripts (default, what jobs send) or its notebook")
+    s.add_argument("--max-refs", type=whole_number(*MAX_REFS_RANGE),
+                   help="reference photos per concept (default: settings, 1 as RePIC)")
+    s.add_argument("--max-pixels", type=max_pixels, help=f"for the visual token counts (default: settings, {MAX_PIXELS})")
+    _add_suggestion_options(s)
     s.set_defaults(func=cmd_prompt)
 
     s = sub.add_parser("caption", parents=[common], help="caption photos (a durable job; --resume continues it)")
@@ -323,15 +391,10 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--max-pixels", type=int, help=f"per image (default {MAX_PIXELS}, as RePIC)")
     s.add_argument("--max-new-tokens", type=int, help="default: settings, 1024 as RePIC")
     s.add_argument("--min-new-tokens", type=int, help=argparse.SUPPRESS)  # benchmarks / tests
-    s.add_argument("--max-refs", type=int, default=1)
+    s.add_argument("--max-refs", type=int, help="reference photos per concept (default: settings, 1 as RePIC)")
     s.add_argument("--auto", action="store_true",
-                   help="each photo's confirmed people/pets (see `repic suggest`), closest match first")
-    s.add_argument("--auto-include-suggestions", action="store_true",
-                   help="with --auto (implied): also unconfirmed suggestions above the threshold")
-    s.add_argument("--auto-threshold", type=number(0, 1, lo_open=True), metavar="SIM",
-                   help="similarity a suggestion needs (default: settings, else every stored suggestion)")
-    s.add_argument("--auto-top-k", type=whole_number(1, 1000), metavar="K",
-                   help="at most K concepts per photo with suggestions")
+                   help="each photo's own people/pets, closest match first (the default without --concept)")
+    _add_suggestion_options(s)
     s.add_argument("--request", type=nonempty_text, help="caption request text")
     s.add_argument("--request-preset", type=nonempty_text, metavar="NAME")
     s.add_argument("--system-preset", choices=list(SYSTEM_PROMPTS))
@@ -358,3 +421,18 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s = captions.add_parser("list", parents=[common], help="every caption a photo has had")
     s.add_argument("photo", help="photo id or path")
     s.set_defaults(func=cmd_captions_list)
+    s = captions.add_parser("accept", parents=[common], help="accept photos' current captions (also `repic caption accept`)")
+    s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")
+    s.add_argument("--all-drafts", action="store_true", help="every photo whose current caption is a draft")
+    s.set_defaults(func=cmd_captions_accept)
+    s = captions.add_parser("edit", parents=[common],
+                            help="write a new version of a photo's caption (a draft; the old one stays in the history)")
+    s.add_argument("photo", help="photo id or path")
+    s.add_argument("--text", type=nonempty_text, help="the new caption")
+    s.add_argument("--editor", action="store_true", help="edit the current caption in $VISUAL / $EDITOR")
+    s.set_defaults(func=cmd_captions_edit)
+    s = captions.add_parser("revert", parents=[common],
+                            help="go back to the previous caption, or to --to VERSION (see `repic captions list`)")
+    s.add_argument("photo", help="photo id or path")
+    s.add_argument("--to", type=record_id, metavar="VERSION", help="a caption id from `repic captions list PHOTO`")
+    s.set_defaults(func=cmd_captions_revert)

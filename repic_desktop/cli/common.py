@@ -1,17 +1,15 @@
-"""What every `repic` command group shares: the user-error exception, exit codes, opening the library."""
+"""What every `repic` command group shares: the user-error exception (core/errors.py), exit codes, opening
+the library."""
 from __future__ import annotations
 
 import argparse
 
 from ..core import paths
+from ..core.errors import RepicError, UserError  # noqa: F401 (re-exported: the commands raise UserError)
 from ..core.library import Library
 
 EXIT_USER_ERROR = 1
 EXIT_DAMAGED = 3  # `repic status`: the library file fails SQLite's quick_check
-
-
-class UserError(Exception):
-    pass
 
 
 def open_library(args: argparse.Namespace) -> Library:

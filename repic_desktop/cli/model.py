@@ -51,7 +51,7 @@ def _local_or_value(value: str) -> str:
 
 def cmd_model_download(args: argparse.Namespace) -> int:
     from ..captioning import model_manager as mm
-    from ..core.settings import Settings
+    from ..core.settings import DEFAULT_MODEL_SOURCE, Settings
 
     settings = Settings.load()
     use = getattr(args, "use_for", None)
@@ -62,7 +62,7 @@ def cmd_model_download(args: argparse.Namespace) -> int:
     if mm.is_local_path(repo_id):
         hint = f"repic model set --{use} {repo_id}" if use else "repic model set --source FOLDER"
         raise _user_error(f"{repo_id} is a local folder, nothing to download: give a Hugging Face id such as "
-                          f"Yeongtak/RePIC_Qwen2.5VL_7B, or use `{hint}`")
+                          f"{DEFAULT_MODEL_SOURCE}, or use `{hint}`")
     cache_dir = args.cache_dir if args.cache_dir is not None else settings.model.cache_dir
     kwargs: dict[str, Any] = {"allow_patterns": mm.MATCHER_ALLOW_PATTERNS} if use else {}
     try:  # progress: huggingface_hub's own tqdm bars, on stderr (stdout stays clean for --json)

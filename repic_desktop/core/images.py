@@ -54,6 +54,7 @@ from PIL import (
     WebPImagePlugin,
     features,
 )
+from .errors import RepicError
 
 if TYPE_CHECKING:
     from .raw import RawFacts
@@ -101,7 +102,7 @@ TRANSIENT_REASON_PREFIXES = ("permission denied", "cannot read", "file changed w
                              "broken symbolic link", "not enough memory", "HEIC/HEIF support")
 
 
-class UnusableImage(Exception):
+class UnusableImage(RepicError):
     """A file we cannot import; str(exc) is a clear, user-facing reason."""
 
     @property

@@ -6,9 +6,12 @@ from __future__ import annotations
 import os
 from array import array
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .library import Library, fts_query
+from .types import fts_query
+
+if TYPE_CHECKING:
+    from .library import Library
 
 
 @dataclass(frozen=True)
@@ -17,14 +20,17 @@ class PhotoFilter:
     concept_id: int | None = None
     search: str = ""
     folder: str | None = None         # this folder and everything below it
+    include_missing: bool = False     # also photos whose file is gone
 
     @property
     def is_default(self) -> bool:
         return self.status == "all" and self.concept_id is None and not self.search.strip() and self.folder is None
 
 
-def _filter_sql(f: PhotoFilter) -> tuple[str, list[Any]]:
-    joins, where, args = "", ["p.status = 'ok'"], []
+def filter_sql(f: PhotoFilter) -> tuple[str, list[Any]]:
+    """JOIN and WHERE clauses (on `photos p`) for a filter: the one photo filter, used by the grid and by
+    lib.photos.list/count_photos/photo_listing (`repic photos list`), so both agree on every rule."""
+    joins, where, args = "", [] if f.include_missing else ["p.status = 'ok'"], []
     if f.status == "uncaptioned":
         where.append("p.current_caption_id IS NULL")
     elif f.status in ("draft", "accepted"):
@@ -41,12 +47,12 @@ def _filter_sql(f: PhotoFilter) -> tuple[str, list[Any]]:
     if f.search.strip():
         where.append("p.current_caption_id IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
         args.append(fts_query(f.search))
-    return joins + " WHERE " + " AND ".join(where), args
+    return joins + (" WHERE " + " AND ".join(where) if where else ""), args
 
 
 def query_photo_ids(lib: Library, f: PhotoFilter) -> array:
     """Ids of the photos matching `f`, in path order (the grid's order)."""
-    sql, args = _filter_sql(f)
+    sql, args = filter_sql(f)
     out = array("q")
     cur = lib.conn.execute("SELECT p.id FROM photos p" + sql + " ORDER BY p.path_bytes", args)
     while True:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import paths
+from .errors import RepicError
 
 DEFAULT_MODEL_SOURCE = "Yeongtak/RePIC_Qwen2.5VL_7B"
 QUANTIZATIONS = ("none", "4bit", "8bit")
@@ -31,6 +32,7 @@ CAPTION_DEFAULTS: dict = {
     "batch_size": 4,
     "max_pixels": 1024 * 28 * 28,  # per image: 1024 visual tokens, RePIC's setting
     "max_new_tokens": 1024,
+    "max_refs": 1,  # reference photos per concept, RePIC's setting (no dialog field: `repic caption --max-refs`)
     "request_preset": "personalized",
     "request_presets": {},  # the user's own: name -> request text
     "system_preset": "repic",
@@ -155,5 +157,5 @@ def _registered_here(library, folder: str) -> bool:
     return any(same_folder(a.path, folder) for a in library.adapters.all())
 
 
-class SettingsError(Exception):
+class SettingsError(RepicError):
     pass

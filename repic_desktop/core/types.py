@@ -18,6 +18,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import RepicError
+
 CONCEPT_KINDS = ("person", "pet", "other")
 KINDS = CONCEPT_KINDS
 CAPTION_STATUSES = ("draft", "accepted", "exported")
@@ -27,7 +29,7 @@ REGION_SOURCES = ("manual", "detected", "model", "import", "suggestion")
 CONFIRMED_SOURCES = ("manual", "import", "suggestion")
 
 
-class LibraryError(Exception):
+class LibraryError(RepicError):
     """A user-facing problem with a library operation (message is shown as is)."""
 
 
@@ -263,7 +265,7 @@ def _name_problem(name: str) -> str | None:
     return None
 
 
-class ConceptError(ValueError):
+class ConceptError(RepicError, ValueError):
     """Invalid concept input; the message is shown to the user as is."""
 
 

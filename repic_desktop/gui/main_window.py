@@ -107,7 +107,7 @@ class MainWindow(QMainWindow):
                 self.controller_error = f"Captioning is not available in this build ({exc.name} is missing)."
                 log.warning("%s", self.controller_error)
             except Exception as exc:  # never let captioning take the album down
-                from .widgets.thumbnails import user_message
+                from ..core.errors import user_message
                 self.controller_error = f"Captioning could not start: {user_message(exc)}"
                 log.exception("captioning controller failed to start")
         else:
@@ -655,7 +655,7 @@ class MainWindow(QMainWindow):
             try:
                 self.controller.resume_unfinished(self)
             except Exception as exc:
-                from .widgets.thumbnails import user_message
+                from ..core.errors import user_message
                 log.exception("resuming unfinished jobs failed")
                 show_error(self, "Cannot resume captioning", user_message(exc), modal=False)
 

@@ -1,5 +1,5 @@
 """Reading the user's settings for the GUI (no widgets): the settings file with a readable fallback, the
-captioning defaults under `Settings.extra`, the model spec and the prompt presets they describe.
+captioning defaults under `Settings.extra`, the model spec they describe (prompt presets: app.caption_jobs.request_presets).
 
 Shared by the captioning controller, the queue dock, the caption and settings dialogs and the welcome;
 the dialogs that edit the settings live in `dialogs/settings.py`.
@@ -9,9 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..captioning.models import DEFAULT_SOURCE, ModelSpec
-from ..captioning.prompt import REQUEST_PRESETS
-from ..core.settings import Settings, SettingsError
+from ..captioning.models import ModelSpec
+from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from .captioning.model_worker import demo_model_dir
 
 
@@ -42,14 +41,8 @@ def is_demo_source(source: str | None) -> bool:
 
 def model_choice(settings: Settings) -> str:
     """"demo" | "local" | "hub" — which radio button the stored source belongs to."""
-    src = settings.model.source or DEFAULT_SOURCE
+    src = settings.model.source or DEFAULT_MODEL_SOURCE
     if is_demo_source(src):
         return "demo"
     p = Path(src).expanduser()
     return "local" if p.is_absolute() or src.startswith(("~", ".")) or p.is_dir() else "hub"
-
-
-def request_presets(settings: Settings) -> dict[str, str]:
-    """Built-in presets, then the user's own (a user preset may replace a built-in one)."""
-    user = extra(settings, "request_presets")
-    return {**REQUEST_PRESETS, **(user if isinstance(user, dict) else {})}

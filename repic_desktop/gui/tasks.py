@@ -42,17 +42,16 @@ from typing import Any, Callable
 import shiboken6
 from PySide6.QtCore import QObject, QRunnable, QThread, QThreadPool, Qt, Signal, Slot
 
+from ..core.errors import RepicError, user_message
+
 log = logging.getLogger(__name__)
 
 
-class TaskError(Exception):
+class TaskError(RepicError):
     """An expected failure whose message is already written for the user (shown without a traceback)."""
 
 
-def _default_describe(exc: BaseException) -> str:
-    from .widgets.thumbnails import user_message
-
-    return user_message(exc)
+_default_describe = user_message
 
 
 def failure_report(exc: BaseException, describe: Callable[[BaseException], str] | None = None) -> tuple[str, str]:

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from ..core.errors import RepicError
 
 CROP_KINDS = ("face", "cat", "dog", "person", "object", "image")
 
 
-class MatcherUnavailable(Exception):
+class MatcherUnavailable(RepicError):
     """The matcher cannot run here; str(exc) tells the user what to do (download, set a folder, ...)."""
 
 

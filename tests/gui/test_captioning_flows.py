@@ -448,3 +448,46 @@ def test_own_concepts_use_suggestions_when_allowed(qtbot, album, window, make_co
     with Library(album["path"]) as lib:
         got = {pid: lib.captions.current(pid).concept_set for pid in expected}
     assert got == expected
+
+
+def test_cli_and_gui_make_the_same_job_for_the_same_selection_and_settings(qtbot, album, window, make_controller,
+                                                                          monkeypatch):
+    """One planner (app/caption_jobs.py) behind both fronts: with a user preset as the default request, the
+    other system preset, max_refs 2 and suggestions allowed, `repic caption` and the caption dialog (its
+    defaults) store the same parameters and photos, skipping the captioned photo alike."""
+    import repic_desktop.cli.caption as cli_caption
+    from repic_desktop.cli import main
+
+    ids = album["ids"]
+    with Library(album["path"]) as lib:
+        bond_ref = _photo(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
+        rid = lib.photos.add(bond_ref, size=bond_ref.stat().st_size, mtime_ns=1, content_hash="bondref", format="JPEG",
+                             width=48, height=48)
+        lib.concepts.add_ref("Bond", photo_id=rid)
+        _suggest(lib, ids[4], "Bond", 0.95)
+        lib.captions.add(ids[1], "Captioned by hand.", source="user")
+    s = Settings.load()
+    s.extra.update(request_presets={"album": "Caption this for our album."}, request_preset="album",
+                   system_preset="repic-no-duplication", max_refs=2)
+    s.extra["retrieval"] = {"auto_include_suggestions": True, "threshold": 0.9, "default_matcher": "dlib-faces"}
+    s.save()
+    selection = [ids[0], ids[1], ids[4], ids[5]]
+
+    # The CLI stores its job, then would load the model and run it: stop after the job is stored.
+    monkeypatch.setattr(cli_caption, "_load", lambda spec: None)
+    monkeypatch.setattr(cli_caption, "_run", lambda lib, store, job_id, loaded, args: 0)
+    assert main(["--library", str(album["path"]), "caption", *map(str, selection)]) == 0
+    with Library(album["path"]) as lib:
+        cli_job_id = JobStore(lib).list()[0].id
+
+    ctrl = make_controller(album["path"])
+    gui_job_id = start_job(qtbot, ctrl, selection, window)
+    assert gui_job_id != cli_job_id
+    cli_job, cli_items = db_job(album["path"], cli_job_id)
+    gui_job, gui_items = db_job(album["path"], gui_job_id)
+    assert gui_job.params == cli_job.params
+    assert [i["photo_id"] for i in gui_items] == [i["photo_id"] for i in cli_items] == [ids[0], ids[4], ids[5]]
+    p = gui_job.params
+    assert p["request"] == "Caption this for our album." and p["system_preset"] == "repic-no-duplication"
+    assert p["max_refs"] == 2 and p["photo_concepts"][str(ids[4])] == ["Bond"]
+    wait_stopped(qtbot, ctrl, gui_job_id)

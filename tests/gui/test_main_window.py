@@ -221,7 +221,7 @@ def test_about_shows_versions_and_gpu(imported_library, make_window, fake_ctl):
 
 def test_errors_are_readable_with_details_behind_a_button(gui_app):
     from repic_desktop.gui.dialogs.errors import show_error
-    from repic_desktop.gui.widgets.thumbnails import user_message
+    from repic_desktop.core.errors import user_message
     from repic_desktop.core.library import LibraryError
 
     box = show_error(None, "Cannot open the library", "the file is not a RePIC library", "Traceback ...")

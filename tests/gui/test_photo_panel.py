@@ -265,3 +265,26 @@ def test_marking_a_tagged_person_again_moves_their_box_and_undo_puts_it_back(set
     assert [c.name for c in lib.concepts.of_photo(photo.id)] == ["Anna"]
     win.undo.redo()
     assert [r.box for r in lib.concepts.regions(photo.id)] == [Box(200, 40, 80, 90)]
+
+
+def test_panel_commands_are_wrappers_over_the_review_operations(setup, qtbot):
+    """The panel's undo commands keep the change app/caption_review.py reports and apply it (redo) or its
+    inverse (undo); a version edited from the CLI (the same operation) is restored like any other."""
+    from repic_desktop.app import caption_review as review
+
+    win, lib, photo = setup
+    panel = win.panel
+    original = lib.captions.current(photo.id)
+    cli_edit = review.edit_caption(lib, photo.id, "<Rex> naps in the sun.")   # as `repic captions edit` does
+    panel.refresh()
+    assert panel.history.count() == 2
+    panel.restore_version(original.id)
+    cmd = win.undo.command(win.undo.index() - 1)
+    assert cmd.change == review.CaptionChange(photo.id, cli_edit.created, original.id)
+    assert lib.captions.current(photo.id).id == original.id and panel.editor.toPlainText() == original.text
+    win.undo.undo()
+    assert lib.captions.current(photo.id).id == cli_edit.created
+    assert panel.editor.toPlainText() == "<Rex> naps in the sun."
+    win.undo.redo()
+    assert lib.captions.current(photo.id).id == original.id
+    assert [c.id for c in lib.captions.history(photo.id)] == [original.id, cli_edit.created]  # nothing removed

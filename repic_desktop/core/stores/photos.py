@@ -11,6 +11,7 @@ import os
 import sqlite3
 from typing import Any, Iterable, Iterator
 
+from ..photo_queries import PhotoFilter, filter_sql
 from ..types import NotFound, Photo, display_path, fs_bytes, fts_query, now
 from .common import PHOTO_COLS, Store, chunks, under_folder
 
@@ -171,23 +172,10 @@ class PhotoStore(Store):
 
     def _filter(self, uncaptioned: bool, concept: str | None, search: str | None, folder: str | None,
                 include_missing: bool) -> tuple[str, list[Any]]:
-        where, args = [], []
-        if not include_missing:
-            where.append("p.status = 'ok'")
-        if uncaptioned:
-            where.append("p.current_caption_id IS NULL")
-        if concept is not None:
-            c = self.lib.concepts.get(concept)
-            where.append("p.id IN (SELECT photo_id FROM photo_concepts WHERE concept_id = ?)")
-            args.append(c.id)
-        if folder is not None:
-            where.append("p.folder = ?")
-            args.append(folder)
-        if search:
-            where.append("p.current_caption_id IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
-            args.append(fts_query(search))
-        return (" WHERE " + " AND ".join(where) if where else ""), args
-
+        # the grid's filter (core/photo_queries.py): one rule set, e.g. a folder means it and its subfolders
+        return filter_sql(PhotoFilter(status="uncaptioned" if uncaptioned else "all",
+                                      concept_id=self.lib.concepts.get(concept).id if concept is not None else None,
+                                      search=search or "", folder=folder, include_missing=include_missing))
 
     def folder_counts(self) -> list[tuple[str, int]]:
         """(folder, number of present photos) for every folder that has some."""

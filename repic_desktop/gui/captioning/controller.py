@@ -17,7 +17,6 @@ Signals for the main window: `caption_finished(photo_id, caption_id)` (GUI threa
 """
 from __future__ import annotations
 
-import dataclasses
 import html
 import logging
 import time
@@ -28,15 +27,17 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ...captioning.jobs import job_params, resumable_jobs
+from ...app.caption_jobs import (CaptionOptions, create_caption_job, plan_caption_job, request_presets,
+                                 suggestion_options)
+from ...captioning.jobs import resumable_jobs
+from ...core.errors import RepicError
 from ...core.jobs import JobStore
-from ...retrieval.service import auto_params
-from ...captioning.prompt import PromptError, resolve_request
 from ...core.library import Library, LibraryError
 from ..dialogs.caption import CaptionChoice, CaptionDialog, ConceptEntry
 from ..tasks import TaskRunner
-from .model_worker import ModelWorker, gpu_text, spec_label, user_message
-from ..settings_access import extra, load_settings, model_spec_from_settings, request_presets
+from .model_worker import ModelWorker, gpu_text, spec_label
+from ..settings_access import extra, load_settings, model_spec_from_settings
+from ...core.errors import user_message
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +97,6 @@ def _preset_name(request: str) -> str:
         if text == request:
             return name
     return request if len(request) <= 40 else request[:38].rsplit(" ", 1)[0] + "…"
-
-
-def suggestion_options(settings) -> dict[str, Any]:
-    """What "each photo's own people & pets" adds from suggestions (Settings → Suggestions)."""
-    from ...retrieval.service import retrieval_settings
-
-    cfg = retrieval_settings(settings)
-    threshold, top_k = cfg.get("threshold"), cfg.get("top_k")
-    return {"include_suggestions": bool(cfg.get("auto_include_suggestions")),
-            "threshold": float(threshold) if isinstance(threshold, (int, float)) else None,
-            "top_k": int(top_k) if isinstance(top_k, int) and top_k > 0 else None}
 
 
 def own_concepts_text(auto: dict[str, Any] | None) -> str:
@@ -485,38 +475,28 @@ class CaptioningController(QObject):
 
     def _start_job(self, ids: list[int], choice: CaptionChoice, parent: QWidget | None, *,
                    title: str | None = None) -> None:
-        settings, _ = load_settings()
-        try:
-            spec = model_spec_from_settings(settings, self._lib())
-            presets = extra(settings, "request_presets")
-            request = resolve_request(None, choice.preset, presets if isinstance(presets, dict) else None)
-            # JobParamsError (a ValueError) names the setting: a bad value never becomes a job.
-            params = job_params(model=dataclasses.asdict(spec), concepts=choice.concepts, request=request,
-                                system_preset=extra(settings, "system_preset"), max_refs=1,
-                                batch_size=choice.batch_size, max_pixels=spec.max_pixels,
-                                max_new_tokens=int(extra(settings, "max_new_tokens")))
-        except (ValueError, PromptError) as exc:
-            self._message(parent, "Cannot start captioning", str(exc), settings_button=True)
-            return
-        params["gui"] = {"preset": choice.preset, "title": title, "model_label": spec_label(spec)}
-        own = choice.concepts is None
-        opts = suggestion_options(settings) if own else None
+        """Plan the job exactly as `repic caption` does (app/caption_jobs.py), off the GUI thread (skipping
+        the captioned ones and fixing each photo's names reads 100k rows), then store and queue it."""
+        options = CaptionOptions(concepts=choice.concepts, request_preset=choice.preset, batch_size=choice.batch_size,
+                                 skip_captioned=choice.skip_captioned, title=title)
         path = self.library_path
 
         def create():
+            settings, _ = load_settings()
             with Library(path) as lib:
-                todo = ids
-                if choice.skip_captioned:
-                    done = lib.captions.captioned_photo_ids(ids)
-                    todo = [i for i in ids if i not in done]
-                if not todo:
-                    return None, len(ids)
-                if own:  # same mechanism as `repic caption --auto`: names fixed now, in RePIC's order
-                    params.update(auto_params(lib, todo, **opts))
-                return JobStore(lib).create(todo, params), len(ids) - len(todo)
+                try:
+                    plan = plan_caption_job(lib, settings, ids, options)
+                except RepicError as exc:  # a setting that cannot run: say which, offer the settings
+                    return "invalid", str(exc)
+                if plan.empty:
+                    return None, len(plan.skipped)
+                return create_caption_job(lib, plan), len(plan.skipped)
 
         def created(result) -> None:
             job, skipped = result
+            if isinstance(job, str):  # "invalid": the message is in place of the count
+                self._message(parent, "Cannot start captioning", skipped, settings_button=True)
+                return
             if job is None:
                 self._message(parent, "Nothing to caption",
                               f"All {skipped} selected photo" + ("s already have" if skipped != 1 else " already has")

@@ -31,6 +31,9 @@ from PySide6.QtCore import QObject, Signal
 
 from ..tasks import CommandThread
 
+from ...app.caption_jobs import demo_model_dir, spec_label  # noqa: F401 (re-exported for the dialogs)
+from ...core.errors import user_message
+
 log = logging.getLogger(__name__)
 
 
@@ -42,45 +45,6 @@ LOAD_STAGES = {
     "adapter": "Attaching the adapter",
     "ready": "Ready",
 }
-
-
-def demo_model_dir() -> Path:
-    """Where the app builds its demo model (the user's data dir; rebuilt on demand)."""
-    from ...core import paths
-
-    return paths.data_dir() / "demo-model"
-
-
-def user_message(exc: BaseException) -> str:
-    """One readable line for an exception: our own errors are written for users; others get their type."""
-    from ...captioning.model_manager import ModelError
-    from ...core.library import LibraryError
-
-    if isinstance(exc, (ModelError, LibraryError)):
-        return str(exc)
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.strerror}" + (f": {exc.filename}" if exc.filename else "")
-    text = str(exc).strip().splitlines()
-    return f"unexpected error ({type(exc).__name__}: {text[0][:300] if text else 'no details'})"
-
-
-def probe_gpu() -> dict[str, Any]:
-    """What accelerator this machine has (imports torch: worker threads only)."""
-    info: dict[str, Any] = {"cuda": False, "devices": [], "torch": None, "error": None}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            info["cuda"] = True
-            for i in range(torch.cuda.device_count()):
-                p = torch.cuda.get_device_properties(i)
-                info["devices"].append({"index": i, "name": p.name, "total_gb": round(p.total_memory / 1e9, 1)})
-    except Exception as exc:  # a broken torch install must not take the app down
-        info["error"] = user_message(exc)
-    return info
 
 
 def _leave_a_core_for_the_gui() -> None:
@@ -111,6 +75,7 @@ def _freeze_the_heap() -> None:
 
 
 def gpu_text(info: dict[str, Any] | None, used_gb: float | None = None) -> str:
+    """The GUI's wording for a `captioning.device.device_summary()` (None: still probing)."""
     if info is None:
         return "Checking for a GPU…"
     if info.get("error"):
@@ -132,7 +97,7 @@ class ModelWorker(CommandThread):
     """Owns the model. Public methods are called from the GUI thread and are thread-safe; signals are
     emitted from the worker thread (receivers in the GUI thread get them queued)."""
 
-    gpu_info = Signal(object)                     # probe_gpu() dict (+ "used_gb" when a model is loaded)
+    gpu_info = Signal(object)                     # device_summary() dict (+ "used_gb" when a model is loaded)
     model_state = Signal(str, str, str)           # "unloaded" | "loading" | "loaded", name, detail (dtype/device)
     load_progress = Signal(str, float)            # stage (LOAD_STAGES key), fraction
     load_finished = Signal(str, str)              # "loaded" | "cancelled" | "failed", message
@@ -222,7 +187,9 @@ class ModelWorker(CommandThread):
         # (delegate paints, item data). 1 ms instead of 5 ms halves the worst stalls while scrolling.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         try:
-            self._gpu = probe_gpu()
+            from ...captioning.device import device_summary
+
+            self._gpu = device_summary()
             self.gpu_info.emit(dict(self._gpu))
             _leave_a_core_for_the_gui()
             while True:
@@ -454,27 +421,6 @@ class ModelWorker(CommandThread):
 def _seconds_text(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s} s" if s < 120 else (f"{round(s / 60)} min" if s < 7200 else f"{s / 3600:.1f} h")
-
-
-def spec_label(spec) -> str:
-    """A short, human name for a ModelSpec."""
-    from ...captioning.demo_model import is_demo_model
-    from ...captioning.models import DEFAULT_SOURCE
-
-    src = spec.source
-    if Path(src).expanduser() == demo_model_dir() or is_demo_model(Path(src).expanduser()):
-        text = "Demo model (captions are noise)"
-    elif src == DEFAULT_SOURCE:
-        text = "RePIC 7B"
-    elif spec.is_local():
-        text = Path(src).expanduser().name or src
-    else:
-        text = src
-    if spec.adapter:
-        text += f" + {Path(spec.adapter).name or spec.adapter}"
-    if spec.quantization != "none":
-        text += f", {spec.quantization.replace('bit', '-bit')}"
-    return text
 
 
 def load_error_text(exc: BaseException) -> str:

@@ -13,6 +13,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
+from ...core.errors import user_message
+
 log = logging.getLogger("repic_desktop.gui")
 
 
@@ -31,11 +33,6 @@ def show_error(parent: QWidget | None, title: str, message: str, details: str | 
     return box
 
 
-def describe_exception(exc: BaseException) -> str:
-    from ..widgets.thumbnails import user_message
-    return user_message(exc)
-
-
 def install_excepthook(parent_fn=lambda: None) -> None:
     """Uncaught exceptions in slots become a readable dialog (and a log entry) instead of a dead app."""
     showing = [False]
@@ -51,7 +48,7 @@ def install_excepthook(parent_fn=lambda: None) -> None:
         showing[0] = True
         try:
             show_error(parent_fn(), "Something went wrong",
-                       f"{describe_exception(value)}\n\nYour library is safe: every change is saved as it is made. "
+                       f"{user_message(value)}\n\nYour library is safe: every change is saved as it is made. "
                        "If this keeps happening, the details below help to report it.", details)
         finally:
             showing[0] = False

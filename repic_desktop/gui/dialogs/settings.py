@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
     QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ...captioning.models import DEFAULT_MAX_PIXELS, DEFAULT_SOURCE
+from ...captioning.models import DEFAULT_MAX_PIXELS
 from ...captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS, PromptError, check_user_text
-from ...core.settings import Settings
+from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
 from ..captioning.model_worker import demo_model_dir
 from ..settings_access import extra, load_settings, model_choice, model_spec_from_settings
 from .files import choose_folder
@@ -203,9 +203,9 @@ class SettingsDialog(QDialog):
         for i, b in enumerate((self.source_hub, self.source_local, self.source_demo)):
             self.source_group.addButton(b, i)
         choice = model_choice(s)
-        src = s.model.source or DEFAULT_SOURCE
-        self.hub_id = QLineEdit(src if choice == "hub" else DEFAULT_SOURCE, box)
-        self.hub_id.setPlaceholderText(DEFAULT_SOURCE)
+        src = s.model.source or DEFAULT_MODEL_SOURCE
+        self.hub_id = QLineEdit(src if choice == "hub" else DEFAULT_MODEL_SOURCE, box)
+        self.hub_id.setPlaceholderText(DEFAULT_MODEL_SOURCE)
         self.local_path = QLineEdit(src if choice == "local" else "", box)
         self.local_path.setPlaceholderText("folder with config.json and *.safetensors")
         form.addWidget(self.source_hub)
@@ -553,7 +553,7 @@ class SettingsDialog(QDialog):
         return "hub" if self.source_hub.isChecked() else ("local" if self.source_local.isChecked() else "demo")
 
     def _download_target(self) -> tuple[str, str | None, str | None]:
-        return (self.hub_id.text().strip() or DEFAULT_SOURCE, self.revision.text().strip() or None,
+        return (self.hub_id.text().strip() or DEFAULT_MODEL_SOURCE, self.revision.text().strip() or None,
                 self.cache_dir.text().strip() or None)
 
     def _check_cached(self) -> None:
@@ -578,7 +578,7 @@ class SettingsDialog(QDialog):
         s = copy.deepcopy(self.settings)
         choice = self.source_choice()
         if choice == "hub":
-            source = self.hub_id.text().strip() or DEFAULT_SOURCE
+            source = self.hub_id.text().strip() or DEFAULT_MODEL_SOURCE
         elif choice == "local":
             source = self.local_path.text().strip()
             if not source:

@@ -17,8 +17,7 @@ from PySide6.QtWidgets import (
     QPushButton, QRadioButton, QVBoxLayout, QWidget,
 )
 
-from ...captioning.models import DEFAULT_SOURCE
-from ...core.settings import Settings
+from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
 from ..captioning.model_worker import demo_model_dir
 from ..pages.layout import heading
 from ..settings_access import load_settings
@@ -93,7 +92,7 @@ class WelcomeDialog(QDialog):
         self.cache_dir = QLineEdit(settings.model.cache_dir or "", hub)
         self.cache_dir.setPlaceholderText("the Hugging Face cache (~/.cache/huggingface/hub)")
         hl.addRow("Save it in:", _folder_row(self.cache_dir, "Folder for the downloaded model", hub))
-        self.download = DownloadPanel(controller, lambda: (DEFAULT_SOURCE, None, self.cache_dir.text().strip() or None),
+        self.download = DownloadPanel(controller, lambda: (DEFAULT_MODEL_SOURCE, None, self.cache_dir.text().strip() or None),
                                       hub)
         self.download.button.setText("Download now")
         hl.addRow("", self.download)
@@ -193,7 +192,7 @@ class WelcomeDialog(QDialog):
         s.extra["welcome_done"] = True
         choice = self.choice()
         if choice == "hub":
-            s.model.source = DEFAULT_SOURCE
+            s.model.source = DEFAULT_MODEL_SOURCE
             s.model.revision = None
             s.model.cache_dir = self.cache_dir.text().strip() or None
             s.model.quantization = suggested_quantization(self.controller.gpu_info)

@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QVBoxLayout, QWidget,
 )
 
+from ...app.adapters import read_manifest
 from ...core.library import Library, LibraryError, NotFound
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from ..widgets.charts import LineChart
@@ -68,15 +69,6 @@ def ask(parent: QWidget | None, title: str, text: str, yes: str, no: str = "Canc
     return box.clickedButton() is yes_b
 
 
-def manifest_metrics(manifest: dict) -> tuple[dict | None, dict | None, bool | None]:
-    """(before, after, flagged) from an adapter manifest, wherever the trainer put the metrics."""
-    def pick(key):
-        for holder in (manifest, manifest.get("eval"), manifest.get("metrics"), manifest.get("evaluation")):
-            if isinstance(holder, dict) and isinstance(holder.get(key), dict):
-                return holder[key]
-        return None
-    flagged = manifest.get("flagged")
-    return pick("before"), pick("after"), flagged if isinstance(flagged, bool) else None
 
 
 def tone(widget: QWidget, kind: str) -> str:
@@ -927,7 +919,8 @@ class PersonalizePage(QWidget):
             adapters = []
         self.adapter_list.clear()
         for a in adapters:
-            before, after, flagged = manifest_metrics(a.manifest or {})
+            m = read_manifest(a.manifest)
+            before, after, flagged = m.before, m.after, m.flagged
             is_active = _same_path(a.path, active)
             item = QTreeWidgetItem([
                 a.name, a.base_model, f"{metric_text(before)} → {metric_text(after)}",
@@ -960,7 +953,7 @@ class PersonalizePage(QWidget):
         if not name:
             return False
         a = self.lib.adapters.get(name)
-        _, _, flagged = manifest_metrics(a.manifest or {})
+        flagged = read_manifest(a.manifest).flagged
         if flagged and not ask(self, "Use an adapter that did not improve?",
                                f"“{a.name}” recalled names no better than its base model. Use it anyway?",
                                "Use Anyway"):

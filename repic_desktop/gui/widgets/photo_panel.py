@@ -4,7 +4,9 @@ Why it is shaped like this:
 - The preview is decoded (EXIF-oriented, scaled) on the task pool; a newer photo supersedes an older
   request, so holding the arrow key never queues decodes.
 - Every change the user makes here is a QUndoCommand on the window's QUndoStack: caption edits,
-  accepts, restoring an earlier version, adding and removing people/pets. Captions are never
+  accepts, restoring an earlier version, adding and removing people/pets. The commands are thin: the
+  review rules are app/caption_review.py's (shared with `repic captions accept/edit/revert`); a command
+  keeps the change an operation reports and applies it again (redo) or its inverse (undo). Captions are never
   overwritten in the library (an edit is a new row whose parent is the old one), so undoing an edit
   just points the photo back at the previous caption; the edited row stays in the history. The caption
   box's own undo history holds only typing not saved yet; Ctrl+Z there with none left goes to the window's
@@ -37,8 +39,10 @@ from PySide6.QtWidgets import (
     QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
+from ...app import caption_review as review
 from ...captioning.prompt import TAG_RE, parse_tags
-from ...core.library import Box, Caption, Library, LibraryError, NotFound
+from ...core.errors import RepicError, UserError
+from ...core.library import Box, Caption, Library, LibraryError
 from ..captioning.index_controller import service_or_none, shared_matcher, unavailable_type
 from ..pages.layout import heading
 from ..tasks import TaskRunner
@@ -91,74 +95,66 @@ def when(ts: float) -> str:
 
 
 class _PhotoCommand(QUndoCommand):
-    """Base: knows the library and whom to tell that a photo changed."""
+    """Base: knows the library and whom to tell that a photo changed. The rules are app/caption_review.py's;
+    these commands only remember what an operation changed and apply it again (redo) or its inverse (undo)."""
 
     def __init__(self, lib: Library, photo_id: int, notify: Callable[[int], None], text: str):
         super().__init__(text)
         self.lib, self.photo_id, self.notify = lib, photo_id, notify
 
 
-class EditCaptionCommand(_PhotoCommand):
-    def __init__(self, lib, photo_id, notify, new_text: str, known: list[str], expected: list[str]):
-        super().__init__(lib, photo_id, notify, "Edit caption")
-        old = lib.captions.current(photo_id)
-        self.old_id = old.id if old else None
-        self.new_id: int | None = None
-        self.text_ = new_text
-        self.concept_set = old.concept_set if old else expected
-        self.tags = parse_tags(new_text, expected, known).found
+class _CaptionCommand(_PhotoCommand):
+    """A caption operation: the first redo runs it (`operation()` -> CaptionChange), later redos apply that
+    change again, undo applies its inverse."""
+
+    change: review.CaptionChange | None = None
+
+    def operation(self) -> review.CaptionChange | None:
+        raise NotImplementedError
 
     def redo(self) -> None:
-        if self.new_id is None:
-            self.new_id = self.lib.captions.add(
-                self.photo_id, self.text_, tags=self.tags, concept_set=self.concept_set, source="user",
-                status="draft", parent_id=self.old_id, provenance={"edited_from": self.old_id})
+        if self.change is None:
+            self.change = self.operation()
         else:
-            self.lib.captions.set_current(self.photo_id, self.new_id)
+            review.apply_change(self.lib, self.change)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        self.lib.captions.set_current(self.photo_id, self.old_id)
-        self.notify(self.photo_id)
-
-
-class SetStatusCommand(_PhotoCommand):
-    def __init__(self, lib, photo_id, notify, caption_id_fn: Callable[[], int | None], status: str):
-        super().__init__(lib, photo_id, notify, "Accept caption" if status == "accepted" else f"Mark caption {status}")
-        self.caption_id_fn = caption_id_fn     # resolved at first redo (inside a macro after an edit)
-        self.caption_id: int | None = None
-        self.status = status
-        self.old_status: str | None = None
-
-    def redo(self) -> None:
-        if self.caption_id is None:
-            self.caption_id = self.caption_id_fn()
-        if self.caption_id is None:
-            return
-        self.old_status = self.lib.captions.status(self.caption_id) or "draft"
-        self.lib.captions.set_status(self.caption_id, self.status)
-        self.notify(self.photo_id)
-
-    def undo(self) -> None:
-        if self.caption_id is not None and self.old_status is not None:
-            self.lib.captions.set_status(self.caption_id, self.old_status)
+        if self.change is not None:
+            review.apply_change(self.lib, self.change.inverse())
             self.notify(self.photo_id)
 
 
-class RestoreCaptionCommand(_PhotoCommand):
+class EditCaptionCommand(_CaptionCommand):
+    def __init__(self, lib, photo_id, notify, new_text: str, known: list[str], expected: list[str]):
+        super().__init__(lib, photo_id, notify, "Edit caption")
+        self.text_, self.known, self.expected = new_text, known, expected
+
+    def operation(self) -> review.CaptionChange:
+        return review.edit_caption(self.lib, self.photo_id, self.text_, known=self.known, expected=self.expected)
+
+
+class SetStatusCommand(_CaptionCommand):
+    """Sets the status of the photo's current caption when it first runs (inside a macro after an edit,
+    that is the edited caption)."""
+
+    def __init__(self, lib, photo_id, notify, status: str):
+        super().__init__(lib, photo_id, notify, "Accept caption" if status == "accepted" else f"Mark caption {status}")
+        self.status = status
+
+    def operation(self) -> review.CaptionChange | None:
+        if self.lib.captions.current(self.photo_id) is None:
+            return None
+        return review.set_status(self.lib, self.photo_id, self.status)
+
+
+class RestoreCaptionCommand(_CaptionCommand):
     def __init__(self, lib, photo_id, notify, caption_id: int):
         super().__init__(lib, photo_id, notify, "Use earlier caption")
-        cur = lib.captions.current(photo_id)
-        self.old_id = cur.id if cur else None
-        self.new_id = caption_id
+        self.caption_id = caption_id
 
-    def redo(self) -> None:
-        self.lib.captions.set_current(self.photo_id, self.new_id)
-        self.notify(self.photo_id)
-
-    def undo(self) -> None:
-        self.lib.captions.set_current(self.photo_id, self.old_id)
-        self.notify(self.photo_id)
+    def operation(self) -> review.CaptionChange:
+        return review.restore_caption(self.lib, self.photo_id, self.caption_id)
 
 
 class TagCommand(_PhotoCommand):
@@ -169,39 +165,20 @@ class TagCommand(_PhotoCommand):
         name = lib.concepts.get(concept_id).name
         super().__init__(lib, photo_id, notify, f"{'Add' if add else 'Remove'} <{name}>")
         self.concept_id, self.add, self.box = concept_id, add, box
-        self.was_tagged = any(c.id == concept_id for c in lib.concepts.of_photo(photo_id))
-        self.regions = [r for r in lib.concepts.regions(photo_id) if r.concept_id == concept_id]
-
-    def _name(self) -> str:
-        return self.lib.concepts.get(self.concept_id).name
-
-    def _tag(self) -> None:
-        if self.regions:
-            for r in self.regions:
-                self.lib.concepts.tag(self.photo_id, self._name(), box=r.box, source=r.source, replace=False)
-        else:
-            self.lib.concepts.tag(self.photo_id, self._name())
+        self.change: review.TagChange | None = None
 
     def redo(self) -> None:
-        if self.add:
-            if not self.was_tagged or self.box is not None:
-                self.lib.concepts.tag(self.photo_id, self._name(), box=self.box)
+        if self.change is None:
+            op = review.tag if self.add else review.untag
+            self.change = (op(self.lib, self.photo_id, self.concept_id, self.box) if self.add
+                           else op(self.lib, self.photo_id, self.concept_id))
         else:
-            self.lib.concepts.untag(self.photo_id, self._name())
+            review.redo_tag(self.lib, self.change)
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        try:
-            if self.add:
-                if not self.was_tagged:
-                    self.lib.concepts.untag(self.photo_id, self._name())
-                elif self.box is not None:  # only the box was moved: put the earlier boxes back
-                    self.lib.concepts.untag(self.photo_id, self._name())
-                    self._tag()
-            elif self.was_tagged:
-                self._tag()
-        except NotFound:  # the concept was deleted since: nothing to restore
-            pass
+        if self.change is not None:
+            review.undo_tag(self.lib, self.change)
         self.notify(self.photo_id)
 
 
@@ -209,43 +186,32 @@ class AnswerSuggestionCommand(_PhotoCommand):
     """✓ or ✗ on a suggestion chip. The first answer is given before the push (so a failure is shown and
     nothing lands on the stack); redo gives it again, undo makes the suggestion pending again."""
 
-    def __init__(self, lib, photo_id, notify, service, suggestion, confirm: bool,
+    def __init__(self, lib, photo_id, notify, service, answer: review.SuggestionAnswer, concept_name: str,
                  report: Callable[[str], None]):
-        verb = "Confirm" if confirm else "Reject"
-        super().__init__(lib, photo_id, notify, f"{verb} suggested <{suggestion.concept_name}>")
-        self.service, self.suggestion_id, self.confirm, self.report = service, suggestion.id, confirm, report
-        self.concept_id = suggestion.concept_id
+        verb = "Confirm" if answer.confirm else "Reject"
+        super().__init__(lib, photo_id, notify, f"{verb} suggested <{concept_name}>")
+        self.service, self.answer, self.report = service, answer, report
         self._given = True
-
-    def _still_same(self) -> bool:
-        # an index run may have dropped the row since, and SQLite may have given its id to another one
-        try:
-            return self.lib.retrieval.suggestion_row(self.suggestion_id)["concept_id"] == self.concept_id
-        except LibraryError:
-            return False
 
     def redo(self) -> None:
         if self._given:
             self._given = False
             return
-        if not self._still_same():
-            self.report("That suggestion is gone (the photo was indexed again); nothing to redo.")
-        else:
-            try:
-                (self.service.confirm_suggestion if self.confirm else self.service.reject_suggestion)(
-                    self.lib, self.suggestion_id)
-            except LibraryError as exc:
-                self.report(f"Could not redo: {exc}")
+        try:
+            review.redo_answer(self.lib, self.service, self.answer)
+        except LibraryError as exc:
+            self.report(f"Could not redo: {exc}")
+        except UserError as exc:
+            self.report(f"{str(exc)[:1].upper()}{str(exc)[1:]}; nothing to redo.")
         self.notify(self.photo_id)
 
     def undo(self) -> None:
-        if not self._still_same():
-            self.report("That suggestion is gone (the photo was indexed again); nothing to undo.")
-        else:
-            try:
-                self.service.reset_suggestion(self.lib, self.suggestion_id)
-            except LibraryError as exc:
-                self.report(f"Could not undo: {exc}")
+        try:
+            review.undo_answer(self.lib, self.service, self.answer)
+        except LibraryError as exc:
+            self.report(f"Could not undo: {exc}")
+        except UserError as exc:
+            self.report(f"{str(exc)[:1].upper()}{str(exc)[1:]}; nothing to undo.")
         self.notify(self.photo_id)
 
 
@@ -1007,12 +973,12 @@ class PhotoPanel(QWidget):
             self._show_sugg_status("The suggestions for this photo were just updated; please choose again.")
             return
         try:
-            (svc.confirm_suggestion if confirm else svc.reject_suggestion)(self.lib, suggestion_id)
-        except LibraryError as exc:
+            answer = review.answer_suggestion(self.lib, svc, pid, suggestion_id, now.concept_id, confirm)
+        except RepicError as exc:
             self._show_sugg_status(f"Could not {'confirm' if confirm else 'reject'} the suggestion: {exc}")
             return
         self._show_sugg_status("")
-        self.undo.push(AnswerSuggestionCommand(self.lib, pid, self._notify, svc, now, confirm,
+        self.undo.push(AnswerSuggestionCommand(self.lib, pid, self._notify, svc, answer, now.concept_name,
                                                lambda text, pid=pid: self._report_for(pid, text)))
         self._notify(pid)
 
@@ -1052,9 +1018,7 @@ class PhotoPanel(QWidget):
         try:
             if modified:
                 self.save_edit()
-            lib = self.lib
-            self.undo.push(SetStatusCommand(lib, pid, self._notify,
-                                            lambda: lib.photos.get(pid).current_caption_id, "accepted"))
+            self.undo.push(SetStatusCommand(self.lib, pid, self._notify, "accepted"))
         finally:
             self.undo.endMacro()
 

@@ -21,24 +21,8 @@ from typing import Callable, Hashable
 from PySide6.QtCore import QObject, QThreadPool, Qt, Signal, Slot
 from PySide6.QtGui import QImage
 
+from ...core.errors import user_message
 from ..tasks import PoolJob, default_threads
-
-def user_message(exc: BaseException) -> str:
-    """A one-line, user-facing description of an exception (no traceback)."""
-    from ...core.concepts import ConceptError
-    from ...core.images import UnusableImage
-    from ...core.library import LibraryError
-
-    if isinstance(exc, (LibraryError, ConceptError, UnusableImage)):
-        return str(exc)
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
-    if isinstance(exc, FileNotFoundError):
-        return f"file not found: {exc.filename or exc}"
-    if isinstance(exc, OSError):
-        return f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else "")
-    text = str(exc) or exc.__class__.__name__
-    return f"unexpected error ({exc.__class__.__name__}): {text}"
 
 
 class _ThumbRelay(QObject):
