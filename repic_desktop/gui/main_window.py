@@ -31,11 +31,20 @@ from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
 from .widgets.photo_panel import PhotoPanel, TagCommand
 from .widgets.thumbnails import TaskRunner, ThumbnailLoader
+from .wording import count, people_and_pets
+from .library_watch import LibraryWatcher
 
 log = logging.getLogger(__name__)
 
 PAGES = ("browser", "people", "faces", "personalize")
 SETTINGS_VERSION = 1
+
+
+def window_title(library_path: Path) -> str:
+    """"lib — RePIC Desktop": ending with the app's display name, Qt adds it no second time (it appends
+    the display name to every title that does not end with it)."""
+    name = library_path.stem if library_path.name != "library.sqlite" else "Library"
+    return f"{name} — {APP_NAME}"
 
 
 def _controller_factory_default(library_path: Path, parent):
@@ -52,7 +61,7 @@ class MainWindow(QMainWindow):
         self.lib = library
         self.library_path = library.path
         self.startup_prompts = startup_prompts
-        self.setWindowTitle(f"{APP_NAME} — {library.path.name if library.path.name != 'library.sqlite' else 'Library'}")
+        self.setWindowTitle(window_title(library.path))
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self._shown_once = False
@@ -142,6 +151,8 @@ class MainWindow(QMainWindow):
         self._update_actions()
         self._update_counts()
         self.browser.loaded.connect(self._check_ready)
+        self.watcher = LibraryWatcher(library.conn, busy=self._busy_writing, parent=self)
+        self.watcher.changed.connect(self.library_changed_elsewhere)
 
     # ------------------------------------------------------------------ actions
     def _action(self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
@@ -395,11 +406,37 @@ class MainWindow(QMainWindow):
     def _show_counts(self, c: dict) -> None:
         review = c["captioned"] - c["accepted"]
         text = (f"{c['photos']:,} photos  ·  {c['captioned']:,} captioned  ·  {review:,} to review  ·  "
-                f"{c['accepted']:,} accepted  ·  {c['people']} people, {c['pets']} pets")
+                f"{c['accepted']:,} accepted  ·  {people_and_pets(c['people'], c['pets'])}")
         self.status_counts.setText(text + "  ")
         self.counts = c
 
     # ------------------------------------------------------------------ library changes
+    def _busy_writing(self) -> bool:
+        """The window's own workers are writing: refresh once they are done, not after every commit."""
+        jobs = getattr(self.controller, "jobs", None) or {}
+        return (self.browser.importing or self.index.active
+                or any(getattr(v, "active", False) for v in jobs.values()))
+
+    def library_changed_elsewhere(self) -> None:
+        """Another program (a `repic` command, a second window) changed the library: show its changes.
+        Every part re-reads what it shows; the caption being edited is left alone."""
+        if self._closing:
+            return
+        self.browser.reload_concepts()
+        self.browser.reload()                   # ids, counts and folders; the selection is kept
+        self.browser.model.refresh_all()        # names and caption states of the rows shown
+        editor = getattr(self.panel, "editor", None)
+        if editor is None or editor.toPlainText() == getattr(self.panel, "_loaded_caption_text", ""):
+            self.panel.refresh()
+        page = self.current_page()
+        if page == "people":
+            self.people.reload()
+        elif page == "faces":
+            self.faces.reload()
+        elif page == "personalize" and not self.personalize.is_running():
+            self.personalize.reload()
+        self._update_counts_later()
+
     def _photo_changed(self, photo_id: int) -> None:
         self.browser.refresh_photo(photo_id)
         self._update_counts_later()
@@ -452,7 +489,7 @@ class MainWindow(QMainWindow):
 
     def tag_photos(self, ids: list[int], concept_id: int) -> None:
         name = self.lib.concept(concept_id).name
-        self.undo.beginMacro(f"Add <{name}> to {len(ids)} photo(s)")
+        self.undo.beginMacro(f"Add <{name}> to {count(len(ids), 'photo')}")
         try:
             for pid in ids:
                 self.undo.push(TagCommand(self.lib, pid, self.panel._notify, concept_id, add=True))
@@ -639,7 +676,7 @@ class MainWindow(QMainWindow):
 
         def done(n: int) -> None:
             if n:
-                log.info("removed %d leftover temp file(s) of a killed export", n)
+                log.info("removed %s of a killed export", count(n, "leftover temp file"))
 
         self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m))
 
@@ -685,6 +722,7 @@ class MainWindow(QMainWindow):
             e.ignore()
             return
         self._closing = True
+        self.watcher.stop()
         try:
             self.panel.save_edit()
         except LibraryError as exc:

@@ -113,8 +113,7 @@ class JobCard(QFrame):
         self.errors.setMaximumHeight(140)
         self.errors.setVisible(False)
         lay.addWidget(self.errors)
-        buttons = QHBoxLayout()
-        buttons.setSpacing(4)
+        top.setSpacing(4)
         self.pause = QPushButton("Pause", self)
         self.pause.setToolTip("Stop now; the job stays in the list and continues with Resume (also after a restart)")
         self.pause.clicked.connect(lambda: controller.pause_job(job_id))
@@ -127,10 +126,11 @@ class JobCard(QFrame):
         self.remove = QPushButton("Remove", self)
         self.remove.setToolTip("Remove from the list (a paused job is given up; its captions are kept)")
         self.remove.clicked.connect(lambda: controller.remove_job(job_id))
+        # On the title row, as on the index card: the dock often opens at its minimum height, and buttons
+        # below the progress and error lines were then scrolled out of sight while a job ran.
         for b in (self.pause, self.cancel, self.resume, self.remove):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        lay.addLayout(buttons)
+            b.setStyleSheet("QPushButton { padding: 1px 10px; }")
+            top.addWidget(b)
         self._shown_errors = 0
         self.refresh()
 

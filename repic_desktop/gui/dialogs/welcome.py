@@ -41,6 +41,9 @@ def maybe_show_welcome(main_window: QWidget, controller: "CaptioningController")
     settings, _ = load_settings()
     if settings.extra.get("welcome_done"):
         return None
+    lib = getattr(main_window, "lib", None)
+    if lib is not None and lib.ok_photo_count() > 0:
+        return None     # someone already set this library up (another computer, the CLI): no first-run tour
     dlg = WelcomeDialog(main_window, controller)
     dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dlg.open()
@@ -111,7 +114,7 @@ class WelcomeDialog(QDialog):
         bl.addWidget(local)
         self.local_area = local
         bl.addWidget(self.source_demo)
-        demo_note = QLabel("No download; builds in a second and runs on any computer. Use it to look around, "
+        demo_note = QLabel("No download; builds in under a minute and runs on any computer. Use it to look around, "
                            "then switch to RePIC 7B in Settings for real captions.", box)
         demo_note.setWordWrap(True)
         demo_note.setContentsMargins(24, 0, 0, 0)

@@ -41,6 +41,7 @@ from ...core.library import Library, LibraryError, fts_query
 from ...core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
 from .layout import heading, split_page
 from ..widgets.thumbnails import TaskRunner, ThumbnailLoader
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -581,7 +582,7 @@ class ImportReportDialog(QDialog):
         lay = QVBoxLayout(self)
         added = sum(r.get("added", 0) for r in reports)
         skipped = [s for r in reports for s in r.get("skipped", [])]
-        parts = [f"<b>{added}</b> photo(s) added"]
+        parts = [f"<b>{count(added, 'photo')}</b> added"]
         for key, label in (("updated", "updated"), ("moved", "found at a new place"), ("missing", "now missing"),
                            ("unchanged", "unchanged")):
             n = sum(r.get(key, 0) for r in reports)
@@ -590,7 +591,7 @@ class ImportReportDialog(QDialog):
         head = QLabel(", ".join(parts) + ".", wordWrap=True)
         lay.addWidget(head)
         if skipped:
-            lay.addWidget(QLabel(f"{len(skipped)} file(s) could not be imported:"))
+            lay.addWidget(QLabel(f"{count(len(skipped), 'file')} could not be imported:"))
             self.table = QTableWidget(len(skipped), 2)
             self.table.setHorizontalHeaderLabels(["File", "Reason"])
             self.table.verticalHeader().hide()
@@ -1074,11 +1075,11 @@ class Browser(QWidget):
         skipped = sum(len(r.get("skipped", [])) for r in reports)
         cancelled = any(r.get("cancelled") for r in reports)
         other = sum(r.get(k, 0) for r in reports for k in ("updated", "moved", "missing", "restored"))
-        text = f"Import {'cancelled' if cancelled else 'finished'}: {added:,} photo(s) added"
+        text = f"Import {'cancelled' if cancelled else 'finished'}: {count(added, 'photo')} added"
         if other:
             text += f", {other:,} updated/moved/missing"
         if skipped:
-            text += f", <b>{skipped:,} file(s) skipped</b>"
+            text += f", <b>{count(skipped, 'file')} skipped</b>"
         self.banner.show_message(text + ".", None, "Details…", self.show_import_report)
         self.reload()
         self.library_changed.emit()

@@ -34,6 +34,7 @@ from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, que
 from ..widgets.painting import begin_row, draw_round_pixmap
 from ..widgets.thumbnails import TaskRunner, ThumbnailLoader, load_image_scaled
 from .layout import heading, split_page
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -1154,7 +1155,7 @@ class PeopleManager(QWidget):
         box = QMessageBox(QMessageBox.Icon.Warning, f"Delete <{c.name}>?",
                           f"Delete <b>{html.escape(c.name)}</b> from this library?",
                           QMessageBox.StandardButton.Cancel, self)
-        box.setInformativeText(f"Their {n_refs} reference photo(s) and the tags on {n_photos} photo(s) are removed. "
+        box.setInformativeText(f"Their {count(n_refs, 'reference photo')} and the tags on {count(n_photos, 'photo')} are removed. "
                                "Captions already written keep their text. Your photo files are not touched. "
                                "This cannot be undone.")
         delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
