@@ -25,7 +25,7 @@ from ..core.temp_files import cleanup_library_folders
 from .pages.browser import Browser, PhotoFilter, query_photo_ids
 from .dialogs.errors import AboutDialog, LogView, log_handler, show_error
 from .pages.faces import FacesPage
-from .dialogs.files import choose_folder
+from .dialogs.files import choose_folder, choose_new_file, choose_open_file
 from .captioning.index_controller import IndexController
 from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
@@ -33,6 +33,7 @@ from .widgets.photo_panel import PhotoPanel, TagCommand
 from .widgets.thumbnails import TaskRunner, ThumbnailLoader
 from .wording import count, people_and_pets
 from .library_watch import LibraryWatcher
+from .library_switch import LIBRARY_FILTER, remember_library, same_file, with_library_suffix
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,9 @@ class MainWindow(QMainWindow):
         self.lib = library
         self.library_path = library.path
         self.startup_prompts = startup_prompts
+        self._controller_factory = controller_factory
+        self._thumbnail_cache = thumbnail_cache
+        MainWindow.latest = self
         self.setWindowTitle(window_title(library.path))
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
@@ -173,6 +177,10 @@ class MainWindow(QMainWindow):
     def _make_actions(self) -> None:
         self.act_add_folder = self._action("&Add Photo Folder…", self.add_folder, QKeySequence.StandardKey.Open,
                                            "Import a folder of photos (they stay where they are)")
+        self.act_open_library = self._action("&Open Library…", self.open_library_dialog, "Ctrl+Shift+O",
+                                             "Open another library file (its photos, people and captions)")
+        self.act_new_library = self._action("Ne&w Library…", self.new_library_dialog, None,
+                                            "Start an empty library in a new file")
         self.act_rescan = self._action("&Rescan", lambda: self.browser.rescan(), "F5",
                                        "Look for new, changed, moved and deleted photos")
         self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -232,6 +240,8 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         mb = self.menuBar()
         m = mb.addMenu("&File")
+        m.addActions([self.act_open_library, self.act_new_library])
+        m.addSeparator()
         m.addActions([self.act_add_folder, self.act_rescan])
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -317,6 +327,7 @@ class MainWindow(QMainWindow):
         # an ignored face may have been the evidence for a chip the panel shows
         self.faces.ignored_changed.connect(self.panel.refresh_suggestions)
         self.index.finished.connect(self._faces_indexed)
+        self.index.show_suggested.connect(self.show_suggested_photos)
         self.index.photo_indexed.connect(lambda pid: pid == p.photo_id and p.refresh_suggestions())
         self.index.changed.connect(lambda: self.act_index_faces.setEnabled(not self.index.active))
         self.undo.indexChanged.connect(lambda _: self._update_actions())
@@ -457,7 +468,7 @@ class MainWindow(QMainWindow):
 
     def _show_concept_photos(self, concept_id: int) -> bool:
         self.show_page("browser")
-        return self.browser.set_filter(status="all", search="", folder=None, concept_id=concept_id)
+        return self.browser.set_filter(status="all", search="", folder=None, concept_id=concept_id, suggested=False)
 
     def _show_concept_photo(self, concept_id: int, photo_id: int) -> None:
         if self._show_concept_photos(concept_id):
@@ -505,6 +516,55 @@ class MainWindow(QMainWindow):
         if box is not False:
             self.people._add_ref(photo_id=photo_id, box=box)
 
+    # ------------------------------------------------------------------ libraries
+    def open_library_dialog(self) -> "MainWindow | None":
+        path = choose_open_file(self, "Open a library", str(self.library_path.parent), LIBRARY_FILTER,
+                                library=None)
+        return self.open_library(path) if path else None
+
+    def new_library_dialog(self) -> "MainWindow | None":
+        picked = choose_new_file(self, "New library", str(self.library_path.parent / "New library.sqlite"),
+                                 LIBRARY_FILTER)
+        if not picked:
+            return None
+        path = with_library_suffix(picked)
+        if path.exists():
+            show_error(self, "Cannot create the library",
+                       f"{path} already exists: open it with File → Open Library…, or choose another name.")
+            return None
+        return self.open_library(path, create=True)
+
+    def open_library(self, path, *, create: bool = False) -> "MainWindow | None":
+        """Show another library in a new window that replaces this one; returns it (self when `path` is
+        the library already open, None when it could not be opened or this window must stay)."""
+        path = Path(path).expanduser()
+        if same_file(path, self.library_path):
+            self.statusBar().showMessage("That library is already open.", 5000)
+            return self
+        if not create and not path.is_file():
+            show_error(self, "Cannot open the library", f"{path} does not exist.")
+            return None
+        import sqlite3
+        try:
+            lib = Library(path)
+        except (LibraryError, sqlite3.DatabaseError, OSError) as exc:
+            show_error(self, "Cannot open the library", f"{path} is not a library RePIC can open: {exc}")
+            return None
+        self.save_layout()
+        win = MainWindow(lib, controller_factory=self._controller_factory, startup_prompts=self.startup_prompts,
+                         thumbnail_cache=self._thumbnail_cache)
+        # Deleted when closed, and its library closed only then: no timer or slot of a closed window can
+        # reach a closed connection. (The first window's library is closed by run_gui when the app ends.)
+        win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        win.destroyed.connect(lambda *_: lib.close())
+        win.show()
+        if not self.close():                  # training runs and the user chose to keep it
+            win.close()
+            MainWindow.latest = self
+            return None
+        remember_library(path)
+        return win
+
     # ------------------------------------------------------------------ import
     def add_folder(self) -> None:
         start = QSettings().value("lastImportFolder", os.path.expanduser("~"))
@@ -534,8 +594,13 @@ class MainWindow(QMainWindow):
     def _show_face_photo(self, photo_id: int) -> None:
         self.show_page("browser")
         if not self.browser.select_photo(photo_id):     # hidden by a filter: show all photos, then select
-            if self.browser.set_filter(status="all", search="", folder=None, concept_id=None):
+            if self.browser.set_filter(status="all", search="", folder=None, concept_id=None, suggested=False):
                 self.browser.loaded_once_then(lambda: self.browser.select_photo(photo_id))
+
+    def show_suggested_photos(self) -> None:
+        """The grid with only the photos whose suggestions wait for review (the index card's button)."""
+        self.show_page("browser")
+        self.browser.set_filter(status="all", search="", folder=None, concept_id=None, suggested=True)
 
     def _faces_indexed(self, summary: dict) -> None:
         self.panel.refresh_suggestions()

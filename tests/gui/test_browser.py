@@ -38,7 +38,7 @@ def test_import_folder_reports_skipped_files_and_fills_the_grid(make_window, gui
     wait_import(qtbot, b)
     assert b.model.rowCount() == 12
     assert b.stack.currentWidget() is b.view
-    assert "12 photo(s) added" in b.banner.label.text() and "1 file(s) skipped" in b.banner.label.text()
+    assert "12 photos added" in b.banner.label.text() and "1 file skipped" in b.banner.label.text()
     dlg = b.show_import_report()
     assert dlg.table.rowCount() == 1
     assert dlg.table.item(0, 0).text().endswith("notes.jpg")

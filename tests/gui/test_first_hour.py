@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from .test_suggestions import squares  # noqa: F401 - fixture
 from ._app_fixtures import (  # noqa: F401 - fixtures
     album, gui_app, gui_library, imported_library, make_album, make_window, qsettings_tmp, thumb_cache,
 )
@@ -121,3 +122,118 @@ def test_watcher_waits_while_the_window_itself_writes(imported_library, make_win
     busy["on"] = False
     with qtbot.waitSignal(win.watcher.changed, timeout=1000):
         assert win.watcher.poll()
+
+
+# ---------------------------------------------------------------------------------------------- libraries
+
+def _library_with_photos(tmp_path, name: str, n: int):
+    from repic_desktop.core.library import Library
+    from repic_desktop.core.scanner import scan_folder
+
+    lib = Library(tmp_path / f"{name}.sqlite")
+    scan_folder(lib, make_album(tmp_path / f"{name}-photos", n=n, subfolders=(), broken=False))
+    lib.close()
+    return tmp_path / f"{name}.sqlite"
+
+
+def test_file_menu_opens_another_library(imported_library, make_window, qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    from repic_desktop.gui import main_window as mw
+    from repic_desktop.gui.library_switch import remembered_library, startup_library
+
+    other = _library_with_photos(tmp_path, "grandma", 3)
+    win = make_window(imported_library)
+    file_menu = next(a.menu() for a in win.menuBar().actions() if a.text().replace("&", "") == "File")
+    assert {win.act_open_library, win.act_new_library} <= set(file_menu.actions())
+    monkeypatch.setattr(mw, "choose_open_file", lambda *a, **k: str(other))
+    win.act_open_library.trigger()
+    new = mw.MainWindow.latest
+    assert new is not win and new.library_path == other
+    assert new.windowTitle().startswith("grandma — ")
+    qtbot.waitUntil(lambda: new.browser.model.rowCount() == 3, timeout=10_000)
+    import shiboken6
+    assert not shiboken6.isValid(win) or not win.isVisible()     # closed (and deleted soon after)
+    assert remembered_library() == other.resolve()
+    assert startup_library(None) == other.resolve()            # the next start opens it again
+    assert startup_library(tmp_path / "x.sqlite") == tmp_path / "x.sqlite"   # --library still wins
+    QSettings().remove("library/last")
+    new.close()
+
+
+def test_file_menu_new_library(imported_library, make_window, qtbot, tmp_path, monkeypatch):
+    from repic_desktop.gui import main_window as mw
+
+    win = make_window(imported_library)
+    errors = []
+    monkeypatch.setattr(mw, "show_error", lambda _w, title, text, *a, **k: errors.append(text))
+    monkeypatch.setattr(mw, "choose_new_file", lambda *a, **k: str(imported_library.path))
+    assert win.new_library_dialog() is None and "already exists" in errors[0]   # never over a library
+    monkeypatch.setattr(mw, "choose_new_file", lambda *a, **k: str(tmp_path / "Fresh start"))
+    new = win.new_library_dialog()
+    assert new.library_path == tmp_path / "Fresh start.sqlite" and new.library_path.is_file()
+    assert new.lib.ok_photo_count() == 0
+    new.close()
+
+
+# ---------------------------------------------------------------------------------------------- theme
+
+def _dark(app) -> bool:
+    from PySide6.QtGui import QPalette
+    return app.palette().color(QPalette.ColorRole.Window).lightness() < 110
+
+
+def test_theme_switch_previews_keeps_and_puts_back(gui_app, qtbot, monkeypatch):
+    from PySide6.QtWidgets import QDialog
+
+    from repic_desktop.gui.dialogs.appearance import AppearanceTab
+    from repic_desktop.gui.theme import saved_theme
+
+    monkeypatch.delenv("REPIC_THEME", raising=False)
+    dlg = QDialog()
+    qtbot.addWidget(dlg)
+    tab = AppearanceTab(dlg, dlg)
+    assert tab.choice() == "system" and saved_theme() == "system"
+    tab.buttons["light"].click()
+    assert not _dark(gui_app)
+    tab.buttons["dark"].click()
+    assert _dark(gui_app)                        # shown at once
+    dlg.reject()
+    assert saved_theme() == "system"             # Cancel: nothing kept
+    dlg2 = QDialog()
+    qtbot.addWidget(dlg2)
+    tab2 = AppearanceTab(dlg2, dlg2)
+    tab2.buttons["dark"].click()
+    dlg2.accept()
+    assert saved_theme() == "dark" and _dark(gui_app)
+    from repic_desktop.gui.app import apply_color_scheme
+    apply_color_scheme(gui_app)                  # what the next start does
+    assert _dark(gui_app)
+    tab3 = AppearanceTab(QDialog(), None)
+    tab3.buttons["light"].click()
+    assert not _dark(gui_app)
+    from repic_desktop.gui.theme import set_theme
+    set_theme(gui_app, "system")
+
+
+# ---------------------------------------------------------------------------------------------- suggestions
+
+def test_after_indexing_the_dock_counts_suggestions_and_the_grid_filters_them(make_window, qtbot, squares):
+    lib, ids, _matcher = squares
+    win = make_window(lib)
+    with qtbot.waitSignal(win.index.finished, timeout=15_000):
+        win.act_index_faces.trigger()
+    n, photos = lib.pending_suggestion_count()
+    assert n >= 2 and photos >= 1
+    card = win.index_dock.index_card
+    assert f"{n} suggestions to review on {photos} photo" in card.message.text()
+    assert card.show_photos.isVisible()
+    with qtbot.waitSignal(win.browser.photos_loaded, timeout=10_000):
+        card.show_photos.click()
+    assert win.browser.suggested_btn.isChecked()
+    shown = {win.browser.model.photo_id(r) for r in range(win.browser.model.rowCount())}
+    waiting = {r[0] for r in lib.conn.execute("SELECT DISTINCT photo_id FROM suggestions WHERE status = 'pending'")}
+    assert shown == waiting and ids["party"] in shown and ids["green1"] not in shown
+    with qtbot.waitSignal(win.browser.photos_loaded, timeout=10_000):
+        win.browser.suggested_btn.click()      # off again: every photo
+    assert win.browser.model.rowCount() == len(ids)

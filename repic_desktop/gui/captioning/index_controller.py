@@ -28,6 +28,7 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 from ...core.library import Library, LibraryError
 from ..widgets.thumbnails import user_message
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +119,12 @@ class _IndexThread(QThread):
                     self.progressed.emit(int(done), int(total), int(photo_id or 0), name)
 
                 # K and threshold: Settings' (service.match_params), fixed in the job's params.
-                summary = svc.run_index_job(lib, matcher, job_id=self.job_id, photo_ids=self.photo_ids,
-                                            progress=progress, should_stop=self.stop.is_set,
-                                            settings=self.settings)
-            self.ended.emit(dict(summary or {}))
+                summary = dict(svc.run_index_job(lib, matcher, job_id=self.job_id, photo_ids=self.photo_ids,
+                                                 progress=progress, should_stop=self.stop.is_set,
+                                                 settings=self.settings) or {})
+                # what now waits for the user (the dock says it; "Show Photos" filters the grid to them)
+                summary.setdefault("pending", tuple(lib.pending_suggestion_count()))
+            self.ended.emit(summary)
         except unavailable_type(svc) as exc:
             self.failed.emit(str(exc) or "no face matcher is ready", "")
         except Exception as exc:  # reported in the queue dock; the thread must never die silently
@@ -136,6 +139,7 @@ class IndexController(QObject):
     changed = Signal()            # state or progress changed
     finished = Signal(dict)       # the job ended (done or cancelled): its summary
     photo_indexed = Signal(int)   # a photo's suggestions were stored (refresh it if shown)
+    show_suggested = Signal()     # the user asked to see the photos whose suggestions wait for review
 
     def __init__(self, library_path: str | Path, service=None, parent: QObject | None = None, *,
                  matcher_id: str | None = None, settings=None):
@@ -172,6 +176,12 @@ class IndexController(QObject):
     @property
     def active(self) -> bool:
         return self.state in ("starting", "running", "stopping")
+
+    @property
+    def pending_suggestions(self) -> int:
+        """Suggestions waiting for review when the last run ended (0 before the first run ends)."""
+        pending = (self.summary or {}).get("pending") or (0, 0)
+        return int(pending[0]) if not self.active else 0
 
     @property
     def resumable(self) -> bool:
@@ -267,6 +277,11 @@ class IndexController(QObject):
             bits.append(f"{summary['skipped']} already done")
         if summary.get("failed"):
             bits.append(f"{summary['failed']} failed")
+        pending = summary.get("pending")
+        if pending:
+            n, photos = pending
+            bits.append(f"{count(n, 'suggestion')} to review on {count(photos, 'photo')}" if n
+                        else "no suggestions to review")
         if not cancelled and self.total:
             self.done = self.total
         self._set("cancelled" if cancelled else "done", ", ".join(bits))

@@ -233,7 +233,10 @@ class IndexCard(QFrame):
         self.remove = QPushButton("Remove", self)
         self.remove.setToolTip("Remove from the list (what was indexed is kept)")
         self.remove.clicked.connect(index.dismiss)
-        for b in (self.cancel, self.resume, self.remove):
+        self.show_photos = QPushButton("Show Photos", self)
+        self.show_photos.setToolTip("Show the photos with suggestions waiting for you to confirm or reject")
+        self.show_photos.clicked.connect(index.show_suggested.emit)
+        for b in (self.show_photos, self.cancel, self.resume, self.remove):
             b.setStyleSheet("QPushButton { padding: 1px 10px; }")   # no taller than the title row needs
             buttons.addWidget(b)
         index.changed.connect(self.refresh)
@@ -268,6 +271,7 @@ class IndexCard(QFrame):
         self.message.setText(ix.message)
         self.message.setVisible(bool(ix.message))
         self.cancel.setVisible(state in ("starting", "running"))
+        self.show_photos.setVisible(getattr(ix, "pending_suggestions", 0) > 0)
         self.resume.setVisible(ix.resumable)
         self.remove.setVisible(not ix.active)
         self.height_changed.emit()

@@ -694,6 +694,11 @@ class Browser(QWidget):
         self.person_combo.setToolTip("Only photos with this person or pet")
         self.person_combo.currentIndexChanged.connect(self._person_chosen)
         bl.addWidget(self.person_combo)
+        self.suggested_btn = QToolButton(text="Has Suggestions", checkable=True)
+        self.suggested_btn.setToolTip("Only photos where RePIC suggests who is in them and waits for you to "
+                                      "confirm or reject (after Index Faces in Library)")
+        self.suggested_btn.toggled.connect(lambda on: self.set_filter(suggested=on))
+        bl.addWidget(self.suggested_btn)
         self.search = QLineEdit(placeholderText="Search captions…", clearButtonEnabled=True)
         self.search.setMinimumWidth(140)
         self.search.textChanged.connect(lambda _: self._search_timer.start())
@@ -755,6 +760,10 @@ class Browser(QWidget):
                 self.person_combo.blockSignals(True)
                 self.person_combo.setCurrentIndex(i)
                 self.person_combo.blockSignals(False)
+        if "suggested" in changes and self.suggested_btn.isChecked() != new.suggested:
+            self.suggested_btn.blockSignals(True)
+            self.suggested_btn.setChecked(new.suggested)
+            self.suggested_btn.blockSignals(False)
         if "search" in changes and self.search.text() != new.search:
             self.search.blockSignals(True)
             self.search.setText(new.search)
@@ -764,7 +773,7 @@ class Browser(QWidget):
 
     def clear_filters(self) -> None:
         self.tree.setCurrentIndex(self.folder_model.index(0, 0))
-        self.set_filter(status="all", concept_id=None, search="", folder=None)
+        self.set_filter(status="all", concept_id=None, search="", folder=None, suggested=False)
 
     def show_concept(self, concept_id: int) -> None:
         self.set_filter(concept_id=concept_id)
