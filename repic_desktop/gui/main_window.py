@@ -123,6 +123,7 @@ class MainWindow(QMainWindow):
         else:
             self.controller_error = "Captioning is turned off."
         if self.controller is not None:
+            self.personalize.set_controller(self.controller)
             self.queue_dock = self.controller.queue_dock()
             if self.queue_dock.objectName() == "":
                 self.queue_dock.setObjectName("queueDock")

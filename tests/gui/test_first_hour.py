@@ -237,3 +237,137 @@ def test_after_indexing_the_dock_counts_suggestions_and_the_grid_filters_them(ma
     with qtbot.waitSignal(win.browser.photos_loaded, timeout=10_000):
         win.browser.suggested_btn.click()      # off again: every photo
     assert win.browser.model.rowCount() == len(ids)
+
+
+# ---------------------------------------------------------------------------------------------- personalize
+
+HUB_BASE = "Qwen/Qwen2.5-VL-7B-Instruct"
+
+
+@pytest.fixture
+def personalize_env(tmp_path, monkeypatch):
+    from repic_desktop.core.settings import Settings
+
+    monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    s = Settings()
+    s.model.source = HUB_BASE
+    s.save()
+    return tmp_path
+
+
+def _page(qtbot, lib, size=(1300, 820)):
+    from repic_desktop.gui.pages.personalize import PersonalizePage
+
+    page = PersonalizePage(lib, trainer_command=[sys.executable, "-c", "pass"])
+    qtbot.addWidget(page)
+    page.resize(*size)
+    page.show()
+    return page
+
+
+def test_personalize_offers_the_demo_model_chosen_in_the_welcome(imported_library, personalize_env, qtbot,
+                                                                 demo_model_dir):
+    from repic_desktop.core.settings import Settings
+    from repic_desktop.gui.captioning.model_worker import demo_model_dir as app_demo_dir
+
+    page = _page(qtbot, imported_library)
+    assert page.base_combo.currentText() == HUB_BASE
+    target = app_demo_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.symlink_to(demo_model_dir, target_is_directory=True)      # what the welcome builds
+    s = Settings.load()
+    s.model.source = str(target)                                     # ... and chooses
+    s.save()
+    page.reload()                                                    # (the window does this on showing the page)
+    assert page.base_combo.currentText() == str(target)
+    assert not page.base_status.isVisible()                          # a folder: nothing to download
+    s.model.source = HUB_BASE
+    s.save()
+    page.reload()
+    assert page.base_combo.currentText() == HUB_BASE
+    assert page.base_combo.findText(str(target)) >= 0                # still offered
+
+
+def test_personalize_downloads_a_missing_base_model(imported_library, personalize_env, qtbot, monkeypatch):
+
+    from repic_desktop.captioning import model_manager as mm
+
+    lib = imported_library
+    lib.add_concept("Anya", "person")
+    for p in lib.list_photos()[:3]:
+        lib.tag_photo(p.id, "Anya")
+    page = _page(qtbot, lib)
+    st = page.base_status
+    assert st.missing and "Not downloaded yet" in st.label.text()
+    assert not page.start_btn.isEnabled() and "Download it" in page.setup_error.text()
+    assert not st.button.isVisible()                                 # no controller: nothing to download with
+
+    from repic_desktop.gui.captioning.controller import CaptioningController
+    ctrl = CaptioningController(lib.path)
+    try:
+        page.set_controller(ctrl)
+        assert st.button.isVisible()
+        # offline here (HF_HUB_OFFLINE=1): the real download refuses at once, and the page says why
+        st.button.click()
+        qtbot.waitUntil(lambda: "Download failed" in st.label.text(), timeout=10_000)
+        assert "offline" in st.label.text() and st.button.isVisible()
+
+        # a download that works: progress on the page, then the model is here and Start is possible
+        fetched = {"done": False}
+
+        def fake_download(repo_id, revision=None, cache_dir=None, progress=None, allow_patterns=None):
+            for n in (0, 5_000_000, 10_000_000):
+                progress("Downloading bytes", n, 10_000_000)
+            fetched["done"] = True
+            return personalize_env
+
+        real_resolve = mm.resolve_local
+        monkeypatch.setattr(mm, "download_model", fake_download)
+        monkeypatch.setattr(mm, "resolve_local", lambda source, **kw: (personalize_env, None)
+                            if source == HUB_BASE and fetched["done"] else real_resolve(source, **kw))
+        st.button.click()
+        qtbot.waitUntil(lambda: not st.missing, timeout=10_000)
+        assert not st.isVisible() and page.start_btn.isEnabled()
+    finally:
+        ctrl.shutdown()
+
+
+def test_personalize_start_button_is_never_scrolled_away(imported_library, personalize_env, qtbot):
+    page = _page(qtbot, imported_library, size=(900, 420))
+    page.adv_toggle.setChecked(True)
+    qtbot.wait(50)
+    assert not page.setup_scroll.isAncestorOf(page.start_btn)
+    assert page.start_btn.isVisible() and not page.start_btn.visibleRegion().isEmpty()
+    assert page.setup_scroll.verticalScrollBar().maximum() > 0      # the form itself scrolls
+
+
+def test_wheel_over_the_personalize_form_scrolls_it_and_never_changes_a_combo(imported_library, personalize_env,
+                                                                              qtbot):
+    from PySide6.QtCore import QPoint, QPointF, Qt
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    page = _page(qtbot, imported_library, size=(900, 420))
+    page.adv_toggle.setChecked(True)
+    qtbot.wait(50)
+    combo, spin, bar = page.base_combo, page.steps_spin, page.setup_scroll.verticalScrollBar()
+    combo.setCurrentIndex(0)
+    assert combo.count() > 1
+
+    def wheel(w, dy=-120):
+        pos = QPointF(w.width() / 2, w.height() / 2)
+        ev = QWheelEvent(pos, QPointF(w.mapToGlobal(pos.toPoint())), QPoint(0, 0), QPoint(0, dy),
+                         Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+        QApplication.sendEvent(w, ev)
+
+    page.setFocus()
+    before = bar.value()
+    wheel(combo)
+    wheel(spin)
+    assert combo.currentIndex() == 0 and spin.value() == 0
+    assert bar.value() > before                                      # the form scrolled instead
+    combo.setFocus()
+    qtbot.waitUntil(combo.hasFocus, timeout=2000)
+    wheel(combo)
+    assert combo.currentIndex() == 1                                 # focused: the wheel is the user's choice

@@ -99,6 +99,17 @@ FAKE = textwrap.dedent('''
 ''')
 
 
+@pytest.fixture(autouse=True)
+def base_model_downloaded(monkeypatch, tmp_path):
+    """These tests run a fake trainer: the hub base model counts as downloaded (the page's Download row,
+    for a model that is not, has its own tests in test_first_hour.py)."""
+    from repic_desktop.captioning import model_manager as mm
+
+    real = mm.resolve_local
+    monkeypatch.setattr(mm, "resolve_local", lambda source, **kw: (tmp_path, None) if source == BASE
+                        else real(source, **kw))
+
+
 @pytest.fixture
 def settings_dir(tmp_path, monkeypatch):
     d = tmp_path / "config"
