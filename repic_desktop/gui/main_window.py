@@ -92,7 +92,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.photos_page)
         self.pages.addWidget(self.people)
         self.index = IndexController(library.path, parent=self)    # "Index Faces in Library" (issue #7)
-        self.faces = FacesPage(library, self.tasks, self.loader, index=self.index)
+        self.faces = FacesPage(library, self.tasks, self.loader, index=self.index, undo=self.undo)
         self.pages.addWidget(self.faces)
         self.personalize = PersonalizePage(library)
         self.pages.addWidget(self.personalize)

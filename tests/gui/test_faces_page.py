@@ -159,7 +159,7 @@ def test_ignore_a_cluster_then_bring_it_back(faces, qtbot):
         page.ignore_btn.click()
     qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
     assert [f.photo_id for f in page.model.rows[0].faces] == [ids["blue"]]
-    assert "1 group of faces (1 faces)" in page.summary.text()
+    assert "1 group of faces (1 face)" in page.summary.text()
     assert {f.photo_id for f in service.ignored_faces(lib)} == {ids["green1"], ids["green2"]}
     # indexing again does not bring them back
     service.run_index_job(lib, matcher)

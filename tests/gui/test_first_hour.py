@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_suggestions import squares  # noqa: F401 - fixture
+from .test_suggestions import service, squares  # noqa: F401 - fixture
+from .test_faces_page import faces  # noqa: F401 - fixture
 from ._app_fixtures import (  # noqa: F401 - fixtures
     album, gui_app, gui_library, imported_library, make_album, make_window, qsettings_tmp, thumb_cache,
 )
@@ -260,7 +261,7 @@ def _page(qtbot, lib, size=(1300, 820)):
     from repic_desktop.gui.pages.personalize import PersonalizePage
 
     page = PersonalizePage(lib, trainer_command=[sys.executable, "-c", "pass"])
-    qtbot.addWidget(page)
+    qtbot.addWidget(page, before_close_func=lambda p: p._drop_summary_proc())
     page.resize(*size)
     page.show()
     return page
@@ -371,3 +372,132 @@ def test_wheel_over_the_personalize_form_scrolls_it_and_never_changes_a_combo(im
     qtbot.waitUntil(combo.hasFocus, timeout=2000)
     wheel(combo)
     assert combo.currentIndex() == 1                                 # focused: the wheel is the user's choice
+
+
+# ---------------------------------------------------------------------------------------------- unknown faces
+
+def _clusters_ready(page, qtbot, n):
+    page.reload()
+    qtbot.waitUntil(lambda: page.model.rowCount() == n, timeout=15_000)
+
+
+def test_naming_unknown_faces_is_undoable(faces, qtbot):
+    from repic_desktop.core.library import NotFound
+
+    win, lib, ids, matcher = faces
+    service.run_index_job(lib, matcher)
+    page = win.faces
+    _clusters_ready(page, qtbot, 2)
+    page.name_edit.setText("Ben")
+    with qtbot.waitSignal(page.concepts_changed, timeout=15_000):
+        page.name_btn.click()
+    assert lib.concept("Ben") and win.undo.undoText() == "Name faces <Ben>"
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=15_000)
+    win.act_undo.trigger()                                         # Ctrl+Z, as anywhere else
+    with pytest.raises(NotFound):
+        lib.concept("Ben")                                         # the person it created is gone again
+    for pid in (ids["green1"], ids["green2"]):
+        assert lib.photo_concepts(pid) == [] and lib.regions(pid) == []
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=15_000)   # the group is unknown again
+    win.act_redo.trigger()
+    assert {c.name for c in lib.photo_concepts(ids["green1"])} == {"Ben"}
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=15_000)
+
+
+def test_naming_as_someone_known_undo_keeps_what_was_there(faces, qtbot):
+    win, lib, ids, matcher = faces
+    service.run_index_job(lib, matcher)
+    page = win.faces
+    lib.add_concept("Ben", "person")
+    lib.tag_photo(ids["green1"], "Ben")                            # tagged by hand before, without a box
+    refs_before = [r.id for r in lib.concept_refs("Ben")]
+    _clusters_ready(page, qtbot, 2)
+    page.name_edit.setText("Ben")
+    with qtbot.waitSignal(page.concepts_changed, timeout=15_000):
+        page.name_btn.click()
+    assert lib.regions(ids["green1"]) and len(lib.concept_refs("Ben")) > len(refs_before)
+    win.undo.undo()
+    assert [r.id for r in lib.concept_refs("Ben")] == refs_before
+    assert [c.name for c in lib.photo_concepts(ids["green1"])] == ["Ben"] and lib.regions(ids["green1"]) == []
+    assert lib.conn.execute("SELECT source FROM photo_concepts WHERE photo_id = ?",
+                            (ids["green1"],)).fetchone()[0] == "manual"
+    assert lib.photo_concepts(ids["green2"]) == []
+
+
+def test_ignoring_unknown_faces_is_undoable(faces, qtbot):
+    win, lib, ids, matcher = faces
+    service.run_index_job(lib, matcher)
+    page = win.faces
+    _clusters_ready(page, qtbot, 2)
+    with qtbot.waitSignal(page.ignored_changed, timeout=15_000):
+        page.ignore_btn.click()
+    assert {f.photo_id for f in service.ignored_faces(lib)} == {ids["green1"], ids["green2"]}
+    assert win.undo.undoText() == "Ignore 2 faces"
+    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=15_000)
+    with qtbot.waitSignal(page.ignored_changed, timeout=15_000):
+        win.act_undo.trigger()
+    assert service.ignored_faces(lib) == []
+    qtbot.waitUntil(lambda: page.model.rowCount() == 2, timeout=15_000)
+    win.act_redo.trigger()
+    assert len(service.ignored_faces(lib)) == 2
+
+
+# ---------------------------------------------------------------------------------------------- people page
+
+def test_box_dialog_enter_keeps_the_drawn_box(gui_app, qtbot, tmp_path):
+    from PIL import Image
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QDialog
+
+    from repic_desktop.core.library import Box
+    from repic_desktop.gui.pages.people import BoxDialog
+    from repic_desktop.gui.widgets.thumbnails import TaskRunner
+
+    img = tmp_path / "face.jpg"
+    Image.new("RGB", (400, 300), (200, 150, 120)).save(img)
+    tasks = TaskRunner(threads=1)
+    dlg = BoxDialog(tasks, str(img), "Where is Anya?", (400, 300))
+    qtbot.addWidget(dlg)
+    dlg.show()
+    qtbot.waitUntil(lambda: dlg.canvas.pixmap is not None, timeout=10_000)
+    assert dlg.whole.isDefault() and not dlg.ok.isEnabled()        # nothing drawn: Enter = whole photo
+    dlg.canvas.set_box(Box(50, 40, 120, 120))                      # what a drag leaves
+    assert dlg.ok.isDefault() and not dlg.whole.isDefault()
+    qtbot.keyClick(dlg, Qt.Key.Key_Return)
+    assert dlg.result() == QDialog.DialogCode.Accepted and dlg.box == Box(50, 40, 120, 120)
+    tasks.wait()
+
+
+def test_reference_from_a_file_is_shown_by_its_file_name(gui_library, tmp_path):
+    from PIL import Image
+
+    from repic_desktop.core.concepts import import_reference_file, reference_label, reference_path
+
+    lib = gui_library
+    lib.add_concept("Anya", "person")
+    src = tmp_path / "Anya at the beach.jpg"
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(src)
+    ref = import_reference_file(lib, "Anya", src)
+    path = reference_path(lib, ref)
+    assert reference_label(path) == "Anya at the beach.jpg"
+    again = tmp_path / "copy.jpg"
+    again.write_bytes(src.read_bytes())
+    assert reference_path(lib, import_reference_file(lib, "Anya", again)) == path   # one copy per content
+    assert reference_label("/x/references/0123456789abcdef01234567.jpg") == "reference photo"   # older copies
+
+
+def test_people_page_lists_a_file_reference_by_name(imported_library, make_window, qtbot, tmp_path):
+    from PIL import Image
+
+    from repic_desktop.core.concepts import import_reference_file
+
+    lib = imported_library
+    lib.add_concept("Anya", "person")
+    src = tmp_path / "anya-portrait.jpg"
+    Image.new("RGB", (64, 64), (10, 20, 30)).save(src)
+    import_reference_file(lib, "Anya", src)
+    win = make_window(lib)
+    win.show_page("people")
+    win.people.select(lib.concept("Anya").id)
+    qtbot.waitUntil(lambda: win.people.refs.count() == 1 and "anya-portrait.jpg" in win.people.refs.item(0).text(),
+                    timeout=10_000)

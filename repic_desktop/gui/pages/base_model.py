@@ -85,7 +85,7 @@ class BaseModelStatus(QWidget):
         d = self._download()
         running = d is not None and d["status"] == "running"
         if d is not None and d["status"] == "done" and self.missing:
-            QTimer.singleShot(0, self.check)        # downloaded: the model is here now
+            self._timer.start(0)                    # downloaded: the model is here now (check again)
         elif d is not None and d["status"] == "failed":
             self.label.setText(f"Download failed: {d['message']}")
         elif running:

@@ -26,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
@@ -551,7 +552,7 @@ class PersonalizePage(QWidget):
         old.deleteLater()
 
     def _summary_done(self, proc: QProcess, code: int, status) -> None:
-        if proc is not self._summary_proc:
+        if proc is not self._summary_proc or not shiboken6.isValid(proc):   # dropped, or the page is going
             return
         self._summary_proc = None
         proc.deleteLater()
