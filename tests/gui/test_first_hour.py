@@ -15,6 +15,7 @@ import pytest
 
 from .test_suggestions import service, squares  # noqa: F401 - fixture
 from .test_faces_page import faces  # noqa: F401 - fixture
+from .test_captioning_flows import make_controller  # noqa: F401 - fixture
 from ._app_fixtures import (  # noqa: F401 - fixtures
     album, gui_app, gui_library, imported_library, make_album, make_window, qsettings_tmp, thumb_cache,
 )
@@ -501,3 +502,65 @@ def test_people_page_lists_a_file_reference_by_name(imported_library, make_windo
     win.people.select(lib.concept("Anya").id)
     qtbot.waitUntil(lambda: win.people.refs.count() == 1 and "anya-portrait.jpg" in win.people.refs.item(0).text(),
                     timeout=10_000)
+
+
+# ---------------------------------------------------------------------------------------------- caption dock
+
+@pytest.fixture
+def album_for_captions(tmp_path, monkeypatch, demo_model_dir):
+    from PIL import Image
+
+    from repic_desktop.core.library import Library
+    from repic_desktop.core.settings import Settings
+
+    monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    d = tmp_path / "photos"
+    d.mkdir()
+    ids = []
+    with Library(tmp_path / "lib.sqlite") as lib:
+        for i in range(4):
+            p = d / f"IMG_{i}.jpg"
+            Image.new("RGB", (64, 48), (40 * i, 120, 90)).save(p)
+            ids.append(lib.add_photo(p, size=p.stat().st_size, mtime_ns=1, content_hash=f"h{i}", format="JPEG",
+                                     width=64, height=48))
+    s = Settings()
+    s.model.source = str(demo_model_dir)
+    s.extra.update(batch_size=2, max_new_tokens=8)
+    s.save()
+    return {"path": tmp_path / "lib.sqlite", "ids": ids}
+
+
+def test_job_card_keeps_pause_and_cancel_on_its_title_row(album_for_captions, make_controller, qtbot):
+    """The dock often sits at its minimum height: the job's buttons share the title row, so they show as
+    long as the job's title does."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtWidgets import QMainWindow
+
+    from .test_captioning_flows import start_job
+
+    ctrl = make_controller(album_for_captions["path"])
+    win = QMainWindow()
+    qtbot.addWidget(win)
+    win.resize(900, 600)
+    dock = ctrl.queue_dock()
+    win.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+    win.show()
+    job = start_job(qtbot, ctrl, album_for_captions["ids"], win)
+    qtbot.waitUntil(lambda: job in dock.cards, timeout=10_000)
+    card = dock.cards[job]
+
+    def on_title_row(b):
+        # same row as the title, above the progress bar and the lines that may wrap
+        return (b.geometry().bottom() < card.bar.geometry().top()
+                and abs(b.geometry().center().y() - card.title.geometry().center().y()) <= card.title.height())
+
+    card.refresh()
+    qtbot.wait(50)
+    assert ctrl.jobs[job].active, ctrl.jobs[job].status            # queued or running: Pause and Cancel
+    assert card.pause.isVisibleTo(card) and card.cancel.isVisibleTo(card)
+    assert on_title_row(card.pause) and on_title_row(card.cancel)
+    qtbot.waitUntil(lambda: not ctrl.jobs[job].active, timeout=60_000)
+    card.refresh()
+    qtbot.wait(50)
+    assert card.remove.isVisibleTo(card) and on_title_row(card.remove)

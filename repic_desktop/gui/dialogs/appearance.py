@@ -12,6 +12,8 @@ class AppearanceTab(QWidget):
         super().__init__(parent)
         self.setObjectName("appearanceTab")
         self.original = saved_theme()
+        # what is shown now (REPIC_THEME may override the saved choice): what Cancel goes back to
+        self.applied = getattr(QApplication.instance(), "_repic_scheme", "") or self.original
         lay = QVBoxLayout(self)
         lay.addWidget(QLabel("Theme"))
         self.group = QButtonGroup(self)
@@ -39,5 +41,5 @@ class AppearanceTab(QWidget):
         set_theme(QApplication.instance(), self.choice(), save=True)
 
     def _put_back(self) -> None:
-        if self.choice() != self.original:
-            set_theme(QApplication.instance(), self.original, save=False)
+        if self.choice() != self.applied:
+            set_theme(QApplication.instance(), self.applied, save=False)

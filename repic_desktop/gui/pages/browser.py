@@ -518,6 +518,7 @@ class EmptyState(QWidget):
         if icon is not None:
             self.icon.setPixmap(icon.pixmap(72, 72))
         for b in self._buttons:
+            b.hide()            # at once: deleteLater waits for the event loop, and both rows showed meanwhile
             b.deleteLater()
         self._buttons = []
         for i, (label, slot) in enumerate(buttons):

@@ -520,7 +520,7 @@ class PersonalizePage(QWidget):
             return                      # the run's own "dataset" event will bring it
         names = self.selected_concepts()
         if not names:
-            self.summary_label.setText("<i>Choose at least one person or pet.</i>")
+            self.summary_label.setText("")      # the line above Start Training says what is missing
             return
         self._drop_summary_proc()
         self._summary_out.clear()
