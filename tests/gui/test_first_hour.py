@@ -232,12 +232,13 @@ def test_after_indexing_the_dock_counts_suggestions_and_the_grid_filters_them(ma
     assert card.show_photos.isVisible()
     with qtbot.waitSignal(win.browser.photos_loaded, timeout=10_000):
         card.show_photos.click()
-    assert win.browser.suggested_btn.isChecked()
+    combo = win.browser.person_combo
+    assert combo.currentText() == "Suggested" and win.browser.filter.suggested
     shown = {win.browser.model.photo_id(r) for r in range(win.browser.model.rowCount())}
     waiting = {r[0] for r in lib.conn.execute("SELECT DISTINCT photo_id FROM suggestions WHERE status = 'pending'")}
     assert shown == waiting and ids["party"] in shown and ids["green1"] not in shown
     with qtbot.waitSignal(win.browser.photos_loaded, timeout=10_000):
-        win.browser.suggested_btn.click()      # off again: every photo
+        combo.setCurrentIndex(combo.findText("Everyone"))      # off again: every photo
     assert win.browser.model.rowCount() == len(ids)
 
 

@@ -61,6 +61,7 @@ QToolButton#segment:checked { background: palette(highlight); color: palette(hig
                               border-color: palette(highlight); }
 """
 
+SUGGESTED = "suggested"       # the person filter's "Suggested" item (photos with suggestions waiting)
 PhotoIdRole = Qt.ItemDataRole.UserRole + 1
 InfoRole = Qt.ItemDataRole.UserRole + 2
 FolderRole = Qt.ItemDataRole.UserRole + 3
@@ -695,11 +696,6 @@ class Browser(QWidget):
         self.person_combo.setToolTip("Only photos with this person or pet")
         self.person_combo.currentIndexChanged.connect(self._person_chosen)
         bl.addWidget(self.person_combo)
-        self.suggested_btn = QToolButton(text="Has Suggestions", checkable=True)
-        self.suggested_btn.setToolTip("Only photos where RePIC suggests who is in them and waits for you to "
-                                      "confirm or reject (after Index Faces in Library)")
-        self.suggested_btn.toggled.connect(lambda on: self.set_filter(suggested=on))
-        bl.addWidget(self.suggested_btn)
         self.search = QLineEdit(placeholderText="Search captions…", clearButtonEnabled=True)
         self.search.setMinimumWidth(140)
         self.search.textChanged.connect(lambda _: self._search_timer.start())
@@ -747,6 +743,11 @@ class Browser(QWidget):
     # ------------------------------------------------------------------ filters
     def set_filter(self, **changes) -> bool:
         """Change filters; returns False when nothing changed (no new query)."""
+        # one combo shows both: a person, or the photos with suggestions waiting (never the two at once)
+        if changes.get("concept_id") is not None:
+            changes.setdefault("suggested", False)
+        if changes.get("suggested"):
+            changes.setdefault("concept_id", None)
         new = replace(self.filter, **changes)
         if new == self.filter:
             return False
@@ -755,16 +756,12 @@ class Browser(QWidget):
             btn = self.status_buttons.get(new.status)
             if btn is not None and not btn.isChecked():
                 btn.setChecked(True)
-        if "concept_id" in changes:
-            i = self.person_combo.findData(new.concept_id)
+        if "concept_id" in changes or "suggested" in changes:
+            i = self.person_combo.findData(SUGGESTED if new.suggested else new.concept_id)
             if i >= 0 and i != self.person_combo.currentIndex():
                 self.person_combo.blockSignals(True)
                 self.person_combo.setCurrentIndex(i)
                 self.person_combo.blockSignals(False)
-        if "suggested" in changes and self.suggested_btn.isChecked() != new.suggested:
-            self.suggested_btn.blockSignals(True)
-            self.suggested_btn.setChecked(new.suggested)
-            self.suggested_btn.blockSignals(False)
         if "search" in changes and self.search.text() != new.search:
             self.search.blockSignals(True)
             self.search.setText(new.search)
@@ -780,7 +777,11 @@ class Browser(QWidget):
         self.set_filter(concept_id=concept_id)
 
     def _person_chosen(self, i: int) -> None:
-        self.set_filter(concept_id=self.person_combo.itemData(i))
+        data = self.person_combo.itemData(i)
+        if data == SUGGESTED:
+            self.set_filter(concept_id=None, suggested=True)
+        else:
+            self.set_filter(concept_id=data, suggested=False)
 
     def _folder_chosen(self, current: QModelIndex, _prev=None) -> None:
         self.set_filter(folder=current.data(FolderRole) if current.isValid() else None)
@@ -791,9 +792,15 @@ class Browser(QWidget):
         self.person_combo.blockSignals(True)
         self.person_combo.clear()
         self.person_combo.addItem("Everyone", None)
+        # Not a person but "whose suggestions wait": in this combo, the filter bar gets no wider (a wider
+        # bar squeezed the photo panel on a 1280-pixel screen)
+        self.person_combo.addItem("Suggested", SUGGESTED)
+        self.person_combo.setItemData(1, "Photos where RePIC suggests who is in them and waits for you to "
+                                      "confirm or reject (after Index Faces in Library)", Qt.ItemDataRole.ToolTipRole)
+        self.person_combo.insertSeparator(2)
         for c in self.lib.concepts():
             self.person_combo.addItem(c.name, c.id)
-        i = self.person_combo.findData(keep)
+        i = self.person_combo.findData(SUGGESTED if self.filter.suggested else keep)
         self.person_combo.setCurrentIndex(max(0, i))
         self.person_combo.blockSignals(False)
         if keep is not None and i < 0:
