@@ -25,5 +25,11 @@ def set_theme(app, name: str, *, save: bool = True) -> None:
     if name not in dict(THEMES):
         raise ValueError(f"unknown theme {name!r}")
     apply_color_scheme(app, name)
+    # A widget with a style sheet keeps the palette it was polished with (a light button in a dark
+    # window): setting its sheet again re-polishes it with the new palette.
+    for w in app.allWidgets():
+        sheet = w.styleSheet()
+        if sheet:
+            w.setStyleSheet(sheet)
     if save:
         QSettings().setValue(KEY, name)

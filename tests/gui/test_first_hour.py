@@ -185,6 +185,23 @@ def _dark(app) -> bool:
     return app.palette().color(QPalette.ColorRole.Window).lightness() < 110
 
 
+def test_theme_switch_repaints_widgets_with_a_style_sheet(gui_app, qtbot):
+    from PySide6.QtWidgets import QPushButton
+
+    from repic_desktop.gui.theme import set_theme
+
+    set_theme(gui_app, "light", save=False)
+    b = QPushButton("Remove")
+    b.setStyleSheet("QPushButton { padding: 1px 10px; }")      # as the queue dock's compact buttons
+    qtbot.addWidget(b)
+    b.show()
+    set_theme(gui_app, "dark", save=False)
+    try:
+        assert b.grab().toImage().pixelColor(4, b.height() // 2).lightness() < 110
+    finally:
+        set_theme(gui_app, "system", save=False)
+
+
 def test_theme_switch_previews_keeps_and_puts_back(gui_app, qtbot, monkeypatch):
     from PySide6.QtWidgets import QDialog
 
