@@ -605,7 +605,7 @@ class FacesPage(QWidget):
             menu.deleteLater()
 
     def _run_ignore(self, crop_ids: list[int], *, ignore: bool, cluster_id: int | None = None) -> bool:
-        svc, path = self.service, self.lib.path
+        path = self.lib.path
         self.ignore_btn.setEnabled(False)
 
         def work():
