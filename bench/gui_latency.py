@@ -167,7 +167,8 @@ def make_grid(lib_path: Path, parent):
     lib = Library(lib_path)
     try:
         from repic_desktop.gui.pages.browser import Browser
-        from repic_desktop.gui.widgets.thumbnails import TaskRunner, ThumbnailLoader
+        from repic_desktop.gui.tasks import TaskRunner
+        from repic_desktop.gui.widgets.thumbnails import ThumbnailLoader
         from repic_desktop.core.thumbnails import ThumbnailCache
     except ImportError:
         return make_minimal_grid(lib, parent)

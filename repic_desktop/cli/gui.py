@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from ..core import paths
 
@@ -16,7 +17,9 @@ def cmd_gui(args: argparse.Namespace) -> int:
     except ImportError as exc:  # PySide6 missing or its system libraries absent
         raise UserError(f"the desktop app cannot start: {exc}. Install the app's requirements "
                         "(PySide6-Essentials) and, on Linux, the Qt xcb libraries (see README).") from None
-    return run_gui(paths.resolve_library_path(getattr(args, "library", None)), screenshot=args.screenshot,
+    # Without --library or REPIC_LIBRARY the app opens the library last opened in it (File → Open Library)
+    explicit = getattr(args, "library", None) or os.environ.get("REPIC_LIBRARY")
+    return run_gui(paths.resolve_library_path(explicit) if explicit else None, screenshot=args.screenshot,
                    page=args.page)
 
 

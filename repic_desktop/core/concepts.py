@@ -45,6 +45,24 @@ def category_for_kind(kind: str) -> str:
 # reference photos from outside the library
 # ------------------------------------------------------------------------------------------------
 
+def _safe_stem(stem: str) -> str:
+    """The original file name, as far as it is a harmless file name on every platform."""
+    clean = re.sub(r"[^\w .()-]+", "_", stem).strip(" .") or "photo"
+    return clean[:60]
+
+
+def reference_label(path: str | os.PathLike) -> str:
+    """What to call a reference file: its original name for a copy made by import_reference_file (the
+    hash in front dropped), "reference photo" for older copies named by the hash alone."""
+    name = os.path.basename(os.fspath(path))
+    m = re.fullmatch(r"[0-9a-f]{24}-(.+)", name)
+    if m:
+        return m.group(1)
+    if re.fullmatch(r"[0-9a-f]{24}(\.\w+)?", name):
+        return "reference photo"
+    return name
+
+
 def import_reference_file(library: "Library", concept: str, source: str | os.PathLike, *,
                           box: "Box | None" = None, primary: bool = False):
     """Copy an external image into the library's own folder and add it as a reference.
@@ -78,7 +96,11 @@ def import_reference_file(library: "Library", concept: str, source: str | os.Pat
     dest_dir = library.data_dir / "references"
     dest_dir.mkdir(parents=True, exist_ok=True)
     suffix = src.suffix.lower() if src.suffix else ".img"
-    dest = dest_dir / f"{digest[:24]}{suffix}"
+    # "<hash>-<original name>": the hash keeps one copy per content (the same file imported twice, or
+    # under another name, is stored once), the name is what the People page shows (reference_label).
+    same = sorted(dest_dir.glob(f"{digest[:24]}*{suffix}"))
+    same = [q for q in same if not q.name.endswith(".part")]
+    dest = same[0] if same else dest_dir / f"{digest[:24]}-{_safe_stem(src.stem)}{suffix}"
     if not dest.exists():
         tmp = dest.with_name(dest.name + ".part")
         tmp.write_bytes(data)

@@ -21,10 +21,12 @@ class PhotoFilter:
     search: str = ""
     folder: str | None = None         # this folder and everything below it
     include_missing: bool = False     # also photos whose file is gone
+    suggested: bool = False           # only photos with suggestions waiting for review
 
     @property
     def is_default(self) -> bool:
-        return self.status == "all" and self.concept_id is None and not self.search.strip() and self.folder is None
+        return (self.status == "all" and self.concept_id is None and not self.search.strip() and self.folder is None
+                and not self.suggested)
 
 
 def filter_sql(f: PhotoFilter) -> tuple[str, list[Any]]:
@@ -39,6 +41,8 @@ def filter_sql(f: PhotoFilter) -> tuple[str, list[Any]]:
     if f.concept_id is not None:
         where.append("p.id IN (SELECT photo_id FROM photo_concepts WHERE concept_id = ?)")
         args.append(f.concept_id)
+    if f.suggested:
+        where.append("p.id IN (SELECT photo_id FROM suggestions WHERE status = 'pending')")
     if f.folder is not None:
         folder = f.folder.rstrip("/") or "/"
         prefix = folder if folder.endswith("/") else folder + "/"

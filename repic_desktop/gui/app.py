@@ -65,10 +65,15 @@ def _is_dark(palette) -> bool:
 
 
 def apply_color_scheme(app, scheme: str | None = None) -> None:
-    """Follow the system (default), or force 'dark' / 'light' (REPIC_THEME)."""
+    """Follow the system ('system'), or force 'dark' / 'light'. Without `scheme`: REPIC_THEME, else the
+    user's choice in Settings → Appearance (gui/theme.py)."""
     from PySide6.QtCore import Qt
 
-    scheme = (scheme or os.environ.get("REPIC_THEME", "")).strip().lower()
+    if not scheme:
+        from .theme import saved_theme
+        scheme = os.environ.get("REPIC_THEME", "") or saved_theme()
+    scheme = scheme.strip().lower()
+    app._repic_scheme = scheme
     hints = app.styleHints()
     can_set = hasattr(hints, "setColorScheme")
     if scheme == "dark" and can_set:
@@ -83,9 +88,11 @@ def apply_color_scheme(app, scheme: str | None = None) -> None:
         app.setPalette(dark_palette())        # the platform said dark but Fusion stayed light
     else:
         app.setPalette(style_palette)
-    if not getattr(app, "_repic_scheme_hooked", False) and scheme not in ("dark", "light"):
+    if not getattr(app, "_repic_scheme_hooked", False):
         app._repic_scheme_hooked = True
-        hints.colorSchemeChanged.connect(lambda *_: apply_color_scheme(app))
+        # the system switched: follow it, unless the user forced a theme meanwhile
+        hints.colorSchemeChanged.connect(
+            lambda *_: app._repic_scheme not in ("dark", "light") and apply_color_scheme(app, app._repic_scheme))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -146,9 +153,10 @@ def make_app(argv: list[str] | None = None):
     return app
 
 
-def run_gui(library_path: str | os.PathLike, screenshot: str | os.PathLike | None = None,
+def run_gui(library_path: str | os.PathLike | None, screenshot: str | os.PathLike | None = None,
             page: str | None = None) -> int:
-    """Open the main window on `library_path` and run the event loop; returns the exit code."""
+    """Open the main window on `library_path` (None: the library last opened in the app, else the
+    default) and run the event loop; returns the exit code."""
     if screenshot is not None and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") \
             and sys.platform.startswith("linux"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")   # a screenshot needs no screen
@@ -165,8 +173,11 @@ def run_gui(library_path: str | os.PathLike, screenshot: str | os.PathLike | Non
     from .widgets.log_view import install_qt_message_handler, log_handler
     from .main_window import MainWindow
 
+    from .library_switch import startup_library
+
     log_handler()
     install_qt_message_handler()
+    library_path = startup_library(library_path)
     try:
         library = Library(library_path)
     except LibraryError as exc:
@@ -174,7 +185,7 @@ def run_gui(library_path: str | os.PathLike, screenshot: str | os.PathLike | Non
         print(f"repic: error: {exc}", file=sys.stderr)
         return 1
     win = MainWindow(library, startup_prompts=screenshot is None)
-    install_excepthook(lambda: win)
+    install_excepthook(lambda: getattr(MainWindow, "latest", win))   # File → Open Library replaces it
     if page:
         win.show_page(page)
     win.show()

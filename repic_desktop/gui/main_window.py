@@ -26,7 +26,7 @@ from .pages.browser import Browser, PhotoFilter, query_photo_ids
 from .dialogs.about import AboutDialog
 from .dialogs.errors import show_error
 from .pages.faces import FacesPage
-from .dialogs.files import choose_folder
+from .dialogs.files import choose_folder, choose_new_file, choose_open_file
 from .captioning.index_controller import IndexController
 from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
@@ -34,11 +34,21 @@ from .widgets.photo_panel import PhotoPanel, TagCommand
 from .tasks import TaskRunner
 from .widgets.log_view import LogView, log_handler
 from .widgets.thumbnails import ThumbnailLoader
+from .wording import count, people_and_pets
+from .library_watch import LibraryWatcher
+from .library_switch import LIBRARY_FILTER, remember_library, same_file, with_library_suffix
 
 log = logging.getLogger(__name__)
 
 PAGES = ("browser", "people", "faces", "personalize")
 SETTINGS_VERSION = 1
+
+
+def window_title(library_path: Path) -> str:
+    """"lib — RePIC Desktop": ending with the app's display name, Qt adds it no second time (it appends
+    the display name to every title that does not end with it)."""
+    name = library_path.stem if library_path.name != "library.sqlite" else "Library"
+    return f"{name} — {APP_NAME}"
 
 
 def _controller_factory_default(library_path: Path, parent):
@@ -55,7 +65,10 @@ class MainWindow(QMainWindow):
         self.lib = library
         self.library_path = library.path
         self.startup_prompts = startup_prompts
-        self.setWindowTitle(f"{APP_NAME} — {library.path.name if library.path.name != 'library.sqlite' else 'Library'}")
+        self._controller_factory = controller_factory
+        self._thumbnail_cache = thumbnail_cache
+        MainWindow.latest = self
+        self.setWindowTitle(window_title(library.path))
         self.setAcceptDrops(True)
         self.setDockNestingEnabled(True)
         self._shown_once = False
@@ -82,7 +95,7 @@ class MainWindow(QMainWindow):
         self.pages.addWidget(self.photos_page)
         self.pages.addWidget(self.people)
         self.index = IndexController(library.path, parent=self)    # "Index Faces in Library" (issue #7)
-        self.faces = FacesPage(library, self.tasks, self.loader, index=self.index)
+        self.faces = FacesPage(library, self.tasks, self.loader, index=self.index, undo=self.undo)
         self.pages.addWidget(self.faces)
         self.personalize = PersonalizePage(library)
         self.pages.addWidget(self.personalize)
@@ -113,6 +126,7 @@ class MainWindow(QMainWindow):
         else:
             self.controller_error = "Captioning is turned off."
         if self.controller is not None:
+            self.personalize.set_controller(self.controller)
             self.queue_dock = self.controller.queue_dock()
             if self.queue_dock.objectName() == "":
                 self.queue_dock.setObjectName("queueDock")
@@ -144,6 +158,8 @@ class MainWindow(QMainWindow):
         self._update_actions()
         self._update_counts()
         self.browser.loaded.connect(self._check_ready)
+        self.watcher = LibraryWatcher(library.conn, busy=self._busy_writing, parent=self)
+        self.watcher.changed.connect(self.library_changed_elsewhere)
 
     # ------------------------------------------------------------------ actions
     def _action(self, text: str, slot, shortcut=None, tip: str = "", checkable: bool = False) -> QAction:
@@ -164,6 +180,10 @@ class MainWindow(QMainWindow):
     def _make_actions(self) -> None:
         self.act_add_folder = self._action("&Add Photo Folder…", self.add_folder, QKeySequence.StandardKey.Open,
                                            "Import a folder of photos (they stay where they are)")
+        self.act_open_library = self._action("&Open Library…", self.open_library_dialog, "Ctrl+Shift+O",
+                                             "Open another library file (its photos, people and captions)")
+        self.act_new_library = self._action("Ne&w Library…", self.new_library_dialog, None,
+                                            "Start an empty library in a new file")
         self.act_rescan = self._action("&Rescan", lambda: self.browser.rescan(), "F5",
                                        "Look for new, changed, moved and deleted photos")
         self.act_quit = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -223,6 +243,8 @@ class MainWindow(QMainWindow):
     def _make_menus(self) -> None:
         mb = self.menuBar()
         m = mb.addMenu("&File")
+        m.addActions([self.act_open_library, self.act_new_library])
+        m.addSeparator()
         m.addActions([self.act_add_folder, self.act_rescan])
         m.addSeparator()
         m.addAction(self.act_quit)
@@ -308,6 +330,7 @@ class MainWindow(QMainWindow):
         # an ignored face may have been the evidence for a chip the panel shows
         self.faces.ignored_changed.connect(self.panel.refresh_suggestions)
         self.index.finished.connect(self._faces_indexed)
+        self.index.show_suggested.connect(self.show_suggested_photos)
         self.index.photo_indexed.connect(lambda pid: pid == p.photo_id and p.refresh_suggestions())
         self.index.changed.connect(lambda: self.act_index_faces.setEnabled(not self.index.active))
         self.undo.indexChanged.connect(lambda _: self._update_actions())
@@ -396,11 +419,37 @@ class MainWindow(QMainWindow):
     def _show_counts(self, c: dict) -> None:
         review = c["captioned"] - c["accepted"]
         text = (f"{c['photos']:,} photos  ·  {c['captioned']:,} captioned  ·  {review:,} to review  ·  "
-                f"{c['accepted']:,} accepted  ·  {c['people']} people, {c['pets']} pets")
+                f"{c['accepted']:,} accepted  ·  {people_and_pets(c['people'], c['pets'])}")
         self.status_counts.setText(text + "  ")
         self.counts = c
 
     # ------------------------------------------------------------------ library changes
+    def _busy_writing(self) -> bool:
+        """The window's own workers are writing: refresh once they are done, not after every commit."""
+        jobs = getattr(self.controller, "jobs", None) or {}
+        return (self.browser.importing or self.index.active
+                or any(getattr(v, "active", False) for v in jobs.values()))
+
+    def library_changed_elsewhere(self) -> None:
+        """Another program (a `repic` command, a second window) changed the library: show its changes.
+        Every part re-reads what it shows; the caption being edited is left alone."""
+        if self._closing:
+            return
+        self.browser.reload_concepts()
+        self.browser.reload()                   # ids, counts and folders; the selection is kept
+        self.browser.model.refresh_all()        # names and caption states of the rows shown
+        editor = getattr(self.panel, "editor", None)
+        if editor is None or editor.toPlainText() == getattr(self.panel, "_loaded_caption_text", ""):
+            self.panel.refresh()
+        page = self.current_page()
+        if page == "people":
+            self.people.reload()
+        elif page == "faces":
+            self.faces.reload()
+        elif page == "personalize" and not self.personalize.is_running():
+            self.personalize.reload()
+        self._update_counts_later()
+
     def _photo_changed(self, photo_id: int) -> None:
         self.browser.refresh_photo(photo_id)
         self._update_counts_later()
@@ -421,7 +470,7 @@ class MainWindow(QMainWindow):
 
     def _show_concept_photos(self, concept_id: int) -> bool:
         self.show_page("browser")
-        return self.browser.set_filter(status="all", search="", folder=None, concept_id=concept_id)
+        return self.browser.set_filter(status="all", search="", folder=None, concept_id=concept_id, suggested=False)
 
     def _show_concept_photo(self, concept_id: int, photo_id: int) -> None:
         if self._show_concept_photos(concept_id):
@@ -453,7 +502,7 @@ class MainWindow(QMainWindow):
 
     def tag_photos(self, ids: list[int], concept_id: int) -> None:
         name = self.lib.concepts.get(concept_id).name
-        self.undo.beginMacro(f"Add <{name}> to {len(ids)} photo(s)")
+        self.undo.beginMacro(f"Add <{name}> to {count(len(ids), 'photo')}")
         try:
             for pid in ids:
                 self.undo.push(TagCommand(self.lib, pid, self.panel._notify, concept_id, add=True))
@@ -468,6 +517,55 @@ class MainWindow(QMainWindow):
         box = self.people._ask_box(p.fs_path, (p.width, p.height))
         if box is not False:
             self.people._add_ref(photo_id=photo_id, box=box)
+
+    # ------------------------------------------------------------------ libraries
+    def open_library_dialog(self) -> "MainWindow | None":
+        path = choose_open_file(self, "Open a library", str(self.library_path.parent), LIBRARY_FILTER,
+                                library=None)
+        return self.open_library(path) if path else None
+
+    def new_library_dialog(self) -> "MainWindow | None":
+        picked = choose_new_file(self, "New library", str(self.library_path.parent / "New library.sqlite"),
+                                 LIBRARY_FILTER)
+        if not picked:
+            return None
+        path = with_library_suffix(picked)
+        if path.exists():
+            show_error(self, "Cannot create the library",
+                       f"{path} already exists: open it with File → Open Library…, or choose another name.")
+            return None
+        return self.open_library(path, create=True)
+
+    def open_library(self, path, *, create: bool = False) -> "MainWindow | None":
+        """Show another library in a new window that replaces this one; returns it (self when `path` is
+        the library already open, None when it could not be opened or this window must stay)."""
+        path = Path(path).expanduser()
+        if same_file(path, self.library_path):
+            self.statusBar().showMessage("That library is already open.", 5000)
+            return self
+        if not create and not path.is_file():
+            show_error(self, "Cannot open the library", f"{path} does not exist.")
+            return None
+        import sqlite3
+        try:
+            lib = Library(path)
+        except (LibraryError, sqlite3.DatabaseError, OSError) as exc:
+            show_error(self, "Cannot open the library", f"{path} is not a library RePIC can open: {exc}")
+            return None
+        self.save_layout()
+        win = MainWindow(lib, controller_factory=self._controller_factory, startup_prompts=self.startup_prompts,
+                         thumbnail_cache=self._thumbnail_cache)
+        # Deleted when closed, and its library closed only then: no timer or slot of a closed window can
+        # reach a closed connection. (The first window's library is closed by run_gui when the app ends.)
+        win.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        win.destroyed.connect(lambda *_: lib.close())
+        win.show()
+        if not self.close():                  # training runs and the user chose to keep it
+            win.close()
+            MainWindow.latest = self
+            return None
+        remember_library(path)
+        return win
 
     # ------------------------------------------------------------------ import
     def add_folder(self) -> None:
@@ -498,8 +596,13 @@ class MainWindow(QMainWindow):
     def _show_face_photo(self, photo_id: int) -> None:
         self.show_page("browser")
         if not self.browser.select_photo(photo_id):     # hidden by a filter: show all photos, then select
-            if self.browser.set_filter(status="all", search="", folder=None, concept_id=None):
+            if self.browser.set_filter(status="all", search="", folder=None, concept_id=None, suggested=False):
                 self.browser.loaded_once_then(lambda: self.browser.select_photo(photo_id))
+
+    def show_suggested_photos(self) -> None:
+        """The grid with only the photos whose suggestions wait for review (the index card's button)."""
+        self.show_page("browser")
+        self.browser.set_filter(status="all", search="", folder=None, concept_id=None, suggested=True)
 
     def _faces_indexed(self, summary: dict) -> None:
         self.panel.refresh_suggestions()
@@ -637,7 +740,7 @@ class MainWindow(QMainWindow):
 
         def done(n: int) -> None:
             if n:
-                log.info("removed %d leftover temp file(s) of a killed export", n)
+                log.info("removed %s of a killed export", count(n, "leftover temp file"))
 
         self.tasks.run(work, done, lambda m, d: log.warning("leftover temp files not checked: %s", m), library=path)
 
@@ -683,6 +786,7 @@ class MainWindow(QMainWindow):
             e.ignore()
             return
         self._closing = True
+        self.watcher.stop()
         try:
             self.panel.save_edit()
         except LibraryError as exc:

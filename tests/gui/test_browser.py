@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QApplication
 
 from repic_desktop.core.library import Library
 
-from tests.helpers.gui_app import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 
@@ -38,7 +37,7 @@ def test_import_folder_reports_skipped_files_and_fills_the_grid(make_window, gui
     wait_import(qtbot, b)
     assert b.model.rowCount() == 12
     assert b.stack.currentWidget() is b.view
-    assert "12 photo(s) added" in b.banner.label.text() and "1 file(s) skipped" in b.banner.label.text()
+    assert "12 photos added" in b.banner.label.text() and "1 file skipped" in b.banner.label.text()
     dlg = b.show_import_report()
     assert dlg.table.rowCount() == 1
     assert dlg.table.item(0, 0).text().endswith("notes.jpg")

@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QWidget
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
 
-from tests.helpers.gui_captioning import WAIT, make_controller, window  # noqa: F401 - fixtures
+from tests.helpers.gui_captioning import WAIT
 
 
 @pytest.fixture

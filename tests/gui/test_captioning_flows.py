@@ -15,7 +15,7 @@ from PySide6.QtWidgets import QMessageBox
 from repic_desktop.core.jobs import JobStore
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
-from tests.helpers.gui_captioning import WAIT, make_controller, window  # noqa: F401 - fixtures
+from tests.helpers.gui_captioning import WAIT
 
 def _photo(path, color, size=(64, 48)):
     Image.new("RGB", size, color).save(path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.gui_app import gui_app, gui_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from tests.helpers.gui_app import make_album
 
 pytest.importorskip("pyexiv2")
 pytestmark = pytest.mark.usefixtures("gui_app")

@@ -14,18 +14,9 @@ from PySide6.QtTest import QTest
 
 from repic_desktop.gui.pages.faces import FACE_THUMB
 
-from tests.helpers.gui_app import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
-from tests.helpers.square_faces import COLORS, WAIT, service, show, squares, sugg_chips  # noqa: F401
+from tests.helpers.square_faces import COLORS, WAIT, service, show, sugg_chips
 
 pytestmark = pytest.mark.usefixtures("gui_app")
-
-
-@pytest.fixture
-def faces(squares, make_window, qtbot):
-    lib, ids, matcher = squares
-    win = make_window(lib)
-    win.show_page("faces")
-    return win, lib, ids, matcher
 
 
 def test_empty_state_says_to_index_first(faces, qtbot):
@@ -159,7 +150,7 @@ def test_ignore_a_cluster_then_bring_it_back(faces, qtbot):
         page.ignore_btn.click()
     qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=WAIT)
     assert [f.photo_id for f in page.model.rows[0].faces] == [ids["blue"]]
-    assert "1 group of faces (1 faces)" in page.summary.text()
+    assert "1 group of faces (1 face)" in page.summary.text()
     assert {f.photo_id for f in service.ignored_faces(lib)} == {ids["green1"], ids["green2"]}
     # indexing again does not bring them back
     service.run_index_job(lib, matcher)

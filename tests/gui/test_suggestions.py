@@ -18,13 +18,10 @@ from PySide6.QtGui import QColor, QImage
 
 from repic_desktop.core.library import Box, Library
 
-from tests.helpers.gui_app import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 service = pytest.importorskip("repic_desktop.retrieval.service")
 from repic_desktop.retrieval.base import MatcherUnavailable  # noqa: E402
-from tests.helpers.square_faces import (  # noqa: E402, F401 - squares is a fixture
-    WAIT, chip_names, show, squares, sugg_chips,
-)
+from tests.helpers.square_faces import WAIT, chip_names, show, sugg_chips
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QLabel
 from repic_desktop.core.library import Library
 from repic_desktop.gui.tasks import CommandThread, TaskError, TaskRunner
 
-from tests.helpers.gui_app import gui_app, qsettings_tmp  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

@@ -28,6 +28,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ...core.library import LibraryError
 from ..tasks import TaskError, TaskRunner
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,10 @@ def _index_work(service, matcher_id: str | None, settings, job_id: int | None, p
                                             progress=photo_progress, should_stop=stop.is_set, settings=settings)
         except unavailable_type(service) as exc:
             raise TaskError(str(exc) or "no face matcher is ready") from None
-        return dict(summary or {})
+        result = dict(summary or {})
+        # what now waits for the user (the dock says it; "Show Photos" filters the grid to them)
+        result.setdefault("pending", tuple(lib.retrieval.pending_suggestion_count()))
+        return result
 
     return work
 
@@ -128,6 +132,7 @@ class IndexController(QObject):
     changed = Signal()            # state or progress changed
     finished = Signal(dict)       # the job ended (done or cancelled): its summary
     photo_indexed = Signal(int)   # a photo's suggestions were stored (refresh it if shown)
+    show_suggested = Signal()     # the user asked to see the photos whose suggestions wait for review
 
     def __init__(self, library_path: str | Path, service=None, parent: QObject | None = None, *,
                  matcher_id: str | None = None, settings=None):
@@ -163,6 +168,12 @@ class IndexController(QObject):
     @property
     def active(self) -> bool:
         return self.state in ("starting", "running", "stopping")
+
+    @property
+    def pending_suggestions(self) -> int:
+        """Suggestions waiting for review when the last run ended (0 before the first run ends)."""
+        pending = (self.summary or {}).get("pending") or (0, 0)
+        return int(pending[0]) if not self.active else 0
 
     @property
     def resumable(self) -> bool:
@@ -252,6 +263,11 @@ class IndexController(QObject):
             bits.append(f"{summary['skipped']} already done")
         if summary.get("failed"):
             bits.append(f"{summary['failed']} failed")
+        pending = summary.get("pending")
+        if pending:
+            n, photos = pending
+            bits.append(f"{count(n, 'suggestion')} to review on {count(photos, 'photo')}" if n
+                        else "no suggestions to review")
         if not cancelled and self.total:
             self.done = self.total
         self._set("cancelled" if cancelled else "done", ", ".join(bits))

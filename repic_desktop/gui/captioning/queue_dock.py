@@ -113,8 +113,7 @@ class JobCard(QFrame):
         self.errors.setMaximumHeight(140)
         self.errors.setVisible(False)
         lay.addWidget(self.errors)
-        buttons = QHBoxLayout()
-        buttons.setSpacing(4)
+        top.setSpacing(4)
         self.pause = QPushButton("Pause", self)
         self.pause.setToolTip("Stop now; the job stays in the list and continues with Resume (also after a restart)")
         self.pause.clicked.connect(lambda: controller.pause_job(job_id))
@@ -127,10 +126,11 @@ class JobCard(QFrame):
         self.remove = QPushButton("Remove", self)
         self.remove.setToolTip("Remove from the list (a paused job is given up; its captions are kept)")
         self.remove.clicked.connect(lambda: controller.remove_job(job_id))
+        # On the title row, as on the index card: the dock often opens at its minimum height, and buttons
+        # below the progress and error lines were then scrolled out of sight while a job ran.
         for b in (self.pause, self.cancel, self.resume, self.remove):
-            buttons.addWidget(b)
-        buttons.addStretch(1)
-        lay.addLayout(buttons)
+            b.setStyleSheet("QPushButton { padding: 1px 10px; }")
+            top.addWidget(b)
         self._shown_errors = 0
         self.refresh()
 
@@ -233,7 +233,10 @@ class IndexCard(QFrame):
         self.remove = QPushButton("Remove", self)
         self.remove.setToolTip("Remove from the list (what was indexed is kept)")
         self.remove.clicked.connect(index.dismiss)
-        for b in (self.cancel, self.resume, self.remove):
+        self.show_photos = QPushButton("Show Photos", self)
+        self.show_photos.setToolTip("Show the photos with suggestions waiting for you to confirm or reject")
+        self.show_photos.clicked.connect(index.show_suggested.emit)
+        for b in (self.show_photos, self.cancel, self.resume, self.remove):
             b.setStyleSheet("QPushButton { padding: 1px 10px; }")   # no taller than the title row needs
             buttons.addWidget(b)
         index.changed.connect(self.refresh)
@@ -268,6 +271,7 @@ class IndexCard(QFrame):
         self.message.setText(ix.message)
         self.message.setVisible(bool(ix.message))
         self.cancel.setVisible(state in ("starting", "running"))
+        self.show_photos.setVisible(getattr(ix, "pending_suggestions", 0) > 0)
         self.resume.setVisible(ix.resumable)
         self.remove.setVisible(not ix.active)
         self.height_changed.emit()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from ...core.settings import Settings, SettingsError
 from ...metadata.export import ExportOptions, ExportReport, accepted_photo_ids, export_photos
 from ...metadata.fields import DEFAULT_GROUPS
 from ...metadata.writer import WriteOptions
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,16 @@ def load_export_defaults(settings: Settings) -> dict[str, Any]:
         opts = ExportOptions()
     groups = [g for g in opts.write.groups if g in DEFAULT_GROUPS] if "groups" in raw else list(DEFAULT_GROUPS)
     return {"groups": groups, "sidecar_only": opts.write.sidecar == "always",
-            "keep_brackets": opts.keep_brackets, "pet_regions": opts.write.pet_regions}
+            "keep_brackets": opts.keep_brackets, "pet_regions": opts.write.pet_regions,
+            "include_drafts": opts.include_drafts}
+
+
+_CLI_HINT = re.compile(r"\s*\(or use --include-drafts\)")
+
+
+def gui_reason(reason: str | None) -> str:
+    """A reason from metadata.export in the dialog's words: the CLI flag it may name is a checkbox here."""
+    return _CLI_HINT.sub(" (or tick “Include draft captions”)", reason or "")
 
 
 class ExportDialog(QDialog):
@@ -118,9 +129,12 @@ class ExportDialog(QDialog):
         self.cb_brackets.setChecked(d["keep_brackets"])
         self.cb_pets = QCheckBox("Write regions for pets too (some apps show every named region as a person)")
         self.cb_pets.setChecked(d["pet_regions"])
+        self.cb_drafts = QCheckBox("Include draft captions (not yet accepted)")
+        self.cb_drafts.setToolTip("Also write the selected photos whose caption is still waiting for review")
+        self.cb_drafts.setChecked(d["include_drafts"])
         self.cb_remember = QCheckBox("Remember these options as the defaults")
         self.cb_remember.setChecked(True)
-        for w in (self.cb_sidecar, self.cb_brackets, self.cb_pets, self.cb_remember):
+        for w in (self.cb_sidecar, self.cb_brackets, self.cb_pets, self.cb_drafts, self.cb_remember):
             ol.addWidget(w)
 
         # preview / summary
@@ -128,6 +142,7 @@ class ExportDialog(QDialog):
         self.tree.setColumnCount(3)
         self.tree.setHeaderLabels(["Photo / key", "Now", "After writing"])
         self.tree.setUniformRowHeights(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)   # long folders: the file name stays
         self.tree.setColumnWidth(0, 300)
         self.tree.setColumnWidth(1, 220)
         self.summary = QLabel("Preparing the preview…")
@@ -164,7 +179,7 @@ class ExportDialog(QDialog):
 
         self._preview_timer = QTimer(self, singleShot=True, interval=150)
         self._preview_timer.timeout.connect(self.refresh_preview)
-        for w in (*self.field_boxes.values(), self.cb_sidecar, self.cb_brackets, self.cb_pets,
+        for w in (*self.field_boxes.values(), self.cb_sidecar, self.cb_brackets, self.cb_pets, self.cb_drafts,
                   self.rb_selected, self.rb_accepted):
             w.toggled.connect(lambda _on: self._preview_timer.start())
         self.refresh_preview()
@@ -179,7 +194,7 @@ class ExportDialog(QDialog):
                                    sidecar="always" if self.cb_sidecar.isChecked() else "auto")
         own = ExportOptions.from_settings(self.settings.extra) if self._settings_ok() else ExportOptions()
         return ExportOptions(write=base, keep_brackets=self.cb_brackets.isChecked(),
-                             include_drafts=own.include_drafts, strict=own.strict)
+                             include_drafts=self.cb_drafts.isChecked(), strict=own.strict)
 
     def _settings_ok(self) -> bool:
         try:
@@ -193,7 +208,8 @@ class ExportDialog(QDialog):
             return
         meta = dict(self.settings.extra.get("metadata") or {})
         meta.update(groups=list(self.groups()), sidecar="always" if self.cb_sidecar.isChecked() else "auto",
-                    keep_brackets=self.cb_brackets.isChecked(), pet_regions=self.cb_pets.isChecked())
+                    keep_brackets=self.cb_brackets.isChecked(), pet_regions=self.cb_pets.isChecked(),
+                    include_drafts=self.cb_drafts.isChecked())
         self.settings.extra["metadata"] = meta
         try:
             self.settings.save()
@@ -236,7 +252,7 @@ class ExportDialog(QDialog):
                                                            else "no photo has an accepted caption."))
         else:
             warn = sum(1 for p in rep.photos if p.issues)
-            parts = [f"{len(rep.photos)} photo(s): {c.get('would-write', 0)} will change, "
+            parts = [f"{count(len(rep.photos), 'photo')}: {c.get('would-write', 0)} will change, "
                      f"{c.get('unchanged', 0)} already up to date, "
                      f"{c.get('refused', 0) + c.get('failed', 0)} cannot be written"]
             if warn:
@@ -254,12 +270,12 @@ class ExportDialog(QDialog):
     def _fill(self, rep: ExportReport) -> None:
         self.tree.clear()
         for p in rep.photos:
-            top = QTreeWidgetItem([p.path, STATUS_LABELS.get(p.status, p.status), p.reason or ""])
+            top = QTreeWidgetItem([p.path, STATUS_LABELS.get(p.status, p.status), gui_reason(p.reason)])
             top.setData(0, Qt.ItemDataRole.UserRole, p.photo_id)
             top.setToolTip(0, p.path)
             self.tree.addTopLevelItem(top)
             if p.result is not None and p.result.target == "sidecar" and p.result.written_path:
-                top.setText(2, (p.reason + " — " if p.reason else "") + f"sidecar {Path(p.result.written_path).name}")
+                top.setText(2, (gui_reason(p.reason) + " — " if p.reason else "") + f"sidecar {Path(p.result.written_path).name}")
             for issue in p.issues:
                 it = QTreeWidgetItem(top, [f"⚠ {issue.message}", "", ""])
                 it.setFirstColumnSpanned(True)
@@ -296,7 +312,7 @@ class ExportDialog(QDialog):
         self.progress.setRange(0, 0)
         self.btn_cancel.setVisible(busy)
         self.btn_write.setEnabled(not busy)
-        for w in (*self.field_boxes.values(), self.cb_sidecar, self.cb_brackets, self.cb_pets, self.cb_remember,
+        for w in (*self.field_boxes.values(), self.cb_sidecar, self.cb_brackets, self.cb_pets, self.cb_drafts, self.cb_remember,
                   self.rb_selected, self.rb_accepted):
             w.setEnabled(not busy and (w is not self.rb_selected or bool(self.selected_ids)))
 
@@ -320,8 +336,8 @@ class ExportDialog(QDialog):
         text = (f"Written: {c.get('written', 0)}, unchanged: {c.get('unchanged', 0)}, "
                 f"refused: {c.get('refused', 0)}, failed: {c.get('failed', 0)}")
         if rep.cancelled:
-            text += f" — cancelled, {len(rep.photos)} photo(s) handled before"
-        reasons = [f"{Path(p.path).name}: {p.reason}" for p in rep.failed if p.reason]
+            text += f" — cancelled, {count(len(rep.photos), 'photo')} handled before"
+        reasons = [f"{Path(p.path).name}: {gui_reason(p.reason)}" for p in rep.failed if p.reason]
         if reasons:
             text += "\n" + "\n".join(reasons[:8]) + (f"\n… and {len(reasons) - 8} more" if len(reasons) > 8 else "")
         self.summary.setText(text)

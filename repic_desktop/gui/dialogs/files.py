@@ -134,3 +134,14 @@ def choose_open_files(parent: QWidget | None, title: str, start: str,
     """Like QFileDialog.getOpenFileNames (paths only); [] when cancelled. `library` as in choose_open_file."""
     return _not_the_library(parent, _run(file_dialog(parent, title, start, multiple=True,
                                                      name_filter=name_filter)), library)
+
+
+def choose_new_file(parent: QWidget | None, title: str, start: str, name_filter: str | None = None) -> str:
+    """Like QFileDialog.getSaveFileName (path only, no overwrite question: the caller refuses an existing
+    file itself); '' when cancelled."""
+    dlg = file_dialog(parent, title, start, name_filter=name_filter)
+    dlg.setFileMode(QFileDialog.FileMode.AnyFile)
+    dlg.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+    dlg.setOption(_Opt.DontConfirmOverwrite, True)
+    picked = _run(dlg)
+    return picked[0] if picked else ""

@@ -168,6 +168,9 @@ class SettingsDialog(QDialog):
         tabs.addTab(self._performance_tab(s), "Performance")
         tabs.addTab(self._prompt_tab(s), "Prompt")
         tabs.addTab(self._suggestions_tab(s), "Suggestions")
+        from .appearance import AppearanceTab
+        self.appearance = AppearanceTab(self)
+        tabs.addTab(self.appearance, "Appearance")
         self.error_label = QLabel(load_error or "", self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: palette(highlight); font-weight: 600;" if not load_error else

@@ -41,6 +41,9 @@ def maybe_show_welcome(main_window: QWidget, controller: "CaptioningController")
     settings, _ = load_settings()
     if settings.extra.get("welcome_done"):
         return None
+    lib = getattr(main_window, "lib", None)
+    if lib is not None and lib.photos.count() > 0:
+        return None     # someone already set this library up (another computer, the CLI): no first-run tour
     dlg = WelcomeDialog(main_window, controller)
     dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     dlg.open()

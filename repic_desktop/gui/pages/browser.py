@@ -42,6 +42,7 @@ from ...core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_
 from .layout import heading, split_page
 from ..tasks import TaskRunner
 from ..widgets.thumbnails import ThumbnailLoader
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ QToolButton#segment:checked { background: palette(highlight); color: palette(hig
                               border-color: palette(highlight); }
 """
 
+SUGGESTED = "suggested"       # the person filter's "Suggested" item (photos with suggestions waiting)
 PhotoIdRole = Qt.ItemDataRole.UserRole + 1
 InfoRole = Qt.ItemDataRole.UserRole + 2
 FolderRole = Qt.ItemDataRole.UserRole + 3
@@ -518,6 +520,7 @@ class EmptyState(QWidget):
         if icon is not None:
             self.icon.setPixmap(icon.pixmap(72, 72))
         for b in self._buttons:
+            b.hide()            # at once: deleteLater waits for the event loop, and both rows showed meanwhile
             b.deleteLater()
         self._buttons = []
         for i, (label, slot) in enumerate(buttons):
@@ -582,7 +585,7 @@ class ImportReportDialog(QDialog):
         lay = QVBoxLayout(self)
         added = sum(r.get("added", 0) for r in reports)
         skipped = [s for r in reports for s in r.get("skipped", [])]
-        parts = [f"<b>{added}</b> photo(s) added"]
+        parts = [f"<b>{count(added, 'photo')}</b> added"]
         for key, label in (("updated", "updated"), ("moved", "found at a new place"), ("missing", "now missing"),
                            ("unchanged", "unchanged")):
             n = sum(r.get(key, 0) for r in reports)
@@ -591,7 +594,7 @@ class ImportReportDialog(QDialog):
         head = QLabel(", ".join(parts) + ".", wordWrap=True)
         lay.addWidget(head)
         if skipped:
-            lay.addWidget(QLabel(f"{len(skipped)} file(s) could not be imported:"))
+            lay.addWidget(QLabel(f"{count(len(skipped), 'file')} could not be imported:"))
             self.table = QTableWidget(len(skipped), 2)
             self.table.setHorizontalHeaderLabels(["File", "Reason"])
             self.table.verticalHeader().hide()
@@ -741,6 +744,11 @@ class Browser(QWidget):
     # ------------------------------------------------------------------ filters
     def set_filter(self, **changes) -> bool:
         """Change filters; returns False when nothing changed (no new query)."""
+        # one combo shows both: a person, or the photos with suggestions waiting (never the two at once)
+        if changes.get("concept_id") is not None:
+            changes.setdefault("suggested", False)
+        if changes.get("suggested"):
+            changes.setdefault("concept_id", None)
         new = replace(self.filter, **changes)
         if new == self.filter:
             return False
@@ -749,8 +757,8 @@ class Browser(QWidget):
             btn = self.status_buttons.get(new.status)
             if btn is not None and not btn.isChecked():
                 btn.setChecked(True)
-        if "concept_id" in changes:
-            i = self.person_combo.findData(new.concept_id)
+        if "concept_id" in changes or "suggested" in changes:
+            i = self.person_combo.findData(SUGGESTED if new.suggested else new.concept_id)
             if i >= 0 and i != self.person_combo.currentIndex():
                 self.person_combo.blockSignals(True)
                 self.person_combo.setCurrentIndex(i)
@@ -764,10 +772,14 @@ class Browser(QWidget):
 
     def clear_filters(self) -> None:
         self.tree.setCurrentIndex(self.folder_model.index(0, 0))
-        self.set_filter(status="all", concept_id=None, search="", folder=None)
+        self.set_filter(status="all", concept_id=None, search="", folder=None, suggested=False)
 
     def _person_chosen(self, i: int) -> None:
-        self.set_filter(concept_id=self.person_combo.itemData(i))
+        data = self.person_combo.itemData(i)
+        if data == SUGGESTED:
+            self.set_filter(concept_id=None, suggested=True)
+        else:
+            self.set_filter(concept_id=data, suggested=False)
 
     def _folder_chosen(self, current: QModelIndex, _prev=None) -> None:
         self.set_filter(folder=current.data(FolderRole) if current.isValid() else None)
@@ -778,9 +790,15 @@ class Browser(QWidget):
         self.person_combo.blockSignals(True)
         self.person_combo.clear()
         self.person_combo.addItem("Everyone", None)
+        # Not a person but "whose suggestions wait": in this combo, the filter bar gets no wider (a wider
+        # bar squeezed the photo panel on a 1280-pixel screen)
+        self.person_combo.addItem("Suggested", SUGGESTED)
+        self.person_combo.setItemData(1, "Photos where RePIC suggests who is in them and waits for you to "
+                                      "confirm or reject (after Index Faces in Library)", Qt.ItemDataRole.ToolTipRole)
+        self.person_combo.insertSeparator(2)
         for c in self.lib.concepts.all():
             self.person_combo.addItem(c.name, c.id)
-        i = self.person_combo.findData(keep)
+        i = self.person_combo.findData(SUGGESTED if self.filter.suggested else keep)
         self.person_combo.setCurrentIndex(max(0, i))
         self.person_combo.blockSignals(False)
         if keep is not None and i < 0:
@@ -1068,11 +1086,11 @@ class Browser(QWidget):
         skipped = sum(len(r.get("skipped", [])) for r in reports)
         cancelled = any(r.get("cancelled") for r in reports)
         other = sum(r.get(k, 0) for r in reports for k in ("updated", "moved", "missing", "restored"))
-        text = f"Import {'cancelled' if cancelled else 'finished'}: {added:,} photo(s) added"
+        text = f"Import {'cancelled' if cancelled else 'finished'}: {count(added, 'photo')} added"
         if other:
             text += f", {other:,} updated/moved/missing"
         if skipped:
-            text += f", <b>{skipped:,} file(s) skipped</b>"
+            text += f", <b>{count(skipped, 'file')} skipped</b>"
         self.banner.show_message(text + ".", None, "Details…", self.show_import_report)
         self.reload()
         self.library_changed.emit()

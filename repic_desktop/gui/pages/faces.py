@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass, field
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QPainter, QPalette, QPixmap, QUndoStack
 from PySide6.QtWidgets import (
     QAbstractItemView, QCheckBox, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QMenu,
     QPushButton, QStackedWidget, QStyledItemDelegate, QVBoxLayout, QWidget,
@@ -34,6 +34,8 @@ from ..tasks import TaskRunner
 from ..widgets.images import load_image_scaled
 from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
+from ..wording import count
+from .faces_undo import IgnoreFacesCommand, NameClusterCommand, ignore_recorded, name_recorded
 
 log = logging.getLogger(__name__)
 
@@ -184,7 +186,7 @@ class ClusterListModel(QAbstractListModel):
         if role == self.ClusterRole:
             return r
         if role == Qt.ItemDataRole.ToolTipRole:
-            return f"{r.size} faces in {r.photos} photo{'s' if r.photos != 1 else ''}"
+            return f"{count(r.size, 'face')} in {count(r.photos, 'photo')}"
         return None
 
     def _face_ready(self, crop_id: int) -> None:
@@ -297,9 +299,10 @@ class FacesPage(QWidget):
     ignored_changed = Signal()      # faces were ignored or brought back (and the page reloads)
 
     def __init__(self, library: Library, tasks: TaskRunner, loader: ThumbnailLoader, parent=None, *,
-                 service=None, index: IndexController | None = None):
+                 service=None, index: IndexController | None = None, undo: QUndoStack | None = None):
         super().__init__(parent)
         self.lib, self.tasks, self.loader = library, tasks, loader
+        self.undo = undo if undo is not None else QUndoStack(self)   # the window's, so Ctrl+Z takes it back
         self._service = service
         self.index = index
         self._gen = 0
@@ -437,7 +440,7 @@ class FacesPage(QWidget):
         self.model.set_rows(rows)
         groups = [r for r in rows if not r.ignored]
         n_faces = sum(r.size for r in groups)
-        self.summary.setText(f"{len(groups)} group{'s' if len(groups) != 1 else ''} of faces ({n_faces} faces) that "
+        self.summary.setText(f"{count(len(groups), 'group')} of faces ({count(n_faces, 'face')}) that "
                              "match no one you have named, largest first." if groups else "")
         if rows:
             row = self.model.row_of(keep.id) if keep is not None else None
@@ -543,16 +546,17 @@ class FacesPage(QWidget):
             name = existing
         path, cid = self.lib.path, row.id
         self.name_btn.setEnabled(False)
-        self._info(f"Naming {row.size} faces {name}…")
+        self._info(f"Naming {count(row.size, 'face')} {name}…")
 
         def work(lib):
-            return svc.name_cluster(lib, cid, name, kind=kind)
+            return name_recorded(lib, svc, cid, name, kind)
 
-        def done(concept):
+        def done(result):
+            _concept, rec = result
             self._info("")
             self.name_edit.clear()
-            self.concepts_changed.emit()
-            self.reload()
+            self.undo.push(NameClusterCommand(self.lib, svc, rec, self._named_or_unnamed))
+            self._named_or_unnamed()
 
         def failed(message, details):
             log.info("naming a face cluster failed: %s\n%s", message, details)
@@ -561,6 +565,14 @@ class FacesPage(QWidget):
 
         self.tasks.run(work, done, failed, library=path)
         return True
+
+    def _named_or_unnamed(self) -> None:
+        self.concepts_changed.emit()
+        self.reload()
+
+    def _ignored_or_back(self) -> None:
+        self.ignored_changed.emit()
+        self.reload()
 
     # ------------------------------------------------------------------ ignoring
     def ignore_selected(self) -> bool:
@@ -593,17 +605,15 @@ class FacesPage(QWidget):
             menu.deleteLater()
 
     def _run_ignore(self, crop_ids: list[int], *, ignore: bool, cluster_id: int | None = None) -> bool:
-        svc, path = self.service, self.lib.path
+        path = self.lib.path
         self.ignore_btn.setEnabled(False)
 
         def work(lib):
-            if cluster_id is not None:
-                return svc.ignore_cluster(lib, cluster_id)
-            return (svc.ignore_faces if ignore else svc.unignore_faces)(lib, crop_ids)
+            return ignore_recorded(lib, crop_ids, ignore, cluster_id)
 
-        def done(n):
-            self.ignored_changed.emit()
-            self.reload()
+        def done(changed):
+            self.undo.push(IgnoreFacesCommand(self.lib, changed, ignore, self._ignored_or_back))
+            self._ignored_or_back()
 
         def failed(message, details):
             log.info("ignoring faces failed: %s\n%s", message, details)

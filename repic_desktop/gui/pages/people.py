@@ -36,6 +36,7 @@ from ..tasks import TaskRunner
 from ..widgets.images import load_image_scaled
 from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
+from ..wording import count
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,8 @@ class BoxDialog(QDialog):
         self.whole = bb.addButton("Use whole photo", QDialogButtonBox.ButtonRole.AcceptRole)
         bb.addButton(QDialogButtonBox.StandardButton.Cancel)
         self.whole.clicked.connect(lambda: self.canvas.set_box(None))
+        for b in (self.ok, self.whole):
+            b.setAutoDefault(False)
         bb.accepted.connect(self.accept)
         bb.rejected.connect(self.reject)
         lay.addWidget(hint)
@@ -223,6 +226,11 @@ class BoxDialog(QDialog):
     def _changed(self) -> None:
         b = self.canvas.box
         self.ok.setEnabled(b is not None)
+        # Enter takes what is on screen: the drawn box, or the whole photo when there is none (two accept
+        # buttons: Qt would otherwise make the first enabled one the default, and with a box drawn Enter
+        # could throw it away)
+        self.ok.setDefault(b is not None)
+        self.whole.setDefault(b is None)
         if b is None:
             self.info.setText("No box: the whole photo is used.")
             _show_error(self.error, None)
@@ -938,12 +946,12 @@ class PeopleManager(QWidget):
             self.photo_activated.emit(cid, self.photos_model.photo_id(index.row()))
 
     def _fill_refs(self, concept_id: int, refs) -> None:
-        from ...core.concepts import reference_path
+        from ...core.concepts import reference_label, reference_path
         self.refs.clear()
         for i, ref in enumerate(refs):
             try:
                 path = reference_path(self.lib, ref)
-                label = os.path.basename(path)
+                label = os.path.basename(path) if ref.photo_id is not None else reference_label(path)
             except LibraryError:
                 path, label = None, "(photo gone)"
             it = QListWidgetItem(("★ " if i == 0 else "") + label + ("\n▣ box" if ref.box else ""))
@@ -1152,7 +1160,7 @@ class PeopleManager(QWidget):
         box = QMessageBox(QMessageBox.Icon.Warning, f"Delete <{c.name}>?",
                           f"Delete <b>{html.escape(c.name)}</b> from this library?",
                           QMessageBox.StandardButton.Cancel, self)
-        box.setInformativeText(f"Their {n_refs} reference photo(s) and the tags on {n_photos} photo(s) are removed. "
+        box.setInformativeText(f"Their {count(n_refs, 'reference photo')} and the tags on {count(n_photos, 'photo')} are removed. "
                                "Captions already written keep their text. Your photo files are not touched. "
                                "This cannot be undone.")
         delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)

@@ -28,6 +28,7 @@ import sys
 import time
 from pathlib import Path
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QProcess, QProcessEnvironment, Qt, QTimer, Signal
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
@@ -43,6 +44,10 @@ from ...core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from ..widgets.charts import LineChart
 from ..dialogs.files import choose_folder
 from .layout import heading, split_page
+from .base_model import BaseModelStatus
+from ..widgets.wheel_guard import guard_wheel
+from ..captioning.model_worker import demo_model_dir
+from ...captioning.demo_model import is_demo_model
 from .training_stream import (
     TASKS, TailBuffer, TrainingProgress, duration_text, metric_text, resume_arguments, step_point,
     summary_from_output, trainer_arguments,
@@ -117,6 +122,7 @@ class PersonalizePage(QWidget):
         self._resume_out: str | None = None
         self._started_at = 0.0
         self._run_base = ""
+        self._seen_source: str | None = None
         self._summary_proc: QProcess | None = None
         # A QProcess destroyed while running (the app quits during a dataset count) still emits
         # readyRead/finished into callbacks whose objects are half gone: stop it while everything lives.
@@ -138,7 +144,7 @@ class PersonalizePage(QWidget):
 
         self._build_setup()
         self._build_run()
-        self.splitter = split_page(self, self.setup_scroll, self.run_panel, (400, 900))
+        self.splitter = split_page(self, self.setup_pane, self.run_panel, (400, 900))
         self.reload()
         self._set_running(False)
 
@@ -184,6 +190,9 @@ class PersonalizePage(QWidget):
         base_row.addWidget(self.base_combo, 1)
         base_row.addWidget(self.browse_btn)
         form.addRow("Base model", base_row)
+        self.base_status = BaseModelStatus(self.base_combo)
+        self.base_status.changed.connect(lambda: hasattr(self, "start_btn") and self._update_start())
+        form.addRow("", self.base_status)
         self.name_edit = QLineEdit(placeholderText="automatic")
         self.name_edit.setToolTip("A name for the new adapter (letters, digits, - and _)")
         form.addRow("Adapter name", self.name_edit)
@@ -220,10 +229,16 @@ class PersonalizePage(QWidget):
         self.advanced.hide()
         lay.addWidget(self.advanced)
 
+        lay.addStretch(1)
+        # The reason Start is off and the buttons sit under the scrolling form, never inside it: on a
+        # small screen (or with Advanced open) they were scrolled out of sight.
+        footer = QWidget()
+        fl = QVBoxLayout(footer)
+        fl.setContentsMargins(12, 4, 8, 10)
         self.setup_error = QLabel(wordWrap=True)
         self.setup_error.setStyleSheet(f"color: {tone(self, 'bad')};")
         self.setup_error.hide()
-        lay.addWidget(self.setup_error)
+        fl.addWidget(self.setup_error)
         btns = QHBoxLayout()
         self.start_btn = QPushButton("Start Training")
         self.start_btn.setDefault(True)
@@ -237,8 +252,7 @@ class PersonalizePage(QWidget):
         btns.addWidget(self.start_btn, 1)
         btns.addWidget(self.resume_btn)
         btns.addWidget(self.cancel_btn)
-        lay.addLayout(btns)
-        lay.addStretch(1)
+        fl.addLayout(btns)
 
         self.setup_scroll = QScrollArea()
         self.setup_scroll.setWidgetResizable(True)
@@ -246,6 +260,13 @@ class PersonalizePage(QWidget):
         self.setup_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setup_scroll.setWidget(w)
         self.setup_scroll.setMinimumWidth(300)
+        self.wheel_guard = guard_wheel(w)
+        self.setup_pane = QWidget()
+        pl = QVBoxLayout(self.setup_pane)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.setSpacing(0)
+        pl.addWidget(self.setup_scroll, 1)
+        pl.addWidget(footer)
         self.setup_controls = [self.concept_list, self.all_btn, self.none_btn, self.base_combo, self.browse_btn,
                                self.name_edit, self.quant_check, self.advanced]
 
@@ -406,16 +427,33 @@ class PersonalizePage(QWidget):
             self.summary_label.setText("<i>No people or pets yet: add them on the People &amp; Pets page "
                                        "and tag them in a few photos.</i>")
         settings = self._load_settings(quiet=True)
-        if self.base_combo.count() == 0:
-            source = settings.model.source if settings else DEFAULT_MODEL_SOURCE
-            for s in (source, *BASE_CHOICES):
-                if self.base_combo.findText(s) < 0:
-                    self.base_combo.addItem(s)
+        source = settings.model.source if settings else DEFAULT_MODEL_SOURCE
+        # The captioning model (the welcome's choice, e.g. the demo model) comes first; the demo model is
+        # offered whenever it is built. Settings changed since the last look: show the new model.
+        choices = [source, *BASE_CHOICES]
+        demo = demo_model_dir()
+        if is_demo_model(demo):
+            choices.append(str(demo))
+        first = self.base_combo.count() == 0
+        for s in choices:
+            if self.base_combo.findText(s) < 0:
+                self.base_combo.addItem(s)
+                if s == str(demo):
+                    self.base_combo.setItemData(self.base_combo.findText(s), "The demo model: trains in minutes on "
+                                                "any computer, to try the steps (its captions stay noise)",
+                                                Qt.ItemDataRole.ToolTipRole)
+        if first or source != self._seen_source:
             self.base_combo.setCurrentText(source)
             self.base_combo.lineEdit().setCursorPosition(0)   # a long hub id reads from its owner
             self.quant_check.setChecked(bool(settings and settings.model.quantization == "4bit"))
+        self._seen_source = source
+        self.base_status.check()
         self.reload_adapters()
         self._concepts_changed()
+
+    def set_controller(self, controller) -> None:
+        """The window's captioning controller: its download runs the base model's Download button."""
+        self.base_status.set_controller(controller)
 
     def selected_concepts(self) -> list[str]:
         return [self.concept_list.item(i).data(Qt.ItemDataRole.UserRole) for i in range(self.concept_list.count())
@@ -461,7 +499,7 @@ class PersonalizePage(QWidget):
             return                      # the run's own "dataset" event will bring it
         names = self.selected_concepts()
         if not names:
-            self.summary_label.setText("<i>Choose at least one person or pet.</i>")
+            self.summary_label.setText("")      # the line above Start Training says what is missing
             return
         self._drop_summary_proc()
         self._summary_out.clear()
@@ -493,7 +531,7 @@ class PersonalizePage(QWidget):
         old.deleteLater()
 
     def _summary_done(self, proc: QProcess, code: int, status) -> None:
-        if proc is not self._summary_proc:
+        if proc is not self._summary_proc or not shiboken6.isValid(proc):   # dropped, or the page is going
             return
         self._summary_proc = None
         proc.deleteLater()
@@ -578,6 +616,8 @@ class PersonalizePage(QWidget):
                    "(the trainer's list is comma-separated).")
         elif not self.base_combo.currentText().strip():
             why = "Choose a base model."
+        elif self.base_status.missing:
+            why = "The base model is not on this computer yet: Download it, or choose a model folder."
         self.setup_error.setText(why if self.concept_list.count() else "")
         self.setup_error.setVisible(bool(why) and self.concept_list.count() > 0)
         self.start_btn.setEnabled(not why and not self.is_running())
