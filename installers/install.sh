@@ -127,6 +127,13 @@ uninstall() {
     done <<< "$entries"
     rm -rf -- "$app_dir"
     refresh_menus
+    if [ "$os" = Linux ]; then
+        # update-desktop-database's index: pointless once no entry is left to index (a fresh account)
+        local apps="$xdg_data/applications"
+        if [ -f "$apps/mimeinfo.cache" ] && ! ls "$apps"/*.desktop >/dev/null 2>&1; then
+            rm -f -- "$apps/mimeinfo.cache"
+        fi
+    fi
     # then the folders the installer created, deepest first, each only while empty: the data folder
     # keeps the library, and the user may have put their own things into ~/.local/bin since
     { printf '%s\n' "$entries" | grep $'^dir\t' || true; } | cut -f2- | awk '{ print length($0) "\t" $0 }' | sort -rn |
