@@ -213,10 +213,12 @@ def cmd_caption(args: argparse.Namespace) -> int:
             if args.auto or args.auto_include_suggestions:
                 params.update(_auto_params(lib, photo_ids, args, settings))
             # Load before creating the job: a model that cannot load leaves no job behind to "resume".
+            _check_device(spec)
             loaded = _load(spec)
             job = store.create(photo_ids, params)
         if args.resume:
             try:
+                _check_device(spec)
                 loaded = _load(spec)
             except Exception as exc:
                 store.set_status(job.id, "paused", str(exc))
@@ -238,6 +240,18 @@ def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, s
     threshold = args.auto_threshold if args.auto_threshold is not None else cfg.get("threshold")
     top_k = args.auto_top_k if args.auto_top_k is not None else cfg.get("top_k")
     return auto_params(lib, photo_ids, include_suggestions=include, threshold=threshold, top_k=top_k)
+
+
+def _check_device(spec) -> None:
+    """No GPU, an old driver or too little GPU memory for the chosen precision: said before the model
+    loads (minutes, for a 7B model), with what to do instead."""
+    from ..captioning.device import advice_for_spec
+
+    advice = advice_for_spec(spec)
+    if advice.level == "stop":
+        raise _user_error(advice.text())
+    if advice.level == "warn":
+        print(f"repic: warning: {terminal_safe(advice.text())}", file=sys.stderr)
 
 
 def _load(spec):

@@ -73,6 +73,10 @@ def probe_gpu() -> dict[str, Any]:
         import torch
 
         info["torch"] = torch.__version__
+        info["torch_cuda"] = getattr(torch.version, "cuda", None)   # None: the CPU-only build
+        from ...captioning.device import nvidia_driver_version
+
+        info["driver"] = nvidia_driver_version()
         if torch.cuda.is_available():
             info["cuda"] = True
             for i in range(torch.cuda.device_count()):
