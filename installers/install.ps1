@@ -152,6 +152,20 @@ if (Test-Path $Venv) { Say "  (already installed: this upgrades it in place; you
 if (-not (Confirm-Step "Install?")) { Say "Nothing installed."; exit 0 }
 
 # ------------------------------------------------------------------------------------------------------
+# A checkout is built from a copy: pip builds inside the checkout and setuptools reuses its build\lib,
+# so a module deleted since an earlier build would still be installed.
+$PkgSource = $Source
+$Stage = $null
+if (Test-Path $Source -PathType Container) {
+    $Stage = Join-Path ([System.IO.Path]::GetTempPath()) ("repic-src-" + [guid]::NewGuid().ToString("N"))
+    New-Item -ItemType Directory -Path $Stage | Out-Null
+    foreach ($item in @("pyproject.toml", "setup.py", "setup.cfg", "MANIFEST.in", "README.md", "LICENSE", "repic_desktop", "trainer")) {
+        $p = Join-Path $Source $item
+        if (Test-Path $p) { Copy-Item -Recurse -Path $p -Destination $Stage -Exclude "__pycache__" }
+    }
+    $PkgSource = $Stage
+}
+
 New-Item -ItemType Directory -Force -Path $AppDir | Out-Null
 if ((Test-Path $Venv) -and -not (Test-Path $VPy)) { Remove-Item -Recurse -Force $Venv }
 if (-not (Test-Path $VPy)) { Say "Creating the environment..."; Invoke-Checked $Py @("-m", "venv", $Venv) }
@@ -168,9 +182,10 @@ if ($Requirements) {
     Get-Content $Requirements | Where-Object { $_ -notmatch '^torch([=<>!~ ;]|$)' } | Set-Content -Encoding UTF8 $filtered
     $ReqArgs = @("-r", $filtered)
 }
-Invoke-Checked $VPy (@("-m", "pip", "install") + $PipQuiet + @("--upgrade") + $ReqArgs + @($Source))
-Invoke-Checked $VPy (@("-m", "pip", "install") + $PipQuiet + @("--no-deps", "--force-reinstall", $Source))
+Invoke-Checked $VPy (@("-m", "pip", "install") + $PipQuiet + @("--upgrade") + $ReqArgs + @($PkgSource))
+Invoke-Checked $VPy (@("-m", "pip", "install") + $PipQuiet + @("--no-deps", "--force-reinstall", $PkgSource))
 Remove-Item -Recurse -Force $env:PIP_CACHE_DIR -ErrorAction SilentlyContinue
+if ($Stage) { Remove-Item -Recurse -Force $Stage -ErrorAction SilentlyContinue }
 $Repic = Join-Path $Venv "Scripts\repic.exe"
 & $Repic --version | Out-Null
 if ($LASTEXITCODE -ne 0) { Die "the app does not start from $Venv (see the errors above)" }

@@ -289,6 +289,21 @@ make_dir() {
 if [ -f "$manifest" ]; then grep $'^dir\t' "$manifest" >> "$new_manifest" || true; fi
 
 # ---------------------------------------------------------------------------------------------------
+# A checkout is built from a copy: pip would build inside the checkout, and setuptools reuses its
+# build/lib, so a module deleted since an earlier build would still be installed (and a read-only
+# checkout could not be built at all).
+pkg_source="$source_arg"
+stage=""
+if [ -d "$source_arg" ]; then
+    stage="$(mktemp -d "${TMPDIR:-/tmp}/repic-src.XXXXXX")"
+    trap 'rm -rf "$stage"' EXIT
+    (cd "$source_arg" && tar -cf - --exclude=__pycache__ --exclude='*.egg-info' \
+        $(for f in pyproject.toml setup.py setup.cfg MANIFEST.in README.md LICENSE repic_desktop trainer; do
+              [ -e "$f" ] && printf '%s ' "$f"; done)) | (cd "$stage" && tar -xf -)
+    pkg_source="$stage"
+fi
+
+# ---------------------------------------------------------------------------------------------------
 # The environment
 pip_quiet=(--disable-pip-version-check --no-input)
 if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c "import sys" 2>/dev/null; then
@@ -313,7 +328,7 @@ if [ -n "$reuse_site" ]; then
     "$vpy" -m pip --version >/dev/null 2>&1 || die "no pip in $reuse_site"
     say "Installing the app (offline, without dependencies)..."
     "$vpy" -m pip install "${pip_quiet[@]}" --no-cache-dir --no-index --no-deps --no-build-isolation \
-        --force-reinstall "$source_arg"
+        --force-reinstall "$pkg_source"
 else
     # pip's own download cache would be left in ~/.cache after an uninstall: keep it in app/
     export PIP_CACHE_DIR="$app_dir/pip-cache"
@@ -328,9 +343,9 @@ else
         grep -v -E '^torch([=<>!~ ;]|$)' "$requirements" > "$app_dir/requirements.txt"
         req_args=(-r "$app_dir/requirements.txt")
     fi
-    "$vpy" -m pip install "${pip_quiet[@]}" --upgrade ${req_args[@]+"${req_args[@]}"} "$source_arg"
+    "$vpy" -m pip install "${pip_quiet[@]}" --upgrade ${req_args[@]+"${req_args[@]}"} "$pkg_source"
     # the app itself again without deps: a same-version rebuild of a checkout must still land
-    "$vpy" -m pip install "${pip_quiet[@]}" --no-deps --force-reinstall "$source_arg" >/dev/null
+    "$vpy" -m pip install "${pip_quiet[@]}" --no-deps --force-reinstall "$pkg_source" >/dev/null
     rm -rf -- "$PIP_CACHE_DIR"
 fi
 "$venv/bin/repic" --version >/dev/null || die "the app does not start from $venv (see the errors above)"

@@ -59,12 +59,31 @@ def _paths(home: Path):
     return data, data / "app", data / "app" / "venv"
 
 
+def _checkout_copy(dest: Path) -> Path:
+    """The parts of this checkout that make the package, plus what an earlier in-tree build leaves:
+    a build/lib with a module that has since been deleted from the source."""
+    dest.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE", "requirements.txt"):
+        shutil.copy2(ROOT / name, dest / name)
+    for pkg in ("repic_desktop", "trainer"):
+        shutil.copytree(ROOT / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    stale = dest / "build" / "lib" / "repic_desktop" / "deleted_long_ago.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("raise SystemExit('stale')\n")
+    return dest
+
+
 def test_install_menu_entry_and_uninstall_leaves_an_empty_home(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
-    r = _install(home)
+    src = _checkout_copy(tmp_path / "checkout")
+    before = sorted(str(p.relative_to(src)) for p in src.rglob("*"))
+    r = _install(home, "--source", str(src))
     assert r.returncode == 0, r.stdout + r.stderr
     data, app, venv = _paths(home)
+    # built from a copy: nothing written into the checkout, and its stale build/lib is not installed
+    assert sorted(str(p.relative_to(src)) for p in src.rglob("*")) == before
+    assert not list(venv.rglob("deleted_long_ago.py"))
 
     # the commands work from the private environment, and run the app installed there
     v = subprocess.run([str(venv / "bin" / "repic"), "--version"], env=_env(home),
