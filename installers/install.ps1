@@ -115,7 +115,10 @@ foreach ($cand in @((Join-Path $Source "requirements.txt"), (Join-Path $RepoRoot
     if ((Test-Path $cand -PathType Leaf)) { $Requirements = $cand; break }
 }
 $PinnedTorch = $null
-if ($Requirements) { $PinnedTorch = (Select-String -Path $Requirements -Pattern '^torch==' | Select-Object -First 1).Line }
+if ($Requirements) {
+    $match = Select-String -Path $Requirements -Pattern '^torch==' | Select-Object -First 1
+    if ($match) { $PinnedTorch = $match.Line }
+}
 
 # Which PyTorch: PyPI's Windows torch is CPU-only, so CUDA comes from PyTorch's own index
 $GpuNote = $null

@@ -223,3 +223,18 @@ def test_install_ps1_is_present_and_parses_where_powershell_exists():
            f"'{INSTALL_PS1}', [ref]$null, [ref]$e) | Out-Null; if ($e.Count) {{ $e; exit 1 }}")
     r = subprocess.run([pwsh, "-NoProfile", "-Command", cmd], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--version"], "repic "),
+    (["-m", "trainer", "--version"], "repic-train "),   # how the GUI starts training: [sys.executable, "-m", "trainer"]
+    (["train", "--version"], "repic-train "),
+    (["-m", "repic_desktop", "--version"], "repic "),
+])
+def test_bundle_entry_point_dispatches_like_python_would(argv, expected):
+    """The frozen app's sys.executable is the bundle itself: its entry point must take what the GUI
+    passes to a Python interpreter."""
+    entry = ROOT / "installers" / "pyinstaller" / "repic_entry.py"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, str(entry), *argv], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.startswith(expected), r.stdout + r.stderr
