@@ -222,6 +222,13 @@ else
     detected=cpu
 fi
 if [ "$torch_choice" = auto ]; then torch_build="$detected"; else torch_build="$torch_choice"; fi
+driver_note=""
+if [ "$torch_build" = cuda ] && [ -n "${gpu_line:-}" ] && [ -z "$torch_spec$torch_index" ]; then
+    driver="$(printf '%s' "$gpu_line" | cut -d, -f2 | tr -d ' ')"
+    if [ "${driver%%.*}" -lt 580 ] 2>/dev/null; then
+        driver_note="NVIDIA driver $driver is older than 580, which PyPI's CUDA 13 build of PyTorch needs: update the driver first, or install with --torch cpu (the app then says so before each caption job)"
+    fi
+fi
 if [ "$os" = Darwin ] && [ "$torch_build" = cuda ]; then die "there is no CUDA PyTorch for macOS: use --torch mps or cpu"; fi
 if [ "$os" = Linux ] && [ "$torch_build" = mps ]; then die "mps is Apple silicon only: use --torch cpu or cuda"; fi
 if [ "$os" = Darwin ] && [ "$arch" != arm64 ] && [ -z "$torch_spec" ]; then
@@ -257,6 +264,7 @@ say "  Python:      $py ($py_version)"
 say "  install to:  $app_dir"
 say "  app from:    $source_arg"
 [ -n "$gpu_note" ] && say "  $gpu_note"
+[ -n "$driver_note" ] && warn "$driver_note"
 if [ -n "$reuse_site" ]; then
     say "  PyTorch:     reused from $reuse_site (offline install of the app only)"
 else

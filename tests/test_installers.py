@@ -211,6 +211,29 @@ def test_torch_choice_is_shown_and_overridable(tmp_path):
     assert _tree(home) == set()
 
 
+def test_an_nvidia_gpu_picks_the_cuda_build_and_an_old_driver_is_named(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    smi = fake / "nvidia-smi"
+    for driver, old in (("535.104.05", True), ("580.65.06", False)):
+        smi.write_text(f"#!/bin/sh\necho 'NVIDIA GeForce RTX 3060, {driver}, 12288 MiB'\n")
+        smi.chmod(0o755)
+        env = _env(home)
+        env["PATH"] = f"{fake}{os.pathsep}{env['PATH']}"
+        r = subprocess.run(["bash", str(INSTALL_SH), "--python", sys.executable], env=env, cwd=home,
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert "NVIDIA GPU found: NVIDIA GeForce RTX 3060" in r.stdout
+        assert "PyTorch:     cuda (CUDA build from PyPI" in r.stdout
+        assert (f"NVIDIA driver {driver} is older than 580" in r.stderr) is old, r.stderr
+        # --torch cpu still wins over what was found
+        r = subprocess.run(["bash", str(INSTALL_SH), "--python", sys.executable, "--torch", "cpu"], env=env,
+                           cwd=home, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        assert "PyTorch:     cpu (CPU-only build" in r.stdout and "older than" not in r.stderr
+    assert _tree(home) == set()
+
+
 def test_install_ps1_is_present_and_parses_where_powershell_exists():
     text = INSTALL_PS1.read_text(encoding="utf-8")
     for needle in ("[switch]$Uninstall", "[switch]$Yes", "download.pytorch.org/whl/cpu", "Start Menu",
