@@ -4,7 +4,10 @@ It has the real architecture, the official chat template, Qwen's special tokens 
 processor, so the whole captioning pipeline (templating, image preprocessing, generate, decode) runs
 end to end in well under a second on a CPU.  Its weights are random, so its captions are noise: it is for
 tests, for trying the app without downloading 15 GB, and for development.  It is never committed; the
-app and the test suite build it when they need it (the build takes a fraction of a second).
+app and the test suite build it when they need it.  The build itself takes 0.2-0.4 s; a fresh process
+(`repic demo-model DIR`) spends 10-20 s before that importing torch (about 3 s) and transformers'
+Qwen2.5-VL classes (about 8 s, on the 2-core build machine under load), which loading the model for
+captioning needs anyway.
 
 The folder has the same layout as a hub checkpoint and loads with ``load_processor(path)`` and
 ``AutoModelForImageTextToText.from_pretrained(path)``.  A marker file, ``repic_demo_model.json``, tells

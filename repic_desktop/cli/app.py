@@ -414,6 +414,9 @@ def cmd_concept_export_repic(args: argparse.Namespace) -> int:
 def cmd_demo_model(args: argparse.Namespace) -> int:
     from ..captioning.demo_model import build_demo_model
 
+    if not args.json and sys.stderr.isatty():
+        # the build takes under a second, the imports before it 10-20 s: say so instead of hanging silently
+        print("building the demo model (loading PyTorch and transformers first: 10-20 s)…", file=sys.stderr)
     try:
         info = build_demo_model(args.dir)
     except ValueError as exc:

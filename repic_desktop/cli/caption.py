@@ -272,7 +272,9 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 raise _user_error("no unfinished captioning job to resume")
             job = jobs[0]
             try:
-                loaded = _load(ModelSpec(**job.params["model"]))
+                spec = ModelSpec(**job.params["model"])
+                _check_device(spec)
+                loaded = _load(spec)
             except Exception as exc:
                 store.set_status(job.id, "paused", str(exc))
                 raise
@@ -292,11 +294,24 @@ def cmd_caption(args: argparse.Namespace) -> int:
                                               if plan.skipped else ""), file=sys.stderr)
             return 0
         # Load before creating the job: a model that cannot load leaves no job behind to "resume".
+        _check_device(plan.spec)
         loaded = _load(plan.spec)
         job = create_caption_job(lib, plan)
         return _run(lib, store, job.id, loaded, args)
     finally:
         lib.close()
+
+
+def _check_device(spec) -> None:
+    """No GPU, an old driver or too little GPU memory for the chosen precision: said before the model
+    loads (minutes, for a 7B model), with what to do instead."""
+    from ..captioning.device import advice_for_spec
+
+    advice = advice_for_spec(spec)
+    if advice.level == "stop":
+        raise _user_error(advice.text())
+    if advice.level == "warn":
+        print(f"repic: warning: {terminal_safe(advice.text())}", file=sys.stderr)
 
 
 def _load(spec):

@@ -160,6 +160,13 @@ def run_gui(library_path: str | os.PathLike | None, screenshot: str | os.PathLik
     if screenshot is not None and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY") \
             and sys.platform.startswith("linux"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")   # a screenshot needs no screen
+    from .platform_check import check as check_platform
+
+    # before QApplication: Qt aborts on a missing library without naming it
+    platform = check_platform()
+    if not platform.ok:
+        print(f"repic: error: {platform.message()}", file=sys.stderr)
+        return 1
     app = make_app()
     try:
         check_binding()

@@ -209,13 +209,16 @@ class CaptioningController(QObject):
                             preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
                             model_label=spec_label(spec), captioned=captioned,
                             suggestions_note=self._suggestions_note(settings))
+        dlg.set_device_advice(self._device_advice(spec))
         self._show_dialog(dlg)
 
         def refresh_model_label() -> None:
             s, _ = load_settings()
             dlg.set_suggestions_note(self._suggestions_note(s))
             try:
-                dlg.model_label.setText(f"Model: {spec_label(model_spec_from_settings(s, self._lib()))}")
+                new_spec = model_spec_from_settings(s, self._lib())
+                dlg.model_label.setText(f"Model: {spec_label(new_spec)}")
+                dlg.set_device_advice(self._device_advice(new_spec))
             except ValueError:
                 pass
 
@@ -223,6 +226,14 @@ class CaptioningController(QObject):
         self.settings_changed.connect(refresh_model_label)
         dlg.finished.connect(lambda *_: self.settings_changed.disconnect(refresh_model_label))
         dlg.accepted.connect(lambda: self._start_job(ids, dlg.choice(), parent_widget))
+
+    def _device_advice(self, spec):
+        """No GPU / old driver / too little GPU memory for this model, from the worker's probe (no torch
+        import on this thread); None until the worker has probed."""
+        from ...captioning.device import advice_for_spec, compute_from_probe
+
+        compute = compute_from_probe(self.gpu_info)
+        return advice_for_spec(spec, compute) if compute is not None else None
 
     def regenerate(self, photo_id: int, parent_widget: QWidget) -> None:
         """Caption one photo again right away (its own people & pets, the default request)."""

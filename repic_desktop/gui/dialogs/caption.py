@@ -137,6 +137,13 @@ class CaptionDialog(QDialog):
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet("color: #d9822b;")
         lay.addWidget(self.warning)
+        # no GPU / too little GPU memory for the model (captioning/device.py): said before the job starts
+        self.device_note = QLabel("", self)
+        self.device_note.setWordWrap(True)
+        self.device_note.setStyleSheet("color: #d9822b;")
+        self.device_note.setVisible(False)
+        lay.addWidget(self.device_note)
+        self._device_blocks = False
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel,
                                         self)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Caption")
@@ -154,6 +161,14 @@ class CaptionDialog(QDialog):
             if item.data(Qt.ItemDataRole.UserRole) and item.checkState() == Qt.CheckState.Checked:
                 out.append(item.data(Qt.ItemDataRole.UserRole))
         return out
+
+    def set_device_advice(self, advice) -> None:
+        """A CaptionAdvice (or None): "warn" is shown, "stop" is shown and disables Caption."""
+        text = advice.text() if advice is not None else ""
+        self.device_note.setText(text)
+        self.device_note.setVisible(bool(text))
+        self._device_blocks = advice is not None and advice.level == "stop"
+        self._update()
 
     def set_suggestions_note(self, text: str) -> None:
         """What "each photo's own" adds from suggestions; hidden when suggestions are not used."""
@@ -202,4 +217,4 @@ class CaptionDialog(QDialog):
         self.warning.setText(" ".join(warn))
         self.warning.setVisible(bool(warn))
         ok = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
-        ok.setEnabled(not chosen or bool(names))
+        ok.setEnabled((not chosen or bool(names)) and not getattr(self, "_device_blocks", False))

@@ -230,7 +230,8 @@ class SettingsDialog(QDialog):
         local_row.addRow("Folder:", _folder_row(self.local_path, "Model folder", box))
         form.addLayout(local_row)
         form.addWidget(self.source_demo)
-        demo_note = QLabel("Builds a tiny random model in a second, no download, runs on any computer. "
+        demo_note = QLabel("A tiny random model: no download, ready in 10-20 seconds (loading PyTorch takes most of it), runs on "
+                           "any computer. "
                            "Use it to try every screen; use RePIC 7B for real captions.", box)
         demo_note.setWordWrap(True)
         demo_note.setContentsMargins(24, 0, 0, 0)

@@ -114,7 +114,8 @@ class WelcomeDialog(QDialog):
         bl.addWidget(local)
         self.local_area = local
         bl.addWidget(self.source_demo)
-        demo_note = QLabel("No download; builds in a second and runs on any computer. Use it to look around, "
+        demo_note = QLabel("No download; ready in 10-20 seconds (loading PyTorch takes most of it) and runs on any computer. "
+                           "Use it to look around, "
                            "then switch to RePIC 7B in Settings for real captions.", box)
         demo_note.setWordWrap(True)
         demo_note.setContentsMargins(24, 0, 0, 0)
