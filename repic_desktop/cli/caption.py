@@ -164,6 +164,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 raise _user_error("no unfinished captioning job to resume")
             job = jobs[0]
             spec = ModelSpec(**job.params["model"])
+            remote = _remote_choice(args, settings, job.params.get("backend"), resume=True)
         else:
             from ..captioning.models import ModelLoadError, resolve_adapter_source
             try:  # a folder, or the name of an adapter repic-train registered in this library
@@ -186,11 +187,13 @@ def cmd_caption(args: argparse.Namespace) -> int:
             batch_size = args.batch_size if args.batch_size is not None else int(settings.caption_default("batch_size"))
             max_new_tokens = (args.max_new_tokens if args.max_new_tokens is not None
                               else int(settings.caption_default("max_new_tokens")))
+            remote = _remote_choice(args, settings, None, resume=False)
             try:
                 params = job_params(model=dataclasses.asdict(spec), concepts=args.concept, request=request,
                                     system_preset=args.system_preset or settings.caption_default("system_preset"),
                                     max_refs=args.max_refs, batch_size=batch_size, max_pixels=spec.max_pixels,
-                                    max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens)
+                                    max_new_tokens=max_new_tokens, min_new_tokens=args.min_new_tokens,
+                                    backend=remote)
             except JobParamsError as exc:
                 raise _user_error(str(exc)) from None
             for name in args.concept or []:
@@ -212,16 +215,19 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 return 0
             if args.auto or args.auto_include_suggestions:
                 params.update(_auto_params(lib, photo_ids, args, settings))
-            # Load before creating the job: a model that cannot load leaves no job behind to "resume".
-            loaded = _load(spec)
+            # Load (or connect) before creating the job: a model that cannot load leaves no job behind.
+            backend = _backend(spec, params, args, settings)
             job = store.create(photo_ids, params)
         if args.resume:
+            params = dict(job.params)
+            if remote is not None:
+                params["backend"] = remote
             try:
-                loaded = _load(spec)
+                backend = _backend(spec, params, args, settings)
             except Exception as exc:
                 store.set_status(job.id, "paused", str(exc))
                 raise
-        return _run(lib, store, job.id, loaded, args)
+        return _run(lib, store, job.id, backend, args)
     finally:
         lib.close()
 
@@ -240,6 +246,59 @@ def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, s
     return auto_params(lib, photo_ids, include_suggestions=include, threshold=threshold, top_k=top_k)
 
 
+def _remote_choice(args: argparse.Namespace, settings, stored: dict[str, Any] | None, *,
+                   resume: bool) -> dict[str, Any] | None:
+    """Where a job's photos go: --server URLs, else (resume) the job's own servers, else the default
+    server from Settings; None = this computer (also with --local). URLs are stored without credentials."""
+    from ..captioning.remote import RemoteError, ServerAddress, server_settings
+
+    if args.local:
+        if args.server:
+            raise _user_error("--local and --server contradict each other")
+        return None
+    prefs = server_settings(settings)
+    if resume:  # a job goes on where it started unless told otherwise
+        urls = args.server or (stored or {}).get("servers") or []
+    else:
+        urls = args.server or ([prefs["url"]] if prefs["url"] else [])
+    if not urls:
+        return None
+    allow_http = bool(args.allow_http or prefs["allow_http"] or (stored or {}).get("allow_http"))
+    try:
+        clean = [ServerAddress.parse(u, allow_http=allow_http).url for u in urls]
+    except RemoteError as exc:
+        raise _user_error(str(exc)) from None
+    backend = {"kind": "remote", "servers": clean,
+               "served_model": args.served_model or (stored or {}).get("served_model") or prefs["served_model"]}
+    if args.in_flight is not None:
+        backend["in_flight"] = args.in_flight
+    elif (stored or {}).get("in_flight"):
+        backend["in_flight"] = stored["in_flight"]
+    if args.allow_http:
+        backend["allow_http"] = True
+    return backend
+
+
+def _backend(spec, params: dict[str, Any], args: argparse.Namespace, settings):
+    """A connected RemoteBackend for a remote job, else a LocalBackend with the model loaded."""
+    backend = params.get("backend")
+    if backend and backend.get("kind") == "remote":
+        from ..captioning.backends import remote_backend_for_job
+        from ..captioning.remote import RemoteError
+
+        try:
+            remote = remote_backend_for_job(params, settings=settings, api_key_env=args.api_key_env,
+                                            ca_file=args.ca_file, allow_http=args.allow_http)
+            remote.connect()
+        except RemoteError as exc:
+            raise _user_error(str(exc)) from None
+        return remote
+    from ..captioning.backends import LocalBackend
+
+    return LocalBackend.from_loaded(_load(spec), batch_size=params["batch_size"],
+                                    max_new_tokens=params["max_new_tokens"], min_new_tokens=params.get("min_new_tokens"))
+
+
 def _load(spec):
     from ..captioning.models import ModelError, QuantizationUnavailable, load_model
 
@@ -249,16 +308,14 @@ def _load(spec):
         raise _user_error(str(exc)) from None
 
 
-def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> int:
-    from ..captioning.engine import CaptionEngine
+def _run(lib: Library, store, job_id: int, backend, args: argparse.Namespace) -> int:
     from ..captioning.jobs import run_caption_job
 
     job = store.get(job_id)
-    p = job.params
     if not args.json:
-        print(f"job {job_id}: {job.remaining} photo(s) to caption with {loaded.id_string()}", file=sys.stderr)
-    engine = CaptionEngine.from_loaded(loaded, batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"],
-                                       min_new_tokens=p.get("min_new_tokens"))
+        what = backend.loaded.id_string() if hasattr(backend, "loaded") else \
+            f"{backend.provenance()['served_model']} on {', '.join(backend.urls)} (photos are sent there)"
+        print(f"job {job_id}: {job.remaining} photo(s) to caption with {what}", file=sys.stderr)
     bar = None
     if not args.json and not args.quiet:
         from tqdm import tqdm
@@ -277,15 +334,19 @@ def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> 
             (bar.write if bar is not None else print)(f"photo {outcome.photo_id}: skipped: {outcome.error}")
 
     try:
-        summary = run_caption_job(lib, job_id, engine, model_provenance=loaded.provenance(), progress=progress,
+        summary = run_caption_job(lib, job_id, backend, model_provenance=backend.provenance(), progress=progress,
                                   on_outcome=on_outcome)
     finally:
         if bar is not None:
             bar.close()
-        engine.unload()
+        backend.unload()
+    if args.json and summary.stopped:
+        _emit_json({"job": job_id, "paused": summary.stopped, "remaining": summary.remaining})
     if not args.json:
         print(f"job {job_id}: {summary.done} captioned, {summary.failed} failed, {summary.remaining} left "
               f"({summary.seconds:.1f} s)", file=sys.stderr)
+    if summary.stopped:
+        raise _user_error(f"job {job_id} paused: {summary.stopped}")
     return 0 if summary.failed == 0 else 3
 
 
@@ -338,6 +399,15 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--resume", action="store_true", help="finish the last unfinished job")
     s.add_argument("--force", action="store_true", help="caption photos that already have a caption")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--server", action="append", metavar="URL",
+                   help="caption on this OpenAI-compatible server (vLLM, `repic serve`); repeat for several. "
+                        "Photos are sent there. Default: the server in Settings, if any")
+    s.add_argument("--local", action="store_true", help="caption on this computer even if Settings name a server")
+    s.add_argument("--in-flight", type=whole_number(1, 256), metavar="N",
+                   help="requests at the server(s) at once (default 8)")
+    from .server import add_remote_options
+
+    add_remote_options(s)
     s.set_defaults(func=cmd_caption)
 
     jobs = sub.add_parser("jobs", help="captioning and indexing jobs").add_subparsers(dest="sub", metavar="SUBCOMMAND")
