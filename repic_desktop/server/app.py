@@ -2,8 +2,9 @@
 /health and vLLM's /tokenize (chat form, for the client's prompt check).
 
 Batching: handlers only parse and queue; one worker thread owns the engines (one GPU, one model in
-memory per served name) and takes everything queued, after a few milliseconds' wait for more, into one
-`CaptionEngine.caption` call. The engine then does what it does for a local job: groups photos with the
+memory per served name) and takes everything queued (what arrived while the last batch ran; no waiting
+for stragglers, which would only add latency at one request in flight) into one `CaptionEngine.caption`
+call. The engine then does what it does for a local job: groups photos with the
 same references, reuses their pixels and vision-encoder outputs, batches `batch_size` at a time and hands
 each result over as soon as its batch ends. Requests arriving while a batch runs wait for the next one
 (no continuous batching: that is what vLLM is for).
@@ -257,7 +258,7 @@ class Batcher:
     """One thread runs every engine call; it takes all queued requests at once (after `window` seconds
     for stragglers) and captions them together."""
 
-    def __init__(self, models: dict[str, ServedModel], window: float = 0.005, max_take: int = 256):
+    def __init__(self, models: dict[str, ServedModel], window: float = 0.0, max_take: int = 256):
         self.models = models
         self.window = window
         self.max_take = max_take
@@ -284,8 +285,9 @@ class Batcher:
             items = [first]
             deadline = time.monotonic() + self.window
             while len(items) < self.max_take:
-                try:
-                    item = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
+                try:  # window 0: take only what is already queued (requests that came during the last batch)
+                    left = deadline - time.monotonic()
+                    item = self.q.get(timeout=left) if left > 0 else self.q.get_nowait()
                 except queue.Empty:
                     break
                 if item is None:
@@ -334,7 +336,7 @@ def _int_field(body: dict, name: str, lo: int, hi: int) -> int | None:
 
 
 def create_app(models: dict[str, ServedModel], *, api_key: str | None = None,
-               max_images: int = DEFAULT_MAX_IMAGES, window: float = 0.005):
+               max_images: int = DEFAULT_MAX_IMAGES, window: float = 0.0):
     from contextlib import asynccontextmanager
 
     images = ImageStore()

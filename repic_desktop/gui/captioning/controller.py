@@ -29,12 +29,13 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
 from ...captioning.jobs import job_params, resumable_jobs
+from ...captioning.remote import RemoteError, ServerAddress, server_settings
 from ...core.jobs import JobStore
 from ...retrieval.service import auto_params
 from ...captioning.prompt import PromptError, resolve_request
 from ...core.library import Library, LibraryError
 from ..dialogs.caption import CaptionChoice, CaptionDialog, ConceptEntry
-from .model_worker import BackgroundTasks, ModelWorker, gpu_text, spec_label
+from .model_worker import BackgroundTasks, ModelWorker, gpu_text, spec_label, where_label
 from ..dialogs.settings import extra, load_settings, model_spec_from_settings, request_presets
 
 log = logging.getLogger(__name__)
@@ -215,7 +216,7 @@ class CaptioningController(QObject):
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
                             own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
                             preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
-                            model_label=spec_label(spec), captioned=captioned,
+                            model_label=where_label(settings, spec), captioned=captioned,
                             suggestions_note=self._suggestions_note(settings))
         self._show_dialog(dlg)
 
@@ -223,7 +224,7 @@ class CaptioningController(QObject):
             s, _ = load_settings()
             dlg.set_suggestions_note(self._suggestions_note(s))
             try:
-                dlg.model_label.setText(f"Model: {spec_label(model_spec_from_settings(s, self._lib()))}")
+                dlg.model_label.setText(f"Model: {where_label(s, model_spec_from_settings(s, self._lib()))}")
             except ValueError:
                 pass
 
@@ -496,7 +497,16 @@ class CaptioningController(QObject):
         except (ValueError, PromptError) as exc:
             self._message(parent, "Cannot start captioning", str(exc), settings_button=True)
             return
-        params["gui"] = {"preset": choice.preset, "title": title, "model_label": spec_label(spec)}
+        server = server_settings(settings)
+        if server["url"]:  # photos go to the server named in Settings (the CLI's default server too)
+            try:
+                params["backend"] = {"kind": "remote", "servers": [ServerAddress.parse(
+                    server["url"], allow_http=server["allow_http"]).url], "served_model": server["served_model"],
+                    "in_flight": server["in_flight"], "allow_http": server["allow_http"]}
+            except RemoteError as exc:
+                self._message(parent, "Cannot start captioning", str(exc), settings_button=True)
+                return
+        params["gui"] = {"preset": choice.preset, "title": title, "model_label": where_label(settings, spec)}
         own = choice.concepts is None
         opts = suggestion_options(settings) if own else None
         path = self.library_path

@@ -449,7 +449,6 @@ class ModelWorker(QThread):
     # jobs -------------------------------------------------------------------------------------------
     def _run_job(self, job_id: int, seq: int) -> None:
         from ...captioning.engine import CaptionEngine
-        from ...captioning.jobs import run_caption_job
         from ...core.jobs import JobStore
         from ...captioning.models import ModelSpec
         from ...core.library import LibraryError
@@ -481,6 +480,9 @@ class ModelWorker(QThread):
             self.job_stopped.emit(job_id, "paused", msg)
             return
         self.job_started.emit(job_id, before, job.total)
+        if (p.get("backend") or {}).get("kind") == "remote":
+            self._run_remote_job(lib, store, job, seq)
+            return
         if not self._ensure_model(spec, seq):
             cancelled = self._load_cancelled(seq)
             msg = ("Not started: model loading was cancelled." if cancelled
@@ -498,6 +500,33 @@ class ModelWorker(QThread):
         # from_loaded caps the demo model's tokens (the same for the CLI)
         engine = CaptionEngine.from_loaded(loaded, batch_size=int(p.get("batch_size") or 1), max_new_tokens=max_new,
                                            min_new_tokens=min(min_new, max_new) if min_new is not None else None)
+        self._caption_with(lib, store, job, engine, loaded.provenance())
+
+    def _run_remote_job(self, lib, store, job, seq: int) -> None:
+        """A job whose photos go to a caption server: no local model is loaded."""
+        from ...captioning.backends import remote_backend_for_job
+        from ...captioning.remote import RemoteError
+        from ...core.settings import Settings
+
+        try:
+            backend = remote_backend_for_job(job.params, settings=Settings.load())
+            backend.connect()
+        except RemoteError as exc:
+            msg = f"Not started: {exc}"
+            store.set_status(job.id, "paused", msg)
+            self._stop_requests.pop(job.id, None)
+            self.job_stopped.emit(job.id, "paused", msg)
+            return
+        try:
+            self._caption_with(lib, store, job, backend, backend.provenance())
+        finally:
+            backend.close()
+
+    def _caption_with(self, lib, store, job, engine, provenance: dict) -> None:
+        from ...captioning.jobs import run_caption_job
+
+        job_id = job.id
+        before = job.total - job.remaining
         processed = before
         current = {"eta": -1.0, "name": ""}
         names: dict[int, str] = {}
@@ -528,7 +557,7 @@ class ModelWorker(QThread):
             return self._stopping or job_id in self._stop_requests
 
         try:
-            summary = run_caption_job(lib, job_id, engine, model_provenance=loaded.provenance(),
+            summary = run_caption_job(lib, job_id, engine, model_provenance=provenance,
                                       progress=on_progress, cancel=cancel, on_outcome=on_outcome)
         except Exception as exc:
             log.exception("caption job %s failed", job_id)
@@ -541,7 +570,8 @@ class ModelWorker(QThread):
         finally:
             # Drop the engine's caches (reference features on the GPU) without engine.unload(): that runs
             # a full gc.collect(), a GIL-holding stall of the GUI; plain reference counting frees them.
-            engine.clear_cache()
+            if hasattr(engine, "clear_cache"):
+                engine.clear_cache()
             del engine
         how = self._stop_requests.pop(job_id, None)
         status = "done" if summary.remaining == 0 else ("cancelled" if how == "cancel" else "paused")
@@ -549,13 +579,22 @@ class ModelWorker(QThread):
             store.set_status(job_id, "cancelled")
         what = f"{summary.done} captioned" + (f", {summary.failed} failed" if summary.failed else "")
         when = {"done": "Finished in", "paused": "Paused after", "cancelled": "Cancelled after"}[status]
-        self.job_stopped.emit(job_id, status, f"{when} {_seconds_text(summary.seconds)}: {what} this run.")
+        why = f" {summary.stopped}" if getattr(summary, "stopped", None) and status == "paused" else ""
+        self.job_stopped.emit(job_id, status, f"{when} {_seconds_text(summary.seconds)}: {what} this run.{why}")
         self._emit_gpu()
 
 
 def _seconds_text(seconds: float) -> str:
     s = int(round(seconds))
     return f"{s} s" if s < 120 else (f"{round(s / 60)} min" if s < 7200 else f"{s / 3600:.1f} h")
+
+
+def where_label(settings, spec) -> str:
+    """The model's name and where the photos go (this computer, or the server from Settings)."""
+    from ...captioning.remote import server_settings
+
+    url = server_settings(settings)["url"]
+    return spec_label(spec) + (f" on server {url} (photos are sent there)" if url else " on this computer")
 
 
 def spec_label(spec) -> str:
