@@ -111,9 +111,19 @@ class ServerAddress:
         text = raw.strip()
         if "://" not in text:
             text = "http://" + text if is_local_host(text.split(":")[0].split("/")[0]) else "https://" + text
-        parts = urlsplit(text)
+        bad = RemoteError(f"{_strip_credentials(raw)!r} is not a server address like https://gpu-box:8000")
+        if any(ord(c) < 33 or ord(c) == 127 for c in text):
+            raise bad
+        import httpx
+
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
+            httpx.URL(text)  # the host as httpx will use it (IDNA rules)
+        except (ValueError, httpx.InvalidURL):
+            raise bad from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RemoteError(f"{_strip_credentials(raw)!r} is not a server address like https://gpu-box:8000")
+            raise bad
         host = parts.hostname
         if parts.scheme == "http" and not allow_http and not is_local_host(host):
             raise RemoteError(f"refusing to send photos unencrypted to {host}: use https, or allow plain http "

@@ -252,6 +252,9 @@ def _remote_choice(args: argparse.Namespace, settings, stored: dict[str, Any] | 
     server from Settings; None = this computer (also with --local). URLs are stored without credentials."""
     from ..captioning.remote import RemoteError, ServerAddress, server_settings
 
+    from .server import check_remote_args
+
+    check_remote_args(args)
     if args.local:
         if args.server:
             raise _user_error("--local and --server contradict each other")
@@ -262,6 +265,10 @@ def _remote_choice(args: argparse.Namespace, settings, stored: dict[str, Any] | 
     else:
         urls = args.server or ([prefs["url"]] if prefs["url"] else [])
     if not urls:
+        given = [o for o, v in (("--served-model", args.served_model), ("--api-key-env", args.api_key_env),
+                                ("--ca-file", args.ca_file), ("--in-flight", args.in_flight)) if v is not None]
+        if given:
+            raise _user_error(f"{given[0]} applies to a caption server: give --server URL (or set one in Settings)")
         return None
     allow_http = bool(args.allow_http or prefs["allow_http"] or (stored or {}).get("allow_http"))
     try:

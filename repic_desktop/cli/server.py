@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import re
 import sys
 
 from ..core.arg_types import nonempty_text, whole_number
@@ -24,11 +25,28 @@ def _adapter(value: str) -> tuple[str, str]:
     return name.strip(), folder.strip()
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HOST = re.compile(r"[A-Za-z0-9.:\-\[\]]+")
+
+
+def check_remote_args(args: argparse.Namespace) -> None:
+    """Refuse connection options that cannot be right, before anything is sent or stored."""
+    env = getattr(args, "api_key_env", None)
+    if env is not None and not _ENV_NAME.fullmatch(env):
+        raise _user_error(f"--api-key-env takes the NAME of an environment variable (got {env!r})")
+    ca = getattr(args, "ca_file", None)
+    if ca is not None and not os.path.isfile(os.path.expanduser(ca)):
+        raise _user_error(f"the CA file {ca!r} does not exist")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from ..captioning.models import ModelError
     from ..core.settings import Settings
     from ..server.app import create_app, load_models
 
+    check_remote_args(args)
+    if not _HOST.fullmatch(args.host):
+        raise _user_error(f"--host takes an address to listen on, like 127.0.0.1 or 0.0.0.0 (got {args.host!r})")
     api_key = None
     if args.api_key_env:
         api_key = os.environ.get(args.api_key_env)
@@ -81,6 +99,7 @@ def cmd_server_test(args: argparse.Namespace) -> int:
     from ..captioning.remote import test_connection
     from ..core.settings import Settings
 
+    check_remote_args(args)
     urls = args.url or []
     options = _remote_options(args, urls)
     if not urls:
@@ -99,7 +118,10 @@ def cmd_server_test(args: argparse.Namespace) -> int:
             print(terminal_safe(f"{r.url}: {'OK' if r.ok else 'FAILED'}"))
             for line in r.lines:
                 print(terminal_safe(f"  {line}"))
-    return 0 if all(r.ok for r in reports) else 1
+    failed = [r.url for r in reports if not r.ok]
+    if failed:
+        raise _user_error(f"the test failed for {', '.join(failed)} (details above)")
+    return 0
 
 
 def cmd_server_set_key(args: argparse.Namespace) -> int:
@@ -109,7 +131,10 @@ def cmd_server_set_key(args: argparse.Namespace) -> int:
         address = ServerAddress.parse(args.url, allow_http=True)
     except RemoteError as exc:
         raise _user_error(str(exc)) from None
-    key = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"API key for {address.origin}: ")
+    try:
+        key = sys.stdin.readline().strip() if args.stdin else getpass.getpass(f"API key for {address.origin}: ")
+    except (OSError, EOFError):
+        key = ""
     if not key:
         raise _user_error("no key given")
     try:
