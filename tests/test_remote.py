@@ -42,7 +42,26 @@ def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 1
     raise RuntimeError("repic serve did not start")
 
 
-def start_server(model_dir, port: int, tmp: Path, *, key: str | None = None) -> subprocess.Popen:
+def make_adapter(demo_model_dir, out_dir: Path) -> Path:
+    """A LoRA on the demo model's q/v projections with non-zero B, so it changes the captions."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    base = AutoModelForImageTextToText.from_pretrained(demo_model_dir, dtype=torch.float32)
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8,
+                                                 target_modules=r".*language_model.*\.(q_proj|v_proj)"))
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+    peft_model.save_pretrained(out_dir)
+    return out_dir
+
+
+def start_server(model_dir, port: int, tmp: Path, *, key: str | None = None,
+                 adapters: dict[str, Path] | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO), HF_HUB_OFFLINE="1", REPIC_CONFIG_DIR=str(tmp / "server-config"),
                OMP_NUM_THREADS="1")
     cmd = [sys.executable, "-m", "repic_desktop", "serve", "--model", str(model_dir), "--device", "cpu",
@@ -50,6 +69,8 @@ def start_server(model_dir, port: int, tmp: Path, *, key: str | None = None) -> 
     if key:
         env["REPIC_TEST_SERVER_KEY"] = key
         cmd += ["--api-key-env", "REPIC_TEST_SERVER_KEY"]
+    for name, folder in (adapters or {}).items():
+        cmd += ["--adapter", f"{name}={folder}"]
     log = tmp / f"serve-{port}.log"
     proc = subprocess.Popen(cmd, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     try:
@@ -61,11 +82,16 @@ def start_server(model_dir, port: int, tmp: Path, *, key: str | None = None) -> 
 
 
 @pytest.fixture(scope="module")
-def server(demo_model_dir, tmp_path_factory):
-    """`repic serve` with the demo model and an API key, for the whole module."""
+def adapter_dir(demo_model_dir, tmp_path_factory):
+    return make_adapter(demo_model_dir, tmp_path_factory.mktemp("adapter") / "family")
+
+
+@pytest.fixture(scope="module")
+def server(demo_model_dir, adapter_dir, tmp_path_factory):
+    """`repic serve` with the demo model, the same model + an adapter served as "family", and an API key."""
     tmp = tmp_path_factory.mktemp("server")
     port = free_port()
-    proc = start_server(demo_model_dir, port, tmp, key=KEY)
+    proc = start_server(demo_model_dir, port, tmp, key=KEY, adapters={"family": adapter_dir})
     yield f"http://127.0.0.1:{port}"
     proc.terminate()
     proc.wait(timeout=30)
@@ -121,6 +147,26 @@ def test_remote_captions_equal_local_ones_and_no_key_is_stored(server, demo_mode
     assert KEY.encode() not in raw
 
 
+def test_adapter_served_by_name_matches_local_adapter_and_is_in_provenance(server, demo_model_dir, adapter_dir,
+                                                                          album, capsys, monkeypatch):
+    monkeypatch.setenv("REPIC_API_KEY", KEY)
+    common = [*album["lib"], "caption", "--all", "--force", "--model", str(demo_model_dir), "--max-pixels", "12544",
+              "--json"]
+    code, local, _ = caption_lines(capsys, *common, "--device", "cpu", "--adapter", str(adapter_dir))
+    assert code == 0 and len(local) == 4
+    code, plain, _ = caption_lines(capsys, *common, "--server", server)
+    code, remote, _ = caption_lines(capsys, *common, "--server", server, "--served-model", "family")
+    assert code == 0 and len(remote) == 4
+    by_photo = {r["photo"]: r["caption"] for r in remote}
+    assert all(by_photo[lo["photo"]] == lo["caption"] for lo in local)
+    assert [r["caption"] for r in remote] != [r["caption"] for r in plain]  # the adapter changes captions
+    prov = remote[0]["provenance"]
+    assert prov["served_model"] == "family" and prov["adapter"] == "family" and prov["source"] == str(demo_model_dir)
+    with sqlite3.connect(album["path"]) as conn:
+        assert conn.execute("SELECT adapter_id FROM captions WHERE id = ?", (remote[0]["caption_id"],)).fetchone() == \
+            ("family",)
+
+
 def test_wrong_key_is_one_line_error_and_leaves_no_job(server, demo_model_dir, album, capsys, monkeypatch):
     monkeypatch.setenv("REPIC_API_KEY", "wrong")
     code, _, err = caption_lines(capsys, *album["lib"], "caption", "--all", "--model", str(demo_model_dir),
@@ -173,7 +219,7 @@ def test_official_openai_client_talks_to_repic_serve(server, demo_model_dir, tmp
     from repic_desktop.captioning.remote import encode_image, sample_prompt
 
     client = openai.OpenAI(base_url=server + "/v1", api_key=KEY, max_retries=0)
-    assert [m.id for m in client.models.list()] == [str(demo_model_dir)]
+    assert [m.id for m in client.models.list()] == [str(demo_model_dir), "family"]
     prompt = sample_prompt(tmp_path)
     ref, query = (encode_image(r) for r in prompt.images())
     reply = client.chat.completions.create(
@@ -197,7 +243,7 @@ def test_a_server_refusing_many_images_gets_one_sentence(server, tmp_path, monke
     base = sample_prompt(tmp_path)
     many = CaptionPrompt(tuple(PromptConcept(f"P{i}", "x", base.concepts[0].references * 4) for i in range(4)),
                          base.query)  # 17 images; repic serve takes 16, like vLLM's --limit-mm-per-prompt
-    backend = RemoteBackend(RemoteOptions(servers=[server]), max_new_tokens=4)
+    backend = RemoteBackend(RemoteOptions(servers=[server], served_model="family"), max_new_tokens=4)
     try:
         with pytest.raises(ServerConfigError, match="refuses prompts with 17 images.*--limit-mm-per-prompt"):
             backend.caption([CaptionRequest(1, many)])
@@ -217,8 +263,12 @@ def test_plain_http_elsewhere_needs_opt_in_and_credentials_are_stripped():
 
 
 def test_killed_server_pauses_the_job_and_resume_finishes_it(demo_model_dir, album, tmp_path):
-    """The server dies after the first caption: the job pauses with the reason; with the server back,
-    resuming captions the rest; every photo ends with exactly one caption of this job."""
+    """The server dies after the first caption and stays down: the job pauses with the reason. Resumed
+    with the server back, it loses the server again after one caption, but this time the server
+    returns within the backend's patience: the run waits and finishes by itself. Every photo ends with
+    exactly one caption of this job."""
+    import threading
+
     from repic_desktop.captioning.backends import remote_backend_for_job
     from repic_desktop.captioning.jobs import job_params, run_caption_job
     from repic_desktop.captioning.models import ModelSpec
@@ -255,10 +305,24 @@ def test_killed_server_pauses_the_job_and_resume_finishes_it(demo_model_dir, alb
             paused = store.get(job.id)
             assert paused.status == "paused" and "no server has answered" in paused.error
 
-            proc = start_server(demo_model_dir, port, tmp_path)
-            backend = remote_backend_for_job(params, patience=30)
-            summary = run_caption_job(lib, job.id, backend, model_provenance=backend.provenance())
-            backend.close()
+            holder = {"proc": start_server(demo_model_dir, port, tmp_path)}
+
+            def kill_and_restart(outcome):
+                if "restarting" not in holder:
+                    holder["restarting"] = threading.Thread(
+                        target=lambda: holder.update(proc=start_server(demo_model_dir, port, tmp_path)))
+                    holder["proc"].kill()
+                    holder["proc"].wait()
+                    holder["restarting"].start()
+
+            backend = remote_backend_for_job(params, patience=120)
+            try:
+                summary = run_caption_job(lib, job.id, backend, model_provenance=backend.provenance(),
+                                          on_outcome=kill_and_restart)
+            finally:
+                backend.close()
+                holder["restarting"].join()
+                proc = holder["proc"]
             assert summary.done == 3 and summary.remaining == 0 and summary.stopped is None
             assert store.get(job.id).status == "done"
         conn = sqlite3.connect(album["path"])
