@@ -333,3 +333,81 @@ def test_killed_server_pauses_the_job_and_resume_finishes_it(demo_model_dir, alb
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def test_unknown_model_and_unreachable_host_are_one_sentence(server, demo_model_dir, album, capsys, monkeypatch):
+    monkeypatch.setenv("REPIC_API_KEY", KEY)
+    base = [*album["lib"], "caption", "--all", "--model", str(demo_model_dir)]
+    code, _, err = caption_lines(capsys, *base, "--server", server, "--served-model", "nope")
+    assert code == 1 and err.count("\n") == 1
+    assert f"{server} serves no model named 'nope' (it serves: {demo_model_dir}, family)" in err
+    dead = f"http://127.0.0.1:{free_port()}"
+    code, _, err = caption_lines(capsys, *base, "--server", dead)
+    assert code == 1 and err.count("\n") == 1
+    assert f"no server answered: {dead}: the connection was refused or the host is unreachable" in err
+
+
+class _Flaky:
+    """A real HTTP server in front of `repic serve` that answers the first chat requests with 503 (then
+    429) before passing requests through: what a busy or restarting vLLM does."""
+
+    def __init__(self, upstream: str, failures: list[int]):
+        import http.server
+        import threading
+
+        import httpx
+
+        flaky = self
+        self.failures = list(failures)
+        self.seen: list[int] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _reply(self, status: int, body: bytes, headers=()) -> None:
+                self.send_response(status)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _forward(self, method: str) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if method == "POST" and self.path.endswith("/chat/completions") and flaky.failures:
+                    status = flaky.failures.pop(0)
+                    flaky.seen.append(status)
+                    self._reply(status, b'{"error": {"message": "busy"}}', [("Retry-After", "0")])
+                    return
+                r = httpx.request(method, upstream + self.path, content=body or None, timeout=60,
+                                  headers={"Authorization": self.headers.get("Authorization", ""),
+                                           "Content-Type": "application/json"})
+                flaky.seen.append(r.status_code)
+                self._reply(r.status_code, r.content, [("Content-Type", "application/json")])
+
+            def do_GET(self):
+                self._forward("GET")
+
+            def do_POST(self):
+                self._forward("POST")
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_busy_server_503_and_429_are_retried(server, demo_model_dir, album, capsys, monkeypatch):
+    monkeypatch.setenv("REPIC_API_KEY", KEY)
+    flaky = _Flaky(server, [503, 503, 429])
+    try:
+        code, out, _ = caption_lines(capsys, *album["lib"], "caption", "--all", "--model", str(demo_model_dir),
+                                     "--server", flaky.url, "--in-flight", "1", "--json")
+    finally:
+        flaky.close()
+    assert code == 0 and len(out) == 4 and all(r["caption"] for r in out)
+    assert flaky.seen == [200, 503, 503, 429, 200, 200, 200, 200]  # models list, 3 refusals, 4 captions
