@@ -523,13 +523,18 @@ class RemoteBackend:
                             model=self._served or self.model_hint or "", max_tokens=self.max_new_tokens,
                             repetition_penalty=self.repetition_penalty, min_tokens=self.min_new_tokens)
 
-    def _one(self, request, cancel: Callable[[], bool]):
+    def _timed_body(self, prompt: CaptionPrompt) -> tuple[dict[str, Any], float]:
+        t0 = time.perf_counter()
+        return self.body(prompt), time.perf_counter() - t0
+
+    def _one(self, request, body_future: Future, cancel: Callable[[], bool]):
         from .engine import CaptionResult
 
         t0 = time.perf_counter()
         prompt = request.prompt
         try:
-            body = self.body(prompt)
+            body, encode_seconds = body_future.result()
+            t0 -= encode_seconds  # a photo's time includes reading and encoding its images
         except Exception as exc:
             if isinstance(exc, MemoryError):
                 raise
@@ -623,17 +628,30 @@ class RemoteBackend:
         if progress is not None:
             progress(0, total, None, requests[0].key if requests else None)
         pool = ThreadPoolExecutor(self.options.in_flight, thread_name_prefix="caption-remote")
+        # Images of the next photos are read, resized and PNG-encoded while earlier ones are at the server
+        # (the local engine's prefetch, here): at one request in flight this hides the client's work.
+        encoder = ThreadPoolExecutor(1, thread_name_prefix="caption-encode")
+        ahead = self.options.in_flight + 1
         todo = list(reversed(requests))
+        bodies: dict[int, Future] = {}
         running: dict[Future, Any] = {}
         error: BaseException | None = None
+
+        def encode_ahead() -> None:
+            for req in reversed(todo[-ahead:]):  # the next to go first
+                if id(req) not in bodies:
+                    bodies[id(req)] = encoder.submit(self._timed_body, req.prompt)
+
         try:
             while todo or running:
                 if cancel():
                     self.cancelled = True
                     break
                 while todo and len(running) < self.options.in_flight:
+                    encode_ahead()
                     req = todo.pop()
-                    running[pool.submit(self._one, req, cancel)] = req
+                    running[pool.submit(self._one, req, bodies.pop(id(req)), cancel)] = req
+                encode_ahead()
                 done, _ = wait(list(running), timeout=0.1, return_when=FIRST_COMPLETED)
                 for fut in done:
                     running.pop(fut)
@@ -659,6 +677,7 @@ class RemoteBackend:
         finally:
             self._stop.set()
             pool.shutdown(wait=False, cancel_futures=True)
+            encoder.shutdown(wait=False, cancel_futures=True)
         if error is not None:
             raise error
         return results
