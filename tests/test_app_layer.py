@@ -15,7 +15,7 @@ from repic_desktop.cli import main
 from repic_desktop.core.errors import RepicError, UserError
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
-from tests.test_cli_caption import family, run  # noqa: F401 (fixture)
+from tests.helpers.cli_family import family, run  # noqa: F401 - family is a fixture
 
 
 @pytest.fixture

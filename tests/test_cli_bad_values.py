@@ -118,6 +118,9 @@ BASE = {
     ("repic", "demo-model"): ["{WORK}/demo"],
     ("repic", "prompt"): ["1"],
     ("repic", "caption"): ["1", "--model", "{DEMO}", "--max-new-tokens", "2"],
+    ("repic", "serve"): ["--model", "{DEMO}", "--device", "cpu"],
+    ("repic", "server", "test"): ["http://127.0.0.1:9", "--model", "{DEMO}"],
+    ("repic", "server", "set-key"): ["http://127.0.0.1:9", "--stdin"],
     ("repic", "jobs", "list"): [],
     ("repic", "jobs", "cancel"): ["1"],
     ("repic", "jobs", "remove"): ["1"],
@@ -156,6 +159,10 @@ _HUB_ID_OR_PATH = (TEXTISH, "a hub id, folder or name: '0', 'inf' or 'abc' are a
 _FREE_TEXT = (TEXTISH, "free text: any printable line is a valid request or info (control characters are refused)")
 ACCEPTED: dict[tuple[tuple[str, ...], str], tuple[set[str], str]] = {
     (("repic", "caption"), "--model"): _HUB_ID_OR_PATH,
+    (("repic", "serve"), "--model"): _HUB_ID_OR_PATH,
+    (("repic", "serve"), "--served-model-name"): (TEXTISH, "any printable name: clients ask for it as given"),
+    (("repic", "serve"), "--host"): ({"zero", "negative", "huge", "huge-float", "inf", "nan", "word"},
+                                     "a host name or address; whether it can be bound is uvicorn's to say"),
     (("repic", "caption"), "--adapter"): _HUB_ID_OR_PATH,
     (("repic", "caption"), "--request"): _FREE_TEXT,
     (("repic", "prompt"), "--request"): _FREE_TEXT,

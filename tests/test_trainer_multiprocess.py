@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from repic_desktop.core.library import Library
-from tests.test_trainer_dataset import make_library
+from tests.helpers.trainer_library import make_library
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--num-generations", "2", "--grad-accum", "1", "--max-completion-length", "8", "--max-pixels", str(56 * 56),

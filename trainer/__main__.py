@@ -22,7 +22,7 @@ from typing import Any
 from repic_desktop import __version__
 from repic_desktop.core.terminal import error_line
 from repic_desktop.captioning.prompt import max_pixels
-from repic_desktop.core.arg_types import SEED_MAX, device, nonempty_text, number, whole_number
+from repic_desktop.core.arg_types import SEED_MAX, device, http_url, nonempty_text, number, whole_number
 
 EXIT_ERROR = 1
 EXIT_CANCELLED = 130
@@ -101,7 +101,7 @@ def _train_parser() -> argparse.ArgumentParser:
                    help="with --processes on GPUs: DDP, or DeepSpeed ZeRO-2 (RePIC's setting; needs deepspeed)")
     p.add_argument("--vllm", choices=["colocate", "server"],
                    help="generate with vLLM through TRL (CUDA; colocate: on the training GPUs; server: `trl vllm-serve`)")
-    p.add_argument("--vllm-server-url", type=nonempty_text, help="with --vllm server: its address (default "
+    p.add_argument("--vllm-server-url", type=http_url, help="with --vllm server: its address (default "
                    "TRL's, http://0.0.0.0:8000)")
     p.add_argument("--allow-cpu-quantization", action="store_true", help=argparse.SUPPRESS)
     return p

@@ -53,6 +53,12 @@ class CaptionOptions:
     top_k: int | None = None
     skip_captioned: bool = True               # leave out photos that already have a caption
     title: str | None = None                  # shown in the GUI's queue ("Regenerate IMG_1.jpg")
+    # where the photos go: None = the default server from Settings, if any (else this computer)
+    servers: Sequence[str] | None = None      # `repic caption --server URL…`
+    local: bool = False                       # `--local`: this computer even when Settings name a server
+    served_model: str | None = None
+    in_flight: int | None = None
+    allow_http: bool = False                  # plain http to another computer, explicitly allowed
 
 
 @dataclass
@@ -118,6 +124,47 @@ def spec_label(spec: "ModelSpec") -> str:
     if spec.quantization != "none":
         text += f", {spec.quantization.replace('bit', '-bit')}"
     return text
+
+
+def where_label(backend: dict[str, Any] | None, spec: "ModelSpec") -> str:
+    """The model's name and where the photos go: what the caption dialog and the queue show."""
+    if backend and backend.get("kind") == "remote":
+        return f"{spec_label(spec)} on server {', '.join(backend['servers'])} (photos are sent there)"
+    return spec_label(spec) + " on this computer"
+
+
+def backend_choice(settings: "Settings", options: CaptionOptions = CaptionOptions(), *,
+                   stored: dict[str, Any] | None = None, resume: bool = False) -> dict[str, Any] | None:
+    """Where a job's photos go: the given servers, else (resume) the job's own, else the default server from
+    Settings; None = this computer (also with `local`). URLs are stored without credentials, never a key.
+    Raises RemoteError (a RepicError) for an address that cannot be used."""
+    from ..captioning.remote import ServerAddress, server_settings
+
+    if options.local:
+        if options.servers:
+            raise UserError("--local and --server contradict each other")
+        return None
+    prefs = server_settings(settings)
+    if resume:  # a job goes on where it started unless told otherwise
+        urls = list(options.servers or (stored or {}).get("servers") or [])
+    else:
+        urls = list(options.servers or ([prefs["url"]] if prefs["url"] else []))
+    if not urls:
+        given = [o for o, v in (("--served-model", options.served_model), ("--in-flight", options.in_flight))
+                 if v is not None]
+        if given:
+            raise UserError(f"{given[0]} applies to a caption server: give --server URL (or set one in Settings)")
+        return None
+    allow_http = bool(options.allow_http or prefs["allow_http"] or (stored or {}).get("allow_http"))
+    backend: dict[str, Any] = {
+        "kind": "remote", "servers": [ServerAddress.parse(u, allow_http=allow_http).url for u in urls],
+        "served_model": options.served_model or (stored or {}).get("served_model") or prefs["served_model"]}
+    in_flight = options.in_flight or (stored or {}).get("in_flight") or (None if options.servers else prefs["in_flight"])
+    if in_flight:
+        backend["in_flight"] = int(in_flight)
+    if allow_http:
+        backend["allow_http"] = True
+    return backend
 
 
 def model_spec(library: "Library", settings: "Settings", options: CaptionOptions = CaptionOptions()) -> "ModelSpec":
@@ -189,7 +236,7 @@ def plan_caption_job(library: "Library", settings: "Settings", photo_ids: Sequen
     params = job_params(model=dataclasses.asdict(spec), concepts=prompt["concepts"], request=prompt["request"],
                         system_preset=prompt["system_preset"], max_refs=prompt["max_refs"],
                         batch_size=batch_size, max_pixels=spec.max_pixels, max_new_tokens=max_new_tokens,
-                        min_new_tokens=options.min_new_tokens)
+                        min_new_tokens=options.min_new_tokens, backend=backend_choice(settings, options))
     skipped: list[int] = []
     if options.skip_captioned and ids:
         done = library.captions.captioned_photo_ids(ids)
@@ -198,7 +245,8 @@ def plan_caption_job(library: "Library", settings: "Settings", photo_ids: Sequen
     if prompt["concepts"] is None and ids:
         params.update(_own_concepts(library, settings, options, ids))
     # labels for the job queue (the GUI's dock shows jobs made by either front)
-    params["gui"] = {"preset": prompt["request_preset"], "title": options.title, "model_label": spec_label(spec)}
+    params["gui"] = {"preset": prompt["request_preset"], "title": options.title,
+                     "model_label": where_label(params.get("backend"), spec)}
     return CaptionJobPlan(params=params, photo_ids=ids, skipped=skipped, spec=spec)
 
 

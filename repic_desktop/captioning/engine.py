@@ -111,6 +111,7 @@ class CaptionResult:
     seconds: float
     prompt_tokens: int
     new_tokens: int
+    provenance: dict[str, Any] | None = None  # set by a backend whose results differ in origin (several servers)
 
     @property
     def ok(self) -> bool:

@@ -60,6 +60,7 @@ class RunSummary:
     remaining: int = 0
     cancelled: bool = False
     seconds: float = 0.0
+    stopped: str | None = None  # why the backend stopped early (every server down, key refused): job paused
 
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
@@ -120,16 +121,28 @@ def caption_job_problem(params: Any) -> str | None:
     concepts = params.get("concepts")
     if concepts is not None and not (isinstance(concepts, list) and all(isinstance(c, str) for c in concepts)):
         return "its concept list is not a list of names"
+    backend = params.get("backend")
+    if backend is not None:
+        if not isinstance(backend, dict) or backend.get("kind") not in ("local", "remote"):
+            return "its backend is neither local nor remote"
+        servers = backend.get("servers")
+        if backend["kind"] == "remote" and not (isinstance(servers, list) and servers
+                                                 and all(isinstance(u, str) for u in servers)):
+            return "it names no caption server"
     return None
 
 
 def job_params(*, model: dict[str, Any], concepts: Sequence[str] | None, request: str, system_preset: str,
                max_refs: int, batch_size: int, max_pixels: int, max_new_tokens: int,
-               min_new_tokens: int | None = None) -> dict[str, Any]:
-    """Everything needed to resume a job exactly as it started; JobParamsError when it could not run."""
+               min_new_tokens: int | None = None, backend: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything needed to resume a job exactly as it started; JobParamsError when it could not run.
+    `backend`: None (this computer) or {"kind": "remote", "servers": [URL...], "served_model": NAME|None}
+    (URLs without credentials: a key never goes into a job)."""
     params = {"model": model, "concepts": list(concepts) if concepts else None, "request": request,
               "system_preset": system_preset, "max_refs": max_refs, "batch_size": batch_size,
               "max_pixels": max_pixels, "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens}
+    if backend is not None:
+        params["backend"] = backend
     problem = caption_job_problem(params)
     if problem:
         raise JobParamsError(problem)
@@ -172,9 +185,12 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
                     progress: Callable[[int, int, float | None, int | None], None] | None = None,
                     cancel: Callable[[], bool] | None = None,
                     on_outcome: Callable[[CaptionOutcome], None] | None = None) -> RunSummary:
-    """Caption a job's pending photos with `engine` (a CaptionEngine), committing each caption as soon
-    as it is made. Returns when the job is finished or cancelled; a cancelled job is left 'paused'."""
+    """Caption a job's pending photos with `engine` (a CaptionEngine or any backends.CaptionBackend),
+    committing each caption as soon as it is made. Returns when the job is finished or cancelled; a
+    cancelled job is left 'paused', and so is one whose backend stopped (every server down, a refused
+    key): then `summary.stopped` and the job's error say why."""
     from .engine import CaptionRequest
+    from .remote import RemoteError
 
     store = JobStore(library)
     job = store.get(job_id)
@@ -209,15 +225,16 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
             outcome = CaptionOutcome(pid, error=result.error)
         else:
             prov = dict(model_provenance)
+            prov.update(getattr(result, "provenance", None) or {})  # several servers: the one that made this caption
             prov.update(request=prompt.request, system_preset=p["system_preset"], prompt_hash=prompt.prompt_hash(),
                         concept_ids=concept_ids, concepts=prompt.expected_names(), max_refs=p.get("max_refs", 1),
                         seconds=round(result.seconds, 3), prompt_tokens=result.prompt_tokens,
                         new_tokens=result.new_tokens, created_at=now(), job_id=job_id)
             tags = result.tags
             cid = store.complete_item(job_id, pid, result.caption, tags=tags.found, concept_set=prompt.expected_names(),
-                                      provenance=prov, model_id=model_provenance.get("source"),
-                                      model_revision=model_provenance.get("revision"),
-                                      adapter_id=model_provenance.get("adapter"), prompt_hash=prompt.prompt_hash())
+                                      provenance=prov, model_id=prov.get("source"),
+                                      model_revision=prov.get("revision"),
+                                      adapter_id=prov.get("adapter"), prompt_hash=prompt.prompt_hash())
             summary.done += 1
             outcome = CaptionOutcome(pid, result.caption, cid, None, tags.found, tags.missing, tags.unknown, prov)
         if on_outcome:
@@ -225,9 +242,13 @@ def run_caption_job(library: Library, job_id: int, engine, *, model_provenance: 
 
     if requests:
         engine.known_names = tuple(known)
-        engine.caption(requests, progress=progress, cancel=cancel, on_result=commit)
+        try:
+            engine.caption(requests, progress=progress, cancel=cancel, on_result=commit)
+        except RemoteError as exc:  # backends.BackendStopped: every caption made so far is committed
+            summary.stopped = str(exc)
     summary.cancelled = bool(cancel and cancel())
     summary.remaining = len(store.pending_photo_ids(job_id))
     summary.seconds = time.perf_counter() - started
-    store.set_status(job_id, "done" if summary.remaining == 0 else "paused")
+    store.set_status(job_id, "done" if summary.remaining == 0 else "paused",
+                     summary.stopped if summary.remaining else None)
     return summary

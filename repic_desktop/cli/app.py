@@ -30,6 +30,7 @@ from .metadata import add_metadata_commands
 from .model import add_model_command
 from .output import bar_progress, emit as _emit, json_stream, progress_bar, stdout_for_json_only
 from .retrieval import add_retrieval_commands
+from .server import add_server_commands
 
 # ------------------------------------------------------------------------------------------------ commands
 
@@ -539,6 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gui_command(sub, common)
     add_metadata_commands(sub, common)
     add_retrieval_commands(sub, common)
+    add_server_commands(sub, common)
     return p
 
 

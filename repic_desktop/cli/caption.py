@@ -16,6 +16,7 @@ from ..captioning.prompt import max_pixels
 from ..core.arg_types import nonempty_text, number, record_id, whole_number
 from ..core import paths
 from ..core.library import Library
+from .server import check_remote_args
 
 
 def _user_error(msg: str) -> Exception:
@@ -258,6 +259,7 @@ def cmd_caption(args: argparse.Namespace) -> int:
     from ..core.jobs import JobStore
     from ..core.settings import Settings
 
+    settings = Settings.load()
     lib = Library(paths.resolve_library_path(args.library))
     try:
         store = JobStore(lib)
@@ -271,20 +273,27 @@ def cmd_caption(args: argparse.Namespace) -> int:
             if not jobs:
                 raise _user_error("no unfinished captioning job to resume")
             job = jobs[0]
+            spec = ModelSpec(**job.params["model"])
+            params = dict(job.params)
+            remote = _remote_choice(args, settings, job.params.get("backend"), resume=True)
+            if remote is not None:
+                params["backend"] = remote
+            elif args.local:
+                params.pop("backend", None)
             try:
-                spec = ModelSpec(**job.params["model"])
-                _check_device(spec)
-                loaded = _load(spec)
+                backend = _backend(spec, params, args, settings)
             except Exception as exc:
                 store.set_status(job.id, "paused", str(exc))
                 raise
-            return _run(lib, store, job.id, loaded, args)
+            return _run(lib, store, job.id, backend, args)
         _check_auto(args)
-        # The same plan the GUI's caption dialog makes: presets, skip rule, max_refs, suggestion options.
-        plan = plan_caption_job(lib, Settings.load(), _select_photos(lib, args), _options(
+        check_remote_args(args)
+        # The same plan the GUI's caption dialog makes: presets, skip rule, max_refs, suggestion options,
+        # and where the photos go (--server, else the default server from Settings, else this computer).
+        plan = plan_caption_job(lib, settings, _select_photos(lib, args), _options(
             args, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, min_new_tokens=args.min_new_tokens,
             model=args.model, adapter=args.adapter, quantization=args.quant, device=args.device,
-            max_pixels=args.max_pixels, skip_captioned=not args.force))
+            max_pixels=args.max_pixels, skip_captioned=not args.force, **_server_options(args)))
         for pid in plan.skipped:
             if args.json:
                 _emit_json({"photo": pid, "skipped": "already captioned (use --force to caption again)"})
@@ -293,11 +302,10 @@ def cmd_caption(args: argparse.Namespace) -> int:
                 print("nothing to caption" + (f": {len(plan.skipped)} photo(s) already captioned (use --force)"
                                               if plan.skipped else ""), file=sys.stderr)
             return 0
-        # Load before creating the job: a model that cannot load leaves no job behind to "resume".
-        _check_device(plan.spec)
-        loaded = _load(plan.spec)
+        # Load (or connect) before creating the job: a model that cannot load leaves no job behind to "resume".
+        backend = _backend(plan.spec, plan.params, args, settings)
         job = create_caption_job(lib, plan)
-        return _run(lib, store, job.id, loaded, args)
+        return _run(lib, store, job.id, backend, args)
     finally:
         lib.close()
 
@@ -314,22 +322,59 @@ def _check_device(spec) -> None:
         print(f"repic: warning: {terminal_safe(advice.text())}", file=sys.stderr)
 
 
+def _server_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"servers": args.server or None, "local": bool(args.local), "served_model": args.served_model,
+            "in_flight": args.in_flight, "allow_http": bool(args.allow_http)}
+
+
+def _remote_choice(args: argparse.Namespace, settings, stored: dict[str, Any] | None, *,
+                   resume: bool) -> dict[str, Any] | None:
+    """Where a job's photos go (app.caption_jobs.backend_choice, the rule the GUI uses too)."""
+    from ..app.caption_jobs import CaptionOptions, backend_choice
+
+    check_remote_args(args)
+    return backend_choice(settings, CaptionOptions(**_server_options(args)), stored=stored, resume=resume)
+
+
+def _backend(spec, params: dict[str, Any], args: argparse.Namespace, settings):
+    """A connected RemoteBackend for a remote job, else a LocalBackend with the model loaded."""
+    backend = params.get("backend")
+    if not backend:  # a key or CA file given for a job that stays on this computer is a mistake: say so
+        given = [o for o, v in (("--api-key-env", args.api_key_env), ("--ca-file", args.ca_file)) if v is not None]
+        if given:
+            raise _user_error(f"{given[0]} applies to a caption server: give --server URL (or set one in Settings)")
+    if backend and backend.get("kind") == "remote":
+        from ..captioning.backends import remote_backend_for_job
+        from ..captioning.remote import RemoteError
+
+        try:
+            remote = remote_backend_for_job(params, settings=settings, api_key_env=args.api_key_env,
+                                            ca_file=args.ca_file, allow_http=args.allow_http)
+            remote.connect()
+        except RemoteError as exc:
+            raise _user_error(str(exc)) from None
+        return remote
+    from ..captioning.backends import LocalBackend
+
+    _check_device(spec)
+    return LocalBackend.from_loaded(_load(spec), batch_size=params["batch_size"],
+                                    max_new_tokens=params["max_new_tokens"], min_new_tokens=params.get("min_new_tokens"))
+
+
 def _load(spec):
     from ..captioning.models import load_model
 
     return load_model(spec)  # its errors are ModelErrors (RepicError): one line from main()
 
 
-def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> int:
-    from ..captioning.engine import CaptionEngine
+def _run(lib: Library, store, job_id: int, backend, args: argparse.Namespace) -> int:
     from ..captioning.jobs import run_caption_job
 
     job = store.get(job_id)
-    p = job.params
     if not args.json:
-        print(f"job {job_id}: {job.remaining} photo(s) to caption with {loaded.id_string()}", file=sys.stderr)
-    engine = CaptionEngine.from_loaded(loaded, batch_size=p["batch_size"], max_new_tokens=p["max_new_tokens"],
-                                       min_new_tokens=p.get("min_new_tokens"))
+        what = backend.loaded.id_string() if hasattr(backend, "loaded") else \
+            f"{backend.provenance()['served_model']} on {', '.join(backend.urls)} (photos are sent there)"
+        print(f"job {job_id}: {job.remaining} photo(s) to caption with {what}", file=sys.stderr)
     bar = None
     if not args.json and not args.quiet:
         from tqdm import tqdm
@@ -348,15 +393,19 @@ def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> 
             (bar.write if bar is not None else print)(f"photo {outcome.photo_id}: skipped: {outcome.error}")
 
     try:
-        summary = run_caption_job(lib, job_id, engine, model_provenance=loaded.provenance(), progress=progress,
+        summary = run_caption_job(lib, job_id, backend, model_provenance=backend.provenance(), progress=progress,
                                   on_outcome=on_outcome)
     finally:
         if bar is not None:
             bar.close()
-        engine.unload()
+        backend.unload()
+    if args.json and summary.stopped:
+        _emit_json({"job": job_id, "paused": summary.stopped, "remaining": summary.remaining})
     if not args.json:
         print(f"job {job_id}: {summary.done} captioned, {summary.failed} failed, {summary.remaining} left "
               f"({summary.seconds:.1f} s)", file=sys.stderr)
+    if summary.stopped:
+        raise _user_error(f"job {job_id} paused: {summary.stopped}")
     return 0 if summary.failed == 0 else 3
 
 
@@ -416,6 +465,15 @@ def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
     s.add_argument("--resume", action="store_true", help="finish the last unfinished job")
     s.add_argument("--force", action="store_true", help="caption photos that already have a caption")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--server", action="append", metavar="URL",
+                   help="caption on this OpenAI-compatible server (vLLM, `repic serve`); repeat for several. "
+                        "Photos are sent there. Default: the server in Settings, if any")
+    s.add_argument("--local", action="store_true", help="caption on this computer even if Settings name a server")
+    s.add_argument("--in-flight", type=whole_number(1, 256), metavar="N",
+                   help="requests at the server(s) at once (default 8)")
+    from .server import add_remote_options
+
+    add_remote_options(s)
     s.set_defaults(func=cmd_caption)
 
     jobs = sub.add_parser("jobs", help="captioning and indexing jobs").add_subparsers(dest="sub", metavar="SUBCOMMAND")

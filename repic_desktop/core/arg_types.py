@@ -105,3 +105,21 @@ def nonempty_path(value: str) -> str:
 
 
 nonempty_path.__name__ = "path"
+
+
+def http_url(value: str) -> str:
+    """An http(s) address with a host (a server the user runs); anything else is a usage error."""
+    from urllib.parse import urlsplit
+
+    value = nonempty_text(value)
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address: {value!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"give an http:// or https:// address with a host, not {value!r}")
+    return value
+
+
+http_url.__name__ = "address"

@@ -8,7 +8,7 @@ import pytest
 from tests.helpers.gui_app import (  # noqa: F401 - fixtures
     album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache,
 )
-from tests.helpers.gui_captioning import make_controller, window  # noqa: F401 - fixtures
+from tests.helpers.gui_captioning import demo_album, make_controller, window  # noqa: F401 - fixtures
 from tests.helpers.square_faces import squares  # noqa: F401 - fixture
 
 

@@ -152,3 +152,27 @@ def test_welcome_local_folder_is_checked(qtbot, env, make_controller, demo_model
     assert suggested_quantization({**gpu, "devices": [{"total_gb": 16.0}]}) == "8bit"
     assert suggested_quantization({**gpu, "devices": [{"total_gb": 80.0}]}) == "none"
     assert suggested_quantization({"cuda": False, "devices": []}) == "none"
+
+
+def test_settings_server_tab_saves_url_and_tests_the_connection(qtbot, env, window, make_controller):
+    import socket
+
+    ctrl = make_controller(env / "lib.sqlite")
+    dlg = ctrl.open_settings(window)
+    dlg.server_url.setText("http://gpu-box.lan:8000")
+    with pytest.raises(ValueError, match="unencrypted"):  # plain http to another computer needs the opt-in
+        dlg.values()
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dlg.server_url.setText(f"127.0.0.1:{port}/v1")
+    dlg.test_server.click()
+    qtbot.waitUntil(lambda: dlg.test_server.isEnabled() and "FAILED" in dlg.server_result.text(), timeout=WAIT)
+    assert "cannot be reached" in dlg.server_result.text()
+    with qtbot.waitSignal(dlg.saved, timeout=WAIT):
+        dlg.accept()
+    assert Settings.load().extra["server"]["url"] == f"http://127.0.0.1:{port}"
+    from repic_desktop.gui.captioning.controller import where_label
+    from repic_desktop.captioning.models import ModelSpec
+
+    assert where_label(Settings.load(), ModelSpec()).endswith(f"on server http://127.0.0.1:{port} (photos are sent there)")

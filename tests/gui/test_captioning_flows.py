@@ -8,73 +8,17 @@ from __future__ import annotations
 import threading
 
 import pytest
-from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
 from repic_desktop.core.jobs import JobStore
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
-from tests.helpers.gui_captioning import WAIT
-
-def _photo(path, color, size=(64, 48)):
-    Image.new("RGB", size, color).save(path)
-    return path
-
+from tests.helpers.gui_captioning import WAIT, db_job, photo_file, start_job, wait_stopped
 
 @pytest.fixture
-def album(tmp_path, monkeypatch, demo_model_dir):
-    """A library of 6 photos (4 tagged with <Anya>, who has a reference photo) and settings that use the
-    demo model with short captions."""
-    monkeypatch.setenv("REPIC_CONFIG_DIR", str(tmp_path / "config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    lib_path = tmp_path / "lib.sqlite"
-    with Library(lib_path) as lib:
-        ids = []
-        for i in range(6):
-            p = _photo(photos / f"IMG_{100 + i}.jpg", (40 * i, 120, 200 - 30 * i))
-            ids.append(lib.photos.add(p, size=p.stat().st_size, mtime_ns=1, content_hash=f"h{i}", format="JPEG",
-                                      width=64, height=48))
-        ref = _photo(photos / "anya.jpg", (250, 180, 200), (48, 48))
-        rid = lib.photos.add(ref, size=ref.stat().st_size, mtime_ns=1, content_hash="ref", format="JPEG",
-                             width=48, height=48)
-        lib.concepts.add("Anya", "person", "A girl with pink hair.")
-        lib.concepts.add_ref("Anya", photo_id=rid)
-        lib.concepts.add("Bond", "pet", "A white dog.")  # no reference photo on purpose
-        for pid in ids[:4]:
-            lib.concepts.tag(pid, "Anya")
-    s = Settings()
-    s.model.source = str(demo_model_dir)
-    s.extra.update(batch_size=2, max_new_tokens=8)
-    s.save()
-    return {"path": lib_path, "ids": ids, "tmp": tmp_path}
-
-
-def start_job(qtbot, ctrl, ids, window, configure=None) -> int:
-    """caption_photos → accept the dialog programmatically → the job id once it is created and queued."""
-    from repic_desktop.gui.dialogs.caption import CaptionDialog
-
-    ctrl.caption_photos(ids, window)
-    dlg = ctrl.active_dialog
-    assert isinstance(dlg, CaptionDialog)
-    if configure:
-        configure(dlg)
-    with qtbot.waitSignal(ctrl.job_created, timeout=WAIT) as created:
-        dlg.accept()
-    return created.args[0]
-
-
-def wait_stopped(qtbot, ctrl, job_id):
-    qtbot.waitUntil(lambda: job_id in ctrl.jobs and not ctrl.jobs[job_id].active, timeout=WAIT)
-    return ctrl.jobs[job_id]
-
-
-def db_job(path, job_id):
-    with Library(path) as lib:
-        store = JobStore(lib)
-        return store.get(job_id), store.items(job_id)
+def album(demo_album):
+    return demo_album
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -418,7 +362,7 @@ def test_own_concepts_use_suggestions_when_allowed(qtbot, album, window, make_co
     confirmed tags always, strong pending suggestions only when the setting allows them."""
     ids = album["ids"]
     with Library(album["path"]) as lib:
-        bond_ref = _photo(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
+        bond_ref = photo_file(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
         rid = lib.photos.add(bond_ref, size=bond_ref.stat().st_size, mtime_ns=1, content_hash="bondref", format="JPEG",
                              width=48, height=48)
         lib.concepts.add_ref("Bond", photo_id=rid)
@@ -460,7 +404,7 @@ def test_cli_and_gui_make_the_same_job_for_the_same_selection_and_settings(qtbot
 
     ids = album["ids"]
     with Library(album["path"]) as lib:
-        bond_ref = _photo(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
+        bond_ref = photo_file(album["tmp"] / "photos" / "bond.jpg", (240, 240, 240), (48, 48))
         rid = lib.photos.add(bond_ref, size=bond_ref.stat().st_size, mtime_ns=1, content_hash="bondref", format="JPEG",
                              width=48, height=48)
         lib.concepts.add_ref("Bond", photo_id=rid)
@@ -474,8 +418,8 @@ def test_cli_and_gui_make_the_same_job_for_the_same_selection_and_settings(qtbot
     selection = [ids[0], ids[1], ids[4], ids[5]]
 
     # The CLI stores its job, then would load the model and run it: stop after the job is stored.
-    monkeypatch.setattr(cli_caption, "_load", lambda spec: None)
-    monkeypatch.setattr(cli_caption, "_run", lambda lib, store, job_id, loaded, args: 0)
+    monkeypatch.setattr(cli_caption, "_backend", lambda spec, params, args, settings: None)  # no model needed
+    monkeypatch.setattr(cli_caption, "_run", lambda lib, store, job_id, backend, args: 0)
     assert main(["--library", str(album["path"]), "caption", *map(str, selection)]) == 0
     with Library(album["path"]) as lib:
         cli_job_id = JobStore(lib).list()[0].id

@@ -552,7 +552,7 @@ def test_job_card_keeps_pause_and_cancel_on_its_title_row(album_for_captions, ma
     from PySide6.QtCore import Qt
     from PySide6.QtWidgets import QMainWindow
 
-    from .test_captioning_flows import start_job
+    from tests.helpers.gui_captioning import start_job
 
     ctrl = make_controller(album_for_captions["path"])
     win = QMainWindow()

@@ -9,7 +9,7 @@ import sys
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
 from repic_desktop.gui.pages.personalize import PersonalizePage
-from tests.test_trainer_dataset import make_library
+from tests.helpers.trainer_library import make_library
 
 
 def test_cancel_on_the_page_stops_every_rank(tmp_path, monkeypatch, demo_model_dir, qtbot):

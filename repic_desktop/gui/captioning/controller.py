@@ -27,8 +27,8 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ...app.caption_jobs import (CaptionOptions, create_caption_job, plan_caption_job, request_presets,
-                                 suggestion_options)
+from ...app.caption_jobs import (CaptionOptions, backend_choice, create_caption_job, plan_caption_job,
+                                 request_presets, suggestion_options, where_label as _where_label)
 from ...captioning.jobs import resumable_jobs
 from ...core.errors import RepicError
 from ...core.jobs import JobStore
@@ -133,6 +133,14 @@ def job_view(job, errors: list[tuple[str, str]] | None = None) -> JobView:
                    message=job.error or "", errors=list(errors or []))
 
 
+def where_label(settings, spec) -> str:
+    """The model and where the photos go, as the caption dialog and the queue say it (app layer's rule)."""
+    try:
+        return _where_label(backend_choice(settings), spec)
+    except RepicError as exc:  # a server address in Settings that cannot be used: say so, the job will too
+        return f"{_where_label(None, spec)} (server setting not usable: {exc})"
+
+
 class CaptioningController(QObject):
     caption_finished = Signal(int, int)   # photo_id, caption_id (GUI thread)
     job_changed = Signal(int)             # job_id: progress or status changed
@@ -207,7 +215,7 @@ class CaptioningController(QObject):
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
                             own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
                             preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
-                            model_label=spec_label(spec), captioned=captioned,
+                            model_label=where_label(settings, spec), captioned=captioned,
                             suggestions_note=self._suggestions_note(settings))
         dlg.set_device_advice(self._device_advice(spec))
         self._show_dialog(dlg)
@@ -217,7 +225,7 @@ class CaptioningController(QObject):
             dlg.set_suggestions_note(self._suggestions_note(s))
             try:
                 new_spec = model_spec_from_settings(s, self._lib())
-                dlg.model_label.setText(f"Model: {spec_label(new_spec)}")
+                dlg.model_label.setText(f"Model: {where_label(s, new_spec)}")
                 dlg.set_device_advice(self._device_advice(new_spec))
             except ValueError:
                 pass

@@ -314,7 +314,6 @@ class ModelWorker(CommandThread):
     # jobs -------------------------------------------------------------------------------------------
     def _run_job(self, job_id: int, seq: int) -> None:
         from ...captioning.engine import CaptionEngine
-        from ...captioning.jobs import run_caption_job
         from ...core.jobs import JobStore
         from ...captioning.models import ModelSpec
         from ...core.library import LibraryError
@@ -346,6 +345,9 @@ class ModelWorker(CommandThread):
             self.job_stopped.emit(job_id, "paused", msg)
             return
         self.job_started.emit(job_id, before, job.total)
+        if (p.get("backend") or {}).get("kind") == "remote":
+            self._run_remote_job(lib, store, job, seq)
+            return
         if not self._ensure_model(spec, seq):
             cancelled = self._load_cancelled(seq)
             msg = ("Not started: model loading was cancelled." if cancelled
@@ -363,6 +365,33 @@ class ModelWorker(CommandThread):
         # from_loaded caps the demo model's tokens (the same for the CLI)
         engine = CaptionEngine.from_loaded(loaded, batch_size=int(p.get("batch_size") or 1), max_new_tokens=max_new,
                                            min_new_tokens=min(min_new, max_new) if min_new is not None else None)
+        self._caption_with(lib, store, job, engine, loaded.provenance())
+
+    def _run_remote_job(self, lib, store, job, seq: int) -> None:
+        """A job whose photos go to a caption server: no local model is loaded."""
+        from ...captioning.backends import remote_backend_for_job
+        from ...captioning.remote import RemoteError
+        from ...core.settings import Settings
+
+        try:
+            backend = remote_backend_for_job(job.params, settings=Settings.load())
+            backend.connect()
+        except RemoteError as exc:
+            msg = f"Not started: {exc}"
+            store.set_status(job.id, "paused", msg)
+            self._stop_requests.pop(job.id, None)
+            self.job_stopped.emit(job.id, "paused", msg)
+            return
+        try:
+            self._caption_with(lib, store, job, backend, backend.provenance())
+        finally:
+            backend.close()
+
+    def _caption_with(self, lib, store, job, engine, provenance: dict) -> None:
+        from ...captioning.jobs import run_caption_job
+
+        job_id = job.id
+        before = job.total - job.remaining
         processed = before
         current = {"eta": -1.0, "name": ""}
         names: dict[int, str] = {}
@@ -393,7 +422,7 @@ class ModelWorker(CommandThread):
             return self._stopping or job_id in self._stop_requests
 
         try:
-            summary = run_caption_job(lib, job_id, engine, model_provenance=loaded.provenance(),
+            summary = run_caption_job(lib, job_id, engine, model_provenance=provenance,
                                       progress=on_progress, cancel=cancel, on_outcome=on_outcome)
         except Exception as exc:
             log.exception("caption job %s failed", job_id)
@@ -406,7 +435,8 @@ class ModelWorker(CommandThread):
         finally:
             # Drop the engine's caches (reference features on the GPU) without engine.unload(): that runs
             # a full gc.collect(), a GIL-holding stall of the GUI; plain reference counting frees them.
-            engine.clear_cache()
+            if hasattr(engine, "clear_cache"):
+                engine.clear_cache()
             del engine
         how = self._stop_requests.pop(job_id, None)
         status = "done" if summary.remaining == 0 else ("cancelled" if how == "cancel" else "paused")
@@ -414,7 +444,8 @@ class ModelWorker(CommandThread):
             store.set_status(job_id, "cancelled")
         what = f"{summary.done} captioned" + (f", {summary.failed} failed" if summary.failed else "")
         when = {"done": "Finished in", "paused": "Paused after", "cancelled": "Cancelled after"}[status]
-        self.job_stopped.emit(job_id, status, f"{when} {_seconds_text(summary.seconds)}: {what} this run.")
+        why = f" {summary.stopped}" if getattr(summary, "stopped", None) and status == "paused" else ""
+        self.job_stopped.emit(job_id, status, f"{when} {_seconds_text(summary.seconds)}: {what} this run.{why}")
         self._emit_gpu()
 
 

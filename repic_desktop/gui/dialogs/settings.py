@@ -171,6 +171,7 @@ class SettingsDialog(QDialog):
         from .appearance import AppearanceTab
         self.appearance = AppearanceTab(self)
         tabs.addTab(self.appearance, "Appearance")
+        tabs.addTab(self._server_tab(s), "Server")
         self.error_label = QLabel(load_error or "", self)
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: palette(highlight); font-weight: 600;" if not load_error else
@@ -443,6 +444,99 @@ class SettingsDialog(QDialog):
             r.pop("top_k", None)
         return r
 
+    def _server_tab(self, s: Settings) -> QWidget:
+        """A caption server (vLLM or `repic serve`): photos are sent there instead of captioned here."""
+        from ...captioning.remote import server_settings
+
+        cfg = server_settings(s)
+        page = QWidget(self)
+        form = QFormLayout(page)
+        note = QLabel("Caption on a GPU server (vLLM, or `repic serve` on another computer) instead of this "
+                      "computer. When a URL is set, the photos of new caption jobs are SENT to that server. "
+                      "The API key is read from the REPIC_API_KEY variable or the system keyring "
+                      "(`repic server set-key URL`), never stored here.", page)
+        note.setWordWrap(True)
+        form.addRow(note)
+        self.server_url = QLineEdit(cfg["url"] or "", page)
+        self.server_url.setObjectName("serverUrl")
+        self.server_url.setPlaceholderText("empty: caption on this computer; e.g. https://gpu-box:8000")
+        form.addRow("Server URL:", self.server_url)
+        self.served_model = QLineEdit(cfg["served_model"] or "", page)
+        self.served_model.setPlaceholderText("empty: the only model the server serves")
+        form.addRow("Served model:", self.served_model)
+        self.ca_file = QLineEdit(cfg["ca_file"] or "", page)
+        self.ca_file.setPlaceholderText("empty: the system's certificate authorities")
+        form.addRow("CA file:", self.ca_file)
+        self.allow_http = QCheckBox("Allow plain http to another computer (photos travel unencrypted)", page)
+        self.allow_http.setChecked(cfg["allow_http"])
+        form.addRow("", self.allow_http)
+        self.test_server = QPushButton("Test connection", page)
+        self.test_server.setObjectName("testServer")
+        self.test_server.clicked.connect(self._test_server)
+        form.addRow("", self.test_server)
+        self.server_result = QLabel("", page)
+        self.server_result.setObjectName("serverResult")
+        self.server_result.setWordWrap(True)
+        self.server_result.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        form.addRow("", self.server_result)
+        return page
+
+    def _server_values(self) -> dict[str, Any]:
+        from ...captioning.remote import RemoteError, ServerAddress
+
+        url = self.server_url.text().strip()
+        if url:
+            try:
+                url = ServerAddress.parse(url, allow_http=self.allow_http.isChecked()).url
+            except RemoteError as exc:
+                raise ValueError(str(exc)) from None
+        ca = self.ca_file.text().strip()
+        if ca and not Path(ca).expanduser().is_file():
+            raise ValueError(f"The CA file {ca} does not exist (Server tab).")
+        out = dict(self.settings.extra.get("server") or {})
+        out.update(url=url or None, served_model=self.served_model.text().strip() or None, ca_file=ca or None,
+                   allow_http=self.allow_http.isChecked())
+        return out
+
+    def _test_server(self) -> None:
+        """`repic server test` for the URL as typed, off the GUI thread (it waits on the network)."""
+        from ...captioning.remote import RemoteOptions, test_connection
+
+        try:
+            cfg = self._server_values()
+        except ValueError as exc:
+            self.server_result.setText(str(exc))
+            return
+        if not cfg["url"]:
+            self.server_result.setText("No server URL: photos are captioned on this computer.")
+            return
+        options = RemoteOptions(servers=[cfg["url"]], served_model=cfg["served_model"], ca_file=cfg["ca_file"],
+                                allow_http=cfg["allow_http"], timeout=30.0)
+        hint = self.settings.model.source
+        self.test_server.setEnabled(False)
+        self.server_result.setText("Testing…")
+
+        def check():
+            tokenizer = None
+            try:
+                from transformers import AutoTokenizer
+
+                tokenizer = AutoTokenizer.from_pretrained(hint, local_files_only=True)
+            except Exception:
+                pass
+            return test_connection(options, tokenizer=tokenizer, model_hint=hint)
+
+        def done(reports) -> None:
+            self.test_server.setEnabled(True)
+            self.server_result.setText("\n".join(
+                [f"{r.url}: {'OK' if r.ok else 'FAILED'}" for r in reports] + [ln for r in reports for ln in r.lines]))
+
+        def failed(message: str, _details: str) -> None:
+            self.test_server.setEnabled(True)
+            self.server_result.setText(f"The test failed: {message}")
+
+        self.controller.tasks.run(check, done, failed, name="repic-server-test")
+
     def _check_matchers(self) -> None:
         """Which matchers can run with the folders as typed (off the GUI thread: it looks at folders)."""
         from types import SimpleNamespace
@@ -621,6 +715,7 @@ class SettingsDialog(QDialog):
             "system_preset": self.system_preset.currentData(),
         })
         s.extra["retrieval"] = self._retrieval_values()
+        s.extra["server"] = self._server_values()
         from ...captioning.model_manager import MATCHER_MODELS
 
         for use, m in MATCHER_MODELS.items():
