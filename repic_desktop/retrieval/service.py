@@ -28,14 +28,15 @@ import sqlite3
 import threading
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 from ..core.images import UnusableImage, is_transient_reason, open_oriented
 from ..core.library import Box, Concept, Library, LibraryError, NotFound
 from .base import Crop, MatcherUnavailable, clamp_box, cosine_to_l2, from_blob, to_blob
 from .index import ExactIndex, cluster_faces
+
+if TYPE_CHECKING:
+    import numpy as np  # numpy is imported where vectors are made: the CLI and GUI import this module at start-up
 
 DEFAULT_MATCHER = "dlib-faces"
 FACE_MATCHER = "dlib-faces"  # the matcher whose unknown faces are clustered
@@ -295,6 +296,8 @@ def _embed_in(full, box: Box | None, matcher) -> Crop | None:
 def refresh_references(library: Library, matcher) -> dict[str, int]:
     """Embed every reference whose cached embedding is missing or stale (changed pixels or box, other
     model). A reference with no usable face/crop is cached with its reason so it is not retried."""
+    import numpy as np
+
     cached = library.ref_embedding_signatures(matcher.id)
     counts = Counter()
     for ref, content_hash in library.all_concept_refs():
@@ -344,6 +347,8 @@ class _LoadedIndex:
 
 def load_index(library: Library, matcher) -> _LoadedIndex:
     """All of a matcher's cached reference vectors in one normalised matrix."""
+    import numpy as np
+
     rows = library.ref_embeddings(matcher.id)
     dims = Counter(r["dim"] for r in rows)
     dim = dims.most_common(1)[0][0] if dims else 0
@@ -364,6 +369,8 @@ def load_index(library: Library, matcher) -> _LoadedIndex:
 
 def _detect_photo(library: Library, photo, matcher) -> list[dict[str, Any]]:
     """Crops of one photo, boxes in its displayed full-resolution frame. Raises UnusableImage."""
+    import numpy as np
+
     if photo.status != "ok":
         raise UnusableImage("the photo's file is missing (moved or deleted outside the library?)")
     img = open_oriented(photo.fs_path, max_side=matcher.max_side)
@@ -384,6 +391,8 @@ def _detect_photo(library: Library, photo, matcher) -> list[dict[str, Any]]:
 def _match(crops: list[dict[str, Any]], loaded: _LoadedIndex, *, top_k: int | None, threshold: float
            ) -> tuple[list[dict | None], list[dict[str, Any]]]:
     """Per-crop best concept and the photo's suggestions (identity matches, then weak cat hints)."""
+    import numpy as np
+
     idx = loaded.index
     with_vec = [i for i, c in enumerate(crops)
                 if c.get("vec") is not None and c.get("dim") == idx.dim and not c.get("ignored")]
@@ -555,6 +564,8 @@ def update_face_clusters(library: Library, *, matcher_id: str = FACE_MATCHER,
                          threshold: float | None = None) -> None:
     """Re-cluster the unknown faces, keeping cluster ids stable: a component keeps the id most of its
     members already had (ties: the older id), so the user's view does not reshuffle after indexing."""
+    import numpy as np
+
     if threshold is None:
         from .dlib_faces import DlibFaceMatcher  # a class attribute: dlib itself is not loaded
 
