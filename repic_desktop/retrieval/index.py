@@ -59,7 +59,9 @@ class ExactIndex:
             return np.zeros((q.shape[0], len(self.concepts)), np.float32)
         if q.shape[1] != self.dim:
             raise ValueError(f"query vectors have {q.shape[1]} dimensions, the index {self.dim}")
-        sims = q @ self.vectors.T
+        # Unit vectors' dot products can round past 1 (identical pixels give 1.0000001 on one CPU, 1.0 on
+        # another); clipped, equal evidence from two matchers ties everywhere and the stored order decides.
+        sims = np.clip(q @ self.vectors.T, -1.0, 1.0)
         return np.maximum.reduceat(sims, self._starts, axis=1)
 
     def match(self, queries: np.ndarray, *, top_k: int | None, threshold: float) -> tuple[list[ConceptMatch],
