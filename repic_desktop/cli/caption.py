@@ -6,16 +6,39 @@ import dataclasses
 import sys
 from typing import Any
 
-from .output import terminal_safe, write_json
-from ..captioning.prompt import max_pixels
-from ..core.arg_types import nonempty_text, number, record_id, whole_number
+from ..captioning.engine import CaptionEngine
+from ..captioning.jobs import MAX_REFS_RANGE, JobParamsError, job_params, resumable_jobs, run_caption_job
+from ..captioning.models import (
+    ModelError,
+    ModelLoadError,
+    ModelSpec,
+    QuantizationUnavailable,
+    load_model,
+    resolve_adapter_source,
+)
+from ..captioning.prompt import (
+    MAX_PIXELS,
+    REFERENCE_STYLES,
+    SYSTEM_PROMPTS,
+    PromptError,
+    build_prompt,
+    max_pixels,
+    render,
+    resolve_request,
+    visual_tokens,
+)
 from ..core import paths
+from ..core.arg_types import nonempty_text, number, record_id, whole_number
+from ..core.images import inspect_image
+from ..core.jobs import JobStore
 from ..core.library import Library
+from ..core.settings import Settings
+from ..retrieval.service import auto_params, retrieval_settings
+from .common import UserError
+from .output import terminal_safe, write_json
 
 
 def _user_error(msg: str) -> Exception:
-    from .common import UserError
-
     return UserError(msg)
 
 
@@ -26,8 +49,6 @@ def _emit_json(data: Any) -> None:
 # ---------------------------------------------------------------------------------------------- prompt
 
 def cmd_prompt(args: argparse.Namespace) -> int:
-    from ..captioning.prompt import PromptError, build_prompt, render, resolve_request, visual_tokens
-
     with Library(paths.resolve_library_path(args.library)) as lib:
         photo = lib.resolve_photo(args.photo)
         try:
@@ -41,8 +62,6 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         for ref in prompt.images():
             size = None
             try:
-                from ..core.images import inspect_image
-
                 info = inspect_image(ref.path)
                 w, h = (ref.box[2], ref.box[3]) if ref.box else (info.width, info.height)
                 size = [w, h]
@@ -95,8 +114,6 @@ def _job_line(job) -> str:
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    from ..core.jobs import JobStore
-
     with Library(paths.resolve_library_path(args.library)) as lib:
         jobs = JobStore(lib).list(args.kind)
     if args.json:
@@ -107,8 +124,6 @@ def cmd_jobs_list(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
-    from ..core.jobs import JobStore
-
     with Library(paths.resolve_library_path(args.library)) as lib:
         job = JobStore(lib).cancel(args.job)
     if args.json:
@@ -119,8 +134,6 @@ def cmd_jobs_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_remove(args: argparse.Namespace) -> int:
-    from ..core.jobs import JobStore
-
     with Library(paths.resolve_library_path(args.library)) as lib:
         job = JobStore(lib).remove(args.job, force=args.force)
     if args.json:
@@ -143,12 +156,6 @@ def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-    from ..captioning.jobs import JobParamsError, job_params, resumable_jobs
-    from ..core.jobs import JobStore
-    from ..captioning.models import ModelSpec
-    from ..captioning.prompt import PromptError, resolve_request
-    from ..core.settings import Settings
-
     lib = Library(paths.resolve_library_path(args.library))
     try:
         store = JobStore(lib)
@@ -165,7 +172,6 @@ def cmd_caption(args: argparse.Namespace) -> int:
             job = jobs[0]
             spec = ModelSpec(**job.params["model"])
         else:
-            from ..captioning.models import ModelLoadError, resolve_adapter_source
             try:  # a folder, or the name of an adapter repic-train registered in this library
                 adapter = resolve_adapter_source(args.adapter, lib)
             except ModelLoadError as exc:
@@ -229,8 +235,6 @@ def cmd_caption(args: argparse.Namespace) -> int:
 def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, settings) -> dict[str, Any]:
     """--auto: each photo's concepts are its confirmed ones plus, when allowed, its pending suggestions,
     in RePIC's order. Fixed when the job is created, so `--resume` captions with the same names."""
-    from ..retrieval.service import auto_params, retrieval_settings
-
     if args.concept:
         raise _user_error("--auto picks each photo's own concepts: do not combine it with --concept")
     cfg = retrieval_settings(settings)
@@ -241,8 +245,6 @@ def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, s
 
 
 def _load(spec):
-    from ..captioning.models import ModelError, QuantizationUnavailable, load_model
-
     try:
         return load_model(spec)
     except (ModelError, QuantizationUnavailable) as exc:
@@ -250,9 +252,6 @@ def _load(spec):
 
 
 def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> int:
-    from ..captioning.engine import CaptionEngine
-    from ..captioning.jobs import run_caption_job
-
     job = store.get(job_id)
     p = job.params
     if not args.json:
@@ -292,9 +291,6 @@ def _run(lib: Library, store, job_id: int, loaded, args: argparse.Namespace) -> 
 # ---------------------------------------------------------------------------------------------- parser
 
 def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
-    from ..captioning.jobs import MAX_REFS_RANGE
-    from ..captioning.prompt import MAX_PIXELS, REFERENCE_STYLES, SYSTEM_PROMPTS
-
     s = sub.add_parser("prompt", parents=[common], help="show the exact RePIC prompt for a photo")
     s.add_argument("photo", help="photo id or path")
     s.add_argument("--concept", action="append", type=nonempty_text, metavar="NAME",

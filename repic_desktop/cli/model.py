@@ -17,15 +17,21 @@ import argparse
 import os
 from typing import Any
 
-from .output import emit as _emit
+from ..captioning import model_manager as mm
+from ..captioning.model_manager import MATCHER_MODELS, list_models, retrieval_section, set_matcher_folder
+from ..captioning.models import ModelSpec
+from ..core import paths
 from ..core.arg_types import nonempty_text
+from ..core.library import Library
+from ..core.settings import Settings
+from ..retrieval.service import available_matchers
+from .common import UserError
+from .output import emit as _emit
 
 _CLEAR = {"none", "null", "-", ""}
 
 
 def _user_error(message: str) -> Exception:
-    from .common import UserError
-
     return UserError(message)
 
 
@@ -50,9 +56,6 @@ def _local_or_value(value: str) -> str:
 
 
 def cmd_model_download(args: argparse.Namespace) -> int:
-    from ..captioning import model_manager as mm
-    from ..core.settings import Settings
-
     settings = Settings.load()
     use = getattr(args, "use_for", None)
     if use and args.set_default:
@@ -96,9 +99,6 @@ def cmd_model_download(args: argparse.Namespace) -> int:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    from ..captioning.model_manager import list_models
-    from ..core.settings import Settings
-
     settings = Settings.load()
     cache_dir = args.cache_dir if args.cache_dir is not None else settings.model.cache_dir
     models = list_models(cache_dir, all_models=args.all)
@@ -125,8 +125,6 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 def _matcher_folders(settings) -> dict[str, str]:
     """use -> real path of the folder the settings point that matcher at."""
-    from ..captioning.model_manager import MATCHER_MODELS
-
     cfg = settings.extra.get("retrieval") if isinstance(settings.extra.get("retrieval"), dict) else {}
     return {use: os.path.realpath(os.path.expanduser(cfg[m.settings_key]))
             for use, m in MATCHER_MODELS.items() if cfg.get(m.settings_key)}
@@ -137,8 +135,6 @@ def _matcher_folders(settings) -> dict[str, str]:
 
 def _matcher_folder_value(value: str, use: str, cache_dir: str | None) -> str | None:
     """--clip/--dinov2/--detector: a folder, a cached hub id (resolved to its snapshot), or 'none'."""
-    from ..captioning import model_manager as mm
-
     if value.strip().lower() in _CLEAR:
         return None
     label = mm.MATCHER_MODELS[use].label
@@ -158,8 +154,6 @@ def _matcher_folder_value(value: str, use: str, cache_dir: str | None) -> str | 
 
 
 def _retrieval_text(settings) -> list[str]:
-    from ..captioning.model_manager import MATCHER_MODELS, retrieval_section
-
     cfg = retrieval_section(settings)
     lines = [f"{(m.label + ':'):<14}{cfg.get(m.settings_key) or '-'}" for m in MATCHER_MODELS.values()]
     lines.append(f"{'matcher:':<14}{cfg.get('default_matcher') or 'dlib-faces'}")
@@ -167,10 +161,6 @@ def _retrieval_text(settings) -> list[str]:
 
 
 def cmd_model_set(args: argparse.Namespace) -> int:
-    from ..captioning.model_manager import retrieval_section, set_matcher_folder
-    from ..captioning.models import ModelSpec
-    from ..core.settings import Settings
-
     changes = {k: getattr(args, k) for k in ("source", "revision", "adapter", "quantization", "device", "cache_dir")
                if getattr(args, k) is not None}
     matcher_changes = {k: getattr(args, k, None) for k in ("clip", "dinov2", "detector", "matcher")
@@ -184,9 +174,6 @@ def cmd_model_set(args: argparse.Namespace) -> int:
         if changes["source"].strip().lower() in _CLEAR:
             raise _user_error("--source cannot be empty: give a Hugging Face id or a model folder")
         m.source = _local_or_value(changes["source"])
-    from ..core import paths
-    from ..core.library import Library
-
     lib_path = paths.resolve_library_path(getattr(args, "library", None))
     for key in ("revision", "adapter", "cache_dir"):
         if key in changes:
@@ -233,7 +220,6 @@ def cmd_model_set(args: argparse.Namespace) -> int:
              f"cache:        {m.cache_dir or 'Hugging Face default'}"]
     if matcher_changes:
         lines += _retrieval_text(settings)
-        from ..retrieval.service import available_matchers
 
         # Say at once when the chosen matcher still cannot run (missing detector folder, no dlib...).
         chosen = retrieval_section(settings).get("default_matcher") or "dlib-faces"
