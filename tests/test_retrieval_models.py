@@ -10,6 +10,7 @@ from repic_desktop.core.library import Library
 from repic_desktop.core.scanner import scan_folder
 from repic_desktop.core.settings import Settings
 from repic_desktop.retrieval import service
+from repic_desktop.retrieval.registry import MATCHERS
 
 
 def _settings(**kw):
@@ -85,7 +86,7 @@ def test_safetensors_only_and_wrong_model_type_are_refused(tmp_path, tiny_dino_d
     from repic_desktop.retrieval.torch_matchers import build_matcher
 
     with pytest.raises(MatcherUnavailable, match="not CLIP"):
-        build_matcher("clip", str(tiny_dino_dir))
+        build_matcher(MATCHERS["clip"], str(tiny_dino_dir))
     with pytest.raises(MatcherUnavailable, match="safetensors"):
         service.get_matcher("dinov2", _settings(dino_dir=tmp_path))  # not even a config.json
     assert "no config.json" in {m["id"]: m for m in service.available_matchers(_settings(dino_dir=tmp_path))}[
@@ -107,6 +108,6 @@ def test_tiny_owlv2_detector_path(tiny_owl_dir, tiny_clip_dir, real_faces):
     boxes = det.detect(img)  # random weights: boxes may be degenerate and dropped, but valid if kept
     for (x, y, w, h), kind, score in boxes:
         assert kind in ("person", "cat", "dog") and w > 0 and h > 0 and x + w <= img.width and y + h <= img.height
-    m = build_matcher("clip", str(tiny_clip_dir), detector_dir=str(tiny_owl_dir))
+    m = build_matcher(MATCHERS["clip"], str(tiny_clip_dir), detector_dir=str(tiny_owl_dir))
     assert m.faithful and "owlv2:" in m.fingerprint
     assert all(c.kind in ("person", "cat", "dog") and c.vector.shape == (16,) for c in m.crops(img))

@@ -26,6 +26,7 @@ from ..core.settings import Settings, SettingsError
 from ..core.terminal import error_line, json_safe, terminal_safe
 from ..core.training_photos import photo_counts
 from ..metadata import photo_ids_under, read_metadata_into_library
+from ..retrieval.registry import DEFAULT_MATCHER
 from ..retrieval.service import available_matchers, retrieval_settings
 from .caption import add_caption_commands
 from .common import EXIT_DAMAGED, EXIT_USER_ERROR, UserError, open_library as _open_library
@@ -51,7 +52,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         "cache_dir": str(paths.cache_dir()),
     }
     cfg = retrieval_settings(settings)
-    data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or "dlib-faces",
+    data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or DEFAULT_MATCHER,
                            "matchers": available_matchers(settings)}
     data["counts"] = None
     data["adapters"] = []

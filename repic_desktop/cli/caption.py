@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from typing import Any
 
+from ..captioning import models as caption_models
 from ..captioning.engine import CaptionEngine
 from ..captioning.jobs import MAX_REFS_RANGE, JobParamsError, job_params, resumable_jobs, run_caption_job
 from ..captioning.models import (
@@ -13,7 +14,6 @@ from ..captioning.models import (
     ModelLoadError,
     ModelSpec,
     QuantizationUnavailable,
-    load_model,
     resolve_adapter_source,
 )
 from ..captioning.prompt import (
@@ -246,7 +246,7 @@ def _auto_params(lib: Library, photo_ids: list[int], args: argparse.Namespace, s
 
 def _load(spec):
     try:
-        return load_model(spec)
+        return caption_models.load_model(spec)  # looked up at call time: tests replace the loader
     except (ModelError, QuantizationUnavailable) as exc:
         raise _user_error(str(exc)) from None
 

@@ -11,7 +11,7 @@ from ..core.library import Library
 from ..core.training_photos import photo_counts
 from ..retrieval import service
 from ..retrieval.base import MatcherUnavailable
-from ..retrieval.service import get_matcher
+from ..retrieval.registry import DEFAULT_MATCHER, FACE_MATCHER, MATCHERS
 from .common import UserError
 from .output import bar_progress, emit as _emit, progress_bar
 
@@ -22,7 +22,7 @@ def _user_error(msg: str) -> Exception:
 
 def _matcher(args: argparse.Namespace):
     try:
-        return get_matcher(args.matcher)
+        return service.get_matcher(args.matcher)
     except MatcherUnavailable as exc:
         raise _user_error(str(exc)) from None
 
@@ -235,12 +235,13 @@ def cmd_faces_ignored(args: argparse.Namespace) -> int:
 
 def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     def matcher_opts(s):
-        s.add_argument("--matcher", type=nonempty_text, metavar="ID", help="dlib-faces (default), clip or dinov2")
+        s.add_argument("--matcher", type=nonempty_text, metavar="ID",
+                       help=", ".join(MATCHERS) + f" (default: Settings' matcher, else {DEFAULT_MATCHER})")
         s.add_argument("--top-k", type=int, metavar="K",
                        help="at most K concepts per photo (default: Settings' top-K, else 5)")
         s.add_argument("--threshold", type=float, metavar="SIM",
                        help="cosine similarity needed for a match, 0-1 (default: Settings' threshold for the "
-                            "default matcher, else the matcher's own, 0.91 for faces)")
+                            f"default matcher, else the matcher's own, {MATCHERS[FACE_MATCHER].threshold} for faces)")
 
     s = sub.add_parser("suggest", parents=[common], help="who is probably in these photos (suggestions to review)")
     s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")
