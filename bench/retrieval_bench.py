@@ -243,7 +243,7 @@ def bench_lfw_strangers(matcher, faces: dict[str, Image.Image]) -> None:
     labels = cluster_faces(V, matcher.cluster_threshold)
     counts = np.bincount(labels)
     sizes = sorted((int(n) for n in counts[counts > 0]), reverse=True)
-    print(f"\n## strangers: scikit-image LFW subset (25 px faces upscaled to 150 px)")
+    print("\n## strangers: scikit-image LFW subset (25 px faces upscaled to 150 px)")
     print(f"  faces detected {len(V)}/100;  matched to Eileen or Grace {sum(bool(r) for r in ranked)}/{len(V)}")
     print(f"  unknown-face clustering: {len(sizes)} clusters from {len(V)} faces, largest {sizes[:5]} "
           f"(identities unlabelled: merges may be true or false)")

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import stat
 import unicodedata
 from dataclasses import dataclass, field

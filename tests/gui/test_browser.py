@@ -11,7 +11,6 @@ from PySide6.QtWidgets import QApplication
 
 from repic_desktop.core.library import Library
 
-from ._app_fixtures import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

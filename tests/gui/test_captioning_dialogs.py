@@ -7,7 +7,7 @@ from PySide6.QtWidgets import QWidget
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
 
-from .test_captioning_flows import WAIT, make_controller, window  # noqa: F401 - fixtures
+from .test_captioning_flows import WAIT
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ._app_fixtures import gui_app, gui_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from ._app_fixtures import make_album
 
 pytest.importorskip("pyexiv2")
 pytestmark = pytest.mark.usefixtures("gui_app")

@@ -14,8 +14,7 @@ from PySide6.QtTest import QTest
 
 from repic_desktop.gui.pages.faces import FACE_THUMB
 
-from ._app_fixtures import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
-from .test_suggestions import COLORS, WAIT, service, squares  # noqa: F401
+from .test_suggestions import COLORS, WAIT, service
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

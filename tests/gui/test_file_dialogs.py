@@ -18,7 +18,6 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QFileSystemModel
 from repic_desktop.gui.dialogs.files import choose_open_file, choose_open_files
 from tests.lock_harness import Holder, holds_db_lock
 
-from ._app_fixtures import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = [pytest.mark.usefixtures("gui_app"),
               pytest.mark.skipif(sys.platform == "win32", reason="POSIX advisory locks")]

@@ -14,7 +14,7 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDockWidget, QLabel
 
-from ._app_fixtures import album, gui_app, gui_library, imported_library, make_album, make_window, qsettings_tmp, thumb_cache  # noqa: F401
+from ._app_fixtures import make_album
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

@@ -17,7 +17,6 @@ from repic_desktop.gui.pages import personalize
 from repic_desktop.gui.widgets.charts import LineChart
 from repic_desktop.gui.pages.personalize import PersonalizePage
 
-from ._app_fixtures import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

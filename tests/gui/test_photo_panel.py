@@ -6,7 +6,6 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 
-from ._app_fixtures import album, gui_app, gui_library, imported_library, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 

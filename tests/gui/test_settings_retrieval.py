@@ -8,7 +8,7 @@ import pytest
 
 from repic_desktop.core.settings import Settings
 
-from .test_captioning_flows import WAIT, make_controller, window  # noqa: F401 - fixtures
+from .test_captioning_flows import WAIT
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from PySide6.QtGui import QColor, QImage
 
 from repic_desktop.core.library import Box, Library
 
-from ._app_fixtures import gui_app, make_window, qsettings_tmp, thumb_cache  # noqa: F401
 
 service = pytest.importorskip("repic_desktop.retrieval.service")
 from repic_desktop.retrieval.base import Crop, MatcherUnavailable  # noqa: E402

@@ -9,7 +9,6 @@ from PySide6.QtWidgets import QLabel
 
 from repic_desktop.gui.widgets.thumbnails import TaskRunner
 
-from ._app_fixtures import gui_app, qsettings_tmp  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("gui_app")
 
