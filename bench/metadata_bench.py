@@ -130,7 +130,7 @@ def main() -> None:
         import pyexiv2
         print(f"pyexiv2 {pyexiv2.__version__} (libexiv2 {pyexiv2.exiv2api.version()}), "
               f"{a.photos} photos per method ({a.cli_photos or a.photos} for the per-file CLI)\n")
-        print(f"| size | file | method | ms/photo | per-file CLI / method |")
+        print("| size | file | method | ms/photo | per-file CLI / method |")
         print("| --- | --- | --- | --- | --- |")
         for size in sizes:
             r = run_size(work, size, a.photos, a.cli_photos or a.photos, have_et)

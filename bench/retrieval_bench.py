@@ -126,9 +126,10 @@ def build_matchers(quick: bool, tmp: str) -> dict[str, object]:
                               Dinov2Config, Dinov2Model)
 
     from repic_desktop.retrieval.dlib_faces import DlibFaceMatcher
+    from repic_desktop.retrieval.registry import MATCHERS
 
     Path(tmp, "config.json").write_text("{}")
-    out: dict[str, object] = {"dlib faces (HOG up1 + ResNet)": DlibFaceMatcher()}
+    out: dict[str, object] = {"dlib faces (HOG up1 + ResNet)": DlibFaceMatcher(MATCHERS["dlib-faces"])}
     torch.manual_seed(0)
     tiny = CLIPVisionModelWithProjection(CLIPVisionConfig(image_size=64, patch_size=16, hidden_size=32,
                                                           intermediate_size=64, num_hidden_layers=2,
@@ -242,7 +243,7 @@ def bench_lfw_strangers(matcher, faces: dict[str, Image.Image]) -> None:
     labels = cluster_faces(V, matcher.cluster_threshold)
     counts = np.bincount(labels)
     sizes = sorted((int(n) for n in counts[counts > 0]), reverse=True)
-    print(f"\n## strangers: scikit-image LFW subset (25 px faces upscaled to 150 px)")
+    print("\n## strangers: scikit-image LFW subset (25 px faces upscaled to 150 px)")
     print(f"  faces detected {len(V)}/100;  matched to Eileen or Grace {sum(bool(r) for r in ranked)}/{len(V)}")
     print(f"  unknown-face clustering: {len(sizes)} clusters from {len(V)} faces, largest {sizes[:5]} "
           f"(identities unlabelled: merges may be true or false)")
@@ -314,8 +315,9 @@ def main() -> None:
             bench_matchers(build_matchers(args.quick, tmp), shipped_faces(1024), args.runs)
         if want("accuracy"):
             from repic_desktop.retrieval.dlib_faces import DlibFaceMatcher
+            from repic_desktop.retrieval.registry import MATCHERS
 
-            faces = DlibFaceMatcher()
+            faces = DlibFaceMatcher(MATCHERS["dlib-faces"])
             bench_dlib_accuracy(faces, shipped_faces(640), args.aug, top_k=2)
             bench_lfw_strangers(faces, shipped_faces(640))
     if want("index"):

@@ -17,6 +17,8 @@ os.environ.pop("REPIC_LIBRARY", None)
 
 import pytest  # noqa: E402
 
+from tests.helpers.cli_family import family  # noqa: E402,F401 - a fixture for the CLI captioning tests
+
 
 @pytest.fixture(scope="session")
 def demo_model_dir(tmp_path_factory):

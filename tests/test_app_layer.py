@@ -11,11 +11,10 @@ import pytest
 
 from repic_desktop.app import caption_review as review
 from repic_desktop.app.caption_jobs import CaptionOptions, plan_caption_job, plan_prompt
-from repic_desktop.cli import main
 from repic_desktop.core.errors import RepicError, UserError
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
-from tests.helpers.cli_family import family, run  # noqa: F401 - family is a fixture
+from tests.helpers.cli_family import run
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""One CPU thread policy (captioning/cpu_threads.py) and the demo model's token cap, for every front."""
+"""One CPU thread policy (core/cpu_threads.py) and the demo model's token cap, for every front."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from repic_desktop.captioning import cpu_threads
+from repic_desktop.core import cpu_threads
 from repic_desktop.captioning.demo_model import DEMO_MAX_NEW_TOKENS
 
 

@@ -9,7 +9,7 @@ from PIL import Image
 from repic_desktop.captioning.jobs import job_params, run_caption_job
 from repic_desktop.core.jobs import JobStore
 from repic_desktop.captioning.prompt import parse_tags
-from repic_desktop.core.library import Library, LibraryError
+from repic_desktop.core.library import LibraryError
 
 
 @dataclass

@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 import pytest
-import sqlite_utils
 
 from repic_desktop.core.concepts import ConceptError
 from repic_desktop.core.library import (
@@ -25,7 +24,7 @@ def test_new_library_has_current_schema_wal_and_foreign_keys(library):
     assert library.schema_version == SCHEMA_VERSION
     assert library.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert library.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
-    tables = set(library.db.table_names())
+    tables = {r[0] for r in library.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     for t in ["photos", "concepts", "concept_refs", "photo_concepts", "regions", "captions", "jobs",
               "job_items", "adapters", "skipped_files", "captions_fts"]:
         assert t in tables
@@ -34,7 +33,7 @@ def test_new_library_has_current_schema_wal_and_foreign_keys(library):
 def test_migration_from_version_1_keeps_data_and_indexes_old_captions(tmp_path):
     path = tmp_path / "old.sqlite"
     # Build a version-1 library exactly as the first release did.
-    db = sqlite_utils.Database(path)
+    db = sqlite3.connect(path, isolation_level=None)
     MIGRATIONS[0](db)
     db.execute("PRAGMA user_version = 1")
     db.execute("INSERT INTO photos (id, path, path_bytes, folder, filename, size, mtime_ns, content_hash,"
@@ -42,8 +41,7 @@ def test_migration_from_version_1_keeps_data_and_indexes_old_captions(tmp_path):
                " 'abc', 'ok', 0, 0)")
     db.execute("INSERT INTO captions (id, photo_id, text, created_at) VALUES (7, 1, 'Anya plays on the beach', 0)")
     db.execute("UPDATE photos SET current_caption_id = 7 WHERE id = 1")
-    db.conn.commit()
-    db.conn.close()
+    db.close()
 
     with Library(path) as lib:
         assert lib.schema_version == SCHEMA_VERSION

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 
 from repic_desktop.metadata.mwg import iptc_digests
 from repic_desktop.metadata.reader import read_file_metadata

@@ -14,7 +14,6 @@ from repic_desktop.cli import main
 from repic_desktop.core import raw
 from repic_desktop.core.images import MAX_PIXELS, UnusableImage, inspect_image, open_oriented, probe_file
 from repic_desktop.core.library import Box, Library
-from repic_desktop.core.scanner import scan_folder
 from repic_desktop.core.thumbnails import ThumbnailCache
 
 from tests.helpers.corpus import encode_jpeg, gradient, jpeg_bytes, raf_like_bytes, tiff_raw_bytes

@@ -49,6 +49,7 @@ def test_the_68_point_model_is_never_opened(monkeypatch):
     import dlib
 
     from repic_desktop.retrieval.dlib_faces import DlibFaceMatcher
+    from repic_desktop.retrieval.registry import MATCHERS
 
     opened = []
     real = dlib.shape_predictor
@@ -58,7 +59,7 @@ def test_the_68_point_model_is_never_opened(monkeypatch):
         return real(path)
 
     monkeypatch.setattr(dlib, "shape_predictor", spy)
-    DlibFaceMatcher(cats=False)
+    DlibFaceMatcher(MATCHERS["dlib-faces"], cats=False)
     assert len(opened) == 1 and opened[0].endswith("shape_predictor_5_face_landmarks.dat")
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
-from repic_desktop.captioning.cpu_threads import apply_cpu_thread_policy
+from repic_desktop.core.cpu_threads import apply_cpu_thread_policy
 from repic_desktop.core.terminal import error_line
 
 from .dataset import BuiltDataset, DatasetError, HeldOut, build_dataset

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Callable
 from ..core.errors import RepicError
 
+from ..retrieval.registry import MATCHER_MODELS
+
 # What a Qwen2.5-VL checkpoint or a LoRA adapter needs: weights (safetensors only), configs, tokenizer
 # (tokenizer.json / vocab.json / merges.txt), processor configs and chat templates.
 MODEL_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.jinja", "*.model", "*.tiktoken"]
@@ -29,28 +31,6 @@ MODEL_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.jinja", "*.model"
 # pytorch_model.bin, tf_model.h5 and flax weights; these patterns keep them off the disk.
 MATCHER_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt"]
 
-
-@dataclass(frozen=True)
-class MatcherModel:
-    """A model role for "who is in this photo?": where the settings keep its folder, what it must be."""
-    use: str             # the CLI's --use-for value
-    settings_key: str    # key under Settings.extra["retrieval"]
-    label: str
-    model_types: tuple[str, ...]
-    default_id: str
-
-
-# Suggested downloads (licences checked on their model cards):
-# - openai/clip-vit-large-patch14-336: MIT; the embedder RePIC's retriever uses.
-# - facebook/dinov2-base: Apache-2.0.
-# - google/owlv2-base-patch16-ensemble: Apache-2.0; open-vocabulary boxes for person / cat / dog.
-MATCHER_MODELS: dict[str, MatcherModel] = {
-    "clip": MatcherModel("clip", "clip_dir", "CLIP", ("clip", "clip_vision_model"),
-                         "openai/clip-vit-large-patch14-336"),
-    "dinov2": MatcherModel("dinov2", "dino_dir", "DINOv2", ("dinov2",), "facebook/dinov2-base"),
-    "detector": MatcherModel("detector", "detector_dir", "OWLv2 detector", ("owlv2",),
-                             "google/owlv2-base-patch16-ensemble"),
-}
 
 DownloadProgress = Callable[[str, int, "int | None"], None]
 """``progress(description, done, total)``: bytes (or files) done so far; ``total`` may be unknown (None)."""

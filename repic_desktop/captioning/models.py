@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..core.cpu_threads import apply_cpu_thread_policy
 from ..core.settings import DEFAULT_MODEL_SOURCE
-from .cpu_threads import apply_cpu_thread_policy
 from .model_manager import ModelError, ModelNotAvailable, resolve_local
 from .prompt import FETCH_MAX_PIXELS
 
@@ -571,7 +571,7 @@ def load_model(
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     if device == "cpu":
-        apply_cpu_thread_policy()  # all cores but one (captioning/cpu_threads.py); the CLI, GUI and trainer alike
+        apply_cpu_thread_policy()  # all cores but one (core/cpu_threads.py); the CLI, GUI and trainer alike
     if spec.quantization != "none":
         if importlib.util.find_spec("bitsandbytes") is None:
             raise QuantizationUnavailable(f"{spec.quantization} quantization needs the bitsandbytes package: "

@@ -16,12 +16,19 @@ from typing import Any
 
 from .. import APP_NAME, __version__
 from ..app.adapters import read_manifest
+from ..captioning.demo_model import build_demo_model
 from ..captioning.device import device_summary
 from ..core import paths
 from ..core.arg_types import nonempty_path, nonempty_text, record_id, text as one_line_text, whole_number
+from ..core.concepts import export_repic_database, import_reference_file, import_repic_database
 from ..core.library import Box, Library, LibraryError, parse_box
+from ..core.scanner import scan_folder
 from ..core.settings import Settings
 from ..core.terminal import error_line, json_safe, terminal_safe
+from ..core.training_photos import photo_counts
+from ..metadata import photo_ids_under, read_metadata_into_library
+from ..retrieval.registry import DEFAULT_MATCHER
+from ..retrieval.service import available_matchers, retrieval_settings
 from .caption import add_caption_commands
 from .common import EXIT_DAMAGED, EXIT_USER_ERROR, RepicError, UserError, open_library as _open_library
 from .eval import add_eval_command
@@ -46,10 +53,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         "model": dict(vars(settings.model)),
         "cache_dir": str(paths.cache_dir()),
     }
-    from ..retrieval.service import available_matchers, retrieval_settings
-
     cfg = retrieval_settings(settings)
-    data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or "dlib-faces",
+    data["suggestions"] = {"default_matcher": cfg.get("default_matcher") or DEFAULT_MATCHER,
                            "matchers": available_matchers(settings)}
     data["counts"] = None
     data["adapters"] = []
@@ -139,8 +144,6 @@ def damaged_library_advice(lib_path) -> list[str]:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from ..core.scanner import scan_folder
-
     root = os.path.abspath(args.dir)
     if not os.path.isdir(root):
         raise UserError(f"{args.dir} is not a folder")
@@ -153,8 +156,6 @@ def cmd_import(args: argparse.Namespace) -> int:
                 bar.close()
         meta = None
         if args.read_metadata:
-            from ..metadata import photo_ids_under, read_metadata_into_library
-
             meta = read_metadata_into_library(lib, photo_ids_under(lib, root), create_concepts=args.create_concepts)
     data = report.as_dict()
     if meta is not None:
@@ -274,8 +275,6 @@ def cmd_photo_untag(args: argparse.Namespace) -> int:
 
 def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
     """REF is a library photo (id or path of an imported photo) or any image file (copied in)."""
-    from ..core.concepts import import_reference_file
-
     if ref.isdecimal() and not os.path.exists(ref):  # isdigit() is true for '²', which int() refuses
         return lib.concepts.add_ref(name, photo_id=lib.photos.get(int(ref)).id, box=box, primary=primary)
     photo = lib.photos.by_path(os.path.abspath(ref))
@@ -287,8 +286,6 @@ def _add_ref(lib: Library, name: str, ref: str, box: Box | None, primary: bool):
 
 
 def _concept_dict(lib: Library, c, counts=None) -> dict[str, Any]:
-    from ..core.training_photos import photo_counts
-
     n = (counts if counts is not None else photo_counts(lib)).get(c.id)
     d = c.as_dict()
     d["references"] = [r.as_dict() for r in lib.concepts.refs(c.id)]
@@ -312,8 +309,6 @@ def cmd_concept_add(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_list(args: argparse.Namespace) -> int:
-    from ..core.training_photos import photo_counts
-
     with _open_library(args) as lib:
         counts = photo_counts(lib)
         rows = [_concept_dict(lib, c, counts) for c in lib.concepts.all()]
@@ -388,8 +383,6 @@ def cmd_concept_remove_ref(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_import_repic(args: argparse.Namespace) -> int:
-    from ..core.concepts import import_repic_database
-
     with _open_library(args) as lib:
         report = import_repic_database(lib, args.database)
 
@@ -404,8 +397,6 @@ def cmd_concept_import_repic(args: argparse.Namespace) -> int:
 
 
 def cmd_concept_export_repic(args: argparse.Namespace) -> int:
-    from ..core.concepts import export_repic_database
-
     with _open_library(args) as lib:
         data = export_repic_database(lib, args.out, images_dir=args.images_dir, force=args.force)
     _emit(args, data, f"wrote {data['concepts']} concept(s) to {data['path']}")
@@ -413,8 +404,6 @@ def cmd_concept_export_repic(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_model(args: argparse.Namespace) -> int:
-    from ..captioning.demo_model import build_demo_model
-
     if not args.json and sys.stderr.isatty():
         # the build takes under a second, the imports before it 10-20 s: say so instead of hanging silently
         print("building the demo model (loading PyTorch and transformers first: 10-20 s)…", file=sys.stderr)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..captioning.evaluate import RULE_HELP, RULES
+from ..captioning.evaluate import RULE_HELP, RULES, EvalError, evaluate_file, evaluate_library, load_database
+from ..core import paths
 from ..core.arg_types import nonempty_text
+from ..core.library import Library
+from .common import UserError
+from .output import emit as _emit
 
 
 def add_eval_command(subparsers, common_parent: argparse.ArgumentParser) -> None:
@@ -27,12 +31,6 @@ def add_eval_command(subparsers, common_parent: argparse.ArgumentParser) -> None
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from ..captioning.evaluate import EvalError, evaluate_file, evaluate_library, load_database
-    from .common import UserError
-    from .output import emit as _emit
-    from ..core import paths
-    from ..core.library import Library
-
     results = []
     try:
         names = load_database(args.database) if args.database else None

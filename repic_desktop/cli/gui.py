@@ -5,13 +5,12 @@ import argparse
 import os
 
 from ..core import paths
+from .common import UserError
 
 PAGES = ("browser", "people", "faces", "personalize", "queue")
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from .common import UserError
-
     try:
         from ..gui.app import run_gui
     except ImportError as exc:  # PySide6 missing or its system libraries absent

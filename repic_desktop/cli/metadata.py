@@ -6,7 +6,26 @@ import argparse
 import os
 from typing import Any
 
-from .output import bar_progress, progress_bar
+from ..core import paths
+from ..core.images import UnusableImage
+from ..core.library import Library, LibraryError
+from ..core.settings import Settings
+from ..metadata import (
+    Backends,
+    ExportOptions,
+    accepted_photo_ids,
+    available_backends,
+    export_photos,
+    field_table,
+    read_file_metadata,
+    read_metadata_into_library,
+)
+from ..metadata.backends import BackendError
+from ..metadata.fields import summarize
+from ..metadata.geometry import norm_to_pixels
+from ..metadata.writer import sidecar_path
+from .common import UserError, open_library as _open_library
+from .output import bar_progress, emit as _emit, progress_bar
 
 FIELD_CHOICES = ("caption", "title", "people", "regions", "keywords")
 
@@ -84,17 +103,12 @@ def add_metadata_commands(subparsers, common_parent: argparse.ArgumentParser) ->
 # ------------------------------------------------------------------------------------------------ helpers
 
 def _change_line(c: dict[str, Any]) -> str:
-    from ..metadata.fields import summarize
     return f"      {c['key']}: {summarize(c['key'], c['old'])} -> {summarize(c['key'], c['new'])}"
 
 
 # ------------------------------------------------------------------------------------------------ export
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .common import UserError, open_library as _open_library
-    from .output import emit as _emit
-    from ..core.settings import Settings
-    from ..metadata import Backends, ExportOptions, accepted_photo_ids, available_backends, export_photos
     if not args.photos and not args.all_accepted:
         raise UserError("nothing to export: give PHOTO ids/paths or --all-accepted")
     if not available_backends():
@@ -159,17 +173,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------------ metadata
 
 def cmd_metadata_show(args: argparse.Namespace) -> int:
-    from .common import UserError
-    from .output import emit as _emit
-    from ..core import paths
-    from ..core.images import UnusableImage
-    from ..core.library import Library, LibraryError
-    from ..metadata import Backends, available_backends, read_file_metadata
-    from ..metadata.backends import BackendError
-    from ..metadata.fields import summarize
-    from ..metadata.geometry import norm_to_pixels
-    from ..metadata.writer import sidecar_path
-
     if not available_backends():
         raise UserError("no metadata library is installed: `pip install pyexiv2` (or install exiftool)")
     path, photo_id, library_dims = None, None, None
@@ -226,10 +229,6 @@ def cmd_metadata_show(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_read(args: argparse.Namespace) -> int:
-    from .common import UserError, open_library as _open_library
-    from .output import emit as _emit
-    from ..metadata import Backends, available_backends, read_metadata_into_library
-
     if not args.photos and not args.all:
         raise UserError("nothing to read: give PHOTO ids/paths or --all")
     if not available_backends():
@@ -272,9 +271,6 @@ def cmd_metadata_read(args: argparse.Namespace) -> int:
 
 
 def cmd_metadata_fields(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..metadata import available_backends, field_table
-
     rows = field_table()
     data = {"fields": rows, "backends": available_backends()}
 

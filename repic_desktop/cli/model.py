@@ -17,15 +17,22 @@ import argparse
 import os
 from typing import Any
 
-from .output import emit as _emit
+from ..captioning import model_manager as mm
+from ..captioning.model_manager import list_models, retrieval_section, set_matcher_folder
+from ..captioning.models import ModelSpec
+from ..core import paths
 from ..core.arg_types import nonempty_text
+from ..core.library import Library
+from ..core.settings import DEFAULT_MODEL_SOURCE, Settings
+from ..retrieval.registry import DEFAULT_MATCHER, DETECTOR_MODEL, MATCHER_MODELS, MATCHERS
+from ..retrieval.service import available_matchers
+from .common import UserError
+from .output import emit as _emit
 
 _CLEAR = {"none", "null", "-", ""}
 
 
 def _user_error(message: str) -> Exception:
-    from .common import UserError
-
     return UserError(message)
 
 
@@ -50,15 +57,12 @@ def _local_or_value(value: str) -> str:
 
 
 def cmd_model_download(args: argparse.Namespace) -> int:
-    from ..captioning import model_manager as mm
-    from ..core.settings import DEFAULT_MODEL_SOURCE, Settings
-
     settings = Settings.load()
     use = getattr(args, "use_for", None)
     if use and args.set_default:
         raise _user_error("--set-default is for the captioning model; --use-for sets a suggestion matcher's "
                           "weights: give one of them")
-    repo_id = args.id or (mm.MATCHER_MODELS[use].default_id if use else settings.model.source)
+    repo_id = args.id or (MATCHER_MODELS[use].default_id if use else settings.model.source)
     if mm.is_local_path(repo_id):
         hint = f"repic model set --{use} {repo_id}" if use else "repic model set --source FOLDER"
         raise _user_error(f"{repo_id} is a local folder, nothing to download: give a Hugging Face id such as "
@@ -77,11 +81,11 @@ def cmd_model_download(args: argparse.Namespace) -> int:
         # A wrong repo (say a BERT given for --use-for clip) is caught here, not at the first index run.
         problem = mm.matcher_folder_problem(path, use)
         if problem:
-            raise _user_error(f"{repo_id} was downloaded but cannot be used as {mm.MATCHER_MODELS[use].label}: "
+            raise _user_error(f"{repo_id} was downloaded but cannot be used as {MATCHER_MODELS[use].label}: "
                               f"{problem}")
         mm.set_matcher_folder(settings, use, str(path))
         settings.save()
-        text += f"\nthe suggestion matchers now use it as {mm.MATCHER_MODELS[use].label}"
+        text += f"\nthe suggestion matchers now use it as {MATCHER_MODELS[use].label}"
     if args.set_default:
         settings.model.source = repo_id
         settings.model.revision = args.revision
@@ -96,9 +100,6 @@ def cmd_model_download(args: argparse.Namespace) -> int:
 
 
 def cmd_model_list(args: argparse.Namespace) -> int:
-    from ..captioning.model_manager import list_models
-    from ..core.settings import Settings
-
     settings = Settings.load()
     cache_dir = args.cache_dir if args.cache_dir is not None else settings.model.cache_dir
     models = list_models(cache_dir, all_models=args.all)
@@ -125,8 +126,6 @@ def cmd_model_list(args: argparse.Namespace) -> int:
 
 def _matcher_folders(settings) -> dict[str, str]:
     """use -> real path of the folder the settings point that matcher at."""
-    from ..captioning.model_manager import MATCHER_MODELS
-
     cfg = settings.extra.get("retrieval") if isinstance(settings.extra.get("retrieval"), dict) else {}
     return {use: os.path.realpath(os.path.expanduser(cfg[m.settings_key]))
             for use, m in MATCHER_MODELS.items() if cfg.get(m.settings_key)}
@@ -137,11 +136,9 @@ def _matcher_folders(settings) -> dict[str, str]:
 
 def _matcher_folder_value(value: str, use: str, cache_dir: str | None) -> str | None:
     """--clip/--dinov2/--detector: a folder, a cached hub id (resolved to its snapshot), or 'none'."""
-    from ..captioning import model_manager as mm
-
     if value.strip().lower() in _CLEAR:
         return None
-    label = mm.MATCHER_MODELS[use].label
+    label = MATCHER_MODELS[use].label
     if mm.is_local_path(value):
         folder = _local_or_value(value)
     else:
@@ -158,22 +155,16 @@ def _matcher_folder_value(value: str, use: str, cache_dir: str | None) -> str | 
 
 
 def _retrieval_text(settings) -> list[str]:
-    from ..captioning.model_manager import MATCHER_MODELS, retrieval_section
-
     cfg = retrieval_section(settings)
     lines = [f"{(m.label + ':'):<14}{cfg.get(m.settings_key) or '-'}" for m in MATCHER_MODELS.values()]
-    lines.append(f"{'matcher:':<14}{cfg.get('default_matcher') or 'dlib-faces'}")
+    lines.append(f"{'matcher:':<14}{cfg.get('default_matcher') or DEFAULT_MATCHER}")
     return lines
 
 
 def cmd_model_set(args: argparse.Namespace) -> int:
-    from ..captioning.model_manager import retrieval_section, set_matcher_folder
-    from ..captioning.models import ModelSpec
-    from ..core.settings import Settings
-
     changes = {k: getattr(args, k) for k in ("source", "revision", "adapter", "quantization", "device", "cache_dir")
                if getattr(args, k) is not None}
-    matcher_changes = {k: getattr(args, k, None) for k in ("clip", "dinov2", "detector", "matcher")
+    matcher_changes = {k: getattr(args, k, None) for k in (*MATCHER_MODELS, "matcher")
                        if getattr(args, k, None) is not None}
     if not changes and not matcher_changes:
         raise _user_error("nothing to change: give --source, --revision, --adapter, --quant, --device, --cache-dir, "
@@ -184,9 +175,6 @@ def cmd_model_set(args: argparse.Namespace) -> int:
         if changes["source"].strip().lower() in _CLEAR:
             raise _user_error("--source cannot be empty: give a Hugging Face id or a model folder")
         m.source = _local_or_value(changes["source"])
-    from ..core import paths
-    from ..core.library import Library
-
     lib_path = paths.resolve_library_path(getattr(args, "library", None))
     for key in ("revision", "adapter", "cache_dir"):
         if key in changes:
@@ -216,7 +204,7 @@ def cmd_model_set(args: argparse.Namespace) -> int:
             ModelSpec.from_settings(m, adapter=adapter)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
-    for use in ("clip", "dinov2", "detector"):
+    for use in MATCHER_MODELS:
         if use in matcher_changes:
             set_matcher_folder(settings, use, _matcher_folder_value(matcher_changes[use], use, m.cache_dir))
     if "matcher" in matcher_changes:
@@ -233,10 +221,9 @@ def cmd_model_set(args: argparse.Namespace) -> int:
              f"cache:        {m.cache_dir or 'Hugging Face default'}"]
     if matcher_changes:
         lines += _retrieval_text(settings)
-        from ..retrieval.service import available_matchers
 
         # Say at once when the chosen matcher still cannot run (missing detector folder, no dlib...).
-        chosen = retrieval_section(settings).get("default_matcher") or "dlib-faces"
+        chosen = retrieval_section(settings).get("default_matcher") or DEFAULT_MATCHER
         info = next((x for x in available_matchers(settings) if x["id"] == chosen), None)
         if info is not None and not info["ready"]:
             lines.append(f"note: {info['name']} is not ready yet: {info['why']}")
@@ -262,10 +249,10 @@ def add_model_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
                    help="Hugging Face cache folder (default: the settings' cache_dir)")
     s.add_argument("--set-default", action="store_true",
                    help="afterwards make it the model used for captioning (source, revision, cache dir)")
-    s.add_argument("--use-for", choices=["clip", "dinov2", "detector"],
+    s.add_argument("--use-for", choices=list(MATCHER_MODELS),
                    help="weights for the suggestion matchers: safetensors and configs only, and the settings then "
                         "point that matcher at the download (default ids: "
-                        "openai/clip-vit-large-patch14-336, facebook/dinov2-base, google/owlv2-base-patch16-ensemble)")
+                        + ", ".join(m.default_id for m in MATCHER_MODELS.values()) + ")")
     s.set_defaults(func=cmd_model_download)
 
     s = sub.add_parser("list", parents=[common_parent], help="models and adapters in the Hugging Face cache")
@@ -282,12 +269,9 @@ def add_model_command(subparsers: Any, common_parent: argparse.ArgumentParser) -
                    help="bitsandbytes quantization (needs an NVIDIA GPU)")
     s.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     s.add_argument("--cache-dir", type=nonempty_text, help="Hugging Face cache folder, or 'none' for the default")
-    s.add_argument("--clip", type=nonempty_text, metavar="DIR|ID",
-                   help="CLIP weights for suggestions: folder, downloaded id, or 'none'")
-    s.add_argument("--dinov2", type=nonempty_text, metavar="DIR|ID",
-                   help="DINOv2 weights for suggestions: folder, downloaded id, or 'none'")
-    s.add_argument("--detector", type=nonempty_text, metavar="DIR|ID",
-                   help="OWLv2 detector for suggestions: folder, downloaded id, "
-                                                        "or 'none' (then whole photo + face boxes)")
-    s.add_argument("--matcher", choices=["dlib-faces", "clip", "dinov2"], help="default matcher for suggestions")
+    for m in MATCHER_MODELS.values():  # --clip, --dinov2, --detector
+        extra = " (then whole photo + face boxes)" if m is DETECTOR_MODEL else ""
+        s.add_argument(f"--{m.use}", type=nonempty_text, metavar="DIR|ID",
+                       help=f"{m.label} weights for suggestions: folder, downloaded id, or 'none'{extra}")
+    s.add_argument("--matcher", choices=list(MATCHERS), help="default matcher for suggestions")
     s.set_defaults(func=cmd_model_set)

@@ -6,21 +6,23 @@ from typing import Any
 
 from ..core import paths
 from ..core.arg_types import nonempty_text, record_id, whole_number
+from ..core.images import UnusableImage
 from ..core.library import Library
+from ..core.training_photos import photo_counts
+from ..retrieval import service
+from ..retrieval.base import MatcherUnavailable
+from ..retrieval.registry import DEFAULT_MATCHER, FACE_MATCHER, MATCHERS
+from .common import UserError
+from .output import bar_progress, emit as _emit, progress_bar
 
 
 def _user_error(msg: str) -> Exception:
-    from .common import UserError
-
     return UserError(msg)
 
 
 def _matcher(args: argparse.Namespace):
-    from ..retrieval.base import MatcherUnavailable
-    from ..retrieval.service import get_matcher
-
     try:
-        return get_matcher(args.matcher)
+        return service.get_matcher(args.matcher)
     except MatcherUnavailable as exc:
         raise _user_error(str(exc)) from None
 
@@ -50,10 +52,6 @@ def _suggestion_line(s) -> str:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..core.images import UnusableImage
-    from ..retrieval import service
-
     if args.confirm or args.reject or args.reset:
         if args.photos:
             raise _user_error("--confirm/--reject/--reset take PHOTO NAME themselves: give no other photos")
@@ -119,9 +117,6 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_index(args: argparse.Namespace) -> int:
-    from .output import emit as _emit, bar_progress, progress_bar
-    from ..retrieval import service
-
     _check_match_options(args)
     with _open(args) as lib:
         photo_ids = [lib.photos.resolve(p).id for p in args.photos] if args.photos else None
@@ -158,9 +153,6 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_clusters(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..retrieval import service
-
     with _open(args) as lib:
         clusters = service.face_clusters(lib, min_size=args.min_size)
         paths_ = {p.id: p.path for p in lib.photos.list(include_missing=True)}
@@ -186,11 +178,6 @@ def cmd_faces_clusters(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_name(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..retrieval import service
-
-    from ..core.training_photos import photo_counts
-
     with _open(args) as lib:
         size = len(lib.retrieval.face_cluster_members(args.cluster))
         c = service.name_cluster(lib, args.cluster, args.name, kind=args.kind)
@@ -205,9 +192,6 @@ def cmd_faces_name(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_ignore(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..retrieval import service
-
     if (args.cluster is None) == (not args.face):
         raise _user_error("say what to ignore: a CLUSTER, or --face ID ... (not both)")
     with _open(args) as lib:
@@ -223,9 +207,6 @@ def cmd_faces_ignore(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_unignore(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..retrieval import service
-
     if bool(args.faces) == args.all:
         raise _user_error("say which faces: FACE_ID ... or --all")
     with _open(args) as lib:
@@ -235,9 +216,6 @@ def cmd_faces_unignore(args: argparse.Namespace) -> int:
 
 
 def cmd_faces_ignored(args: argparse.Namespace) -> int:
-    from .output import emit as _emit
-    from ..retrieval import service
-
     with _open(args) as lib:
         faces = service.ignored_faces(lib)
         paths_ = {p.id: p.path for p in lib.photos.list(include_missing=True)}
@@ -257,12 +235,13 @@ def cmd_faces_ignored(args: argparse.Namespace) -> int:
 
 def add_retrieval_commands(sub, common: argparse.ArgumentParser) -> None:
     def matcher_opts(s):
-        s.add_argument("--matcher", type=nonempty_text, metavar="ID", help="dlib-faces (default), clip or dinov2")
+        s.add_argument("--matcher", type=nonempty_text, metavar="ID",
+                       help=", ".join(MATCHERS) + f" (default: Settings' matcher, else {DEFAULT_MATCHER})")
         s.add_argument("--top-k", type=int, metavar="K",
                        help="at most K concepts per photo (default: Settings' top-K, else 5)")
         s.add_argument("--threshold", type=float, metavar="SIM",
                        help="cosine similarity needed for a match, 0-1 (default: Settings' threshold for the "
-                            "default matcher, else the matcher's own, 0.91 for faces)")
+                            f"default matcher, else the matcher's own, {MATCHERS[FACE_MATCHER].threshold} for faces)")
 
     s = sub.add_parser("suggest", parents=[common], help="who is probably in these photos (suggestions to review)")
     s.add_argument("photos", nargs="*", metavar="PHOTO", help="photo ids or paths")

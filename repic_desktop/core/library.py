@@ -33,8 +33,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import sqlite_utils
-
 from .schema import MIGRATIONS, SCHEMA_VERSION
 from .stores import AdapterStore, CaptionStore, ConceptStore, PhotoStore, RetrievalStore
 # Re-exported: most callers import these from here together with Library.
@@ -61,7 +59,6 @@ class Library:
             conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise LibraryError(f"cannot open library {self.path}: {exc}") from exc
-        self.db = sqlite_utils.Database(conn)
         self.conn = conn
         self.photos = PhotoStore(self)
         self.concepts = ConceptStore(self)
@@ -70,6 +67,9 @@ class Library:
         self.adapters = AdapterStore(self)
         try:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            # Libraries were opened through sqlite-utils, which turns this on; INSERT OR REPLACE keeps firing
+            # delete triggers as before.
+            conn.execute("PRAGMA recursive_triggers = ON")
             conn.execute("PRAGMA foreign_keys = ON")
             self._setup_with_retry()
         except sqlite3.DatabaseError as exc:
@@ -153,7 +153,7 @@ class Library:
                     f"{self.path} was written by a newer RePIC Desktop (schema {version}, this version "
                     f"knows {SCHEMA_VERSION}); update the app to open it")
             for step in MIGRATIONS[version:]:
-                step(self.db)
+                step(self.conn)
                 version += 1
                 self.conn.execute(f"PRAGMA user_version = {version}")
 

@@ -7,11 +7,26 @@ whole schema reads top to bottom.
 """
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
+import textwrap
 
 
-def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
-    db.executescript(
+def _executescript(conn: sqlite3.Connection, sql: str) -> None:
+    """Run a script statement by statement: sqlite3's executescript() COMMITs an open transaction first,
+    which would split a migration from the IMMEDIATE transaction that guards it."""
+    statement = ""
+    for part in sql.split(";"):
+        statement += part + ";"
+        if sqlite3.complete_statement(statement):
+            if statement.strip(" \n;"):
+                conn.execute(statement)
+            statement = ""
+    if statement.strip(" \n;"):
+        conn.execute(statement)
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    _executescript(db,
         """
         CREATE TABLE photos (
             id INTEGER PRIMARY KEY,
@@ -97,8 +112,8 @@ def _migrate_0_to_1(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
-    db.executescript(
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    _executescript(db,
         """
         CREATE TABLE skipped_files (
             path_bytes BLOB PRIMARY KEY,
@@ -149,13 +164,33 @@ def _migrate_1_to_2(db: sqlite_utils.Database) -> None:
         """
     )
     # Full-text search over caption text; triggers keep it in sync with every insert/update/delete.
-    db["captions"].enable_fts(["text"], fts_version="FTS5", create_triggers=True, tokenize="unicode61")
+    # The same table and triggers sqlite-utils' enable_fts(["text"], fts_version="FTS5", create_triggers=True,
+    # tokenize="unicode61") made when libraries used it, so old and new libraries have one schema.
+    _executescript(db, textwrap.dedent(
+        """
+        CREATE VIRTUAL TABLE "captions_fts" USING FTS5 (
+            "text",
+            tokenize='unicode61',
+            content="captions"
+        );
+        INSERT INTO "captions_fts" (rowid, "text") SELECT rowid, "text" FROM "captions";
+        CREATE TRIGGER "captions_ai" AFTER INSERT ON "captions" BEGIN
+          INSERT INTO "captions_fts" (rowid, "text") VALUES (new.rowid, new."text");
+        END;
+        CREATE TRIGGER "captions_ad" AFTER DELETE ON "captions" BEGIN
+          INSERT INTO "captions_fts" ("captions_fts", rowid, "text") VALUES('delete', old.rowid, old."text");
+        END;
+        CREATE TRIGGER "captions_au" AFTER UPDATE ON "captions" BEGIN
+          INSERT INTO "captions_fts" ("captions_fts", rowid, "text") VALUES('delete', old.rowid, old."text");
+          INSERT INTO "captions_fts" (rowid, "text") VALUES (new.rowid, new."text");
+        END;
+        """))
 
 
-def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
     # Full provenance of generated captions (quantization, request, preset, concept ids, seconds, ...) and
     # the job that produced them, so a resumed job can tell done photos from pending ones.
-    db.executescript(
+    _executescript(db,
         """
         ALTER TABLE captions ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}';
         ALTER TABLE captions ADD COLUMN job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL;
@@ -164,12 +199,12 @@ def _migrate_2_to_3(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     # "Who is in this photo?" (retrieval/): cached embeddings of reference photos and of the crops found
     # in library photos, per matcher, the suggestions made from them, and clusters of unknown faces.
     # Vectors are float32 BLOBs: at <= 10k vectors an exact numpy search is faster than any ANN index
     # (shared/reference/retrieval.md §3), so no vector extension is needed.
-    db.executescript(
+    _executescript(db,
         """
         CREATE TABLE ref_embeddings (
             ref_id INTEGER NOT NULL REFERENCES concept_refs(id) ON DELETE CASCADE,
@@ -244,12 +279,12 @@ def _migrate_3_to_4(db: sqlite_utils.Database) -> None:
     )
 
 
-def _migrate_4_to_5(db: sqlite_utils.Database) -> None:
+def _migrate_4_to_5(db: sqlite3.Connection) -> None:
     # Undo of a confirmation must remove exactly what that confirmation added and nothing the user had
     # made before, so the suggestion remembers it (confirm_tag: 1 = it added the tag, 0 = the tag was
     # already there, NULL = confirmed before v5). "Not a face / ignore" is the user's word about one
     # detection: stored on the crop and carried over when the photo is re-detected.
-    db.executescript(
+    _executescript(db,
         """
         ALTER TABLE photo_crops ADD COLUMN ignored_at REAL;
         ALTER TABLE suggestions ADD COLUMN confirm_tag INTEGER;

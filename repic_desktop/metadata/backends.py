@@ -136,7 +136,7 @@ def _parse_items(xmp: dict[str, Any], list_key: str) -> dict[int, dict[str, Any]
         m = _ITEM.match(k[n:])
         if not m:
             continue
-        i, prefix, prop, rest = int(m.group(1)), m.group(2), m.group(3), m.group(4)
+        i, prop, rest = int(m.group(1)), m.group(3), m.group(4)  # group 2, the prefix, varies (see above)
         item = items.setdefault(i, {})
         if rest is None:
             if not (isinstance(v, str) and v.startswith("type=")):

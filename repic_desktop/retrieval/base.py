@@ -7,10 +7,13 @@ them to the photo's displayed full-resolution frame.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np  # numpy is imported where vectors are made: the CLI and GUI import this module at start-up
+
 from ..core.errors import RepicError
 
 CROP_KINDS = ("face", "cat", "dog", "person", "object", "image")
@@ -47,6 +50,8 @@ class Matcher(Protocol):
 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Unit rows in float32: then cosine similarity is a dot product and ranks like RePIC's faiss L2."""
+    import numpy as np
+
     v = np.asarray(vectors, dtype=np.float32)
     if v.ndim == 1:
         v = v[None, :]
@@ -55,10 +60,14 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
 
 
 def to_blob(vector: np.ndarray) -> bytes:
+    import numpy as np
+
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
 def from_blob(blob: bytes, dim: int) -> np.ndarray:
+    import numpy as np
+
     v = np.frombuffer(blob, dtype="<f4")
     if v.size != dim:
         raise ValueError(f"stored vector has {v.size} values, expected {dim}")
@@ -71,7 +80,7 @@ def l2_to_cosine(l2: float) -> float:
 
 
 def cosine_to_l2(cos: float) -> float:
-    return float(np.sqrt(max(0.0, 2.0 - 2.0 * cos)))
+    return math.sqrt(max(0.0, 2.0 - 2.0 * cos))
 
 
 def clamp_box(x: float, y: float, w: float, h: float, width: int, height: int) -> tuple[int, int, int, int] | None:

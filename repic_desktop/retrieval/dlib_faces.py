@@ -19,18 +19,15 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import Crop, MatcherUnavailable, clamp_box, l2_to_cosine
+from .base import Crop, MatcherUnavailable, clamp_box
 
-DLIB_L2_THRESHOLD = 0.6
-DESCRIPTOR_NORM = 1.41  # typical length of a dlib face descriptor
-# Clustering links faces transitively (single linkage), so one loose pair merges two groups. dlib's own
-# face-clustering example uses L2 0.5; at 0.6 the 69 faces of scikit-image's LFW subset (different people,
-# low resolution) chained into one cluster of 65, at 0.5 the largest cluster had 4
-# (bench/retrieval_bench.py). A person split into two clusters costs one more naming; a merge is wrong.
-CLUSTER_L2_THRESHOLD = 0.5
+if TYPE_CHECKING:  # the registry builds this matcher and hands it its facts; it never imports the registry
+    from .registry import MatcherInfo
+
 HOG_MIN_SCORE = 0.6
 HOG_UPSAMPLE = 1
 MODEL_FILES = {"resnet": "dlib_face_recognition_resnet_model_v1.dat",
@@ -45,14 +42,13 @@ def models_dir() -> str:
 
 
 class DlibFaceMatcher:
-    id = "dlib-faces"
-    name = "Faces (offline, dlib)"
-    threshold = round(l2_to_cosine(DLIB_L2_THRESHOLD / DESCRIPTOR_NORM), 3)
-    cluster_threshold = round(l2_to_cosine(CLUSTER_L2_THRESHOLD / DESCRIPTOR_NORM), 3)
     max_side = 1024
     faithful = False
 
-    def __init__(self, *, cats: bool = True, min_score: float = HOG_MIN_SCORE, upsample: int = HOG_UPSAMPLE):
+    def __init__(self, info: MatcherInfo, *, cats: bool = True, min_score: float = HOG_MIN_SCORE,
+                 upsample: int = HOG_UPSAMPLE):
+        self.id, self.name = info.id, info.label
+        self.threshold, self.cluster_threshold = info.threshold, info.cluster_threshold
         try:
             import dlib
         except ImportError as exc:

@@ -8,11 +8,12 @@ cosine similarities of unit vectors, which order matches exactly like RePIC's fa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from .base import normalize
+
+if TYPE_CHECKING:
+    import numpy as np  # numpy is imported where vectors are made: the CLI and GUI import this module at start-up
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ class ExactIndex:
     """Reference vectors grouped by concept. Build once per matcher, query per photo."""
 
     def __init__(self, vectors: np.ndarray, concept_ids: Sequence[int], ref_ids: Sequence[int] | None = None):
+        import numpy as np
+
         cids = np.asarray(concept_ids, dtype=np.int64)
         if len(cids) and vectors.shape[0] != len(cids):
             raise ValueError("one concept id per vector is needed")
@@ -49,12 +52,16 @@ class ExactIndex:
 
     def concept_scores(self, queries: np.ndarray) -> np.ndarray:
         """(n_queries, n_concepts) best similarity of each query to each concept's references."""
+        import numpy as np
+
         q = normalize(queries)
         if not len(self) or q.shape[0] == 0:
             return np.zeros((q.shape[0], len(self.concepts)), np.float32)
         if q.shape[1] != self.dim:
             raise ValueError(f"query vectors have {q.shape[1]} dimensions, the index {self.dim}")
-        sims = q @ self.vectors.T
+        # Unit vectors' dot products can round past 1 (identical pixels give 1.0000001 on one CPU, 1.0 on
+        # another); clipped, equal evidence from two matchers ties everywhere and the stored order decides.
+        sims = np.clip(q @ self.vectors.T, -1.0, 1.0)
         return np.maximum.reduceat(sims, self._starts, axis=1)
 
     def match(self, queries: np.ndarray, *, top_k: int | None, threshold: float) -> tuple[list[ConceptMatch],
@@ -62,6 +69,8 @@ class ExactIndex:
         """Union over crops of per-concept best scores: the top-K concepts at or above `threshold`,
         best first (ties: lower concept id), each with its evidence crop; and per crop its own best
         concept at or above the threshold (None: an unknown face or object)."""
+        import numpy as np
+
         scores = self.concept_scores(queries)
         per_crop: list[ConceptMatch | None] = []
         if scores.size == 0:
@@ -84,6 +93,8 @@ def cluster_faces(vectors: np.ndarray, threshold: float) -> list[int]:
     the smallest index in its component, so the result depends only on the input's order and values.
     Vectorised min-label propagation with pointer jumping: one photo's person can contribute millions of
     linked pairs, which a Python union-find loop would walk one by one."""
+    import numpy as np
+
     n = len(vectors)
     if n == 0:
         return []

@@ -22,6 +22,7 @@ How it fits together:
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import math
 import os
 import sqlite3
@@ -30,17 +31,14 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-import numpy as np
-
 from ..core.images import UnusableImage, is_transient_reason, open_oriented
 from ..core.library import Box, Concept, Library, LibraryError, NotFound
 from ..core.stores.retrieval import RetrievalStore
 from ..core.types import box_iou
 from .base import Crop, MatcherUnavailable, clamp_box, cosine_to_l2, from_blob, to_blob
 from .index import ExactIndex, cluster_faces
+from .registry import DEFAULT_MATCHER, DETECTOR_MODEL, FACE_MATCHER, MATCHERS, MatcherModel
 
-DEFAULT_MATCHER = "dlib-faces"
-FACE_MATCHER = "dlib-faces"  # the matcher whose unknown faces are clustered
 DEFAULT_TOP_K = 5
 WEAK_SCORE = 0.05  # a cat-cascade hint: "some cat is here", never an identity
 # A named face group gives its best faces (a crop: photo + face box) as references, the rest are tagged.
@@ -56,11 +54,6 @@ def cluster_reference_count(faces: int, existing: int = 0) -> int:
     return max(0, want - existing)
 REF_MAX_SIDE = 2048  # references are decoded at most this large before cropping
 _DOG_WORDS = ("dog", "puppy", "hund", "chien", "perro")
-
-MATCHER_NAMES = {"dlib-faces": "Faces (offline, dlib)",
-                 "clip": "CLIP (RePIC's embedder; downloaded weights)",
-                 "dinov2": "DINOv2 (downloaded weights)"}
-
 
 # ------------------------------------------------------------------------------------------- row types
 
@@ -145,13 +138,12 @@ def match_params(matcher, *, top_k: int | None = None, threshold: float | None =
     return top_k, threshold
 
 
-def _model_folder_problem(path: str | None, what: str) -> str:
+def _model_folder_problem(path: str | None, role: MatcherModel) -> str:
     if not path:
-        use = {"CLIP": "clip", "DINOv2": "dinov2"}.get(what, "detector")
-        return (f"{what} is not downloaded yet (Settings → Suggestions, or "
-                f"`repic model download --use-for {use}`)")
+        return (f"{role.label} is not downloaded yet (Settings → Suggestions, or "
+                f"`repic model download --use-for {role.use}`)")
     if not os.path.isdir(path):
-        return f"the {what} folder {path} does not exist"
+        return f"the {role.label} folder {path} does not exist"
     names = os.listdir(path)
     if "config.json" not in names:
         return f"{path} is not a model folder (no config.json)"
@@ -160,29 +152,34 @@ def _model_folder_problem(path: str | None, what: str) -> str:
     return ""
 
 
-def available_matchers(settings=None) -> list[dict[str, Any]]:
-    """Every matcher with whether it can run now and, if not, what the user should do. Imports no model."""
-    cfg = retrieval_settings(settings)
-    out = []
+def _dlib_problem() -> str:
     try:
-        from .dlib_faces import models_dir
+        from .dlib_faces import models_dir  # finds the folder without importing dlib
 
-        import importlib.util
         why = "" if importlib.util.find_spec("dlib") else "dlib is not installed (pip install dlib-bin)"
         if not why and not os.path.isdir(models_dir()):
             why = "the face models are not installed (pip install face_recognition_models)"
     except MatcherUnavailable as exc:
         why = str(exc)
-    out.append({"id": "dlib-faces", "name": MATCHER_NAMES["dlib-faces"], "ready": not why, "why": why,
-                "faithful": False})
-    det = cfg.get("detector_dir")
-    det_problem = _model_folder_problem(det, "the OWLv2 detector") if det else ""
-    for mid, key, what in (("clip", "clip_dir", "CLIP"), ("dinov2", "dino_dir", "DINOv2")):
-        why = _model_folder_problem(cfg.get(key), what) or det_problem
+    return why
+
+
+def available_matchers(settings=None) -> list[dict[str, Any]]:
+    """Every matcher with whether it can run now and, if not, what the user should do. Imports no model."""
+    cfg = retrieval_settings(settings)
+    det = cfg.get(DETECTOR_MODEL.settings_key)
+    det_problem = _model_folder_problem(det, DETECTOR_MODEL) if det else ""
+    out = []
+    for info in MATCHERS.values():
+        if info.model is None:
+            why = _dlib_problem()
+            out.append({"id": info.id, "name": info.label, "ready": not why, "why": why, "faithful": False})
+            continue
+        why = _model_folder_problem(cfg.get(info.model.settings_key), info.model) or det_problem
         note = ("" if det and not det_problem else
                 "no detector set: whole image + dlib face boxes as crops (not RePIC-faithful)")
-        out.append({"id": mid, "name": MATCHER_NAMES[mid], "ready": not why, "why": why,
-                    "faithful": bool(det) and not det_problem and mid == "clip", "note": note})
+        out.append({"id": info.id, "name": info.label, "ready": not why, "why": why,
+                    "faithful": bool(det) and not det_problem and info.faithful_with_detector, "note": note})
     return out
 
 
@@ -195,27 +192,20 @@ def get_matcher(matcher_id: str | None = None, settings=None):
     Raises MatcherUnavailable with a user-facing reason."""
     cfg = retrieval_settings(settings)
     matcher_id = matcher_id or cfg.get("default_matcher") or DEFAULT_MATCHER
-    if matcher_id not in MATCHER_NAMES:
-        raise MatcherUnavailable(f"unknown matcher {matcher_id!r} (choose from {', '.join(MATCHER_NAMES)})")
-    if matcher_id == "dlib-faces":
+    info = MATCHERS.get(matcher_id)
+    if info is None:
+        raise MatcherUnavailable(f"unknown matcher {matcher_id!r} (choose from {', '.join(MATCHERS)})")
+    if info.model is None:
         key: tuple = (matcher_id,)
     else:
-        info = next(m for m in available_matchers(settings) if m["id"] == matcher_id)
-        if not info["ready"]:
-            raise MatcherUnavailable(f"{info['name']}: {info['why']}")
-        key = (matcher_id, cfg.get("clip_dir" if matcher_id == "clip" else "dino_dir"), cfg.get("detector_dir"))
+        state = next(m for m in available_matchers(settings) if m["id"] == matcher_id)
+        if not state["ready"]:
+            raise MatcherUnavailable(f"{state['name']}: {state['why']}")
+        key = (matcher_id, cfg.get(info.model.settings_key), cfg.get(DETECTOR_MODEL.settings_key))
     with _matchers_lock:
         m = _matchers.get(key)
         if m is None:
-            if matcher_id == "dlib-faces":
-                from .dlib_faces import DlibFaceMatcher
-
-                m = DlibFaceMatcher()
-            else:
-                from .torch_matchers import build_matcher
-
-                m = build_matcher(matcher_id, key[1], detector_dir=key[2])
-            _matchers[key] = m
+            m = _matchers[key] = info.factory(cfg)
     return m
 
 
@@ -297,6 +287,8 @@ def _embed_in(full, box: Box | None, matcher) -> Crop | None:
 def refresh_references(library: Library, matcher) -> dict[str, int]:
     """Embed every reference whose cached embedding is missing or stale (changed pixels or box, other
     model). A reference with no usable face/crop is cached with its reason so it is not retried."""
+    import numpy as np
+
     cached = library.retrieval.ref_embedding_signatures(matcher.id)
     counts = Counter()
     for ref, content_hash in library.concepts.all_refs():
@@ -347,6 +339,8 @@ class _LoadedIndex:
 
 def load_index(library: Library, matcher) -> _LoadedIndex:
     """All of a matcher's cached reference vectors in one normalised matrix."""
+    import numpy as np
+
     rows = library.retrieval.ref_embeddings(matcher.id)
     dims = Counter(r["dim"] for r in rows)
     dim = dims.most_common(1)[0][0] if dims else 0
@@ -367,6 +361,8 @@ def load_index(library: Library, matcher) -> _LoadedIndex:
 
 def _detect_photo(library: Library, photo, matcher) -> list[dict[str, Any]]:
     """Crops of one photo, boxes in its displayed full-resolution frame. Raises UnusableImage."""
+    import numpy as np
+
     if photo.status != "ok":
         raise UnusableImage("the photo's file is missing (moved or deleted outside the library?)")
     img = open_oriented(photo.fs_path, max_side=matcher.max_side)
@@ -387,6 +383,8 @@ def _detect_photo(library: Library, photo, matcher) -> list[dict[str, Any]]:
 def _match(crops: list[dict[str, Any]], loaded: _LoadedIndex, *, top_k: int | None, threshold: float
            ) -> tuple[list[dict | None], list[dict[str, Any]]]:
     """Per-crop best concept and the photo's suggestions (identity matches, then weak cat hints)."""
+    import numpy as np
+
     idx = loaded.index
     with_vec = [i for i, c in enumerate(crops)
                 if c.get("vec") is not None and c.get("dim") == idx.dim and not c.get("ignored")]
@@ -558,10 +556,10 @@ def update_face_clusters(library: Library, *, matcher_id: str = FACE_MATCHER,
                          threshold: float | None = None) -> None:
     """Re-cluster the unknown faces, keeping cluster ids stable: a component keeps the id most of its
     members already had (ties: the older id), so the user's view does not reshuffle after indexing."""
-    if threshold is None:
-        from .dlib_faces import DlibFaceMatcher  # a class attribute: dlib itself is not loaded
+    import numpy as np
 
-        threshold = DlibFaceMatcher.cluster_threshold
+    if threshold is None:
+        threshold = MATCHERS[FACE_MATCHER].cluster_threshold
     crops = library.retrieval.unknown_face_crops(matcher_id)
     if not crops:
         library.retrieval.assign_face_clusters(matcher_id, {})

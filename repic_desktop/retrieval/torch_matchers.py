@@ -14,11 +14,15 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..captioning.cpu_threads import apply_cpu_thread_policy
+from ..core.cpu_threads import apply_cpu_thread_policy
 from .base import Crop, MatcherUnavailable, clamp_box
+
+if TYPE_CHECKING:  # the registry builds these and hands them their facts; they never import it
+    from .registry import MatcherInfo, MatcherModel
 
 DETECTOR_QUERIES = {"person": "a photo of a person", "cat": "a photo of a cat", "dog": "a photo of a dog"}
 DETECTOR_THRESHOLD = 0.1  # RePIC's YOLO-World confidence
@@ -49,26 +53,24 @@ def _load_error(what: str, folder: str, exc: Exception) -> MatcherUnavailable:
 class Embedder:
     """Image -> one vector: CLIP's projected image embedding, or DINOv2's CLS token (after its layer norm)."""
 
-    def __init__(self, kind: str, folder: str):
+    def __init__(self, role: MatcherModel, folder: str):
         import torch
         from transformers import AutoConfig, AutoImageProcessor
 
+        kind = role.use
         self.kind, self.folder = kind, folder
         self._torch = torch
         apply_cpu_thread_policy()  # these run on the CPU: the same one-core-free policy as captioning
         kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=False)
         try:
             config = AutoConfig.from_pretrained(folder, local_files_only=True, trust_remote_code=False)
-            if kind == "clip":
-                if config.model_type == "clip":
-                    from transformers import CLIPModel as cls
-                elif config.model_type == "clip_vision_model":
-                    from transformers import CLIPVisionModelWithProjection as cls
-                else:
-                    raise MatcherUnavailable(f"{folder} holds a {config.model_type!r} model, not CLIP")
+            if config.model_type not in role.model_types:
+                raise MatcherUnavailable(f"{folder} holds a {config.model_type!r} model, not {role.label}")
+            if config.model_type == "clip":
+                from transformers import CLIPModel as cls
+            elif config.model_type == "clip_vision_model":
+                from transformers import CLIPVisionModelWithProjection as cls
             else:
-                if config.model_type != "dinov2":
-                    raise MatcherUnavailable(f"{folder} holds a {config.model_type!r} model, not DINOv2")
                 from transformers import Dinov2Model as cls
             self.model = cls.from_pretrained(folder, **kw).eval()
             self.processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
@@ -196,10 +198,10 @@ class EmbeddingMatcher:
     max_side = 1024
 
     def __init__(self, matcher_id: str, name: str, embedder: Embedder, detector: OwlDetector | None = None,
-                 *, threshold: float):
+                 *, threshold: float, faithful_with_detector: bool = False):
         self.id, self.name, self.embedder, self.detector = matcher_id, name, embedder, detector
         self.threshold = threshold
-        self.faithful = detector is not None and embedder.kind == "clip"
+        self.faithful = detector is not None and faithful_with_detector
         self._faces = None if detector is not None else _DlibBoxes()
         self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
         det = detector.fingerprint if detector is not None else "whole+dlibfaces"
@@ -229,22 +231,18 @@ class EmbeddingMatcher:
         return Crop(tuple(b), "object" if box else "image", 1.0, v)
 
 
-DEFAULT_THRESHOLDS = {"clip": 0.80, "dinov2": 0.60}
-
-
-def build_matcher(matcher_id: str, folder: str, *, detector_dir: str | None = None,
+def build_matcher(info: MatcherInfo, folder: str, *, detector_dir: str | None = None,
                   threshold: float | None = None) -> EmbeddingMatcher:
-    from .service import MATCHER_NAMES
-
-    kind = {"clip": "clip", "dinov2": "dinov2"}.get(matcher_id)
-    if kind is None:
-        raise MatcherUnavailable(f"unknown matcher {matcher_id!r}")
+    """The registry's embedding matcher `info` on the weights in `folder` (plus the OWLv2 detector)."""
+    if info.model is None:
+        raise MatcherUnavailable(f"{info.label} is not an embedding matcher")
     try:
         import torch  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as exc:
-        raise MatcherUnavailable(f"{MATCHER_NAMES[matcher_id]} needs torch and transformers: {exc}") from None
-    embedder = Embedder(kind, folder)
+        raise MatcherUnavailable(f"{info.label} needs torch and transformers: {exc}") from None
+    embedder = Embedder(info.model, folder)
     detector = OwlDetector(detector_dir) if detector_dir else None
-    return EmbeddingMatcher(matcher_id, MATCHER_NAMES[matcher_id], embedder, detector,
-                            threshold=DEFAULT_THRESHOLDS[kind] if threshold is None else threshold)
+    return EmbeddingMatcher(info.id, info.label, embedder, detector,
+                            threshold=info.threshold if threshold is None else threshold,
+                            faithful_with_detector=info.faithful_with_detector)

@@ -6,7 +6,6 @@ import pytest
 from PIL import Image
 
 from repic_desktop.cli import main
-from repic_desktop.core.library import Library
 
 
 def run(capsys, *argv):

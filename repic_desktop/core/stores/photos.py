@@ -12,7 +12,7 @@ import sqlite3
 from typing import Any, Iterable, Iterator
 
 from ..photo_queries import PhotoFilter, filter_sql
-from ..types import NotFound, Photo, display_path, fs_bytes, fts_query, now
+from ..types import NotFound, Photo, display_path, fs_bytes, now
 from .common import PHOTO_COLS, Store, chunks, under_folder
 
 

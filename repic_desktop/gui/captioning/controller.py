@@ -412,6 +412,7 @@ class CaptioningController(QObject):
 
         def work(report: Callable[[Any], None]):
             from ...captioning import model_manager as mm
+            from ...retrieval.registry import MATCHER_MODELS
 
             def progress(desc: str, done: int, total: int | None) -> None:
                 now = time.monotonic()
@@ -425,7 +426,7 @@ class CaptioningController(QObject):
                                      allow_patterns=mm.MATCHER_ALLOW_PATTERNS)
             problem = mm.matcher_folder_problem(path, use_for)
             if problem:
-                raise mm.DownloadError(f"{repo_id} cannot be used as {mm.MATCHER_MODELS[use_for].label}: {problem}.")
+                raise mm.DownloadError(f"{repo_id} cannot be used as {MATCHER_MODELS[use_for].label}: {problem}.")
             from ...core.settings import Settings
 
             settings = Settings.load()  # not load_settings(): an unreadable file must not be replaced here

@@ -51,7 +51,7 @@ def _leave_a_core_for_the_gui() -> None:
     """torch's spinning CPU threads starve the GUI thread when they take every core (measured: 60-70 ms
     stalls every few hundred ms on a 2-core machine while the demo model captions): the shared policy."""
     try:
-        from ...captioning.cpu_threads import apply_cpu_thread_policy
+        from ...core.cpu_threads import apply_cpu_thread_policy
 
         apply_cpu_thread_policy()
     except Exception:

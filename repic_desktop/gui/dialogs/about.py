@@ -20,7 +20,7 @@ def versions() -> list[tuple[str, str]]:
 
     out = [(APP_NAME, __version__), ("Python", platform.python_version()),
            ("Qt / PySide6", f"{QtCore.qVersion()} / {PySide6.__version__}")]
-    for dist in ("torch", "transformers", "bitsandbytes", "pillow", "sqlite-utils"):
+    for dist in ("torch", "transformers", "bitsandbytes", "pillow"):
         try:
             out.append((dist, metadata.version(dist)))
         except metadata.PackageNotFoundError:

@@ -351,16 +351,16 @@ class SettingsDialog(QDialog):
         return page
 
     def _suggestions_tab(self, s: Settings) -> QWidget:
-        from ...captioning.model_manager import MATCHER_MODELS
-        from ...retrieval.service import DEFAULT_MATCHER, MATCHER_NAMES, retrieval_settings
+        from ...retrieval.registry import DEFAULT_MATCHER, MATCHER_MODELS, MATCHERS
+        from ...retrieval.service import retrieval_settings
 
         cfg = retrieval_settings(s)
         page = QWidget(self)
         lay = QVBoxLayout(page)
         form = QFormLayout()
         self.default_matcher = QComboBox(page)
-        for mid, name in MATCHER_NAMES.items():
-            self.default_matcher.addItem(name, mid)
+        for mid, info in MATCHERS.items():
+            self.default_matcher.addItem(info.label, mid)
         self.default_matcher.setCurrentIndex(max(0, self.default_matcher.findData(
             cfg.get("default_matcher") or DEFAULT_MATCHER)))
         form.addRow("Matcher:", self.default_matcher)
@@ -421,7 +421,7 @@ class SettingsDialog(QDialog):
 
     def _retrieval_values(self) -> dict[str, Any]:
         """Settings.extra["retrieval"] as edited; keys this dialog does not show are kept."""
-        from ...captioning.model_manager import MATCHER_MODELS
+        from ...retrieval.registry import MATCHER_MODELS
         from ...retrieval.service import retrieval_settings
 
         r = retrieval_settings(self.settings)
@@ -716,7 +716,7 @@ class SettingsDialog(QDialog):
         })
         s.extra["retrieval"] = self._retrieval_values()
         s.extra["server"] = self._server_values()
-        from ...captioning.model_manager import MATCHER_MODELS
+        from ...retrieval.registry import MATCHER_MODELS
 
         for use, m in MATCHER_MODELS.items():
             folder = s.extra["retrieval"].get(m.settings_key)
