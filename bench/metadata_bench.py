@@ -30,7 +30,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repic_desktop.metadata.backends import Backends, exiftool_args, exiftool_executable  # noqa: E402
+from repic_desktop.metadata.backends import Backends  # noqa: E402
+from repic_desktop.metadata.exiftool_edit import exiftool_args, exiftool_executable  # noqa: E402
 from repic_desktop.metadata.writer import (  # noqa: E402
     CONTAINERS, MetadataValues, Person, RegionBox, WriteOptions, plan_changes, write_metadata,
 )

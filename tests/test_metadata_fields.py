@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from repic_desktop.metadata import geometry
-from repic_desktop.metadata.backends import exiftool_args, seq_to_bag
+from repic_desktop.metadata.exiftool_edit import exiftool_args
+from repic_desktop.metadata.pyexiv2_edit import seq_to_bag
 from repic_desktop.metadata.fields import (
     BY_KEY, FIELDS, GROUPS, canonical, caption_tags, field_table, fields_for, strip_tags, truncate_utf8,
 )

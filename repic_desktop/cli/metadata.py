@@ -20,7 +20,7 @@ from ..metadata import (
     read_file_metadata,
     read_metadata_into_library,
 )
-from ..metadata.backends import BackendError
+from ..metadata.edit import BackendError
 from ..metadata.fields import summarize
 from ..metadata.geometry import norm_to_pixels
 from ..metadata.writer import sidecar_path

@@ -11,7 +11,9 @@ Layering: this package depends on `core` only (no Qt, no torch). Modules:
 - export.py     from the library: consistency check, export, record of what was written
 - reader.py     existing captions/people/regions/keywords into the library, concept proposals
 """
-from .backends import Backends, available_backends, exiftool_available, pyexiv2_available
+from .backends import Backends, available_backends
+from .exiftool_edit import exiftool_available
+from .pyexiv2_edit import pyexiv2_available
 from .export import (
     ExportOptions, ExportReport, Issue, accepted_photo_ids, check_consistency, export_photos, photo_values,
 )

@@ -52,12 +52,14 @@ from typing import Any, Callable, Iterable
 
 from ..core.images import UnusableImage, inspect_image
 from . import geometry, iim
-from .backends import EMPTY_PACKET, XMLNS_RE, BackendError, Backends, no_backend_reason
+from .backends import EMPTY_PACKET, Backends, no_backend_reason
 from .containers import XMP_APP1, jpeg_payloads
+from .edit import BackendError
 from .fields import (
     BY_KEY, CONTAINERS, GROUPS, HIERARCHY_ROOTS, IPTC_KEYWORD_MAX_BYTES, LIST_KEYS, PRIMARY, SECONDARY,
     clean_text, fields_for, fold, truncate_utf8,
 )
+from .pyexiv2_edit import XMLNS_RE
 from .safety import (
     CheckedFile, Refused, atomic_replace, check_file, describe_os_error, file_sha256, folder_read_only,
     identity_problem,

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repic_desktop.metadata.backends import exiftool_available, pyexiv2_available
+from repic_desktop.metadata.exiftool_edit import exiftool_available
+from repic_desktop.metadata.pyexiv2_edit import pyexiv2_available
 
 HAVE_EXIFTOOL = exiftool_available()
 HAVE_PYEXIV2 = pyexiv2_available()
