@@ -23,7 +23,8 @@ from .reader import (
     read_file_metadata, read_metadata_into_library,
 )
 from .safety import Refused
-from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, sidecar_path, write_metadata
+from .sidecars import sidecar_path
+from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, write_metadata
 
 __all__ = [
     "Backends", "available_backends", "exiftool_available", "pyexiv2_available",

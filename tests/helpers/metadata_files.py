@@ -98,7 +98,7 @@ def exif_facts(path) -> tuple:
 def read_with(backend: str, path) -> dict:
     """Canonical values as one backend reads them (a fresh session: nothing cached)."""
     from repic_desktop.metadata.safety import check_file
-    from repic_desktop.metadata.writer import read_embedded, read_sidecar
+    from repic_desktop.metadata.sidecars import read_embedded, read_sidecar
 
     with shared(backend) as b:
         if str(path).endswith(".xmp"):
