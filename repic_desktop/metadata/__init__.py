@@ -6,8 +6,10 @@ Layering: this package depends on `core` only (no Qt, no torch). Modules:
 - geometry.py   region boxes: library (displayed) frame <-> MWG/MP stored frame
 - safety.py     checks before writing (truncated, corrupt, 0-byte, extension mismatch, links, read-only)
                 and the atomic replace
-- backends.py   pyexiv2 and exiftool (stay-open) behind one interface, chosen automatically
-- writer.py     one file: plan (merge with what is there), diff, write, sidecars
+- backends.py   pyexiv2 and exiftool (stay-open) behind one interface (edit.py), chosen automatically;
+                pyexiv2_edit.py and exiftool_edit.py are the two backends
+- writer.py     one file: choose photo or sidecar and write it; plan.py (merge with what is there, diff),
+                sidecars.py, replace.py (render, read back, atomic replace)
 - export.py     from the library: consistency check, export, record of what was written
 - reader.py     existing captions/people/regions/keywords into the library, concept proposals
 """
