@@ -30,10 +30,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from repic_desktop.metadata.backends import Backends, exiftool_args, exiftool_executable  # noqa: E402
-from repic_desktop.metadata.writer import (  # noqa: E402
-    CONTAINERS, MetadataValues, Person, RegionBox, WriteOptions, plan_changes, write_metadata,
-)
+from repic_desktop.metadata.backends import Backends  # noqa: E402
+from repic_desktop.metadata.exiftool_edit import exiftool_args, exiftool_executable  # noqa: E402
+from repic_desktop.metadata.fields import CONTAINERS  # noqa: E402
+from repic_desktop.metadata.plan import MetadataValues, Person, RegionBox, WriteOptions, plan_changes  # noqa: E402
+from repic_desktop.metadata.writer import write_metadata  # noqa: E402
 
 VALUES = MetadataValues(
     caption="Anya, Zoë and 小明 building a sandcastle at the beach",

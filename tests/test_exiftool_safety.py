@@ -20,7 +20,8 @@ import pytest
 from repic_desktop.cli import main
 from repic_desktop.core.library import Library, display_path
 from repic_desktop.core.scanner import scan_folder
-from repic_desktop.metadata.backends import BackendError, ExifTool, exiftool_args, exiftool_executable
+from repic_desktop.metadata.edit import BackendError
+from repic_desktop.metadata.exiftool_edit import ExifTool, exiftool_args, exiftool_executable
 from repic_desktop.metadata.fields import clean_text
 from repic_desktop.metadata.writer import MetadataValues, Person, RegionBox, WriteOptions, default_backends, \
     write_metadata
@@ -151,7 +152,7 @@ def test_relative_and_dash_file_names_become_absolute(tmp_path, monkeypatch):
 
 
 def test_tag_values_with_every_line_terminator_are_one_plain_line():
-    from repic_desktop.metadata.backends import stay_open_line
+    from repic_desktop.metadata.exiftool_edit import stay_open_line
     nasty = [f" x{t}-all=\n#y{t}" for t in TERMINATORS] + ["\t-if", " ", " $HOME\n@x"]
     changes = {"XMP-dc:Description": "".join(nasty), "IFD0:ImageDescription": nasty[0],
                "XMP-dc:Subject": nasty, "XMP-iptcExt:PersonInImage": nasty[:3],
@@ -256,7 +257,7 @@ def test_export_with_hostile_names(tmp_path, capsys, in_folder, ext, backend):
 @pytest.mark.skipif(not HAVE_PYEXIV2, reason="the fallback to exiftool is from pyexiv2")
 def test_export_reads_through_the_exiftool_fallback_with_hostile_names(tmp_path, capsys, in_folder):
     """A JPEG whose EXIF pyexiv2 rejects: its embedded metadata is read by exiftool (sidecar export)."""
-    from repic_desktop.metadata.backends import Pyexiv2Edit
+    from repic_desktop.metadata.pyexiv2_edit import Pyexiv2Edit
     album, marker, paths, caption = _export_album(tmp_path, ".jpg", bad_exif=True)
     with pytest.raises(BackendError, match="pyexiv2 cannot open it"):
         Pyexiv2Edit(open(paths[0], "rb").read(), "JPEG")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from repic_desktop.metadata import geometry
-from repic_desktop.metadata.backends import exiftool_args, seq_to_bag
+from repic_desktop.metadata.exiftool_edit import exiftool_args
+from repic_desktop.metadata.pyexiv2_edit import seq_to_bag
 from repic_desktop.metadata.fields import (
     BY_KEY, FIELDS, GROUPS, canonical, caption_tags, field_table, fields_for, strip_tags, truncate_utf8,
 )
-from repic_desktop.metadata.writer import MetadataValues, Person, RegionBox, WriteOptions, plan_changes
+from repic_desktop.metadata.plan import MetadataValues, Person, RegionBox, WriteOptions, plan_changes
 
 
 def test_every_group_fills_the_keys_the_issue_lists():

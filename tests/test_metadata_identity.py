@@ -15,7 +15,7 @@ import pytest
 from repic_desktop.core.library import Box, Library
 from repic_desktop.core.scanner import scan_folder
 from repic_desktop.metadata import ExportOptions, WriteOptions, export_photos
-from repic_desktop.metadata import safety, writer
+from repic_desktop.metadata import replace, safety
 from repic_desktop.metadata.export import accepted_photo_ids
 from repic_desktop.metadata.writer import default_backends
 
@@ -130,14 +130,14 @@ def _edit_in_place_keeping_size_and_time(path: Path) -> bytes:
 
 def test_an_edit_saved_in_place_during_the_export_is_not_overwritten(pair, monkeypatch):
     lib, root = pair
-    real = writer.atomic_replace
+    real = replace.atomic_replace
     theirs = {}
 
     def replace_after_another_program_saved(path, *a, **kw):
         theirs[path] = _edit_in_place_keeping_size_and_time(Path(path))
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(writer, "atomic_replace", replace_after_another_program_saved)
+    monkeypatch.setattr(replace, "atomic_replace", replace_after_another_program_saved)
     rep = export_photos(lib, [lib.ids["a.jpg"]], backends=default_backends())
     assert rep.photos[0].status == "refused" and "changed on disk while" in rep.photos[0].reason
     assert (root / "a.jpg").read_bytes() == theirs[str(root / "a.jpg")]
@@ -150,14 +150,14 @@ def test_a_sidecar_saved_by_another_program_during_the_export_is_not_overwritten
     assert export_photos(lib, [lib.ids["a.jpg"]], opts, backends=default_backends()).counts == {"written": 1}
     side = root / "a.jpg.xmp"
     lib.captions.add(lib.ids["a.jpg"], "<Anya> on the left, laughing", status="accepted")
-    real = writer.atomic_replace
+    real = replace.atomic_replace
     digikam = side.read_bytes().replace(b"on the left", b"digiKam!!!!")
 
     def replace_after_digikam_saved(path, *a, **kw):
         side.write_bytes(digikam)
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(writer, "atomic_replace", replace_after_digikam_saved)
+    monkeypatch.setattr(replace, "atomic_replace", replace_after_digikam_saved)
     rep = export_photos(lib, [lib.ids["a.jpg"]], opts, backends=default_backends())
     assert rep.photos[0].status == "refused" and "changed on disk while" in rep.photos[0].reason
     assert side.read_bytes() == digikam
@@ -166,14 +166,14 @@ def test_a_sidecar_saved_by_another_program_during_the_export_is_not_overwritten
 def test_a_sidecar_created_by_another_program_during_the_export_is_not_overwritten(pair, monkeypatch):
     lib, root = pair
     side = root / "a.jpg.xmp"
-    real = writer.atomic_replace
+    real = replace.atomic_replace
     theirs = b"<x:xmpmeta xmlns:x='adobe:ns:meta/'/>"
 
     def replace_after_digikam_created_it(path, *a, **kw):
         side.write_bytes(theirs)
         return real(path, *a, **kw)
 
-    monkeypatch.setattr(writer, "atomic_replace", replace_after_digikam_created_it)
+    monkeypatch.setattr(replace, "atomic_replace", replace_after_digikam_created_it)
     rep = export_photos(lib, [lib.ids["a.jpg"]], ExportOptions(write=WriteOptions(sidecar="always")),
                         backends=default_backends())
     assert rep.photos[0].status == "refused" and "created the file while" in rep.photos[0].reason

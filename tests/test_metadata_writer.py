@@ -389,7 +389,7 @@ def test_disk_full_leaves_the_original_intact(tmp_path):
 
 @needs_pyexiv2
 def test_permission_error_and_bad_output_leave_the_original_intact(tmp_path, monkeypatch):
-    from repic_desktop.metadata import backends, safety
+    from repic_desktop.metadata import pyexiv2_edit, safety
     p = make_image(tmp_path / "p.jpg")
     before = sha(p)
 
@@ -400,7 +400,7 @@ def test_permission_error_and_bad_output_leave_the_original_intact(tmp_path, mon
     r = write_metadata(p, VALUES, WriteOptions(backend="pyexiv2"), backends=shared_px())
     assert r.status == "failed" and "permission denied" in r.reason
     monkeypatch.undo()
-    monkeypatch.setattr(backends.Pyexiv2Edit, "render", lambda self, changes, tmp: b"\xff\xd8\xff\xe0garbage")
+    monkeypatch.setattr(pyexiv2_edit.Pyexiv2Edit, "render", lambda self, changes, tmp: b"\xff\xd8\xff\xe0garbage")
     r = write_metadata(p, VALUES, WriteOptions(backend="pyexiv2"), backends=shared_px())
     assert r.status == "failed" and "failed our checks" in r.reason
     assert sha(p) == before and temps(tmp_path) == []
@@ -408,16 +408,16 @@ def test_permission_error_and_bad_output_leave_the_original_intact(tmp_path, mon
 
 @needs_pyexiv2
 def test_a_file_saved_by_another_program_meanwhile_is_not_overwritten(tmp_path, monkeypatch):
-    from repic_desktop.metadata import backends
+    from repic_desktop.metadata import pyexiv2_edit
     p = make_image(tmp_path / "p.jpg")
-    real = backends.Pyexiv2Edit.render
+    real = pyexiv2_edit.Pyexiv2Edit.render
 
     def render_while_someone_saves(self, changes, tmp):
         out = real(self, changes, tmp)
         shutil.copy(make_image(tmp_path / "other.jpg", seed=5), p)   # another app saves the photo now
         return out
 
-    monkeypatch.setattr(backends.Pyexiv2Edit, "render", render_while_someone_saves)
+    monkeypatch.setattr(pyexiv2_edit.Pyexiv2Edit, "render", render_while_someone_saves)
     r = write_metadata(p, VALUES, WriteOptions(backend="pyexiv2"), backends=shared_px())
     assert r.status == "refused" and "changed on disk" in r.reason
     assert sha(p) == sha(tmp_path / "other.jpg") and temps(tmp_path) == []

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import pytest
 
-from repic_desktop.metadata.backends import exiftool_available, pyexiv2_available
+from repic_desktop.metadata.exiftool_edit import exiftool_available
+from repic_desktop.metadata.pyexiv2_edit import pyexiv2_available
 
 from tests.helpers.realfiles_harness import CAPTION_WRITTEN, EXPECTED_SKIPS, corpus_files, run_corpus
 

@@ -16,7 +16,8 @@ import pytest
 
 from repic_desktop.cli import main
 from repic_desktop.core.library import Library
-from repic_desktop.metadata.backends import exiftool_available, pyexiv2_available
+from repic_desktop.metadata.exiftool_edit import exiftool_available
+from repic_desktop.metadata.pyexiv2_edit import pyexiv2_available
 
 from tests.helpers.realfiles_harness import CORPUS, EXPECTED_SKIPS, corpus_files
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from repic_desktop.core.library import Box, Library, LibraryError
 from repic_desktop.core.scanner import scan_folder
-from repic_desktop.retrieval import service
+from repic_desktop.retrieval import references, service
 from repic_desktop.retrieval.base import Crop, Matcher, cosine_to_l2, from_blob, l2_to_cosine, normalize, to_blob
 from repic_desktop.retrieval.index import ExactIndex, cluster_faces
 
@@ -855,13 +855,13 @@ def test_references_are_decoded_at_a_bounded_size_and_boxes_scale_back(album, mo
     lib.concepts.add_ref("Verde", photo_id=ids["p2_red_green.png"], box=Box(40, 0, 40, 40))
     ref = lib.concepts.refs("Verde")[0]
     m = FakeMatcher()
-    full = service._embed_reference(lib, ref, m)
+    full = references._embed_reference(lib, ref, m)
     seen = []
-    real = service.open_oriented
-    monkeypatch.setattr(service, "REF_MAX_SIDE", 40)  # the 80x40 photo decodes at 40x20
-    monkeypatch.setattr(service, "open_oriented", lambda path, max_side=None: seen.append(max_side) or
+    real = references.open_oriented
+    monkeypatch.setattr(references, "REF_MAX_SIDE", 40)  # the 80x40 photo decodes at 40x20
+    monkeypatch.setattr(references, "open_oriented", lambda path, max_side=None: seen.append(max_side) or
                         real(path, max_side=max_side))
-    small = service._embed_reference(lib, ref, m)
+    small = references._embed_reference(lib, ref, m)
     assert seen == [40]
     assert small.box == full.box and small.kind == "face"  # back in the displayed full-size frame
     np.testing.assert_allclose(small.vector, full.vector, atol=0.02)

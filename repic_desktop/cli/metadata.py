@@ -20,10 +20,10 @@ from ..metadata import (
     read_file_metadata,
     read_metadata_into_library,
 )
-from ..metadata.backends import BackendError
+from ..metadata.edit import BackendError
 from ..metadata.fields import summarize
 from ..metadata.geometry import norm_to_pixels
-from ..metadata.writer import sidecar_path
+from ..metadata.sidecars import sidecar_path
 from .common import UserError, open_library as _open_library
 from .output import bar_progress, emit as _emit, progress_bar
 

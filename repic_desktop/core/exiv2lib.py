@@ -1,4 +1,4 @@
-"""The one way any of our code imports pyexiv2 (metadata/backends.py for writing, core/raw.py for RAW
+"""The one way any of our code imports pyexiv2 (metadata/pyexiv2_edit.py for writing, core/raw.py for RAW
 facts): exiv2 prints its warnings ("[warn] Directory Canon, entry 0x0200 has unknown Exif (TIFF) type
 ...") from C++ straight to the process's stdout at its default log level, which breaks `repic ... --json`
 and mixes noise into text output. The level is set to mute (4) before the module is handed out; errors

@@ -6,12 +6,16 @@ Layering: this package depends on `core` only (no Qt, no torch). Modules:
 - geometry.py   region boxes: library (displayed) frame <-> MWG/MP stored frame
 - safety.py     checks before writing (truncated, corrupt, 0-byte, extension mismatch, links, read-only)
                 and the atomic replace
-- backends.py   pyexiv2 and exiftool (stay-open) behind one interface, chosen automatically
-- writer.py     one file: plan (merge with what is there), diff, write, sidecars
+- backends.py   pyexiv2 and exiftool (stay-open) behind one interface (edit.py), chosen automatically;
+                pyexiv2_edit.py and exiftool_edit.py are the two backends
+- writer.py     one file: choose photo or sidecar and write it; plan.py (merge with what is there, diff),
+                sidecars.py, replace.py (render, read back, atomic replace)
 - export.py     from the library: consistency check, export, record of what was written
 - reader.py     existing captions/people/regions/keywords into the library, concept proposals
 """
-from .backends import Backends, available_backends, exiftool_available, pyexiv2_available
+from .backends import Backends, available_backends
+from .exiftool_edit import exiftool_available
+from .pyexiv2_edit import pyexiv2_available
 from .export import (
     ExportOptions, ExportReport, Issue, accepted_photo_ids, check_consistency, export_photos, photo_values,
 )
@@ -21,7 +25,8 @@ from .reader import (
     read_file_metadata, read_metadata_into_library,
 )
 from .safety import Refused
-from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, sidecar_path, write_metadata
+from .sidecars import sidecar_path
+from .writer import MetadataValues, Person, RegionBox, WriteOptions, WriteResult, write_metadata
 
 __all__ = [
     "Backends", "available_backends", "exiftool_available", "pyexiv2_available",

@@ -2,7 +2,7 @@
 EXIF of a JPEG, PNG or WebP (or is the file, for a TIFF).
 
 One walker for the IIM byte-keeping (iim.py), the MWG digest check (mwg.py), the rdf:about repair
-(writer.py), the maker-note placement check (verify.py) and the XPComment reader (backends.py): each of
+(writer.py), the maker-note placement check (verify.py) and the XPComment reader (exiftool_edit.py): each of
 them used to walk the JPEG header itself, with slightly different rules for fill bytes, standalone markers
 and truncated segments.
 """

@@ -28,10 +28,12 @@ from ..core.images import UnusableImage, inspect_image
 from ..core.library import Box, Library, LibraryError, NotFound
 from . import geometry
 from . import mwg as mwg_rules
-from .backends import BackendError, Backends
+from .backends import Backends
+from .edit import BackendError
 from .fields import NOT_A_NAME, fold
 from .safety import CheckedFile, is_raw
-from .writer import default_backends, effective_values, read_embedded, read_sidecar, sidecar_candidates
+from .sidecars import effective_values, read_embedded, read_sidecar, sidecar_candidates
+from .writer import default_backends
 
 CAPTION_PRIORITY = ("XMP-dc:Description", "IPTC:Caption-Abstract", "IFD0:ImageDescription",
                     "XMP-tiff:ImageDescription", "IFD0:XPComment", "ExifIFD:UserComment")

@@ -27,11 +27,11 @@ import re
 import struct
 from typing import Any, Iterable
 
-from .backends import (
-    MP, MWG, BackendError, ExifTool, _LENIENT, _pyexiv2, _read_exif, _under, guard_namespaces,
-)
 from .containers import TIFF_TYPE_SIZES, ifd0_offset, ifd_entry, tiff_order, tiff_start
+from .edit import BackendError
+from .exiftool_edit import ExifTool
 from .fields import BY_KEY
+from .pyexiv2_edit import MP, MWG, _LENIENT, _pyexiv2, _read_exif, _under, guard_namespaces
 
 
 class Damaged(BackendError):

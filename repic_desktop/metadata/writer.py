@@ -41,6 +41,9 @@ Decisions (why, not what):
   "auto"); when no rendering is safe, the values go to a sidecar and the photo is left byte-identical.
   The result's notes say which backend wrote and why; a fallback's reason names the tags that would
   have changed.
+
+The pieces: what to write and the plan (plan.py), sidecars (sidecars.py), render + read back +
+atomic replace (replace.py); here the choice of target and the whole job for one file.
 """
 from __future__ import annotations
 
@@ -48,87 +51,20 @@ import atexit
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
-from ..core.images import UnusableImage, inspect_image
-from . import geometry, iim
-from .backends import EMPTY_PACKET, XMLNS_RE, BackendError, Backends, no_backend_reason
+from . import geometry
+from .backends import EMPTY_PACKET, Backends, no_backend_reason
 from .containers import XMP_APP1, jpeg_payloads
-from .fields import (
-    BY_KEY, CONTAINERS, GROUPS, HIERARCHY_ROOTS, IPTC_KEYWORD_MAX_BYTES, LIST_KEYS, PRIMARY, SECONDARY,
-    clean_text, fields_for, fold, truncate_utf8,
-)
+from .edit import BackendError
+from .fields import CONTAINERS
+from .plan import MetadataValues, Person, RegionBox, WriteOptions, diff, plan_changes
+from .pyexiv2_edit import XMLNS_RE
+from .replace import NoSafeRendering, replace_checked, verify_image, verify_sidecar
 from .safety import (
-    CheckedFile, Refused, atomic_replace, check_file, describe_os_error, file_sha256, folder_read_only,
-    identity_problem,
+    CheckedFile, Refused, check_file, describe_os_error, file_sha256, folder_read_only, identity_problem,
 )
-from .verify import Damaged, check_exiftool, check_pyexiv2, owned_exiv2
-
-SIDECAR_MODES = ("auto", "always")
-IPTC_MODES = ("always", "if-present", "never")
-KINDS_NAMED = ("person", "pet")
-
-
-@dataclass(frozen=True)
-class Person:
-    name: str
-    kind: str = "person"     # person | pet | other
-
-
-@dataclass(frozen=True)
-class RegionBox:
-    name: str
-    kind: str                # person | pet (other kinds get no region)
-    box: tuple[float, float, float, float]  # normalised x, y (top-left), w, h in the DISPLAYED frame
-
-
-@dataclass
-class MetadataValues:
-    """What to write. None means "leave this field alone"; an empty caption "" removes it."""
-    caption: str | None = None
-    title: str | None = None
-    people: list[Person] = field(default_factory=list)
-    regions: list[RegionBox] = field(default_factory=list)
-    keywords: list[str] = field(default_factory=list)
-    display_size: tuple[int, int] | None = None  # size the boxes were drawn on; must match the file
-
-
-@dataclass
-class WriteOptions:
-    groups: tuple[str, ...] = GROUPS
-    sidecar: str = "auto"              # auto | always ("never modify originals")
-    readonly_to_sidecar: bool = True   # a read-only file/folder gets a sidecar (else: refused)
-    pet_regions: bool = True           # MWG Pet regions (Immich shows every named region as a person)
-    mp_regions: bool = True            # Microsoft MP regions (people only)
-    iptc: str = "always"               # always | if-present (MWG rule) | never
-    keep_mtime: bool = False
-    backend: str = "auto"              # auto | pyexiv2 | exiftool
-    follow_symlinks: bool = False
-    second_reader: bool = True         # exiftool also reads pyexiv2's output of camera/IIM/TIFF files (verify.py)
-
-    def __post_init__(self):
-        bad = set(self.groups) - set(GROUPS)
-        if bad:
-            raise ValueError(f"unknown field group(s) {', '.join(sorted(bad))} (choose from {', '.join(GROUPS)})")
-        if self.sidecar not in SIDECAR_MODES:
-            raise ValueError(f"sidecar must be one of {SIDECAR_MODES}")
-        if self.iptc not in IPTC_MODES:
-            raise ValueError(f"iptc must be one of {IPTC_MODES}")
-
-    @classmethod
-    def from_settings(cls, extra: dict | None, **overrides) -> "WriteOptions":
-        """Defaults stored by the GUI under settings.extra["metadata"] (unknown keys ignored)."""
-        known = set(cls.__dataclass_fields__)
-        raw = {k: v for k, v in ((extra or {}).get("metadata") or {}).items() if k in known}
-        if "groups" in raw:
-            raw["groups"] = tuple(raw["groups"])
-        raw.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**raw)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["groups"] = list(self.groups)
-        return d
+from .sidecars import effective_values, read_embedded, read_sidecar, sidecar_candidates, sidecar_path
 
 
 @dataclass
@@ -154,218 +90,6 @@ class WriteResult:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-
-# --------------------------------------------------------------------------------------------------
-# Sidecars
-# --------------------------------------------------------------------------------------------------
-
-def sidecar_path(path: str) -> str:
-    """Where we write a photo's sidecar: `photo.ext.xmp` (an existing `photo.ext.XMP` is reused)."""
-    upper = path + ".XMP"
-    return upper if not os.path.exists(path + ".xmp") and os.path.exists(upper) else path + ".xmp"
-
-
-def sidecar_candidates(path: str) -> list[str]:
-    """Existing sidecars, most specific first: photo.ext.xmp (digiKam, darktable), photo.xmp (Adobe)."""
-    stem = os.path.splitext(path)[0]
-    out: list[str] = []
-    for p in (path + ".xmp", path + ".XMP", stem + ".xmp", stem + ".XMP"):
-        if os.path.isfile(p) and not any(os.path.samefile(p, q) for q in out):
-            out.append(p)
-    return out
-
-
-def read_embedded(cf: CheckedFile, backends: Backends) -> dict[str, Any]:
-    """Canonical values embedded in the photo (HEIC: exiftool first; pyexiv2 finds no XMP there)."""
-    order = ["exiftool", "pyexiv2"] if cf.format == "HEIF" else ["pyexiv2", "exiftool"]
-    if backends.preference != "auto":
-        order = [backends.preference]
-    last = None
-    for name in order:
-        if name not in backends.available:
-            continue
-        try:
-            return backends.get(name).read(cf.path, cf.data, cf.format)
-        except BackendError as exc:
-            last = exc
-    if last is not None:
-        raise last
-    return {}
-
-
-def read_sidecar(path: str, backends: Backends) -> dict[str, Any]:
-    be = backends.for_format("XMP")
-    if be is None:
-        return {}
-    with open(path, "rb") as f:
-        data = f.read()
-    return be.read(path, data, "XMP")
-
-
-def effective_values(layers: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Later layers win per key (embedded < photo.xmp < photo.ext.xmp), as readers merge them."""
-    out: dict[str, Any] = {}
-    for layer in layers:
-        out.update(layer)
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# Planning: old canonical values + what to write -> the changes
-# --------------------------------------------------------------------------------------------------
-
-def _merge_list(old: list[str] | None, ours: list[str], remove: set[str]) -> list[str] | None:
-    kept = [x for x in (old or []) if x not in remove]
-    seen = {fold(x) for x in kept}
-    for x in ours:
-        if fold(x) not in seen:
-            kept.append(x)
-            seen.add(fold(x))
-    return kept or None
-
-
-def _named(values: MetadataValues) -> list[Person]:
-    seen, out = set(), []
-    for p in values.people:
-        if p.kind in KINDS_NAMED and fold(p.name) not in seen:
-            seen.add(fold(p.name))
-            out.append(p)
-    return out
-
-
-def contributions(values: MetadataValues, groups: Iterable[str]) -> dict[str, list[str]]:
-    """Our items for every list key, from the selected groups."""
-    gs = set(groups)
-    names = [p.name for p in _named(values)] if "people" in gs else []
-    kws = [k for k in dict.fromkeys(k.strip() for k in values.keywords) if k] if "keywords" in gs else []
-    hier = [f"{HIERARCHY_ROOTS[p.kind]}|{p.name}" for p in _named(values)] if "people" in gs else []
-    tags = [f"{HIERARCHY_ROOTS[p.kind]}/{p.name}" for p in _named(values)] if "people" in gs else []
-    subject = names + [k for k in kws if fold(k) not in {fold(n) for n in names}]
-    return {
-        "XMP-iptcExt:PersonInImage": names,
-        "XMP-dc:Subject": subject,
-        "IPTC:Keywords": list(dict.fromkeys(truncate_utf8(s, IPTC_KEYWORD_MAX_BYTES) for s in subject)),
-        "XMP-lr:HierarchicalSubject": hier,
-        "XMP-digiKam:TagsList": tags,
-    }
-
-
-def region_items(values: MetadataValues, options: WriteOptions, orientation: int) -> tuple[list[dict], list[dict]]:
-    """Our MWG and MP region items (stored frame, canonical)."""
-    mwg, mp = [], []
-    for r in values.regions:
-        if r.kind not in KINDS_NAMED or (r.kind == "pet" and not options.pet_regions):
-            continue
-        x, y, w, h = geometry.clamp01(geometry.display_to_stored(r.box, orientation))
-        if w <= 0 or h <= 0:
-            continue
-        cx, cy, _, _ = geometry.to_center((x, y, w, h))
-        rnd = lambda v: round(v, 6)  # noqa: E731
-        mwg.append({"Name": r.name, "Type": "Face" if r.kind == "person" else "Pet",
-                    "Area": {"X": rnd(cx), "Y": rnd(cy), "W": rnd(w), "H": rnd(h), "Unit": "normalized"}})
-        if r.kind == "person" and options.mp_regions:
-            mp.append({"PersonDisplayName": r.name, "Rectangle": [rnd(x), rnd(y), rnd(w), rnd(h)]})
-    return mwg, mp
-
-
-@dataclass
-class Plan:
-    changes: dict[str, Any]
-    new: dict[str, Any]
-    owned: dict[str, list[str]]
-    notes: list[str]
-
-
-def plan_changes(old: dict[str, Any], values: MetadataValues, options: WriteOptions, *, containers: Iterable[str],
-                 stored_dims: tuple[int, int] | None, orientation: int = 1, has_iptc: bool = True,
-                 previous_owned: dict[str, list[str]] | None = None, embedded_caption: bool = False,
-                 dims_exact: bool = True) -> Plan:
-    """What to change so the file says `values` (canonical old -> canonical new, per key).
-    `dims_exact` False: `stored_dims` is only a preview's size (RAW), so an existing region frame of
-    the same aspect is kept."""
-    containers = set(containers)
-    if "iptc" in containers and (options.iptc == "never" or (options.iptc == "if-present" and not has_iptc)):
-        containers.discard("iptc")
-    groups = set(options.groups)
-    prev = previous_owned or {}
-    notes: list[str] = []
-    new: dict[str, Any] = {}
-    owned: dict[str, list[str]] = {k: list(v) for k, v in prev.items()}
-    selected = [f for f in fields_for(groups) if f.container in containers]
-
-    cap = values.caption
-    ours_sel = contributions(values, groups)
-    ours_all = contributions(values, GROUPS)
-    for f in selected:
-        if "caption" in f.groups and cap is not None:
-            primary = f.role == PRIMARY or (f.key == "XMP-tiff:ImageDescription" and embedded_caption)
-            if primary or (f.role == SECONDARY and f.key in old):
-                text = clean_text(cap) or None
-                new[f.key] = truncate_utf8(text, f.max_bytes) if text and f.max_bytes else text
-        elif "title" in f.groups and values.title is not None:
-            text = clean_text(values.title) or None
-            new[f.key] = truncate_utf8(text, f.max_bytes) if text and f.max_bytes else text
-        elif f.key in LIST_KEYS:
-            remove = set(prev.get(f.key, [])) - set(ours_all[f.key])
-            merged = _merge_list(old.get(f.key), ours_sel[f.key], remove)
-            new[f.key] = merged
-            mine = set(ours_sel[f.key]) | set(prev.get(f.key, []))
-            owned[f.key] = [x for x in (merged or []) if x in mine]
-        elif f.key in ("XMP-mwg-rs:RegionInfo", "XMP-MP:RegionInfoMP"):
-            pass  # below
-    if "regions" in groups and "xmp" in containers:
-        if stored_dims is None:
-            if values.regions:
-                notes.append("regions not written: the image size of a RAW file is not known")
-        else:
-            mwg, mp = region_items(values, options, orientation)
-            for key, items, name_key, list_key in (("XMP-mwg-rs:RegionInfo", mwg, "Name", "RegionList"),
-                                                    ("XMP-MP:RegionInfoMP", mp, "PersonDisplayName", "Regions")):
-                if key == "XMP-MP:RegionInfoMP" and not options.mp_regions and not prev.get(key):
-                    continue
-                replace = {fold(r[name_key]) for r in items} | {fold(n) for n in prev.get(key, [])}
-                old_items = (old.get(key) or {}).get(list_key, [])
-                kept = [r for r in old_items if not r.get(name_key) or fold(r[name_key]) not in replace]
-                merged = kept + items
-                if merged:
-                    val: dict[str, Any] = {list_key: merged}
-                    if key == "XMP-mwg-rs:RegionInfo":
-                        dims = {"W": stored_dims[0], "H": stored_dims[1], "Unit": "pixel"}
-                        given = (old.get(key) or {}).get("AppliedToDimensions")
-                        if not dims_exact and _same_frame(given, stored_dims):
-                            dims = given
-                        val = {"AppliedToDimensions": dims, **val}
-                    new[key] = val
-                else:
-                    new[key] = None
-                owned[key] = [r[name_key] for r in items]
-    # keep IIM declared as UTF-8 whenever we write IIM text
-    if "iptc" in containers and any(BY_KEY[k].container == "iptc" and v is not None for k, v in new.items()):
-        new["IPTC:CodedCharacterSet"] = "UTF8"
-    changes = {k: v for k, v in new.items() if v != old.get(k)}
-    owned = {k: v for k, v in owned.items() if v}
-    return Plan(changes, new, owned, notes)
-
-
-def _same_frame(given: Any, stored_dims: tuple[int, int]) -> bool:
-    """Whether an existing AppliedToDimensions is the same picture frame at another resolution (aspect
-    within 2%: camera previews trim a few sensor pixels)."""
-    try:
-        w, h = int(given["W"]), int(given["H"])
-    except (TypeError, KeyError, ValueError):
-        return False
-    if w <= 0 or h <= 0 or given.get("Unit", "pixel") != "pixel":
-        return False
-    return abs((w / h) / (stored_dims[0] / stored_dims[1]) - 1) <= 0.02
-
-
-def diff(old: dict[str, Any], changes: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "old": old.get(k), "new": v} for k, v in changes.items()]
-
-
-# --------------------------------------------------------------------------------------------------
-# Writing one file
-# --------------------------------------------------------------------------------------------------
 
 _DEFAULT_BACKENDS: dict[str, Backends] = {}
 
@@ -417,98 +141,6 @@ def _choose_target(cf: CheckedFile, options: WriteOptions, backends: Backends, f
         raise Refused(f"needs a sidecar ({why}) but no backend can write .xmp files")
     return "sidecar", why, sbe
 
-
-def _verify_image(cf: CheckedFile) -> Callable[[bytes], None]:
-    def verify(new: bytes) -> None:
-        try:
-            info = inspect_image(cf.path, data=new)
-        except UnusableImage as exc:
-            raise BackendError(f"the rewritten file failed our checks ({exc.reason}); "
-                               f"the original is unchanged") from None
-        if info.format != cf.format or (info.width, info.height) != (cf.width, cf.height):
-            raise BackendError("the rewritten file differs in format or size; the original is unchanged")
-    return verify
-
-
-class _NoSafeRendering(Exception):
-    """No backend could render the photo without damaging what other programs wrote; str(exc) says why."""
-
-    def __init__(self, reason: str, damaged: bool):
-        super().__init__(reason)
-        self.damaged = damaged  # a backend wrote but changed what it should not have (else: only errors)
-
-
-def _metadata_check(edit, name: str, backends: Backends, fmt: str, before_data: bytes | None,
-                    before_path: str | None, to_write: dict[str, Any], tmp: dict[str, str],
-                    second_reader: bool = True) -> Callable[[bytes], None]:
-    """Each backend's output is read back by the same library (see verify.py). pyexiv2's output is read by
-    exiftool too when it is installed and the photo has what exiv2 reads only in part (a maker note, whose
-    preview IFDs exiv2 drops; IIM, where exiv2 sees one block of several; TIFF)."""
-    def check(new: bytes) -> None:
-        if name == "pyexiv2":
-            before = edit.snapshot()
-            check_pyexiv2(before, before_data or b"", new, fmt, owned_exiv2(to_write))
-            risky = fmt == "TIFF" or "Exif.Photo.MakerNote" in before or any(k.startswith("Iptc.") for k in before)
-            if second_reader and risky and fmt != "XMP" and "exiftool" in backends.available and before_path:
-                check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
-        elif before_path is not None and os.path.exists(before_path):
-            check_exiftool(backends.get("exiftool").et, before_path, tmp["path"], to_write)
-    return check
-
-
-def _replace_checked(out_path: str, edit, be, backends: Backends, to_write: dict[str, Any], *, fmt: str,
-                     before_data: bytes | None, before_path: str | None, verify: Callable[[bytes], None],
-                     keep_mtime: bool, like, expect, notes: list[str], second_reader: bool = True,
-                     expect_sha256: str | None = None, expect_absent: bool = False, keep_iim: bytes | None = None):
-    """Render with `be`, read it back, and replace `out_path` only if nothing else changed. A rendering
-    that fails (error or damage) is retried with exiftool (when installed and the backend is "auto");
-    if none is safe, _NoSafeRendering says why for every backend tried. Returns (Replaced, backend name)."""
-    attempts = [(be, edit)]
-    if be.name == "pyexiv2" and backends.preference == "auto" and "exiftool" in backends.available:
-        alt = backends.get("exiftool")
-        if alt.can_write(fmt):
-            attempts.append((alt, None))
-    reasons: list[str] = []
-    damaged = False
-    for backend, ed in attempts:
-        opened = ed is None
-        try:
-            if opened:
-                ed = backend.open(before_path if fmt != "XMP" else out_path, before_data, fmt,
-                                  **({"read_path": before_path} if fmt == "XMP" else {}))
-            tmp: dict[str, str] = {}
-            check = _metadata_check(ed, backend.name, backends, fmt, before_data, before_path, to_write, tmp,
-                                    second_reader)
-
-            def render(path: str, ed=ed) -> bytes | None:
-                tmp["path"] = path
-                return ed.render(to_write, path)
-
-            # other tools' IIM datasets back byte for byte (iim.py), before the check reads the result
-            produce = _keep_their_iim(render, keep_iim, to_write) if keep_iim is not None else render
-
-            def verify_all(new: bytes, check=check) -> None:
-                verify(new)
-                check(new)
-
-            rep = atomic_replace(out_path, produce, keep_mtime=keep_mtime, like=like, verify=verify_all,
-                                 expect=expect, expect_sha256=expect_sha256, expect_absent=expect_absent)
-        except BackendError as exc:
-            reasons.append(f"{backend.name}: {exc}" if len(attempts) > 1 else str(exc))
-            damaged = damaged or isinstance(exc, Damaged)
-            continue
-        finally:
-            if opened and ed is not None:
-                ed.close()
-        if reasons:
-            notes.append(f"written with {backend.name}: {'; '.join(reasons)}")
-        return rep, backend.name
-    raise _NoSafeRendering("; ".join(reasons), damaged)
-
-
-def _verify_sidecar(new: bytes) -> None:
-    if b"x:xmpmeta" not in new[:4096] and b"<rdf:RDF" not in new[:4096]:
-        raise BackendError("the new sidecar is not an XMP packet; nothing was written")
 
 
 # exiv2 leaves these out of every EXIF block it writes outside TIFF (its "filteredIfd0Tags": image-data
@@ -605,24 +237,6 @@ class _AboutKeeping:
         self._edit.close()
 
 
-def _keep_their_iim(render: Callable[[str], bytes | None], original: bytes,
-                    to_write: dict[str, Any]) -> Callable[[str], bytes | None]:
-    """The backend's output with other tools' IIM datasets byte-identical (transcoded when the block
-    becomes UTF-8) and Photoshop's IPTCDigest kept true (see iim.py)."""
-    changed = {iim.DATASETS[k] for k in to_write if k in iim.DATASETS}
-    if not changed:
-        return render
-
-    def produce(tmp: str) -> bytes | None:
-        out = render(tmp)
-        if out is None:  # exiftool edited the temp file itself
-            with open(tmp, "rb") as f:
-                out = f.read()
-            os.unlink(tmp)
-        return iim.reconcile(original, out, changed)
-    return produce
-
-
 def write_metadata(path: str | os.PathLike, values: MetadataValues, options: WriteOptions | None = None, *,
                    previous_owned: dict[str, list[str]] | None = None, backends: Backends | None = None,
                    dry_run: bool = False, roots: set[str] | Callable[[], set[str]] | None = None,
@@ -683,7 +297,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                     res.notes.append(f"pyexiv2 drops {' and '.join(lost)} (exiftool would keep it)")
             base, containers, embedded_caption = edit.old, CONTAINERS[cf.format], False
             own_old = base
-            verify = _verify_image(cf)
+            verify = verify_image(cf)
             before_data, before_path = cf.data, cf.path
         else:
             out_path = sidecar_path(cf.path)
@@ -719,7 +333,7 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
             base = effective_values([*layers, edit.old])
             containers, like, keep_mtime = CONTAINERS["XMP"], cf.st, False
             embedded_caption = "IFD0:ImageDescription" in embedded
-            verify = _verify_sidecar
+            verify = verify_sidecar
             before_data, before_path = data, seed
         with edit:
             plan = plan_changes(base, values, options, containers=containers, stored_dims=stored,
@@ -751,13 +365,13 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
                 before, before_sha = (side_st, side_sha) if existing else (None, None)
             keep_iim = cf.data if target == "file" and cf.format == "JPEG" and cf.data is not None else None
             try:
-                rep, res.backend = _replace_checked(
+                rep, res.backend = replace_checked(
                     out_path, edit, be, backends, to_write, fmt=cf.format if target == "file" else "XMP",
                     before_data=before_data, before_path=before_path, verify=verify, keep_mtime=keep_mtime,
                     like=like, expect=before, expect_sha256=before_sha,
                     expect_absent=target == "sidecar" and not existing, keep_iim=keep_iim, notes=res.notes,
                     second_reader=options.second_reader)
-            except _NoSafeRendering as exc:
+            except NoSafeRendering as exc:
                 if target == "sidecar" or not exc.damaged:
                     raise BackendError(str(exc)) from None
                 fallback = write_metadata(path, values, options, previous_owned=previous_owned, backends=backends,
@@ -779,6 +393,6 @@ def write_metadata(path: str | os.PathLike, values: MetadataValues, options: Wri
     return res
 
 
-__all__ = ["MetadataValues", "Person", "RegionBox", "WriteOptions", "WriteResult", "write_metadata",
-           "plan_changes", "sidecar_path", "sidecar_candidates", "read_embedded", "read_sidecar",
-           "effective_values", "default_backends", "GROUPS"]
+# MetadataValues, Person, RegionBox and WriteOptions (plan.py) are write_metadata's arguments: also here.
+__all__ = ["MetadataValues", "Person", "RegionBox", "WriteOptions", "WriteResult", "default_backends",
+           "write_metadata"]

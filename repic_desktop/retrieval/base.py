@@ -2,8 +2,8 @@
 
 A matcher turns an image into crops (box, kind, detector score, embedding). Everything downstream
 (the index, suggestions, clustering) only sees crops and float32 vectors, so a new matcher needs no
-change elsewhere. Boxes here are in the pixels of the image handed to the matcher; service.py scales
-them to the photo's displayed full-resolution frame.
+change elsewhere. Boxes here are in the pixels of the image handed to the matcher; references.py and
+index_job.py scale them to the photo's displayed full-resolution frame.
 """
 from __future__ import annotations
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from repic_desktop.metadata.backends import exiftool_available, pyexiv2_available
+from repic_desktop.metadata.exiftool_edit import exiftool_available
+from repic_desktop.metadata.pyexiv2_edit import pyexiv2_available
 
 HAVE_EXIFTOOL = exiftool_available()
 HAVE_PYEXIV2 = pyexiv2_available()
@@ -97,7 +98,7 @@ def exif_facts(path) -> tuple:
 def read_with(backend: str, path) -> dict:
     """Canonical values as one backend reads them (a fresh session: nothing cached)."""
     from repic_desktop.metadata.safety import check_file
-    from repic_desktop.metadata.writer import read_embedded, read_sidecar
+    from repic_desktop.metadata.sidecars import read_embedded, read_sidecar
 
     with shared(backend) as b:
         if str(path).endswith(".xmp"):
