@@ -75,12 +75,7 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None, 
                 orientation, _ = _exif_facts(im, fmt, view)
                 if fmt == "HEIF":
                     orientation = 1  # libheif already applied it
-                if max_side and max(im.size) > max_side:
-                    im.draft(None, _fit(im.size, max_side))
-                elif keep_pixels and fmt == "JPEG" and im.size[0] * im.size[1] >= limits.STREAM_DECODE_PIXELS:
-                    scale = math.sqrt(keep_pixels / (im.size[0] * im.size[1]))
-                    if scale < 0.5:
-                        im.draft(None, (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+                _draft(im, fmt, max_side, keep_pixels)
                 factor = _png_stream_factor(im, view, max_side, keep_pixels) if fmt == "PNG" else 0
                 for attempt in (1, 2):
                     try:
@@ -102,12 +97,7 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None, 
                             im.close()
                             im = _open_png_without_text(fb, view, os.fspath(path))
                             continue
-                        if "truncated" in str(exc) or isinstance(exc, EOFError) or _looks_truncated_header(fmt, view):
-                            raise _truncated(fmt) from exc
-                        codec = _unsupported_tiff_codec(im) if fmt == "TIFF" else None
-                        if codec:
-                            raise _unsupported_codec(codec) from exc
-                        raise UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}") from exc
+                        raise _decode_error(exc, im, fmt, view) from exc
                 try:
                     out = to_rgb_or_rgba(im, fmt)
                 except ValueError as exc:  # a mode Pillow decodes but cannot convert
@@ -120,6 +110,26 @@ def open_oriented(path: str | bytes | os.PathLike, max_side: int | None = None, 
     if out is not im:
         im.close()  # frees the decoded full-size pixels now, not at garbage collection
     return _displayed(out, max_side, orientation)
+
+
+def _draft(im: Image.Image, fmt: str, max_side: int | None, keep_pixels: int | None) -> None:
+    """Ask a JPEG (DCT scaling) or HEIF (thumbnails) to decode reduced where the caller wants it smaller."""
+    if max_side and max(im.size) > max_side:
+        im.draft(None, _fit(im.size, max_side))
+    elif keep_pixels and fmt == "JPEG" and im.size[0] * im.size[1] >= limits.STREAM_DECODE_PIXELS:
+        scale = math.sqrt(keep_pixels / (im.size[0] * im.size[1]))
+        if scale < 0.5:
+            im.draft(None, (math.ceil(im.size[0] * scale), math.ceil(im.size[1] * scale)))
+
+
+def _decode_error(exc: BaseException, im: Image.Image, fmt: str, view: _FileView) -> UnusableImage:
+    """Why decoding failed, in words: cut short, a TIFF codec this libtiff lacks, or corrupt."""
+    if "truncated" in str(exc) or isinstance(exc, EOFError) or _looks_truncated_header(fmt, view):
+        return _truncated(fmt)
+    codec = _unsupported_tiff_codec(im) if fmt == "TIFF" else None
+    if codec:
+        return _unsupported_codec(codec)
+    return UnusableImage(f"corrupt {FORMAT_NAMES[fmt]} file: {exc}")
 
 
 def _displayed(out: Image.Image, max_side: int | None, orientation: int) -> Image.Image:

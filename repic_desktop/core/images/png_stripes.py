@@ -87,6 +87,51 @@ def _png_stripe_to_common(stripe: Image.Image, png: Image.Image) -> Image.Image:
     return to_rgb_or_rgba(stripe, "PNG")  # 16-bit grey: the fixed 16-to-8-bit scale PNG always gets
 
 
+class _FilteredRows:
+    """The filtered rows of a PNG, inflated from its IDAT chunks as they are asked for."""
+
+    def __init__(self, png: Image.Image):
+        self.inflate = zlib.decompressobj()
+        self.src = png.fp  # the file as Pillow parsed it (a view without text chunks, when it needed one)
+        self.src.seek(png.tile[0].offset - 8)  # the first IDAT chunk
+        self.remaining = 0  # compressed bytes left in the current IDAT chunk
+
+    def read(self, need: int) -> list[bytes]:
+        """Exactly `need` bytes of inflated rows, in parts."""
+        parts: list[bytes] = []
+        got = 0
+        while got < need:
+            piece = self.inflate.unconsumed_tail or self._compressed()
+            try:
+                part = self.inflate.decompress(piece, need - got)
+            except zlib.error as exc:
+                raise UnusableImage(f"corrupt PNG file: {exc}") from exc
+            parts.append(part)
+            got += len(part)
+            if self.inflate.eof and got < need:
+                raise _truncated("PNG", "the image data ends early")
+        return parts
+
+    def _compressed(self) -> bytes:
+        """The next piece (at most 1 MiB) of compressed data, across IDAT chunk boundaries."""
+        src = self.src
+        while self.remaining == 0:
+            header = src.read(8)
+            if len(header) < 8 or header[4:] != b"IDAT":
+                raise _truncated("PNG", "the image data ends early")
+            self.remaining = struct.unpack(">I", header[:4])[0]
+            if self.remaining == 0:
+                src.read(4)
+        take = min(self.remaining, 1 << 20)
+        piece = src.read(take)
+        if len(piece) < take:
+            raise _truncated("PNG")
+        self.remaining -= take
+        if self.remaining == 0:
+            src.read(4)  # CRC
+        return piece
+
+
 def _png_stream_reduced(png: Image.Image, data: Buf, factor: int) -> Image.Image:
     """Decode a non-interlaced PNG at 1/factor size (box filter), holding one stripe of rows at a time."""
     w, h = png.size
@@ -98,43 +143,12 @@ def _png_stream_reduced(png: Image.Image, data: Buf, factor: int) -> Image.Image
     rawmode = png.tile[0].args if isinstance(png.tile[0].args, str) else png.tile[0].args[0]
     k_max = factor * max(1, _STRIPE_BYTES // (factor * (rowbytes + 1)))
     out: Image.Image | None = None
-    inflate = zlib.decompressobj()
-    src = png.fp  # the file as Pillow parsed it (a view without text chunks, when it needed one)
-    src.seek(png.tile[0].offset - 8)  # the first IDAT chunk
-    remaining = 0  # compressed bytes left in the current IDAT chunk
+    rows = _FilteredRows(png)
     prev = bytes(rowbytes)
     y = 0
     while y < h:
         k = min(k_max, h - y)
-        need = k * (rowbytes + 1)
-        parts = [b"\x00", prev]
-        got = 0
-        while got < need:
-            if inflate.unconsumed_tail:
-                piece = inflate.unconsumed_tail
-            else:
-                while remaining == 0:
-                    header = src.read(8)
-                    if len(header) < 8 or header[4:] != b"IDAT":
-                        raise _truncated("PNG", "the image data ends early")
-                    remaining = struct.unpack(">I", header[:4])[0]
-                    if remaining == 0:
-                        src.read(4)
-                take = min(remaining, 1 << 20)
-                piece = src.read(take)
-                if len(piece) < take:
-                    raise _truncated("PNG")
-                remaining -= take
-                if remaining == 0:
-                    src.read(4)  # CRC
-            try:
-                part = inflate.decompress(piece, need - got)
-            except zlib.error as exc:
-                raise UnusableImage(f"corrupt PNG file: {exc}") from exc
-            parts.append(part)
-            got += len(part)
-            if inflate.eof and got < need:
-                raise _truncated("PNG", "the image data ends early")
+        parts = [b"\x00", prev] + rows.read(k * (rowbytes + 1))
         img = _png_decode_rows(id_mode, id_raw, id_width, parts, k)
         if bpp in (6, 8):  # the low bytes, to rebuild the exact last row for the next stripe's filters
             lo = _png_decode_rows(id_mode, id_raw[:-1] + "L", id_width, parts, k)
