@@ -54,6 +54,7 @@ from .pixels import to_rgb_or_rgba
 from .plugins import describe_tiff_pixels, heif_supported
 from .probe import ImageInfo, ProbedFile, inspect_image, probe_file, sha256_file
 
+
 __all__ = [
     "FORMAT_NAMES", "MAX_FILE_BYTES", "MAX_PIXELS", "MAX_READ_BYTES", "RAW_EXTENSIONS", "STREAM_DECODE_PIXELS",
     "SUPPORTED_EXTENSIONS", "TRANSIENT_REASON_PREFIXES", "ImageInfo", "ProbedFile", "UnusableImage",

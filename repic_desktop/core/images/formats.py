@@ -7,7 +7,6 @@ import os
 import struct
 
 
-
 # Formats we import (lower-case, with the dot). The extension only selects candidates in a folder walk;
 # the content decides what the file is.
 SUPPORTED_EXTENSIONS = frozenset({

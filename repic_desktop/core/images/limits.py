@@ -3,7 +3,6 @@
 The limits are read as `limits.NAME` by the other modules, so a test can lower one in one place."""
 from __future__ import annotations
 
-
 from ..errors import RepicError
 from .formats import FORMAT_NAMES
 
@@ -24,7 +23,7 @@ MAX_FILE_BYTES = 4 * 1024 ** 3
 
 # PNG has no reduced decode (no JPEG-style DCT scaling), so a big PNG wanted small (thumbnails, the
 # captioner) is decoded in stripes of rows, each reduced as it comes: only the reduced image and one
-# stripe are ever held. Smaller PNGs are decoded in full as before (same pixels, no extra work).
+# stripe are ever held. Smaller PNGs are decoded in full (same pixels, no extra work).
 STREAM_DECODE_PIXELS = 32_000_000
 
 
