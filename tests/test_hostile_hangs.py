@@ -15,6 +15,7 @@ import sys
 from PIL import Image
 
 from repic_desktop.core import images, raw
+from repic_desktop.core.images import probe
 from tests.helpers.corpus import jpeg_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,7 +131,7 @@ def test_import_of_a_102kb_dng_of_start_markers_finishes_quickly(tmp_path):
         "TIFF from your RAW editor to caption it)"]
 
 
-# ------------------------------------------------------------------ JPEG header then zeros (core/images.py)
+# ------------------------------------------------------------------ JPEG header then zeros (core/images/)
 
 class _CountingReader(io.BytesIO):
     calls = 0
@@ -144,7 +145,7 @@ def _inspect_reads(data: bytes) -> tuple[int, str]:
     _CountingReader.calls = 0
     head = data[:32]
     try:
-        images._inspect(images.sniff_format(head), head, data, _CountingReader(data), "x.jpg")
+        probe._inspect(images.sniff_format(head), head, data, _CountingReader(data), "x.jpg")
         return _CountingReader.calls, "ok"
     except images.UnusableImage as exc:
         return _CountingReader.calls, str(exc)

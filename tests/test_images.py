@@ -1,4 +1,4 @@
-"""core/images.py: format sniffing, cheap truncation checks, bomb limit, EXIF facts, decoding."""
+"""core/images/: format sniffing, cheap truncation checks, bomb limit, EXIF facts, decoding."""
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +9,7 @@ import struct
 import pytest
 from PIL import Image, JpegImagePlugin
 
-from repic_desktop.core import images
+from repic_desktop.core.images import limits, plugins
 from repic_desktop.core.images import (
     MAX_PIXELS, RAW_EXTENSIONS, SUPPORTED_EXTENSIONS, UnusableImage, inspect_image, open_oriented, probe_file,
 )
@@ -181,7 +181,7 @@ def test_permission_denied(tmp_path, monkeypatch):
             if os.fsencode(path) == p:
                 raise PermissionError(13, "Permission denied", path)
             return real_open(path, *a, **k)
-        monkeypatch.setattr(images.os, "open", deny)
+        monkeypatch.setattr(os, "open", deny)
     assert reason_of(p) == "permission denied"
     with pytest.raises(UnusableImage, match="permission denied"):
         open_oriented(p)
@@ -203,7 +203,7 @@ def test_big_files_stream_the_hash_and_probe_through_the_file(tmp_path, monkeypa
     data = small + b"\x00" * ((1 << 20) - 1)
     p = write(tmp_path / "big.jpg", data)
     in_memory = probe_file(p)
-    monkeypatch.setattr(images, "MAX_READ_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_READ_BYTES", 1000)
     streamed = probe_file(p)
     assert streamed == in_memory
     assert streamed.content_hash == hashlib.sha256(data).hexdigest()
@@ -211,7 +211,7 @@ def test_big_files_stream_the_hash_and_probe_through_the_file(tmp_path, monkeypa
     assert inspect_image(p).width == H
     cut = write(tmp_path / "cut.jpg", small[:-30] + b"\x00" * 3000)
     assert reason_of(cut).startswith("truncated JPEG")
-    monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
+    monkeypatch.setattr(limits, "MAX_FILE_BYTES", 100)
     assert "larger than any photo" in reason_of(p)
 
 
@@ -219,7 +219,7 @@ def test_heic_without_pillow_heif_is_a_clear_skip(monkeypatch):
     heic = heic_bytes()
     if heic is None:
         pytest.skip("this pillow_heif build cannot encode HEIC")
-    monkeypatch.setattr(images, "_heif_state", {"error": "ImportError: No module named 'pillow_heif'"})
+    monkeypatch.setattr(plugins, "_heif_state", {"error": "ImportError: No module named 'pillow_heif'"})
     reason = reason_of(data=heic)
     assert reason.startswith("HEIC/HEIF support is not available")
 

@@ -17,9 +17,10 @@ import sys
 import zlib
 
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 from repic_desktop.core import images
+from repic_desktop.core.images import decode, limits, png_stripes
 from repic_desktop.core.images import inspect_image, open_oriented, probe_file
 from tests.helpers.png_builder import chunk, itxt_compressed, solid_png, ztxt
 
@@ -109,7 +110,8 @@ def test_boxed_reference_of_a_huge_png_is_cropped_in_reduced_pixels(tmp_path, mo
     im.paste((255, 0, 0), (600, 400, 1200, 800))  # bottom-right quarter red
     path = tmp_path / "quarters.png"
     im.save(path)
-    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)
+    monkeypatch.setattr(limits, "STREAM_DECODE_PIXELS", 100_000)  # what open_oriented reads
+    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)  # what the captioner imports
     crop = fetch_image(ImageRef(str(path), (650, 450, 500, 300)), 28 * 28 * 16)
     assert crop.size[0] * crop.size[1] < 500 * 300  # decoded reduced...
     assert crop.getextrema() == ((255, 255), (0, 0), (0, 0))  # ...and still the box the user drew
@@ -140,19 +142,19 @@ def _noise_png(w: int, h: int, depth: int, color: int, seed: int, trns: bool) ->
     (1, 3, False), (4, 3, True), (8, 3, False), (8, 3, True), (8, 4, False), (16, 4, False), (8, 6, False),
     (16, 6, False)])
 def test_streamed_png_decode_equals_full_decode_then_reduce(depth, color, trns, monkeypatch):
-    monkeypatch.setattr(images, "_STRIPE_BYTES", 3000)  # many stripes, most not aligned to anything
+    monkeypatch.setattr(png_stripes, "_STRIPE_BYTES", 3000)  # many stripes, most not aligned to anything
     data = _noise_png(101, 97, depth, color, seed=depth * 10 + color, trns=trns)
     full = Image.open(io.BytesIO(data))
     full.load()
     for factor in (2, 3, 7):
-        want = images._png_stripe_to_common(full, full).reduce(factor)
-        got = images._png_stream_reduced(images.PngImagePlugin.PngImageFile(io.BytesIO(data)), data, factor)
+        want = png_stripes._png_stripe_to_common(full, full).reduce(factor)
+        got = png_stripes._png_stream_reduced(PngImagePlugin.PngImageFile(io.BytesIO(data)), data, factor)
         assert (got.mode, got.size) == (want.mode, want.size)
         assert got.tobytes() == want.tobytes(), (depth, color, factor)
 
 
 def test_streamed_decode_reports_a_truncated_png(tmp_path, monkeypatch):
-    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 1000)
+    monkeypatch.setattr(limits, "STREAM_DECODE_PIXELS", 1000)
     data = _noise_png(300, 200, 8, 2, seed=1, trns=False)
     path = tmp_path / "cut.png"
     path.write_bytes(data[:len(data) // 2] + chunk(b"IEND", b""))  # IEND present, rows missing
@@ -211,7 +213,7 @@ def test_png_exif_after_the_image_data_still_gives_the_orientation(tmp_path):
 def test_huge_jpeg_for_the_captioner_decodes_at_reduced_dct_scale(tmp_path, monkeypatch):
     path = tmp_path / "scan.jpg"
     Image.new("RGB", (1200, 800), (90, 90, 90)).save(path, quality=90)
-    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)
+    monkeypatch.setattr(limits, "STREAM_DECODE_PIXELS", 100_000)
     assert open_oriented(path, keep_pixels=10_000).size == (150, 100)  # 1/8 DCT scale, >= 10,000 px
     assert open_oriented(path).size == (1200, 800)
 
@@ -219,11 +221,11 @@ def test_huge_jpeg_for_the_captioner_decodes_at_reduced_dct_scale(tmp_path, monk
 def test_streamed_decode_of_a_png_reopened_without_its_text(tmp_path, monkeypatch):
     path = tmp_path / "big_notes.png"
     solid_png(path, 900, 600, color=(1, 2, 250), extra_chunks=ztxt(b"Comment", _text(2_400_000)))
-    monkeypatch.setattr(images, "STREAM_DECODE_PIXELS", 100_000)
-    monkeypatch.setattr(images, "_STRIPE_BYTES", 50_000)
+    monkeypatch.setattr(limits, "STREAM_DECODE_PIXELS", 100_000)
+    monkeypatch.setattr(png_stripes, "_STRIPE_BYTES", 50_000)
     calls = []
-    real = images._png_stream_reduced
-    monkeypatch.setattr(images, "_png_stream_reduced", lambda *a: calls.append(a[2]) or real(*a))
+    real = png_stripes._png_stream_reduced
+    monkeypatch.setattr(decode, "_png_stream_reduced", lambda *a: calls.append(a[2]) or real(*a))
     im = open_oriented(path, max_side=100)
     assert calls == [9]
     assert im.size == (100, 67) and im.getpixel((50, 30)) == (1, 2, 250)

@@ -344,7 +344,7 @@ def test_permission_denied_is_skipped_then_retried_after_chmod(tmp_path, library
             if os.fsencode(path) == os.fsencode(locked) and os.stat(locked).st_mode & 0o777 == 0:
                 raise PermissionError(13, "Permission denied", path)
             return real_open(path, *a, **k)
-        monkeypatch.setattr(images.os, "open", deny)
+        monkeypatch.setattr(os, "open", deny)
     r = scan_folder(library, root)
     assert r.added == 1 and r.skipped == [{"path": str(locked), "reason": "permission denied"}]
     os.chmod(locked, 0o644)  # chmod does not change mtime: the stored skip must not stick

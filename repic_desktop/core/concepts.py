@@ -354,36 +354,11 @@ def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
     Nothing is written when the json or any image file already exists, unless `force`; a symbolic link
     where a file would go is refused even then. Each file is written atomically, the json last.
     """
-    from .images import open_oriented
-
     out_path = Path(out_path)
-    concepts = library.concepts.all()
-    stems = _image_stems(concepts) if images_dir is not None else {}
     if images_dir is not None:
         images_dir = Path(images_dir)
-    plan: list[tuple[Any, list[tuple[Any, Path | str]]]] = []  # (concept, [(ref, dest or abs path)])
-    for c in concepts:
-        refs = []
-        for i, ref in enumerate(library.concepts.refs(c.id)):
-            if images_dir is None:
-                refs.append((ref, os.path.abspath(reference_path(library, ref))))
-            else:
-                refs.append((ref, images_dir / f"{stems[c.id]}_{i}.png"))
-        plan.append((c, refs))
-
-    targets = [out_path] + [d for _, refs in plan for _, d in refs if isinstance(d, Path)]
-    existing = []
-    for t in targets:
-        why = _check_target(t, force)
-        if why == "exists":
-            existing.append(t)
-        elif why:
-            raise LibraryError(why)
-    if existing:
-        what = f"{existing[0]} and {len(existing) - 1} more file(s) already exist" if len(existing) > 1 \
-            else f"{existing[0]} already exists"
-        raise LibraryError(f"{what}; use --force to replace")
-
+    plan = _export_plan(library, images_dir)
+    _refuse_existing([out_path] + [d for _, refs in plan for _, d in refs if isinstance(d, Path)], force)
     try:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         if images_dir is not None:
@@ -394,24 +369,8 @@ def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
     path_to_concept: dict[str, str] = {}
     for c, refs in plan:
         key = c.repic_key or c.tag
-        paths: list[str] = []
-        for ref, dest in refs:
-            if not isinstance(dest, Path):
-                paths.append(dest)
-                continue
-            img = open_oriented(reference_path(library, ref))
-            if ref.box is not None:
-                b = ref.box
-                img = img.crop((b.x, b.y, b.x + b.w, b.y + b.h))
-            try:
-                _write_atomic(dest, lambda f, img=img: img.save(f, format="PNG"))
-            except OSError as exc:
-                raise LibraryError(f"cannot write {dest}: {exc.strerror or exc}") from None
-            try:
-                rel = os.path.relpath(dest, out_path.parent)
-            except ValueError:  # another drive on Windows
-                rel = str(dest)
-            paths.append(rel if os.path.isabs(rel) else "./" + rel.replace(os.sep, "/"))
+        paths = [dest if not isinstance(dest, Path) else _export_reference(library, ref, dest, out_path.parent)
+                 for ref, dest in refs]
         entry: dict[str, Any] = {"name": c.name, "image": paths[0] if len(paths) == 1 else paths,
                                  "info": c.info, "category": c.category or category_for_kind(c.kind)}
         concept_dict[key] = entry
@@ -424,3 +383,54 @@ def export_repic_database(library: "Library", out_path: str | os.PathLike, *,
     except OSError as exc:
         raise LibraryError(f"cannot write {out_path}: {exc.strerror or exc}") from None
     return {"path": str(out_path), "concepts": len(concept_dict), "images": len(path_to_concept)}
+
+
+def _export_plan(library: "Library", images_dir: Path | None) -> list[tuple[Any, list[tuple[Any, Path | str]]]]:
+    """(concept, [(reference, file to write, or the reference's absolute path)]) for every concept."""
+    concepts = library.concepts.all()
+    stems = _image_stems(concepts) if images_dir is not None else {}
+    plan = []
+    for c in concepts:
+        refs: list[tuple[Any, Path | str]] = []
+        for i, ref in enumerate(library.concepts.refs(c.id)):
+            if images_dir is None:
+                refs.append((ref, os.path.abspath(reference_path(library, ref))))
+            else:
+                refs.append((ref, images_dir / f"{stems[c.id]}_{i}.png"))
+        plan.append((c, refs))
+    return plan
+
+
+def _refuse_existing(targets: list[Path], force: bool) -> None:
+    """Nothing is written when any target exists (unless `force`) or is a symbolic link."""
+    existing = []
+    for t in targets:
+        why = _check_target(t, force)
+        if why == "exists":
+            existing.append(t)
+        elif why:
+            raise LibraryError(why)
+    if existing:
+        what = f"{existing[0]} and {len(existing) - 1} more file(s) already exist" if len(existing) > 1 \
+            else f"{existing[0]} already exists"
+        raise LibraryError(f"{what}; use --force to replace")
+
+
+def _export_reference(library: "Library", ref: Any, dest: Path, json_dir: Path) -> str:
+    """Write one reference as a PNG (cropped to its box: RePIC feeds whole images); its path as the json
+    refers to it, relative to the json's folder."""
+    from .images import open_oriented
+
+    img = open_oriented(reference_path(library, ref))
+    if ref.box is not None:
+        b = ref.box
+        img = img.crop((b.x, b.y, b.x + b.w, b.y + b.h))
+    try:
+        _write_atomic(dest, lambda f: img.save(f, format="PNG"))
+    except OSError as exc:
+        raise LibraryError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    try:
+        rel = os.path.relpath(dest, json_dir)
+    except ValueError:  # another drive on Windows
+        rel = str(dest)
+    return rel if os.path.isabs(rel) else "./" + rel.replace(os.sep, "/")

@@ -65,7 +65,7 @@ class RawFacts:
     width: int               # of the chosen preview, as stored (before orientation)
     height: int
     orientation: int         # the RAW's EXIF orientation (1-8), which the preview's pixels follow
-    date_taken: str | None   # raw EXIF string, e.g. "2024:05:01 10:00:00" (images.py normalises it)
+    date_taken: str | None   # raw EXIF string, e.g. "2024:05:01 10:00:00" (core/images normalises it)
     date_offset: str | None
     preview: tuple[int, int]  # (offset, length) of the preview JPEG inside the file
 
