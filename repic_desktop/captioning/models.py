@@ -560,11 +560,7 @@ def load_model(
     ``ModelError`` subclasses with a one-sentence message: ``ModelNotAvailable`` (not downloaded),
     ``QuantizationUnavailable``, ``ModelLoadError``.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText
-
     from .demo_model import is_demo_model
-    from .processor import load_processor
 
     _check_cancel(cancel, "resolving the model")
     _report(progress, "resolve", 0.0)
@@ -572,31 +568,83 @@ def load_model(
     dtype = resolve_dtype(spec.dtype, device)
     if device == "cpu":
         apply_cpu_thread_policy()  # all cores but one (core/cpu_threads.py); the CLI, GUI and trainer alike
-    if spec.quantization != "none":
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise QuantizationUnavailable(f"{spec.quantization} quantization needs the bitsandbytes package: "
-                                          f"install it (`pip install bitsandbytes`) or set quantization to none.")
-        if not device.startswith("cuda") and not allow_cpu_quantization:
-            bits = "4-bit" if spec.quantization == "4bit" else "8-bit"
-            raise QuantizationUnavailable(f"{bits} quantization needs an NVIDIA GPU (CUDA) and none is in use here: "
-                                          f"set quantization to none to run on the CPU.")
+    _check_quantization_possible(spec.quantization, device, allow_cpu_quantization)
     attention = resolve_attention(spec.attention, device, dtype)
 
     model_path, commit = resolve_local(spec.source, revision=spec.revision, cache_dir=spec.cache_dir)
     _check_model_folder(model_path, spec.source)
-    adapter_path: Path | None = None
-    adapter_commit: str | None = None
-    if spec.adapter:
-        adapter_path, adapter_commit = resolve_local(spec.adapter, cache_dir=spec.cache_dir, what="adapter")
-        if not (adapter_path / "adapter_config.json").exists():
-            raise ModelLoadError(f"{spec.adapter} is not a LoRA adapter folder (it has no adapter_config.json).")
-        if not (adapter_path / "adapter_model.safetensors").exists():
-            raise ModelLoadError(f"The adapter {spec.adapter} has no adapter_model.safetensors, and RePIC Desktop "
-                                 f"only loads safetensors (never pickled .bin files).")
-        _check_not_merged_into(model_path, adapter_path, spec)
+    adapter_path, adapter_commit = _resolve_adapter(spec, model_path)
 
     _check_cancel(cancel, "loading the processor")
     _report(progress, "processor", 0.05)
+    processor = _load_processor(spec, model_path)
+
+    _check_cancel(cancel, "loading the weights")
+    _report(progress, "weights", 0.1)
+    model = _load_weights(spec, model_path, device=device, dtype=dtype, attention=attention,
+                          progress=progress, cancel=cancel)
+    generation_config = _greedy_generation_config(getattr(model, "generation_config", None),
+                                                  DEFAULT_MAX_NEW_TOKENS)
+    # Also installed on the model: generate() fills unset (None) fields from model.generation_config, so
+    # the checkpoint's sampling knobs would otherwise creep back in.
+    model.generation_config = generation_config
+
+    if adapter_path is not None:
+        try:
+            _check_cancel(cancel, "loading the adapter")
+        except LoadCancelled:
+            del model  # here, where the only reference lives
+            unload(None)  # gc + free the GPU memory the weights took
+            raise
+        model = _attach_adapter(model, spec, adapter_path, progress=progress)
+
+    _report(progress, "ready", 1.0)
+    return LoadedModel(
+        model=model,
+        processor=processor,
+        spec=spec,
+        dtype=dtype,
+        device=device,
+        attention=attention,
+        is_demo=is_demo_model(model_path),
+        generation_config=generation_config,
+        model_path=model_path,
+        commit=commit,
+        adapter_path=adapter_path,
+        adapter_commit=adapter_commit,
+    )
+
+
+def _check_quantization_possible(quantization: str, device: str, allow_cpu_quantization: bool) -> None:
+    if quantization == "none":
+        return
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise QuantizationUnavailable(f"{quantization} quantization needs the bitsandbytes package: "
+                                      f"install it (`pip install bitsandbytes`) or set quantization to none.")
+    if not device.startswith("cuda") and not allow_cpu_quantization:
+        bits = "4-bit" if quantization == "4bit" else "8-bit"
+        raise QuantizationUnavailable(f"{bits} quantization needs an NVIDIA GPU (CUDA) and none is in use here: "
+                                      f"set quantization to none to run on the CPU.")
+
+
+def _resolve_adapter(spec: ModelSpec, model_path: Path) -> tuple[Path | None, str | None]:
+    """The adapter's local folder and commit (None, None without one), checked to be a safetensors LoRA
+    that is not already merged into the model."""
+    if not spec.adapter:
+        return None, None
+    adapter_path, adapter_commit = resolve_local(spec.adapter, cache_dir=spec.cache_dir, what="adapter")
+    if not (adapter_path / "adapter_config.json").exists():
+        raise ModelLoadError(f"{spec.adapter} is not a LoRA adapter folder (it has no adapter_config.json).")
+    if not (adapter_path / "adapter_model.safetensors").exists():
+        raise ModelLoadError(f"The adapter {spec.adapter} has no adapter_model.safetensors, and RePIC Desktop "
+                             f"only loads safetensors (never pickled .bin files).")
+    _check_not_merged_into(model_path, adapter_path, spec)
+    return adapter_path, adapter_commit
+
+
+def _load_processor(spec: ModelSpec, model_path: Path) -> Any:
+    from .processor import load_processor
+
     try:  # no pixel limits here: see apply_pixel_limits
         processor = load_processor(model_path, trust_remote_code=False)
     except Exception as exc:
@@ -604,9 +652,15 @@ def load_model(
                              f"({type(exc).__name__}: {_first_line(exc)}).") from exc
     apply_pixel_limits(processor, spec.min_pixels, spec.max_pixels)
     verify_pixel_limits(processor, spec.min_pixels, spec.max_pixels)
+    return processor
 
-    _check_cancel(cancel, "loading the weights")
-    _report(progress, "weights", 0.1)
+
+def _load_weights(spec: ModelSpec, model_path: Path, *, device: str, dtype: Any, attention: str,
+                  progress: Progress | None, cancel: Callable[[], bool] | None) -> Any:
+    """The model in eval mode, safetensors only, quantized as asked (and verified)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
     kwargs: dict[str, Any] = {
         "dtype": dtype,
         "attn_implementation": attention,
@@ -633,44 +687,21 @@ def load_model(
     model.eval()
     if spec.quantization != "none":
         _verify_quantization(model)
-    generation_config = _greedy_generation_config(getattr(model, "generation_config", None),
-                                                  DEFAULT_MAX_NEW_TOKENS)
-    # Also installed on the model: generate() fills unset (None) fields from model.generation_config, so
-    # the checkpoint's sampling knobs would otherwise creep back in.
-    model.generation_config = generation_config
+    return model
 
-    if adapter_path is not None:
-        try:
-            _check_cancel(cancel, "loading the adapter")
-        except LoadCancelled:
-            del model
-            unload(None)  # gc + free the GPU memory the weights took
-            raise
-        _report(progress, "adapter", 0.9)
-        from peft import PeftModel
 
-        try:
-            model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=False)
-        except Exception as exc:
-            raise ModelLoadError(f"The adapter {spec.adapter} does not fit {spec.source} "
-                                 f"({type(exc).__name__}: {_first_line(exc)}).") from exc
-        model.eval()
+def _attach_adapter(model: Any, spec: ModelSpec, adapter_path: Path, *, progress: Progress | None) -> Any:
+    """The LoRA attached, unmerged, in eval mode."""
+    _report(progress, "adapter", 0.9)
+    from peft import PeftModel
 
-    _report(progress, "ready", 1.0)
-    return LoadedModel(
-        model=model,
-        processor=processor,
-        spec=spec,
-        dtype=dtype,
-        device=device,
-        attention=attention,
-        is_demo=is_demo_model(model_path),
-        generation_config=generation_config,
-        model_path=model_path,
-        commit=commit,
-        adapter_path=adapter_path,
-        adapter_commit=adapter_commit,
-    )
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=False)
+    except Exception as exc:
+        raise ModelLoadError(f"The adapter {spec.adapter} does not fit {spec.source} "
+                             f"({type(exc).__name__}: {_first_line(exc)}).") from exc
+    model.eval()
+    return model
 
 
 def _first_line(exc: BaseException) -> str:
