@@ -849,13 +849,13 @@ class _CaptionRun:
         self.on_result = on_result
         self.results: dict[int, CaptionResult] = {}
         self.start = time.perf_counter()
+        if progress is not None:  # before planning, which reads every image's header
+            progress(0, self.total, None, requests[0].key if requests else None)
         self.queue: deque[list[int]] = deque(engine._plan_batches(requests, engine.batch_size))
         # request index -> prepared request, or the _RequestError that makes it a per-photo error
         self.prepared: dict[int, Any] = {}
         self.pool = ThreadPoolExecutor(1, thread_name_prefix="caption-prepare") if engine.prefetch else None
         self.pending: list[Future] = []
-        if progress is not None:
-            progress(0, self.total, None, requests[0].key if requests else None)
 
     def loop(self) -> None:
         engine = self.engine
