@@ -202,15 +202,54 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
     # reference of any concept (nor a byte-identical copy of one), one photo per content; and present:
     # a file deleted or unmounted since the last rescan would stop training midway
     tp = training_photos(library, exists=os.path.exists)
-    photos, labelled, gone = tp.photos, tp.labelled, tp.gone
+    warnings: list[str] = []
+    if tp.gone:
+        warnings.append(f"{_plural(tp.gone, 'photo')} could not be found on disk and were left out (rescan the "
+                        "folder)")
+    ok_concepts, photo_counts = _concepts_with_data(library, chosen, tp, min_photos, explicit, warnings)
+    ok_ids = {c.id for c in ok_concepts}
+    ctx = _Context(library, tp.photos, tp.labelled, {pid: ids & ok_ids for pid, ids in tp.labelled.items()
+                                                     if ids & ok_ids},
+                   ok_ids, {c.id: c.name for c in ok_concepts},
+                   {c.id: i for i, c in enumerate(ok_concepts)},  # library order = prompt order
+                   {c.id: _prompt_concept(library, c, max_refs) for c in ok_concepts}, rng, warnings)
 
-    problems, warnings = [], []
-    if gone:
-        warnings.append(f"{_plural(gone, 'photo')} could not be found on disk and were left out (rescan the folder)")
+    held = ctx.split_heldout(heldout_fraction, None if heldout_ids is None else set(heldout_ids))
+    heldout = [HeldOut(pid, tuple(ctx.name_of[c] for c in ctx.ordered(ctx.query_photos[pid])),
+                       CaptionPrompt(tuple(ctx.pconcept[c] for c in ctx.ordered(ctx.query_photos[pid])),
+                                     ctx.query(pid), DEFAULT_REQUEST))
+               for pid in sorted(ctx.heldout_ids)]
+
+    # balance caps per concept
+    train_count = {cid: sum(1 for pid in ctx.train_ids if cid in ctx.query_photos[pid]) for cid in ok_ids}
+    rarest = min(train_count.values())
+    cap = max(1, math.ceil(balance_factor * rarest))
+    if max_per_cell is not None:
+        cap = max(1, min(cap, max_per_cell))
+
+    ctx.shuffled = list(ctx.train_ids)
+    rng.shuffle(ctx.shuffled)
+    samples: list[TrainSample] = []
+    if "ict" in tasks:
+        samples += ctx.ict_samples(cap)
+    if "oct" in tasks:
+        samples += ctx.oct_samples(cap)
+    if "vlt" in tasks:
+        samples += ctx.vlt_samples(cap, min_pixels, max_pixels)
+    rng.shuffle(samples)
+    for cid in ok_ids:
+        photo_counts[ctx.name_of[cid]]["heldout"] = held[cid]
+    return BuiltDataset(samples, heldout, [c.name for c in ok_concepts], warnings, photo_counts)
+
+
+def _concepts_with_data(library, chosen, tp, min_photos: int, explicit: bool, warnings: list[str]):
+    """The chosen concepts that have a reference photo and enough photos, and every chosen concept's
+    counts. A concept without is an error when named, else skipped with a warning."""
+    problems = []
     ok_concepts = []
     photo_counts: dict[str, dict[str, int]] = {}
     for c in chosen:
-        n = sum(1 for ids in labelled.values() if c.id in ids)
+        n = sum(1 for ids in tp.labelled.values() if c.id in ids)
         refs = library.concepts.refs(c.id)
         photo_counts[c.name] = {"photos": n, "references": len(refs),
                                 "tagged_references": tp.tagged_references.get(c.id, 0), "heldout": 0}
@@ -233,128 +272,132 @@ def build_dataset(library, concepts: Iterable[str] | None = None, *, seed: int =
     if not ok_concepts:
         raise DatasetError("not enough data to train: " + "; ".join(problems))
     warnings.extend(f"skipped: {p}" for p in problems)
+    return ok_concepts, photo_counts
 
-    ok_ids = {c.id for c in ok_concepts}
-    name_of = {c.id: c.name for c in ok_concepts}
-    order = {c.id: i for i, c in enumerate(ok_concepts)}  # library order = prompt order
-    pconcept = {c.id: _prompt_concept(library, c, max_refs) for c in ok_concepts}
-    query_photos = {pid: ids & ok_ids for pid, ids in labelled.items() if ids & ok_ids}
 
-    # ---- held-out split by photo
-    forced = None if heldout_ids is None else set(heldout_ids)
-    heldout_ids = set()
-    pids = sorted(query_photos)
-    rng.shuffle(pids)
-    count = {cid: sum(1 for ids in query_photos.values() if cid in ids) for cid in ok_ids}
-    target = {cid: max(1, math.floor(count[cid] * heldout_fraction)) for cid in ok_ids} if heldout_fraction > 0 \
-        else {cid: 0 for cid in ok_ids}
-    held = {cid: 0 for cid in ok_ids}
-    if forced is not None:  # a resumed run keeps its split
-        heldout_ids = {pid for pid in pids if pid in forced}
-        for pid in heldout_ids:
-            for c in query_photos[pid]:
-                held[c] += 1
-        pids = []
-    for pid in pids:
-        ids = query_photos[pid]
-        needs = any(held[c] < target[c] for c in ids)
-        # never leave a concept with fewer than 2 training photos
-        keeps = all(count[c] - held[c] - 1 >= 2 for c in ids)
-        if needs and keeps:
-            heldout_ids.add(pid)
-            for c in ids:
-                held[c] += 1
-    for cid in ok_ids:
-        if target[cid] and held[cid] == 0:
-            warnings.append(f"<{name_of[cid]}> has no held-out photo (too few photos): its score before/after "
-                            "training is not measured")
-    train_ids = sorted(set(query_photos) - heldout_ids)
+@dataclass
+class _Context:
+    """What the steps of build_dataset share: the photos, the concepts trained on, the split, the RNG
+    (its calls stay in one fixed order, so a seed always gives the same dataset)."""
+    library: Any
+    photos: dict
+    labelled: dict[int, set[int]]
+    query_photos: dict[int, set[int]]  # photo -> the trained concepts on it
+    ok_ids: set[int]
+    name_of: dict[int, str]
+    order: dict[int, int]
+    pconcept: dict[int, PromptConcept]
+    rng: random.Random
+    warnings: list[str]
+    heldout_ids: set[int] = field(default_factory=set)
+    train_ids: list[int] = field(default_factory=list)
+    shuffled: list[int] = field(default_factory=list)
 
-    def ordered(ids: Iterable[int]) -> list[int]:
-        return sorted(ids, key=lambda c: order[c])
+    def ordered(self, ids: Iterable[int]) -> list[int]:
+        return sorted(ids, key=lambda c: self.order[c])
 
-    def query(pid: int) -> ImageRef:
-        p = photos[pid]
+    def query(self, pid: int) -> ImageRef:
+        p = self.photos[pid]
         return ImageRef(p.fs_path, None, p.content_hash)
 
-    heldout = [HeldOut(pid, tuple(name_of[c] for c in ordered(query_photos[pid])),
-                       CaptionPrompt(tuple(pconcept[c] for c in ordered(query_photos[pid])), query(pid),
-                                     DEFAULT_REQUEST))
-               for pid in sorted(heldout_ids)]
+    def split_heldout(self, heldout_fraction: float, forced: set[int] | None) -> dict[int, int]:
+        """Hold out photos (by photo, `forced` ones on a resume) until each concept has its share, never
+        leaving a concept fewer than 2 training photos. Returns the held-out count per concept."""
+        query_photos, ok_ids = self.query_photos, self.ok_ids
+        heldout_ids: set[int] = set()
+        pids = sorted(query_photos)
+        self.rng.shuffle(pids)
+        count = {cid: sum(1 for ids in query_photos.values() if cid in ids) for cid in ok_ids}
+        target = {cid: max(1, math.floor(count[cid] * heldout_fraction)) for cid in ok_ids} if heldout_fraction > 0 \
+            else {cid: 0 for cid in ok_ids}
+        held = {cid: 0 for cid in ok_ids}
+        if forced is not None:  # a resumed run keeps its split
+            heldout_ids = {pid for pid in pids if pid in forced}
+            for pid in heldout_ids:
+                for c in query_photos[pid]:
+                    held[c] += 1
+            pids = []
+        for pid in pids:
+            ids = query_photos[pid]
+            needs = any(held[c] < target[c] for c in ids)
+            # never leave a concept with fewer than 2 training photos
+            keeps = all(count[c] - held[c] - 1 >= 2 for c in ids)
+            if needs and keeps:
+                heldout_ids.add(pid)
+                for c in ids:
+                    held[c] += 1
+        for cid in ok_ids:
+            if target[cid] and held[cid] == 0:
+                self.warnings.append(f"<{self.name_of[cid]}> has no held-out photo (too few photos): its score "
+                                     "before/after training is not measured")
+        self.heldout_ids = heldout_ids
+        self.train_ids = sorted(set(query_photos) - heldout_ids)
+        return held
 
-    # ---- balance caps per concept
-    train_count = {cid: sum(1 for pid in train_ids if cid in query_photos[pid]) for cid in ok_ids}
-    rarest = min(train_count.values())
-    cap = max(1, math.ceil(balance_factor * rarest))
-    if max_per_cell is not None:
-        cap = max(1, min(cap, max_per_cell))
-
-    samples: list[TrainSample] = []
-    shuffled = list(train_ids)
-    rng.shuffle(shuffled)
-
-    # ICT: one caption sample per training photo while any of its concepts is under the cap
-    if "ict" in tasks:
-        used = {cid: 0 for cid in ok_ids}
-        for k, pid in enumerate(shuffled):
-            ids = ordered(query_photos[pid])
+    def ict_samples(self, cap: int) -> list[TrainSample]:
+        """One caption sample per training photo while any of its concepts is under the cap."""
+        samples = []
+        used = {cid: 0 for cid in self.ok_ids}
+        for k, pid in enumerate(self.shuffled):
+            ids = self.ordered(self.query_photos[pid])
             if not any(used[c] < cap for c in ids):
                 continue
             for c in ids:
                 used[c] += 1
-            tags = [f"<{name_of[c]}>" for c in ids]
-            prompt = CaptionPrompt(tuple(pconcept[c] for c in ids), query(pid), ICT_REQUESTS[k % len(ICT_REQUESTS)])
+            tags = [f"<{self.name_of[c]}>" for c in ids]
+            prompt = CaptionPrompt(tuple(self.pconcept[c] for c in ids), self.query(pid),
+                                   ICT_REQUESTS[k % len(ICT_REQUESTS)])
             if len(ids) == 1:
-                samples.append(TrainSample("ict", "yes_no_name", pid, (name_of[ids[0]],), prompt, tags[0]))
+                samples.append(TrainSample("ict", "yes_no_name", pid, (self.name_of[ids[0]],), prompt, tags[0]))
             else:
-                samples.append(TrainSample("ict", "yes_no_name_multi", pid, tuple(name_of[c] for c in ids), prompt,
-                                           tags))
+                samples.append(TrainSample("ict", "yes_no_name_multi", pid, tuple(self.name_of[c] for c in ids),
+                                           prompt, tags))
+        return samples
 
-    # OCT: positives and as many true negatives (labelled photos without any trace of the concept)
-    if "oct" in tasks:
-        appears = _appearances(library, labelled, photos)
+    def oct_samples(self, cap: int) -> list[TrainSample]:
+        """Positives and as many true negatives (labelled photos without any trace of the concept)."""
+        samples = []
+        appears = _appearances(self.library, self.labelled, self.photos)
         per_side = max(1, math.ceil(cap / 2))
-        for cid in ordered(ok_ids):
-            name = name_of[cid]
-            pos = [pid for pid in shuffled if cid in query_photos[pid]][:per_side]
-            neg_pool = [pid for pid in sorted(labelled) if pid not in heldout_ids and cid not in labelled[pid]
-                        and cid not in appears.get(pid, ())]
-            rng.shuffle(neg_pool)
+        for cid in self.ordered(self.ok_ids):
+            name = self.name_of[cid]
+            pos = [pid for pid in self.shuffled if cid in self.query_photos[pid]][:per_side]
+            neg_pool = [pid for pid in sorted(self.labelled) if pid not in self.heldout_ids
+                        and cid not in self.labelled[pid] and cid not in appears.get(pid, ())]
+            self.rng.shuffle(neg_pool)
             neg = neg_pool[:len(pos)]
             if not neg:
-                warnings.append(f"no photo is known to be without <{name}>, so the model cannot learn to answer "
-                                f"'no' for <{name}>: tag photos of other people or pets")
+                self.warnings.append(f"no photo is known to be without <{name}>, so the model cannot learn to "
+                                     f"answer 'no' for <{name}>: tag photos of other people or pets")
             request = f"Is <{name}> in this image?" + OCT_SUFFIX
             for pid, answer in [*((p, "yes") for p in pos), *((p, "no") for p in neg)]:
                 samples.append(TrainSample("oct", "yes_no", pid, (name,),
-                                           CaptionPrompt((pconcept[cid],), query(pid), request), answer))
+                                           CaptionPrompt((self.pconcept[cid],), self.query(pid), request), answer))
+        return samples
 
-    # VLT: boxes of confirmed regions, in the model's pixel frame
-    if "vlt" in tasks:
-        for cid in ordered(ok_ids):
-            name = name_of[cid]
+    def vlt_samples(self, cap: int, min_pixels: int, max_pixels: int) -> list[TrainSample]:
+        """Boxes of confirmed regions, in the model's pixel frame."""
+        samples = []
+        for cid in self.ordered(self.ok_ids):
+            name = self.name_of[cid]
             found = []
-            for pid in shuffled:
-                if cid not in query_photos[pid]:
+            for pid in self.shuffled:
+                if cid not in self.query_photos[pid]:
                     continue
-                p = photos[pid]
+                p = self.photos[pid]
                 if not p.width or not p.height:
                     continue
-                for reg in library.concepts.regions(pid):
+                for reg in self.library.concepts.regions(pid):
                     if reg.concept_id == cid and reg.source in CONFIRMED_SOURCES:
                         found.append((pid, box_to_model_frame(reg.box.as_list(), p.width, p.height,
                                                               min_pixels, max_pixels)))
             if not found:
-                warnings.append(f"no boxes drawn around <{name}>: draw a few to also train localization")
+                self.warnings.append(f"no boxes drawn around <{name}>: draw a few to also train localization")
             request = (f"Where is <{name}> in this image? Give its bounding box as [x1, y1, x2, y2]." + VLT_SUFFIX)
             for pid, box in found[:cap]:
                 samples.append(TrainSample("vlt", "iou", pid, (name,),
-                                           CaptionPrompt((pconcept[cid],), query(pid), request), box))
-
-    rng.shuffle(samples)
-    for cid in ok_ids:
-        photo_counts[name_of[cid]]["heldout"] = held[cid]
-    return BuiltDataset(samples, heldout, [c.name for c in ok_concepts], warnings, photo_counts)
+                                           CaptionPrompt((self.pconcept[cid],), self.query(pid), request), box))
+        return samples
 
 
 # ---- what the trainer iterates --------------------------------------------------------------------

@@ -56,6 +56,11 @@ engine as users run it (reuse on, batch 4) vs RePIC's own loop 1.70x faster at 3
 Failures are per photo: an unusable query or reference image, a prompt error, or an out-of-memory at batch
 size 1 gives that request a `CaptionResult` with `error` set, and the rest go on. On out-of-memory with a
 bigger batch the batch is halved (and stays halved for the rest of the run) and retried.
+
+Why one module of ~1000 lines: the batching loop (`_CaptionRun`), the batch step and the reference
+cache with its feature splice share one invariant (each image's placeholder tokens, grid and features stay
+in the same order from preparation to `generate`) and the engine's private state (cache, lock, hook plan);
+splitting them would spread that invariant over modules that reach into each other's privates.
 """
 from __future__ import annotations
 
@@ -340,120 +345,15 @@ class CaptionEngine:
         between batches or inside generation; unfinished requests get no result (`self.cancelled`)."""
         if self.model is None:
             raise EngineError("the engine's model was unloaded")
-        requests = list(requests)
-        total = len(requests)
         self.cancelled = False
-        cancel = cancel or (lambda: False)
-        results: dict[int, CaptionResult] = {}
-        start = time.perf_counter()
-
-        def finish(res: CaptionResult, index: int) -> None:
-            results[index] = res
-            if res.error is None:
-                self.stats.photos += 1
-            else:
-                self.stats.errors += 1
-            self.stats.prompt_tokens += res.prompt_tokens
-            self.stats.new_tokens += res.new_tokens
-            if on_result is not None:
-                on_result(res)
-            if progress is not None:
-                done = len(results)
-                elapsed = time.perf_counter() - start
-                eta = elapsed / done * (total - done) if done else None
-                progress(done, total, eta, res.key)
-
-        if progress is not None:
-            progress(0, total, None, requests[0].key if requests else None)
-
-        queue: deque[list[int]] = deque(self._plan_batches(requests, self.batch_size))
-        # request index -> prepared request, or the _RequestError that makes it a per-photo error
-        prepared: dict[int, Any] = {}
-        pool = ThreadPoolExecutor(1, thread_name_prefix="caption-prepare") if self.prefetch else None
-        pending: list[Future] = []
-
-        def prepare_many(indices: list[int]) -> dict[int, Any]:
-            out: dict[int, Any] = {}
-            for i in indices:
-                try:
-                    out[i] = self._prepare(i, requests[i])
-                except _RequestError as exc:
-                    out[i] = exc
-            return out
-
-        def collect(batch: list[int]) -> None:
-            while pending:  # the prefetched batch (usually this one)
-                prepared.update(pending.pop().result())
-            missing = [i for i in batch if i not in prepared]
-            if missing:
-                prepared.update(prepare_many(missing))
-
-        def prefetch_next() -> None:
-            """Read and preprocess the next batch's images while this batch generates."""
-            if pool is None or not queue:
-                return
-            nxt = [i for i in queue[0][:self.batch_size] if i not in prepared]
-            if nxt:
-                pending.append(pool.submit(prepare_many, nxt))
-
+        run = _CaptionRun(self, list(requests), progress, cancel or (lambda: False), on_result)
         try:
-            while queue:
-                if cancel():
-                    self.cancelled = True
-                    break
-                batch = queue.popleft()
-                if len(batch) > self.batch_size:  # the batch size was reduced after an OOM
-                    queue.extendleft(reversed(_chunks(batch, self.batch_size)))
-                    continue
-                collect(batch)
-                ready: list[_Prepared] = []
-                for i in batch:
-                    item = prepared[i]
-                    if isinstance(item, _RequestError):  # bad photo / reference / prompt: per-photo error
-                        prepared.pop(i)
-                        finish(CaptionResult(requests[i].key, None, str(item), None, item.seconds, 0, 0), i)
-                        continue
-                    ready.append(item)
-                if not ready:
-                    continue
-                prefetch_next()
-                if progress is not None:
-                    elapsed = time.perf_counter() - start
-                    done = len(results)
-                    progress(done, total, elapsed / done * (total - done) if done else None, ready[0].request.key)
-                try:
-                    outcome = self._run_batch(ready, cancel)
-                except Exception as exc:
-                    if not _is_oom(exc):
-                        raise
-                    oom_message = self._oom_message(exc)
-                    del exc
-                    gc.collect()
-                    _empty_cuda_cache()
-                    if len(ready) > 1:
-                        self.stats.oom_backoffs += 1
-                        self.batch_size = max(1, math.ceil(len(ready) / 2))
-                        self.stats.batch_size = self.batch_size
-                        queue.extendleft(reversed(_chunks([p.index for p in ready], self.batch_size)))
-                        continue
-                    p = ready[0]
-                    prepared.pop(p.index, None)
-                    finish(CaptionResult(p.request.key, None, oom_message, None, p.seconds, 0, 0), p.index)
-                    continue
-                if outcome is None:  # cancelled during generation: nothing of this batch is kept
-                    self.cancelled = True
-                    break
-                for p, res in zip(ready, outcome):
-                    prepared.pop(p.index, None)
-                    finish(res, p.index)
+            run.loop()
         finally:
             self._hook_plan = None
-            if pool is not None:
-                for fut in pending:  # let an in-flight prefetch finish before returning
-                    fut.exception()
-                pool.shutdown(wait=True)
-            self.stats.seconds += time.perf_counter() - start
-        return [results[i] for i in sorted(results)]
+            run.close()
+            self.stats.seconds += time.perf_counter() - run.start
+        return [run.results[i] for i in sorted(run.results)]
 
     def _oom_message(self, exc: BaseException) -> str:
         import torch
@@ -656,6 +556,38 @@ class CaptionEngine:
 
         t0 = time.perf_counter()
         model = self.model
+        input_ids, attention_mask = self._tokenize(batch)
+        images = [im for p in batch for im in p.images]
+        device = model.device
+        gen, stopper = self._generation_args(attention_mask, cancel, device)
+        inputs: dict[str, Any] = {
+            "input_ids": input_ids.to(device),
+            "attention_mask": attention_mask.to(device),
+            "mm_token_type_ids": (input_ids == self._image_token_id()).to(input_ids.dtype).to(device),
+            "image_grid_thw": torch.tensor([im.grid for im in images], dtype=torch.long).to(device),
+        }
+        prep_t = time.perf_counter()
+        self.stats.prepare_seconds += prep_t - t0 + sum(p.seconds for p in batch)
+        hook_plan = self._add_vision_inputs(inputs, images, device)
+        vis_t = time.perf_counter()
+        self.stats.vision_seconds += vis_t - prep_t
+
+        self._hook_plan = hook_plan
+        try:
+            with torch.no_grad():
+                out = model.generate(**inputs, **gen)
+        finally:
+            self._hook_plan = None
+            self._hook_images = None
+        gen_t = time.perf_counter()
+        self.stats.generate_seconds += gen_t - vis_t
+        self.stats.batches += 1
+        if stopper.triggered:
+            return None
+        return self._results(batch, out, input_ids, attention_mask, shared=(gen_t - t0) / len(batch))
+
+    def _tokenize(self, batch: list[_Prepared]):
+        """The batch's texts tokenized with LEFT padding; the image-token count of every row checked."""
         tok = self.processor.tokenizer
         old_side = tok.padding_side
         tok.padding_side = "left"
@@ -665,18 +597,17 @@ class CaptionEngine:
             tok.padding_side = old_side
         input_ids = enc["input_ids"]
         attention_mask = enc["attention_mask"]
-        image_token_id = self._image_token_id()
-        n_img = (input_ids == image_token_id).sum(dim=1).tolist()
+        n_img = (input_ids == self._image_token_id()).sum(dim=1).tolist()
         for p, n in zip(batch, n_img):
             if n != p.image_tokens:
                 raise EngineError(f"prompt for {p.request.key!r} has {n} image tokens but its images need "
                                   f"{p.image_tokens}: the tokenizer does not treat {IMAGE_PAD} as one token")
         self._check_special_token_ids(batch, input_ids, attention_mask)
-        mm_token_type_ids = (input_ids == image_token_id).to(input_ids.dtype)
-        images = [im for p in batch for im in p.images]
-        image_grid_thw = torch.tensor([im.grid for im in images], dtype=torch.long)
-        device = model.device
+        return input_ids, attention_mask
 
+    def _generation_args(self, attention_mask, cancel: Callable[[], bool], device) -> tuple[dict[str, Any], _CancelCriteria]:
+        """`generate`'s keyword arguments for one batch (greedy decoding as RePIC, the pad-aware repetition
+        penalty, the cancel stopper) and the stopper."""
         gen: dict[str, Any] = dict(self.generation_kwargs)
         decoding = {"use_cache": True, "do_sample": False, "max_new_tokens": self.max_new_tokens}  # as RePIC
         if self.min_new_tokens is not None:
@@ -710,50 +641,34 @@ class CaptionEngine:
 
         criteria = list(gen.pop("stopping_criteria", None) or [])
         gen["stopping_criteria"] = StoppingCriteriaList([*criteria, stopper])
+        return gen, stopper
 
-        inputs: dict[str, Any] = {
-            "input_ids": input_ids.to(device),
-            "attention_mask": attention_mask.to(device),
-            "mm_token_type_ids": mm_token_type_ids.to(device),
-            "image_grid_thw": image_grid_thw.to(device),
-        }
-        prep_t = time.perf_counter()
-        self.stats.prepare_seconds += prep_t - t0 + sum(p.seconds for p in batch)
-        hook_plan = None
-        if self.reuse_references and self._feature_path is not None:
-            features, uncached_pixels, uncached_grids, plan = self._features(images, device)
-            if self._feature_path == "mm_encoder_outputs":
-                from transformers.modeling_outputs import BaseModelOutputWithPooling
+    def _add_vision_inputs(self, inputs: dict[str, Any], images: list[_Image], device) -> Any:
+        """Put the images into `inputs`: cached reference features plus fresh ones (reuse on), or all
+        pixels. Returns the hook plan when the fallback hook splices the cached features in."""
+        import torch
 
-                inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
-            else:  # "hook": the model computes the uncached ones, the hook splices the cached ones in
-                self._install_hook()
-                self._hook_images = images
-                inputs["pixel_values"] = uncached_pixels
-                hook_plan = plan
-        else:
+        if not (self.reuse_references and self._feature_path is not None):
             inputs["pixel_values"] = torch.cat([im.pixels for im in images], dim=0).to(device)
-        vis_t = time.perf_counter()
-        self.stats.vision_seconds += vis_t - prep_t
-
-        self._hook_plan = hook_plan
-        try:
-            with torch.no_grad():
-                out = model.generate(**inputs, **gen)
-        finally:
-            self._hook_plan = None
-            self._hook_images = None
-        gen_t = time.perf_counter()
-        self.stats.generate_seconds += gen_t - vis_t
-        self.stats.batches += 1
-        if stopper.triggered:
             return None
+        features, uncached_pixels, uncached_grids, plan = self._features(images, device)
+        if self._feature_path == "mm_encoder_outputs":
+            from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+            inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=tuple(features))}
+            return None
+        # "hook": the model computes the uncached ones, the hook splices the cached ones in
+        self._install_hook()
+        self._hook_images = images
+        inputs["pixel_values"] = uncached_pixels
+        return plan
+
+    def _results(self, batch: list[_Prepared], out, input_ids, attention_mask, *, shared: float) -> list[CaptionResult]:
+        """Decode only the new tokens of each row; count them up to the first EOS; parse the tags."""
         seq = out.sequences if hasattr(out, "sequences") else out
         new = seq[:, input_ids.shape[1]:].cpu()
         texts = self.processor.batch_decode(new, skip_special_tokens=True, clean_up_tokenization_spaces=False)
         eos = self._eos_ids()
-        shared = (gen_t - t0) / len(batch)
         results = []
         for row, (p, text) in enumerate(zip(batch, texts)):
             ids = new[row].tolist()
@@ -919,6 +834,140 @@ class CaptionEngine:
                 im.entry.pixels = None
         self._evict()
 
+
+class _CaptionRun:
+    """One `CaptionEngine.caption` call: the batch queue, the prepared requests, the prefetch worker and
+    the results, and the steps of the loop over batches (OOM back-off included)."""
+
+    def __init__(self, engine: CaptionEngine, requests: list[CaptionRequest], progress: ProgressFn | None,
+                 cancel: Callable[[], bool], on_result: Callable[[CaptionResult], None] | None):
+        self.engine = engine
+        self.requests = requests
+        self.total = len(requests)
+        self.progress = progress
+        self.cancel = cancel
+        self.on_result = on_result
+        self.results: dict[int, CaptionResult] = {}
+        self.start = time.perf_counter()
+        if progress is not None:  # before planning, which reads every image's header
+            progress(0, self.total, None, requests[0].key if requests else None)
+        self.queue: deque[list[int]] = deque(engine._plan_batches(requests, engine.batch_size))
+        # request index -> prepared request, or the _RequestError that makes it a per-photo error
+        self.prepared: dict[int, Any] = {}
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="caption-prepare") if engine.prefetch else None
+        self.pending: list[Future] = []
+
+    def loop(self) -> None:
+        engine = self.engine
+        while self.queue:
+            if self.cancel():
+                engine.cancelled = True
+                return
+            batch = self.queue.popleft()
+            if len(batch) > engine.batch_size:  # the batch size was reduced after an OOM
+                self.queue.extendleft(reversed(_chunks(batch, engine.batch_size)))
+                continue
+            ready = self._ready(batch)
+            if not ready:
+                continue
+            self._prefetch_next()
+            self._report(ready[0].request.key)
+            try:
+                outcome = engine._run_batch(ready, self.cancel)
+            except Exception as exc:
+                if not _is_oom(exc):
+                    raise
+                oom_message = engine._oom_message(exc)
+                del exc
+                self._back_off(ready, oom_message)
+                continue
+            if outcome is None:  # cancelled during generation: nothing of this batch is kept
+                engine.cancelled = True
+                return
+            for p, res in zip(ready, outcome):
+                self.prepared.pop(p.index, None)
+                self._finish(res, p.index)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for fut in self.pending:  # let an in-flight prefetch finish before returning
+                fut.exception()
+            self.pool.shutdown(wait=True)
+
+    def _eta(self) -> float | None:
+        done = len(self.results)
+        elapsed = time.perf_counter() - self.start
+        return elapsed / done * (self.total - done) if done else None
+
+    def _report(self, key: Any) -> None:
+        if self.progress is not None:
+            self.progress(len(self.results), self.total, self._eta(), key)
+
+    def _finish(self, res: CaptionResult, index: int) -> None:
+        self.results[index] = res
+        stats = self.engine.stats
+        if res.error is None:
+            stats.photos += 1
+        else:
+            stats.errors += 1
+        stats.prompt_tokens += res.prompt_tokens
+        stats.new_tokens += res.new_tokens
+        if self.on_result is not None:
+            self.on_result(res)
+        self._report(res.key)
+
+    def _prepare_many(self, indices: list[int]) -> dict[int, Any]:
+        out: dict[int, Any] = {}
+        for i in indices:
+            try:
+                out[i] = self.engine._prepare(i, self.requests[i])
+            except _RequestError as exc:
+                out[i] = exc
+        return out
+
+    def _collect(self, batch: list[int]) -> None:
+        while self.pending:  # the prefetched batch (usually this one)
+            self.prepared.update(self.pending.pop().result())
+        missing = [i for i in batch if i not in self.prepared]
+        if missing:
+            self.prepared.update(self._prepare_many(missing))
+
+    def _ready(self, batch: list[int]) -> list[_Prepared]:
+        """The batch's prepared requests; the ones that failed to prepare finish as per-photo errors."""
+        self._collect(batch)
+        ready: list[_Prepared] = []
+        for i in batch:
+            item = self.prepared[i]
+            if isinstance(item, _RequestError):  # bad photo / reference / prompt: per-photo error
+                self.prepared.pop(i)
+                self._finish(CaptionResult(self.requests[i].key, None, str(item), None, item.seconds, 0, 0), i)
+                continue
+            ready.append(item)
+        return ready
+
+    def _prefetch_next(self) -> None:
+        """Read and preprocess the next batch's images while this batch generates."""
+        if self.pool is None or not self.queue:
+            return
+        nxt = [i for i in self.queue[0][:self.engine.batch_size] if i not in self.prepared]
+        if nxt:
+            self.pending.append(self.pool.submit(self._prepare_many, nxt))
+
+    def _back_off(self, ready: list[_Prepared], oom_message: str) -> None:
+        """Out of memory: halve the batch size and requeue the batch, or at batch size 1 give the photo
+        its per-photo error."""
+        engine = self.engine
+        gc.collect()
+        _empty_cuda_cache()
+        if len(ready) > 1:
+            engine.stats.oom_backoffs += 1
+            engine.batch_size = max(1, math.ceil(len(ready) / 2))
+            engine.stats.batch_size = engine.batch_size
+            self.queue.extendleft(reversed(_chunks([p.index for p in ready], engine.batch_size)))
+            return
+        p = ready[0]
+        self.prepared.pop(p.index, None)
+        self._finish(CaptionResult(p.request.key, None, oom_message, None, p.seconds, 0, 0), p.index)
 
 class _RequestError(Exception):
     def __init__(self, message: str, seconds: float = 0.0):

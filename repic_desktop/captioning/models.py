@@ -22,6 +22,10 @@ Rules, all from the RePIC reference implementation and the project's stack notes
   (``verify_pixel_limits``); callers can check every real batch with ``check_grid``.
 * **Decoding.**  Greedy, ``max_new_tokens=1024``; the checkpoint's ``generation_config.json`` extras
   (e.g. ``repetition_penalty``, eos ids) still apply, sampling knobs are neutralised.
+
+The steps that are not loading proper live beside it: quantization.py, adapter_source.py (which adapter,
+and may it be loaded), pixel_limits.py; the errors in model_errors.py. Their public names are still
+importable from here.
 """
 from __future__ import annotations
 
@@ -40,7 +44,19 @@ from typing import Any, Callable
 
 from ..core.cpu_threads import apply_cpu_thread_policy
 from ..core.settings import DEFAULT_MODEL_SOURCE
+# The loading steps in their own modules; importers still know these names as models.X.
+from .adapter_source import MERGE_MARKER as MERGE_MARKER
+from .adapter_source import file_sha256 as file_sha256
+from .adapter_source import resolve_adapter
+from .adapter_source import resolve_adapter_source as resolve_adapter_source
+from .model_errors import ModelLoadError, QuantizationUnavailable
 from .model_manager import ModelError, ModelNotAvailable, resolve_local
+from .quantization import SKIP_QUANT_MODULES as SKIP_QUANT_MODULES
+from .quantization import check_quantization_possible, quantization_config, verify_quantization
+from .quantization import quantized_module_names as quantized_module_names
+from .pixel_limits import PATCH_SIZE as PATCH_SIZE
+from .pixel_limits import PixelLimitError as PixelLimitError
+from .pixel_limits import apply_pixel_limits, check_grid, verify_pixel_limits
 from .prompt import FETCH_MAX_PIXELS
 
 __all__ = [
@@ -72,8 +88,6 @@ DEFAULT_MIN_PIXELS = 4 * 28 * 28  # 3136, the checkpoint default
 DEFAULT_MAX_PIXELS = 1024 * 28 * 28  # 802,816: at most 1024 visual tokens per image (RePIC's setting)
 DEFAULT_MAX_NEW_TOKENS = 1024
 PIXELS_CEILING = FETCH_MAX_PIXELS  # 12.8 MP: RePIC's fetch_image upper limit
-PATCH_SIZE = 14
-SKIP_QUANT_MODULES = ["model.visual", "lm_head"]
 
 QUANTIZATIONS = ("none", "4bit", "8bit")
 ATTENTIONS = ("auto", "flash_attention_2", "sdpa", "eager")
@@ -87,18 +101,6 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 Progress = Callable[[str, float], None]
 """``progress(stage, fraction)``; stage is one of "resolve", "processor", "weights", "adapter", "ready"."""
-
-
-class ModelLoadError(ModelError):
-    """The model exists but cannot be loaded as asked (bad folder, wrong architecture, bad options...)."""
-
-
-class QuantizationUnavailable(ModelLoadError):
-    """4-bit/8-bit asked for where it cannot run (no CUDA GPU, no bitsandbytes)."""
-
-
-class PixelLimitError(ModelError, ValueError):
-    """The image processor produced more visual patches than ``max_pixels`` allows."""
 
 
 class LoadCancelled(Exception):
@@ -361,105 +363,7 @@ def generation_kwargs(loaded: LoadedModel, max_new_tokens: int | None = None) ->
     return {"generation_config": gen}
 
 
-# ---------------------------------------------------------------------------------------------- pixels
-
-
-def check_grid(image_grid_thw: Any, max_pixels: int, *, patch_size: int = PATCH_SIZE) -> None:
-    """Raise ``PixelLimitError`` when an image got more patches than ``max_pixels`` allows.
-
-    ``image_grid_thw`` is the processor output (a tensor or nested list of ``[t, h, w]`` rows, in
-    14-pixel patches).  Each image may have at most ``max_pixels // (14*14)`` patches: some transformers
-    versions silently ignore the ``max_pixels`` given at load time, which would blow the prompt up.
-    """
-    rows = image_grid_thw.tolist() if hasattr(image_grid_thw, "tolist") else list(image_grid_thw)
-    limit = max_pixels // (patch_size * patch_size)
-    for i, row in enumerate(rows):
-        t, h, w = (int(x) for x in row)
-        if t * h * w > limit:
-            raise PixelLimitError(
-                f"Image {i + 1} was resized to {h * patch_size}x{w * patch_size} px ({t * h * w} patches), over "
-                f"the max_pixels limit of {max_pixels} ({limit} patches): the image processor ignored max_pixels.")
-
-
-def apply_pixel_limits(processor: Any, min_pixels: int, max_pixels: int) -> None:
-    """Set the resize limits on the processor's image processor, in every form transformers has used.
-
-    transformers 5 reads ``size={"shortest_edge": min, "longest_edge": max}``; 4.x read ``min_pixels`` /
-    ``max_pixels`` attributes.  The attributes are set only where they already exist: in transformers 5.24
-    an instance attribute ``max_pixels`` is passed to every call and triggers a FutureWarning each time.
-
-    Limits are deliberately *not* passed to ``from_pretrained``: there they land in
-    ``tokenizer.init_kwargs``, which ``ProcessorMixin._merge_kwargs`` re-applies on every call over the
-    image processor's own ``size`` (and which ``save_pretrained`` writes into tokenizer_config.json).  A
-    checkpoint saved that way carries such keys too, so they are removed here.
-    """
-    image_processor = getattr(processor, "image_processor", processor)
-    size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
-    try:
-        from transformers.image_utils import SizeDict  # transformers 5
-    except Exception:  # transformers 4.x: plain dicts
-        SizeDict = None  # noqa: N806
-    if SizeDict is not None and isinstance(getattr(image_processor, "size", None), SizeDict):
-        image_processor.size = SizeDict(**size)
-    else:
-        image_processor.size = dict(size)
-    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
-        if getattr(image_processor, name, None) is not None:
-            setattr(image_processor, name, value)
-    tokenizer = getattr(processor, "tokenizer", None)
-    init_kwargs = getattr(tokenizer, "init_kwargs", None)
-    if isinstance(init_kwargs, dict):
-        for key in ("size", "min_pixels", "max_pixels"):
-            init_kwargs.pop(key, None)
-
-
-def verify_pixel_limits(processor: Any, min_pixels: int, max_pixels: int) -> None:
-    """Run the processor on a too-big and a too-small blank image; raise ``PixelLimitError`` if a limit is ignored.
-
-    Costs a few tens of milliseconds; catches transformers versions that ignore the limits before the first
-    real caption does.
-    """
-    from PIL import Image
-
-    image_token = getattr(processor, "image_token", "<|image_pad|>")
-    side = int((2 * max_pixels) ** 0.5) + 28
-    big, small = Image.new("RGB", (side, side)), Image.new("RGB", (28, 28))
-    text = f"<|vision_start|>{image_token}<|vision_end|>" * 2
-    grid = processor(text=[text], images=[big, small], return_tensors="pt")["image_grid_thw"]
-    check_grid(grid, max_pixels)
-    t, h, w = (int(x) for x in grid[1])
-    if t * h * w * PATCH_SIZE * PATCH_SIZE < min_pixels:
-        raise PixelLimitError(f"A 28x28 px image was resized to only {t * h * w} patches, under the min_pixels limit "
-                              f"of {min_pixels}: the image processor ignored min_pixels.")
-
-
 # ----------------------------------------------------------------------------------------------- load
-
-
-def quantized_module_names(model: Any) -> list[str]:
-    """Names of the bitsandbytes ``Linear4bit`` / ``Linear8bitLt`` modules in ``model``."""
-    try:
-        import bitsandbytes as bnb
-    except Exception:
-        return []
-    kinds = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
-    return [name for name, module in model.named_modules() if isinstance(module, kinds)]
-
-
-def _strip_peft_prefix(name: str) -> str:
-    return name[len("base_model.model."):] if name.startswith("base_model.model.") else name
-
-
-def _verify_quantization(model: Any) -> None:
-    names = [_strip_peft_prefix(n) for n in quantized_module_names(model)]
-    if not names:
-        raise ModelLoadError("Quantization was asked for but no layer was quantized (bitsandbytes did nothing).")
-    wrong = [n for n in names if n.startswith("model.visual") or n.startswith("visual") or n == "lm_head"
-             or n.startswith("lm_head.")]
-    if wrong:
-        raise ModelLoadError(f"Quantization also hit the vision tower / lm_head ({wrong[0]}...), which must stay "
-                             f"unquantized: this transformers version ignores llm_int8_skip_modules.")
-
 
 _WEIGHTS_HOOK_LOCK = threading.Lock()
 
@@ -535,17 +439,6 @@ def _check_model_folder(path: Path, source: str) -> None:
                              f"(never pickled .bin files).")
 
 
-def _quantization_config(quantization: str, dtype: Any) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    if quantization == "4bit":
-        # Compute dtype = the model dtype: bf16 on modern GPUs (the usual QLoRA setting), fp16 on GPUs
-        # without bf16, fp32 for the CPU (tests only).
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                  bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=list(SKIP_QUANT_MODULES))
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(SKIP_QUANT_MODULES))
-
-
 def load_model(
     spec: ModelSpec,
     *,
@@ -560,11 +453,7 @@ def load_model(
     ``ModelError`` subclasses with a one-sentence message: ``ModelNotAvailable`` (not downloaded),
     ``QuantizationUnavailable``, ``ModelLoadError``.
     """
-    import torch
-    from transformers import AutoModelForImageTextToText
-
     from .demo_model import is_demo_model
-    from .processor import load_processor
 
     _check_cancel(cancel, "resolving the model")
     _report(progress, "resolve", 0.0)
@@ -572,67 +461,21 @@ def load_model(
     dtype = resolve_dtype(spec.dtype, device)
     if device == "cpu":
         apply_cpu_thread_policy()  # all cores but one (core/cpu_threads.py); the CLI, GUI and trainer alike
-    if spec.quantization != "none":
-        if importlib.util.find_spec("bitsandbytes") is None:
-            raise QuantizationUnavailable(f"{spec.quantization} quantization needs the bitsandbytes package: "
-                                          f"install it (`pip install bitsandbytes`) or set quantization to none.")
-        if not device.startswith("cuda") and not allow_cpu_quantization:
-            bits = "4-bit" if spec.quantization == "4bit" else "8-bit"
-            raise QuantizationUnavailable(f"{bits} quantization needs an NVIDIA GPU (CUDA) and none is in use here: "
-                                          f"set quantization to none to run on the CPU.")
+    check_quantization_possible(spec.quantization, device, allow_cpu_quantization)
     attention = resolve_attention(spec.attention, device, dtype)
 
     model_path, commit = resolve_local(spec.source, revision=spec.revision, cache_dir=spec.cache_dir)
     _check_model_folder(model_path, spec.source)
-    adapter_path: Path | None = None
-    adapter_commit: str | None = None
-    if spec.adapter:
-        adapter_path, adapter_commit = resolve_local(spec.adapter, cache_dir=spec.cache_dir, what="adapter")
-        if not (adapter_path / "adapter_config.json").exists():
-            raise ModelLoadError(f"{spec.adapter} is not a LoRA adapter folder (it has no adapter_config.json).")
-        if not (adapter_path / "adapter_model.safetensors").exists():
-            raise ModelLoadError(f"The adapter {spec.adapter} has no adapter_model.safetensors, and RePIC Desktop "
-                                 f"only loads safetensors (never pickled .bin files).")
-        _check_not_merged_into(model_path, adapter_path, spec)
+    adapter_path, adapter_commit = resolve_adapter(spec, model_path)
 
     _check_cancel(cancel, "loading the processor")
     _report(progress, "processor", 0.05)
-    try:  # no pixel limits here: see apply_pixel_limits
-        processor = load_processor(model_path, trust_remote_code=False)
-    except Exception as exc:
-        raise ModelLoadError(f"The processor/tokenizer files of {spec.source} could not be loaded "
-                             f"({type(exc).__name__}: {_first_line(exc)}).") from exc
-    apply_pixel_limits(processor, spec.min_pixels, spec.max_pixels)
-    verify_pixel_limits(processor, spec.min_pixels, spec.max_pixels)
+    processor = _load_processor(spec, model_path)
 
     _check_cancel(cancel, "loading the weights")
     _report(progress, "weights", 0.1)
-    kwargs: dict[str, Any] = {
-        "dtype": dtype,
-        "attn_implementation": attention,
-        "use_safetensors": True,
-        "trust_remote_code": False,
-        "local_files_only": True,
-    }
-    if device.startswith("cuda"):
-        kwargs["device_map"] = {"": device}
-    if spec.quantization != "none":
-        kwargs["quantization_config"] = _quantization_config(spec.quantization, dtype)
-    try:
-        with _weights_loop_hook(progress, cancel):
-            model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
-    except LoadCancelled:
-        gc.collect()
-        raise
-    except torch.cuda.OutOfMemoryError as exc:
-        raise ModelLoadError(f"The GPU ran out of memory loading {spec.source}: try 4-bit quantization or "
-                             f"close other GPU programs.") from exc
-    except Exception as exc:
-        raise ModelLoadError(f"The weights of {spec.source} could not be loaded ({type(exc).__name__}: "
-                             f"{_first_line(exc)}).") from exc
-    model.eval()
-    if spec.quantization != "none":
-        _verify_quantization(model)
+    model = _load_weights(spec, model_path, device=device, dtype=dtype, attention=attention,
+                          progress=progress, cancel=cancel)
     generation_config = _greedy_generation_config(getattr(model, "generation_config", None),
                                                   DEFAULT_MAX_NEW_TOKENS)
     # Also installed on the model: generate() fills unset (None) fields from model.generation_config, so
@@ -643,18 +486,10 @@ def load_model(
         try:
             _check_cancel(cancel, "loading the adapter")
         except LoadCancelled:
-            del model
+            del model  # here, where the only reference lives
             unload(None)  # gc + free the GPU memory the weights took
             raise
-        _report(progress, "adapter", 0.9)
-        from peft import PeftModel
-
-        try:
-            model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=False)
-        except Exception as exc:
-            raise ModelLoadError(f"The adapter {spec.adapter} does not fit {spec.source} "
-                                 f"({type(exc).__name__}: {_first_line(exc)}).") from exc
-        model.eval()
+        model = _attach_adapter(model, spec, adapter_path, progress=progress)
 
     _report(progress, "ready", 1.0)
     return LoadedModel(
@@ -673,6 +508,68 @@ def load_model(
     )
 
 
+def _load_processor(spec: ModelSpec, model_path: Path) -> Any:
+    from .processor import load_processor
+
+    try:  # no pixel limits here: see apply_pixel_limits
+        processor = load_processor(model_path, trust_remote_code=False)
+    except Exception as exc:
+        raise ModelLoadError(f"The processor/tokenizer files of {spec.source} could not be loaded "
+                             f"({type(exc).__name__}: {_first_line(exc)}).") from exc
+    apply_pixel_limits(processor, spec.min_pixels, spec.max_pixels)
+    verify_pixel_limits(processor, spec.min_pixels, spec.max_pixels)
+    return processor
+
+
+def _load_weights(spec: ModelSpec, model_path: Path, *, device: str, dtype: Any, attention: str,
+                  progress: Progress | None, cancel: Callable[[], bool] | None) -> Any:
+    """The model in eval mode, safetensors only, quantized as asked (and verified)."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    kwargs: dict[str, Any] = {
+        "dtype": dtype,
+        "attn_implementation": attention,
+        "use_safetensors": True,
+        "trust_remote_code": False,
+        "local_files_only": True,
+    }
+    if device.startswith("cuda"):
+        kwargs["device_map"] = {"": device}
+    if spec.quantization != "none":
+        kwargs["quantization_config"] = quantization_config(spec.quantization, dtype)
+    try:
+        with _weights_loop_hook(progress, cancel):
+            model = AutoModelForImageTextToText.from_pretrained(model_path, **kwargs)
+    except LoadCancelled:
+        gc.collect()
+        raise
+    except torch.cuda.OutOfMemoryError as exc:
+        raise ModelLoadError(f"The GPU ran out of memory loading {spec.source}: try 4-bit quantization or "
+                             f"close other GPU programs.") from exc
+    except Exception as exc:
+        raise ModelLoadError(f"The weights of {spec.source} could not be loaded ({type(exc).__name__}: "
+                             f"{_first_line(exc)}).") from exc
+    model.eval()
+    if spec.quantization != "none":
+        verify_quantization(model)
+    return model
+
+
+def _attach_adapter(model: Any, spec: ModelSpec, adapter_path: Path, *, progress: Progress | None) -> Any:
+    """The LoRA attached, unmerged, in eval mode."""
+    _report(progress, "adapter", 0.9)
+    from peft import PeftModel
+
+    try:
+        model = PeftModel.from_pretrained(model, str(adapter_path), is_trainable=False)
+    except Exception as exc:
+        raise ModelLoadError(f"The adapter {spec.adapter} does not fit {spec.source} "
+                             f"({type(exc).__name__}: {_first_line(exc)}).") from exc
+    model.eval()
+    return model
+
+
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0][:300] if lines else ""
@@ -688,75 +585,3 @@ def unload(loaded: LoadedModel | None) -> None:
         import torch
 
         torch.cuda.empty_cache()
-
-
-MERGE_MARKER = "repic_merge.json"  # written by `repic-train adapters merge` into the merged model's folder
-
-
-def file_sha256(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _check_not_merged_into(model_path: Path, adapter_path: Path, spec: ModelSpec) -> None:
-    """Refuse a LoRA on a model it is already merged into: the weights would carry its delta twice.
-    The merge marker names the adapter by the hash of its weights (an exported copy is the same
-    adapter) and by its folder (markers of older merges have no hash)."""
-    try:
-        info = json.loads((model_path / MERGE_MARKER).read_text(encoding="utf-8"))
-        merged = info["merged_from"]
-        if not isinstance(merged, dict):
-            return
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    same = False
-    folder = merged.get("adapter_path")
-    if isinstance(folder, str) and folder:
-        try:
-            same = Path(folder).resolve() == adapter_path.resolve()
-        except (OSError, RuntimeError):
-            same = False
-    digest = merged.get("adapter_sha256")
-    if not same and isinstance(digest, str) and digest:
-        same = file_sha256(adapter_path / "adapter_model.safetensors") == digest
-    if same:
-        raise ModelLoadError(f"The adapter {spec.adapter} is already merged into {spec.source} (`repic-train "
-                             f"adapters merge`): applying it again would count it twice. Use the merged model "
-                             f"without an adapter, or the adapter on its base {merged.get('base_model') or 'model'}.")
-
-
-def resolve_adapter_source(value: str | None, library: Any = None) -> str | None:
-    """What ``--adapter`` / the adapter setting names, as ``ModelSpec.adapter`` wants it: an existing
-    folder (returned as an absolute path), else the name of an adapter registered in ``library``
-    (``repic-train`` registers every adapter it trains), else a hub id (``owner/name``) left for
-    ``load_model`` to resolve in the cache. A folder wins over a registered name, so a path typed by
-    the user always means that path."""
-    if value is None or not str(value).strip():
-        return None
-    value = str(value).strip()
-    path = Path(os.path.expanduser(value))
-    if path.is_dir():
-        return str(path.resolve())
-    if library is not None:
-        from ..core.library import NotFound
-
-        try:
-            adapter = library.adapters.get(value)
-        except NotFound:
-            adapter = None
-        if adapter is not None:
-            if not Path(adapter.path).is_dir():
-                raise ModelLoadError(f"The adapter {adapter.name!r} is registered but its folder {adapter.path} is "
-                                     f"gone: remove it with `repic-train adapters remove {adapter.name}`.")
-            return adapter.path
-    if "/" in value and not value.startswith((".", "/", "~")):
-        return value  # a hub id: load_model resolves it in the local cache
-    if library is None:
-        raise ModelLoadError(f"{value!r} is not an adapter folder.")
-    raise ModelLoadError(f"{value!r} is neither an adapter folder nor an adapter registered in this library: "
-                         f"see `repic-train adapters list`.")

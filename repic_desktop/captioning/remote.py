@@ -25,13 +25,14 @@ VLLM_CHAT_REQUEST_FIELDS).
 Privacy: photos go only to the URLs the user configured; the API key comes from an environment
 variable or the OS keyring and lives only in the HTTP client's headers (never in the library,
 provenance, job parameters or logs); https certificates are verified (optionally against a CA file);
-plain http to anything but this computer needs an explicit opt-in.
+plain http to anything but this computer needs an explicit opt-in (server_address.py).
+
+Module size (~630 lines): the backend, its server pool and the connection test are one thing: the test
+drives the same backend and pool the jobs use (`prompt_check` on a live `_Server`), so it stays here; the
+addresses/keys (server_address.py) and the request body (chat_request.py) are separate.
 """
 from __future__ import annotations
 
-import base64
-import io
-import ipaddress
 import json
 import os
 import random
@@ -39,47 +40,34 @@ import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
-from ..core.errors import RepicError
-from .prompt import MAX_PIXELS, MIN_PIXELS, IMAGE_FACTOR, CaptionPrompt, ImageRef, fetch_image, parse_tags, smart_resize
+# Addresses, keys and options live in server_address.py, the request body in chat_request.py;
+# importers still know these names as remote.X.
+from .server_address import DEFAULT_API_KEY_ENV as DEFAULT_API_KEY_ENV
+from .server_address import DEFAULT_IN_FLIGHT as DEFAULT_IN_FLIGHT
+from .server_address import KEYRING_SERVICE as KEYRING_SERVICE
+from .server_address import RemoteError as RemoteError
+from .server_address import RemoteOptions as RemoteOptions
+from .server_address import ServerAddress as ServerAddress
+from .server_address import api_key_for as api_key_for
+from .server_address import is_local_host as is_local_host
+from .server_address import server_settings as server_settings
+from .server_address import store_api_key as store_api_key
+from .server_address import strip_credentials
+from .chat_request import SENT_FIELDS as SENT_FIELDS
+from .chat_request import VLLM_CHAT_REQUEST_FIELDS as VLLM_CHAT_REQUEST_FIELDS
+from .chat_request import chat_messages as chat_messages
+from .chat_request import encode_image as encode_image
+from .chat_request import repetition_penalty_for as repetition_penalty_for
+from .chat_request import request_body as request_body
+from .prompt import MAX_PIXELS, MIN_PIXELS, CaptionPrompt, ImageRef, parse_tags
 
-# Fields of vLLM's ChatCompletionRequest (vllm/entrypoints/openai/chat_completion/protocol.py at commit
-# 002032ee2b18e1f7bd924ec47b62504ba3866063, "class ChatCompletionRequest"); a body the backend builds may
-# hold only these (tested). Listed in full for the fields we might ever use, not only the ones we send.
-VLLM_CHAT_REQUEST_FIELDS = frozenset({
-    # "Ordered by official OpenAI API documentation"
-    "messages", "model", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs", "max_tokens",
-    "max_completion_tokens", "n", "presence_penalty", "response_format", "seed", "stop", "stream",
-    "stream_options", "temperature", "top_p", "tools", "tool_choice", "reasoning_effort", "include_reasoning",
-    "parallel_tool_calls", "user",
-    # "chat-completion-sampling-params"
-    "use_beam_search", "top_k", "min_p", "repetition_penalty", "length_penalty", "stop_token_ids",
-    "include_stop_str_in_output", "ignore_eos", "min_tokens", "skip_special_tokens",
-    "spaces_between_special_tokens", "truncate_prompt_tokens", "prompt_logprobs", "allowed_token_ids",
-    "bad_words",
-    # "chat-completion-extra-params"
-    "echo", "add_generation_prompt", "continue_final_message", "add_special_tokens", "documents",
-    "chat_template", "chat_template_kwargs", "mm_processor_kwargs", "priority", "request_id",
-})
-SENT_FIELDS = ("model", "messages", "temperature", "max_tokens", "repetition_penalty", "min_tokens")
-
-# Qwen2.5-VL checkpoints ship generation_config.json with repetition_penalty 1.05 (RePIC's included,
-# ../shared/reference/repic-method.md §1.3); used only when the model's own file is not on this computer.
-QWEN25VL_REPETITION_PENALTY = 1.05
-KEYRING_SERVICE = "repic-desktop"
-DEFAULT_API_KEY_ENV = "REPIC_API_KEY"
-DEFAULT_IN_FLIGHT = 8
 RETRY_STATUSES = {408, 429, 500, 502, 503, 504}
 MAX_RETRIES_PER_PHOTO = 5  # a 5xx that keeps coming for one photo is that photo's error, not an outage
 _MM_LIMIT_RE = re.compile(r"at most \d+ image|limit[_-]mm[_-]per[_-]prompt|image.{0,40}(?:limit|exceed)|"
                           r"only \d+ image", re.IGNORECASE)
-
-
-class RemoteError(RepicError, RuntimeError):
-    """A problem with the server set-up; the message is one sentence for the user."""
 
 
 class ServerConfigError(RemoteError):
@@ -90,112 +78,15 @@ class ServersUnavailable(RemoteError):
     """No configured server answered for longer than the backend waits: the job pauses."""
 
 
-# ---- server addresses, keys, TLS ---------------------------------------------------------------------
-
-def is_local_host(host: str) -> bool:
-    if host in ("localhost", "localhost.localdomain") or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass(frozen=True)
-class ServerAddress:
-    """A server URL split into what may be shown/stored (`url`, never credentials) and the API root."""
-    url: str          # scheme://host[:port][/path], no credentials, no trailing slash, no /v1
-    url_password: str | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def parse(cls, raw: str, *, allow_http: bool = False) -> "ServerAddress":
-        text = raw.strip()
-        if "://" not in text:
-            text = "http://" + text if is_local_host(text.split(":")[0].split("/")[0]) else "https://" + text
-        bad = RemoteError(f"{_strip_credentials(raw)!r} is not a server address like https://gpu-box:8000")
-        if any(ord(c) < 33 or ord(c) == 127 for c in text):
-            raise bad
-        import httpx
-
-        try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018  (raises ValueError for a port that is not a number)
-            httpx.URL(text)  # the host as httpx will use it (IDNA rules)
-        except (ValueError, httpx.InvalidURL):
-            raise bad from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise bad
-        host = parts.hostname
-        if parts.scheme == "http" and not allow_http and not is_local_host(host):
-            raise RemoteError(f"refusing to send photos unencrypted to {host}: use https, or allow plain http "
-                              "for this server explicitly (--allow-http, or the setting)")
-        netloc = host if ":" not in host else f"[{host}]"
-        if parts.port:
-            netloc += f":{parts.port}"
-        path = parts.path.rstrip("/")
-        if path.endswith("/v1"):
-            path = path[:-3]
-        return cls(urlunsplit((parts.scheme, netloc, path, "", "")), parts.password)
-
-    @property
-    def api(self) -> str:
-        return self.url + "/v1"
-
-    @property
-    def origin(self) -> str:
-        p = urlsplit(self.url)
-        return f"{p.scheme}://{p.netloc}"
-
-
-def _strip_credentials(raw: str) -> str:
-    return re.sub(r"//[^/@]*@", "//", raw)
-
-
-def api_key_for(address: ServerAddress, env_var: str | None = None) -> str | None:
-    """The API key for a server: the named environment variable, else REPIC_API_KEY, else the OS keyring
-    (entry "repic-desktop" / the server's origin), else a password given in the URL. None = no key."""
-    for var in (env_var, DEFAULT_API_KEY_ENV):
-        if var and os.environ.get(var):
-            return os.environ[var]
-    try:
-        import keyring
-
-        key = keyring.get_password(KEYRING_SERVICE, address.origin)
-        if key:
-            return key
-    except Exception:  # no keyring backend on this system (headless Linux): env var only
-        pass
-    return address.url_password
-
-
-def store_api_key(address: ServerAddress, key: str) -> None:
-    import keyring
-
-    keyring.set_password(KEYRING_SERVICE, address.origin, key)
-
-
-@dataclass
-class RemoteOptions:
-    servers: Sequence[str]
-    served_model: str | None = None
-    in_flight: int = DEFAULT_IN_FLIGHT
-    api_key_env: str | None = None
-    ca_file: str | None = None
-    allow_http: bool = False
-    timeout: float = 600.0           # one caption: the whole answer (greedy, up to max_tokens)
-    connect_timeout: float = 5.0
-    patience: float = 120.0          # all servers down this long -> the job pauses
-
-
-def server_settings(settings: Any) -> dict[str, Any]:
-    """The remote-server preferences kept in Settings.extra["server"]."""
-    raw = (getattr(settings, "extra", None) or {}).get("server") or {}
-    return {"url": raw.get("url") or None, "served_model": raw.get("served_model") or None,
-            "ca_file": raw.get("ca_file") or None, "allow_http": bool(raw.get("allow_http")),
-            "api_key_env": raw.get("api_key_env") or None, "in_flight": int(raw.get("in_flight") or DEFAULT_IN_FLIGHT)}
-
-
 # ---- one server ---------------------------------------------------------------------------------------
+
+def _retry_after(resp) -> float | None:
+    """The server's Retry-After in seconds (at most a minute), if it sent a number."""
+    try:
+        return min(60.0, float(resp.headers.get("retry-after")))
+    except (TypeError, ValueError):
+        return None
+
 
 def _error_text(resp) -> str:
     try:
@@ -292,74 +183,6 @@ def model_provenance(server_url: str, served_model: str, entry: dict | None) -> 
     source = entry.get("source") or parent or entry.get("root") or served_model
     return {"backend": "remote", "server": server_url, "served_model": served_model, "source": source,
             "revision": entry.get("revision"), "adapter": adapter, "root": entry.get("root")}
-
-
-# ---- images and the request body ----------------------------------------------------------------------
-
-def encode_image(ref: ImageRef, min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS) -> str:
-    """A data URL of the pixels the local engine's processor would work on: RePIC's first resize
-    (fetch_image), then the processor's resize to the pixel limits (PIL bicubic, as its PIL backend)."""
-    from PIL import Image
-
-    img = fetch_image(ref, max_pixels)
-    h, w = smart_resize(img.height, img.width, IMAGE_FACTOR, min_pixels, max_pixels)
-    if (h, w) != (img.height, img.width):
-        img = img.resize((w, h), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG", compress_level=1)  # lossless; level 1: encoding time beats bytes on a LAN
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def chat_messages(prompt: CaptionPrompt, image_url: Callable[[ImageRef], str]) -> list[dict[str, Any]]:
-    """RePIC's messages (prompt.messages(), the same list the local engine renders) with each image
-    placeholder replaced by an OpenAI image_url part, in prompt.images() order."""
-    images = iter(prompt.images())
-    out = []
-    for msg in prompt.messages():
-        content = msg["content"]
-        if isinstance(content, list):
-            content = [{"type": "image_url", "image_url": {"url": image_url(next(images))}}
-                       if part.get("type") == "image" else dict(part) for part in content]
-        out.append({"role": msg["role"], "content": content})
-    return out
-
-
-def request_body(prompt: CaptionPrompt, image_url: Callable[[ImageRef], str], *, model: str, max_tokens: int,
-                 repetition_penalty: float | None = None, min_tokens: int | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": chat_messages(prompt, image_url), "temperature": 0,
-                            "max_tokens": max_tokens}
-    if repetition_penalty is not None:
-        body["repetition_penalty"] = float(repetition_penalty)
-    if min_tokens:
-        body["min_tokens"] = int(min_tokens)
-    return body
-
-
-def repetition_penalty_for(spec: Any) -> float:
-    """The checkpoint's repetition penalty: from its generation_config.json when the model is a local
-    folder or in the Hugging Face cache, else Qwen2.5-VL's shipped 1.05. A file without the field means
-    none (1.0)."""
-    from pathlib import Path
-
-    path = None
-    source = getattr(spec, "source", None)
-    if source and Path(source).is_dir():
-        path = Path(source) / "generation_config.json"
-    elif source:
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            found = try_to_load_from_cache(source, "generation_config.json", revision=getattr(spec, "revision", None),
-                                           cache_dir=getattr(spec, "cache_dir", None))
-            path = Path(found) if isinstance(found, str) else None
-        except Exception:
-            path = None
-    if path is not None and path.is_file():
-        try:
-            return float(json.loads(path.read_text(encoding="utf-8")).get("repetition_penalty") or 1.0)
-        except (OSError, ValueError, TypeError):
-            pass
-    return QWEN25VL_REPETITION_PENALTY
 
 
 # ---- the backend ----------------------------------------------------------------------------------------
@@ -532,7 +355,6 @@ class RemoteBackend:
         from .engine import CaptionResult
 
         t0 = time.perf_counter()
-        prompt = request.prompt
         try:
             body, encode_seconds = body_future.result()
             t0 -= encode_seconds  # a photo's time includes reading and encoding its images
@@ -554,63 +376,76 @@ class RemoteBackend:
                         "the job is paused: resume it when the server is back")
                 time.sleep(0.1)
                 continue
-            try:
-                resp = server.client.post(server.address.api + "/chat/completions", json=body)
-            except Exception as exc:
-                import httpx
-
-                if not isinstance(exc, httpx.TransportError):
-                    self._pool.release(server, None)
-                    raise
-                self._pool.release(server, False, _transport_problem(exc))
+            resp = self._post(server, body)
+            if resp is None:
                 continue
             if resp.status_code == 200:
-                try:
-                    data = resp.json()
-                    text = data["choices"][0]["message"]["content"] or ""
-                    usage = data.get("usage") or {}
-                except (ValueError, KeyError, IndexError, TypeError):
-                    self._pool.release(server, None)
-                    return CaptionResult(request.key, None, f"{server.address.url} sent an answer that is not a "
-                                         "chat completion", None, time.perf_counter() - t0, 0, 0)
-                self._pool.release(server, True)
-                served = data.get("model") or self._served or ""
-                entry = (server.models or {}).get(served)
-                res = CaptionResult(request.key, text, None,
-                                    parse_tags(text, prompt.expected_names(), self.known_names),
-                                    time.perf_counter() - t0, int(usage.get("prompt_tokens") or 0),
-                                    int(usage.get("completion_tokens") or 0))
-                res.provenance = model_provenance(server.address.url, served, entry)
-                return res
+                return self._completion(server, resp, request, t0)
             if resp.status_code in RETRY_STATUSES:
                 retries += 1
-                wait_s = None
-                try:
-                    wait_s = min(60.0, float(resp.headers.get("retry-after")))
-                except (TypeError, ValueError):
-                    pass
-                problem = f"busy or failing (HTTP {resp.status_code})"
                 if retries > MAX_RETRIES_PER_PHOTO and resp.status_code != 429:
                     self._pool.release(server, None)
                     return CaptionResult(request.key, None, f"{server.address.url} failed on this photo "
                                          f"{retries} times (HTTP {resp.status_code}: {_error_text(resp)})", None,
                                          time.perf_counter() - t0, 0, 0)
-                self._pool.release(server, False, problem, wait_s)
+                self._pool.release(server, False, f"busy or failing (HTTP {resp.status_code})", _retry_after(resp))
                 continue
+            return self._refused(server, resp, request, body, t0)
+
+    def _post(self, server, body: dict):
+        """The server's answer, or None after a transport error (the server is marked down)."""
+        try:
+            return server.client.post(server.address.api + "/chat/completions", json=body)
+        except Exception as exc:
+            import httpx
+
+            if not isinstance(exc, httpx.TransportError):
+                self._pool.release(server, None)
+                raise
+            self._pool.release(server, False, _transport_problem(exc))
+            return None
+
+    def _completion(self, server, resp, request, t0: float):
+        """The caption from a 200 answer, with the serving model's provenance."""
+        from .engine import CaptionResult
+
+        try:
+            data = resp.json()
+            text = data["choices"][0]["message"]["content"] or ""
+            usage = data.get("usage") or {}
+        except (ValueError, KeyError, IndexError, TypeError):
             self._pool.release(server, None)
-            server.check_auth(resp)
-            message = _error_text(resp)
-            if resp.status_code == 404 or (resp.status_code == 400 and "model" in message.lower()
-                                           and ("exist" in message.lower() or "not found" in message.lower())):
-                raise ServerConfigError(f"{server.address.url} does not serve the model {body['model']!r}: "
-                                        f"choose another with --served-model ({message})")
-            if _MM_LIMIT_RE.search(message):
-                n = len(prompt.images())
-                raise ServerConfigError(
-                    f"{server.address.url} refuses prompts with {n} images; start vLLM with "
-                    f"--limit-mm-per-prompt '{{\"image\": 8}}' ({message})")
-            return CaptionResult(request.key, None, f"the server refused this photo (HTTP {resp.status_code}: "
-                                 f"{message})", None, time.perf_counter() - t0, 0, 0)
+            return CaptionResult(request.key, None, f"{server.address.url} sent an answer that is not a "
+                                 "chat completion", None, time.perf_counter() - t0, 0, 0)
+        self._pool.release(server, True)
+        served = data.get("model") or self._served or ""
+        entry = (server.models or {}).get(served)
+        res = CaptionResult(request.key, text, None,
+                            parse_tags(text, request.prompt.expected_names(), self.known_names),
+                            time.perf_counter() - t0, int(usage.get("prompt_tokens") or 0),
+                            int(usage.get("completion_tokens") or 0))
+        res.provenance = model_provenance(server.address.url, served, entry)
+        return res
+
+    def _refused(self, server, resp, request, body: dict, t0: float):
+        """A refusal that retrying cannot fix: a job-wide configuration error (auth, unknown model, too few
+        images per prompt allowed) raises; anything else is this photo's error."""
+        from .engine import CaptionResult
+
+        self._pool.release(server, None)
+        server.check_auth(resp)
+        message = _error_text(resp)
+        if resp.status_code == 404 or (resp.status_code == 400 and "model" in message.lower()
+                                       and ("exist" in message.lower() or "not found" in message.lower())):
+            raise ServerConfigError(f"{server.address.url} does not serve the model {body['model']!r}: "
+                                    f"choose another with --served-model ({message})")
+        if _MM_LIMIT_RE.search(message):
+            n = len(request.prompt.images())
+            raise ServerConfigError(
+                f"{server.address.url} refuses prompts with {n} images; start vLLM with "
+                f"--limit-mm-per-prompt '{{\"image\": 8}}' ({message})")
+        return CaptionResult(request.key, None, f"the server refused this photo (HTTP {resp.status_code}: "
+                             f"{message})", None, time.perf_counter() - t0, 0, 0)
 
     def caption(self, requests: Sequence, *, progress=None, cancel: Callable[[], bool] | None = None,
                 on_result=None) -> list:
@@ -760,7 +595,7 @@ def test_connection(options: RemoteOptions, *, tokenizer: Any = None, model_hint
             one = RemoteBackend(RemoteOptions(**{**options.__dict__, "servers": [raw], "patience": 0}),
                                 model_hint=model_hint)
         except RemoteError as exc:
-            reports.append(ConnectionReport(_strip_credentials(raw), False, [str(exc)]))
+            reports.append(ConnectionReport(strip_credentials(raw), False, [str(exc)]))
             continue
         s = one._servers[0]
         lines = []
