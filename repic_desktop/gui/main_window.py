@@ -30,7 +30,8 @@ from .dialogs.files import choose_folder, choose_new_file, choose_open_file
 from .captioning.index_controller import IndexController
 from .pages.people import PeopleManager
 from .pages.personalize import PersonalizePage
-from .widgets.photo_panel import PhotoPanel, TagCommand
+from .widgets.caption_commands import TagCommand
+from .widgets.photo_panel import PhotoPanel
 from .tasks import TaskRunner
 from .widgets.log_view import LogView, log_handler
 from .widgets.thumbnails import ThumbnailLoader

@@ -29,7 +29,7 @@ from ...core.library import Box, Library
 from .browser import EmptyState
 from ..captioning.index_controller import IndexController, service_or_none
 from ..widgets.painting import begin_row, draw_round_pixmap
-from .people import KIND_LABELS
+from .people_model import KIND_LABELS
 from ..tasks import TaskRunner
 from ..widgets.images import load_image_scaled
 from ..widgets.thumbnails import ThumbnailLoader
