@@ -22,7 +22,8 @@ from PySide6.QtWidgets import (
 from .. import APP_NAME
 from ..core.library import Library, LibraryError
 from ..core.temp_files import cleanup_library_folders
-from .pages.browser import Browser, PhotoFilter, query_photo_ids
+from ..core.photo_queries import PhotoFilter, query_photo_ids
+from .pages.browser import Browser
 from .dialogs.about import AboutDialog
 from .dialogs.errors import show_error
 from .pages.faces import FacesPage

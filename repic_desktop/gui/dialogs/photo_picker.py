@@ -8,7 +8,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 from ...core.library import Library, LibraryError
-from ..pages.browser import PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
+from ...core.photo_queries import PhotoFilter, query_photo_ids
+from ..pages.photo_model import PhotoListModel
+from ..widgets.photo_grid import PhotoGridView
 from ..tasks import TaskRunner
 from ..widgets.thumbnails import ThumbnailLoader
 

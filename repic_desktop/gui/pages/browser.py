@@ -18,37 +18,33 @@ import logging
 import os
 import threading
 import time
-from array import array
-from collections import OrderedDict
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from PySide6.QtCore import (
-    QAbstractListModel, QItemSelectionModel, QModelIndex, QPoint, QRectF, QSize, Qt, QTimer, Signal,
+    QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, Signal,
 )
 from PySide6.QtGui import (
-    QColor, QFont, QFontMetrics, QIcon, QPainter, QPainterPath, QPalette, QPen, QPixmap,
-    QStandardItem, QStandardItemModel,
+    QPalette, QStandardItem, QStandardItemModel,
 )
 from PySide6.QtWidgets import (
-    QAbstractItemView, QButtonGroup, QComboBox, QDialog, QDialogButtonBox, QFrame, QHBoxLayout, QHeaderView,
-    QLabel, QLineEdit, QListView, QMenu, QProgressBar, QPushButton, QSlider,
-    QStackedWidget, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QTableWidget, QTableWidgetItem,
-    QToolButton, QTreeView, QVBoxLayout, QWidget,
+    QAbstractItemView, QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QMenu, QSlider,
+    QStackedWidget, QToolButton, QTreeView, QVBoxLayout, QWidget,
 )
 
 from ...core.library import Library, LibraryError, fts_query
-from ...core.photo_queries import PhotoFilter, RowInfo, fetch_rows, query_photo_ids  # noqa: F401 (re-exported)
-from .layout import heading, split_page
+from ...core.photo_queries import PhotoFilter, query_photo_ids
+from .layout import split_page
 from ..tasks import TaskRunner
 from ..widgets.thumbnails import ThumbnailLoader
 from ..wording import count
+from .folder_tree import FolderNode, folder_tree, import_roots
+from .photo_model import PhotoListModel, esc
+from ..widgets.photo_grid import PhotoGridView
+from ..widgets.banner import Banner, EmptyState
+from ..dialogs.import_report import ImportReportDialog
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 128
-MAX_PAGES = 64                 # 8192 rows of text data cached
-MAX_PIXMAPS = 1200             # thumbnails kept as pixmaps (at 160 px: ~100 MB worst case)
 STATUS_FILTERS = (("all", "All"), ("uncaptioned", "Uncaptioned"), ("draft", "Needs review"),
                   ("accepted", "Accepted"))
 
@@ -63,8 +59,6 @@ QToolButton#segment:checked { background: palette(highlight); color: palette(hig
 """
 
 SUGGESTED = "suggested"       # the person filter's "Suggested" item (photos with suggestions waiting)
-PhotoIdRole = Qt.ItemDataRole.UserRole + 1
-InfoRole = Qt.ItemDataRole.UserRole + 2
 FolderRole = Qt.ItemDataRole.UserRole + 3
 
 
@@ -72,547 +66,22 @@ FolderRole = Qt.ItemDataRole.UserRole + 3
 # Folder tree (the grid's queries are in core/photo_queries.py)
 # --------------------------------------------------------------------------------------------------
 
-@dataclass
-class FolderNode:
-    path: str                    # full folder path
-    label: str                   # what the tree shows (single-child chains are collapsed: "home/me/Pictures")
-    own: int = 0                 # photos directly in this folder
-    total: int = 0               # photos here and below
-    children: list["FolderNode"] = field(default_factory=list)
-
-
-def folder_tree(lib: Library) -> tuple[int, list[FolderNode]]:
-    """(number of photos, top-level folder nodes) for the tree, from one GROUP BY."""
-    rows = lib.photos.folder_counts()
-    root = FolderNode("", "")
-    index: dict[str, FolderNode] = {"": root}
-    for folder, n in rows:
-        parts = [x for x in folder.split("/") if x]
-        path = ""
-        node = root
-        for part in parts:
-            path = f"{path}/{part}"
-            child = index.get(path)
-            if child is None:
-                child = FolderNode(path, part)
-                index[path] = child
-                node.children.append(child)
-            node = child
-        node.own += n
-
-    def finish(node: FolderNode) -> int:
-        node.children.sort(key=lambda c: c.label.casefold())
-        node.total = node.own + sum(finish(c) for c in node.children)
-        return node.total
-
-    total = finish(root)
-
-    def collapse(node: FolderNode) -> FolderNode:
-        while node.own == 0 and len(node.children) == 1:
-            child = node.children[0]
-            node = replace(child, label=f"{node.label}/{child.label}" if node.label else child.label)
-        node.children = [collapse(c) for c in node.children]
-        return node
-
-    tops = [collapse(c) for c in root.children]
-    for t in tops:  # a top folder shows its own name; the full path is in its tooltip
-        t.label = t.path.rstrip("/").rsplit("/", 1)[-1] or t.path
-    return total, tops
-
-
-def import_roots(lib: Library) -> list[str]:
-    """The topmost folders that hold photos: what "Rescan" walks when no folder is selected."""
-    folders = lib.photos.folders()
-    roots: list[str] = []
-    for f in folders:
-        if not any(f == r or f.startswith(r.rstrip("/") + "/") for r in roots):
-            roots.append(f)
-    return roots
-
 
 # --------------------------------------------------------------------------------------------------
 # The grid's model
 # --------------------------------------------------------------------------------------------------
-
-class PhotoListModel(QAbstractListModel):
-    """Lazy list of photos: ids in memory, row data paged in from the library, thumbnails from a pool.
-
-    A changed row (new thumbnail, new caption) is announced with `row_changed(row)`, which the grid turns
-    into a repaint of that one cell, instead of `dataChanged`: QListView answers every dataChanged, even
-    for one index, with a walk over all rows (100,000 Python `rowCount` calls, ~150 ms on 100k photos),
-    which would stall the GUI once per arriving thumbnail or finished caption."""
-
-    row_changed = Signal(int)
-    rows_changed = Signal()
-
-    def __init__(self, library: Library, loader: ThumbnailLoader, parent=None):
-        super().__init__(parent)
-        self.lib = library
-        self.loader = loader
-        self._ids = array("q")
-        self._row_of: dict[int, int] | None = None
-        self._pages: OrderedDict[int, list[RowInfo | None]] = OrderedDict()
-        self._pixmaps: OrderedDict[int, QPixmap] = OrderedDict()
-        self._broken: dict[int, str] = {}
-        loader.ready.connect(self._thumb_ready)
-        loader.failed.connect(self._thumb_failed)
-
-    # ------------------------------------------------------------------ content
-    def set_ids(self, ids: array, row_of: dict[int, int] | None = None) -> None:
-        self.beginResetModel()
-        self._ids = ids
-        self._row_of = row_of
-        self._pages.clear()
-        self.endResetModel()
-
-    def ids(self) -> array:
-        return self._ids
-
-    def photo_id(self, row: int) -> int:
-        return self._ids[row]
-
-    def row_of(self, photo_id: int) -> int | None:
-        if self._row_of is None:
-            self._row_of = {pid: i for i, pid in enumerate(self._ids)}
-        return self._row_of.get(photo_id)
-
-    def info(self, row: int) -> RowInfo | None:
-        if not 0 <= row < len(self._ids):
-            return None
-        page_no = row // PAGE_SIZE
-        page = self._pages.get(page_no)
-        if page is None:
-            lo = page_no * PAGE_SIZE
-            chunk = self._ids[lo:lo + PAGE_SIZE]
-            try:
-                got = fetch_rows(self.lib, chunk)
-            except LibraryError as exc:  # never raise inside a paint
-                log.warning("cannot read photos: %s", exc)
-                got = {}
-            page = [got.get(pid) for pid in chunk]
-            self._pages[page_no] = page
-            while len(self._pages) > MAX_PAGES:
-                self._pages.popitem(last=False)
-        else:
-            self._pages.move_to_end(page_no)
-        return page[row - page_no * PAGE_SIZE]
-
-    def refresh_photo(self, photo_id: int) -> None:
-        """Re-read one photo's row (its caption or names changed)."""
-        row = self.row_of(photo_id)
-        if row is None:
-            return
-        page_no = row // PAGE_SIZE
-        page = self._pages.get(page_no)
-        if page is not None:
-            got = fetch_rows(self.lib, [photo_id])
-            page[row - page_no * PAGE_SIZE] = got.get(photo_id)
-        self.row_changed.emit(row)
-
-    def refresh_all(self) -> None:
-        self._pages.clear()
-        self.rows_changed.emit()
-
-    def forget_thumbnails(self) -> None:
-        self._pixmaps.clear()
-        self._broken.clear()
-
-    # ------------------------------------------------------------------ Qt model API
-    def rowCount(self, parent=QModelIndex()) -> int:
-        return 0 if parent.isValid() else len(self._ids)
-
-    def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole):
-        if not index.isValid():
-            return None
-        row = index.row()
-        if role == PhotoIdRole:
-            return self._ids[row]
-        info = self.info(row)
-        if info is None:
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return info.filename
-        if role == InfoRole:
-            return info
-        if role == Qt.ItemDataRole.DecorationRole:
-            pm = self._pixmaps.get(info.id)
-            if pm is not None:
-                self._pixmaps.move_to_end(info.id)
-                return pm
-            if info.id not in self._broken and info.content_hash:
-                self.loader.request_photo(info.id, info.path, info.content_hash)
-            return None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            lines = [f"<b>{_esc(info.filename)}</b>"]
-            if info.names:
-                lines.append(_esc(info.names))
-            if info.caption:
-                lines.append(f"<i>{_esc(info.caption[:300])}</i>")
-            elif info.id in self._broken:
-                lines.append(f"Cannot show this photo: {_esc(self._broken[info.id])}")
-            else:
-                lines.append("No caption yet")
-            return "<br>".join(lines)
-        return None
-
-    def flags(self, index: QModelIndex):
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable if index.isValid() else Qt.ItemFlag.NoItemFlags
-
-    def is_broken(self, photo_id: int) -> str | None:
-        return self._broken.get(photo_id)
-
-    # ------------------------------------------------------------------ thumbnails
-    def _thumb_ready(self, key, image) -> None:
-        if not isinstance(key, int):
-            return
-        self._pixmaps[key] = QPixmap.fromImage(image)
-        while len(self._pixmaps) > MAX_PIXMAPS:
-            self._pixmaps.popitem(last=False)
-        self._changed(key)
-
-    def _thumb_failed(self, key, reason: str) -> None:
-        if not isinstance(key, int):
-            return
-        self._broken[key] = reason
-        self._changed(key)
-
-    def _changed(self, photo_id: int) -> None:
-        row = self.row_of(photo_id)
-        if row is not None:
-            self.row_changed.emit(row)
-
-
-def _esc(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 # --------------------------------------------------------------------------------------------------
 # Painting a grid cell
 # --------------------------------------------------------------------------------------------------
 
-STATUS_COLORS = {"draft": QColor("#e0a100"), "accepted": QColor("#2e9d57"), "exported": QColor("#2e7bd1")}
 STATUS_LABELS = {"draft": "Review", "accepted": "Accepted", "exported": "Exported"}
-
-
-class PhotoDelegate(QStyledItemDelegate):
-    def __init__(self, parent=None, thumb: int = 150):
-        super().__init__(parent)
-        self.thumb = thumb
-
-    def cell_size(self) -> QSize:
-        fm = QFontMetrics(QFont())
-        return QSize(self.thumb + 20, self.box_height() + 20 + 2 * fm.height() + 4)
-
-    def box_height(self) -> int:
-        return int(self.thumb * 0.8)
-
-    def sizeHint(self, option, index) -> QSize:
-        return self.cell_size()
-
-    def paint(self, p: QPainter, option: QStyleOptionViewItem, index: QModelIndex) -> None:
-        p.save()
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        pal = option.palette
-        r = QRectF(option.rect).adjusted(3, 3, -3, -3)
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        hover = bool(option.state & QStyle.StateFlag.State_MouseOver)
-        if selected or hover:
-            c = QColor(pal.color(QPalette.ColorRole.Highlight))
-            c.setAlpha(90 if selected else 35)
-            p.setPen(QPen(pal.color(QPalette.ColorRole.Highlight), 2) if selected else Qt.PenStyle.NoPen)
-            p.setBrush(c)
-            p.drawRoundedRect(r, 8, 8)
-
-        info: RowInfo | None = index.data(InfoRole)
-        box = QRectF(r.x() + (r.width() - self.thumb) / 2, r.y() + 7, self.thumb, self.box_height())
-        pm = index.data(Qt.ItemDataRole.DecorationRole)
-        if isinstance(pm, QPixmap) and not pm.isNull():
-            s = pm.size().scaled(int(box.width()), int(box.height()), Qt.AspectRatioMode.KeepAspectRatio)
-            tr = QRectF(box.x() + (box.width() - s.width()) / 2, box.y() + (box.height() - s.height()) / 2,
-                        s.width(), s.height())
-            path = QPainterPath()
-            path.addRoundedRect(tr, 4, 4)
-            p.setClipPath(path)
-            p.drawPixmap(tr.toRect(), pm)
-            p.setClipping(False)
-            img_rect = tr
-        else:
-            base = QColor(pal.color(QPalette.ColorRole.Mid))
-            base.setAlpha(60)
-            p.setPen(Qt.PenStyle.NoPen)
-            p.setBrush(base)
-            ph = box.adjusted(box.width() * 0.08, box.height() * 0.16, -box.width() * 0.08, -box.height() * 0.16)
-            p.drawRoundedRect(ph, 6, 6)
-            img_rect = ph
-            broken = info is not None and index.model().is_broken(info.id)
-            if broken:
-                p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-                p.drawText(ph, Qt.AlignmentFlag.AlignCenter, "cannot show")
-
-        if info is not None and info.caption_status:
-            self._badge(p, img_rect, info.caption_status)
-
-        fm = QFontMetrics(option.font)
-        text_top = box.bottom() + 4
-        p.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected and False else QPalette.ColorRole.Text))
-        name = info.filename if info else ""
-        p.drawText(QRectF(r.x() + 6, text_top, r.width() - 12, fm.height()),
-                   Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
-                   fm.elidedText(name, Qt.TextElideMode.ElideMiddle, int(r.width() - 12)))
-        sub = info.names if info and info.names else ("" if not info or info.caption_status else "no caption")
-        if sub:
-            small = QFont(option.font)
-            small.setPointSizeF(max(7.0, option.font.pointSizeF() * 0.88))
-            p.setFont(small)
-            sfm = QFontMetrics(small)
-            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText) if not (info and info.names)
-                     else pal.color(QPalette.ColorRole.Link))
-            p.drawText(QRectF(r.x() + 6, text_top + fm.height(), r.width() - 12, sfm.height() + 2),
-                       Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter,
-                       sfm.elidedText(sub, Qt.TextElideMode.ElideRight, int(r.width() - 12)))
-        p.restore()
-
-    def _badge(self, p: QPainter, img: QRectF, status: str) -> None:
-        color = STATUS_COLORS.get(status, QColor("#888"))
-        label = "✓" if status in ("accepted", "exported") else "Review"
-        f = QFont(p.font())
-        f.setPointSizeF(max(7.0, f.pointSizeF() * 0.8))
-        f.setBold(True)
-        p.setFont(f)
-        fm = QFontMetrics(f)
-        w = fm.horizontalAdvance(label) + 10
-        h = fm.height() + 2
-        rect = QRectF(img.right() - w - 4, img.top() + 4, w, h)
-        p.setPen(Qt.PenStyle.NoPen)
-        p.setBrush(color)
-        p.drawRoundedRect(rect, h / 2, h / 2)
-        p.setPen(QColor("white"))
-        p.drawText(rect, Qt.AlignmentFlag.AlignCenter, label)
-        p.setFont(QFont())
-
-
-class PhotoGridView(QListView):
-    """The thumbnail grid. Tells the thumbnail loader which rows are on screen after each scroll."""
-
-    activated_photo = Signal(int)
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setViewMode(QListView.ViewMode.ListMode)
-        self.setFlow(QListView.Flow.LeftToRight)
-        self.setWrapping(True)
-        self.setResizeMode(QListView.ResizeMode.Adjust)
-        self.setUniformItemSizes(True)
-        self.setLayoutMode(QListView.LayoutMode.Batched)   # lays out 100k rows in slices, no stall
-        self.setBatchSize(2000)
-        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
-        self.setMovement(QListView.Movement.Static)
-        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
-        self.setMouseTracking(True)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setSpacing(0)
-        self.delegate = PhotoDelegate(self)
-        self.setItemDelegate(self.delegate)
-        self._retain_timer = QTimer(self, singleShot=True, interval=60)
-        self._retain_timer.timeout.connect(self._retain_visible)
-        self.verticalScrollBar().valueChanged.connect(lambda _: self._retain_timer.start())
-        self.set_thumb_size(150)
-
-    def setModel(self, model) -> None:
-        old = self.model()
-        if isinstance(old, PhotoListModel):
-            old.row_changed.disconnect(self._repaint_row)
-            old.rows_changed.disconnect(self.viewport().update)
-        super().setModel(model)
-        if isinstance(model, PhotoListModel):
-            model.row_changed.connect(self._repaint_row)
-            model.rows_changed.connect(self.viewport().update)
-
-    def scroll_to_row(self, row: int) -> None:
-        """scrollTo that waits for the batched layout to reach `row` (right after a reset only the first
-        slices are laid out)."""
-        self._scroll_target = row
-        self._scroll_tries = 0
-        self._try_scroll()
-
-    def _try_scroll(self) -> None:
-        model, row = self.model(), getattr(self, "_scroll_target", None)
-        if model is None or row is None or not 0 <= row < model.rowCount():
-            return
-        idx = model.index(row)
-        if self.rectForIndex(idx).isValid():
-            self.scrollTo(idx)
-            self._scroll_target = None
-        elif self._scroll_tries < 200:
-            self._scroll_tries += 1
-            QTimer.singleShot(15, self._try_scroll)
-
-    def _repaint_row(self, row: int) -> None:
-        model = self.model()
-        if model is not None and 0 <= row < model.rowCount():
-            self.update(model.index(row))
-
-    def set_thumb_size(self, px: int) -> None:
-        self.delegate.thumb = px
-        size = self.delegate.cell_size()
-        self.setGridSize(size)
-        self.verticalScrollBar().setSingleStep(max(20, size.height() // 3))
-        self.doItemsLayout()
-
-    def visible_rows(self) -> range:
-        model = self.model()
-        if model is None or model.rowCount() == 0:
-            return range(0)
-        vp = self.viewport().rect()
-        first = self.indexAt(QPoint(8, 8))
-        top = first.row() if first.isValid() else 0
-        g = self.gridSize()
-        per_row = max(1, vp.width() // max(1, g.width()))
-        rows = vp.height() // max(1, g.height()) + 2
-        return range(max(0, top - per_row), min(model.rowCount(), top + per_row * (rows + 1)))
-
-    def _retain_visible(self) -> None:
-        model = self.model()
-        if not isinstance(model, PhotoListModel):
-            return
-        ids = [model.photo_id(r) for r in self.visible_rows()]
-        model.loader.retain(ids)
-
-    def resizeEvent(self, e) -> None:
-        super().resizeEvent(e)
-        self._retain_timer.start()
 
 
 # --------------------------------------------------------------------------------------------------
 # Small widgets: empty states, banners, import report
 # --------------------------------------------------------------------------------------------------
-
-class EmptyState(QWidget):
-    """A friendly centred message with optional buttons (for "no photos yet", "nothing matches")."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        lay = QVBoxLayout(self)
-        lay.addStretch(2)
-        self.icon = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
-        self.title = heading(QLabel(alignment=Qt.AlignmentFlag.AlignCenter), 1.5)
-        self.text = QLabel(alignment=Qt.AlignmentFlag.AlignCenter, wordWrap=True)
-        self.text.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-        self.text.setFixedWidth(440)
-        self.buttons = QHBoxLayout()
-        self.buttons.addStretch(1)
-        self.buttons.addStretch(1)
-        lay.addWidget(self.icon)
-        lay.addWidget(self.title)
-        row = QHBoxLayout()
-        row.addStretch(1)
-        row.addWidget(self.text)
-        row.addStretch(1)
-        lay.addLayout(row)
-        lay.addSpacing(10)
-        lay.addLayout(self.buttons)
-        lay.addStretch(3)
-        self._buttons: list[QPushButton] = []
-
-    def set(self, title: str, text: str, buttons: list[tuple[str, Any]] = (), icon: QIcon | None = None) -> None:
-        self.title.setText(title)
-        self.text.setText(text)
-        if icon is not None:
-            self.icon.setPixmap(icon.pixmap(72, 72))
-        for b in self._buttons:
-            b.hide()            # at once: deleteLater waits for the event loop, and both rows showed meanwhile
-            b.deleteLater()
-        self._buttons = []
-        for i, (label, slot) in enumerate(buttons):
-            b = QPushButton(label)
-            b.clicked.connect(slot)
-            if i == 0:
-                b.setDefault(True)
-            self.buttons.insertWidget(1 + i, b)
-            self._buttons.append(b)
-
-
-class Banner(QFrame):
-    """A slim bar above the grid: import progress with Cancel, then a summary with Details."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.setObjectName("banner")
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.setAutoFillBackground(True)
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(10, 4, 6, 4)
-        self.label = QLabel()
-        self.bar = QProgressBar(maximumWidth=260, textVisible=True)
-        self.action = QPushButton()
-        self.close_btn = QToolButton(text="✕", autoRaise=True, toolTip="Dismiss")
-        self.close_btn.clicked.connect(self.hide)
-        lay.addWidget(self.label, 1)
-        lay.addWidget(self.bar)
-        lay.addWidget(self.action)
-        lay.addWidget(self.close_btn)
-        self._slot = None
-        self.hide()
-
-    def show_message(self, text: str, progress: tuple[int, int] | None = None, action: str | None = None,
-                     slot=None, closable: bool = True) -> None:
-        self.label.setText(text)
-        self.bar.setVisible(progress is not None)
-        if progress is not None:
-            done, total = progress
-            self.bar.setRange(0, max(total, 0))
-            self.bar.setValue(done)
-            self.bar.setFormat("%v / %m" if total else "finding photos…")
-        if self._slot is not None:
-            self.action.clicked.disconnect(self._slot)
-            self._slot = None
-        self.action.setVisible(action is not None)
-        if action is not None:
-            self.action.setText(action)
-            self.action.clicked.connect(slot)
-            self._slot = slot
-        self.close_btn.setVisible(closable)
-        self.show()
-
-
-class ImportReportDialog(QDialog):
-    """What an import did, and every skipped file with its reason."""
-
-    def __init__(self, reports: list[dict], parent=None):
-        super().__init__(parent)
-        self.setWindowTitle("Import report")
-        self.resize(760, 420)
-        lay = QVBoxLayout(self)
-        added = sum(r.get("added", 0) for r in reports)
-        skipped = [s for r in reports for s in r.get("skipped", [])]
-        parts = [f"<b>{count(added, 'photo')}</b> added"]
-        for key, label in (("updated", "updated"), ("moved", "found at a new place"), ("missing", "now missing"),
-                           ("unchanged", "unchanged")):
-            n = sum(r.get(key, 0) for r in reports)
-            if n:
-                parts.append(f"{n} {label}")
-        head = QLabel(", ".join(parts) + ".", wordWrap=True)
-        lay.addWidget(head)
-        if skipped:
-            lay.addWidget(QLabel(f"{count(len(skipped), 'file')} could not be imported:"))
-            self.table = QTableWidget(len(skipped), 2)
-            self.table.setHorizontalHeaderLabels(["File", "Reason"])
-            self.table.verticalHeader().hide()
-            self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-            self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
-            self.table.horizontalHeader().setStretchLastSection(True)
-            for i, s in enumerate(skipped):
-                self.table.setItem(i, 0, QTableWidgetItem(s["path"]))
-                self.table.setItem(i, 1, QTableWidgetItem(s["reason"]))
-            self.table.setColumnWidth(0, 380)
-            lay.addWidget(self.table, 1)
-        else:
-            self.table = None
-            lay.addStretch(1)
-        bb = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
-        bb.rejected.connect(self.reject)
-        bb.accepted.connect(self.accept)
-        lay.addWidget(bb)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1061,7 +530,7 @@ class Browser(QWidget):
 
         def on_progress(value) -> None:
             done, total = value
-            self.banner.show_message(f"Importing <b>{_esc(name)}</b>…", (done, total), "Cancel",
+            self.banner.show_message(f"Importing <b>{esc(name)}</b>…", (done, total), "Cancel",
                                      self.cancel_import, closable=False)
             if time.monotonic() - self._last_reload > 2.0:  # let photos appear while a big import runs
                 self.reload_photos()
@@ -1076,7 +545,7 @@ class Browser(QWidget):
             self._import_reports.append(report)
             self._next_import()
 
-        self.banner.show_message(f"Importing <b>{_esc(name)}</b>…", (0, 0), "Cancel", self.cancel_import,
+        self.banner.show_message(f"Importing <b>{esc(name)}</b>…", (0, 0), "Cancel", self.cancel_import,
                                  closable=False)
         self.tasks.run(work, on_done, on_error, on_progress, library=path)
 

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from ...core.concepts import ConceptError, validate_name
 from ...core.library import Box, Library
-from .browser import EmptyState
+from ..widgets.banner import EmptyState
 from ..captioning.index_controller import IndexController, service_or_none
 from ..widgets.painting import begin_row, draw_round_pixmap
 from .people_model import KIND_LABELS

@@ -28,7 +28,10 @@ from ...core.concepts import KINDS, MAX_INFO_LENGTH, ConceptError, validate_info
 from ...core.images import SUPPORTED_EXTENSIONS
 from ...core.library import Box, Library, LibraryError
 from ..dialogs.files import choose_open_file
-from .browser import EmptyState, PhotoFilter, PhotoGridView, PhotoListModel, query_photo_ids
+from ...core.photo_queries import PhotoFilter, query_photo_ids
+from ..widgets.banner import EmptyState
+from ..widgets.photo_grid import PhotoGridView
+from .photo_model import PhotoListModel
 from ..tasks import TaskRunner
 from ..widgets.thumbnails import ThumbnailLoader
 from .layout import heading, split_page
