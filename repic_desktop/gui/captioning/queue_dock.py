@@ -21,7 +21,8 @@ from .model_worker import LOAD_STAGES
 from ..pages.layout import heading
 
 if TYPE_CHECKING:
-    from .controller import CaptioningController, JobView
+    from .controller import CaptioningController
+    from .job_view import JobView
     from .index_controller import IndexController
 
 STATUS_TEXT = {
