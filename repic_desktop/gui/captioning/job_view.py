@@ -4,9 +4,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from ...app.caption_jobs import (
-    backend_choice, where_label as _where_label,
-)
+
+from ...app.caption_jobs import backend_choice, where_label as _where_label
 from ...core.errors import RepicError
 from .model_worker import spec_label
 

@@ -5,10 +5,8 @@ from __future__ import annotations
 import shiboken6
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPalette, QPen, QPixmap
-from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QLabel,
-    QVBoxLayout, QWidget,
-)
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QVBoxLayout, QWidget
+
 from ...core.library import Box, LibraryError, check_box
 from ..tasks import TaskRunner
 from ..widgets.images import load_image_scaled

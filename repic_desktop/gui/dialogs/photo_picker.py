@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView, QDialog, QDialogButtonBox, QLabel,
-    QLineEdit, QStackedWidget,
-    QVBoxLayout,
+    QAbstractItemView, QDialog, QDialogButtonBox, QLabel, QLineEdit, QStackedWidget, QVBoxLayout,
 )
+
 from ...core.library import Library, LibraryError
 from ...core.photo_queries import PhotoFilter, query_photo_ids
 from ..pages.photo_model import PhotoListModel

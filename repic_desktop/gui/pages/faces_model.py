@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import (
-    QStyledItemDelegate,
-)
+from PySide6.QtWidgets import QStyledItemDelegate
+
 from ...core.library import Box, Library
 from ..widgets.painting import begin_row, draw_round_pixmap
 from ..widgets.images import load_image_scaled
@@ -15,17 +15,9 @@ from ..widgets.thumbnails import ThumbnailLoader
 from ..wording import count
 
 log = logging.getLogger(__name__)
-
-
 FACE_THUMB = 96          # decoded size of a face crop (drawn at 40-96 px)
-
-
 ROW_FACES = 5            # faces shown in a cluster's row
-
-
 DETAIL_LIMIT = 200       # faces shown for the selected cluster (a huge cluster is named by its best faces)
-
-
 MARGIN = 0.25            # context around a detector box, as a fraction of its size: a bare box looks cut off
 
 

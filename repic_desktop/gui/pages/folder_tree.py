@@ -3,6 +3,7 @@ import roots that "Rescan" walks."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+
 from ...core.library import Library
 
 

@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette, QPixmap
-from PySide6.QtWidgets import (
-    QStyledItemDelegate,
-)
+from PySide6.QtWidgets import QStyledItemDelegate
+
 from ...core.library import Box, Library, LibraryError
 from ..widgets.painting import begin_row, draw_round_pixmap
 from ..widgets.images import load_image_scaled
@@ -13,8 +12,6 @@ from ..widgets.thumbnails import ThumbnailLoader
 
 
 KIND_LABELS = {"person": "Person", "pet": "Pet", "other": "Other"}
-
-
 REF_THUMB = 112
 
 

@@ -4,31 +4,19 @@ from __future__ import annotations
 import logging
 from array import array
 from collections import OrderedDict
-from PySide6.QtCore import (
-    QAbstractListModel, QModelIndex, Qt, Signal,
-)
-from PySide6.QtGui import (
-    QPixmap,
-)
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, Qt, Signal
+from PySide6.QtGui import QPixmap
+
 from ...core.library import Library, LibraryError
 from ...core.photo_queries import RowInfo, fetch_rows
 from ..widgets.thumbnails import ThumbnailLoader
 
 log = logging.getLogger(__name__)
-
-
 PAGE_SIZE = 128
-
-
 MAX_PAGES = 64                 # 8192 rows of text data cached
-
-
 MAX_PIXMAPS = 1200             # thumbnails kept as pixmaps (at 160 px: ~100 MB worst case)
-
-
 PhotoIdRole = Qt.ItemDataRole.UserRole + 1
-
-
 InfoRole = Qt.ItemDataRole.UserRole + 2
 
 

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from typing import Any
+
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QIcon, QPalette
 from PySide6.QtWidgets import (
     QFrame, QHBoxLayout, QLabel, QProgressBar, QPushButton, QToolButton, QVBoxLayout, QWidget,
 )
+
 from ..pages.layout import heading
 
 

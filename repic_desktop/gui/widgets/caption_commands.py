@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from typing import Callable
-from PySide6.QtGui import (
-    QUndoCommand,
-)
+
+from PySide6.QtGui import QUndoCommand
+
 from ...app import caption_review as review
 from ...core.errors import UserError
 from ...core.library import Box, Library, LibraryError

@@ -1,9 +1,8 @@
 """Caption highlighting: the names of tagged people and pets, coloured in the caption editor."""
 from __future__ import annotations
 
-from PySide6.QtGui import (
-    QColor, QFont, QPalette, QSyntaxHighlighter, QTextCharFormat,
-)
+from PySide6.QtGui import QColor, QFont, QPalette, QSyntaxHighlighter, QTextCharFormat
+
 from ...captioning.prompt import TAG_RE
 
 

@@ -2,20 +2,19 @@
 from __future__ import annotations
 
 import html
+
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
-    QCheckBox, QDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton, QToolButton, QVBoxLayout,
+    QCheckBox, QDialog, QFrame, QHBoxLayout, QLabel, QLineEdit, QListWidget, QListWidgetItem, QPushButton,
+    QToolButton, QVBoxLayout,
 )
+
 from .caption_highlighter import tag_colors
 
 
 SUGGESTION_COLOR = QColor("#f2994a")      # suggested boxes: amber, dashed (confirmed regions are blue)
-
-
 WEAK_COLOR = QColor("#9b7bd4")            # cat-face hints: no identity behind them
-
-
 WEAK_TIP = ("A weak hint from a cat-face detector: it found a cat's face here but cannot tell which cat. "
             "Confirm only if this is {name}.")
 

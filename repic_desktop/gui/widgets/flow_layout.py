@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, QSize, Qt
-from PySide6.QtWidgets import (
-    QLayout,
-)
+from PySide6.QtWidgets import QLayout
 
 
 class FlowLayout(QLayout):

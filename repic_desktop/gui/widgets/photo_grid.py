@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPoint, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import (
-    QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen, QPixmap,
-)
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPainterPath, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView, QFrame, QListView, QStyle,
-    QStyledItemDelegate, QStyleOptionViewItem,
+    QAbstractItemView, QFrame, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem,
 )
+
 from ...core.photo_queries import RowInfo
 from ..pages.photo_model import InfoRole, PhotoListModel
 

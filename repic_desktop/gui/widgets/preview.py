@@ -3,9 +3,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette, QPen, QPixmap
-from PySide6.QtWidgets import (
-    QSizePolicy, QWidget,
-)
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
 from .caption_highlighter import tag_colors
 from .chips import SUGGESTION_COLOR, WEAK_COLOR
 
