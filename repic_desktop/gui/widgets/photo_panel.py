@@ -20,6 +20,10 @@ Why it is shaped like this:
   are rebuilt from the library when it is done. Confirm (✓) and reject (✗) are commands on the same undo
   stack: undo puts the suggestion back to pending with `reset_suggestion`, which also removes the tag
   and region the confirmation made (never a tag the user had added by hand).
+
+The undo commands, chips, caption highlighter, flow layout and preview are modules of their own beside
+this one; what stays (a little over 600 lines) is one class, PhotoPanel, whose sections (preview, chips,
+caption editor, history) share the photo shown and the undo stack.
 """
 from __future__ import annotations
 
