@@ -18,9 +18,7 @@ from typing import Callable
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QUndoStack
-from PySide6.QtWidgets import (
-    QDockWidget, QLabel, QMainWindow, QMenu, QSplitter, QStackedWidget,
-)
+from PySide6.QtWidgets import QDockWidget, QLabel, QMainWindow, QMenu, QSplitter, QStackedWidget
 
 from .. import APP_NAME
 from ..core.library import Library, LibraryError

@@ -26,8 +26,9 @@ from typing import Any, Callable
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QApplication, QDockWidget, QMessageBox, QWidget
 
-from ...app.caption_jobs import (CaptionOptions, create_caption_job, plan_caption_job,
-                                 request_presets, suggestion_options)
+from ...app.caption_jobs import (
+    CaptionOptions, create_caption_job, plan_caption_job, request_presets, suggestion_options,
+)
 from ...captioning.jobs import resumable_jobs
 from ...core.errors import RepicError
 from ...core.jobs import JobStore

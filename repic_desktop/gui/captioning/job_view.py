@@ -1,4 +1,6 @@
-"""What the queue and the caption dialog show about a caption job: the JobView kept on the GUI thread, and the labels for its request, people & pets and model."""
+"""What the queue and the caption dialog show about a caption job: the JobView kept on the GUI thread, and
+the labels for its request, people & pets and model.
+"""
 from __future__ import annotations
 
 import time

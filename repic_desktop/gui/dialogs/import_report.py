@@ -1,4 +1,4 @@
-"""The import report: what an import skipped and why, one row per file."""
+"""The import report: what an import did, and every file it skipped with the reason."""
 from __future__ import annotations
 
 from PySide6.QtWidgets import (

@@ -16,8 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QDialog, QDialogButtonBox, QLabel, QTabWidget,
-    QTableWidgetItem, QVBoxLayout, QWidget,
+    QDialog, QDialogButtonBox, QLabel, QTabWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
 from ...captioning.models import DEFAULT_MAX_PIXELS

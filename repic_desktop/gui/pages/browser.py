@@ -20,12 +20,8 @@ import threading
 import time
 from dataclasses import replace
 
-from PySide6.QtCore import (
-    QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, Signal,
-)
-from PySide6.QtGui import (
-    QPalette, QStandardItem, QStandardItemModel,
-)
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QPoint, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import (
     QAbstractItemView, QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel, QLineEdit, QMenu, QSlider,
     QStackedWidget, QToolButton, QTreeView, QVBoxLayout, QWidget,
@@ -47,7 +43,6 @@ log = logging.getLogger(__name__)
 
 STATUS_FILTERS = (("all", "All"), ("uncaptioned", "Uncaptioned"), ("draft", "Needs review"),
                   ("accepted", "Accepted"))
-
 SEGMENT_STYLE = """
 QToolButton#segment { padding: 3px 8px; border: 1px solid palette(mid); background: palette(button);
                       margin-left: -1px; }
@@ -57,11 +52,8 @@ QToolButton#segment:hover { background: palette(midlight); }
 QToolButton#segment:checked { background: palette(highlight); color: palette(highlighted-text);
                               border-color: palette(highlight); }
 """
-
 SUGGESTED = "suggested"       # the person filter's "Suggested" item (photos with suggestions waiting)
 FolderRole = Qt.ItemDataRole.UserRole + 3
-
-
 STATUS_LABELS = {"draft": "Review", "accepted": "Accepted", "exported": "Exported"}
 
 

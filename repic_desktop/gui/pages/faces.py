@@ -19,8 +19,8 @@ import logging
 from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QPalette, QUndoStack
 from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView, QMenu,
-    QPushButton, QStackedWidget, QVBoxLayout, QWidget,
+    QAbstractItemView, QCheckBox, QComboBox, QCompleter, QFrame, QHBoxLayout, QLabel, QLineEdit, QListView,
+    QMenu, QPushButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
 from ...core.concepts import ConceptError, validate_name

@@ -1,4 +1,6 @@
-"""Faces page data: face clusters loaded from the library, their thumbnails, and the models and delegate of the cluster list and the face grid."""
+"""Faces page data: face clusters loaded from the library, their thumbnails, and the models and delegate of
+the cluster list and the face grid.
+"""
 from __future__ import annotations
 
 import logging

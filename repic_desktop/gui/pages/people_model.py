@@ -1,4 +1,6 @@
-"""People & Pets list: the item model over the library's concepts, its row delegate, and the reference-photo thumbnails they share with the concept dialog."""
+"""People & Pets list: the item model over the library's concepts, its row delegate, and the reference-photo
+thumbnails they share with the concept dialog.
+"""
 from __future__ import annotations
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QRectF, QSize, Qt

@@ -30,10 +30,7 @@ from pathlib import Path
 
 import shiboken6
 from PySide6.QtCore import QCoreApplication, QProcess, Qt, QTimer, Signal
-from PySide6.QtWidgets import (
-    QListWidgetItem, QMessageBox, QTreeWidgetItem,
-    QWidget,
-)
+from PySide6.QtWidgets import QListWidgetItem, QMessageBox, QTreeWidgetItem, QWidget
 
 from ...app.adapters import read_manifest
 from ...core.library import Library, LibraryError, NotFound
@@ -42,9 +39,7 @@ from ..dialogs.files import choose_folder
 from .layout import split_page
 from ..captioning.model_worker import demo_model_dir
 from ...captioning.demo_model import is_demo_model
-from .training_stream import (
-    TASKS, TailBuffer, TrainingProgress, metric_text, summary_from_output,
-)
+from .training_stream import TASKS, TailBuffer, TrainingProgress, metric_text, summary_from_output
 from .personalize_layout import tone, PersonalizeLayout
 from .personalize_run import TrainingRun
 

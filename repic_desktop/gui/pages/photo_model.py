@@ -1,4 +1,6 @@
-"""The photo grid's item model: the ids of the photos that match the filter, with row data fetched on demand in pages (see browser.py for why)."""
+"""The photo grid's item model: the ids of the photos that match the filter, with row data fetched on demand
+in pages (see browser.py for why).
+"""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,7 @@
-"""Undo commands for the photo panel: thin Qt wrappers over the application layer's caption review (app/caption_review.py), so an edit, a status change, a tag or an answered suggestion can be undone from the window's QUndoStack."""
+"""Undo commands for the photo panel: thin Qt wrappers over the application layer's caption review
+(app/caption_review.py), so an edit, a status change, a tag or an answered suggestion can be undone from
+the window's QUndoStack.
+"""
 from __future__ import annotations
 
 from typing import Callable

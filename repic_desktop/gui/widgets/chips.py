@@ -1,4 +1,6 @@
-"""Chips under the caption: a tagged person or pet, a suggestion to confirm or dismiss, and the picker that adds one."""
+"""Chips under the caption: a tagged person or pet, a suggestion to confirm or dismiss, and the picker that
+adds one.
+"""
 from __future__ import annotations
 
 import html

@@ -1,4 +1,6 @@
-"""The thumbnail grid: the view (a wrapping QListView with uniform item sizes) and the delegate that paints a photo's tile."""
+"""The thumbnail grid: the view (a wrapping QListView with uniform item sizes) and the delegate that paints a
+photo's tile.
+"""
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPoint, QRectF, QSize, Qt, QTimer, Signal

@@ -33,12 +33,10 @@ import logging
 import os
 
 from PySide6.QtCore import QEvent, QSize, Qt, Signal
-from PySide6.QtGui import (
-    QFont, QKeySequence, QPalette, QPixmap, QUndoStack,
-)
+from PySide6.QtGui import QFont, QKeySequence, QPalette, QPixmap, QUndoStack
 from PySide6.QtWidgets import (
-    QDialog, QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit,
-    QPushButton, QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget,
+    QDialog, QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton,
+    QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
 from ...app import caption_review as review

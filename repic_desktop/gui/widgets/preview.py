@@ -1,4 +1,6 @@
-"""The photo preview: the picture scaled to fit, with the boxes of tagged people and pets and of suggestions drawn on it."""
+"""The photo preview: the picture scaled to fit, with the boxes of tagged people and pets and of suggestions
+drawn on it.
+"""
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt
