@@ -172,7 +172,7 @@ def test_settings_server_tab_saves_url_and_tests_the_connection(qtbot, env, wind
     with qtbot.waitSignal(dlg.saved, timeout=WAIT):
         dlg.accept()
     assert Settings.load().extra["server"]["url"] == f"http://127.0.0.1:{port}"
-    from repic_desktop.gui.captioning.controller import where_label
+    from repic_desktop.gui.captioning.job_view import where_label
     from repic_desktop.captioning.models import ModelSpec
 
     assert where_label(Settings.load(), ModelSpec()).endswith(f"on server http://127.0.0.1:{port} (photos are sent there)")

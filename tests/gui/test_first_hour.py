@@ -466,7 +466,7 @@ def test_box_dialog_enter_keeps_the_drawn_box(gui_app, qtbot, tmp_path):
     from PySide6.QtWidgets import QDialog
 
     from repic_desktop.core.library import Box
-    from repic_desktop.gui.pages.people import BoxDialog
+    from repic_desktop.gui.dialogs.box import BoxDialog
     from repic_desktop.gui.tasks import TaskRunner
 
     img = tmp_path / "face.jpg"

@@ -9,7 +9,8 @@ from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QApplication
 
 from repic_desktop.core.library import Box
-from repic_desktop.gui.pages.people import BoxDialog, ConceptDialog, PendingRef
+from repic_desktop.gui.dialogs.box import BoxDialog
+from repic_desktop.gui.dialogs.concept import ConceptDialog, PendingRef
 
 
 pytestmark = pytest.mark.usefixtures("gui_app")

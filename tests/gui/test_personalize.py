@@ -434,7 +434,7 @@ def test_people_and_personalize_count_the_photos_the_trainer_learns_from(importe
     someone the trainer found 0 of. Every list counts what the trainer counts (reference photos are not
     training photos), and says when a person's tagged photos are references only."""
     from repic_desktop.core.library import Box
-    from repic_desktop.gui.pages.people import concept_meta
+    from repic_desktop.gui.pages.people_model import concept_meta
     from trainer.dataset import build_dataset
 
     lib = imported_library

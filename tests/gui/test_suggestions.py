@@ -132,7 +132,7 @@ def _runs(flags: list[bool]) -> int:
 
 
 def test_suggestion_boxes_are_drawn_dashed_in_their_own_colour(squares, make_window, qtbot):
-    from repic_desktop.gui.widgets.photo_panel import SUGGESTION_COLOR, WEAK_COLOR
+    from repic_desktop.gui.widgets.chips import SUGGESTION_COLOR, WEAK_COLOR
 
     lib, ids, matcher = squares
     service.run_index_job(lib, matcher)

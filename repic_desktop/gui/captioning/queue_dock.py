@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QPalette
 from PySide6.QtWidgets import (
-    QDockWidget, QFrame, QHBoxLayout, QLabel, QListWidget, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
-    QToolButton, QVBoxLayout, QWidget,
+    QDockWidget, QFrame, QHBoxLayout, QLabel, QListWidget, QProgressBar, QPushButton, QScrollArea,
+    QSizePolicy, QToolButton, QVBoxLayout, QWidget,
 )
 
 from .model_worker import LOAD_STAGES
 from ..pages.layout import heading
 
 if TYPE_CHECKING:
-    from .controller import CaptioningController, JobView
+    from .controller import CaptioningController
+    from .job_view import JobView
     from .index_controller import IndexController
 
 STATUS_TEXT = {

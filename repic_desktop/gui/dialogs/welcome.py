@@ -21,7 +21,7 @@ from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
 from ..captioning.model_worker import demo_model_dir
 from ..pages.layout import heading
 from ..settings_access import load_settings
-from .settings import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row
+from .settings_tabs import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row
 
 if TYPE_CHECKING:
     from ..captioning.controller import CaptioningController

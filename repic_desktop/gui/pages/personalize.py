@@ -29,29 +29,19 @@ import time
 from pathlib import Path
 
 import shiboken6
-from PySide6.QtCore import QCoreApplication, QProcess, QProcessEnvironment, Qt, QTimer, Signal
-from PySide6.QtGui import QPalette
-from PySide6.QtWidgets import (
-    QAbstractItemView, QCheckBox, QComboBox, QFormLayout, QFrame, QGridLayout, QHBoxLayout,
-    QHeaderView, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, QPlainTextEdit, QProgressBar,
-    QPushButton, QScrollArea, QSpinBox, QToolButton, QTreeWidget, QTreeWidgetItem,
-    QVBoxLayout, QWidget,
-)
+from PySide6.QtCore import QCoreApplication, QProcess, Qt, QTimer, Signal
+from PySide6.QtWidgets import QListWidgetItem, QMessageBox, QTreeWidgetItem, QWidget
 
 from ...app.adapters import read_manifest
 from ...core.library import Library, LibraryError, NotFound
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
-from ..widgets.charts import LineChart
 from ..dialogs.files import choose_folder
-from .layout import heading, split_page
-from .base_model import BaseModelStatus
-from ..widgets.wheel_guard import guard_wheel
+from .layout import split_page
 from ..captioning.model_worker import demo_model_dir
 from ...captioning.demo_model import is_demo_model
-from .training_stream import (
-    TASKS, TailBuffer, TrainingProgress, duration_text, metric_text, resume_arguments, step_point,
-    summary_from_output, trainer_arguments,
-)
+from .training_stream import TASKS, TailBuffer, TrainingProgress, metric_text, summary_from_output
+from .personalize_layout import tone, PersonalizeLayout
+from .personalize_run import TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +49,6 @@ BASE_CHOICES = (DEFAULT_MODEL_SOURCE, "Qwen/Qwen2.5-VL-7B-Instruct")
 TASK_LABELS = {"ict": "ICT: name the person or pet in a caption",
                "oct": "OCT: is this person or pet in the photo? (yes/no)",
                "vlt": "VLT: where are they? (a box)"}
-# status colours for light / dark palettes (the same pairs as the queue dock's)
-COLORS = {"good": ("#2e7d32", "#81c784"), "warn": ("#b26a00", "#ffb74d"), "bad": ("#c62828", "#e57373")}
 
 
 def ask(parent: QWidget | None, title: str, text: str, yes: str, no: str = "Cancel") -> bool:
@@ -74,13 +62,6 @@ def ask(parent: QWidget | None, title: str, text: str, yes: str, no: str = "Canc
     return box.clickedButton() is yes_b
 
 
-
-
-def tone(widget: QWidget, kind: str) -> str:
-    dark = widget.palette().color(QPalette.ColorRole.Window).lightness() < 128
-    return COLORS[kind][1 if dark else 0]
-
-
 def _same_path(a: str | None, b: str | None) -> bool:
     if not a or not b:
         return False
@@ -90,18 +71,7 @@ def _same_path(a: str | None, b: str | None) -> bool:
         return a == b
 
 
-def _muted(label: QLabel) -> QLabel:
-    label.setForegroundRole(QPalette.ColorRole.PlaceholderText)
-    return label
-
-
-def _section(title: str) -> QLabel:
-    lab = heading(QLabel(title))
-    lab.setContentsMargins(0, 8, 0, 0)
-    return lab
-
-
-class PersonalizePage(QWidget):
+class PersonalizePage(TrainingRun, PersonalizeLayout, QWidget):
     """Setup on the left (who, model, options); the run on the right (status, curves, result, adapters)."""
 
     adapter_activated = Signal(str)    # the adapter folder now this library's adapter
@@ -147,248 +117,6 @@ class PersonalizePage(QWidget):
         self.splitter = split_page(self, self.setup_pane, self.run_panel, (400, 900))
         self.reload()
         self._set_running(False)
-
-    # ------------------------------------------------------------------ building
-    def _build_setup(self) -> None:
-        w = QWidget()
-        lay = QVBoxLayout(w)
-        lay.setContentsMargins(12, 10, 8, 10)
-        lay.addWidget(heading(QLabel("Personalize"), 1.3))
-        intro = _muted(QLabel("Teach the model your own people and pets, from the photos you have tagged. "
-                              "Training makes a small add-on (an adapter); the base model is not changed."))
-        intro.setWordWrap(True)
-        lay.addWidget(intro)
-
-        lay.addWidget(_section("Who to learn"))
-        self.concept_list = QListWidget()
-        self.concept_list.itemChanged.connect(lambda _i: self._concepts_changed())
-        lay.addWidget(self.concept_list)
-        row = QHBoxLayout()
-        self.all_btn = QPushButton("All")
-        self.all_btn.clicked.connect(lambda: self._check_all(True))
-        self.none_btn = QPushButton("None")
-        self.none_btn.clicked.connect(lambda: self._check_all(False))
-        row.addWidget(self.all_btn)
-        row.addWidget(self.none_btn)
-        row.addStretch(1)
-        lay.addLayout(row)
-        self.summary_label = QLabel(wordWrap=True, textFormat=Qt.TextFormat.RichText)
-        self.summary_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        lay.addWidget(self.summary_label)
-
-        lay.addWidget(_section("Model"))
-        form = QFormLayout()
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        self.base_combo = QComboBox(editable=True)
-        self.base_combo.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
-        self.base_combo.setToolTip("The model the adapter is trained for: a hub id or a model folder")
-        self.base_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.base_combo.setMinimumContentsLength(12)
-        self.browse_btn = QPushButton("Folder…")
-        self.browse_btn.clicked.connect(self._browse_base)
-        base_row = QHBoxLayout()
-        base_row.addWidget(self.base_combo, 1)
-        base_row.addWidget(self.browse_btn)
-        form.addRow("Base model", base_row)
-        self.base_status = BaseModelStatus(self.base_combo)
-        self.base_status.changed.connect(lambda: hasattr(self, "start_btn") and self._update_start())
-        form.addRow("", self.base_status)
-        self.name_edit = QLineEdit(placeholderText="automatic")
-        self.name_edit.setToolTip("A name for the new adapter (letters, digits, - and _)")
-        form.addRow("Adapter name", self.name_edit)
-        self.quant_check = QCheckBox("4-bit base model (fits 8–12 GB GPUs)")
-        form.addRow("", self.quant_check)
-        lay.addLayout(form)
-
-        self.adv_toggle = QToolButton(text="Advanced", checkable=True)
-        self.adv_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.adv_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.adv_toggle.setAutoRaise(True)
-        self.adv_toggle.toggled.connect(self._toggle_advanced)
-        lay.addWidget(self.adv_toggle)
-        self.advanced = QWidget()
-        af = QFormLayout(self.advanced)
-        af.setContentsMargins(16, 0, 0, 0)
-
-        def spin(lo: int, hi: int, special: str, tip: str) -> QSpinBox:
-            # the lowest value means "leave it to the trainer": no flag is passed at all
-            s = QSpinBox(minimum=lo, maximum=hi)
-            s.setSpecialValueText(special)
-            s.setToolTip(tip)
-            return s
-
-        self.steps_spin = spin(0, 100_000, "Auto", "Stop after this many optimizer steps")
-        self.epochs_spin = spin(0, 100, "Auto", "Passes over the training examples")
-        self.gens_spin = spin(1, 64, "Auto", "Captions sampled per example for GRPO's group comparison")
-        self.seed_spin = spin(-1, 2**31 - 1, "Default", "Random seed: the same seed repeats a run")
-        self.seed_spin.setValue(-1)
-        af.addRow("Max steps", self.steps_spin)
-        af.addRow("Epochs", self.epochs_spin)
-        af.addRow("Generations", self.gens_spin)
-        af.addRow("Seed", self.seed_spin)
-        self.advanced.hide()
-        lay.addWidget(self.advanced)
-
-        lay.addStretch(1)
-        # The reason Start is off and the buttons sit under the scrolling form, never inside it: on a
-        # small screen (or with Advanced open) they were scrolled out of sight.
-        footer = QWidget()
-        fl = QVBoxLayout(footer)
-        fl.setContentsMargins(12, 4, 8, 10)
-        self.setup_error = QLabel(wordWrap=True)
-        self.setup_error.setStyleSheet(f"color: {tone(self, 'bad')};")
-        self.setup_error.hide()
-        fl.addWidget(self.setup_error)
-        btns = QHBoxLayout()
-        self.start_btn = QPushButton("Start Training")
-        self.start_btn.setDefault(True)
-        self.start_btn.clicked.connect(lambda: self.start())
-        self.cancel_btn = QPushButton("Cancel")
-        self.cancel_btn.clicked.connect(lambda: self.cancel())
-        self.resume_btn = QPushButton("Resume")
-        self.resume_btn.setToolTip("Continue the cancelled run from its last checkpoint")
-        self.resume_btn.clicked.connect(lambda: self.start(resume=True))
-        self.resume_btn.hide()
-        btns.addWidget(self.start_btn, 1)
-        btns.addWidget(self.resume_btn)
-        btns.addWidget(self.cancel_btn)
-        fl.addLayout(btns)
-
-        self.setup_scroll = QScrollArea()
-        self.setup_scroll.setWidgetResizable(True)
-        self.setup_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        self.setup_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setup_scroll.setWidget(w)
-        self.setup_scroll.setMinimumWidth(300)
-        self.wheel_guard = guard_wheel(w)
-        self.setup_pane = QWidget()
-        pl = QVBoxLayout(self.setup_pane)
-        pl.setContentsMargins(0, 0, 0, 0)
-        pl.setSpacing(0)
-        pl.addWidget(self.setup_scroll, 1)
-        pl.addWidget(footer)
-        self.setup_controls = [self.concept_list, self.all_btn, self.none_btn, self.base_combo, self.browse_btn,
-                               self.name_edit, self.quant_check, self.advanced]
-
-    def _build_run(self) -> None:
-        self.run_panel = QWidget()
-        lay = QVBoxLayout(self.run_panel)
-        lay.setContentsMargins(8, 10, 12, 10)
-        head = QHBoxLayout()
-        self.status_label = heading(QLabel("Not started"), 1.15)
-        self.status_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        head.addWidget(self.status_label, 1)
-        self.eta_label = QLabel()
-        head.addWidget(self.eta_label)
-        lay.addLayout(head)
-        self.bar = QProgressBar()
-        self.bar.setTextVisible(False)
-        self.bar.setMaximumHeight(10)
-        lay.addWidget(self.bar)
-
-        self.error_box = QFrame()
-        self.error_box.setFrameShape(QFrame.Shape.StyledPanel)
-        el = QVBoxLayout(self.error_box)
-        self.error_label = QLabel(wordWrap=True)
-        self.error_label.setStyleSheet(f"color: {tone(self, 'bad')}; font-weight: bold;")
-        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        el.addWidget(self.error_label)
-        self.error_details = QPlainTextEdit(readOnly=True)
-        self.error_details.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.error_details.setMaximumHeight(120)
-        el.addWidget(self.error_details)
-        self.error_box.hide()
-        lay.addWidget(self.error_box)
-
-        charts = QHBoxLayout()
-        self.reward_chart = LineChart("Reward per task", x_label="step", y_range=(0.0, 1.0),
-                                      connect_gaps=True)
-        for t in TASKS:
-            self.reward_chart.add_series(t)
-        self.loss_chart = LineChart("Loss", x_label="step")
-        self.loss_chart.add_series("loss", "#D55E00")
-        charts.addWidget(self.reward_chart)
-        charts.addWidget(self.loss_chart)
-        lay.addLayout(charts, 3)
-
-        # result: before/after name recall on the held-out photos
-        self.result_box = QFrame()
-        self.result_box.setFrameShape(QFrame.Shape.StyledPanel)
-        rl = QVBoxLayout(self.result_box)
-        rl.addWidget(heading(QLabel("Name recall on held-out photos")))
-        grid = QGridLayout()
-        grid.setHorizontalSpacing(24)
-        self.metric_labels: dict[tuple[str, str], QLabel] = {}
-        for c, head_text in enumerate(("", "Before", "After")):
-            if head_text:
-                grid.addWidget(_muted(QLabel(head_text)), 0, c, Qt.AlignmentFlag.AlignRight)
-        for r, (key, text) in enumerate((("recall", "Recall"), ("precision", "Precision"), ("f1", "F1")), start=1):
-            grid.addWidget(QLabel(text), r, 0)
-            for c, phase in enumerate(("before", "after"), start=1):
-                lab = QLabel("—", alignment=Qt.AlignmentFlag.AlignRight)
-                if key == "recall":
-                    heading(lab, 1.2)
-                self.metric_labels[(phase, key)] = lab
-                grid.addWidget(lab, r, c)
-        grid.setColumnStretch(3, 1)
-        rl.addLayout(grid)
-        self.verdict = QLabel(wordWrap=True)
-        self.verdict.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        rl.addWidget(self.verdict)
-        rb = QHBoxLayout()
-        self.use_btn = QPushButton("Use this adapter")
-        self.use_btn.setToolTip("Caption with this adapter from now on (Model settings)")
-        self.use_btn.clicked.connect(lambda: self.use_new_adapter())
-        self.use_anyway_btn = QPushButton("Use anyway…")
-        self.use_anyway_btn.clicked.connect(lambda: self.use_new_adapter(anyway=True))
-        rb.addWidget(self.use_btn)
-        rb.addWidget(self.use_anyway_btn)
-        rb.addStretch(1)
-        rl.addLayout(rb)
-        lay.addWidget(self.result_box)
-
-        # existing adapters
-        ah = QHBoxLayout()
-        ah.addWidget(_section("Your adapters"))
-        ah.addStretch(1)
-        self.use_selected_btn = QPushButton("Use selected")
-        self.use_selected_btn.clicked.connect(self.use_selected_adapter)
-        self.no_adapter_btn = QPushButton("Use none")
-        self.no_adapter_btn.setToolTip("Caption with the base model alone")
-        self.no_adapter_btn.clicked.connect(self.use_no_adapter)
-        ah.addWidget(self.use_selected_btn)
-        ah.addWidget(self.no_adapter_btn)
-        lay.addLayout(ah)
-        self.adapter_list = QTreeWidget()
-        self.adapter_list.setHeaderLabels(["Adapter", "Base model", "Recall before → after", "F1 before → after",
-                                           "Created", ""])
-        self.adapter_list.setRootIsDecorated(False)
-        self.adapter_list.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.adapter_list.setMinimumHeight(70)
-        hdr = self.adapter_list.header()
-        hdr.setStretchLastSection(False)
-        hdr.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        hdr.setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.adapter_list.currentItemChanged.connect(lambda *_: self._update_adapter_buttons())
-        lay.addWidget(self.adapter_list, 1)
-
-        self.log_toggle = QToolButton(text="Trainer log", checkable=True)
-        self.log_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.log_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.log_toggle.setAutoRaise(True)
-        self.log_view = QPlainTextEdit(readOnly=True)
-        self.log_view.setMaximumBlockCount(2000)
-        self.log_view.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
-        self.log_view.hide()
-        self.log_toggle.toggled.connect(lambda on: (self.log_view.setVisible(on), self.log_toggle.setArrowType(
-            Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)))
-        lay.addWidget(self.log_toggle)
-        lay.addWidget(self.log_view, 1)
-        self._reset_result()
-
-    def _toggle_advanced(self, on: bool) -> None:
-        self.advanced.setVisible(on)
-        self.adv_toggle.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     # ------------------------------------------------------------------ library state
     def reload(self) -> None:
@@ -585,109 +313,7 @@ class PersonalizePage(QWidget):
         self.summary_label.setText("".join(f"<div>{x}</div>" for x in lines))
         self.summary = summary
 
-    # ------------------------------------------------------------------ running
-    def is_running(self) -> bool:
-        return self.proc is not None and self.proc.state() != QProcess.ProcessState.NotRunning
-
-    def _setup_env(self, proc: QProcess) -> None:
-        env = QProcessEnvironment.systemEnvironment()
-        env.insert("PYTHONUNBUFFERED", "1")       # a JSON line must arrive when it is printed
-        env.insert("PYTHONIOENCODING", "utf-8")
-        proc.setProcessEnvironment(env)
-
-    def build_arguments(self) -> list[str]:
-        names = self.selected_concepts()
-        every = len(names) == self.concept_list.count()
-        return trainer_arguments(
-            base=self.base_combo.currentText().strip(), library=str(self.lib.path),
-            concepts=None if every else names, name=self.name_edit.text().strip() or None,
-            quant4=self.quant_check.isChecked(),
-            max_steps=self.steps_spin.value() or None, epochs=self.epochs_spin.value() or None,
-            num_generations=self.gens_spin.value() if self.gens_spin.value() > 1 else None,
-            seed=self.seed_spin.value() if self.seed_spin.value() >= 0 else None)
-
-    def _update_start(self) -> None:
-        why = ""
-        names = self.selected_concepts()
-        if not names:
-            why = "Choose at least one person or pet."
-        elif any("," in n for n in names) and len(names) < self.concept_list.count():
-            why = ("Names with a comma can only be trained together with everyone "
-                   "(the trainer's list is comma-separated).")
-        elif not self.base_combo.currentText().strip():
-            why = "Choose a base model."
-        elif self.base_status.missing:
-            why = "The base model is not on this computer yet: Download it, or choose a model folder."
-        self.setup_error.setText(why if self.concept_list.count() else "")
-        self.setup_error.setVisible(bool(why) and self.concept_list.count() > 0)
-        self.start_btn.setEnabled(not why and not self.is_running())
-
-    def start(self, resume: bool = False) -> bool:
-        if self.is_running():
-            return False
-        if resume:
-            if not self._resume_out or not self._last_args:
-                return False
-            args = resume_arguments(self._last_args, self._resume_out)
-        else:
-            self._update_start()
-            if not self.start_btn.isEnabled():
-                return False
-            try:
-                args = self.build_arguments()
-            except ValueError as exc:
-                self._show_error("Cannot start training", str(exc))
-                return False
-        self._last_args = args
-        self._resume_out = None
-        self.resume_btn.hide()
-        self._summary_timer.stop()
-        self._drop_summary_proc()
-        self.progress = TrainingProgress()
-        self.stderr = TailBuffer(40)
-        self._cancelling = False
-        self._run_base = self.base_combo.currentText().strip()
-        self.reward_chart.clear()
-        self.loss_chart.clear()
-        self._reset_result()
-        self.error_box.hide()
-        self.log_view.clear()
-        self.bar.setRange(0, 0)
-        self.eta_label.clear()
-        proc = QProcess(self)
-        self._setup_env(proc)
-        proc.readyReadStandardOutput.connect(self._read_stdout)
-        proc.readyReadStandardError.connect(self._read_stderr)
-        proc.finished.connect(self._finished)
-        proc.errorOccurred.connect(self._process_error)
-        self.proc = proc
-        self._started_at = time.monotonic()
-        cmd = self.trainer_command + args
-        self.log_view.appendPlainText("$ " + " ".join(cmd))
-        log.info("training: %s", " ".join(cmd))
-        self._status("Starting the trainer…")
-        proc.start(cmd[0], cmd[1:])
-        self._set_running(True)
-        return True
-
-    def cancel(self) -> None:
-        if not self.is_running():
-            return
-        if self._cancelling:            # the second press: "Stop Now"
-            self._kill_now()
-            return
-        self._cancelling = True
-        self._status("Stopping after the current step…")
-        self.cancel_btn.setText("Stop Now")
-        self.cancel_btn.setToolTip("Stop at once, without saving a checkpoint")
-        self.proc.terminate()
-        self._kill_timer.start(self.kill_timeout_ms)
-
-    def _kill_now(self) -> None:
-        if self.is_running():
-            log.warning("killing the trainer (pid %s)", self.proc.processId())
-            self.proc.kill()
-
+    # ------------------------------------------------------------------ closing mid-run, errors
     def confirm_close(self, window: QWidget) -> bool:
         """True when `window` may close now. While training runs, ask; on "stop", cancel the run and close
         `window` again once the child has ended (False until then)."""
@@ -704,145 +330,6 @@ class PersonalizePage(QWidget):
         self.cancel()
         self._status("Stopping the training; the window closes when it has stopped…")
         return False
-
-    def _set_running(self, on: bool) -> None:
-        for w in self.setup_controls:
-            w.setEnabled(not on)
-        self.cancel_btn.setEnabled(on)
-        self.resume_btn.setEnabled(not on)
-        if not on:
-            self.cancel_btn.setText("Cancel")
-            self.cancel_btn.setToolTip("Stop after the current step (a checkpoint is saved)")
-        self._update_start()
-        if on:
-            self._tick.start()
-        else:
-            self._tick.stop()
-        self.running_changed.emit(on)
-
-    def _status(self, text: str, color: str = "") -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet(f"color: {color};" if color else "")
-
-    # ------------------------------------------------------------------ the child's output
-    def _read_stdout(self) -> None:
-        if self.proc is None:
-            return
-        for ev in self.progress.feed(self.proc.readAllStandardOutput().data()):
-            self._on_event(ev)
-        self._flush_noise()
-
-    def _read_stderr(self) -> None:
-        if self.proc is None:
-            return
-        for line in self.stderr.feed(self.proc.readAllStandardError().data()):
-            self.log_view.appendPlainText(line)
-
-    def _flush_noise(self) -> None:
-        while self.progress.noise:
-            self.log_view.appendPlainText(self.progress.noise.popleft())
-
-    def _on_event(self, ev: dict) -> None:
-        kind = ev["event"]
-        p = self.progress
-        if kind == "dataset":
-            self.show_summary(p.summary)
-        elif kind == "status":
-            self._status(str(ev.get("message", "")))
-        elif kind == "eval":
-            self._show_metrics()
-            self._status("Measured the base model." if ev.get("phase") == "before" else "Measured the new adapter.")
-        elif kind == "step":
-            s = step_point(ev)
-            for t in TASKS:
-                self.reward_chart.append(t, s.step, s.rewards[t])
-            self.loss_chart.append("loss", s.step, s.loss)
-            total = ev.get("max_steps") if isinstance(ev.get("max_steps"), int) and ev["max_steps"] > 0 else None
-            if total:
-                self.bar.setRange(0, total)
-                self.bar.setValue(min(s.step, total))
-            self._status(f"Training: step {s.step}" + (f" of {total}" if total else ""))
-            self._update_eta()
-        elif kind == "done":
-            self._show_metrics()
-            self._show_done(ev)
-        elif kind == "error":
-            if not (self._cancelling or ev.get("cancelled")):
-                self._show_error("Training failed", p.error)
-
-    def _update_eta(self) -> None:
-        if not self.is_running():
-            return
-        elapsed = duration_text(time.monotonic() - self._started_at)
-        p = self.progress
-        eta = p.eta_s if p.steps else None
-        text = f"{elapsed} elapsed"
-        if eta is not None and p.done is None:
-            text += f"  ·  about {duration_text(eta)} left"
-        if p.epoch is not None:
-            text = f"epoch {p.epoch:.2f}  ·  " + text
-        self.eta_label.setText(text)
-
-    def _process_error(self, err: QProcess.ProcessError) -> None:
-        if err == QProcess.ProcessError.FailedToStart:
-            # no `finished` follows a failed start
-            self._show_error("The trainer could not start", f"{self.trainer_command[0]}: {self.proc.errorString()}")
-            self._end_run()
-
-    def _finished(self, code: int, status: QProcess.ExitStatus) -> None:
-        self._kill_timer.stop()
-        self._read_stdout()
-        self._read_stderr()
-        for ev in self.progress.finish():
-            self._on_event(ev)
-        for line in self.stderr.finish():
-            self.log_view.appendPlainText(line)
-        self._flush_noise()
-        p = self.progress
-        stop = p.error_event if p.error_event and p.error_event.get("cancelled") else None
-        if p.done is not None:
-            # A "done" event means the adapter was saved and registered: that is the outcome, whatever
-            # the exit code says (a late signal or a crash while exiting cannot unregister it).
-            self._cancelling = False
-            if p.done.get("flagged"):
-                self._status("Done, but the new adapter is not better than the base model.", tone(self, "warn"))
-            else:
-                self._status("Done.", tone(self, "good"))
-        elif self._cancelling or stop is not None:
-            self._reset_result()
-            if stop is not None and stop.get("checkpoint") and stop.get("out"):
-                self._resume_out = str(stop["out"])
-                self.resume_btn.show()
-                step = stop.get("step")
-                self._status(f"Cancelled{f' at step {step}' if isinstance(step, int) else ''}. "
-                             "A checkpoint was saved: Resume continues from it.")
-            else:
-                self._status("Cancelled: no adapter was made.")
-        else:
-            if p.error:
-                msg = p.error
-            elif status == QProcess.ExitStatus.CrashExit:
-                msg = "The trainer stopped unexpectedly (it crashed or was killed, perhaps out of memory)."
-            elif code != 0:
-                msg = f"The trainer stopped with exit code {code}."
-            else:
-                msg = "The trainer ended without making an adapter."
-            self._show_error("Training failed", msg)
-        self.log_view.appendPlainText(f"[trainer exited with code {code}]")
-        self._end_run()
-        if self._close_after_stop is not None:
-            window, self._close_after_stop = self._close_after_stop, None
-            QTimer.singleShot(0, window.close)
-
-    def _end_run(self) -> None:
-        self.bar.setRange(0, max(1, self.bar.maximum()))
-        if self.progress.done is not None and not self._cancelling:
-            self.bar.setValue(self.bar.maximum())
-        self._update_eta()
-        self._set_running(False)
-        self.eta_label.setText(f"took {duration_text(time.monotonic() - self._started_at)}"
-                               if self._started_at else "")
-        self.reload_adapters()
 
     def _show_error(self, title: str, message: str | None) -> None:
         self._status(title, tone(self, "bad"))

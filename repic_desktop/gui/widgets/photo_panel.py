@@ -20,6 +20,9 @@ Why it is shaped like this:
   are rebuilt from the library when it is done. Confirm (✓) and reject (✗) are commands on the same undo
   stack: undo puts the suggestion back to pending with `reset_suggestion`, which also removes the tag
   and region the confirmation made (never a tag the user had added by hand).
+
+Beside this module: the undo commands (caption_commands.py), the chips, the caption highlighter, the flow
+layout, the preview, and the suggestions part of the panel (photo_suggestions.py, a mixin of PhotoPanel).
 """
 from __future__ import annotations
 
@@ -27,34 +30,32 @@ import datetime as _dt
 import html
 import logging
 import os
-from typing import Callable
 
-from PySide6.QtCore import QEvent, QRect, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import (
-    QColor, QFont, QKeySequence, QPainter, QPalette, QPen, QPixmap, QSyntaxHighlighter,
-    QTextCharFormat, QUndoCommand, QUndoStack,
-)
+from PySide6.QtCore import QEvent, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QKeySequence, QPalette, QPixmap, QUndoStack
 from PySide6.QtWidgets import (
-    QCheckBox, QDialog, QFrame, QHBoxLayout, QLabel, QLayout, QLineEdit, QListWidget, QListWidgetItem, QPlainTextEdit,
-    QPushButton, QScrollArea, QSizePolicy, QSplitter, QToolButton, QVBoxLayout, QWidget,
+    QDialog, QFrame, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QPlainTextEdit, QPushButton,
+    QScrollArea, QSplitter, QToolButton, QVBoxLayout, QWidget,
 )
 
-from ...app import caption_review as review
-from ...captioning.prompt import TAG_RE, parse_tags
-from ...core.errors import RepicError, UserError
+from ...captioning.prompt import parse_tags
 from ...core.library import Box, Caption, Library, LibraryError
-from ..captioning.index_controller import service_or_none, shared_matcher, unavailable_type
 from ..pages.layout import heading
+from ..dialogs.box import BoxDialog
 from ..tasks import TaskRunner
 from .images import load_image_scaled
+from .caption_commands import (
+    EditCaptionCommand, RestoreCaptionCommand, SetStatusCommand, TagCommand,
+)
+from .caption_highlighter import CaptionHighlighter, tag_colors
+from .flow_layout import FlowLayout
+from .chips import Chip, ConceptPicker
+from .preview import PreviewWidget
+from .photo_suggestions import PanelSuggestions
 
 log = logging.getLogger(__name__)
 
 PREVIEW_MAX_SIDE = 1800
-SUGGESTION_COLOR = QColor("#f2994a")      # suggested boxes: amber, dashed (confirmed regions are blue)
-WEAK_COLOR = QColor("#9b7bd4")            # cat-face hints: no identity behind them
-WEAK_TIP = ("A weak hint from a cat-face detector: it found a cat's face here but cannot tell which cat. "
-            "Confirm only if this is {name}.")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,452 +95,12 @@ def when(ts: float) -> str:
     return d.strftime("%d %b %Y")
 
 
-class _PhotoCommand(QUndoCommand):
-    """Base: knows the library and whom to tell that a photo changed. The rules are app/caption_review.py's;
-    these commands only remember what an operation changed and apply it again (redo) or its inverse (undo)."""
-
-    def __init__(self, lib: Library, photo_id: int, notify: Callable[[int], None], text: str):
-        super().__init__(text)
-        self.lib, self.photo_id, self.notify = lib, photo_id, notify
-
-
-class _CaptionCommand(_PhotoCommand):
-    """A caption operation: the first redo runs it (`operation()` -> CaptionChange), later redos apply that
-    change again, undo applies its inverse."""
-
-    change: review.CaptionChange | None = None
-
-    def operation(self) -> review.CaptionChange | None:
-        raise NotImplementedError
-
-    def redo(self) -> None:
-        if self.change is None:
-            self.change = self.operation()
-        else:
-            review.apply_change(self.lib, self.change)
-        self.notify(self.photo_id)
-
-    def undo(self) -> None:
-        if self.change is not None:
-            review.apply_change(self.lib, self.change.inverse())
-            self.notify(self.photo_id)
-
-
-class EditCaptionCommand(_CaptionCommand):
-    def __init__(self, lib, photo_id, notify, new_text: str, known: list[str], expected: list[str]):
-        super().__init__(lib, photo_id, notify, "Edit caption")
-        self.text_, self.known, self.expected = new_text, known, expected
-
-    def operation(self) -> review.CaptionChange:
-        return review.edit_caption(self.lib, self.photo_id, self.text_, known=self.known, expected=self.expected)
-
-
-class SetStatusCommand(_CaptionCommand):
-    """Sets the status of the photo's current caption when it first runs (inside a macro after an edit,
-    that is the edited caption)."""
-
-    def __init__(self, lib, photo_id, notify, status: str):
-        super().__init__(lib, photo_id, notify, "Accept caption" if status == "accepted" else f"Mark caption {status}")
-        self.status = status
-
-    def operation(self) -> review.CaptionChange | None:
-        if self.lib.captions.current(self.photo_id) is None:
-            return None
-        return review.set_status(self.lib, self.photo_id, self.status)
-
-
-class RestoreCaptionCommand(_CaptionCommand):
-    def __init__(self, lib, photo_id, notify, caption_id: int):
-        super().__init__(lib, photo_id, notify, "Use earlier caption")
-        self.caption_id = caption_id
-
-    def operation(self) -> review.CaptionChange:
-        return review.restore_caption(self.lib, self.photo_id, self.caption_id)
-
-
-class TagCommand(_PhotoCommand):
-    """Add (add=True) or remove a person/pet from a photo. Removing also removes its regions; undo puts
-    them back. Adding may mark where they are (`box`, displayed pixels); undo removes tag and region."""
-
-    def __init__(self, lib, photo_id, notify, concept_id: int, add: bool, box: Box | None = None):
-        name = lib.concepts.get(concept_id).name
-        super().__init__(lib, photo_id, notify, f"{'Add' if add else 'Remove'} <{name}>")
-        self.concept_id, self.add, self.box = concept_id, add, box
-        self.change: review.TagChange | None = None
-
-    def redo(self) -> None:
-        if self.change is None:
-            op = review.tag if self.add else review.untag
-            self.change = (op(self.lib, self.photo_id, self.concept_id, self.box) if self.add
-                           else op(self.lib, self.photo_id, self.concept_id))
-        else:
-            review.redo_tag(self.lib, self.change)
-        self.notify(self.photo_id)
-
-    def undo(self) -> None:
-        if self.change is not None:
-            review.undo_tag(self.lib, self.change)
-        self.notify(self.photo_id)
-
-
-class AnswerSuggestionCommand(_PhotoCommand):
-    """✓ or ✗ on a suggestion chip. The first answer is given before the push (so a failure is shown and
-    nothing lands on the stack); redo gives it again, undo makes the suggestion pending again."""
-
-    def __init__(self, lib, photo_id, notify, service, answer: review.SuggestionAnswer, concept_name: str,
-                 report: Callable[[str], None]):
-        verb = "Confirm" if answer.confirm else "Reject"
-        super().__init__(lib, photo_id, notify, f"{verb} suggested <{concept_name}>")
-        self.service, self.answer, self.report = service, answer, report
-        self._given = True
-
-    def redo(self) -> None:
-        if self._given:
-            self._given = False
-            return
-        try:
-            review.redo_answer(self.lib, self.service, self.answer)
-        except LibraryError as exc:
-            self.report(f"Could not redo: {exc}")
-        except UserError as exc:
-            self.report(f"{str(exc)[:1].upper()}{str(exc)[1:]}; nothing to redo.")
-        self.notify(self.photo_id)
-
-    def undo(self) -> None:
-        try:
-            review.undo_answer(self.lib, self.service, self.answer)
-        except LibraryError as exc:
-            self.report(f"Could not undo: {exc}")
-        except UserError as exc:
-            self.report(f"{str(exc)[:1].upper()}{str(exc)[1:]}; nothing to undo.")
-        self.notify(self.photo_id)
-
-
 # --------------------------------------------------------------------------------------------------
 # Widgets
 # --------------------------------------------------------------------------------------------------
 
-def tag_colors(palette: QPalette) -> tuple[QColor, QColor, QColor]:
-    """(known tag text, known tag background, unknown/missing warning) for the current palette."""
-    dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
-    if dark:
-        return QColor("#8cc8ff"), QColor(60, 110, 170, 90), QColor("#ffb74d")
-    return QColor("#0b5cad"), QColor(40, 120, 220, 38), QColor("#b26a00")
 
-
-class CaptionHighlighter(QSyntaxHighlighter):
-    """Highlights `<Name>` tags: known names as name chips, unknown ones with an orange wavy underline."""
-
-    def __init__(self, document, palette: QPalette):
-        super().__init__(document)
-        self.known: dict[str, str] = {}
-        self.palette = palette
-
-    def set_known(self, names) -> None:
-        self.known = {n.casefold(): n for n in names}
-        self.rehighlight()
-
-    def set_palette(self, palette: QPalette) -> None:
-        self.palette = palette
-        self.rehighlight()
-
-    def highlightBlock(self, text: str) -> None:
-        fg, bg, warn = tag_colors(self.palette)
-        known = QTextCharFormat()
-        known.setForeground(fg)
-        known.setBackground(bg)
-        known.setFontWeight(QFont.Weight.DemiBold)
-        unknown = QTextCharFormat()
-        unknown.setForeground(warn)
-        unknown.setUnderlineStyle(QTextCharFormat.UnderlineStyle.WaveUnderline)
-        unknown.setUnderlineColor(warn)
-        unknown.setToolTip("no person or pet with this name")
-        for m in TAG_RE.finditer(text):
-            fmt = known if m.group(1).strip().casefold() in self.known else unknown
-            self.setFormat(m.start(), m.end() - m.start(), fmt)
-
-
-class FlowLayout(QLayout):
-    """Left-to-right layout that wraps (for chips)."""
-
-    def __init__(self, parent=None, spacing: int = 6):
-        super().__init__(parent)
-        self._items: list = []
-        self._spacing = spacing
-        self.setContentsMargins(0, 0, 0, 0)
-
-    def addItem(self, item) -> None:
-        self._items.append(item)
-
-    def count(self) -> int:
-        return len(self._items)
-
-    def itemAt(self, i):
-        return self._items[i] if 0 <= i < len(self._items) else None
-
-    def takeAt(self, i):
-        return self._items.pop(i) if 0 <= i < len(self._items) else None
-
-    def expandingDirections(self):
-        return Qt.Orientation(0)
-
-    def hasHeightForWidth(self) -> bool:
-        return True
-
-    def heightForWidth(self, width: int) -> int:
-        return self._layout(QRect(0, 0, width, 0), True)
-
-    def setGeometry(self, rect: QRect) -> None:
-        super().setGeometry(rect)
-        self._layout(rect, False)
-
-    def sizeHint(self) -> QSize:
-        return self.minimumSize()
-
-    def minimumSize(self) -> QSize:
-        s = QSize()
-        for it in self._items:
-            s = s.expandedTo(it.minimumSize())
-        return s
-
-    def _layout(self, rect: QRect, test: bool) -> int:
-        x, y, line_h = rect.x(), rect.y(), 0
-        for it in self._items:
-            hint = it.sizeHint()
-            if x + hint.width() > rect.right() + 1 and line_h > 0:
-                x = rect.x()
-                y += line_h + self._spacing
-                line_h = 0
-            if not test:
-                it.setGeometry(QRect(x, y, hint.width(), hint.height()))
-            x += hint.width() + self._spacing
-            line_h = max(line_h, hint.height())
-        return y + line_h - rect.y()
-
-
-class Chip(QFrame):
-    """A removable name chip: 'Anna  ✕'."""
-
-    removed = Signal(int)
-
-    def __init__(self, concept_id: int, name: str, kind: str, parent=None):
-        super().__init__(parent)
-        self.concept_id = concept_id
-        self.setObjectName("chip")
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(9, 2, 3, 2)
-        lay.setSpacing(2)
-        self.label = QLabel(html.escape(name))
-        self.label.setToolTip(kind)
-        self.button = QToolButton(text="✕", autoRaise=True)
-        self.button.setToolTip(f"Remove {name} from this photo")
-        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.button.clicked.connect(lambda: self.removed.emit(self.concept_id))
-        lay.addWidget(self.label)
-        lay.addWidget(self.button)
-        pal = self.palette()
-        fg, bg, _ = tag_colors(pal)
-        self.setStyleSheet(
-            f"QFrame#chip {{ border: 1px solid {fg.name()}; border-radius: 11px;"
-            f" background: rgba({bg.red()},{bg.green()},{bg.blue()},{bg.alpha()}); }}"
-            f" QFrame#chip QLabel {{ color: {fg.name()}; }}"
-            " QFrame#chip QToolButton { border: none; padding: 0 3px; }")
-
-
-class SuggestionChip(QFrame):
-    """A suggestion: 'Anya 0.82  ✓ ✗'. Dashed and amber (a guess, not yet a fact); cat-face hints are
-    violet and say that they carry no identity."""
-
-    confirmed = Signal(object)     # the Suggestion as shown
-    rejected = Signal(object)
-
-    def __init__(self, suggestion, parent=None):
-        super().__init__(parent)
-        s = self.suggestion = suggestion
-        self.setObjectName("suggestionChip")
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(9, 1, 3, 1)
-        lay.setSpacing(1)
-        color = WEAK_COLOR if s.weak else SUGGESTION_COLOR
-        name = html.escape(s.concept_name)
-        text = f"{name}? <span style='color:gray'>cat face</span>" if s.weak else \
-            f"{name} <span style='color:gray'>{s.score:.2f}</span>"
-        self.label = QLabel(text, textFormat=Qt.TextFormat.RichText)
-        tip = WEAK_TIP.format(name=s.concept_name) if s.weak else \
-            f"Suggested by {s.matcher_id}: looks like {s.concept_name} (similarity {s.score:.2f})"
-        self.setToolTip(tip)
-        self.label.setToolTip(tip)
-        self.confirm_btn = QToolButton(text="✓", autoRaise=True)
-        self.confirm_btn.setToolTip(f"Yes, this is {s.concept_name}: add them to the photo")
-        self.reject_btn = QToolButton(text="✗", autoRaise=True)
-        self.reject_btn.setToolTip(f"No, this is not {s.concept_name}")
-        for b in (self.confirm_btn, self.reject_btn):
-            b.setCursor(Qt.CursorShape.PointingHandCursor)
-        self.confirm_btn.clicked.connect(lambda: self.confirmed.emit(s))
-        self.reject_btn.clicked.connect(lambda: self.rejected.emit(s))
-        lay.addWidget(self.label)
-        lay.addWidget(self.confirm_btn)
-        lay.addWidget(self.reject_btn)
-        self.setStyleSheet(
-            f"QFrame#suggestionChip {{ border: 1px dashed {color.name()}; border-radius: 11px;"
-            f" background: rgba({color.red()},{color.green()},{color.blue()},28); }}"
-            " QFrame#suggestionChip QToolButton { border: none; padding: 0 3px; font-weight: 600; }")
-
-
-class ConceptPicker(QDialog):
-    """A small popup: type to filter people & pets, Enter or click to choose; or create a new one."""
-
-    chosen = Signal(int)
-    create_requested = Signal(str)
-
-    def __init__(self, concepts, exclude: set[int], parent=None):
-        super().__init__(parent, Qt.WindowType.Popup)
-        self.setMinimumWidth(260)
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(6, 6, 6, 6)
-        self.search = QLineEdit(placeholderText="Find a person or pet…", clearButtonEnabled=True)
-        self.list = QListWidget()
-        self.list.setMaximumHeight(240)
-        self.new_btn = QPushButton("+ New person or pet…")
-        self.new_btn.setFlat(True)
-        self.mark_box = QCheckBox("Mark where they are…")
-        self.mark_box.setToolTip("After choosing, draw a box around them on the photo")
-        lay.addWidget(self.search)
-        lay.addWidget(self.list)
-        lay.addWidget(self.mark_box)
-        lay.addWidget(self.new_btn)
-        for c in concepts:
-            if c.id in exclude:
-                continue
-            it = QListWidgetItem(c.name + ("" if c.kind == "person" else f"  ({c.kind})"))
-            it.setData(Qt.ItemDataRole.UserRole, c.id)
-            it.setData(Qt.ItemDataRole.UserRole + 1, c.name)
-            if c.info:
-                it.setToolTip(c.info)
-            self.list.addItem(it)
-        if self.list.count() == 0:
-            empty = QListWidgetItem("No one else to add yet" if concepts else "No people or pets yet")
-            empty.setFlags(Qt.ItemFlag.NoItemFlags)
-            self.list.addItem(empty)
-        self.search.textChanged.connect(self._filter)
-        self.search.returnPressed.connect(self._enter)
-        self.list.itemActivated.connect(self._pick)
-        self.list.itemClicked.connect(self._pick)
-        self.new_btn.clicked.connect(lambda: (self.create_requested.emit(self.search.text().strip()), self.accept()))
-        self._filter("")
-        self.search.setFocus()
-
-    def _filter(self, text: str) -> None:
-        t = text.strip().casefold()
-        first = None
-        for i in range(self.list.count()):
-            it = self.list.item(i)
-            name = it.data(Qt.ItemDataRole.UserRole + 1)
-            hide = bool(t) and (name is None or t not in name.casefold())
-            it.setHidden(hide)
-            if not hide and first is None and name is not None:
-                first = it
-        if first is not None:
-            self.list.setCurrentItem(first)
-
-    def _enter(self) -> None:
-        it = self.list.currentItem()
-        if it is not None and not it.isHidden() and it.data(Qt.ItemDataRole.UserRole) is not None:
-            self._pick(it)
-        elif self.search.text().strip():
-            self.create_requested.emit(self.search.text().strip())
-            self.accept()
-
-    def _pick(self, it: QListWidgetItem) -> None:
-        cid = it.data(Qt.ItemDataRole.UserRole)
-        if cid is not None:
-            self.chosen.emit(cid)
-            self.accept()
-
-
-class PreviewWidget(QWidget):
-    """The photo, scaled to fit, with people/pet regions outlined and named."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.pixmap: QPixmap | None = None
-        self.full_size = QSize()
-        self.regions: list[tuple[str, object]] = []   # (name, Box)
-        self.suggestions: list[tuple[str, object, bool]] = []   # (label, Box, weak)
-        self.message = ""
-        self.setMinimumSize(200, 160)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-
-    def set_image(self, pixmap: QPixmap | None, full_size: QSize = QSize(), message: str = "") -> None:
-        self.pixmap, self.full_size, self.message = pixmap, full_size, message
-        self.update()
-
-    def set_regions(self, regions) -> None:
-        self.regions = list(regions)
-        self.update()
-
-    def set_suggestions(self, suggestions) -> None:
-        self.suggestions = list(suggestions)
-        self.update()
-
-    def image_rect(self) -> QRectF:
-        if self.pixmap is None or self.pixmap.isNull():
-            return QRectF()
-        s = self.pixmap.size().scaled(self.width() - 16, self.height() - 16, Qt.AspectRatioMode.KeepAspectRatio)
-        return QRectF((self.width() - s.width()) / 2, (self.height() - s.height()) / 2, s.width(), s.height())
-
-    def paintEvent(self, e) -> None:
-        p = QPainter(self)
-        p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        p.setRenderHint(QPainter.RenderHint.Antialiasing)
-        pal = self.palette()
-        if self.pixmap is None or self.pixmap.isNull():
-            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
-            p.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.message)
-            return
-        r = self.image_rect()
-        p.drawPixmap(r.toRect(), self.pixmap)
-        if self.suggestions and self.full_size.width() > 0:
-            sx = r.width() / self.full_size.width()
-            sy = r.height() / self.full_size.height()
-            for label, box, weak in self.suggestions:
-                color = WEAK_COLOR if weak else SUGGESTION_COLOR
-                rr = QRectF(r.x() + box.x * sx, r.y() + box.y * sy, box.w * sx, box.h * sy)
-                p.setBrush(Qt.BrushStyle.NoBrush)
-                p.setPen(QPen(QColor(0, 0, 0, 140), 3.5))
-                p.drawRect(rr)
-                p.setPen(QPen(color, 2.2, Qt.PenStyle.DashLine))
-                p.drawRect(rr)
-                fm = p.fontMetrics()
-                tag = QRectF(rr.x(), rr.y() - fm.height() - 4, fm.horizontalAdvance(label) + 10, fm.height() + 2)
-                if tag.y() < r.y():      # no room above the box: label inside its top edge
-                    tag.moveTop(rr.y() + 2)
-                p.setPen(Qt.PenStyle.NoPen)
-                p.setBrush(color.darker(150))
-                p.drawRoundedRect(tag, 4, 4)
-                p.setPen(QColor("white"))
-                p.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
-        if self.regions and self.full_size.width() > 0:
-            sx = r.width() / self.full_size.width()
-            sy = r.height() / self.full_size.height()
-            fg, _, _ = tag_colors(pal)
-            for name, box in self.regions:
-                rr = QRectF(r.x() + box.x * sx, r.y() + box.y * sy, box.w * sx, box.h * sy)
-                p.setPen(QPen(QColor("white"), 3))
-                p.setBrush(Qt.BrushStyle.NoBrush)
-                p.drawRoundedRect(rr, 3, 3)
-                p.setPen(QPen(QColor("#2f80ed"), 1.6))
-                p.drawRoundedRect(rr, 3, 3)
-                fm = p.fontMetrics()
-                label = QRectF(rr.x(), rr.bottom() + 2, fm.horizontalAdvance(name) + 10, fm.height() + 2)
-                p.setPen(Qt.PenStyle.NoPen)
-                p.setBrush(QColor(20, 20, 20, 170))
-                p.drawRoundedRect(label, 4, 4)
-                p.setPen(QColor("white"))
-                p.drawText(label, Qt.AlignmentFlag.AlignCenter, name)
-
-
-class PhotoPanel(QWidget):
+class PhotoPanel(PanelSuggestions, QWidget):
     """Everything about the current photo. Emits `photo_changed(id)` after each change it made (the grid
     refreshes that row) and `regenerate_requested(id)` for the captioning controller."""
 
@@ -835,157 +396,6 @@ class PhotoPanel(QWidget):
             self.regen_btn.setToolTip(why)
         self._update_buttons()
 
-    # ------------------------------------------------------------------ suggestions
-    @property
-    def service(self):
-        """The retrieval service, imported on first use (None when this build has none)."""
-        return service_or_none(self._service)
-
-    def pending_suggestions(self) -> list:
-        svc = self.service
-        if svc is None or self.photo_id is None:
-            return []
-        try:
-            return [s for s in svc.suggestions_for(self.lib, self.photo_id) if s.status == "pending"]
-        except LibraryError as exc:
-            log.warning("cannot read suggestions: %s", exc)
-            return []
-
-    def refresh_suggestions(self) -> None:
-        """Rebuild the suggestion chips and boxes from the library (stored suggestions only: fast)."""
-        svc, pid = self.service, self.photo_id
-        for w in (self.sugg_head, self.sugg_box):
-            w.setVisible(svc is not None)
-        while self.sugg_chips.count():
-            w = self.sugg_chips.takeAt(0).widget()
-            if w is not None and w is not self.find_btn:
-                w.deleteLater()
-        if svc is None or pid is None:
-            self.sugg_status.hide()
-            self.preview.set_suggestions([])
-            return
-        pending = self.pending_suggestions()
-        for sug in pending:
-            chip = SuggestionChip(sug)
-            chip.confirmed.connect(self.confirm_suggestion)
-            chip.rejected.connect(self.reject_suggestion)
-            self.sugg_chips.addWidget(chip)
-        self.sugg_chips.addWidget(self.find_btn)
-        self.sugg_box.updateGeometry()
-        self.preview.set_suggestions([(f"{s.concept_name}?" if s.weak else f"{s.concept_name} {s.score:.2f}",
-                                       s.box, s.weak) for s in pending if s.box is not None])
-        self._update_find_button()
-        if self._matcher_why is None:
-            self._check_matchers()
-
-    def _update_find_button(self) -> None:
-        busy = self.photo_id in self._finding
-        self.find_btn.setText("Finding people…" if busy else "Find people")
-        self.find_btn.setEnabled(not busy and not self._matcher_why)
-        if self._matcher_why:
-            self._show_sugg_status(f"No face matcher is ready: {self._matcher_why}")
-        elif busy:
-            self._show_sugg_status("Looking for faces in this photo…")
-
-    def _show_sugg_status(self, text: str) -> None:
-        self.sugg_status.setText(text)
-        self.sugg_status.setVisible(bool(text))
-
-    def _check_matchers(self) -> None:
-        """Ask once, in the background, whether any matcher is ready (it may look for model files)."""
-        svc = self.service
-        self._matcher_why = ""
-
-        def work():
-            return svc.available_matchers()
-
-        def done(matchers):
-            if svc is not self.service:
-                return
-            ready = [m for m in matchers if m.get("ready")]
-            if ready:
-                self._matcher_why = ""
-                self.find_btn.setToolTip(f"Look for faces in this photo and match them against your people and "
-                                         f"pets ({ready[0].get('name') or ready[0].get('id')})")
-            else:
-                whys = "; ".join(f"{m.get('name') or m.get('id')}: {m.get('why')}" for m in matchers if m.get("why"))
-                self._matcher_why = whys or "none is installed"
-            self._update_find_button()
-
-        self.tasks.run(work, done, lambda m, d: log.warning("cannot list face matchers: %s", m))
-
-    def find_people(self) -> None:
-        """Detect and match faces in the current photo on the task pool, then show the new suggestions."""
-        svc, pid = self.service, self.photo_id
-        if svc is None or pid is None or pid in self._finding:
-            return
-        path, unavailable = self.lib.path, unavailable_type(svc)
-        self._finding.add(pid)
-        self._update_find_button()
-
-        def work():
-            try:
-                with Library(path) as lib:
-                    return svc.suggest_photo(lib, pid, shared_matcher(svc))
-            except unavailable as exc:
-                return exc
-
-        def done(result):
-            self._finding.discard(pid)
-            if isinstance(result, BaseException):
-                self._matcher_why = str(result) or "none is installed"
-            elif pid == self.photo_id:
-                pending = [s for s in result if s.status == "pending"]
-                self._show_sugg_status(
-                    f"Found {len(pending)} suggestion{'s' if len(pending) != 1 else ''}." if pending else
-                    "No one you have named was recognised in this photo." if not result else
-                    "Nothing new: everyone found is already confirmed or rejected.")
-            if pid == self.photo_id:
-                self.refresh_suggestions()
-            if not isinstance(result, BaseException):
-                self.suggestions_found.emit(pid)
-
-        def failed(message, details):
-            self._finding.discard(pid)
-            log.error("finding people failed: %s\n%s", message, details)
-            if pid == self.photo_id:
-                self.refresh_suggestions()
-                self._show_sugg_status(f"Could not look for people: {message}")
-
-        self.tasks.run(work, done, failed)
-
-    def confirm_suggestion(self, suggestion) -> None:
-        self._answer(suggestion, confirm=True)
-
-    def reject_suggestion(self, suggestion) -> None:
-        self._answer(suggestion, confirm=False)
-
-    def _answer(self, suggestion, confirm: bool) -> None:
-        svc, pid = self.service, self.photo_id
-        if svc is None or pid is None:
-            return
-        suggestion_id = suggestion.id
-        now = next((s for s in self.pending_suggestions() if s.id == suggestion_id), None)
-        if now is None or now.concept_id != suggestion.concept_id:
-            # An index run re-made this photo's pending suggestions since the chips were built. SQLite
-            # may even have given the id to another person's suggestion: never act on a changed row.
-            self.refresh_suggestions()
-            self._show_sugg_status("The suggestions for this photo were just updated; please choose again.")
-            return
-        try:
-            answer = review.answer_suggestion(self.lib, svc, pid, suggestion_id, now.concept_id, confirm)
-        except RepicError as exc:
-            self._show_sugg_status(f"Could not {'confirm' if confirm else 'reject'} the suggestion: {exc}")
-            return
-        self._show_sugg_status("")
-        self.undo.push(AnswerSuggestionCommand(self.lib, pid, self._notify, svc, answer, now.concept_name,
-                                               lambda text, pid=pid: self._report_for(pid, text)))
-        self._notify(pid)
-
-    def _report_for(self, photo_id: int, text: str) -> None:
-        if photo_id == self.photo_id:
-            self._show_sugg_status(text)
-
     # ------------------------------------------------------------------ actions (all undoable)
     def _notify(self, photo_id: int) -> None:
         if photo_id == self.photo_id:
@@ -1048,7 +458,6 @@ class PhotoPanel(QWidget):
         tag the photo with that region; "Use whole photo" tags without a region, Cancel does nothing."""
         if self.photo_id is None:
             return None
-        from ..pages.people import BoxDialog  # people.py does not import this module; keep it lazy anyway
         pid = self.photo_id
         photo, name = self.lib.photos.get(pid), self.lib.concepts.get(concept_id).name
         dlg = BoxDialog(self.tasks, photo.fs_path, f"Where is {name}?", (photo.width, photo.height), None,
