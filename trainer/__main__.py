@@ -20,6 +20,7 @@ import sys
 from typing import Any
 
 from repic_desktop import __version__
+from repic_desktop.core.errors import RepicError
 from repic_desktop.core.terminal import error_line
 from repic_desktop.captioning.prompt import max_pixels
 from repic_desktop.core.arg_types import SEED_MAX, device, http_url, nonempty_text, number, whole_number
@@ -129,9 +130,8 @@ def _json_out():
 
 
 def cmd_train(argv: list[str]) -> int:
-    from .dataset import DatasetError
     from .launch import run as run_launch, under_launcher, watch_launcher, world_size
-    from .train import CancelFlag, Events, TrainConfig, TrainError, train
+    from .train import CancelFlag, Events, TrainConfig, train
 
     args = _train_parser().parse_args(argv)
     explicit = _explicit_fields(argv)
@@ -163,12 +163,9 @@ def cmd_train(argv: list[str]) -> int:
     flag = CancelFlag()
     flag.install()  # once, for the whole run: train() checks the flag between every stage
     try:
-        from repic_desktop.captioning.models import ModelError
-        from repic_desktop.core.library import LibraryError
-
         with _open_library(args.library) as library:
             result = train(cfg, library, events, cancel_flag=flag)
-    except (DatasetError, TrainError, ModelError, LibraryError, FileNotFoundError, ValueError) as exc:
+    except (RepicError, FileNotFoundError, ValueError) as exc:  # written for the user: one event, no traceback
         events.emit("error", message=str(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -206,16 +203,14 @@ def _dataset_parser() -> argparse.ArgumentParser:
 
 
 def cmd_dataset(argv: list[str]) -> int:
-    from .dataset import DatasetError, build_dataset
+    from .dataset import build_dataset
 
     args = _dataset_parser().parse_args(argv)
     try:
-        from repic_desktop.core.library import LibraryError
-
         with _open_library(args.library) as library:
             ds = build_dataset(library, _concepts(args.concepts), seed=args.data_seed, max_pixels=args.max_pixels,
                                max_per_cell=args.max_per_cell)
-    except (DatasetError, LibraryError, FileNotFoundError, ValueError) as exc:
+    except (RepicError, FileNotFoundError, ValueError) as exc:
         if args.json:
             print(json.dumps({"event": "error", "message": str(exc)}, ensure_ascii=False), flush=True)
         else:
@@ -262,9 +257,6 @@ def cmd_adapters(argv: list[str]) -> int:
 
     args = _adapters_parser().parse_args(argv)
     try:
-        from repic_desktop.captioning.model_manager import ModelError
-        from repic_desktop.core.library import LibraryError
-
         with _open_library(args.library) as library:
             if args.cmd == "list":
                 rows = ad.adapter_rows(library)
@@ -301,7 +293,7 @@ def cmd_adapters(argv: list[str]) -> int:
             elif args.cmd == "merge":
                 out = ad.merge(library, args.name, args.dest)
                 print(f"merged {out['name']} into {out['path']} (float32 safetensors)")
-    except (ad.AdapterError, LibraryError, ModelError, OSError) as exc:
+    except (RepicError, OSError) as exc:
         print(error_line(f"repic-train: error: {exc}"), file=sys.stderr)
         return EXIT_ERROR
     return 0
