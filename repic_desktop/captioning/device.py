@@ -1,14 +1,19 @@
 """What compute this machine offers for captioning and training (torch imported inside: it takes seconds).
 
-The one probe: `repic status`, the About dialog and the GUI's model worker all read `device_summary()`;
-the GUI builds its own wording from the same fields (gui/captioning/model_worker.gpu_text)."""
+The one probe: `repic status`, the About dialog, the GUI's model worker and `probe_compute` (the input of
+the advice given before a caption job) all read `device_summary()`; the GUI builds its own wording from the
+same fields (gui/captioning/model_worker.gpu_text)."""
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import subprocess
+from pathlib import Path
 from typing import Any
 
 
 def device_summary() -> dict[str, Any]:
-    """{"torch": version or None, "cuda": bool, "devices": [{"index", "name", "total_gb"}], "gpus": [names],
+    """{"torch": version or None, "cuda": bool, "devices": [{"index", "name", "total_gb", "total_bytes"}], "gpus": [names],
     "error": a user-facing line when torch is unusable, else None, "summary": one plain sentence}."""
     info: dict[str, Any] = {"torch": None, "cuda": False, "devices": [], "gpus": [], "error": None}
     # Imported here: torch takes seconds to import and nothing else in the CLI's library commands needs it.
@@ -22,7 +27,8 @@ def device_summary() -> dict[str, Any]:
             info["cuda"] = True
             for i in range(torch.cuda.device_count()):
                 p = torch.cuda.get_device_properties(i)
-                info["devices"].append({"index": i, "name": p.name, "total_gb": round(p.total_memory / 1e9, 1)})
+                info["devices"].append({"index": i, "name": p.name, "total_gb": round(p.total_memory / 1e9, 1),
+                                        "total_bytes": int(p.total_memory)})
     except Exception as exc:  # a broken torch install must not break `repic status` or take the app down
         from ..core.errors import user_message
 
@@ -42,10 +48,6 @@ def device_summary() -> dict[str, Any]:
 # Can this machine run the chosen model at the chosen precision? Said before a caption job starts,
 # with what to do instead. `caption_advice` is the pure decision (tested without a GPU);
 # `probe_compute` gathers its inputs (imports torch).
-
-import dataclasses
-import shutil
-import subprocess
 
 GiB = 1024 ** 3
 # Qwen2.5-VL-7B (RePIC) as stored on the hub in bf16: used when the model folder cannot be measured
@@ -183,8 +185,6 @@ def probe_compute() -> Compute:
 
 def model_weights_bytes(folder) -> int | None:
     """Size of a model folder's safetensors weights (what loading reads), or None."""
-    from pathlib import Path
-
     try:
         files = list(Path(folder).glob("*.safetensors"))
         return sum(f.stat().st_size for f in files) or None
@@ -196,7 +196,8 @@ def compute_from_probe(info: dict[str, Any] | None) -> Compute | None:
     """A device_summary() dict (the GUI keeps the worker's) as a Compute; None before the probe came."""
     if not info:
         return None
-    gpus = tuple(GpuInfo(str(d.get("name", "GPU")), int(float(d.get("total_gb", 0)) * 1e9))
+    # exact bytes where the probe has them: the memory advice must not move with the rounding of total_gb
+    gpus = tuple(GpuInfo(str(d.get("name", "GPU")), int(d.get("total_bytes") or float(d.get("total_gb", 0)) * 1e9))
                  for d in info.get("devices") or [])
     return Compute(info.get("torch"), info.get("torch_cuda"), bool(info.get("cuda")), gpus, info.get("driver"))
 

@@ -20,7 +20,6 @@ from ..captioning.device import advice_for_spec
 from ..captioning.jobs import MAX_REFS_RANGE, resumable_jobs, run_caption_job
 from ..captioning.models import ModelSpec
 from ..captioning.prompt import MAX_PIXELS, REFERENCE_STYLES, SYSTEM_PROMPTS, max_pixels, render, visual_tokens
-from ..captioning.remote import RemoteError
 from ..core import paths
 from ..core.arg_types import nonempty_text, number, record_id, whole_number
 from ..core.images import inspect_image
@@ -44,7 +43,6 @@ def _emit_json(data: Any) -> None:
 
 def _options(args: argparse.Namespace, **extra: Any):
     """The command line's choices as app.caption_jobs options (None: the user's settings)."""
-
     auto = {"include_suggestions": True if args.auto_include_suggestions else None,
             "threshold": args.auto_threshold, "top_k": args.auto_top_k}
     return CaptionOptions(concepts=args.concept, request=args.request, request_preset=args.request_preset,
@@ -59,7 +57,6 @@ def _check_auto(args: argparse.Namespace) -> None:
 
 def cmd_prompt(args: argparse.Namespace) -> int:
     """What `repic caption` with the same options would send for this photo (app/caption_jobs.py)."""
-
     _check_auto(args)
     settings = Settings.load()
     pixels = args.max_pixels if args.max_pixels is not None else int(settings.caption_default("max_pixels"))
@@ -130,7 +127,6 @@ def _review_row(lib: Library, change) -> dict[str, Any]:
 
 
 def cmd_captions_accept(args: argparse.Namespace) -> int:
-
     if bool(args.photos) == bool(args.all_drafts):
         raise _user_error("say which captions: PHOTO ... or --all-drafts")
     with Library(paths.resolve_library_path(args.library)) as lib:
@@ -170,7 +166,6 @@ def _edit_in_editor(initial: str) -> str:
 
 
 def cmd_captions_edit(args: argparse.Namespace) -> int:
-
     if (args.text is None) == (not args.editor):
         raise _user_error("give the new caption with --text TEXT or --editor")
     with Library(paths.resolve_library_path(args.library)) as lib:
@@ -188,7 +183,6 @@ def cmd_captions_edit(args: argparse.Namespace) -> int:
 
 
 def cmd_captions_revert(args: argparse.Namespace) -> int:
-
     with Library(paths.resolve_library_path(args.library)) as lib:
         photo = lib.photos.resolve(args.photo)
         change = review.revert_caption(lib, photo.id, args.to)
@@ -249,7 +243,6 @@ def _select_photos(lib: Library, args: argparse.Namespace) -> list[int]:
 
 
 def cmd_caption(args: argparse.Namespace) -> int:
-
     settings = Settings.load()
     lib = Library(paths.resolve_library_path(args.library))
     try:
@@ -304,7 +297,6 @@ def cmd_caption(args: argparse.Namespace) -> int:
 def _check_device(spec) -> None:
     """No GPU, an old driver or too little GPU memory for the chosen precision: said before the model
     loads (minutes, for a 7B model), with what to do instead."""
-
     advice = advice_for_spec(spec)
     if advice.level == "stop":
         raise _user_error(advice.text())
@@ -320,7 +312,6 @@ def _server_options(args: argparse.Namespace) -> dict[str, Any]:
 def _remote_choice(args: argparse.Namespace, settings, stored: dict[str, Any] | None, *,
                    resume: bool) -> dict[str, Any] | None:
     """Where a job's photos go (app.caption_jobs.backend_choice, the rule the GUI uses too)."""
-
     check_remote_args(args)
     return backend_choice(settings, CaptionOptions(**_server_options(args)), stored=stored, resume=resume)
 
@@ -333,31 +324,27 @@ def _backend(spec, params: dict[str, Any], args: argparse.Namespace, settings):
         if given:
             raise _user_error(f"{given[0]} applies to a caption server: give --server URL (or set one in Settings)")
     if backend and backend.get("kind") == "remote":
-
-        try:
-            remote = remote_backend_for_job(params, settings=settings, api_key_env=args.api_key_env,
-                                            ca_file=args.ca_file, allow_http=args.allow_http)
-            remote.connect()
-        except RemoteError as exc:
-            raise _user_error(str(exc)) from None
+        # RemoteError is a RepicError: main() prints it as one line
+        remote = remote_backend_for_job(params, settings=settings, api_key_env=args.api_key_env,
+                                        ca_file=args.ca_file, allow_http=args.allow_http)
+        remote.connect()
         return remote
-
     _check_device(spec)
     return LocalBackend.from_loaded(_load(spec), batch_size=params["batch_size"],
                                     max_new_tokens=params["max_new_tokens"], min_new_tokens=params.get("min_new_tokens"))
 
 
 def _load(spec):
-
-    return caption_models.load_model(spec)  # looked up at call time: tests replace the loader; its errors
-    # are ModelErrors (RepicError): one line from main()
+    # looked up at call time: tests replace the loader; its errors are ModelErrors (RepicError), one line
+    # from main()
+    return caption_models.load_model(spec)
 
 
 def _run(lib: Library, store, job_id: int, backend, args: argparse.Namespace) -> int:
-
     job = store.get(job_id)
+    local = isinstance(backend, LocalBackend)
     if not args.json:
-        what = backend.loaded.id_string() if hasattr(backend, "loaded") else \
+        what = backend.loaded.id_string() if local else \
             f"{backend.provenance()['served_model']} on {', '.join(backend.urls)} (photos are sent there)"
         print(f"job {job_id}: {job.remaining} photo(s) to caption with {what}", file=sys.stderr)
     bar = None
@@ -383,7 +370,7 @@ def _run(lib: Library, store, job_id: int, backend, args: argparse.Namespace) ->
     finally:
         if bar is not None:
             bar.close()
-        if not hasattr(backend, "loaded"):  # a remote client: close its connections
+        if not local:  # a remote client: close its connections
             backend.unload()
         # A local model is not unloaded: the process ends here, and freeing it first costs a full gc pass
         # over every torch and transformers object (0.1-0.3 s) for nothing.
@@ -409,7 +396,6 @@ def _add_suggestion_options(s: argparse.ArgumentParser) -> None:
 
 
 def add_caption_commands(sub, common: argparse.ArgumentParser) -> None:
-
     s = sub.add_parser("prompt", parents=[common],
                        help="show the exact prompt `repic caption` with the same options sends for a photo")
     s.add_argument("photo", help="photo id or path")

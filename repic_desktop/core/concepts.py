@@ -193,7 +193,6 @@ def _find_image(raw: str, json_dir: Path) -> tuple[Path | None, str]:
 
 
 def _load_database(json_path: Path) -> dict[str, Any]:
-
     try:
         with open(json_path, "rb") as f:
             raw = f.read(MAX_DATABASE_BYTES + 1)
