@@ -11,7 +11,7 @@ from typing import Any
 
 from ..captioning.models import ModelSpec
 from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
-from .captioning.model_worker import demo_model_dir
+from ..app.caption_jobs import demo_model_dir
 
 
 def load_settings() -> tuple[Settings, str | None]:

@@ -73,7 +73,7 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     dlg2.source_demo.setChecked(True)
     with qtbot.waitSignal(dlg2.saved, timeout=WAIT):
         dlg2.accept()
-    from repic_desktop.gui.captioning.model_worker import demo_model_dir
+    from repic_desktop.app.caption_jobs import demo_model_dir
 
     assert Settings.load().model.source == str(demo_model_dir())
     dlg3 = ctrl.open_settings(window)
@@ -100,7 +100,7 @@ def test_download_error_is_reported_readably(qtbot, env, window, make_controller
 
 def test_welcome_with_the_demo_model(qtbot, env, make_controller):
     from repic_desktop.captioning.demo_model import is_demo_model
-    from repic_desktop.gui.captioning.model_worker import demo_model_dir
+    from repic_desktop.app.caption_jobs import demo_model_dir
     from repic_desktop.gui.dialogs.welcome import WelcomeDialog, maybe_show_welcome
 
     class Main(QWidget):

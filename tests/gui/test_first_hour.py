@@ -286,7 +286,7 @@ def _page(qtbot, lib, size=(1300, 820)):
 def test_personalize_offers_the_demo_model_chosen_in_the_welcome(imported_library, personalize_env, qtbot,
                                                                  demo_model_dir):
     from repic_desktop.core.settings import Settings
-    from repic_desktop.gui.captioning.model_worker import demo_model_dir as app_demo_dir
+    from repic_desktop.app.caption_jobs import demo_model_dir as app_demo_dir
 
     page = _page(qtbot, imported_library)
     assert page.base_combo.currentText() == HUB_BASE

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...app.caption_jobs import backend_choice, where_label as _where_label
 from ...core.errors import RepicError
-from .model_worker import spec_label
+from ...app.caption_jobs import spec_label
 
 
 @dataclass

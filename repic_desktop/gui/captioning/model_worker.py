@@ -31,7 +31,7 @@ from PySide6.QtCore import QObject, Signal
 
 from ..tasks import CommandThread
 
-from ...app.caption_jobs import demo_model_dir, spec_label  # noqa: F401 (re-exported for the dialogs)
+from ...app.caption_jobs import demo_model_dir, spec_label
 from ...core.errors import user_message
 
 log = logging.getLogger(__name__)

@@ -412,7 +412,7 @@ class ModelPanel(QFrame):
                 self.download.setText(d["message"])
 
     def _settings_label(self) -> str:
-        from .model_worker import spec_label
+        from ...app.caption_jobs import spec_label
         from ..settings_access import load_settings, model_spec_from_settings
 
         s, _ = load_settings()

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 from ...captioning.models import DEFAULT_MAX_PIXELS
 from ...captioning.prompt import PromptError, check_user_text
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
-from ..captioning.model_worker import demo_model_dir
+from ...app.caption_jobs import demo_model_dir
 from ..settings_access import load_settings, model_spec_from_settings
 from .settings_tabs import HUB_MODEL_SIZE_TEXT, TOKEN_PIXELS, SettingsTabs
 

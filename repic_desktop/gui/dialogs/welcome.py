@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
-from ..captioning.model_worker import demo_model_dir
+from ...app.caption_jobs import demo_model_dir
 from ..pages.layout import heading
 from ..settings_access import load_settings
 from .settings_tabs import HUB_MODEL_SIZE_TEXT, DownloadPanel, _folder_row

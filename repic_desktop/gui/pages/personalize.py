@@ -37,7 +37,7 @@ from ...core.library import Library, LibraryError, NotFound
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from ..dialogs.files import choose_folder
 from .layout import split_page
-from ..captioning.model_worker import demo_model_dir
+from ...app.caption_jobs import demo_model_dir
 from ...captioning.demo_model import is_demo_model
 from .training_stream import TASKS, TailBuffer, TrainingProgress, metric_text, summary_from_output
 from .personalize_layout import tone, PersonalizeLayout
