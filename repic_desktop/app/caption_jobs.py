@@ -84,7 +84,7 @@ def suggestion_options(settings: "Settings", *, include: bool | None = None, thr
                        top_k: int | None = None) -> dict[str, Any]:
     """What "each photo's own people & pets" adds from suggestions: Settings → Suggestions, where the
     caller gives no value of its own. Stored values of the wrong type count as unset."""
-    from ..retrieval.service import retrieval_settings
+    from ..retrieval.config import retrieval_settings, stored_top_k
 
     cfg = retrieval_settings(settings)
     if include is None:
@@ -93,8 +93,7 @@ def suggestion_options(settings: "Settings", *, include: bool | None = None, thr
         t = cfg.get("threshold")
         threshold = float(t) if isinstance(t, (int, float)) and not isinstance(t, bool) else None
     if top_k is None:
-        k = cfg.get("top_k")
-        top_k = k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else None
+        top_k = stored_top_k(cfg)
     return {"include_suggestions": bool(include), "threshold": threshold, "top_k": top_k}
 
 

@@ -16,6 +16,12 @@ def retrieval_settings(settings=None) -> dict[str, Any]:
     return dict(value) if isinstance(value, dict) else {}
 
 
+def stored_top_k(cfg: dict[str, Any]) -> int | None:
+    """Settings' "top_k" when it is a positive whole number; anything else stored there counts as unset."""
+    k = cfg.get("top_k")
+    return k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else None
+
+
 def match_params(matcher, *, top_k: int | None = None, threshold: float | None = None,
                  settings=None) -> tuple[int | None, float | None]:
     """The top-K and threshold a suggestion run uses when the caller gives none: Settings' "top_k" and
@@ -24,8 +30,7 @@ def match_params(matcher, *, top_k: int | None = None, threshold: float | None =
     if top_k is None or threshold is None:
         cfg = retrieval_settings(settings)
         if top_k is None:
-            k = cfg.get("top_k")
-            top_k = k if isinstance(k, int) and not isinstance(k, bool) and k > 0 else None
+            top_k = stored_top_k(cfg)
         if threshold is None:
             t = cfg.get("threshold")
             default = cfg.get("default_matcher") or DEFAULT_MATCHER
@@ -35,4 +40,4 @@ def match_params(matcher, *, top_k: int | None = None, threshold: float | None =
     return top_k, threshold
 
 
-__all__ = ["match_params", "retrieval_settings"]
+__all__ = ["match_params", "retrieval_settings", "stored_top_k"]
