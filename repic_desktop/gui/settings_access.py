@@ -1,5 +1,7 @@
-"""Reading the user's settings for the GUI (no widgets): the settings file with a readable fallback, the
-captioning defaults under `Settings.extra`, the model spec they describe (prompt presets: app.caption_jobs.request_presets).
+"""Reading the user's settings for the GUI (no widgets): the settings file with a readable fallback, and
+which model choice (demo, local folder, hub) the stored source belongs to. Captioning defaults are
+`Settings.caption_default(key)`, the model spec `ModelSpec.from_user_settings(settings, library)`, prompt
+presets `app.caption_jobs.request_presets`.
 
 Shared by the captioning controller, the queue dock, the caption and settings dialogs and the welcome;
 the dialogs that edit the settings live in `dialogs/settings.py`.
@@ -7,9 +9,7 @@ the dialogs that edit the settings live in `dialogs/settings.py`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from ..captioning.models import ModelSpec
 from ..core.settings import DEFAULT_MODEL_SOURCE, Settings, SettingsError
 from ..app.caption_jobs import demo_model_dir
 
@@ -20,14 +20,6 @@ def load_settings() -> tuple[Settings, str | None]:
         return Settings.load(), None
     except SettingsError as exc:
         return Settings(), f"{exc}. Defaults are shown; saving replaces the file."
-
-
-def extra(settings: Settings, key: str) -> Any:
-    return settings.caption_default(key)
-
-
-def model_spec_from_settings(settings: Settings, library: Any = None, **overrides: Any) -> ModelSpec:
-    return ModelSpec.from_user_settings(settings, library, **overrides)
 
 
 def is_demo_source(source: str | None) -> bool:

@@ -55,9 +55,9 @@ def test_settings_dialog_round_trip(qtbot, env, window, make_controller):
     assert s.extra["max_new_tokens"] == 256 and s.extra["system_preset"] == "repic-no-duplication"
     assert s.extra["request_presets"] == {"short": "Give a one-line personalized caption of this image."}
     assert s.extra["request_preset"] == "short"
-    from repic_desktop.gui.settings_access import model_spec_from_settings
+    from repic_desktop.captioning.models import ModelSpec
 
-    spec = model_spec_from_settings(s)
+    spec = ModelSpec.from_user_settings(s)
     assert spec.attention == "sdpa" and spec.max_pixels == 512 * 784 and spec.quantization == "4bit"
 
     # reopened, it shows what was saved; switching to a local folder and the demo model round-trips too

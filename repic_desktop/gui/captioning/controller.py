@@ -30,13 +30,14 @@ from ...app.caption_jobs import (
     CaptionOptions, create_caption_job, plan_caption_job, request_presets, suggestion_options,
 )
 from ...captioning.jobs import resumable_jobs
+from ...captioning.models import ModelSpec
 from ...core.errors import RepicError
 from ...core.jobs import JobStore
 from ...core.library import Library, LibraryError
 from ..dialogs.caption import CaptionChoice, CaptionDialog, ConceptEntry
 from ..tasks import TaskRunner
 from .model_worker import ModelWorker, gpu_text
-from ..settings_access import extra, load_settings, model_spec_from_settings
+from ..settings_access import load_settings
 from ...core.errors import user_message
 from .job_view import JobView, job_view, own_concepts_text, where_label
 
@@ -109,7 +110,7 @@ class CaptioningController(QObject):
             return
         settings, _ = load_settings()
         try:
-            spec = model_spec_from_settings(settings, self._lib())
+            spec = ModelSpec.from_user_settings(settings, self._lib())
         except ValueError as exc:
             self._message(parent_widget, "Model settings need attention", f"The model settings are not valid: {exc}",
                           settings_button=True)
@@ -120,7 +121,7 @@ class CaptioningController(QObject):
         captioned = len(lib.captions.captioned_photo_ids(ids)) if len(ids) <= 5000 else None
         dlg = CaptionDialog(parent_widget, photo_count=len(ids), concepts=concepts,
                             own_summary=self._own_summary(lib, ids), presets=request_presets(settings),
-                            preset=extra(settings, "request_preset"), batch_size=int(extra(settings, "batch_size")),
+                            preset=settings.caption_default("request_preset"), batch_size=int(settings.caption_default("batch_size")),
                             model_label=where_label(settings, spec), captioned=captioned,
                             suggestions_note=self._suggestions_note(settings))
         dlg.set_device_advice(self._device_advice(spec))
@@ -130,7 +131,7 @@ class CaptioningController(QObject):
             s, _ = load_settings()
             dlg.set_suggestions_note(self._suggestions_note(s))
             try:
-                new_spec = model_spec_from_settings(s, self._lib())
+                new_spec = ModelSpec.from_user_settings(s, self._lib())
                 dlg.model_label.setText(f"Model: {where_label(s, new_spec)}")
                 dlg.set_device_advice(self._device_advice(new_spec))
             except ValueError:
@@ -158,7 +159,7 @@ class CaptioningController(QObject):
         except Exception as exc:
             self._message(parent_widget, "Cannot regenerate", str(exc))
             return
-        choice = CaptionChoice(concepts=None, preset=extra(settings, "request_preset"), batch_size=1,
+        choice = CaptionChoice(concepts=None, preset=settings.caption_default("request_preset"), batch_size=1,
                                skip_captioned=False)
         self._start_job([int(photo_id)], choice, parent_widget, title=f"Regenerate {name}")
 
@@ -245,7 +246,7 @@ class CaptioningController(QObject):
         """Load the model from the settings now (jobs load it themselves when needed)."""
         settings, _ = load_settings()
         try:
-            spec = model_spec_from_settings(settings, self._lib())
+            spec = ModelSpec.from_user_settings(settings, self._lib())
         except ValueError as exc:
             self._message(self._parent_widget, "Model settings need attention", str(exc), settings_button=True)
             return

@@ -413,7 +413,8 @@ class ModelPanel(QFrame):
 
     def _settings_label(self) -> str:
         from ...app.caption_jobs import spec_label
-        from ..settings_access import load_settings, model_spec_from_settings
+        from ...captioning.models import ModelSpec
+        from ..settings_access import load_settings
 
         s, _ = load_settings()
         try:
@@ -421,7 +422,7 @@ class ModelPanel(QFrame):
         except Exception:  # noqa: BLE001 - only the label's adapter part is lost
             lib = None
         try:
-            return spec_label(model_spec_from_settings(s, lib))
+            return spec_label(ModelSpec.from_user_settings(s, lib))
         except ValueError as exc:
             return f"Settings need attention: {exc}"
 

@@ -19,11 +19,11 @@ from PySide6.QtWidgets import (
     QDialog, QDialogButtonBox, QLabel, QTabWidget, QTableWidgetItem, QVBoxLayout, QWidget,
 )
 
-from ...captioning.models import DEFAULT_MAX_PIXELS
+from ...captioning.models import DEFAULT_MAX_PIXELS, ModelSpec
 from ...captioning.prompt import PromptError, check_user_text
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
 from ...app.caption_jobs import demo_model_dir
-from ..settings_access import load_settings, model_spec_from_settings
+from ..settings_access import load_settings
 from .settings_tabs import HUB_MODEL_SIZE_TEXT, TOKEN_PIXELS, SettingsTabs
 
 if TYPE_CHECKING:
@@ -350,7 +350,7 @@ class SettingsDialog(SettingsTabs, QDialog):
             folder = s.extra["retrieval"].get(m.settings_key)
             if folder and not Path(folder).expanduser().is_dir():
                 raise ValueError(f"The {m.label} folder {folder} does not exist (Suggestions tab).")
-        model_spec_from_settings(s)  # validates device, quantization, pixel limits (ValueError)
+        ModelSpec.from_user_settings(s)  # validates device, quantization, pixel limits (ValueError)
         return s
 
     def accept(self) -> None:

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
 
 from ...captioning.prompt import REQUEST_PRESETS, SYSTEM_PROMPTS
 from ...core.settings import DEFAULT_MODEL_SOURCE, Settings
-from ..settings_access import extra, model_choice
+from ..settings_access import model_choice
 from .files import choose_folder
 
 if TYPE_CHECKING:
@@ -208,11 +208,11 @@ class SettingsTabs:
         self.device.setCurrentText(s.model.device or "auto")
         self.device.setToolTip("auto = the first NVIDIA GPU when there is one, else the CPU")
         form.addRow("Device:", self.device)
-        self.attention = _combo(ATTENTION_CHOICES, extra(s, "attention"), page)
+        self.attention = _combo(ATTENTION_CHOICES, s.caption_default("attention"), page)
         form.addRow("Attention:", self.attention)
         self.batch_size = QSpinBox(page)
         self.batch_size.setRange(1, 64)
-        self.batch_size.setValue(int(extra(s, "batch_size")))
+        self.batch_size.setValue(int(s.caption_default("batch_size")))
         self.batch_size.setToolTip("Photos captioned together. Larger is faster on a big GPU; on out-of-memory "
                                    "the app halves it by itself.")
         form.addRow("Batch size:", self.batch_size)
@@ -220,7 +220,7 @@ class SettingsTabs:
         self.max_tokens.setRange(4, 16384)
         self.max_tokens.setSingleStep(64)
         self.max_tokens.setSuffix(" visual tokens")
-        self.max_tokens.setValue(max(4, int(extra(s, "max_pixels")) // TOKEN_PIXELS))
+        self.max_tokens.setValue(max(4, int(s.caption_default("max_pixels")) // TOKEN_PIXELS))
         self.pixels_note = QLabel(page)
         self.max_tokens.valueChanged.connect(self._update_pixels_note)
         self._update_pixels_note()
@@ -232,7 +232,7 @@ class SettingsTabs:
         form.addRow("Pixel limit per image:", pix)
         self.max_new_tokens = QSpinBox(page)
         self.max_new_tokens.setRange(16, 4096)
-        self.max_new_tokens.setValue(int(extra(s, "max_new_tokens")))
+        self.max_new_tokens.setValue(int(s.caption_default("max_new_tokens")))
         self.max_new_tokens.setSuffix(" tokens")
         self.max_new_tokens.setToolTip("Longest caption, in tokens (RePIC: 1024). The demo model stops at 32.")
         form.addRow("Longest caption:", self.max_new_tokens)
@@ -246,7 +246,7 @@ class SettingsTabs:
         for name, text in SYSTEM_PROMPTS.items():
             self.system_preset.addItem(name, name)
             self.system_preset.setItemData(self.system_preset.count() - 1, text, Qt.ItemDataRole.ToolTipRole)
-        self.system_preset.setCurrentIndex(max(0, self.system_preset.findData(extra(s, "system_preset"))))
+        self.system_preset.setCurrentIndex(max(0, self.system_preset.findData(s.caption_default("system_preset"))))
         form.addRow("System prompt:", self.system_preset)
         self.system_text = QLabel(page)
         self.system_text.setWordWrap(True)
@@ -267,7 +267,7 @@ class SettingsTabs:
         self.presets.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         for name, text in REQUEST_PRESETS.items():
             self._add_preset_row(name, text, builtin=True)
-        user = extra(s, "request_presets")
+        user = s.caption_default("request_presets")
         for name, text in (user.items() if isinstance(user, dict) else []):
             self._add_preset_row(name, text, builtin=False)
         self.presets.itemChanged.connect(lambda *_: self._fill_request_combo())
@@ -281,7 +281,7 @@ class SettingsTabs:
         row.addWidget(self.remove_preset)
         row.addStretch(1)
         lay.addLayout(row)
-        self._fill_request_combo(extra(s, "request_preset"))
+        self._fill_request_combo(s.caption_default("request_preset"))
         return page
 
     def _suggestions_tab(self, s: Settings) -> QWidget:
