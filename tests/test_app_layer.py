@@ -14,7 +14,7 @@ from repic_desktop.app.caption_jobs import CaptionOptions, plan_caption_job, pla
 from repic_desktop.core.errors import RepicError, UserError
 from repic_desktop.core.library import Library
 from repic_desktop.core.settings import Settings
-from tests.helpers.cli_family import run
+from tests.helpers.cli_run import run
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The `repic` command end to end on a real folder: JSON output, exit codes, one-line errors."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -9,19 +8,7 @@ import pytest
 from PIL import Image
 
 from repic_desktop import __version__
-from repic_desktop.cli import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv):
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
+from tests.helpers.cli_run import run, run_json
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from PIL import Image
 
 from repic_desktop.cli import main
 from repic_desktop.core.library import Library
-from tests.helpers.cli_family import run
+from tests.helpers.cli_run import run
 
 
 def test_prompt_command_shows_repics_exact_layout(family, capsys):

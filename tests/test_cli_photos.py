@@ -12,18 +12,7 @@ from repic_desktop.core.scanner import scan_folder
 from repic_desktop.metadata import MetadataValues, RegionBox, WriteOptions, write_metadata
 
 from tests.helpers.metadata_files import make_image, needs_pyexiv2
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv):
-    code, out, err = run(capsys, *argv, "--json")
-    assert code == 0, err
-    return json.loads(out)
+from tests.helpers.cli_run import run, run_json
 
 
 # ------------------------------------------------------------------------------ (a) tag --box moves the box

@@ -12,6 +12,7 @@ from repic_desktop.captioning.evaluate import (
 )
 from repic_desktop.cli import main
 from repic_desktop.core.library import Library
+from tests.helpers.cli_run import run
 
 REPIC_RULES = ("repic-single", "repic-2", "repic-4")
 
@@ -254,11 +255,6 @@ def test_library_mode_name_aware_accepts_an_imported_repic_key(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- CLI
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_json_over_results_files(tmp_path, capsys):

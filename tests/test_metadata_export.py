@@ -25,6 +25,7 @@ from tests.helpers.metadata_files import (
     HAVE_EXIFTOOL, exif_facts, make_image, needs_pyexiv2, pixel_hash, read_with, sha,
 )
 from tests.helpers.killed_export import POINT_SCRIPT, kill_album
+from tests.helpers.cli_run import run
 
 pytestmark = needs_pyexiv2
 
@@ -161,11 +162,6 @@ def test_sidecar_only_export_never_touches_originals(lib, album):
 
 
 # ------------------------------------------------------------------------------------------ CLI
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_export_show_and_errors(lib, album, capsys, tmp_path):

@@ -22,6 +22,7 @@ from repic_desktop.captioning.model_manager import (
 )
 from repic_desktop.cli import main
 from tests.helpers.hub_cache import fake_hub_repo
+from tests.helpers.cli_run import run
 
 COMMIT_A = "a" * 40
 COMMIT_B = "0123456789abcdef0123456789abcdef01234567"
@@ -190,12 +191,6 @@ def test_load_model_from_hub_cache_offline(hub_cache):
 
 
 # -------------------------------------------------------------------------------------------------- CLI
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_model_set_and_status(isolated_env, capsys, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from repic_desktop.cli import main
 from repic_desktop.core.library import Library
 from repic_desktop.retrieval import service
 from repic_desktop.retrieval.index import ExactIndex
+from tests.helpers.cli_run import run
 
 from .conftest import augment_face_photo
 
@@ -77,12 +78,6 @@ def test_box_on_reference_is_respected(faces_matcher, real_faces):
     assert right.box[0] >= e.width
     sim = lambda a, b: float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))  # noqa: E731
     assert sim(right.vector, grace.vector) > faces_matcher.threshold > sim(right.vector, eileen.vector)
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_index_suggest_confirm_reject_and_faces(tmp_path, real_faces, capsys):

@@ -8,12 +8,6 @@ from PIL import Image
 from repic_desktop.cli import main
 
 
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture
 def family(tmp_path):
     """A library with 6 photos, two concepts with reference photos, and tags on some photos."""
